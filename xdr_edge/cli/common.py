@@ -1,0 +1,60 @@
+"""Shared CLI plumbing: exit statuses, error printing without tracebacks, JSON output."""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_TRANSPORT",
+    "echo_json",
+    "handle_errors",
+]
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from xdr_edge.errors import CertificateError, TransportError, ValidationFailed, XdrError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the peer said Failure / fault, or inspected content has errors
+EXIT_BAD_INPUT = 2  # bad input or configuration: nothing was sent
+EXIT_TRANSPORT = 3  # transport error or outcome unknown
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one clear line on stderr and the documented exit status; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValidationFailed as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            for finding in exc.findings:
+                click.echo(f"  {finding}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except TransportError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_TRANSPORT)
+        except (CertificateError, XdrError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))

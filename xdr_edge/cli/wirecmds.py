@@ -1,0 +1,153 @@
+"""``xdr-edge pack`` and ``xdr-edge inspect``: build a request to a file, and read any stored message back."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, echo_json, handle_errors
+from xdr_edge.compose import compose
+from xdr_edge.errors import ValidationFailed
+from xdr_edge.inspection import Inspection, inspect_stream
+from xdr_edge.model import MetadataLevel
+from xdr_edge.soap import LevelPlacement
+from xdr_edge.validate import validate
+from xdr_edge.wire import build_request
+
+DEFAULT_ENDPOINT = "https://hisp.invalid/xdr"
+
+
+def metadata_options(func: Any) -> Any:
+    """Options shared by ``pack`` and ``send``: the submission's content."""
+    options = [
+        click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option("--from", "sender", required=True, help="Sender Direct address (direct:from)."),
+        click.option("--to", "recipients", multiple=True, required=True, help="Recipient Direct address; repeat."),
+        click.option(
+            "--metadata",
+            "level",
+            type=click.Choice(["minimal", "xds"], case_sensitive=False),
+            default=None,
+            help="Metadata level (default minimal, or the config file's).",
+        ),
+        click.option("--patient-id", help="Patient id as CX: ID^^^&OID&ISO (overrides the C-CDA header)."),
+        click.option("--uid-root", help="OID root for generated uniqueIds (default 2.25.<uuid>)."),
+        click.option("--source-id", help="SubmissionSet sourceId OID (default derived from the sender's domain)."),
+        click.option("--title", help="SubmissionSet title (e.g. the mail Subject)."),
+        click.option(
+            "--level-placement",
+            type=click.Choice(["top-level", "in-block", "both"]),
+            default="top-level",
+            show_default=True,
+            help="Where the direct:metadata-level header goes (digest §5.3).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def placement_of(text: str) -> LevelPlacement:
+    return {"top-level": LevelPlacement.TOP_LEVEL, "in-block": LevelPlacement.IN_BLOCK, "both": LevelPlacement.BOTH}[
+        text
+    ]
+
+
+@click.command("pack")
+@metadata_options
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="Value of wsa:To.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
+@handle_errors
+def pack(
+    files: tuple[Path, ...],
+    sender: str,
+    recipients: tuple[str, ...],
+    level: str | None,
+    patient_id: str | None,
+    uid_root: str | None,
+    source_id: str | None,
+    title: str | None,
+    level_placement: str,
+    endpoint: str,
+    output: Path,
+) -> None:
+    """Write one MIME entity: the Content-Type header, a blank line, then the body exactly as sent."""
+    submission = compose(
+        list(files),
+        sender=sender,
+        recipients=list(recipients),
+        level=MetadataLevel.parse(level or "minimal"),
+        patient_id=patient_id,
+        uid_root=uid_root,
+        source_id=source_id,
+        title=title,
+    )
+    findings = validate(submission)
+    if any(f.is_error for f in findings):
+        raise ValidationFailed(findings)
+    request = build_request(submission, endpoint=endpoint, placement=placement_of(level_placement))
+    tmp = output.with_name(output.name + ".part")
+    with tmp.open("wb") as out:
+        size = request.write_entity(out)
+    tmp.replace(output)
+    for finding in findings:
+        click.echo(f"  {finding}", err=True)
+    click.echo(
+        f"wrote {output}: {len(submission.document_entries)} document(s), {size} body bytes, "
+        f"message {request.message_id}, submission set {submission.submission_set.unique_id}"
+    )
+
+
+def _print_inspection(result: Inspection) -> None:
+    click.echo(f"{result.kind} ({'MTOM' if result.mtom else 'plain SOAP'}) Content-Type: {result.content_type}")
+    summary = dict(result.summary)
+    documents = summary.pop("documents", [])
+    submission_set = summary.pop("submission_set", None)
+    for key, value in summary.items():
+        if value not in (None, [], ""):
+            click.echo(f"  {key.replace('_', ' ')}: {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+    if submission_set:
+        click.echo("  submission set:")
+        for key, value in submission_set.items():
+            if value not in (None, [], ""):
+                click.echo(f"    {key.replace('_', ' ')}: {value}")
+    for doc in documents:
+        click.echo(f"  document {doc['entry_id']}:")
+        for key, value in doc.items():
+            if key != "entry_id" and value not in (None, [], ""):
+                click.echo(f"    {key.replace('_', ' ')}: {value}")
+    errors = [f for f in result.findings if f.is_error]
+    warnings = [f for f in result.findings if not f.is_error]
+    click.echo(f"findings: {len(errors)} error(s), {len(warnings)} warning(s)")
+    for finding in errors + warnings:
+        click.echo(f"  {finding}")
+
+
+@click.command("inspect")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show-phi", is_flag=True, help="Also print patient names and document titles.")
+@handle_errors
+def inspect_cmd(file: Path, as_json: bool, show_phi: bool) -> None:
+    """Read a stored message (request or response; MTOM or plain SOAP) and print a summary and every finding.
+
+    Exit status 1 when there are errors, 2 when the file cannot be read at all."""
+    if str(file) == "-":
+        result = inspect_stream(sys.stdin.buffer, show_phi=show_phi)
+    else:
+        with file.open("rb") as fh:
+            result = inspect_stream(fh, show_phi=show_phi)
+    if as_json:
+        echo_json(result.as_dict())
+    else:
+        _print_inspection(result)
+    if result.kind == "unknown" and not result.summary:
+        sys.exit(EXIT_FAILURE if result.findings else EXIT_BAD_INPUT)
+    if result.has_errors:
+        sys.exit(EXIT_FAILURE)
+
+
+COMMANDS = [pack, inspect_cmd]

@@ -1,0 +1,226 @@
+"""Inspect a stored XDR message (request or response, MTOM or plain SOAP, or a bare ebRIM/ebRS document):
+a summary plus every validation finding. The library behind ``xdr-edge inspect``.
+
+SOAP-level problems that a receiver would answer with a fault are reported as findings too (code
+``env:<Code>`` and the WS-Addressing subcode), so one run shows everything that is wrong. Patient names
+(sourcePatientInfo) are left out of the summary unless asked for: it is often pasted into tickets.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Inspection", "inspect_stream"]
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from xdr_edge import ns, xml
+from xdr_edge.errors import RemoteProtocolError
+from xdr_edge.findings import Finding, Severity
+from xdr_edge.metadata import read_submit_objects
+from xdr_edge.model import MetadataLevel, Submission
+from xdr_edge.mtom import MtomLimits, MtomPackage, parse_content_type, read_mtom
+from xdr_edge.response import RegistryResponse, read_registry_response
+from xdr_edge.validate import validate
+from xdr_edge.wire import interpret_request, read_entity
+
+
+@dataclass
+class Inspection:
+    kind: str  # "request", "response", "fault", "metadata", "unknown"
+    content_type: str
+    mtom: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.is_error for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "content_type": self.content_type,
+            "mtom": self.mtom,
+            "summary": self.summary,
+            "findings": [f.as_dict() for f in self.findings],
+            "errors": sum(1 for f in self.findings if f.is_error),
+            "warnings": sum(1 for f in self.findings if not f.is_error),
+        }
+
+
+def _fault_finding(exc: RemoteProtocolError) -> Finding:
+    code = f"env:{exc.fault_code}" if exc.fault_code else exc.xds_error_code
+    if exc.fault_subcode:
+        code += f" / {exc.fault_subcode}"
+    return Finding(code, Severity.ERROR, exc.location or "message", exc.message, exc.code)
+
+
+def _submission_summary(sub: Submission, show_phi: bool) -> dict[str, Any]:
+    ss = sub.submission_set
+    out: dict[str, Any] = {
+        "metadata_level": sub.level.value,
+        "direct_from": str(sub.direct_from) if sub.direct_from else None,
+        "direct_to": [str(a) for a in sub.direct_to],
+        "submission_set": {
+            "entry_id": ss.entry_id,
+            "unique_id": ss.unique_id,
+            "source_id": ss.source_id,
+            "submission_time": str(ss.submission_time) if ss.submission_time else None,
+            "patient_id": str(ss.patient_id) if ss.patient_id else None,
+            "intended_recipients": [r.value for r in ss.intended_recipients],
+            "author_telecom": [t.xtn for a in ss.authors for t in a.telecoms],
+        },
+        "documents": [],
+    }
+    for e in sub.document_entries:
+        doc: dict[str, Any] = {
+            "entry_id": e.entry_id,
+            "unique_id": e.unique_id,
+            "mime_type": e.mime_type,
+            "declared_hash": e.hash,
+            "declared_size": e.size,
+            "creation_time": str(e.creation_time) if e.creation_time else None,
+            "type_code": e.type_code.code if e.type_code else None,
+            "patient_id": str(e.patient_id) if e.patient_id else None,
+        }
+        if e.document is not None:
+            sha1, size = e.document.digest()
+            doc["actual_hash"], doc["actual_size"] = sha1, size
+        else:
+            doc["actual_hash"] = doc["actual_size"] = None
+        if show_phi:
+            doc["source_patient_info"] = list(e.source_patient_info)
+            doc["title"] = e.title
+        out["documents"].append(doc)
+    return out
+
+
+def _body_child(root_el: etree._Element) -> etree._Element | None:
+    if root_el.tag == xml.qname(ns.SOAP, "Envelope"):
+        body = root_el.find(xml.qname(ns.SOAP, "Body"))
+        return body[0] if body is not None and len(body) else None
+    return root_el
+
+
+def inspect_stream(stream: BinaryIO, *, show_phi: bool = False, limits: MtomLimits | None = None) -> Inspection:
+    """Inspect one stored entity (see :func:`xdr_edge.wire.read_entity` for the accepted framings)."""
+    content_type, body = read_entity(stream)
+    mime, _ = parse_content_type(content_type)
+    result = Inspection(kind="unknown", content_type=content_type, mtom=mime == "multipart/related")
+    package: MtomPackage | None = None
+    try:
+        if result.mtom:
+            package = read_mtom(content_type, body, limits=limits or MtomLimits())
+            root = package.root
+        else:
+            root = body.read((limits or MtomLimits()).max_root_bytes + 1)
+        root_el = xml.parse(root, what="message", huge=True)
+    except RemoteProtocolError as exc:
+        if package is not None:
+            package.close()
+        result.findings.append(_fault_finding(exc))
+        return result
+    child = _body_child(root_el)
+    local = etree.QName(child).localname if child is not None else ""
+    if local == "ProvideAndRegisterDocumentSetRequest" and root_el is not child:
+        _inspect_request(result, root, package, show_phi)
+    elif local == "ProvideAndRegisterDocumentSetRequest" or local == "SubmitObjectsRequest":
+        _inspect_bare_metadata(result, child, show_phi)
+    elif local in ("RegistryResponse", "RegistryResponseType", "Fault"):
+        _inspect_response(result, root, child)
+    else:
+        result.findings.append(
+            Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or root_el.tag!r}")
+        )
+    if package is not None:
+        package.close()
+    return result
+
+
+def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | None, show_phi: bool) -> None:
+    result.kind = "request"
+    try:
+        request = interpret_request(root, package)
+    except RemoteProtocolError as exc:
+        result.findings.append(_fault_finding(exc))
+        return
+    env = request.envelope
+    result.summary = {
+        "message_id": env.message_id,
+        "action": env.action,
+        "to": env.to,
+        "reply_to": env.reply_to,
+        "metadata_level_header": env.level.value if env.level else None,
+        "metadata_level_placement": env.level_placement.name.lower().replace("_", "-")
+        if env.level_placement
+        else None,
+        "address_block": env.has_address_block,
+    }
+    if request.submission is not None:
+        result.summary.update(_submission_summary(request.submission, show_phi))
+    result.findings.extend(request.findings)
+
+
+def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi: bool) -> None:
+    result.kind = "metadata"
+    sor = element
+    if etree.QName(element).localname == "ProvideAndRegisterDocumentSetRequest":
+        found = element.find(xml.qname(ns.LCM, "SubmitObjectsRequest"))
+        if found is None:
+            result.findings.append(
+                Finding("env:Sender", Severity.ERROR, "ProvideAndRegisterDocumentSetRequest", "no SubmitObjectsRequest")
+            )
+            return
+        sor = found
+    meta = read_submit_objects(sor)
+    result.findings.extend(meta.findings)
+    if meta.submission_set is None:
+        return
+    limited = meta.submission_set.limited_metadata
+    level = MetadataLevel.MINIMAL if limited else MetadataLevel.XDS
+    sub = Submission(meta.submission_set, meta.document_entries, meta.associations, level=level)
+    result.summary = _submission_summary(sub, show_phi)
+    result.summary["note"] = "bare metadata (no SOAP envelope): documents are not checked"
+    result.findings.extend(
+        f for f in validate(sub, level) if f.rule not in ("no-sender", "sender-missing", "ss-no-sender")
+    )
+
+
+def _inspect_response(result: Inspection, root: bytes, child: etree._Element | None) -> None:
+    from xdr_edge.soap import read_response_envelope
+
+    try:
+        env = read_response_envelope(root)
+    except RemoteProtocolError as exc:
+        result.kind = "response"
+        result.findings.append(_fault_finding(exc))
+        return
+    result.summary = {"action": env.action, "relates_to": env.relates_to, "message_id": env.message_id}
+    if env.fault is not None:
+        result.kind = "fault"
+        result.summary.update(
+            {"fault_code": env.fault.code, "fault_subcode": env.fault.subcode, "reason": env.fault.reason}
+        )
+        return
+    result.kind = "response"
+    if env.body is not None:
+        resp, findings = read_registry_response(env.body)
+        result.summary.update(_response_summary(resp))
+        result.findings.extend(findings)
+
+
+def _response_summary(resp: RegistryResponse) -> dict[str, Any]:
+    return {
+        "status": resp.status,
+        "errors": [
+            {
+                "error_code": e.error_code,
+                "code_context": e.code_context,
+                "severity": e.severity.value,
+                "location": e.location,
+            }
+            for e in resp.errors
+        ],
+    }

@@ -1,0 +1,464 @@
+"""Whole ITI-41 messages on the wire: a Submission to request bytes and back, a RegistryResponse or fault to
+response bytes and back. This module only composes the format modules (metadata, soap, mtom, response, validate);
+it is the one place where they meet, and both the client and the receiver use it.
+
+Pure: byte streams in, byte iterables out. No sockets, no logging of content.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IncomingRequest",
+    "OutgoingRequest",
+    "ParsedResponse",
+    "ReplyBytes",
+    "build_reply",
+    "build_request",
+    "interpret_request",
+    "new_message_id",
+    "parse_request",
+    "parse_response",
+    "read_entity",
+]
+
+import dataclasses
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from xdr_edge import ns
+from xdr_edge.errors import LimitExceeded, RemoteProtocolError
+from xdr_edge.findings import Finding, Severity
+from xdr_edge.metadata import read_submit_objects, write_submit_objects
+from xdr_edge.model import Document, MetadataLevel, Submission
+from xdr_edge.mtom import MtomBody, MtomLimits, MtomPackage, MtomPart, new_content_id, parse_content_type, read_mtom
+from xdr_edge.response import RegistryResponse, read_registry_response, write_registry_response
+from xdr_edge.soap import (
+    DocumentRef,
+    Fault,
+    LevelPlacement,
+    RequestEnvelope,
+    ResponseEnvelope,
+    build_fault_envelope,
+    build_request_envelope,
+    build_response_envelope,
+    fault_http_status,
+    read_request_envelope,
+    read_response_envelope,
+)
+from xdr_edge.validate import check_documents, validate
+
+
+def new_message_id() -> str:
+    """A fresh WS-Addressing MessageID (``urn:uuid:``, digest §3); every send, including a retry, gets one."""
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    """A request ready to send: its MessageID, the exact Content-Type header and the streaming MTOM body."""
+
+    message_id: str
+    endpoint: str
+    submission: Submission
+    body: MtomBody
+
+    @property
+    def content_type(self) -> str:
+        return self.body.content_type
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": self.content_type, "Content-Length": str(len(self.body))}
+
+    def write_entity(self, out: IO[bytes]) -> int:
+        """Write one MIME entity (the Content-Type header line, a blank line, the body exactly as sent).
+        Returns the body length."""
+        out.write(f"Content-Type: {self.content_type}\r\n\r\n".encode("ascii"))
+        written = 0
+        for chunk in self.body:
+            out.write(chunk)
+            written += len(chunk)
+        return written
+
+
+def build_request(
+    submission: Submission,
+    *,
+    endpoint: str,
+    message_id: str | None = None,
+    placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+) -> OutgoingRequest:
+    """Build the MTOM request for ``submission``. Each document becomes one MIME part whose bytes are re-checked
+    against the entry's declared hash and size while streaming (:class:`~xdr_edge.mtom.MtomPart`)."""
+    message_id = message_id or new_message_id()
+    refs: list[DocumentRef] = []
+    parts: list[MtomPart] = []
+    for entry in submission.document_entries:
+        if entry.document is None:
+            continue
+        cid = new_content_id()
+        refs.append(DocumentRef(entry_id=entry.entry_id, content_id=cid))
+        parts.append(
+            MtomPart(
+                content_id=cid,
+                content_type=entry.mime_type or "application/octet-stream",
+                document=entry.document,
+                expected_sha1=entry.hash,
+                expected_size=entry.size,
+            )
+        )
+    root = build_request_envelope(
+        submit_objects=write_submit_objects(submission),
+        documents=refs,
+        to=endpoint,
+        message_id=message_id,
+        direct_from=submission.direct_from,
+        direct_to=submission.direct_to,
+        level=submission.level,
+        placement=placement,
+    )
+    return OutgoingRequest(
+        message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
+    )
+
+
+@dataclass
+class IncomingRequest:
+    """A parsed request: the envelope, the submission with its (spooled) documents, and every finding.
+
+    Owns the spooled parts until :meth:`close`; the receiver's store detaches the ones it keeps.
+    """
+
+    envelope: RequestEnvelope
+    submission: Submission | None
+    findings: list[Finding]
+    mtom: bool
+    package: MtomPackage | None = None
+    declared_level: MetadataLevel | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error]
+
+    def close(self) -> None:
+        if not self._closed and self.package is not None:
+            self.package.close()
+        self._closed = True
+
+    def __enter__(self) -> IncomingRequest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_bounded(stream: BinaryIO, limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise LimitExceeded(f"request body exceeds the limit of {limit} bytes", location="HTTP body")
+    return data
+
+
+def _finding(code: str, location: str, message: str, rule: str, severity: Severity = Severity.ERROR) -> Finding:
+    return Finding(code=code, severity=severity, location=location, message=message, rule=rule)
+
+
+def _attach_documents(
+    envelope: RequestEnvelope, package: MtomPackage | None
+) -> tuple[dict[str, Document], list[Finding]]:
+    """Pair each ``xdsb:Document`` with its bytes; report orphan parts and unresolvable references (digest §4)."""
+    documents: dict[str, Document] = {}
+    findings: list[Finding] = []
+    used: set[str] = set()
+    for ref in envelope.documents:
+        where = f"Body/xdsb:Document[@id='{ref.entry_id}']"
+        if ref.entry_id in documents:
+            findings.append(
+                _finding("XDSRegistryMetadataError", where, "two Document elements have the same id", "doc-dup-id")
+            )
+            continue
+        if ref.inline is not None:
+            documents[ref.entry_id] = Document.from_bytes(ref.inline, name=ref.entry_id)
+            continue
+        if ref.content_id is None or package is None:
+            findings.append(
+                _finding("XDSMissingDocument", where, "Document has neither content nor an xop:Include", "doc-empty")
+            )
+            continue
+        part = package.parts.get(ref.content_id)
+        if part is None or ref.content_id == _root_cid(package):
+            findings.append(
+                _finding(
+                    "XDSMissingDocument",
+                    where,
+                    f"xop:Include references cid:{ref.content_id}, which is not a part of this package",
+                    "xop-unresolved",
+                )
+            )
+            continue
+        if ref.content_id in used:
+            findings.append(
+                _finding(
+                    "XDSRegistryMetadataError", where, f"MIME part <{ref.content_id}> is referenced twice", "xop-twice"
+                )
+            )
+            continue
+        used.add(ref.content_id)
+        documents[ref.entry_id] = part.document()
+    if package is not None:
+        for cid in package.parts:
+            if cid not in used:
+                findings.append(
+                    _finding(
+                        "XDSMissingDocumentMetadata",
+                        f"MIME part <{cid}>",
+                        "MIME part is not referenced by any xdsb:Document",
+                        "part-orphan",
+                    )
+                )
+    return documents, findings
+
+
+def _root_cid(package: MtomPackage) -> str | None:
+    return getattr(package, "root_content_id", None)
+
+
+def _level_findings(submission: Submission, declared: MetadataLevel | None) -> list[Finding]:
+    """Profile validation. With no ``metadata-level`` header the level is XDS (digest §5.3), but ModSpec DTS 435
+    allows the header to be absent for minimal metadata, so minimal rules decide errors and XDS-only gaps are
+    reported as warnings."""
+    if declared is not None:
+        return validate(submission, declared)
+    hard = validate(submission, MetadataLevel.MINIMAL)
+    keys = {(f.rule, f.location) for f in hard}
+    soft = [
+        dataclasses.replace(f, severity=Severity.WARNING)
+        for f in validate(submission, MetadataLevel.XDS)
+        if (f.rule, f.location) not in keys and f.is_error
+    ]
+    return hard + soft
+
+
+def parse_request(
+    content_type: str,
+    stream: BinaryIO,
+    *,
+    limits: MtomLimits | None = None,
+    spool_dir: Path | None = None,
+    content_length: int | None = None,
+) -> IncomingRequest:
+    """Read a request (MTOM or plain SOAP with inline base64). SOAP-level problems raise
+    :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
+    with a RegistryResponse Failure)."""
+    limits = limits or MtomLimits()
+    mime, _params = parse_content_type(content_type)
+    package: MtomPackage | None = None
+    if mime == "multipart/related":
+        package = read_mtom(content_type, stream, limits=limits, spool_dir=spool_dir, content_length=content_length)
+        root = package.root
+    elif mime in ("application/soap+xml", "text/xml", "application/xml"):
+        root = _read_bounded(stream, limits.max_root_bytes)
+    else:
+        raise RemoteProtocolError(
+            f"unsupported Content-Type {mime!r}: expected multipart/related (MTOM) or application/soap+xml",
+            code="bad-content-type",
+            location="HTTP Content-Type",
+            fault_code="Sender",
+        )
+    return interpret_request(root, package)
+
+
+def interpret_request(root: bytes, package: MtomPackage | None) -> IncomingRequest:
+    """Interpret an already-read root part (and its MTOM package, if any); closes the package on error."""
+    try:
+        return _build_incoming(read_request_envelope(root), package)
+    except BaseException:
+        if package is not None:
+            package.close()
+        raise
+
+
+def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> IncomingRequest:
+    findings = list(envelope.findings)
+    if envelope.submit_objects is None:
+        raise RemoteProtocolError(
+            "ProvideAndRegisterDocumentSetRequest has no lcm:SubmitObjectsRequest",
+            code="no-submit-objects",
+            location="Body/xdsb:ProvideAndRegisterDocumentSetRequest",
+            fault_code="Sender",
+        )
+    meta = read_submit_objects(envelope.submit_objects)
+    findings += meta.findings
+    documents, doc_findings = _attach_documents(envelope, package)
+    findings += doc_findings
+    known = {e.entry_id for e in meta.document_entries}
+    for entry_id in documents:
+        if entry_id not in known:
+            findings.append(
+                _finding(
+                    "XDSMissingDocumentMetadata",
+                    f"Body/xdsb:Document[@id='{entry_id}']",
+                    "Document has no DocumentEntry (ExtrinsicObject) with this id",
+                    "doc-no-metadata",
+                )
+            )
+    submission: Submission | None = None
+    if meta.submission_set is not None:
+        entries = tuple(dataclasses.replace(e, document=documents.get(e.entry_id)) for e in meta.document_entries)
+        submission = Submission(
+            submission_set=meta.submission_set,
+            document_entries=entries,
+            associations=meta.associations,
+            level=envelope.level or MetadataLevel.XDS,
+            direct_from=envelope.direct_from,
+            direct_to=tuple(envelope.direct_to),
+        )
+        findings += _level_findings(submission, envelope.level)
+        findings += check_documents(submission)
+    return IncomingRequest(
+        envelope=envelope,
+        submission=submission,
+        findings=_dedupe(findings),
+        mtom=package is not None,
+        package=package,
+        declared_level=envelope.level,
+    )
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str, str]] = set()
+    out: list[Finding] = []
+    for f in findings:
+        key = (f.code, f.location, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+@dataclass(frozen=True)
+class ReplyBytes:
+    """A response ready to write: HTTP status, Content-Type and body bytes (responses are small)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+def build_reply(
+    outcome: RegistryResponse | Fault, *, relates_to: str | None, mtom: bool, message_id: str | None = None
+) -> ReplyBytes:
+    """The answer to a request: an MTOM package when the request was MTOM (digest §4 rule 8), else plain SOAP."""
+    message_id = message_id or new_message_id()
+    if isinstance(outcome, Fault):
+        xml = build_fault_envelope(outcome, relates_to=relates_to, message_id=message_id)
+        status = fault_http_status(outcome)
+        action = ns.ACTION_FAULT
+    else:
+        xml = build_response_envelope(
+            write_registry_response(outcome), relates_to=relates_to or "", message_id=message_id
+        )
+        status = 200
+        action = ns.ACTION_PNR_RESPONSE
+    if not mtom:
+        return ReplyBytes(status, f'application/soap+xml; charset=UTF-8; action="{action}"', xml)
+    body = MtomBody(xml, [], action=action)
+    return ReplyBytes(status, body.content_type, b"".join(body))
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """A response read back: envelope headers, and either a RegistryResponse or a fault, with findings."""
+
+    envelope: ResponseEnvelope
+    registry_response: RegistryResponse | None
+    fault: Fault | None
+    findings: list[Finding]
+
+
+def parse_response(content_type: str, body: bytes) -> ParsedResponse:
+    """Read a response (MTOM or plain SOAP, or a bare RegistryResponse). Raises RemoteProtocolError when the
+    bytes are not a SOAP response at all (an HTML error page, an empty body)."""
+    mime, _ = parse_content_type(content_type or "application/soap+xml")
+    if not body.strip():
+        raise RemoteProtocolError("the response body is empty", code="empty-response", location="HTTP body")
+    root = body
+    if mime == "multipart/related":
+        with read_mtom(content_type, io.BytesIO(body), limits=MtomLimits()) as package:
+            root = package.root
+    elif mime not in ("application/soap+xml", "text/xml", "application/xml"):
+        raise RemoteProtocolError(
+            f"the response is not SOAP (Content-Type {mime!r})", code="not-soap", location="HTTP Content-Type"
+        )
+    envelope = read_response_envelope(root)
+    findings: list[Finding] = []
+    registry_response: RegistryResponse | None = None
+    if envelope.body is not None:
+        registry_response, findings = read_registry_response(envelope.body)
+    return ParsedResponse(envelope, registry_response, envelope.fault, findings)
+
+
+def read_entity(data_stream: BinaryIO) -> tuple[str, BinaryIO]:
+    """Split a stored message into its Content-Type and a stream positioned at the body.
+
+    Accepts what ``xdr-edge pack`` writes (``Content-Type:`` line, blank line, body), a raw HTTP capture (request
+    or status line, headers, blank line, body) and a bare XML document (treated as ``application/soap+xml``).
+    """
+    head = data_stream.read(65536)
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"<"):
+        return "application/soap+xml", cast(BinaryIO, _Chain(head, data_stream))
+    content_type = ""
+    lines = iter(_split_header_lines(head))
+    offset = 0
+    for raw, line in lines:
+        offset += len(raw)
+        text = line.decode("latin-1").strip()
+        if not text:
+            break
+        name, sep, value = text.partition(":")
+        if sep and name.strip().lower() == "content-type":
+            content_type = value.strip()
+    else:
+        raise RemoteProtocolError(
+            "no blank line after the headers within the first 64 KiB", code="bad-entity", location="headers"
+        )
+    if not content_type:
+        raise RemoteProtocolError("the entity has no Content-Type header", code="bad-entity", location="headers")
+    return content_type, cast(BinaryIO, _Chain(head[offset:], data_stream))
+
+
+def _split_header_lines(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    start = 0
+    while True:
+        end = data.find(b"\n", start)
+        if end < 0:
+            return
+        raw = data[start : end + 1]
+        yield raw, raw.rstrip(b"\r\n")
+        start = end + 1
+
+
+class _Chain:
+    """A minimal read-only binary stream: some already-read bytes followed by the rest of a stream."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        self._prefix = prefix
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            data = self._prefix + self._rest.read()
+            self._prefix = b""
+            return data
+        if self._prefix:
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            return data
+        return self._rest.read(n)
+
+    def readable(self) -> bool:
+        return True
