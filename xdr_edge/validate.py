@@ -1,0 +1,923 @@
+"""Profile rules for an ITI-41 submission: a :class:`~xdr_edge.model.Submission` in, findings out.
+
+This module owns the question "is this submission acceptable metadata?" for both directions: the sender
+runs :func:`validate` as a pre-flight before anything is written to the wire, the receiver runs it after the
+metadata reader has turned the peer's ebRIM into the model. :func:`check_documents` adds the checks that
+need the bytes (a document per entry, declared ``hash``/``size`` equal the octets, digest §12/§15).
+
+Pure: no sockets, no files, no logging. The only I/O is :func:`check_documents` reading a
+:class:`~xdr_edge.model.Document` through its own ``digest()``. Messages never carry document content and do
+not repeat patient identifiers beyond what the model's ``format_problems()`` report about a malformed value.
+
+The R/R2/O/NA matrix of digest §9 (the ONC checklist's PRDS and PRDSML columns, XD rows 149-198) is data:
+:data:`DOCUMENT_ENTRY_RULES` and :data:`SUBMISSION_SET_RULES`. Everything else (formats, identifiers,
+associations, Direct addressing) is a small function per concern, each yielding :class:`Finding` objects
+with a stable kebab-case ``rule`` and an element-path ``location``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DOCUMENT_ENTRY_RULES",
+    "SUBMISSION_SET_RULES",
+    "PresenceRule",
+    "Requirement",
+    "check_documents",
+    "raise_for_errors",
+    "validate",
+]
+
+import re
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from xdr_edge import ns
+from xdr_edge.errors import ValidationFailed
+from xdr_edge.findings import Finding, Severity
+from xdr_edge.model import (
+    Association,
+    Author,
+    Code,
+    DocumentEntry,
+    Dtm,
+    MetadataLevel,
+    Patient,
+    Person,
+    Submission,
+    SubmissionSet,
+    is_oid,
+)
+
+# XDS error codes used here (digest §12).
+METADATA_ERROR = "XDSRegistryMetadataError"
+REPOSITORY_METADATA_ERROR = "XDSRepositoryMetadataError"
+DUPLICATE_UNIQUE_ID = "XDSRegistryDuplicateUniqueIdInMessage"
+PATIENT_ID_MISMATCH = "XDSPatientIdDoesNotMatch"
+MISSING_DOCUMENT = "XDSMissingDocument"
+
+_HEADER_FROM = "Header/direct:addressBlock/direct:from"
+_HEADER_TO = "Header/direct:addressBlock/direct:to"
+
+# Shapes from digest §8. languageCode: RFC 3066 / BCP 47 (primary tag, then alphanumeric subtags).
+_LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+_HASH = re.compile(r"^[0-9A-Fa-f]{40}$")
+_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
+_SOURCE_PATIENT_INFO = re.compile(r"^PID-[0-9]+\|")
+_DE_UNIQUE_ID_MAX = 128  # XD 180
+_SS_OID_MAX = 64  # XD 197/198, DTS 442
+# DocumentEntry slots the model does not map to a field but that are legal (digest §8); any `urn:` name is an
+# extension and legal too. Unknown names are only warned about: NIST calls them errors, partners send them.
+_DE_EXTRA_SLOTS = frozenset({"URI", "repositoryUniqueId", "documentAvailability"})
+_SS_EXTRA_SLOTS: frozenset[str] = frozenset()
+
+
+class Requirement(StrEnum):
+    """Checklist optionality (digest §9): R required, R2 required if known, O optional, NA not sent."""
+
+    R = "R"
+    R2 = "R2"
+    O = "O"  # noqa: E741 - the checklist's own letter
+    NA = "NA"
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class PresenceRule(Generic[_T]):
+    """One row of the digest §9 matrix: whether ``attribute`` must be present at each metadata level.
+
+    ``name`` forms the finding rule ids ``<prefix>-missing-<name>`` (R absent) and
+    ``<prefix>-unexpected-<name>`` (NA present); ``where`` is the element path below the object, ``row`` the
+    checklist row it comes from.
+    """
+
+    name: str
+    attribute: str
+    row: str
+    prds: Requirement
+    prdsml: Requirement
+    where: str
+    present: Callable[[_T], bool]
+
+    def requirement(self, level: MetadataLevel) -> Requirement:
+        """PRDSML for minimal metadata, PRDS for XDS (ModSpec DTS 430)."""
+        return self.prdsml if level is MetadataLevel.MINIMAL else self.prds
+
+
+_R, _R2, _O, _NA = Requirement.R, Requirement.R2, Requirement.O, Requirement.NA
+
+
+def _every_author_has_person(authors: tuple[Author, ...]) -> bool:
+    """authorPerson is R/R2 *within* an author classification; a missing author is the author row's job."""
+    return all(a.person is not None and a.person.xcn != "" for a in authors)
+
+
+def _code_present(code: Code | None) -> bool:
+    return code is not None
+
+
+DocumentEntryRule = PresenceRule[DocumentEntry]
+SubmissionSetRule = PresenceRule[SubmissionSet]
+
+#: DocumentEntry rows of digest §9 (ONC checklist XD 149-180). limitedMetadata is NA for PRDS and R for
+#: PRDSML, but Direct signals minimal metadata in the SOAP header and ETT/NIST minimal messages omit the node,
+#: so a receiver must not require it (digest §9, §16 item 6): it is held at R2 here.
+DOCUMENT_ENTRY_RULES: tuple[DocumentEntryRule, ...] = (
+    DocumentEntryRule("entry-id", "entryUUID (@id)", "XD 149", _R, _R, "@id", lambda e: e.entry_id != ""),
+    DocumentEntryRule("mime-type", "mimeType", "XD 152", _R, _R, "@mimeType", lambda e: e.mime_type != ""),
+    DocumentEntryRule(
+        "unique-id", "uniqueId", "XD 180", _R, _R, "ExternalIdentifier[uniqueId]", lambda e: e.unique_id != ""
+    ),
+    DocumentEntryRule(
+        "creation-time",
+        "creationTime",
+        "XD 153",
+        _R,
+        _R2,
+        "Slot[@name='creationTime']",
+        lambda e: e.creation_time is not None,
+    ),
+    DocumentEntryRule(
+        "language-code",
+        "languageCode",
+        "XD 155",
+        _R,
+        _R2,
+        "Slot[@name='languageCode']",
+        lambda e: bool(e.language_code),
+    ),
+    DocumentEntryRule(
+        "source-patient-id",
+        "sourcePatientId",
+        "XD 161",
+        _R,
+        _R2,
+        "Slot[@name='sourcePatientId']",
+        lambda e: e.source_patient_id is not None,
+    ),
+    DocumentEntryRule(
+        "source-patient-info",
+        "sourcePatientInfo",
+        "XD 162",
+        _O,
+        _R2,
+        "Slot[@name='sourcePatientInfo']",
+        lambda e: bool(e.source_patient_info),
+    ),
+    DocumentEntryRule(
+        "patient-id",
+        "patientId",
+        "XD 179",
+        _R,
+        _R2,
+        "ExternalIdentifier[patientId]",
+        lambda e: e.patient_id is not None,
+    ),
+    DocumentEntryRule(
+        "author", "author", "XD 166", _R, _R2, "Classification[author]", lambda e: bool(e.authors)
+    ),
+    DocumentEntryRule(
+        "author-person",
+        "authorPerson",
+        "XD 168",
+        _R,
+        _R2,
+        "Classification[author]/Slot[@name='authorPerson']",
+        lambda e: _every_author_has_person(e.authors),
+    ),
+    DocumentEntryRule(
+        "class-code",
+        "classCode",
+        "XD 171",
+        _R,
+        _R2,
+        "Classification[classCode]",
+        lambda e: _code_present(e.class_code),
+    ),
+    DocumentEntryRule(
+        "confidentiality-code",
+        "confidentialityCode",
+        "XD 172",
+        _R,
+        _R2,
+        "Classification[confidentialityCode]",
+        lambda e: bool(e.confidentiality_codes),
+    ),
+    DocumentEntryRule(
+        "format-code",
+        "formatCode",
+        "XD 174",
+        _R,
+        _R2,
+        "Classification[formatCode]",
+        lambda e: _code_present(e.format_code),
+    ),
+    DocumentEntryRule(
+        "healthcare-facility-type-code",
+        "healthcareFacilityTypeCode",
+        "XD 175",
+        _R,
+        _R2,
+        "Classification[healthcareFacilityTypeCode]",
+        lambda e: _code_present(e.healthcare_facility_type_code),
+    ),
+    DocumentEntryRule(
+        "practice-setting-code",
+        "practiceSettingCode",
+        "XD 177",
+        _R,
+        _R2,
+        "Classification[practiceSettingCode]",
+        lambda e: _code_present(e.practice_setting_code),
+    ),
+    DocumentEntryRule(
+        "type-code",
+        "typeCode",
+        "XD 178",
+        _R,
+        _R2,
+        "Classification[typeCode]",
+        lambda e: _code_present(e.type_code),
+    ),
+    DocumentEntryRule(
+        "service-start-time",
+        "serviceStartTime",
+        "XD 158",
+        _R2,
+        _R2,
+        "Slot[@name='serviceStartTime']",
+        lambda e: e.service_start_time is not None,
+    ),
+    DocumentEntryRule(
+        "service-stop-time",
+        "serviceStopTime",
+        "XD 159",
+        _R2,
+        _R2,
+        "Slot[@name='serviceStopTime']",
+        lambda e: e.service_stop_time is not None,
+    ),
+    DocumentEntryRule("hash", "hash", "XD 154", _O, _O, "Slot[@name='hash']", lambda e: e.hash is not None),
+    DocumentEntryRule("size", "size", "XD 160", _O, _O, "Slot[@name='size']", lambda e: e.size is not None),
+    DocumentEntryRule(
+        "limited-metadata",
+        "limitedMetadata",
+        "XD 176",
+        _NA,
+        _R2,
+        "Classification[limitedMetadata]",
+        lambda e: e.limited_metadata,
+    ),
+)
+
+#: SubmissionSet rows of digest §9 (XD 182-198) with the Direct overrides: intendedRecipient is R for
+#: minimal metadata (DTS 434 replaces XD 185). authorTelecommunication (DTS 433) may be replaced by
+#: ``direct:from``, so it is checked with the sender rules, not here. limitedMetadata: see
+#: :data:`DOCUMENT_ENTRY_RULES`.
+SUBMISSION_SET_RULES: tuple[SubmissionSetRule, ...] = (
+    SubmissionSetRule("entry-id", "entryUUID (@id)", "XD 182", _R, _R, "@id", lambda s: s.entry_id != ""),
+    SubmissionSetRule(
+        "unique-id", "uniqueId", "XD 198", _R, _R, "ExternalIdentifier[uniqueId]", lambda s: s.unique_id != ""
+    ),
+    SubmissionSetRule(
+        "source-id", "sourceId", "XD 197", _R, _R, "ExternalIdentifier[sourceId]", lambda s: s.source_id != ""
+    ),
+    SubmissionSetRule(
+        "submission-time",
+        "submissionTime",
+        "XD 186",
+        _R,
+        _R,
+        "Slot[@name='submissionTime']",
+        lambda s: s.submission_time is not None,
+    ),
+    SubmissionSetRule(
+        "patient-id",
+        "patientId",
+        "XD 196",
+        _R,
+        _R2,
+        "ExternalIdentifier[patientId]",
+        lambda s: s.patient_id is not None,
+    ),
+    SubmissionSetRule(
+        "content-type-code",
+        "contentTypeCode",
+        "XD 194",
+        _R,
+        _R2,
+        "Classification[contentTypeCode]",
+        lambda s: _code_present(s.content_type_code),
+    ),
+    SubmissionSetRule(
+        "author", "author", "XD 189", _R2, _R2, "Classification[author]", lambda s: bool(s.authors)
+    ),
+    SubmissionSetRule(
+        "author-person",
+        "authorPerson",
+        "XD 191",
+        _R,
+        _R2,
+        "Classification[author]/Slot[@name='authorPerson']",
+        lambda s: _every_author_has_person(s.authors),
+    ),
+    SubmissionSetRule(
+        "intended-recipient",
+        "intendedRecipient",
+        "XD 185 / DTS 434",
+        _O,
+        _R,
+        "Slot[@name='intendedRecipient']",
+        lambda s: bool(s.intended_recipients),
+    ),
+    SubmissionSetRule(
+        "limited-metadata",
+        "limitedMetadata",
+        "XD 195",
+        _NA,
+        _R2,
+        "Classification[limitedMetadata]",
+        lambda s: s.limited_metadata,
+    ),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def validate(submission: Submission, level: MetadataLevel | None = None) -> list[Finding]:
+    """Every metadata problem of ``submission`` at ``level`` (default: the level the submission declares).
+
+    Minimal metadata is checked against the checklist's PRDSML column, XDS against PRDS (digest §9, DTS 430).
+    A receiver that found no ``metadata-level`` header may pass ``MetadataLevel.MINIMAL`` here to validate
+    leniently (digest §5.3).
+    """
+    effective = submission.level if level is None else level
+    findings: list[Finding] = []
+    findings += _submission_set_findings(submission.submission_set, effective)
+    if not submission.document_entries:
+        findings.append(
+            _error(
+                "no-document-entries",
+                "RegistryObjectList",
+                "the submission has no DocumentEntry (ExtrinsicObject); ITI-41 requires at least one",
+            )
+        )
+    for index, entry in enumerate(submission.document_entries, start=1):
+        findings += _document_entry_findings(entry, _de_path(entry, index), effective)
+    findings += _identifier_findings(submission)
+    findings += _patient_id_findings(submission)
+    findings += _association_findings(submission)
+    findings += _direct_findings(submission)
+    return findings
+
+
+def check_documents(submission: Submission) -> list[Finding]:
+    """Each DocumentEntry has its document, and declared ``hash``/``size`` equal the document's bytes.
+
+    ``hash``/``size`` are optional for a Document Source but, when sent, a repository compares them with what
+    it received (case-insensitively for the hex hash) and answers XDSRepositoryMetadataError on a mismatch
+    (digest §8, §15; NIST RepPnRSim). The bytes are read only when something was declared.
+    """
+    findings: list[Finding] = []
+    for index, entry in enumerate(submission.document_entries, start=1):
+        findings += _document_findings(entry, _de_path(entry, index))
+    return findings
+
+
+def raise_for_errors(findings: Iterable[Finding]) -> None:
+    """Raise :class:`~xdr_edge.errors.ValidationFailed` (carrying every finding) when any is an error.
+
+    The sender's pre-flight: warnings alone never stop a send.
+    """
+    collected = list(findings)
+    if any(f.is_error for f in collected):
+        raise ValidationFailed(collected)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Finding helpers and element paths
+
+
+def _error(rule: str, location: str, message: str, code: str = METADATA_ERROR) -> Finding:
+    return Finding(code=code, severity=Severity.ERROR, location=location, message=message, rule=rule)
+
+
+def _warning(rule: str, location: str, message: str, code: str = METADATA_ERROR) -> Finding:
+    return Finding(code=code, severity=Severity.WARNING, location=location, message=message, rule=rule)
+
+
+def _de_path(entry: DocumentEntry, index: int) -> str:
+    """``ExtrinsicObject[@id='…']``, or by position when the entry has no id (ETT negative variant 4)."""
+    return f"ExtrinsicObject[@id='{entry.entry_id}']" if entry.entry_id else f"ExtrinsicObject[{index}]"
+
+
+def _ss_path(ss: SubmissionSet) -> str:
+    return f"RegistryPackage[@id='{ss.entry_id}']" if ss.entry_id else "RegistryPackage[SubmissionSet]"
+
+
+def _assoc_path(association: Association, index: int) -> str:
+    return f"Association[@id='{association.entry_id}']" if association.entry_id else f"Association[{index}]"
+
+
+def _presence_findings(
+    obj: _T, rules: Sequence[PresenceRule[_T]], level: MetadataLevel, path: str, prefix: str, label: str
+) -> Iterator[Finding]:
+    """Apply one table of digest §9: R absent is an error, NA present a warning; R2 and O stay quiet."""
+    column = "PRDSML (minimal)" if level is MetadataLevel.MINIMAL else "PRDS (XDS)"
+    for rule in rules:
+        need = rule.requirement(level)
+        here = f"{path}/{rule.where}"
+        if need is Requirement.R and not rule.present(obj):
+            yield _error(
+                f"{prefix}-missing-{rule.name}",
+                here,
+                f"{label} has no {rule.attribute}; it is required for {column} metadata "
+                f"({rule.row}, digest §9)",
+            )
+        elif need is Requirement.NA and rule.present(obj):
+            yield _warning(
+                f"{prefix}-unexpected-{rule.name}",
+                here,
+                f"{label} carries {rule.attribute}, which is not applicable to {column} metadata "
+                f"({rule.row})",
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Value formats (digest §8)
+
+
+def _dtm(rule: str, location: str, value: Dtm | None) -> Iterator[Finding]:
+    if value is not None:
+        for problem in value.format_problems():
+            yield _error(rule, location, problem)
+
+
+def _patient(rule: str, location: str, value: Patient | None) -> Iterator[Finding]:
+    if value is not None:
+        for problem in value.format_problems():
+            yield _error(rule, location, problem)
+
+
+def _person(rule: str, location: str, value: Person | None) -> Iterator[Finding]:
+    if value is not None:
+        for problem in value.format_problems():
+            yield _error(rule, location, problem)
+
+
+def _code(rule: str, location: str, attribute: str, value: Code | None) -> Iterator[Finding]:
+    """A coded classification needs nodeRepresentation and its codingScheme slot (XD 171-178, digest §6)."""
+    if value is None:
+        return
+    if not value.code:
+        yield _error(rule, location, f"{attribute} has an empty code (nodeRepresentation)")
+    if not value.scheme:
+        yield _error(rule, location, f"{attribute} {value.code!r} has no codingScheme")
+
+
+def _authors(prefix: str, path: str, authors: tuple[Author, ...]) -> Iterator[Finding]:
+    """authorPerson XCN, authorInstitution XON, authorTelecommunication XTN (digest §8, DTS 433)."""
+    for number, author in enumerate(authors, start=1):
+        where = f"{path}/Classification[author][{number}]"
+        yield from _person(
+            f"{prefix}-bad-author-person", f"{where}/Slot[@name='authorPerson']", author.person
+        )
+        for institution in author.institutions:
+            for problem in institution.format_problems():
+                yield _error(
+                    f"{prefix}-bad-author-institution", f"{where}/Slot[@name='authorInstitution']", problem
+                )
+        for telecom in author.telecoms:
+            for problem in telecom.format_problems():
+                yield _error(
+                    f"{prefix}-bad-author-telecommunication",
+                    f"{where}/Slot[@name='authorTelecommunication']",
+                    problem,
+                )
+
+
+def _unknown_slots(
+    prefix: str, path: str, slots: tuple[tuple[str, tuple[str, ...]], ...], legal: frozenset[str]
+) -> Iterator[Finding]:
+    for name, _values in slots:
+        if not name.startswith("urn:") and name not in legal:
+            yield _warning(
+                f"{prefix}-unknown-slot",
+                f"{path}/Slot[@name='{name}']",
+                f"slot {name!r} is not defined for this object; extension slot names start with 'urn:'",
+            )
+
+
+def _entry_id_problem(entry_id: str) -> str | None:
+    """Symbolic ids are free; a ``urn:uuid:`` id must hold a valid UUID (XD 104)."""
+    if entry_id.lower().startswith("urn:uuid:"):
+        try:
+            uuid.UUID(entry_id[len("urn:uuid:") :])
+        except ValueError:
+            return f"id {entry_id!r} starts with 'urn:uuid:' but is not a valid UUID"
+    return None
+
+
+def _de_unique_id_problem(unique_id: str) -> str | None:
+    """DocumentEntry uniqueId: OID or ``OID^extension``, at most 128 characters (XD 180, digest §8)."""
+    if len(unique_id) > _DE_UNIQUE_ID_MAX:
+        return f"uniqueId is {len(unique_id)} characters long; at most {_DE_UNIQUE_ID_MAX} are allowed"
+    root, caret, extension = unique_id.partition("^")
+    if not is_oid(root) or (caret and (not extension or "^" in extension)):
+        return f"uniqueId {unique_id!r} is not an OID, OID^extension, or UUID-as-OID (2.25.N)"
+    return None
+
+
+def _ss_oid_problem(attribute: str, value: str) -> str | None:
+    """SubmissionSet uniqueId and sourceId: an OID of at most 64 characters (XD 197/198, DTS 442)."""
+    if len(value) > _SS_OID_MAX:
+        return f"{attribute} is {len(value)} characters long; at most {_SS_OID_MAX} are allowed"
+    if not is_oid(value):
+        return f"{attribute} {value!r} is not an OID"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DocumentEntry
+
+
+def _document_entry_findings(entry: DocumentEntry, path: str, level: MetadataLevel) -> Iterator[Finding]:
+    label = f"DocumentEntry {entry.entry_id!r}" if entry.entry_id else "a DocumentEntry without id"
+    yield from _presence_findings(entry, DOCUMENT_ENTRY_RULES, level, path, "de", label)
+    yield from _de_identity(entry, path)
+    yield from _de_slots(entry, path)
+    yield from _de_codes(entry, path)
+    yield from _authors("de", path, entry.authors)
+    yield from _unknown_slots("de", path, entry.extra_slots, _DE_EXTRA_SLOTS)
+
+
+def _de_identity(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    if problem := _entry_id_problem(entry.entry_id):
+        yield _error("de-bad-entry-id", f"{path}/@id", problem)
+    if entry.mime_type and not _MIME.match(entry.mime_type):
+        yield _error(
+            "de-bad-mime-type", f"{path}/@mimeType", f"mimeType {entry.mime_type!r} is not type/subtype"
+        )
+    if entry.unique_id and (problem := _de_unique_id_problem(entry.unique_id)):
+        yield _error("de-bad-unique-id", f"{path}/ExternalIdentifier[uniqueId]", problem)
+    if entry.object_type != ns.DOC_ENTRY_STABLE:
+        yield _error(
+            "de-bad-object-type",
+            f"{path}/@objectType",
+            f"objectType {entry.object_type!r} is not the stable DocumentEntry type {ns.DOC_ENTRY_STABLE} "
+            "required in a Provide and Register request (digest §7)",
+        )
+    yield from _patient("de-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", entry.patient_id)
+
+
+def _de_slots(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    yield from _dtm("de-bad-creation-time", f"{path}/Slot[@name='creationTime']", entry.creation_time)
+    yield from _dtm(
+        "de-bad-service-start-time", f"{path}/Slot[@name='serviceStartTime']", entry.service_start_time
+    )
+    yield from _dtm(
+        "de-bad-service-stop-time", f"{path}/Slot[@name='serviceStopTime']", entry.service_stop_time
+    )
+    yield from _service_time_order(entry, path)
+    if entry.language_code is not None and not _LANGUAGE.match(entry.language_code):
+        yield _error(
+            "de-bad-language-code",
+            f"{path}/Slot[@name='languageCode']",
+            f"languageCode {entry.language_code!r} is not an RFC 3066 / BCP 47 tag such as 'en-US'",
+        )
+    yield from _patient(
+        "de-bad-source-patient-id", f"{path}/Slot[@name='sourcePatientId']", entry.source_patient_id
+    )
+    for value in entry.source_patient_info:
+        if not _SOURCE_PATIENT_INFO.match(value):
+            yield _error(
+                "de-bad-source-patient-info",
+                f"{path}/Slot[@name='sourcePatientInfo']",
+                "a sourcePatientInfo value does not start with 'PID-<field>|' (XD 162)",
+            )
+    yield from _person(
+        "de-bad-legal-authenticator", f"{path}/Slot[@name='legalAuthenticator']", entry.legal_authenticator
+    )
+    if entry.hash is not None and not _HASH.match(entry.hash):
+        yield _error(
+            "de-bad-hash",
+            f"{path}/Slot[@name='hash']",
+            f"hash {entry.hash!r} is not a SHA-1 of 40 hex digits",
+        )
+    if entry.size is not None and entry.size < 0:
+        yield _error("de-bad-size", f"{path}/Slot[@name='size']", f"size {entry.size} is negative")
+
+
+def _service_time_order(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    """serviceStopTime must not precede serviceStartTime (ModSpec XD 158/159)."""
+    start, stop = entry.service_start_time, entry.service_stop_time
+    if start is None or stop is None or start.format_problems() or stop.format_problems():
+        return
+    if stop.to_datetime() < start.to_datetime():
+        yield _error(
+            "de-service-time-order",
+            f"{path}/Slot[@name='serviceStopTime']",
+            f"serviceStopTime {stop.text} is before serviceStartTime {start.text}",
+        )
+
+
+def _de_codes(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    single = (
+        ("class-code", "classCode", entry.class_code),
+        ("type-code", "typeCode", entry.type_code),
+        ("format-code", "formatCode", entry.format_code),
+        ("healthcare-facility-type-code", "healthcareFacilityTypeCode", entry.healthcare_facility_type_code),
+        ("practice-setting-code", "practiceSettingCode", entry.practice_setting_code),
+    )
+    for name, attribute, code in single:
+        yield from _code(f"de-bad-{name}", f"{path}/Classification[{attribute}]", attribute, code)
+    for code in entry.confidentiality_codes:
+        yield from _code(
+            "de-bad-confidentiality-code",
+            f"{path}/Classification[confidentialityCode]",
+            "confidentialityCode",
+            code,
+        )
+    for code in entry.event_codes:
+        yield from _code("de-bad-event-code", f"{path}/Classification[eventCodeList]", "eventCodeList", code)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SubmissionSet
+
+
+def _submission_set_findings(ss: SubmissionSet, level: MetadataLevel) -> Iterator[Finding]:
+    path = _ss_path(ss)
+    label = f"the SubmissionSet {ss.entry_id!r}" if ss.entry_id else "the SubmissionSet"
+    yield from _presence_findings(ss, SUBMISSION_SET_RULES, level, path, "ss", label)
+    if problem := _entry_id_problem(ss.entry_id):
+        yield _error("ss-bad-entry-id", f"{path}/@id", problem)
+    if ss.unique_id and (problem := _ss_oid_problem("uniqueId", ss.unique_id)):
+        yield _error("ss-bad-unique-id", f"{path}/ExternalIdentifier[uniqueId]", problem)
+    if ss.source_id and (problem := _ss_oid_problem("sourceId", ss.source_id)):
+        yield _error("ss-bad-source-id", f"{path}/ExternalIdentifier[sourceId]", problem)
+    yield from _dtm("ss-bad-submission-time", f"{path}/Slot[@name='submissionTime']", ss.submission_time)
+    yield from _patient("ss-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", ss.patient_id)
+    yield from _code(
+        "ss-bad-content-type-code",
+        f"{path}/Classification[contentTypeCode]",
+        "contentTypeCode",
+        ss.content_type_code,
+    )
+    yield from _authors("ss", path, ss.authors)
+    for recipient in ss.intended_recipients:
+        for problem in recipient.format_problems():
+            yield _error("ss-bad-intended-recipient", f"{path}/Slot[@name='intendedRecipient']", problem)
+    yield from _unknown_slots("ss", path, ss.extra_slots, _SS_EXTRA_SLOTS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Identifiers across the submission
+
+
+def _identifier_findings(submission: Submission) -> Iterator[Finding]:
+    yield from _duplicate_entry_ids(submission)
+    yield from _duplicate_unique_ids(submission)
+
+
+def _duplicate_entry_ids(submission: Submission) -> Iterator[Finding]:
+    """Every object id in one request is distinct (digest §15: "ids unique")."""
+    owners: list[tuple[str, str]] = [
+        (submission.submission_set.entry_id, _ss_path(submission.submission_set))
+    ]
+    owners += [(e.entry_id, _de_path(e, i)) for i, e in enumerate(submission.document_entries, start=1)]
+    owners += [(a.entry_id, _assoc_path(a, i)) for i, a in enumerate(submission.associations, start=1)]
+    counts = Counter(entry_id for entry_id, _ in owners if entry_id)
+    reported: set[str] = set()
+    for entry_id, path in owners:
+        if counts[entry_id] > 1 and entry_id not in reported:
+            reported.add(entry_id)
+            yield _error(
+                "duplicate-entry-id",
+                f"{path}/@id",
+                f"id {entry_id!r} is used by {counts[entry_id]} objects in this submission; ids must be "
+                "unique",
+            )
+
+
+def _duplicate_unique_ids(submission: Submission) -> Iterator[Finding]:
+    """One finding per uniqueId used twice; DTS 443 singles out a DocumentEntry reusing the SubmissionSet's.
+
+    The code is XDSRegistryDuplicateUniqueIdInMessage and the message begins with the id, which is what the
+    RegistryError codeContext must carry (digest §12).
+    """
+    ss = submission.submission_set
+    holders: defaultdict[str, list[str]] = defaultdict(list)
+    if ss.unique_id:
+        holders[ss.unique_id].append(_ss_path(ss))
+    for index, entry in enumerate(submission.document_entries, start=1):
+        if entry.unique_id:
+            holders[entry.unique_id].append(_de_path(entry, index))
+    for unique_id, paths in holders.items():
+        if len(paths) < 2:
+            continue
+        with_ss = unique_id == ss.unique_id
+        rule = "de-unique-id-equals-submission-set" if with_ss else "duplicate-unique-id"
+        why = (
+            " (a DocumentEntry uniqueId must differ from the SubmissionSet uniqueId, DTS 443)"
+            if with_ss
+            else ""
+        )
+        yield _error(
+            rule,
+            f"{paths[1]}/ExternalIdentifier[uniqueId]",
+            f"{unique_id}: uniqueId used by {len(paths)} objects in this submission "
+            f"({', '.join(paths)}){why}",
+            code=DUPLICATE_UNIQUE_ID,
+        )
+
+
+def _patient_id_findings(submission: Submission) -> Iterator[Finding]:
+    """The SubmissionSet and every DocumentEntry name the same patient (digest §12 XDSPatientIdDoesNotMatch).
+
+    Compared against the SubmissionSet's patientId, or the first entry's when minimal metadata omits it. The
+    identifiers themselves stay out of the message.
+    """
+    reference = submission.submission_set.patient_id
+    source = "the SubmissionSet"
+    for index, entry in enumerate(submission.document_entries, start=1):
+        if entry.patient_id is None:
+            continue
+        if reference is None:
+            reference, source = entry.patient_id, f"DocumentEntry {entry.entry_id!r}"
+            continue
+        if entry.patient_id.cx.strip() != reference.cx.strip():
+            yield _error(
+                "de-patient-id-mismatch",
+                f"{_de_path(entry, index)}/ExternalIdentifier[patientId]",
+                f"DocumentEntry {entry.entry_id!r} names a different patientId than {source}",
+                code=PATIENT_ID_MISMATCH,
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Associations (digest §6, XD 146/147/210/211)
+
+
+def _association_findings(submission: Submission) -> Iterator[Finding]:
+    known = {submission.submission_set.entry_id} | {e.entry_id for e in submission.document_entries}
+    known |= {a.entry_id for a in submission.associations}
+    known.discard("")
+    for index, association in enumerate(submission.associations, start=1):
+        yield from _association_shape(association, _assoc_path(association, index), known)
+    yield from _has_member_per_entry(submission)
+
+
+def _association_shape(association: Association, path: str, known: set[str]) -> Iterator[Finding]:
+    if not association.entry_id:
+        yield _error("association-missing-id", f"{path}/@id", "an Association has no id")
+    elif problem := _entry_id_problem(association.entry_id):
+        yield _error("association-bad-id", f"{path}/@id", problem)
+    for end, value in (("sourceObject", association.source), ("targetObject", association.target)):
+        if value not in known:
+            yield _error(
+                f"association-dangling-{'source' if end == 'sourceObject' else 'target'}",
+                f"{path}/@{end}",
+                f"{end} {value!r} names no object in this submission",
+            )
+    if association.source and association.source == association.target:
+        yield _error(
+            "association-to-self",
+            path,
+            f"Association {association.entry_id!r} has {association.source!r} as both source and target",
+        )
+
+
+def _has_member_per_entry(submission: Submission) -> Iterator[Finding]:
+    """Each DocumentEntry is the target of exactly one HasMember from the SubmissionSet, status Original.
+
+    ETT negative test 4e (`negative_missing_association.xml`) is the missing case; XD 210/211.
+    """
+    ss_id = submission.submission_set.entry_id
+    members: defaultdict[str, list[tuple[int, Association]]] = defaultdict(list)
+    for index, association in enumerate(submission.associations, start=1):
+        if association.type == ns.HAS_MEMBER and association.source == ss_id and ss_id:
+            members[association.target].append((index, association))
+    for index, entry in enumerate(submission.document_entries, start=1):
+        if not entry.entry_id:
+            continue  # an entry without id cannot be referenced; de-missing-entry-id already says so
+        found = members.get(entry.entry_id, [])
+        path = _de_path(entry, index)
+        if not found:
+            yield _error(
+                "de-missing-has-member",
+                path,
+                f"DocumentEntry {entry.entry_id!r} is not the target of a HasMember association from the "
+                f"SubmissionSet {ss_id!r} (XD 210)",
+            )
+            continue
+        if len(found) > 1:
+            yield _error(
+                "de-duplicate-has-member",
+                path,
+                f"DocumentEntry {entry.entry_id!r} is the target of {len(found)} HasMember associations "
+                "from the SubmissionSet; exactly one is allowed",
+            )
+        for a_index, association in found:
+            if association.submission_set_status != "Original":
+                status = association.submission_set_status
+                yield _error(
+                    "association-bad-submission-set-status",
+                    f"{_assoc_path(association, a_index)}/Slot[@name='SubmissionSetStatus']",
+                    f"HasMember to DocumentEntry {entry.entry_id!r} has SubmissionSetStatus {status!r}; a "
+                    "document submitted in this request must be 'Original' (XD 211)",
+                )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Direct addressing (digest §5.1, §5.4, §11)
+
+
+def _direct_findings(submission: Submission) -> Iterator[Finding]:
+    yield from _sender_findings(submission)
+    if not submission.recipients:
+        yield _error(
+            "no-recipient",
+            _HEADER_TO,
+            "the submission has no recipient: no direct:to in the address block and no intendedRecipient "
+            "with an XTN address (digest §5.1, DTS 434)",
+        )
+
+
+def _sender_findings(submission: Submission) -> Iterator[Finding]:
+    """The sender is ``direct:from`` else the SubmissionSet authorTelecommunication; both, then they agree.
+
+    DTS 433 makes authorTelecommunication R and equal to the mail From; the address block is optional
+    (DTS 427), so without both the sender is unknown and the receiver cannot check the practice binding
+    (digest §11).
+    """
+    ss = submission.submission_set
+    telecoms = tuple(address for author in ss.authors for address in author.addresses)
+    path = f"{_ss_path(ss)}/Classification[author]/Slot[@name='authorTelecommunication']"
+    if submission.direct_from is None:
+        if not telecoms:
+            yield _error(
+                "sender-unknown",
+                path,
+                "the sender is unknown: no direct:from in the address block and no SubmissionSet "
+                "authorTelecommunication with a Direct address (DTS 433)",
+            )
+        return
+    if telecoms and submission.direct_from not in telecoms:
+        listed = ", ".join(str(a) for a in telecoms)
+        yield _error(
+            "sender-mismatch",
+            _HEADER_FROM,
+            f"direct:from {submission.direct_from} does not match the SubmissionSet authorTelecommunication "
+            f"{listed} (DTS 433, digest §11)",
+        )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Documents (digest §12, §15)
+
+
+def _document_findings(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    document = entry.document
+    if document is None:
+        yield _error(
+            "de-missing-document",
+            path,
+            f"DocumentEntry {entry.entry_id!r} has no document (no MTOM part or Document element)",
+            code=MISSING_DOCUMENT,
+        )
+        return
+    if entry.hash is None and entry.size is None:
+        return
+    try:
+        sha1, size = document.digest()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        yield _error(
+            "de-unreadable-document",
+            path,
+            f"the document of DocumentEntry {entry.entry_id!r} cannot be read: {reason}",
+            code=MISSING_DOCUMENT,
+        )
+        return
+    if entry.hash is not None and entry.hash.strip().lower() != sha1:
+        yield _error(
+            "de-hash-mismatch",
+            f"{path}/Slot[@name='hash']",
+            f"declared hash {entry.hash} does not match the document's SHA-1 {sha1}",
+            code=REPOSITORY_METADATA_ERROR,
+        )
+    if entry.size is not None and entry.size != size:
+        yield _error(
+            "de-size-mismatch",
+            f"{path}/Slot[@name='size']",
+            f"declared size {entry.size} does not match the document's {size} bytes",
+            code=REPOSITORY_METADATA_ERROR,
+        )
