@@ -17,5 +17,5 @@ def pki_ca() -> CertificateAuthority:
 
 @pytest.fixture
 def demo_pki(tmp_path: Path) -> DemoPki:
-    """The demo PKI of ``xdr-edge certs demo-pki`` in ``tmp_path/pki`` (CA, server, two practices, bad certs)."""
+    """The demo PKI of ``xdr-edge certs demo-pki`` in ``tmp_path/pki`` (CA, server, 2 practices)."""
     return write_demo_pki(tmp_path / "pki")
