@@ -1,0 +1,784 @@
+"""Tests for xdr_edge.validate: valid minimal and XDS submissions pass; each rule fires on its own defect."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdr_edge import ns
+from xdr_edge.errors import ValidationFailed
+from xdr_edge.findings import Finding, Severity
+from xdr_edge.model import (
+    Association,
+    Author,
+    Code,
+    DirectAddress,
+    Document,
+    DocumentEntry,
+    Dtm,
+    MetadataLevel,
+    Organization,
+    Patient,
+    Person,
+    Recipient,
+    Submission,
+    SubmissionSet,
+    Telecom,
+)
+from xdr_edge.validate import (
+    DOCUMENT_ENTRY_RULES,
+    SUBMISSION_SET_RULES,
+    Requirement,
+    check_documents,
+    raise_for_errors,
+    validate,
+)
+
+SENDER = DirectAddress("sender@direct.clinic.example")
+RECEIVER = DirectAddress("doctor@direct.hospital.example")
+PATIENT = Patient.of("MRN-1", "1.2.3.4.5")
+CONTENT = b"<ClinicalDocument xmlns='urn:hl7-org:v3'/>"
+SS = "RegistryPackage[@id='SubmissionSet01']"
+DE = "ExtrinsicObject[@id='Document01']"
+
+# factory
+
+
+def _author() -> Author:
+    return Author(
+        person=Person.of(family="Welby", given="Marcus", id="1234", authority="1.2.3.4.9"),
+        institutions=(Organization.of("Get Well Clinic", "1.2.3.4.10"),),
+        telecoms=(Telecom.of(SENDER),),
+    )
+
+
+def make_entry(level: MetadataLevel, **changes: Any) -> DocumentEntry:
+    """A DocumentEntry with every attribute the level requires (and for minimal, only those)."""
+    if level is MetadataLevel.MINIMAL:
+        entry = DocumentEntry(
+            entry_id="Document01",
+            unique_id="1.2.3.4.100.1",
+            mime_type="text/xml",
+            document=Document.from_bytes(CONTENT),
+        )
+    else:
+        entry = DocumentEntry(
+            entry_id="Document01",
+            unique_id="1.2.3.4.100.1",
+            mime_type="text/xml",
+            document=Document.from_bytes(CONTENT),
+            creation_time=Dtm("20240131120000"),
+            class_code=Code("34133-9", "2.16.840.1.113883.6.1", "Summary of episode note"),
+            type_code=Code("34133-9", "2.16.840.1.113883.6.1", "Summary of episode note"),
+            format_code=Code("urn:hl7-org:sdwg:ccda-structuredBody:2.1", "1.3.6.1.4.1.19376.1.2.3"),
+            confidentiality_codes=(Code("N", "2.16.840.1.113883.5.25", "normal"),),
+            healthcare_facility_type_code=Code("35971002", "2.16.840.1.113883.6.96", "Ambulatory"),
+            practice_setting_code=Code("408443003", "2.16.840.1.113883.6.96", "General medical practice"),
+            language_code="en-US",
+            patient_id=PATIENT,
+            source_patient_id=Patient.of("LOCAL-7", "1.2.3.4.6"),
+            source_patient_info=("PID-3|LOCAL-7^^^&1.2.3.4.6&ISO", "PID-8|F"),
+            authors=(_author(),),
+            service_start_time=Dtm("20240101"),
+            service_stop_time=Dtm("20240102"),
+        )
+    return dataclasses.replace(entry, **changes)
+
+
+def make_submission(level: MetadataLevel = MetadataLevel.XDS, **changes: Any) -> Submission:
+    """A valid submission at ``level``; ``changes`` replace Submission fields."""
+    if level is MetadataLevel.MINIMAL:
+        ss = SubmissionSet(
+            entry_id="SubmissionSet01",
+            unique_id="1.2.3.4.200.1",
+            source_id="1.2.3.4.300",
+            submission_time=Dtm("20240131120500"),
+            authors=(Author(telecoms=(Telecom.of(SENDER),)),),
+            intended_recipients=(Recipient.of(RECEIVER),),
+            limited_metadata=True,
+        )
+    else:
+        ss = SubmissionSet(
+            entry_id="SubmissionSet01",
+            unique_id="1.2.3.4.200.1",
+            source_id="1.2.3.4.300",
+            submission_time=Dtm("20240131120500"),
+            content_type_code=Code("34133-9", "2.16.840.1.113883.6.1", "Summary of episode note"),
+            authors=(_author(),),
+            intended_recipients=(
+                Recipient.of(RECEIVER, organization=Organization.of("Hospital", "1.2.3.4.11")),
+            ),
+            patient_id=PATIENT,
+        )
+    fields: dict[str, Any] = {
+        "submission_set": ss,
+        "document_entries": (make_entry(level),),
+        "associations": (Association("as01", "SubmissionSet01", "Document01"),),
+        "level": level,
+        "direct_from": SENDER,
+        "direct_to": (RECEIVER,),
+    }
+    fields.update(changes)
+    return Submission(**fields)
+
+
+def with_ss(submission: Submission, **changes: Any) -> Submission:
+    return dataclasses.replace(
+        submission, submission_set=dataclasses.replace(submission.submission_set, **changes)
+    )
+
+
+def with_entry(submission: Submission, **changes: Any) -> Submission:
+    entry = dataclasses.replace(submission.document_entries[0], **changes)
+    return dataclasses.replace(submission, document_entries=(entry, *submission.document_entries[1:]))
+
+
+def rules(findings: list[Finding]) -> set[str]:
+    return {f.rule for f in findings}
+
+
+def only(findings: list[Finding], rule: str) -> Finding:
+    """The single finding of ``rule``, asserting nothing else is an error."""
+    matching = [f for f in findings if f.rule == rule]
+    assert len(matching) == 1, findings
+    others = [f for f in findings if f.is_error and f.rule != rule]
+    assert not others, others
+    return matching[0]
+
+
+LEVELS = [MetadataLevel.MINIMAL, MetadataLevel.XDS]
+
+# valid baselines
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_valid_submission_has_no_findings(level: MetadataLevel) -> None:
+    submission = make_submission(level)
+    assert validate(submission) == []
+    assert check_documents(submission) == []
+
+
+def test_minimal_submission_fails_at_xds_level() -> None:
+    findings = validate(make_submission(MetadataLevel.MINIMAL), MetadataLevel.XDS)
+    assert {
+        "de-missing-creation-time",
+        "de-missing-patient-id",
+        "de-missing-class-code",
+        "ss-missing-patient-id",
+        "ss-missing-content-type-code",
+    } <= rules(findings)
+    assert "ss-unexpected-limited-metadata" in rules(findings)
+    assert all(f.code == "XDSRegistryMetadataError" for f in findings)
+
+
+def test_xds_submission_is_valid_at_minimal_level() -> None:
+    submission = make_submission(MetadataLevel.XDS)
+    assert validate(submission, MetadataLevel.MINIMAL) == []
+
+
+def test_level_defaults_to_the_submissions_own() -> None:
+    minimal = make_submission(MetadataLevel.MINIMAL)
+    assert validate(minimal) == validate(minimal, MetadataLevel.MINIMAL)
+    assert validate(dataclasses.replace(minimal, level=MetadataLevel.XDS)) != []
+
+
+# the rule table
+
+
+def test_rule_tables_follow_digest_section_9() -> None:
+    de = {r.attribute: (r.prds, r.prdsml) for r in DOCUMENT_ENTRY_RULES}
+    ss = {r.attribute: (r.prds, r.prdsml) for r in SUBMISSION_SET_RULES}
+    R, R2, OPT, NA = Requirement.R, Requirement.R2, Requirement.O, Requirement.NA
+    assert de["mimeType"] == (R, R)
+    assert de["uniqueId"] == (R, R)
+    assert de["creationTime"] == (R, R2)
+    assert de["sourcePatientInfo"] == (OPT, R2)
+    assert de["serviceStartTime"] == (R2, R2)
+    assert de["hash"] == (OPT, OPT)
+    assert de["limitedMetadata"][0] is NA
+    assert ss["submissionTime"] == (R, R)
+    assert ss["patientId"] == (R, R2)
+    assert ss["intendedRecipient"] == (OPT, R)
+    assert len({r.name for r in DOCUMENT_ENTRY_RULES}) == len(DOCUMENT_ENTRY_RULES)
+
+
+# Every R attribute of the tables, removed on its own, gives exactly its rule at the level where it is R.
+_DE_REMOVALS: list[tuple[str, dict[str, Any], list[MetadataLevel]]] = [
+    ("de-missing-mime-type", {"mime_type": ""}, LEVELS),
+    ("de-missing-unique-id", {"unique_id": ""}, LEVELS),
+    ("de-missing-creation-time", {"creation_time": None}, [MetadataLevel.XDS]),
+    ("de-missing-language-code", {"language_code": None}, [MetadataLevel.XDS]),
+    ("de-missing-source-patient-id", {"source_patient_id": None}, [MetadataLevel.XDS]),
+    ("de-missing-class-code", {"class_code": None}, [MetadataLevel.XDS]),
+    ("de-missing-confidentiality-code", {"confidentiality_codes": ()}, [MetadataLevel.XDS]),
+    ("de-missing-format-code", {"format_code": None}, [MetadataLevel.XDS]),
+    (
+        "de-missing-healthcare-facility-type-code",
+        {"healthcare_facility_type_code": None},
+        [MetadataLevel.XDS],
+    ),
+    ("de-missing-practice-setting-code", {"practice_setting_code": None}, [MetadataLevel.XDS]),
+    ("de-missing-type-code", {"type_code": None}, [MetadataLevel.XDS]),
+    ("de-missing-author", {"authors": ()}, [MetadataLevel.XDS]),
+    ("de-missing-author-person", {"authors": (Author(telecoms=(Telecom.of(SENDER),)),)}, [MetadataLevel.XDS]),
+]
+
+
+@pytest.mark.parametrize(("rule", "change", "levels"), _DE_REMOVALS, ids=[r[0] for r in _DE_REMOVALS])
+def test_each_required_entry_attribute(
+    rule: str, change: dict[str, Any], levels: list[MetadataLevel]
+) -> None:
+    for level in LEVELS:
+        findings = validate(with_entry(make_submission(MetadataLevel.XDS), **change), level)
+        if level in levels:
+            finding = only(findings, rule)
+            assert finding.code == "XDSRegistryMetadataError"
+            assert finding.severity is Severity.ERROR
+            assert finding.location.startswith(DE + "/")
+            assert "Document01" in finding.message
+        else:
+            assert rule not in rules(findings)
+            assert not [f for f in findings if f.is_error]
+
+
+def test_patient_id_missing_on_entry_is_required_only_at_xds() -> None:
+    submission = with_entry(make_submission(MetadataLevel.XDS), patient_id=None)
+    assert (
+        only(validate(submission), "de-missing-patient-id").location == f"{DE}/ExternalIdentifier[patientId]"
+    )
+    assert validate(submission, MetadataLevel.MINIMAL) == []
+
+
+_SS_REMOVALS: list[tuple[str, dict[str, Any], list[MetadataLevel], str]] = [
+    ("ss-missing-unique-id", {"unique_id": ""}, LEVELS, "ExternalIdentifier[uniqueId]"),
+    ("ss-missing-source-id", {"source_id": ""}, LEVELS, "ExternalIdentifier[sourceId]"),
+    ("ss-missing-submission-time", {"submission_time": None}, LEVELS, "Slot[@name='submissionTime']"),
+    (
+        "ss-missing-content-type-code",
+        {"content_type_code": None},
+        [MetadataLevel.XDS],
+        "Classification[contentTypeCode]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "change", "levels", "where"), _SS_REMOVALS, ids=[r[0] for r in _SS_REMOVALS]
+)
+def test_each_required_submission_set_attribute(
+    rule: str, change: dict[str, Any], levels: list[MetadataLevel], where: str
+) -> None:
+    for level in LEVELS:
+        findings = validate(with_ss(make_submission(MetadataLevel.XDS), **change), level)
+        if level in levels:
+            assert only(findings, rule).location == f"{SS}/{where}"
+        else:
+            assert findings == []
+
+
+def test_ss_patient_id_required_at_xds_only() -> None:
+    submission = with_ss(make_submission(MetadataLevel.XDS), patient_id=None)
+    assert (
+        only(validate(submission), "ss-missing-patient-id").location == f"{SS}/ExternalIdentifier[patientId]"
+    )
+    assert validate(submission, MetadataLevel.MINIMAL) == []
+
+
+def test_ss_author_person_required_at_xds_when_an_author_is_present() -> None:
+    submission = with_ss(
+        make_submission(MetadataLevel.XDS), authors=(Author(telecoms=(Telecom.of(SENDER),)),)
+    )
+    finding = only(validate(submission), "ss-missing-author-person")
+    assert finding.location == f"{SS}/Classification[author]/Slot[@name='authorPerson']"
+
+
+def test_r2_and_optional_attributes_missing_stay_quiet() -> None:
+    submission = with_entry(
+        make_submission(MetadataLevel.XDS),
+        service_start_time=None,
+        service_stop_time=None,
+        source_patient_info=(),
+    )
+    assert validate(submission) == []
+
+
+def test_limited_metadata_flag_at_xds_level_is_a_warning() -> None:
+    submission = with_entry(make_submission(MetadataLevel.XDS), limited_metadata=True)
+    finding = only(validate(submission), "de-unexpected-limited-metadata")
+    assert finding.severity is Severity.WARNING
+    assert finding.location == f"{DE}/Classification[limitedMetadata]"
+
+
+# the five ETT missing-metadata variants (digest §14, negative_missing_metadata_elements1-5)
+
+
+def test_ett_variant_1_document_entry_unique_id_missing() -> None:
+    submission = with_entry(make_submission(MetadataLevel.MINIMAL), unique_id="")
+    finding = only(validate(submission), "de-missing-unique-id")
+    assert finding.location == f"{DE}/ExternalIdentifier[uniqueId]"
+
+
+def test_ett_variant_2_submission_set_source_id_missing() -> None:
+    submission = with_ss(make_submission(MetadataLevel.MINIMAL), source_id="")
+    finding = only(validate(submission), "ss-missing-source-id")
+    assert finding.location == f"{SS}/ExternalIdentifier[sourceId]"
+    assert finding.code == "XDSRegistryMetadataError"
+
+
+def test_ett_variant_3_mime_type_missing() -> None:
+    submission = with_entry(make_submission(MetadataLevel.MINIMAL), mime_type="")
+    assert only(validate(submission), "de-missing-mime-type").location == f"{DE}/@mimeType"
+
+
+def test_ett_variant_4_document_entry_without_id() -> None:
+    submission = with_entry(make_submission(MetadataLevel.MINIMAL), entry_id="")
+    findings = validate(submission)
+    finding = [f for f in findings if f.rule == "de-missing-entry-id"]
+    assert len(finding) == 1
+    assert finding[0].location == "ExtrinsicObject[1]/@id"
+    # the HasMember to 'Document01' now dangles; no second complaint about the id-less entry itself
+    assert rules(findings) == {"de-missing-entry-id", "association-dangling-target"}
+
+
+def test_ett_variant_5_creation_time_missing_at_xds_but_fine_at_minimal() -> None:
+    submission = with_entry(make_submission(MetadataLevel.XDS), creation_time=None)
+    finding = only(validate(submission), "de-missing-creation-time")
+    assert finding.location == f"{DE}/Slot[@name='creationTime']"
+    assert "PRDS" in finding.message
+    assert validate(submission, MetadataLevel.MINIMAL) == []
+    minimal = with_entry(make_submission(MetadataLevel.MINIMAL), creation_time=None)
+    assert validate(minimal) == []
+
+
+def test_no_document_entries() -> None:
+    submission = make_submission(MetadataLevel.MINIMAL, document_entries=(), associations=())
+    assert only(validate(submission), "no-document-entries").location == "RegistryObjectList"
+
+
+# identifiers
+
+
+@pytest.mark.parametrize(
+    "unique_id",
+    ["1.2.3.4", "1.2.3.4^ext-7", "2.25.329800735698586629295641978511506172918", "1." + "1" * 126],
+)
+def test_good_document_unique_ids(unique_id: str) -> None:
+    assert validate(with_entry(make_submission(), unique_id=unique_id)) == []
+
+
+@pytest.mark.parametrize(
+    "unique_id",
+    ["not-an-oid", "1.2.3^", "1.02.3", "urn:oid:1.2.3", "1.2^a^b", "1." + "1" * 127, "abc^1.2.3"],
+)
+def test_bad_document_unique_ids(unique_id: str) -> None:
+    finding = only(validate(with_entry(make_submission(), unique_id=unique_id)), "de-bad-unique-id")
+    assert finding.location == f"{DE}/ExternalIdentifier[uniqueId]"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("unique_id", "1.2.x"), ("source_id", "source-1"), ("unique_id", "1." + "2" * 63)]
+)
+def test_bad_submission_set_oids(field: str, value: str) -> None:
+    rule = "ss-bad-unique-id" if field == "unique_id" else "ss-bad-source-id"
+    where = "uniqueId" if field == "unique_id" else "sourceId"
+    finding = only(validate(with_ss(make_submission(), **{field: value})), rule)
+    assert finding.location == f"{SS}/ExternalIdentifier[{where}]"
+
+
+def test_document_unique_id_equal_to_submission_set_unique_id() -> None:
+    submission = with_entry(make_submission(), unique_id="1.2.3.4.200.1")
+    finding = only(validate(submission), "de-unique-id-equals-submission-set")
+    assert finding.code == "XDSRegistryDuplicateUniqueIdInMessage"
+    assert finding.message.startswith("1.2.3.4.200.1:")
+    assert "DTS 443" in finding.message
+    assert finding.location == f"{DE}/ExternalIdentifier[uniqueId]"
+
+
+def _two_entries(second: DocumentEntry) -> Submission:
+    base = make_submission(MetadataLevel.XDS)
+    return dataclasses.replace(
+        base,
+        document_entries=(base.document_entries[0], second),
+        associations=(*base.associations, Association("as02", "SubmissionSet01", second.entry_id)),
+    )
+
+
+def test_duplicate_document_unique_ids() -> None:
+    submission = _two_entries(make_entry(MetadataLevel.XDS, entry_id="Document02"))
+    finding = only(validate(submission), "duplicate-unique-id")
+    assert finding.code == "XDSRegistryDuplicateUniqueIdInMessage"
+    assert finding.message.startswith("1.2.3.4.100.1:")
+    assert finding.location == "ExtrinsicObject[@id='Document02']/ExternalIdentifier[uniqueId]"
+
+
+def test_duplicate_entry_ids() -> None:
+    submission = _two_entries(make_entry(MetadataLevel.XDS, unique_id="1.2.3.4.100.2"))
+    findings = validate(submission)
+    dup = [f for f in findings if f.rule == "duplicate-entry-id"]
+    assert len(dup) == 1
+    assert dup[0].location == f"{DE}/@id"
+    assert "'Document01'" in dup[0].message
+
+
+def test_urn_uuid_ids_must_be_uuids() -> None:
+    submission = make_submission(
+        associations=(Association("urn:uuid:not-a-uuid", "SubmissionSet01", "Document01"),)
+    )
+    finding = only(validate(submission), "association-bad-id")
+    assert finding.location == "Association[@id='urn:uuid:not-a-uuid']/@id"
+
+
+def test_valid_urn_uuid_ids_are_accepted() -> None:
+    ss_id, de_id = (
+        "urn:uuid:96bd4589-6975-43bf-81e8-9cf1701d0f10",
+        "urn:uuid:1d4f0b2e-1a38-4dcb-9a2b-7c1c5e6a1f00",
+    )
+    submission = with_entry(with_ss(make_submission(), entry_id=ss_id), entry_id=de_id)
+    submission = dataclasses.replace(
+        submission, associations=(Association("urn:uuid:5a2e1e7c-7d8e-4a42-a1a4-3f7f8f2d0c11", ss_id, de_id),)
+    )
+    assert validate(submission) == []
+
+
+# formats (digest §8)
+
+
+def test_bad_cx_patient_ids() -> None:
+    submission = with_ss(
+        with_entry(make_submission(), patient_id=Patient("MRN-1^^^1.2.3.4.5")), patient_id=None
+    )
+    finding = only(validate(submission, MetadataLevel.MINIMAL), "de-bad-patient-id")
+    assert finding.location == f"{DE}/ExternalIdentifier[patientId]"
+    assert "CX" in finding.message
+    bad_source = with_entry(make_submission(), source_patient_id=Patient("X^^^&not-oid&ISO"))
+    assert (
+        only(validate(bad_source), "de-bad-source-patient-id").location
+        == f"{DE}/Slot[@name='sourcePatientId']"
+    )
+    bad_ss = with_ss(make_submission(), patient_id=Patient("^^^&1.2.3&ISO"))
+    findings = validate(bad_ss)
+    assert "ss-bad-patient-id" in rules(findings)
+
+
+def test_bad_xcn_author_person() -> None:
+    author = dataclasses.replace(_author(), person=Person("^Welby"))
+    finding = only(validate(with_entry(make_submission(), authors=(author,))), "de-bad-author-person")
+    assert finding.location == f"{DE}/Classification[author][1]/Slot[@name='authorPerson']"
+    assert "XCN" in finding.message
+
+
+def test_bad_xcn_legal_authenticator() -> None:
+    submission = with_entry(make_submission(), legal_authenticator=Person("99^Welby^^^^^^^&bad&ISO"))
+    assert only(validate(submission), "de-bad-legal-authenticator").location == (
+        f"{DE}/Slot[@name='legalAuthenticator']"
+    )
+
+
+def test_bad_xon_institution() -> None:
+    author = dataclasses.replace(_author(), institutions=(Organization("^^^^^^^^^1.2.3"),))
+    finding = only(validate(with_ss(make_submission(), authors=(author,))), "ss-bad-author-institution")
+    assert finding.location == f"{SS}/Classification[author][1]/Slot[@name='authorInstitution']"
+    assert "XON" in finding.message
+
+
+def test_bad_xtn_author_telecommunication() -> None:
+    author = dataclasses.replace(_author(), telecoms=(Telecom("^^X.400^sender@direct.clinic.example"),))
+    findings = validate(with_ss(make_submission(), authors=(author,)))
+    finding = [f for f in findings if f.rule == "ss-bad-author-telecommunication"]
+    assert len(finding) == 1
+    assert finding[0].location == f"{SS}/Classification[author][1]/Slot[@name='authorTelecommunication']"
+    assert "Internet" in finding[0].message
+
+
+def test_bad_intended_recipient_without_xtn() -> None:
+    submission = with_ss(
+        make_submission(MetadataLevel.MINIMAL), intended_recipients=(Recipient("Hospital||"),)
+    )
+    finding = only(validate(submission), "ss-bad-intended-recipient")
+    assert finding.location == f"{SS}/Slot[@name='intendedRecipient']"
+    assert "DTS 434" in finding.message
+
+
+@pytest.mark.parametrize("text", ["2024013", "20240231", "2024-01-31", "202401311200000"])
+def test_bad_dtm_values(text: str) -> None:
+    submission = with_entry(make_submission(), creation_time=Dtm(text))
+    finding = only(validate(submission), "de-bad-creation-time")
+    assert finding.location == f"{DE}/Slot[@name='creationTime']"
+    ss_bad = with_ss(make_submission(), submission_time=Dtm(text))
+    assert only(validate(ss_bad), "ss-bad-submission-time").location == f"{SS}/Slot[@name='submissionTime']"
+
+
+def test_service_stop_before_start() -> None:
+    submission = with_entry(
+        make_submission(), service_start_time=Dtm("20240105"), service_stop_time=Dtm("20240104")
+    )
+    finding = only(validate(submission), "de-service-time-order")
+    assert finding.location == f"{DE}/Slot[@name='serviceStopTime']"
+    same_day = with_entry(
+        make_submission(), service_start_time=Dtm("20240105"), service_stop_time=Dtm("20240105")
+    )
+    assert validate(same_day) == []
+
+
+@pytest.mark.parametrize("code", ["en US", "en_US", "en-", "123", "toolonglang"])
+def test_bad_language_codes(code: str) -> None:
+    finding = only(validate(with_entry(make_submission(), language_code=code)), "de-bad-language-code")
+    assert finding.location == f"{DE}/Slot[@name='languageCode']"
+
+
+@pytest.mark.parametrize("code", ["en", "en-us", "en-US", "zh-Hant-TW", "i-klingon"])
+def test_good_language_codes(code: str) -> None:
+    assert validate(with_entry(make_submission(), language_code=code)) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("hash", "abc", "de-bad-hash"),
+        ("hash", "g" * 40, "de-bad-hash"),
+        ("size", -1, "de-bad-size"),
+        ("mime_type", "textxml", "de-bad-mime-type"),
+        ("source_patient_info", ("Jones^Isabella",), "de-bad-source-patient-info"),
+        ("object_type", ns.DOC_ENTRY_ON_DEMAND, "de-bad-object-type"),
+    ],
+)
+def test_bad_entry_values(field: str, value: Any, rule: str) -> None:
+    only(validate(with_entry(make_submission(), **{field: value})), rule)
+
+
+def test_good_hash_and_size_formats() -> None:
+    sha1 = hashlib.sha1(CONTENT).hexdigest().upper()
+    assert validate(with_entry(make_submission(), hash=sha1, size=0)) == []
+
+
+def test_bad_coded_values() -> None:
+    submission = with_entry(make_submission(), class_code=Code("", "2.16.840.1.113883.6.1"))
+    assert only(validate(submission), "de-bad-class-code").location == f"{DE}/Classification[classCode]"
+    no_scheme = with_ss(make_submission(), content_type_code=Code("34133-9", ""))
+    finding = only(validate(no_scheme), "ss-bad-content-type-code")
+    assert "codingScheme" in finding.message
+
+
+def test_unknown_slot_names_are_warnings_and_urn_slots_are_legal() -> None:
+    submission = with_entry(make_submission(), extra_slots=(("colour", ("blue",)), ("urn:example:x", ("1",))))
+    finding = only(validate(submission), "de-unknown-slot")
+    assert finding.severity is Severity.WARNING
+    assert finding.location == f"{DE}/Slot[@name='colour']"
+
+
+# patient ids
+
+
+def test_patient_id_mismatch_between_submission_set_and_entry() -> None:
+    submission = with_entry(make_submission(), patient_id=Patient.of("OTHER", "1.2.3.4.5"))
+    finding = only(validate(submission), "de-patient-id-mismatch")
+    assert finding.code == "XDSPatientIdDoesNotMatch"
+    assert finding.location == f"{DE}/ExternalIdentifier[patientId]"
+    assert "OTHER" not in finding.message  # identifiers stay out of messages
+
+
+def test_patient_id_mismatch_between_entries_without_submission_set_patient() -> None:
+    second = make_entry(
+        MetadataLevel.MINIMAL,
+        entry_id="Document02",
+        unique_id="1.2.3.4.100.2",
+        patient_id=Patient.of("B", "1.2.3"),
+    )
+    first = make_entry(MetadataLevel.MINIMAL, patient_id=Patient.of("A", "1.2.3"))
+    base = make_submission(MetadataLevel.MINIMAL)
+    submission = dataclasses.replace(
+        base,
+        document_entries=(first, second),
+        associations=(*base.associations, Association("as02", "SubmissionSet01", "Document02")),
+    )
+    finding = only(validate(submission), "de-patient-id-mismatch")
+    assert finding.location == "ExtrinsicObject[@id='Document02']/ExternalIdentifier[patientId]"
+
+
+# associations
+
+
+def test_missing_has_member_association() -> None:
+    submission = make_submission(MetadataLevel.MINIMAL, associations=())
+    finding = only(validate(submission), "de-missing-has-member")
+    assert finding.location == DE
+    assert "'Document01'" in finding.message
+    assert finding.code == "XDSRegistryMetadataError"
+
+
+def test_has_member_from_another_source_does_not_count() -> None:
+    submission = make_submission(associations=(Association("as01", "Document01", "Document01"),))
+    assert rules(validate(submission)) == {"de-missing-has-member", "association-to-self"}
+
+
+def test_two_has_member_associations_for_one_entry() -> None:
+    submission = make_submission(
+        associations=(
+            Association("as01", "SubmissionSet01", "Document01"),
+            Association("as02", "SubmissionSet01", "Document01"),
+        )
+    )
+    assert only(validate(submission), "de-duplicate-has-member").location == DE
+
+
+@pytest.mark.parametrize("status", ["Reference", None])
+def test_has_member_status_must_be_original(status: str | None) -> None:
+    submission = make_submission(
+        associations=(Association("as01", "SubmissionSet01", "Document01", submission_set_status=status),)
+    )
+    finding = only(validate(submission), "association-bad-submission-set-status")
+    assert finding.location == "Association[@id='as01']/Slot[@name='SubmissionSetStatus']"
+
+
+def test_dangling_association_ends() -> None:
+    extra = Association("as02", "SubmissionSet01", "Document99")
+    submission = make_submission(associations=(Association("as01", "SubmissionSet01", "Document01"), extra))
+    finding = only(validate(submission), "association-dangling-target")
+    assert finding.location == "Association[@id='as02']/@targetObject"
+    assert "'Document99'" in finding.message
+    source = make_submission(
+        associations=(
+            Association("as01", "SubmissionSet01", "Document01"),
+            Association("as02", "Nowhere", "as01"),
+        )
+    )
+    assert (
+        only(validate(source), "association-dangling-source").location
+        == "Association[@id='as02']/@sourceObject"
+    )
+
+
+def test_association_to_itself() -> None:
+    submission = make_submission(
+        associations=(
+            Association("as01", "SubmissionSet01", "Document01"),
+            Association("as02", "Document01", "Document01", type="urn:ihe:iti:2007:AssociationType:signs"),
+        )
+    )
+    assert only(validate(submission), "association-to-self").location == "Association[@id='as02']"
+
+
+def test_association_without_id() -> None:
+    submission = make_submission(associations=(Association("", "SubmissionSet01", "Document01"),))
+    assert only(validate(submission), "association-missing-id").location == "Association[1]/@id"
+
+
+# Direct sender and recipients (digest §5, §11)
+
+
+def test_sender_from_author_telecom_when_no_address_block() -> None:
+    submission = make_submission(MetadataLevel.MINIMAL, direct_from=None, direct_to=())
+    assert validate(submission) == []
+
+
+def test_sender_unknown_without_address_block_or_author_telecom() -> None:
+    submission = with_ss(make_submission(MetadataLevel.MINIMAL, direct_from=None), authors=())
+    finding = only(validate(submission), "sender-unknown")
+    assert finding.location == f"{SS}/Classification[author]/Slot[@name='authorTelecommunication']"
+    assert "DTS 433" in finding.message
+
+
+def test_direct_from_without_author_telecom_is_enough() -> None:
+    assert validate(with_ss(make_submission(MetadataLevel.MINIMAL), authors=())) == []
+
+
+def test_direct_from_disagrees_with_author_telecom() -> None:
+    other = DirectAddress("mallory@direct.elsewhere.example")
+    finding = only(validate(make_submission(direct_from=other)), "sender-mismatch")
+    assert finding.location == "Header/direct:addressBlock/direct:from"
+    assert str(other) in finding.message
+    assert str(SENDER) in finding.message
+
+
+def test_direct_from_domain_case_does_not_matter() -> None:
+    submission = make_submission(direct_from=DirectAddress.parse("mailto:sender@DIRECT.Clinic.example"))
+    assert validate(submission) == []
+
+
+def test_no_recipient_at_all() -> None:
+    submission = with_ss(make_submission(MetadataLevel.XDS, direct_to=()), intended_recipients=())
+    finding = only(validate(submission), "no-recipient")
+    assert finding.location == "Header/direct:addressBlock/direct:to"
+
+
+def test_intended_recipient_required_at_minimal() -> None:
+    submission = with_ss(make_submission(MetadataLevel.MINIMAL), intended_recipients=())
+    finding = only(validate(submission), "ss-missing-intended-recipient")
+    assert finding.location == f"{SS}/Slot[@name='intendedRecipient']"
+    assert validate(submission, MetadataLevel.XDS) != []  # still XDS-incomplete, but no recipient complaint
+    assert "ss-missing-intended-recipient" not in rules(validate(submission, MetadataLevel.XDS))
+
+
+def test_recipient_from_intended_recipient_when_no_address_block() -> None:
+    submission = make_submission(MetadataLevel.XDS, direct_to=())
+    assert submission.submission_set.intended_recipients
+    assert validate(submission) == []
+
+
+# documents
+
+
+def test_missing_document() -> None:
+    submission = with_entry(make_submission(), document=None)
+    findings = check_documents(submission)
+    assert len(findings) == 1
+    assert findings[0].code == "XDSMissingDocument"
+    assert findings[0].rule == "de-missing-document"
+    assert findings[0].location == DE
+
+
+def test_matching_hash_and_size_case_insensitive() -> None:
+    sha1 = hashlib.sha1(CONTENT).hexdigest()
+    submission = with_entry(make_submission(), hash=sha1.upper(), size=len(CONTENT))
+    assert check_documents(submission) == []
+
+
+def test_hash_mismatch() -> None:
+    declared = "0" * 40
+    submission = with_entry(make_submission(), hash=declared)
+    findings = check_documents(submission)
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.code == "XDSRepositoryMetadataError"
+    assert finding.rule == "de-hash-mismatch"
+    assert finding.location == f"{DE}/Slot[@name='hash']"
+    assert declared in finding.message
+    assert hashlib.sha1(CONTENT).hexdigest() in finding.message
+    assert "ClinicalDocument" not in finding.message
+
+
+def test_size_mismatch() -> None:
+    submission = with_entry(make_submission(), size=len(CONTENT) + 1)
+    findings = check_documents(submission)
+    assert [f.rule for f in findings] == ["de-size-mismatch"]
+    assert str(len(CONTENT)) in findings[0].message
+
+
+def test_document_from_file_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "doc.xml"
+    path.write_bytes(CONTENT)
+    entry_doc = Document.from_path(path)
+    good = with_entry(make_submission(), document=entry_doc, hash=hashlib.sha1(CONTENT).hexdigest())
+    assert check_documents(good) == []
+    path.unlink()
+    findings = check_documents(good)
+    assert [f.rule for f in findings] == ["de-unreadable-document"]
+    assert findings[0].code == "XDSMissingDocument"
+
+
+# raise_for_errors
+
+
+def test_raise_for_errors() -> None:
+    raise_for_errors([])
+    warning = Finding("XDSRegistryMetadataError", Severity.WARNING, "here", "just a warning", "w")
+    raise_for_errors([warning])
+    findings = validate(with_ss(make_submission(), source_id=""))
+    with pytest.raises(ValidationFailed) as info:
+        raise_for_errors([warning, *findings])
+    assert info.value.findings[0] is warning
+    assert "sourceId" in str(info.value)
