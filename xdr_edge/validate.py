@@ -73,6 +73,10 @@ _SS_OID_MAX = 64  # XD 197/198, DTS 442
 # extension and legal too. Unknown names are only warned about: NIST calls them errors, partners send them.
 _DE_EXTRA_SLOTS = frozenset({"URI", "repositoryUniqueId", "documentAvailability"})
 _SS_EXTRA_SLOTS: frozenset[str] = frozenset()
+_ASSOCIATION_TYPES = frozenset(
+    {ns.HAS_MEMBER}
+    | {f"urn:ihe:iti:2007:AssociationType:{t}" for t in ("RPLC", "APND", "XFRM", "XFRM_RPLC", "signs")}
+)
 
 
 class Requirement(StrEnum):
@@ -780,6 +784,13 @@ def _association_shape(association: Association, path: str, known: set[str]) -> 
         yield _error("association-missing-id", f"{path}/@id", "an Association has no id")
     elif problem := _entry_id_problem(association.entry_id):
         yield _error("association-bad-id", f"{path}/@id", problem)
+    if association.type not in _ASSOCIATION_TYPES:
+        yield _error(
+            "association-bad-type",
+            f"{path}/@associationType",
+            f"associationType {association.type!r} is not an ebRIM/XDS association type URN such as "
+            f"{ns.HAS_MEMBER} (XD 145, digest §7)",
+        )
     for end, value in (("sourceObject", association.source), ("targetObject", association.target)):
         if value not in known:
             yield _error(
@@ -787,11 +798,24 @@ def _association_shape(association: Association, path: str, known: set[str]) -> 
                 f"{path}/@{end}",
                 f"{end} {value!r} names no object in this submission",
             )
+    yield from _association_to_self(association, path)
+
+
+def _association_to_self(association: Association, path: str) -> Iterator[Finding]:
+    """An association links two other objects: not an object to itself, and not to the association itself
+    (NIST ``pnr-assoc-to-self.xml``: targetObject = the association's own id)."""
+    own = association.entry_id
     if association.source and association.source == association.target:
         yield _error(
             "association-to-self",
             path,
-            f"Association {association.entry_id!r} has {association.source!r} as both source and target",
+            f"Association {own!r} has {association.source!r} as both source and target",
+        )
+    elif own and own in (association.source, association.target):
+        yield _error(
+            "association-to-self",
+            path,
+            f"Association {own!r} names itself as its source or target",
         )
 
 
