@@ -1,0 +1,542 @@
+"""The certificate registry: which practice a client certificate belongs to, and which senders it may use.
+
+Owns the decisions of digest §11 for the receiving side (issue #4 item 1):
+
+- :meth:`Registry.identify`: a client certificate must chain to a trust anchor, be within its validity and
+  not be revoked (our own revoked flag, or a loaded CRL), and then map to exactly one active practice: first
+  by an enrolled SHA-256 fingerprint pin, else by the configured mapping rules in order;
+- :meth:`Registry.authorize_sender`: the sender address must be bound to that practice (an exact address or
+  its whole domain; an address belongs to one practice).
+
+Administrative changes go through the same object so that each is checked and audited. Storage is behind
+:class:`~xdr_edge.registry.store.RegistryStore`; this module does no I/O of its own, and keeps no mutable
+state besides the store reference, so one ``Registry`` serves all receiver threads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NOT_ENROLLED", "Registry", "load_certificates", "open_registry"]
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from xdr_edge.errors import CertificateError, ConfigurationError
+from xdr_edge.model import DirectAddress
+from xdr_edge.practice import Binding, Practice
+from xdr_edge.registry.records import (
+    AuditEntry,
+    AuditEvent,
+    CertificateRecord,
+    CrlRecord,
+    Decision,
+    Identification,
+    JsonValue,
+    MappingKind,
+    MappingRule,
+    TrustAnchor,
+    normalize_fingerprint,
+)
+from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
+from xdr_edge.registry.verify import ChainVerdict, crl_signed_by, verify_client_certificate
+
+NOT_ENROLLED = "trusted but not enrolled / maps to no practice"
+
+_PRACTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+
+_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
+    "CN": NameOID.COMMON_NAME,
+    "UID": NameOID.USER_ID,
+    "USERID": NameOID.USER_ID,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "E": NameOID.EMAIL_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "TITLE": NameOID.TITLE,
+}
+_CANONICAL = {"USERID": "UID", "E": "EMAILADDRESS"}
+_DOTTED = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def open_registry(url: str) -> Registry:
+    """The registry a URL names: ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path.
+
+    Other schemes (``postgresql://...``) raise :class:`ConfigurationError`; a server-database backend is
+    another :class:`RegistryStore` implementation selected here.
+    """
+    return Registry(SqliteStore(parse_registry_url(url)))
+
+
+def load_certificates(data: bytes | str | x509.Certificate) -> list[x509.Certificate]:
+    """PEM (one or several, leaf first) or DER certificate bytes -> certificates, as a CLI reads a file."""
+    if isinstance(data, x509.Certificate):
+        return [data]
+    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
+    try:
+        if b"-----BEGIN" in raw:
+            certs = x509.load_pem_x509_certificates(raw)
+        else:
+            certs = [x509.load_der_x509_certificate(raw)]
+    except ValueError as exc:
+        raise CertificateError(f"not a PEM or DER X.509 certificate: {exc}") from exc
+    if not certs:
+        raise CertificateError("no certificate found in the PEM data")
+    return certs
+
+
+def _load_crl(data: bytes | str | x509.CertificateRevocationList) -> x509.CertificateRevocationList:
+    if isinstance(data, x509.CertificateRevocationList):
+        return data
+    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
+    try:
+        if b"-----BEGIN" in raw:
+            return x509.load_pem_x509_crl(raw)
+        return x509.load_der_x509_crl(raw)
+    except ValueError as exc:
+        raise CertificateError(f"not a PEM or DER X.509 CRL: {exc}") from exc
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _attribute_oid(name: str) -> x509.ObjectIdentifier:
+    if _DOTTED.match(name):
+        return x509.ObjectIdentifier(name)
+    return _ATTRIBUTES[name]
+
+
+def _canonical_attribute(name: str | None) -> str:
+    """``uid``/``userId``/``UID`` -> ``UID``; a dotted OID as is; anything else is a configuration error."""
+    if name is None or not name.strip():
+        raise ConfigurationError(
+            "a subject-attribute rule needs an attribute (UID, CN, OU, O or a dotted OID)"
+        )
+    text = name.strip()
+    if _DOTTED.match(text):
+        return text
+    key = text.upper()
+    if key not in _ATTRIBUTES:
+        known = ", ".join(sorted(k for k in _ATTRIBUTES if k not in _CANONICAL))
+        raise ConfigurationError(
+            f"unknown subject attribute {name!r}; use one of {known} or a dotted OID", location="attribute"
+        )
+    return _CANONICAL.get(key, key)
+
+
+def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _san_addresses(cert: x509.Certificate) -> list[DirectAddress]:
+    san = _san(cert)
+    addresses: list[DirectAddress] = []
+    for value in san.get_values_for_type(x509.RFC822Name) if san is not None else []:
+        try:
+            addresses.append(DirectAddress.parse(value))
+        except ValueError:
+            continue
+    return addresses
+
+
+def _san_dns(cert: x509.Certificate) -> list[str]:
+    san = _san(cert)
+    return [d.lower().rstrip(".") for d in san.get_values_for_type(x509.DNSName)] if san is not None else []
+
+
+def _address(address: DirectAddress | str) -> DirectAddress:
+    if isinstance(address, DirectAddress):
+        return address
+    try:
+        return DirectAddress.parse(address)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), location=address) from exc
+
+
+@dataclass(frozen=True)
+class _Match:
+    practice_id: str | None
+    matched_by: str
+    reason: str
+
+
+class Registry:
+    """Practices, their certificates and bindings, trust anchors, CRLs and mapping rules, over one store.
+
+    Thread-safe: it holds only the store, and the store opens a connection per operation.
+    """
+
+    def __init__(self, store: RegistryStore) -> None:
+        self._store = store
+
+    @property
+    def location(self) -> str:
+        return self._store.location
+
+    # -- administration ------------------------------------------------------------------------------
+
+    def _event(self, actor: str, action: str, subject: str, detail: dict[str, JsonValue]) -> AuditEvent:
+        if not actor or not actor.strip():
+            raise ConfigurationError("every registry change records who made it: actor must not be empty")
+        return AuditEvent(datetime.now(UTC), actor.strip(), action, subject, detail)
+
+    def init(self, *, actor: str = "xdr-edge") -> bool:
+        """Create the database (or bring its schema up to date); True when it was created."""
+        return self._store.initialize(self._event(actor, "registry.init", self.location, {}))
+
+    def add_practice(self, practice_id: str, name: str, *, actor: str, active: bool = True) -> Practice:
+        if not _PRACTICE_ID.match(practice_id):
+            raise ConfigurationError(
+                f"practice id {practice_id!r} is not usable: 1-128 characters, letters, digits and ._:@+- "
+                "only, starting with a letter or digit",
+                location="practice id",
+            )
+        practice = Practice(id=practice_id, name=name.strip(), active=active)
+        event = self._event(actor, "practice.add", practice_id, {"name": practice.name, "active": active})
+        self._store.add_practice(practice, event.at, event)
+        return practice
+
+    def set_active(self, practice_id: str, active: bool, *, actor: str) -> bool:
+        """Activate or deactivate a practice; True when that changed anything."""
+        action = "practice.activate" if active else "practice.deactivate"
+        return self._store.set_active(
+            practice_id, active, self._event(actor, action, practice_id, {"active": active})
+        )
+
+    def enroll(
+        self, practice_id: str, cert: bytes | str | x509.Certificate, *, actor: str
+    ) -> CertificateRecord:
+        """Pin a certificate (by SHA-256 fingerprint) to a practice; enrolling it again there is a no-op."""
+        leaf = load_certificates(cert)[0]
+        now = datetime.now(UTC)
+        record = CertificateRecord(
+            fingerprint_sha256=_fingerprint(leaf),
+            practice_id=practice_id,
+            subject=leaf.subject.rfc4514_string(),
+            issuer=leaf.issuer.rfc4514_string(),
+            serial=format(leaf.serial_number, "x"),
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            pem=_pem(leaf),
+            enrolled_at=now,
+        )
+        detail: dict[str, JsonValue] = {
+            "practice_id": practice_id,
+            "subject": record.subject,
+            "issuer": record.issuer,
+            "serial": record.serial,
+            "not_after": record.not_after.isoformat(),
+        }
+        self._store.enroll(
+            record, self._event(actor, "certificate.enroll", record.fingerprint_sha256, detail)
+        )
+        stored = self._store.certificate(record.fingerprint_sha256)
+        return stored if stored is not None else record
+
+    def _binding(self, address_or_domain: str | Binding) -> Binding:
+        if isinstance(address_or_domain, Binding):
+            binding = address_or_domain
+        else:
+            try:
+                binding = Binding.parse(address_or_domain)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc), location=address_or_domain) from exc
+        if binding.domain is not None:
+            try:
+                DirectAddress(f"postmaster@{binding.domain}")
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"not a Direct domain: {binding.domain!r}", location=str(address_or_domain)
+                ) from exc
+        return binding
+
+    def bind(self, practice_id: str, address_or_domain: str | Binding, *, actor: str) -> Binding:
+        """Bind ``user@domain`` (one address) or ``domain`` / ``@domain`` (all its addresses) to a practice.
+
+        Refused, naming the owner, when an address it covers is already covered by another practice's binding.
+        """
+        binding = self._binding(address_or_domain)
+        event = self._event(actor, "binding.add", practice_id, {"binding": str(binding)})
+        self._store.add_binding(practice_id, binding, event.at, event)
+        return binding
+
+    def unbind(self, practice_id: str, address_or_domain: str | Binding, *, actor: str) -> Binding:
+        binding = self._binding(address_or_domain)
+        event = self._event(actor, "binding.remove", practice_id, {"binding": str(binding)})
+        if not self._store.remove_binding(practice_id, binding, event):
+            raise ConfigurationError(
+                f"{binding} is not bound to practice {practice_id!r}", location=str(binding)
+            )
+        return binding
+
+    def revoke(self, certificate: str | x509.Certificate, reason: str, *, actor: str) -> CertificateRecord:
+        """Mark a certificate revoked (by fingerprint, or the certificate itself to block one never enrolled).
+
+        Takes effect on the next :meth:`identify`, without waiting for the CA's CRL.
+        """
+        block: CertificateRecord | None = None
+        now = datetime.now(UTC)
+        text = reason.strip() or "unspecified"
+        if isinstance(certificate, x509.Certificate):
+            fingerprint = _fingerprint(certificate)
+            block = CertificateRecord(
+                fingerprint_sha256=fingerprint,
+                practice_id=None,
+                subject=certificate.subject.rfc4514_string(),
+                issuer=certificate.issuer.rfc4514_string(),
+                serial=format(certificate.serial_number, "x"),
+                not_before=certificate.not_valid_before_utc,
+                not_after=certificate.not_valid_after_utc,
+                pem=_pem(certificate),
+                enrolled_at=now,
+                revoked_at=now,
+                revoked_reason=text,
+            )
+        else:
+            fingerprint = normalize_fingerprint(certificate)
+        existing = self._store.certificate(fingerprint)
+        detail: dict[str, JsonValue] = {
+            "reason": text,
+            "practice_id": existing.practice_id if existing is not None else None,
+            "subject": existing.subject if existing is not None else (block.subject if block else None),
+        }
+        self._store.revoke(
+            fingerprint, now, text, self._event(actor, "certificate.revoke", fingerprint, detail), block=block
+        )
+        stored = self._store.certificate(fingerprint)
+        if stored is None:  # pragma: no cover - the store just wrote it
+            raise ConfigurationError(f"certificate {fingerprint} vanished while being revoked")
+        return stored
+
+    def add_trust_anchor(self, cert: bytes | str | x509.Certificate, *, actor: str) -> TrustAnchor:
+        """Trust a CA for client certificates (digest §2: imported out of band, e.g. from the ETT)."""
+        ca = load_certificates(cert)[0]
+        anchor = TrustAnchor(_fingerprint(ca), ca.subject.rfc4514_string(), _pem(ca))
+        event = self._event(actor, "trust-anchor.add", anchor.fingerprint_sha256, {"subject": anchor.subject})
+        self._store.add_trust_anchor(anchor, event.at, event)
+        return anchor
+
+    def load_crl(self, crl: bytes | str | x509.CertificateRevocationList, *, actor: str) -> CrlRecord:
+        """Load (or replace with a newer) CRL of one issuer; a trust anchor's CRL must verify against it."""
+        parsed = _load_crl(crl)
+        issuer = parsed.issuer.rfc4514_string()
+        for anchor in self.trust_anchors():
+            ca = x509.load_pem_x509_certificate(anchor.pem.encode("ascii"))
+            if ca.subject == parsed.issuer and not crl_signed_by(parsed, ca):
+                raise CertificateError(
+                    f"the CRL of {issuer} is not signed by the trust anchor of that name; not loaded",
+                    location=issuer,
+                )
+        record = CrlRecord(
+            issuer=issuer,
+            this_update=parsed.last_update_utc,
+            next_update=parsed.next_update_utc,
+            der=parsed.public_bytes(Encoding.DER),
+        )
+        detail: dict[str, JsonValue] = {
+            "this_update": record.this_update.isoformat(),
+            "next_update": record.next_update.isoformat() if record.next_update is not None else None,
+            "revoked_count": len(parsed),
+        }
+        event = self._event(actor, "crl.load", issuer, detail)
+        self._store.put_crl(record, event.at, event)
+        return record
+
+    def add_mapping_rule(
+        self,
+        kind: MappingKind | str,
+        *,
+        attribute: str | None = None,
+        issuer_fingerprint: str | None = None,
+        actor: str,
+    ) -> MappingRule:
+        """Append a rule mapping trusted, unpinned certificates to practices (tried in the order added)."""
+        try:
+            rule_kind = MappingKind(kind)
+        except ValueError as exc:
+            known = ", ".join(k.value for k in MappingKind)
+            raise ConfigurationError(f"unknown mapping rule kind {kind!r}; use one of {known}") from exc
+        if rule_kind is MappingKind.SUBJECT_ATTRIBUTE:
+            attribute = _canonical_attribute(attribute)
+        elif attribute is not None:
+            raise ConfigurationError(f"a {rule_kind.value} rule takes no attribute (got {attribute!r})")
+        issuer = normalize_fingerprint(issuer_fingerprint) if issuer_fingerprint is not None else None
+        detail: dict[str, JsonValue] = {
+            "kind": rule_kind.value,
+            "attribute": attribute,
+            "issuer_fingerprint": issuer,
+        }
+        event = self._event(actor, "mapping-rule.add", rule_kind.value, detail)
+        return self._store.add_mapping_rule(rule_kind, attribute, issuer, event.at, event)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def practices(self) -> list[Practice]:
+        return self._store.practices()
+
+    def practice(self, practice_id: str) -> Practice | None:
+        return self._store.practice(practice_id)
+
+    def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]:
+        return self._store.certificates(practice_id)
+
+    def certificate(self, fingerprint: str) -> CertificateRecord | None:
+        return self._store.certificate(normalize_fingerprint(fingerprint))
+
+    def trust_anchors(self) -> list[TrustAnchor]:
+        return self._store.trust_anchors()
+
+    def crls(self) -> list[CrlRecord]:
+        return self._store.crls()
+
+    def mapping_rules(self) -> list[MappingRule]:
+        return self._store.mapping_rules()
+
+    def audit_log(self, limit: int = 50) -> list[AuditEntry]:
+        """The ``limit`` most recent changes, newest first."""
+        return self._store.audit_log(max(0, limit))
+
+    # -- decisions -----------------------------------------------------------------------------------
+
+    def identify(
+        self, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (), *, at: datetime | None = None
+    ) -> Identification:
+        """The practice a client certificate belongs to, or why none (digest §11.1-2).
+
+        ``chain`` holds the intermediates the peer sent. Rejections are values, not exceptions: the receiver
+        turns them into a refused request and a log line.
+        """
+        moment = at if at is not None else datetime.now(UTC)
+        fingerprint = _fingerprint(cert)
+        subject = cert.subject.rfc4514_string()
+
+        def reject(reason: str, matched_by: str = "", practice_id: str | None = None) -> Identification:
+            return Identification(None, reason, fingerprint, subject, matched_by, practice_id)
+
+        record = self._store.certificate(fingerprint)
+        if record is not None and record.revoked_at is not None:
+            return reject(f"certificate revoked on {_when(record.revoked_at)} ({record.revoked_reason})")
+        verdict = self._verify(cert, chain, moment)
+        if not verdict.ok:
+            return reject(verdict.reason)
+        if record is not None and record.practice_id is not None:
+            match = _Match(
+                record.practice_id, "fingerprint", f"enrolled certificate of practice {record.practice_id!r}"
+            )
+        else:
+            match = self._map_by_rules(cert, verdict)
+        if match.practice_id is None:
+            return reject(match.reason, match.matched_by)
+        practice = self._store.practice(match.practice_id)
+        if practice is None:
+            return reject(f"practice {match.practice_id!r} is no longer in the registry", match.matched_by)
+        if not practice.active:
+            return reject(f"practice {practice.id!r} is inactive", match.matched_by, practice.id)
+        return Identification(practice, match.reason, fingerprint, subject, match.matched_by, practice.id)
+
+    def _verify(
+        self, cert: x509.Certificate, chain: Sequence[x509.Certificate], at: datetime
+    ) -> ChainVerdict:
+        anchors = [x509.load_pem_x509_certificate(a.pem.encode("ascii")) for a in self._store.trust_anchors()]
+        crls = [x509.load_der_x509_crl(c.der) for c in self._store.crls()]
+        return verify_client_certificate(cert, chain, anchors=anchors, crls=crls, at=at)
+
+    def _map_by_rules(self, cert: x509.Certificate, verdict: ChainVerdict) -> _Match:
+        anchor = verdict.anchor
+        anchor_fingerprint = _fingerprint(anchor) if anchor is not None else None
+        for rule in self._store.mapping_rules():
+            if rule.issuer_fingerprint is not None and rule.issuer_fingerprint != anchor_fingerprint:
+                continue
+            owners = self._owners(cert, rule)
+            if len(owners) > 1:
+                names = ", ".join(f"{pid!r}" for pid in sorted(owners))
+                return _Match(
+                    None,
+                    rule.describe(),
+                    f"certificate maps to several practices by {rule.describe()}: {names}",
+                )
+            if owners:
+                practice_id, evidence = next(iter(owners.items()))
+                return _Match(practice_id, rule.describe(), evidence)
+        return _Match(None, "", NOT_ENROLLED)
+
+    def _owners(self, cert: x509.Certificate, rule: MappingRule) -> dict[str, str]:
+        """Practice id -> the evidence, for every practice this rule maps the certificate to."""
+        owners: dict[str, str] = {}
+        if rule.kind is MappingKind.SUBJECT_ATTRIBUTE and rule.attribute is not None:
+            for attr in cert.subject.get_attributes_for_oid(_attribute_oid(rule.attribute)):
+                value = attr.value
+                if isinstance(value, str) and self._store.practice(value) is not None:
+                    owners[value] = f"subject {rule.attribute}={value} names practice {value!r}"
+        elif rule.kind is MappingKind.SAN_EMAIL:
+            for address in _san_addresses(cert):
+                owner = self._store.address_owner(address)
+                if owner is not None:
+                    owners[owner] = f"SAN e-mail {address} is bound to practice {owner!r}"
+        elif rule.kind is MappingKind.SAN_EMAIL_DOMAIN:
+            for address in _san_addresses(cert):
+                owner = self._store.domain_owner(address.domain)
+                if owner is not None:
+                    owners[owner] = f"SAN e-mail domain {address.domain} is bound to practice {owner!r}"
+        elif rule.kind is MappingKind.SAN_DNS:
+            for name in _san_dns(cert):
+                owner = self._store.domain_owner(name)
+                if owner is not None:
+                    owners[owner] = f"SAN DNS name {name} is a domain bound to practice {owner!r}"
+        return owners
+
+    def authorize_sender(self, practice: Practice, address: DirectAddress | str) -> Decision:
+        """May ``address`` send for ``practice``? Read fresh from the store: an unbind counts at once."""
+        sender = _address(address)
+        current = self._store.practice(practice.id)
+        if current is None:
+            return Decision(False, f"practice {practice.id!r} is not in the registry", practice.id)
+        if not current.active:
+            return Decision(False, f"practice {current.id!r} is inactive", current.id)
+        for binding in current.bindings:
+            if binding.covers(sender):
+                return Decision(
+                    True, f"{sender} is bound to practice {current.id!r} by {binding}", current.id
+                )
+        return Decision(False, f"sender {sender} is not bound to practice {current.id!r}", current.id)
+
+    def check(
+        self,
+        cert: x509.Certificate,
+        address: DirectAddress | str,
+        chain: Sequence[x509.Certificate] = (),
+        *,
+        at: datetime | None = None,
+    ) -> Decision:
+        """Both receiver decisions at once: what ``xdr-edge registry check CERT ADDRESS`` prints."""
+        identification = self.identify(cert, chain, at=at)
+        if identification.practice is None:
+            return Decision(
+                False, identification.reason, identification.practice_id, identification.fingerprint
+            )
+        decision = self.authorize_sender(identification.practice, address)
+        return Decision(
+            decision.allowed,
+            f"{identification.reason}; {decision.reason}",
+            decision.practice_id,
+            identification.fingerprint,
+        )

@@ -1,0 +1,798 @@
+"""Storage of the certificate registry: the ``RegistryStore`` interface and its SQLite implementation.
+
+This is the only module of :mod:`xdr_edge.registry` that does I/O. It owns the schema, its migrations and the
+transactions; it does not parse certificates or decide anything about trust (that is :mod:`.verify` and
+:mod:`.registry`). Integrity rules that must hold under concurrent writers, "an address belongs to one
+practice" (issue #4 item 1) and "a certificate is enrolled to one practice", are checked inside the writing
+transaction, and every change writes its audit row in that same transaction, so a change is never recorded
+without its audit row or the other way round.
+
+SQLite concurrency (the receiver is multi-threaded, the CLI may write at the same time): WAL mode so readers
+never block on a writer, ``busy_timeout`` so a writer waits for another instead of failing, and one connection
+per operation, so no connection is ever shared between threads. Writes start with ``BEGIN IMMEDIATE``: a
+deferred transaction that later upgrades to a write lock can fail with "database is locked" without waiting.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "RegistryStore", "SqliteStore", "parse_registry_url"]
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from xdr_edge.errors import ConfigurationError, StoreError
+from xdr_edge.model import DirectAddress
+from xdr_edge.practice import Binding, Practice
+from xdr_edge.registry.records import (
+    AuditEntry,
+    AuditEvent,
+    CertificateRecord,
+    CrlRecord,
+    JsonValue,
+    MappingKind,
+    MappingRule,
+    TrustAnchor,
+)
+
+_KINDS = ", ".join(f"'{kind.value}'" for kind in MappingKind)
+
+#: Schema migrations, in order: ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``. Append
+#: new steps; never edit a released one (databases in the field were made by it).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE schema_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE practices (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE certificates (
+            fingerprint_sha256 TEXT PRIMARY KEY,
+            practice_id TEXT REFERENCES practices(id),
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            not_before TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            pem TEXT NOT NULL,
+            enrolled_at TEXT NOT NULL,
+            revoked_at TEXT,
+            revoked_reason TEXT
+        )""",
+        "CREATE INDEX certificates_practice ON certificates(practice_id)",
+        # address is unique case-insensitively: two practices must not own "Alice@x" and "alice@x", whatever
+        # the receiving domain does with local-part case (digest §11.3).
+        """CREATE TABLE bindings (
+            id INTEGER PRIMARY KEY,
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            address TEXT COLLATE NOCASE UNIQUE,
+            domain TEXT UNIQUE,
+            created_at TEXT NOT NULL,
+            CHECK ((address IS NULL) <> (domain IS NULL))
+        )""",
+        "CREATE INDEX bindings_practice ON bindings(practice_id)",
+        """CREATE TABLE trust_anchors (
+            fingerprint_sha256 TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            pem TEXT NOT NULL,
+            added_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE crls (
+            issuer TEXT PRIMARY KEY,
+            this_update TEXT NOT NULL,
+            next_update TEXT,
+            der BLOB NOT NULL,
+            loaded_at TEXT NOT NULL
+        )""",
+        f"""CREATE TABLE mapping_rules (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ({_KINDS})),
+            attribute TEXT,
+            issuer_fingerprint TEXT REFERENCES trust_anchors(fingerprint_sha256),
+            created_at TEXT NOT NULL,
+            CHECK ((kind = 'subject-attribute') = (attribute IS NOT NULL))
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RegistryStore(Protocol):
+    """What :class:`~xdr_edge.registry.Registry` needs from storage; a server database implements this too.
+
+    Every mutating method takes the :class:`AuditEvent` describing the change and writes it atomically with
+    the change. Methods that find nothing to change return ``False`` (or ``None``) and write no audit row.
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def initialize(self, event: AuditEvent) -> bool: ...
+
+    def add_practice(self, practice: Practice, created_at: datetime, event: AuditEvent) -> None: ...
+
+    def set_active(self, practice_id: str, active: bool, event: AuditEvent) -> bool: ...
+
+    def practice(self, practice_id: str) -> Practice | None: ...
+
+    def practices(self) -> list[Practice]: ...
+
+    def add_binding(self, practice_id: str, binding: Binding, at: datetime, event: AuditEvent) -> bool: ...
+
+    def remove_binding(self, practice_id: str, binding: Binding, event: AuditEvent) -> bool: ...
+
+    def address_owner(self, address: DirectAddress) -> str | None: ...
+
+    def domain_owner(self, domain: str) -> str | None: ...
+
+    def enroll(self, record: CertificateRecord, event: AuditEvent) -> bool: ...
+
+    def certificate(self, fingerprint: str) -> CertificateRecord | None: ...
+
+    def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]: ...
+
+    def revoke(
+        self,
+        fingerprint: str,
+        at: datetime,
+        reason: str,
+        event: AuditEvent,
+        *,
+        block: CertificateRecord | None,
+    ) -> bool: ...
+
+    def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool: ...
+
+    def trust_anchors(self) -> list[TrustAnchor]: ...
+
+    def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool: ...
+
+    def crls(self) -> list[CrlRecord]: ...
+
+    def add_mapping_rule(
+        self,
+        kind: MappingKind,
+        attribute: str | None,
+        issuer_fingerprint: str | None,
+        at: datetime,
+        event: AuditEvent,
+    ) -> MappingRule: ...
+
+    def mapping_rules(self) -> list[MappingRule]: ...
+
+    def audit_log(self, limit: int) -> list[AuditEntry]: ...
+
+
+_INSERT_CERTIFICATE = (
+    "INSERT INTO certificates (fingerprint_sha256, practice_id, subject, issuer, serial, not_before, "
+    "not_after, pem, enrolled_at, revoked_at, revoked_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
+
+
+def parse_registry_url(url: str) -> Path:
+    """The SQLite file a registry URL names: ``sqlite:///abs/path.db``, ``sqlite:rel.db`` or a plain path.
+
+    Any other scheme is refused by name, so ``postgresql://...`` says "not built in" rather than creating a
+    file called ``postgresql:``. In-memory databases are refused: each operation opens its own connection.
+    """
+    text = url.strip()
+    if not text:
+        raise ConfigurationError("empty registry URL", location="--registry")
+    match = _SCHEME.match(text)
+    if match is None:
+        path_text = text
+    else:
+        scheme = match.group(1).lower()
+        if scheme != "sqlite":
+            raise ConfigurationError(
+                f"unsupported registry backend {scheme!r}; only sqlite is built in", location="--registry"
+            )
+        rest = text[match.end() :]
+        if rest.startswith("//"):
+            authority, slash, path_part = rest[2:].partition("/")
+            if authority or not slash:
+                raise ConfigurationError(
+                    f"registry URL {url!r} has a host part; use sqlite:///abs/path.db or sqlite:relative.db",
+                    location="--registry",
+                )
+            path_text = "/" + path_part
+        else:
+            path_text = rest
+    if path_text in ("", ":memory:", "/") or path_text.startswith("file:"):
+        raise ConfigurationError(
+            f"registry URL {url!r} names no database file (in-memory databases are not supported)",
+            location="--registry",
+        )
+    return Path(path_text).expanduser()
+
+
+def _ts(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _opt_dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _binding(address: str | None, domain: str | None) -> Binding:
+    if address is not None:
+        return Binding(address=DirectAddress(address))
+    return Binding(domain=domain)
+
+
+def _binding_columns(binding: Binding) -> tuple[str | None, str | None]:
+    return (str(binding.address) if binding.address is not None else None, binding.domain)
+
+
+def _certificate(row: sqlite3.Row) -> CertificateRecord:
+    return CertificateRecord(
+        fingerprint_sha256=row["fingerprint_sha256"],
+        practice_id=row["practice_id"],
+        subject=row["subject"],
+        issuer=row["issuer"],
+        serial=row["serial"],
+        not_before=_dt(row["not_before"]),
+        not_after=_dt(row["not_after"]),
+        pem=row["pem"],
+        enrolled_at=_dt(row["enrolled_at"]),
+        revoked_at=_opt_dt(row["revoked_at"]),
+        revoked_reason=row["revoked_reason"],
+    )
+
+
+def _write_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        (
+            _ts(event.at),
+            event.actor,
+            event.action,
+            event.subject,
+            json.dumps(dict(event.detail), sort_keys=True),
+        ),
+    )
+
+
+class SqliteStore:
+    """The built-in :class:`RegistryStore`: one SQLite file, schema migrated when opened.
+
+    Opening a file that does not exist yet is allowed (so ``registry init`` can create it); every other
+    operation on a missing file says how to create it. A file made by a newer xdr-edge is refused rather
+    than misread.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self._busy_timeout_ms = busy_timeout_ms
+        if self.path.exists():
+            self._migrate()
+
+    @property
+    def location(self) -> str:
+        return f"sqlite:///{self.path.as_posix().lstrip('/')}"
+
+    # -- connections and transactions -------------------------------------------------------------------
+
+    def _missing(self) -> ConfigurationError:
+        return ConfigurationError(
+            f"registry database {self.path} does not exist; create it with `xdr-edge registry init`",
+            location=str(self.path),
+        )
+
+    @contextmanager
+    def _connection(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        if not create and not self.path.exists():
+            raise self._missing()
+        uri = f"{self.path.as_uri()}?mode={'rwc' if create else 'rw'}"
+        try:
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                isolation_level=None,
+                timeout=self._busy_timeout_ms / 1000,
+                check_same_thread=True,
+            )
+        except sqlite3.OperationalError as exc:
+            if not self.path.exists():
+                raise self._missing() from exc
+            raise StoreError(
+                f"cannot open registry database {self.path}: {exc}", location=str(self.path)
+            ) from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise ConfigurationError(
+                    f"registry change refused by the database: {exc}", location=str(self.path)
+                ) from exc
+            raise StoreError(f"registry database {self.path}: {exc}", location=str(self.path)) from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` for writes, a consistent snapshot for multi-step reads."""
+        with self._connection(create=create) as conn:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- schema -------------------------------------------------------------------------------------------
+
+    def _migrate(self, *, create: bool = False) -> bool:
+        """Bring the schema to :data:`SCHEMA_VERSION` in one transaction; True when anything was applied."""
+        with self._connection(create=create) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = self._current_version(conn)
+                for statement_list in MIGRATIONS[current:]:
+                    for statement in statement_list:
+                        conn.execute(statement)
+                if current < SCHEMA_VERSION:
+                    conn.execute(
+                        "INSERT INTO schema_version (id, version) VALUES (1, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                        (SCHEMA_VERSION,),
+                    )
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return current < SCHEMA_VERSION
+
+    def _current_version(self, conn: sqlite3.Connection) -> int:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "schema_version" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise ConfigurationError(
+                    f"{self.path} is an SQLite database but not an xdr-edge registry (no schema_version)",
+                    location=str(self.path),
+                )
+            return 0
+        row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+        version = int(row[0]) if row is not None else 0
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"registry database {self.path} has schema version {version}, newer than the "
+                f"{SCHEMA_VERSION} this xdr-edge knows; upgrade xdr-edge (it will not downgrade or misread "
+                "the database)",
+                location=str(self.path),
+            )
+        return version
+
+    def schema_version(self) -> int:
+        with self._transaction(write=False) as conn:
+            return self._current_version(conn)
+
+    def initialize(self, event: AuditEvent) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = self._migrate(create=True)
+        if created:
+            with self._transaction(write=True) as conn:
+                _write_audit(conn, event)
+        return created
+
+    # -- practices ------------------------------------------------------------------------------------
+
+    def add_practice(self, practice: Practice, created_at: datetime, event: AuditEvent) -> None:
+        with self._transaction(write=True) as conn:
+            existing = conn.execute("SELECT name FROM practices WHERE id = ?", (practice.id,)).fetchone()
+            if existing is not None:
+                raise ConfigurationError(
+                    f"practice {practice.id!r} already exists (named {existing['name']!r})",
+                    location=practice.id,
+                )
+            conn.execute(
+                "INSERT INTO practices (id, name, active, created_at) VALUES (?, ?, ?, ?)",
+                (practice.id, practice.name, int(practice.active), _ts(created_at)),
+            )
+            _write_audit(conn, event)
+
+    def set_active(self, practice_id: str, active: bool, event: AuditEvent) -> bool:
+        with self._transaction(write=True) as conn:
+            row = conn.execute("SELECT active FROM practices WHERE id = ?", (practice_id,)).fetchone()
+            if row is None:
+                raise ConfigurationError(f"no practice {practice_id!r} in the registry", location=practice_id)
+            if bool(row["active"]) == active:
+                return False
+            conn.execute("UPDATE practices SET active = ? WHERE id = ?", (int(active), practice_id))
+            _write_audit(conn, event)
+            return True
+
+    def _bindings_of(self, conn: sqlite3.Connection, practice_ids: Sequence[str]) -> dict[str, list[Binding]]:
+        result: dict[str, list[Binding]] = {pid: [] for pid in practice_ids}
+        rows = conn.execute("SELECT practice_id, address, domain FROM bindings ORDER BY id").fetchall()
+        for row in rows:
+            if row["practice_id"] in result:
+                result[row["practice_id"]].append(_binding(row["address"], row["domain"]))
+        return result
+
+    def practice(self, practice_id: str) -> Practice | None:
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT id, name, active FROM practices WHERE id = ?", (practice_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            bindings = conn.execute(
+                "SELECT address, domain FROM bindings WHERE practice_id = ? ORDER BY id", (practice_id,)
+            ).fetchall()
+        return Practice(
+            id=row["id"],
+            name=row["name"],
+            active=bool(row["active"]),
+            bindings=tuple(_binding(b["address"], b["domain"]) for b in bindings),
+        )
+
+    def practices(self) -> list[Practice]:
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT id, name, active FROM practices ORDER BY id").fetchall()
+            bindings = self._bindings_of(conn, [row["id"] for row in rows])
+        return [
+            Practice(
+                id=row["id"],
+                name=row["name"],
+                active=bool(row["active"]),
+                bindings=tuple(bindings[row["id"]]),
+            )
+            for row in rows
+        ]
+
+    # -- bindings -----------------------------------------------------------------------------------
+
+    def _binding_conflicts(self, conn: sqlite3.Connection, practice_id: str, binding: Binding) -> list[str]:
+        """Bindings of *other* practices that would cover an address this binding covers."""
+        if binding.address is not None:
+            rows = conn.execute(
+                "SELECT practice_id, address, domain FROM bindings WHERE practice_id <> ? "
+                "AND (address = ? OR domain = ?)",
+                (practice_id, str(binding.address), binding.address.domain),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT practice_id, address, domain FROM bindings WHERE practice_id <> ? "
+                "AND (domain = ? OR address LIKE ? ESCAPE '\\')",
+                (practice_id, binding.domain, "%@" + _like_escape(binding.domain or "")),
+            ).fetchall()
+        return [f"{_binding(r['address'], r['domain'])} of practice {r['practice_id']!r}" for r in rows]
+
+    def add_binding(self, practice_id: str, binding: Binding, at: datetime, event: AuditEvent) -> bool:
+        address, domain = _binding_columns(binding)
+        with self._transaction(write=True) as conn:
+            if conn.execute("SELECT 1 FROM practices WHERE id = ?", (practice_id,)).fetchone() is None:
+                raise ConfigurationError(f"no practice {practice_id!r} in the registry", location=practice_id)
+            conflicts = self._binding_conflicts(conn, practice_id, binding)
+            if conflicts:
+                raise ConfigurationError(
+                    f"cannot bind {binding} to practice {practice_id!r}: an address belongs to one practice, "
+                    f"and it is already covered by {', '.join(conflicts)}",
+                    location=str(binding),
+                )
+            if self._already_bound(conn, practice_id, binding):
+                return False
+            conn.execute(
+                "INSERT INTO bindings (practice_id, address, domain, created_at) VALUES (?, ?, ?, ?)",
+                (practice_id, address, domain, _ts(at)),
+            )
+            _write_audit(conn, event)
+            return True
+
+    @staticmethod
+    def _already_bound(conn: sqlite3.Connection, practice_id: str, binding: Binding) -> bool:
+        if binding.address is None:
+            row = conn.execute(
+                "SELECT 1 FROM bindings WHERE practice_id = ? AND domain = ?", (practice_id, binding.domain)
+            ).fetchone()
+            return row is not None
+        row = conn.execute(
+            "SELECT address FROM bindings WHERE practice_id = ? AND address = ?",
+            (practice_id, str(binding.address)),
+        ).fetchone()
+        if row is None:
+            return False
+        if row["address"] != str(binding.address):
+            raise ConfigurationError(
+                f"practice {practice_id!r} already has {row['address']!r}; {str(binding.address)!r} differs "
+                "only in the case of its local part, which counts as the same address for ownership",
+                location=str(binding.address),
+            )
+        return True
+
+    def remove_binding(self, practice_id: str, binding: Binding, event: AuditEvent) -> bool:
+        address, domain = _binding_columns(binding)
+        with self._transaction(write=True) as conn:
+            if address is not None:
+                cursor = conn.execute(
+                    "DELETE FROM bindings WHERE practice_id = ? AND address = ? COLLATE BINARY",
+                    (practice_id, address),
+                )
+            else:
+                cursor = conn.execute(
+                    "DELETE FROM bindings WHERE practice_id = ? AND domain = ?", (practice_id, domain)
+                )
+            if cursor.rowcount == 0:
+                return False
+            _write_audit(conn, event)
+            return True
+
+    def address_owner(self, address: DirectAddress) -> str | None:
+        """The practice an exact address binding gives this address to (local part compared exactly)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT practice_id FROM bindings WHERE address = ? COLLATE BINARY", (str(address),)
+            ).fetchone()
+        return None if row is None else str(row["practice_id"])
+
+    def domain_owner(self, domain: str) -> str | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT practice_id FROM bindings WHERE domain = ?", (domain.lower(),)
+            ).fetchone()
+        return None if row is None else str(row["practice_id"])
+
+    # -- certificates --------------------------------------------------------------------------------
+
+    def enroll(self, record: CertificateRecord, event: AuditEvent) -> bool:
+        with self._transaction(write=True) as conn:
+            if conn.execute("SELECT 1 FROM practices WHERE id = ?", (record.practice_id,)).fetchone() is None:
+                raise ConfigurationError(
+                    f"no practice {record.practice_id!r} in the registry", location=record.practice_id
+                )
+            row = conn.execute(
+                "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (record.fingerprint_sha256,)
+            ).fetchone()
+            if row is not None:
+                return self._check_reenroll(_certificate(row), record)
+            conn.execute(
+                _INSERT_CERTIFICATE,
+                _certificate_values(record),
+            )
+            _write_audit(conn, event)
+            return True
+
+    @staticmethod
+    def _check_reenroll(existing: CertificateRecord, record: CertificateRecord) -> bool:
+        where = f"certificate {record.subject} ({record.fingerprint_sha256})"
+        if existing.revoked_at is not None:
+            raise ConfigurationError(
+                f"{where} was revoked on {existing.revoked_at:%Y-%m-%d} ({existing.revoked_reason}); "
+                "a revoked certificate cannot be enrolled again",
+                location=record.fingerprint_sha256,
+            )
+        if existing.practice_id != record.practice_id:
+            raise ConfigurationError(
+                f"{where} is already enrolled to practice {existing.practice_id!r}",
+                location=record.fingerprint_sha256,
+            )
+        return False
+
+    def certificate(self, fingerprint: str) -> CertificateRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
+            ).fetchone()
+        return None if row is None else _certificate(row)
+
+    def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]:
+        with self._connection() as conn:
+            if practice_id is None:
+                rows = conn.execute(
+                    "SELECT * FROM certificates ORDER BY enrolled_at, fingerprint_sha256"
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM certificates WHERE practice_id = ? "
+                    "ORDER BY enrolled_at, fingerprint_sha256",
+                    (practice_id,),
+                ).fetchall()
+        return [_certificate(row) for row in rows]
+
+    def revoke(
+        self,
+        fingerprint: str,
+        at: datetime,
+        reason: str,
+        event: AuditEvent,
+        *,
+        block: CertificateRecord | None,
+    ) -> bool:
+        """Mark a certificate revoked; with ``block``, an unknown certificate is recorded as revoked too."""
+        with self._transaction(write=True) as conn:
+            row = conn.execute(
+                "SELECT revoked_at FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
+                if block is None:
+                    raise ConfigurationError(
+                        f"no certificate with fingerprint {fingerprint} in the registry; pass the "
+                        "certificate itself to block one that was never enrolled",
+                        location=fingerprint,
+                    )
+                conn.execute(
+                    _INSERT_CERTIFICATE,
+                    _certificate_values(block),
+                )
+            elif row["revoked_at"] is not None:
+                return False
+            else:
+                conn.execute(
+                    "UPDATE certificates SET revoked_at = ?, revoked_reason = ? WHERE fingerprint_sha256 = ?",
+                    (_ts(at), reason, fingerprint),
+                )
+            _write_audit(conn, event)
+            return True
+
+    # -- trust anchors, CRLs, mapping rules -----------------------------------------------------------
+
+    def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool:
+        with self._transaction(write=True) as conn:
+            cursor = conn.execute(
+                "INSERT INTO trust_anchors (fingerprint_sha256, subject, pem, added_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (fingerprint_sha256) DO NOTHING",
+                (anchor.fingerprint_sha256, anchor.subject, anchor.pem, _ts(at)),
+            )
+            if cursor.rowcount == 0:
+                return False
+            _write_audit(conn, event)
+            return True
+
+    def trust_anchors(self) -> list[TrustAnchor]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT fingerprint_sha256, subject, pem FROM trust_anchors "
+                "ORDER BY added_at, fingerprint_sha256"
+            ).fetchall()
+        return [TrustAnchor(row["fingerprint_sha256"], row["subject"], row["pem"]) for row in rows]
+
+    def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool:
+        """Keep the newest CRL per issuer; an older one than what is loaded is refused (a replayed CRL)."""
+        with self._transaction(write=True) as conn:
+            row = conn.execute("SELECT this_update FROM crls WHERE issuer = ?", (crl.issuer,)).fetchone()
+            if row is not None:
+                loaded = _dt(row["this_update"])
+                if crl.this_update < loaded:
+                    raise ConfigurationError(
+                        f"the CRL of {crl.issuer} issued {crl.this_update:%Y-%m-%d %H:%M} is older than the "
+                        f"one already loaded (issued {loaded:%Y-%m-%d %H:%M}); not replaced",
+                        location=crl.issuer,
+                    )
+            conn.execute(
+                "INSERT INTO crls (issuer, this_update, next_update, der, loaded_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (issuer) DO UPDATE SET this_update = excluded.this_update, "
+                "next_update = excluded.next_update, der = excluded.der, loaded_at = excluded.loaded_at",
+                (
+                    crl.issuer,
+                    _ts(crl.this_update),
+                    None if crl.next_update is None else _ts(crl.next_update),
+                    crl.der,
+                    _ts(at),
+                ),
+            )
+            _write_audit(conn, event)
+            return True
+
+    def crls(self) -> list[CrlRecord]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT issuer, this_update, next_update, der FROM crls ORDER BY issuer"
+            ).fetchall()
+        return [
+            CrlRecord(row["issuer"], _dt(row["this_update"]), _opt_dt(row["next_update"]), bytes(row["der"]))
+            for row in rows
+        ]
+
+    def add_mapping_rule(
+        self,
+        kind: MappingKind,
+        attribute: str | None,
+        issuer_fingerprint: str | None,
+        at: datetime,
+        event: AuditEvent,
+    ) -> MappingRule:
+        with self._transaction(write=True) as conn:
+            if issuer_fingerprint is not None and (
+                conn.execute(
+                    "SELECT 1 FROM trust_anchors WHERE fingerprint_sha256 = ?", (issuer_fingerprint,)
+                ).fetchone()
+                is None
+            ):
+                raise ConfigurationError(
+                    f"no trust anchor with fingerprint {issuer_fingerprint}; add the issuing CA first",
+                    location=issuer_fingerprint,
+                )
+            cursor = conn.execute(
+                "INSERT INTO mapping_rules (kind, attribute, issuer_fingerprint, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (kind.value, attribute, issuer_fingerprint, _ts(at)),
+            )
+            position = int(cursor.lastrowid or 0)
+            detail: dict[str, JsonValue] = {**event.detail, "position": position}
+            _write_audit(conn, AuditEvent(event.at, event.actor, event.action, event.subject, detail))
+            return MappingRule(position, kind, attribute, issuer_fingerprint)
+
+    def mapping_rules(self) -> list[MappingRule]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules ORDER BY position"
+            ).fetchall()
+        return [
+            MappingRule(
+                row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"]
+            )
+            for row in rows
+        ]
+
+    # -- audit ---------------------------------------------------------------------------------------
+
+    def audit_log(self, limit: int) -> list[AuditEntry]:
+        """The ``limit`` most recent changes, newest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [
+            AuditEntry(
+                row["id"], _dt(row["at"]), row["actor"], row["action"], row["subject"], _json(row["detail"])
+            )
+            for row in rows
+        ]
+
+
+def _json(text: str) -> dict[str, JsonValue]:
+    value: Any = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _certificate_values(record: CertificateRecord) -> tuple[str | None, ...]:
+    return (
+        record.fingerprint_sha256,
+        record.practice_id,
+        record.subject,
+        record.issuer,
+        record.serial,
+        _ts(record.not_before),
+        _ts(record.not_after),
+        record.pem,
+        _ts(record.enrolled_at),
+        None if record.revoked_at is None else _ts(record.revoked_at),
+        record.revoked_reason,
+    )

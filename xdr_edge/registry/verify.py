@@ -1,0 +1,157 @@
+"""Is a client certificate trustworthy right now? The one wrapper around cryptography's client verifier.
+
+Pure: certificates, CRLs and the time come in as arguments; nothing is read from disk or the network here.
+
+Three checks, in order (digest §2, §11.1; issue #4 item 1):
+
+1. validity of the leaf at the given time, checked by us first so that the most common rejection reads
+   "certificate expired on 2026-01-01" rather than a verifier message;
+2. chain and policy by ``cryptography.x509.verification`` (``PolicyBuilder().store(...).time(at)
+   .build_client_verifier()``). Its policy is the web PKI's: a SAN is required and the EKU, when present, must
+   include clientAuth. The validation time is fixed when the verifier is built, so one is built per call
+   (STACK-NOTES "cryptography"); building is cheap next to a TLS handshake;
+3. revocation, which the verifier does not check: for each certificate of the verified chain below the anchor,
+   the loaded CRL of its issuer (signature verified with the issuer's key) must not list its serial. A CRL
+   past its ``nextUpdate`` means the revocation status is unknown, and unknown is treated as revoked: a
+   receiver that keeps accepting certificates after its CRL feed stopped would never notice a revocation.
+   An issuer with no CRL loaded is not checked (CRLs are optional in the registry).
+
+cryptography's ``VerificationError`` text is mapped to plain reasons an operator can act on.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ChainVerdict", "crl_signed_by", "verify_client_certificate"]
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+_ENCOUNTERED = re.compile(r"\s*\(encountered processing <Certificate\(subject=<Name\((?P<subject>.*?)\)>.*$")
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    """The outcome of :func:`verify_client_certificate`; ``chain`` runs leaf first, trust anchor last."""
+
+    ok: bool
+    reason: str
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def anchor(self) -> x509.Certificate | None:
+        return self.chain[-1] if self.ok and self.chain else None
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _check_validity(cert: x509.Certificate, at: datetime) -> str | None:
+    if at < cert.not_valid_before_utc:
+        return f"certificate not valid before {_when(cert.not_valid_before_utc)}"
+    if at > cert.not_valid_after_utc:
+        return f"certificate expired on {_when(cert.not_valid_after_utc)}"
+    return None
+
+
+def _explain(error: VerificationError, leaf: x509.Certificate) -> str:
+    """cryptography's verifier message -> a reason naming what is wrong in operator terms."""
+    text = str(error).removeprefix("validation failed: ")
+    where = ""
+    match = _ENCOUNTERED.search(text)
+    if match is not None:
+        where = f" (at {match.group('subject')})"
+        text = text[: match.start()]
+    if "all candidates exhausted with no interior errors" in text:
+        return f"not issued by a trusted CA (issuer {leaf.issuer.rfc4514_string()} is not a trust anchor)"
+    if "required EKU not found" in text:
+        return "not a TLS client certificate: its extended key usage lacks clientAuth" + where
+    if "not valid at validation time" in text:
+        return "a certificate in the chain is outside its validity period" + where
+    return f"certificate chain rejected: {text}{where}"
+
+
+def _revocation_problem(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    crls: Sequence[x509.CertificateRevocationList],
+    at: datetime,
+    *,
+    leaf: bool,
+) -> str | None:
+    """Why ``cert`` must be rejected on revocation grounds, or None (not listed, or no CRL of its issuer)."""
+    candidates = [crl for crl in crls if crl.issuer == issuer.subject]
+    if not candidates:
+        return None
+    valid = [crl for crl in candidates if crl_signed_by(crl, issuer)]
+    who = "certificate" if leaf else "issuing CA"
+    if not valid:
+        return f"revocation status unknown: the CRL of {_subject(issuer)} is not signed by that CA"
+    crl = max(valid, key=lambda c: c.last_update_utc)
+    if crl.next_update_utc is not None and crl.next_update_utc < at:
+        return (
+            f"revocation status unknown: the CRL of {_subject(issuer)} expired on "
+            f"{_when(crl.next_update_utc)}; load a current one"
+        )
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return None
+    return f"{who} {_subject(cert)} revoked on {_when(entry.revocation_date_utc)} ({_crl_reason(entry)})"
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s key verifies the CRL's signature (False for keys that cannot sign)."""
+    try:
+        return crl.is_signature_valid(cast(CertificateIssuerPublicKeyTypes, issuer.public_key()))
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
+def _crl_reason(entry: x509.RevokedCertificate) -> str:
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return "no reason given"
+    return reason.value
+
+
+def verify_client_certificate(
+    cert: x509.Certificate,
+    intermediates: Sequence[x509.Certificate] = (),
+    *,
+    anchors: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList] = (),
+    at: datetime | None = None,
+) -> ChainVerdict:
+    """Check validity, chain to one of ``anchors`` under the client-certificate policy, and revocation."""
+    moment = at if at is not None else datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("the verification time must be timezone-aware")
+    if not anchors:
+        return ChainVerdict(False, "not issued by a trusted CA (the registry has no trust anchors)")
+    problem = _check_validity(cert, moment)
+    if problem is not None:
+        return ChainVerdict(False, problem)
+    verifier = PolicyBuilder().store(Store(list(anchors))).time(moment).build_client_verifier()
+    try:
+        verified = verifier.verify(cert, list(intermediates))
+    except VerificationError as exc:
+        return ChainVerdict(False, _explain(exc, cert))
+    chain = tuple(verified.chain)
+    for index, link in enumerate(chain[:-1]):
+        problem = _revocation_problem(link, chain[index + 1], crls, moment, leaf=index == 0)
+        if problem is not None:
+            return ChainVerdict(False, problem, chain)
+    return ChainVerdict(True, f"chains to trust anchor {_subject(chain[-1])}", chain)
