@@ -277,6 +277,7 @@ def compose(
         )
         for doc, entry_id in zip(documents, entry_ids, strict=True)
     )
+    entries = _share_patient_and_author(entries, patient, level)
     ss_author = replace(author or Author(), telecoms=(Telecom.of(from_addr),))
     if author is None and level is MetadataLevel.XDS:
         first = next((a for e in entries for a in e.authors if a.person is not None), None)
@@ -308,6 +309,25 @@ def compose(
         direct_from=from_addr,
         direct_to=to_addrs,
     )
+
+
+def _share_patient_and_author(
+    entries: tuple[DocumentEntry, ...], patient: Patient | None, level: MetadataLevel
+) -> tuple[DocumentEntry, ...]:
+    """A submission is about one patient: documents without a patient id (a PDF next to a C-CDA) take the
+    submission's, and at the XDS level entries without an author take the first known author."""
+    shared = patient or next((e.patient_id for e in entries if e.patient_id is not None), None)
+    first_author = next((a for e in entries for a in e.authors), None)
+    out = []
+    for entry in entries:
+        if entry.patient_id is None and shared is not None:
+            entry = replace(entry, patient_id=shared)
+            if level is MetadataLevel.XDS and entry.source_patient_id is None:
+                entry = replace(entry, source_patient_id=shared)
+        if level is MetadataLevel.XDS and not entry.authors and first_author is not None:
+            entry = replace(entry, authors=(first_author,))
+        out.append(entry)
+    return tuple(out)
 
 
 def _address(text: str, role: str) -> DirectAddress:

@@ -1,0 +1,573 @@
+"""XdrClient: send a Submission to a HISP's XDR edge with the right practice's client certificate (issue #3).
+
+The I/O shell around the pure core: pre-flight (binding, certificate coverage, validation), then
+``wire.build_request`` -> the practice's own TLS session (:mod:`xdr_edge.tls`) -> ``wire.parse_response`` ->
+a typed :class:`SendResult`. Library exceptions (requests, urllib3, ssl) are translated here, at one boundary.
+
+Retry rule (ARCHITECTURE "Rules that keep it correct"): retry only when nothing was sent (connect failure), on
+HTTP 503, and when the outcome is unknown (timeout or drop after the body went out); each attempt gets a new
+MessageID but keeps the SubmissionSet and DocumentEntry uniqueIds, so a receiver that already stored the first
+attempt answers with a duplicate-uniqueId Failure, which we report as already delivered.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Outcome", "RetryPolicy", "SendResult", "XdrClient"]
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from xdr_edge.errors import CertificateError, ConfigurationError, NotBound, RemoteProtocolError, ValidationFailed
+from xdr_edge.findings import Finding
+from xdr_edge.model import DirectAddress, Submission
+from xdr_edge.practice import Practice
+from xdr_edge.response import RegistryErrorEntry
+from xdr_edge.soap import Fault, LevelPlacement
+from xdr_edge.tls import ClientIdentity, SessionPool, load_identity
+from xdr_edge.validate import validate
+from xdr_edge.wire import OutgoingRequest, build_request, parse_response
+
+log = logging.getLogger("xdr_edge.client")
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+DUPLICATE_CODES = frozenset(
+    {"XDSDuplicateUniqueIdInRegistry", "XDSRegistryDuplicateUniqueIdInMessage", "XDSRepositoryDuplicateUniqueIdInMessage"}
+)
+
+
+class Outcome(str, Enum):
+    SUCCESS = "Success"
+    PARTIAL_SUCCESS = "PartialSuccess"
+    FAILURE = "Failure"
+    FAULT = "Fault"
+    TRANSPORT_ERROR = "TransportError"
+    OUTCOME_UNKNOWN = "OutcomeUnknown"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``)."""
+
+    max_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one submission. ``ok`` is true for Success and PartialSuccess."""
+
+    outcome: Outcome
+    message: str
+    practice_id: str
+    endpoint: str
+    message_id: str
+    submission_set_unique_id: str
+    document_unique_ids: tuple[str, ...]
+    http_status: int | None = None
+    elapsed_seconds: float = 0.0
+    attempts: int = 1
+    bytes_sent: int = 0
+    errors: tuple[RegistryErrorEntry, ...] = ()
+    fault: Fault | None = None
+    already_delivered: bool = False
+    message_ids: tuple[str, ...] = ()
+    response_findings: tuple[Finding, ...] = ()
+    raw_response: bytes | None = field(default=None, repr=False)
+    response_content_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.SUCCESS, Outcome.PARTIAL_SUCCESS)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "ok": self.ok,
+            "message": self.message,
+            "practice": self.practice_id,
+            "endpoint": self.endpoint,
+            "message_id": self.message_id,
+            "message_ids": list(self.message_ids),
+            "submission_set_unique_id": self.submission_set_unique_id,
+            "document_unique_ids": list(self.document_unique_ids),
+            "http_status": self.http_status,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "attempts": self.attempts,
+            "bytes_sent": self.bytes_sent,
+            "already_delivered": self.already_delivered,
+            "errors": [
+                {
+                    "error_code": e.error_code,
+                    "code_context": e.code_context,
+                    "severity": e.severity.value,
+                    "location": e.location,
+                }
+                for e in self.errors
+            ],
+            "fault": None
+            if self.fault is None
+            else {"code": self.fault.code, "subcode": self.fault.subcode, "reason": self.fault.reason},
+            "response_findings": [f.as_dict() for f in self.response_findings],
+        }
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    outcome: Outcome
+    message: str
+    retryable: bool
+    http_status: int | None = None
+    errors: tuple[RegistryErrorEntry, ...] = ()
+    fault: Fault | None = None
+    findings: tuple[Finding, ...] = ()
+    raw: bytes | None = None
+    content_type: str | None = None
+    bytes_sent: int = 0
+
+
+class _CountingBody:
+    """Wraps the MTOM body to learn whether any byte left: the difference between "nothing was sent" (safe to
+    retry as a connect failure) and "the outcome is unknown". Keeps ``__len__`` so requests sends Content-Length."""
+
+    def __init__(self, body: Iterable[bytes], length: int) -> None:
+        self._body = body
+        self._length = length
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            self.sent += len(chunk)
+            yield chunk
+
+
+def covered_by_certificate(identity: ClientIdentity, address: DirectAddress) -> bool:
+    """True when the certificate names no addresses or domains, or names this address or its domain.
+
+    Direct certificates carry the address (or, for organization certificates, the bare domain) as SAN
+    rfc822Name, and sometimes the domain as dNSName (Direct Applicability Statement §4)."""
+    emails = [e.lower() for e in identity.san_emails]
+    dns = [d.lower().rstrip(".") for d in identity.san_dns]
+    if not emails and not dns:
+        return True
+    if address.address.lower() in emails or address.domain in emails:
+        return True
+    return address.domain in dns
+
+
+class XdrClient:
+    """Sends submissions for many practices to one XDR endpoint; thread-safe.
+
+    One TLS session per practice (and certificate): a practice's connection is never reused for another
+    practice. Construct once and share between threads; call :meth:`close` (or use ``with``) at the end.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        ca_bundle: Path | str,
+        practices: Iterable[Practice] | Mapping[str, Practice] = (),
+        timeout: tuple[float, float] = (10.0, 120.0),
+        retry: RetryPolicy | None = None,
+        placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not endpoint.lower().startswith("https://"):
+            raise ConfigurationError(
+                f"endpoint {endpoint!r} is not https: the XDR edge requires mutual TLS", location="endpoint"
+            )
+        self.endpoint = endpoint
+        self.ca_bundle = Path(ca_bundle)
+        if not self.ca_bundle.is_file():
+            raise ConfigurationError(f"CA bundle not found: {self.ca_bundle}", location="ca_bundle")
+        items = practices.values() if isinstance(practices, Mapping) else practices
+        self._practices = {p.id: p for p in items}
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.placement = placement
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._rng_lock = threading.Lock()
+        self._pool = SessionPool(self.ca_bundle)
+
+    @classmethod
+    def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
+        """Build from a :class:`xdr_edge.config.SenderConfig`."""
+        timeout = (10.0, float(config.timeout_seconds))
+        return cls(
+            endpoint=config.endpoint, ca_bundle=config.ca_bundle, practices=config.practices, timeout=timeout, **kwargs
+        )
+
+    def __enter__(self) -> XdrClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def practice(self, practice: Practice | str) -> Practice:
+        if isinstance(practice, Practice):
+            return practice
+        found = self._practices.get(practice)
+        if found is None:
+            known = ", ".join(sorted(self._practices)) or "none"
+            raise ConfigurationError(f"unknown practice {practice!r} (configured: {known})", location="practice")
+        return found
+
+    # -- pre-flight -------------------------------------------------------------------------------------------
+
+    def preflight(self, submission: Submission, practice: Practice | str) -> list[Finding]:
+        """Checks before any network I/O; raises on the first blocking problem, returns warnings otherwise."""
+        prac = self.practice(practice)
+        if not prac.active:
+            raise ConfigurationError(f"practice {prac.id!r} is not active", location=f"practice {prac.id}")
+        if prac.credential is None:
+            raise ConfigurationError(
+                f"practice {prac.id!r} has no client certificate configured", location=f"practice {prac.id}"
+            )
+        identity = load_identity(prac.credential)
+        now = datetime.now(UTC)
+        if identity.not_after < now:
+            raise CertificateError(
+                f"certificate expired: the client certificate of practice {prac.id!r} ({identity.subject}) expired "
+                f"on {identity.not_after:%Y-%m-%d %H:%M} UTC; nothing was sent to {self.endpoint}",
+                code="client-certificate-expired",
+                location=str(prac.credential.cert or prac.credential.p12),
+            )
+        if identity.not_before > now:
+            raise CertificateError(
+                f"the client certificate of practice {prac.id!r} ({identity.subject}) is not valid before "
+                f"{identity.not_before:%Y-%m-%d %H:%M} UTC",
+                code="client-certificate-not-yet-valid",
+            )
+        sender = submission.sender
+        if sender is None:
+            raise NotBound(
+                f"the submission has no sender address (direct:from or authorTelecommunication) for practice "
+                f"{prac.id!r}",
+                location="direct:from",
+            )
+        if not prac.binds(sender):
+            bound = ", ".join(str(b) for b in prac.bindings) or "nothing"
+            raise NotBound(
+                f"sender {sender} is not bound to practice {prac.id!r} (bound: {bound}); certificate subject "
+                f"{identity.subject}; nothing was sent",
+                location="direct:from",
+            )
+        if not covered_by_certificate(identity, sender):
+            raise NotBound(
+                f"sender {sender} is not covered by the certificate of practice {prac.id!r} (subject "
+                f"{identity.subject}; SAN e-mail {list(identity.san_emails)}, DNS {list(identity.san_dns)})",
+                code="sender-not-in-certificate",
+                location="direct:from",
+            )
+        findings = validate(submission)
+        if any(f.is_error for f in findings):
+            raise ValidationFailed(findings)
+        return findings
+
+    # -- sending ----------------------------------------------------------------------------------------------
+
+    def send(self, submission: Submission, *, practice: Practice | str, keep_raw_response: bool = False) -> SendResult:
+        """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
+
+        Raises only for problems found before sending (configuration, certificate files, binding, validation);
+        everything that happens on the wire is reported in the returned :class:`SendResult`.
+        """
+        prac = self.practice(practice)
+        self.preflight(submission, prac)
+        started = time.monotonic()
+        message_ids: list[str] = []
+        attempt_result: _Attempt | None = None
+        total_sent = 0
+        attempts = 0
+        already = False
+        for attempts in range(1, self.retry.max_attempts + 1):
+            request = build_request(submission, endpoint=self.endpoint, placement=self.placement)
+            message_ids.append(request.message_id)
+            attempt_result = self._attempt(prac, request, keep_raw_response)
+            total_sent += attempt_result.bytes_sent
+            if attempts > 1 and self._is_duplicate(attempt_result, submission):
+                already = True
+                break
+            if not attempt_result.retryable or attempts == self.retry.max_attempts:
+                break
+            with self._rng_lock:
+                pause = self.retry.delay(attempts, self._rng)
+            log.info(
+                "retry practice=%s message_id=%s outcome=%s in %.2fs",
+                prac.id,
+                request.message_id,
+                attempt_result.outcome.value,
+                pause,
+            )
+            self._sleep(pause)
+        assert attempt_result is not None
+        outcome, message = attempt_result.outcome, attempt_result.message
+        if already:
+            outcome = Outcome.SUCCESS
+            message = (
+                "already delivered: an earlier attempt was stored by the HISP (it reports the uniqueIds as "
+                f"duplicates after {attempts} attempts)"
+            )
+        result = SendResult(
+            outcome=outcome,
+            message=message,
+            practice_id=prac.id,
+            endpoint=self.endpoint,
+            message_id=message_ids[-1],
+            message_ids=tuple(message_ids),
+            submission_set_unique_id=submission.submission_set.unique_id,
+            document_unique_ids=tuple(e.unique_id for e in submission.document_entries),
+            http_status=attempt_result.http_status,
+            elapsed_seconds=time.monotonic() - started,
+            attempts=attempts,
+            bytes_sent=total_sent,
+            errors=attempt_result.errors,
+            fault=attempt_result.fault,
+            already_delivered=already,
+            response_findings=attempt_result.findings,
+            raw_response=attempt_result.raw if keep_raw_response else None,
+            response_content_type=attempt_result.content_type,
+        )
+        log.info(
+            "send practice=%s message_id=%s outcome=%s http_status=%s duration_ms=%d bytes=%d attempts=%d",
+            result.practice_id,
+            result.message_id,
+            result.outcome.value,
+            result.http_status,
+            result.elapsed_seconds * 1000,
+            result.bytes_sent,
+            result.attempts,
+        )
+        return result
+
+    @staticmethod
+    def _is_duplicate(attempt: _Attempt, submission: Submission) -> bool:
+        if attempt.outcome is not Outcome.FAILURE or not attempt.errors:
+            return False
+        ids = {submission.submission_set.unique_id, *(e.unique_id for e in submission.document_entries)}
+        return all(
+            e.error_code in DUPLICATE_CODES and (not e.code_context or any(i in e.code_context for i in ids))
+            for e in attempt.errors
+            if e.severity.value == "Error"
+        )
+
+    def _attempt(self, practice: Practice, request: OutgoingRequest, keep_raw: bool) -> _Attempt:
+        session = self._pool.session_for(practice)
+        body = _CountingBody(request.body, len(request.body))
+        subject = session.identity.subject
+        try:
+            response = session.post(self.endpoint, data=body, headers=request.headers(), timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            return _Attempt(Outcome.TRANSPORT_ERROR, self._tls_message(exc, subject), False, bytes_sent=body.sent)
+        except requests.exceptions.ConnectTimeout:
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR, f"connection to {self.endpoint} timed out; nothing was sent", True
+            )
+        except requests.exceptions.ReadTimeout:
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                f"no response from {self.endpoint} within {self.timeout[1]:g}s after the request was sent; "
+                "the HISP may or may not have stored it",
+                True,
+                bytes_sent=body.sent,
+            )
+        except requests.exceptions.RequestException as exc:
+            tls = self._tls_alert(exc)
+            if tls is not None:
+                return _Attempt(Outcome.TRANSPORT_ERROR, f"{tls} (subject {subject}, endpoint {self.endpoint})", False)
+            if body.sent == 0:
+                return _Attempt(
+                    Outcome.TRANSPORT_ERROR,
+                    f"could not connect to {self.endpoint}: {_root_cause(exc)}; nothing was sent",
+                    True,
+                )
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                f"the connection to {self.endpoint} failed after {body.sent} bytes were sent: {_root_cause(exc)}",
+                True,
+                bytes_sent=body.sent,
+            )
+        with response:
+            return self._interpret(response, request, body.sent)
+
+    def _interpret(self, response: requests.Response, request: OutgoingRequest, sent: int) -> _Attempt:
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "")
+        try:
+            raw = _read_capped(response)
+        except requests.exceptions.RequestException as exc:
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                f"the response from {self.endpoint} was cut off: {_root_cause(exc)}",
+                True,
+                http_status=status,
+                bytes_sent=sent,
+            )
+        if status == 503:
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR,
+                f"the HISP is unavailable (HTTP 503 from {self.endpoint})",
+                True,
+                http_status=status,
+                raw=raw,
+                content_type=content_type,
+                bytes_sent=sent,
+            )
+        if 300 <= status < 400:
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR,
+                f"HTTP {status} redirect to {response.headers.get('Location', '?')} refused: redirects are not "
+                "followed for a POST of clinical documents",
+                False,
+                http_status=status,
+                bytes_sent=sent,
+            )
+        try:
+            parsed = parse_response(content_type, raw)
+        except RemoteProtocolError as exc:
+            kind = content_type.split(";")[0].strip() or "no Content-Type"
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR if status >= 400 else Outcome.OUTCOME_UNKNOWN,
+                f"HTTP {status} from {self.endpoint} is not a SOAP response ({kind}): {exc.message}",
+                status >= 500 and status != 501,
+                http_status=status,
+                raw=raw,
+                content_type=content_type,
+                bytes_sent=sent,
+            )
+        relates = parsed.envelope.relates_to
+        if relates and relates != request.message_id:
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                f"the response relates to {relates}, not to our MessageID {request.message_id}",
+                True,
+                http_status=status,
+                raw=raw,
+                content_type=content_type,
+                findings=tuple(parsed.findings),
+                bytes_sent=sent,
+            )
+        if parsed.fault is not None:
+            fault = parsed.fault
+            sub = f" / {fault.subcode}" if fault.subcode else ""
+            return _Attempt(
+                Outcome.FAULT,
+                f"SOAP fault {fault.code}{sub} from {self.endpoint}: {fault.reason}",
+                False,
+                http_status=status,
+                fault=fault,
+                raw=raw,
+                content_type=content_type,
+                bytes_sent=sent,
+            )
+        rr = parsed.registry_response
+        if rr is None:
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                "the response has neither a RegistryResponse nor a fault",
+                False,
+                http_status=status,
+                raw=raw,
+                content_type=content_type,
+                bytes_sent=sent,
+            )
+        findings = tuple(parsed.findings)
+        if rr.is_success:
+            outcome, text = Outcome.SUCCESS, "Success: the HISP accepted the submission"
+        elif rr.is_partial:
+            outcome, text = Outcome.PARTIAL_SUCCESS, "PartialSuccess: the HISP accepted part of the submission"
+        else:
+            outcome = Outcome.FAILURE
+            first = rr.errors[0] if rr.errors else None
+            text = f"Failure: {first.error_code}: {first.code_context}" if first else "Failure (no error given)"
+        return _Attempt(
+            outcome,
+            text,
+            False,
+            http_status=status,
+            errors=rr.errors,
+            findings=findings,
+            raw=raw,
+            content_type=content_type,
+            bytes_sent=sent,
+        )
+
+    def _tls_message(self, exc: Exception, subject: str) -> str:
+        alert = self._tls_alert(exc)
+        if alert is not None:
+            return f"{alert} (subject {subject}, endpoint {self.endpoint})"
+        text = _root_cause(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            if "expired" in text:
+                return f"server certificate expired: {self.endpoint} presented an expired certificate"
+            if "hostname" in text.lower() or "IP address mismatch" in text:
+                return f"server certificate does not match the host of {self.endpoint}: {text}"
+            return f"server certificate not trusted: {self.endpoint} presented a certificate not issued by our CA bundle"
+        return f"TLS handshake with {self.endpoint} failed: {text}"
+
+    @staticmethod
+    def _tls_alert(exc: Exception) -> str | None:
+        """Recognise the TLS alerts a server sends when it rejects our client certificate."""
+        text = _root_cause(exc).lower()
+        if "alert certificate expired" in text:
+            return "our client certificate was rejected: certificate expired"
+        if "alert certificate revoked" in text:
+            return "our client certificate was rejected: certificate revoked"
+        for marker in ("alert unknown ca", "alert bad certificate", "certificate required", "alert certificate unknown",
+                       "alert access denied", "alert handshake failure"):
+            if marker in text:
+                return f"our client certificate was rejected ({marker.replace('alert ', 'TLS alert: ')})"
+        return None
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise requests.exceptions.ContentDecodingError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost meaningful message of a requests/urllib3/ssl exception chain."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        reason = getattr(current, "reason", None)
+        if nxt is None and isinstance(reason, BaseException):
+            nxt = reason
+        current = nxt
+    for candidate in reversed(seen):
+        if isinstance(candidate, ssl.SSLError | ConnectionError | OSError) and str(candidate):
+            return str(candidate)
+    return str(seen[-1]) if seen else str(exc)

@@ -1,0 +1,117 @@
+"""An edge lab: a complete, self-contained HISP edge on loopback (PKI, certificate registry with bindings,
+inbox, mutual-TLS receiver) plus the sending side's practices. Used by ``xdr-edge demo``, the conformance
+suite's self-tests and the project's own end-to-end tests, so all three exercise the same real parts.
+
+Everything lives under one directory; keys are generated afresh for every lab and never leave it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Lab", "start_lab"]
+
+import getpass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdr_edge.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
+from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
+from xdr_edge.receiver.server import ServerConfig, XdrServer
+from xdr_edge.receiver.store import Inbox, StoredSubmission
+from xdr_edge.registry import Registry, open_registry
+
+
+def _actor() -> str:
+    try:
+        return f"{getpass.getuser()} (xdr-edge lab)"
+    except (KeyError, OSError):
+        return "xdr-edge lab"
+
+
+@dataclass
+class Lab:
+    """A running lab. ``practices`` carry client credentials (the sending side's view)."""
+
+    directory: Path
+    pki: DemoPki
+    registry: Registry
+    inbox: Inbox
+    server: XdrServer
+    practices: dict[str, Practice]
+    app: XdrEdgeApp = field(repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.url
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.pki.ca_cert
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_lab(
+    directory: Path,
+    *,
+    practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES,
+    threads: int = 8,
+    hook: Callable[[StoredSubmission], None] | None = None,
+    app_factory: Callable[[ReceiverConfig], object] | None = None,
+) -> Lab:
+    """Make the PKI, the registry (trust anchor, practices, enrolled certificates, bound addresses) and the
+    inbox under ``directory``, and start the receiver on a free loopback port with mutual TLS.
+
+    ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
+    endpoints on the same real server)."""
+    directory = Path(directory)
+    pki = write_demo_pki(directory / "pki", practices=practices)
+    registry = open_registry(str(directory / "registry.db"))
+    actor = _actor()
+    registry.init(actor=actor)
+    registry.add_trust_anchor(pki.ca_cert.read_bytes(), actor=actor)
+    sending: dict[str, Practice] = {}
+    for practice_id, addresses in practices:
+        demo = pki.practices[practice_id]
+        registry.add_practice(practice_id, f"Demo {practice_id}", actor=actor)
+        registry.enroll(practice_id, demo.cert.read_bytes(), actor=actor)
+        for address in addresses:
+            registry.bind(practice_id, address, actor=actor)
+        sending[practice_id] = Practice(
+            id=practice_id,
+            name=f"Demo {practice_id}",
+            bindings=tuple(Binding.parse(a) for a in addresses),
+            credential=ClientCredential(cert=demo.cert, key=demo.key),
+        )
+    inbox = Inbox(directory / "inbox")
+    config = ReceiverConfig(registry=registry, inbox=inbox, identity_source=PeerIdentitySource.TLS, hook=hook)
+    app = app_factory(config) if app_factory is not None else XdrEdgeApp(config)
+    server = XdrServer(
+        app,
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            cert=pki.server_cert,
+            key=pki.server_key,
+            client_ca=pki.ca_cert,
+            threads=threads,
+            socket_timeout=30,
+        ),
+    ).start()
+    return Lab(
+        directory=directory,
+        pki=pki,
+        registry=registry,
+        inbox=inbox,
+        server=server,
+        practices=sending,
+        app=app,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,354 @@
+"""The XDR edge endpoint as a WSGI application (issue #4 items 3 and 5).
+
+Processing order, each step able to stop the request:
+
+1. peer identity: the verified client certificate (from the TLS layer, or from a trusted proxy's header) ->
+   ``registry.identify`` -> the practice. Trusted but unknown, expired or revoked: rejected *before the body is
+   read* (HTTP 403, SOAP Sender fault, connection closed).
+2. read the MTOM or plain SOAP request within limits, spooling documents to disk (``wire.parse_request``);
+   SOAP and WS-Addressing errors -> SOAP fault.
+3. the sender (``direct:from``, and the SubmissionSet ``authorTelecommunication`` when present) must be bound to
+   that practice -> else RegistryResponse Failure, errorCode ``XDSRepositoryError`` with a codeContext naming
+   the address (digest §11: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
+   for a refusal that is not a metadata defect).
+4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the digest's codes.
+5. store whole-or-nothing; the same SubmissionSet uniqueId twice -> Failure ``XDSDuplicateUniqueIdInRegistry``.
+6. answer: MTOM response to an MTOM request, plain SOAP otherwise; RelatesTo = the request's MessageID.
+
+One structured log line per request (practice, sender, message id, outcome, duration); never document content,
+patient data or certificate private material.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PeerIdentitySource", "ReceiverConfig", "XdrEdgeApp"]
+
+import importlib
+import ipaddress
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from cryptography import x509
+
+from xdr_edge.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
+from xdr_edge.findings import Finding, Severity
+from xdr_edge.model import DirectAddress, Submission
+from xdr_edge.mtom import MtomLimits
+from xdr_edge.practice import Practice
+from xdr_edge.receiver.store import Inbox, StoredSubmission
+from xdr_edge.response import RegistryErrorEntry, RegistryResponse
+from xdr_edge.soap import Fault
+from xdr_edge.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
+
+log = logging.getLogger("xdr_edge.receiver")
+
+UNBOUND_SENDER_CODE = "XDSRepositoryError"
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class PeerIdentitySource(str, Enum):
+    """Where the verified client certificate comes from."""
+
+    TLS = "tls"  # our own TLS layer (cheroot): SSL_CLIENT_CERT in the WSGI environ
+    PROXY = "proxy"  # a TLS-terminating proxy's header, trusted only from configured proxy addresses
+
+
+class Identifier(Protocol):
+    """What the app needs from the certificate registry (:class:`xdr_edge.registry.Registry`)."""
+
+    def identify(self, cert: x509.Certificate, chain: Any = ..., *, at: datetime | None = ...) -> Any: ...
+
+    def authorize_sender(self, practice: Practice, address: DirectAddress) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Everything one endpoint needs; immutable and shared by all worker threads."""
+
+    registry: Identifier
+    inbox: Inbox
+    limits: MtomLimits = field(default_factory=MtomLimits)
+    identity_source: PeerIdentitySource = PeerIdentitySource.TLS
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks, e.g. "127.0.0.1", "10.0.0.0/24"
+    proxy_cert_header: str = "X-SSL-Client-Cert"
+    proxy_verify_header: str = "X-SSL-Client-Verify"
+    hook: Callable[[StoredSubmission], None] | None = None
+    path: str | None = None  # accept POSTs only on this path; None accepts any path
+
+    def __post_init__(self) -> None:
+        if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
+            raise ConfigurationError("proxy mode needs at least one trusted proxy address", location="trusted_proxies")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ConfigurationError(f"not an IP address or network: {entry!r}", location="trusted_proxies") from exc
+
+
+def load_hook(spec: str) -> Callable[[StoredSubmission], None]:
+    """``package.module:function`` -> the callable that receives each stored submission."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"hook {spec!r} must look like 'package.module:function'", location="hook")
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot load hook {spec!r}: {exc}", location="hook") from exc
+    if not callable(func):
+        raise ConfigurationError(f"hook {spec!r} is not callable", location="hook")
+    return func  # type: ignore[no-any-return]
+
+
+@dataclass
+class _RequestLog:
+    started: float = field(default_factory=time.monotonic)
+    practice: str = "-"
+    sender: str = "-"
+    message_id: str = "-"
+    outcome: str = "-"
+    fingerprint: str = "-"
+    status: int = 0
+
+
+class XdrEdgeApp:
+    """WSGI callable. Thread-safe: all per-request state lives in the call."""
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+        self._proxies = tuple(ipaddress.ip_network(p, strict=False) for p in config.trusted_proxies)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        entry = _RequestLog()
+        try:
+            reply, close = self._handle(environ, entry)
+        except Exception:  # the last line of defence: a Receiver fault, never a traceback to the peer
+            log.exception("internal error while handling message_id=%s", entry.message_id)
+            reply = self._fault(Fault("Receiver", "internal error; the submission was not stored"), None, False)
+            close = True
+            entry.outcome = "internal-error"
+        entry.status = reply.status
+        headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
+        if close:
+            headers.append(("Connection", "close"))
+        start_response(f"{reply.status} {_REASONS.get(reply.status, 'Error')}", headers)
+        log.info(
+            "request practice=%s sender=%s message_id=%s outcome=%s status=%d cert=%s duration_ms=%d",
+            entry.practice,
+            entry.sender,
+            entry.message_id,
+            entry.outcome,
+            entry.status,
+            entry.fingerprint[:16],
+            (time.monotonic() - entry.started) * 1000,
+        )
+        return [reply.body]
+
+    # -- steps ------------------------------------------------------------------------------------------------
+
+    def _handle(self, environ: dict[str, Any], entry: _RequestLog) -> tuple[ReplyBytes, bool]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            entry.outcome = "method-not-allowed"
+            body = b"XDR edge endpoint: POST an ITI-41 request here\n"
+            return ReplyBytes(405, "text/plain; charset=utf-8", body), False
+        if self.config.path is not None and environ.get("PATH_INFO", "") != self.config.path:
+            entry.outcome = "wrong-path"
+            fault = Fault("Sender", f"no XDR endpoint at {environ.get('PATH_INFO')!r}")
+            return self._fault(fault, None, False, 404), False
+        cert, problem = self._peer_certificate(environ)
+        if cert is None:
+            entry.outcome = "no-client-certificate"
+            return self._fault(Fault("Sender", problem), None, False, 403), True
+        ident = self.config.registry.identify(cert)
+        entry.fingerprint = ident.fingerprint
+        if ident.practice is None:
+            entry.outcome = "certificate-rejected"
+            reason = f"client certificate {ident.subject} rejected: {ident.reason}"
+            return self._fault(Fault("Sender", reason), None, False, 403), True
+        practice: Practice = ident.practice
+        entry.practice = practice.id
+        length = _content_length(environ)
+        if length is not None and length > self.config.limits.max_total_bytes:
+            entry.outcome = "too-large"
+            fault = Fault("Sender", f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}")
+            return self._fault(fault, None, False, 413), True
+        try:
+            request = parse_request(
+                environ.get("CONTENT_TYPE", ""),
+                environ["wsgi.input"],
+                limits=self.config.limits,
+                spool_dir=self.config.inbox.spool_dir,
+                content_length=length,
+            )
+        except RemoteProtocolError as exc:
+            entry.outcome = f"fault:{exc.code}"
+            if exc.is_fault or isinstance(exc, LimitExceeded):
+                status = 413 if isinstance(exc, LimitExceeded) else None
+                return self._fault(Fault.from_error(exc), None, _is_mtom(environ), status), True
+            failure = RegistryResponse.failure([RegistryErrorEntry(exc.xds_error_code, exc.message, location=exc.location)])
+            return build_reply(failure, relates_to=None, mtom=_is_mtom(environ)), True
+        with request:
+            entry.message_id = request.envelope.message_id or "-"
+            response = self._process(request, practice, ident.fingerprint, entry)
+            return build_reply(response, relates_to=request.envelope.message_id, mtom=request.mtom), False
+
+    def _process(
+        self, request: IncomingRequest, practice: Practice, fingerprint: str, entry: _RequestLog
+    ) -> RegistryResponse:
+        submission = request.submission
+        sender_problem = self._check_senders(request, practice, entry)
+        if sender_problem is not None:
+            entry.outcome = "sender-not-bound"
+            return RegistryResponse.failure([sender_problem])
+        if request.errors or submission is None:
+            entry.outcome = "metadata-failure"
+            findings = request.findings or [
+                Finding("XDSRegistryMetadataError", Severity.ERROR, "RegistryObjectList", "no SubmissionSet", "ss-missing")
+            ]
+            return RegistryResponse.from_findings(findings)
+        assert request.envelope.submit_objects is not None
+        try:
+            stored = self.config.inbox.store(
+                submission,
+                metadata=request.envelope.submit_objects,
+                package=request.package,
+                summary=self._summary(request, submission, practice, fingerprint),
+            )
+        except StoreError:
+            log.exception("store failed message_id=%s", entry.message_id)
+            entry.outcome = "store-error"
+            return RegistryResponse.failure(
+                [RegistryErrorEntry("XDSRepositoryError", "the submission could not be stored; retry later")]
+            )
+        if stored is None:
+            entry.outcome = "duplicate"
+            uid = submission.submission_set.unique_id
+            return RegistryResponse.failure(
+                [
+                    RegistryErrorEntry(
+                        "XDSDuplicateUniqueIdInRegistry",
+                        f"SubmissionSet uniqueId {uid} was already received",
+                        location="RegistryPackage/ExternalIdentifier[uniqueId]",
+                    )
+                ]
+            )
+        entry.outcome = "stored"
+        self._run_hook(stored, entry)
+        warnings = [f for f in request.findings if not f.is_error]
+        return RegistryResponse.from_findings(warnings)
+
+    def _check_senders(
+        self, request: IncomingRequest, practice: Practice, entry: _RequestLog
+    ) -> RegistryErrorEntry | None:
+        """Every sender address the request claims must be bound to the certificate's practice (digest §11)."""
+        addresses: list[tuple[str, DirectAddress]] = []
+        if request.envelope.direct_from is not None:
+            addresses.append(("Header/direct:addressBlock/direct:from", request.envelope.direct_from))
+        submission = request.submission
+        if submission is not None:
+            for author in submission.submission_set.authors:
+                for address in author.addresses:
+                    addresses.append(("RegistryPackage/Classification[author]/Slot[authorTelecommunication]", address))
+        if not addresses:
+            return None  # validation reports the missing sender (no address block and no authorTelecommunication)
+        entry.sender = str(addresses[0][1])
+        for location, address in addresses:
+            decision = self.config.registry.authorize_sender(practice, address)
+            if not decision.allowed:
+                return RegistryErrorEntry(
+                    UNBOUND_SENDER_CODE,
+                    f"sender {address} is not bound to the practice of the client certificate: {decision.reason}",
+                    location=location,
+                )
+        return None
+
+    def _summary(
+        self, request: IncomingRequest, submission: Submission, practice: Practice, fingerprint: str
+    ) -> dict[str, Any]:
+        env = request.envelope
+        return {
+            "practice": practice.id,
+            "sender": str(submission.sender) if submission.sender else None,
+            "recipients": [str(a) for a in submission.recipients],
+            "message_id": env.message_id,
+            "submission_set_unique_id": submission.submission_set.unique_id,
+            "document_unique_ids": [e.unique_id for e in submission.document_entries],
+            "metadata_level": submission.level.value,
+            "metadata_level_declared": request.declared_level is not None,
+            "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "certificate_sha256": fingerprint,
+            "mtom": request.mtom,
+        }
+
+    def _run_hook(self, stored: StoredSubmission, entry: _RequestLog) -> None:
+        hook = self.config.hook
+        if hook is None:
+            return
+        try:
+            hook(stored)
+        except Exception:  # stored is delivered: a downstream failure must not turn into a send failure
+            log.exception("hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory)
+
+    # -- identity ---------------------------------------------------------------------------------------------
+
+    def _peer_certificate(self, environ: dict[str, Any]) -> tuple[x509.Certificate | None, str]:
+        if self.config.identity_source is PeerIdentitySource.TLS:
+            pem = environ.get("SSL_CLIENT_CERT")
+            if not pem or environ.get("SSL_CLIENT_VERIFY") != "SUCCESS":
+                return None, "a verified TLS client certificate is required"
+            return _load_pem(pem)
+        remote = environ.get("REMOTE_ADDR", "")
+        if not self._from_trusted_proxy(remote):
+            return None, "forwarded client certificates are accepted only from the configured proxy"
+        verify = environ.get(_environ_key(self.config.proxy_verify_header), "")
+        if verify != "SUCCESS":
+            return None, "the proxy did not verify a client certificate"
+        raw = environ.get(_environ_key(self.config.proxy_cert_header), "")
+        if not raw:
+            return None, "the proxy forwarded no client certificate"
+        return _load_pem(urllib.parse.unquote(raw))
+
+    def _from_trusted_proxy(self, remote: str) -> bool:
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
+
+    @staticmethod
+    def _fault(fault: Fault, relates_to: str | None, mtom: bool, status: int | None = None) -> ReplyBytes:
+        reply = build_reply(fault, relates_to=relates_to, mtom=mtom)
+        if status is not None:
+            return ReplyBytes(status, reply.content_type, reply.body)
+        return reply
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _load_pem(pem: str) -> tuple[x509.Certificate | None, str]:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii")), ""
+    except ValueError:
+        return None, "the client certificate could not be parsed"
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    value = environ.get("CONTENT_LENGTH")
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _is_mtom(environ: dict[str, Any]) -> bool:
+    return str(environ.get("CONTENT_TYPE", "")).lower().startswith("multipart/related")
+

@@ -1,0 +1,107 @@
+"""Run the XDR edge app on cheroot: mutual TLS on our own socket, or plain HTTP on loopback behind a
+TLS-terminating proxy that forwards the verified client certificate (issue #4 item 2).
+
+Why cheroot: it is the one pure-Python WSGI server that hands the verified peer certificate to the application
+(``SSL_CLIENT_CERT``); gunicorn hides it, uvicorn/hypercorn do not expose it, waitress has no TLS (STACK-NOTES).
+Its builtin adapter builds its own SSLContext; we replace it with :func:`xdr_edge.tls.server_ssl_context`,
+which requires a client certificate from the configured CA (and checks CRLs), so an untrusted or expired client
+certificate fails the handshake itself.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ServerConfig", "XdrServer"]
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from xdr_edge.errors import ConfigurationError
+from xdr_edge.tls import server_ssl_context
+
+log = logging.getLogger("xdr_edge.receiver.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Listening socket, TLS material and resource limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    cert: Path | None = None  # server certificate (PEM, chain allowed); None only in proxy (plain HTTP) mode
+    key: Path | None = None
+    client_ca: Path | None = None  # CA bundle for client certificates
+    crls: tuple[Path, ...] = ()
+    threads: int = 10
+    socket_timeout: float = 60.0  # a client that sends nothing for this long is dropped
+    max_request_bytes: int = 2 * 1024**3
+    plain_http: bool = False  # behind a TLS-terminating proxy
+
+    def __post_init__(self) -> None:
+        if self.plain_http:
+            if self.host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("plain HTTP on %s: only safe on loopback behind the TLS proxy", self.host)
+            return
+        missing = [n for n in ("cert", "key", "client_ca") if getattr(self, n) is None]
+        if missing:
+            raise ConfigurationError(
+                "mutual TLS needs " + ", ".join(missing) + " (or plain_http behind a TLS-terminating proxy)",
+                location="server",
+            )
+
+
+class XdrServer:
+    """A running cheroot server; ``start()`` serves on a background thread, ``stop()`` shuts it down."""
+
+    def __init__(self, app: Any, config: ServerConfig) -> None:
+        self.config = config
+        self._server = wsgi.Server(
+            (config.host, config.port),
+            app,
+            numthreads=config.threads,
+            timeout=int(config.socket_timeout),
+            shutdown_timeout=5,
+            server_name="xdr-edge",
+        )
+        self._server.max_request_body_size = config.max_request_bytes
+        if not config.plain_http:
+            assert config.cert is not None and config.key is not None and config.client_ca is not None
+            adapter = BuiltinSSLAdapter(str(config.cert), str(config.key))
+            adapter.context = server_ssl_context(config.cert, config.key, config.client_ca, crls=config.crls)
+            self._server.ssl_adapter = adapter
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "http" if self.config.plain_http else "https"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}/xdr"
+
+    def start(self) -> XdrServer:
+        self._server.prepare()
+        self._thread = threading.Thread(target=self._server.serve, name="xdr-edge-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.safe_start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> XdrServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
