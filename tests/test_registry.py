@@ -1,0 +1,603 @@
+"""Certificate registry: real SQLite files in tmp_path, real certificates from xdr_edge.pki (issue #4)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from xdr_edge.errors import CertificateError, ConfigurationError
+from xdr_edge.model import DirectAddress
+from xdr_edge.pki import CertificateAuthority
+from xdr_edge.registry import (
+    NOT_ENROLLED,
+    SCHEMA_VERSION,
+    MappingKind,
+    Registry,
+    load_certificates,
+    normalize_fingerprint,
+    open_registry,
+    parse_registry_url,
+    verify_client_certificate,
+)
+
+ACTOR = "alice-admin"
+
+
+@pytest.fixture(scope="module")
+def root() -> CertificateAuthority:
+    return CertificateAuthority.create("Test Practices Root")
+
+
+@pytest.fixture(scope="module")
+def other_root() -> CertificateAuthority:
+    return CertificateAuthority.create("Untrusted Root")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "registry.db"
+
+
+@pytest.fixture
+def registry(db_path: Path, root: CertificateAuthority) -> Registry:
+    reg = open_registry(str(db_path))
+    assert reg.init(actor=ACTOR) is True
+    reg.add_trust_anchor(root.cert, actor=ACTOR)
+    reg.add_practice("p-100", "Riverside Clinic", actor=ACTOR)
+    reg.add_practice("p-200", "Hilltop Family Practice", actor=ACTOR)
+    return reg
+
+
+def _audit_actions(reg: Registry) -> list[str]:
+    return [entry.action for entry in reversed(reg.audit_log(1000))]
+
+
+# -- identification ------------------------------------------------------------------------------------
+
+
+def test_enrolled_certificate_identifies_its_practice_by_fingerprint(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge", emails=["intake@riverside.example"])
+    record = registry.enroll("p-100", issued.cert_pem, actor=ACTOR)
+    assert record.fingerprint_sha256 == issued.fingerprint_sha256
+    assert record.practice_id == "p-100"
+
+    ident = registry.identify(issued.cert)
+    assert ident.accepted
+    assert ident.practice is not None and ident.practice.id == "p-100"
+    assert ident.matched_by == "fingerprint"
+    assert ident.fingerprint == issued.fingerprint_sha256
+    assert "CN=riverside edge" in ident.subject
+    json.dumps(ident.as_dict())  # printable by the CLI's --json
+
+
+def test_enrolling_again_is_a_no_op_and_another_practice_is_refused(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    before = len(registry.audit_log(1000))
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert len(registry.audit_log(1000)) == before
+    with pytest.raises(ConfigurationError, match="already enrolled to practice 'p-100'"):
+        registry.enroll("p-200", issued.cert, actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="no practice 'p-999'"):
+        registry.enroll("p-999", root.issue_client("x").cert, actor=ACTOR)
+
+
+def test_trusted_but_not_enrolled_maps_to_no_practice(registry: Registry, root: CertificateAuthority) -> None:
+    issued = root.issue_client("stranger", practice_id="p-100")
+    ident = registry.identify(issued.cert)  # no mapping rules configured: only pins count
+    assert not ident.accepted
+    assert ident.reason == NOT_ENROLLED
+
+
+def test_subject_uid_rule_maps_to_the_named_practice(registry: Registry, root: CertificateAuthority) -> None:
+    registry.add_mapping_rule("subject-attribute", attribute="uid", actor=ACTOR)
+    assert registry.mapping_rules()[0].attribute == "UID"
+    issued = root.issue_client("hilltop edge", practice_id="p-200")
+    ident = registry.identify(issued.cert)
+    assert ident.practice is not None and ident.practice.id == "p-200"
+    assert ident.matched_by == "subject-attribute:UID"
+    unknown = registry.identify(root.issue_client("ghost", practice_id="p-404").cert)
+    assert unknown.reason == NOT_ENROLLED
+
+
+def test_san_email_rule_uses_exact_address_bindings(registry: Registry, root: CertificateAuthority) -> None:
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    registry.add_mapping_rule(MappingKind.SAN_EMAIL, actor=ACTOR)
+    cert = root.issue_client("riverside", emails=["intake@riverside.example"]).cert
+    ident = registry.identify(cert)
+    assert ident.practice_id == "p-100" and ident.matched_by == "san-email"
+    other = root.issue_client("riverside 2", emails=["billing@riverside.example"]).cert
+    assert registry.identify(other).reason == NOT_ENROLLED
+
+
+def test_san_email_domain_and_san_dns_rules_use_domain_bindings(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    registry.bind("p-200", "@direct.hilltop.example", actor=ACTOR)
+    registry.add_mapping_rule("san-email-domain", actor=ACTOR)
+    by_mail = registry.identify(root.issue_client("h1", emails=["dr.who@direct.hilltop.example"]).cert)
+    assert by_mail.practice_id == "p-200" and by_mail.matched_by == "san-email-domain"
+
+    by_dns_cert = root.issue_client("h2", dns=["direct.hilltop.example"]).cert
+    assert registry.identify(by_dns_cert).reason == NOT_ENROLLED
+    registry.add_mapping_rule("san-dns", actor=ACTOR)
+    by_dns = registry.identify(by_dns_cert)
+    assert by_dns.practice_id == "p-200" and by_dns.matched_by == "san-dns"
+
+
+def test_rules_are_tried_in_order_and_ambiguity_is_rejected(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    registry.bind("p-100", "a@one.example", actor=ACTOR)
+    registry.bind("p-200", "b@two.example", actor=ACTOR)
+    registry.add_mapping_rule("subject-attribute", attribute="UID", actor=ACTOR)
+    registry.add_mapping_rule("san-email", actor=ACTOR)
+    first_wins = registry.identify(root.issue_client("c", practice_id="p-200", emails=["a@one.example"]).cert)
+    assert first_wins.practice_id == "p-200" and first_wins.matched_by == "subject-attribute:UID"
+
+    both = registry.identify(root.issue_client("c", emails=["a@one.example", "b@two.example"]).cert)
+    assert not both.accepted
+    assert "several practices" in both.reason and "'p-100'" in both.reason and "'p-200'" in both.reason
+
+
+def test_rule_limited_to_an_issuer_ignores_other_anchors(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    second = CertificateAuthority.create("Second Root")
+    registry.add_trust_anchor(second.cert_pem, actor=ACTOR)
+    registry.add_mapping_rule(
+        "subject-attribute", attribute="UID", issuer_fingerprint=_fp(second.cert).upper(), actor=ACTOR
+    )
+    assert registry.identify(root.issue_client("c", practice_id="p-100").cert).reason == NOT_ENROLLED
+    assert registry.identify(second.issue_client("c", practice_id="p-100").cert).practice_id == "p-100"
+    with pytest.raises(ConfigurationError, match="no trust anchor"):
+        registry.add_mapping_rule("san-dns", issuer_fingerprint="ab" * 32, actor=ACTOR)
+
+
+def test_intermediate_ca_chain_is_verified_with_the_sent_intermediates(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    intermediate = CertificateAuthority.create("Practices Issuing CA", parent=root)
+    issued = intermediate.issue_client("via intermediate")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert registry.identify(issued.cert, issued.chain).practice_id == "p-100"
+    missing = registry.identify(issued.cert)
+    assert not missing.accepted and "not issued by a trusted CA" in missing.reason
+
+
+# -- rejections ------------------------------------------------------------------------------------
+
+
+def test_untrusted_issuer_is_rejected_even_when_enrolled(
+    registry: Registry, other_root: CertificateAuthority
+) -> None:
+    issued = other_root.issue_client("impostor", practice_id="p-100")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted
+    assert ident.reason.startswith("not issued by a trusted CA")
+    assert "CN=Untrusted Root" in ident.reason
+
+
+def test_expired_and_not_yet_valid_certificates_are_rejected(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    now = datetime.now(UTC)
+    expired = root.issue_client(
+        "old", not_before=now - timedelta(days=400), not_after=now - timedelta(days=30)
+    )
+    registry.enroll("p-100", expired.cert, actor=ACTOR)
+    ident = registry.identify(expired.cert)
+    assert not ident.accepted
+    assert ident.reason.startswith(f"certificate expired on {expired.cert.not_valid_after_utc:%Y-%m-%d}")
+
+    future = root.issue_client("new", not_before=now + timedelta(days=2), not_after=now + timedelta(days=30))
+    registry.enroll("p-100", future.cert, actor=ACTOR)
+    assert registry.identify(future.cert).reason.startswith("certificate not valid before")
+    assert registry.identify(future.cert, at=now + timedelta(days=3)).practice_id == "p-100"
+
+
+def test_non_client_certificate_is_rejected(registry: Registry, root: CertificateAuthority) -> None:
+    server = root.issue_server(["edge.example"])
+    registry.enroll("p-100", server.cert, actor=ACTOR)
+    ident = registry.identify(server.cert)
+    assert not ident.accepted and "clientAuth" in ident.reason
+
+
+def test_revoked_flag_rejects_at_once(registry: Registry, root: CertificateAuthority) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    fingerprint_as_pasted = ":".join(f"{b:02X}" for b in issued.cert.fingerprint(hashes.SHA256()))
+    record = registry.revoke(fingerprint_as_pasted, "key compromise", actor=ACTOR)
+    assert record.revoked and record.revoked_reason == "key compromise"
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted
+    assert ident.reason.startswith("certificate revoked on ") and ident.reason.endswith("(key compromise)")
+    with pytest.raises(ConfigurationError, match="revoked"):
+        registry.enroll("p-100", issued.cert, actor=ACTOR)
+
+
+def test_revoking_a_rule_mapped_certificate_blocks_it(registry: Registry, root: CertificateAuthority) -> None:
+    registry.add_mapping_rule("subject-attribute", attribute="UID", actor=ACTOR)
+    issued = root.issue_client("lost laptop", practice_id="p-100")
+    assert registry.identify(issued.cert).accepted
+    with pytest.raises(ConfigurationError, match="no certificate with fingerprint"):
+        registry.revoke(issued.fingerprint_sha256, "lost", actor=ACTOR)
+    record = registry.revoke(issued.cert, "lost", actor=ACTOR)
+    assert record.practice_id is None and record.revoked
+    assert not registry.identify(issued.cert).accepted
+
+
+def test_crl_revocation_and_expired_crl(registry: Registry, root: CertificateAuthority) -> None:
+    revoked = root.issue_client("revoked one")
+    kept = root.issue_client("kept one")
+    registry.enroll("p-100", revoked.cert, actor=ACTOR)
+    registry.enroll("p-100", kept.cert, actor=ACTOR)
+    crl = root.crl([revoked.cert], next_update_days=7)
+    loaded = registry.load_crl(crl.public_bytes(Encoding.PEM), actor=ACTOR)
+    assert loaded.issuer == "CN=Test Practices Root"
+
+    ident = registry.identify(revoked.cert)
+    assert not ident.accepted
+    assert "revoked on" in ident.reason and "(no reason given)" in ident.reason
+    assert registry.identify(kept.cert).accepted
+
+    later = datetime.now(UTC) + timedelta(days=30)
+    stale = registry.identify(kept.cert, at=later)
+    assert not stale.accepted
+    assert stale.reason.startswith("revocation status unknown: the CRL of CN=Test Practices Root expired on")
+
+
+def test_crl_of_an_intermediate_is_checked_against_the_chain(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    intermediate = CertificateAuthority.create("Issuing CA", parent=root)
+    issued = intermediate.issue_client("behind intermediate")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.load_crl(intermediate.crl([issued.cert]).public_bytes(Encoding.DER), actor=ACTOR)
+    ident = registry.identify(issued.cert, issued.chain)
+    assert not ident.accepted and "CN=behind intermediate revoked on" in ident.reason
+
+    registry.load_crl(root.crl([intermediate.cert]), actor=ACTOR)
+    other = intermediate.issue_client("sibling")
+    registry.enroll("p-100", other.cert, actor=ACTOR)
+    sibling = registry.identify(other.cert, other.chain)
+    assert not sibling.accepted and "issuing CA CN=Issuing CA revoked on" in sibling.reason
+
+
+def test_crl_with_a_forged_signature_is_refused(registry: Registry, root: CertificateAuthority) -> None:
+    forger = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    forged = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.cert.subject)
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+        .sign(forger, hashes.SHA256())
+    )
+    with pytest.raises(CertificateError, match="not signed by the trust anchor"):
+        registry.load_crl(forged, actor=ACTOR)
+    assert registry.crls() == []
+
+
+def test_verify_treats_a_badly_signed_crl_as_unknown(root: CertificateAuthority) -> None:
+    """verify.py alone: a CRL of an intermediate that does not verify means revocation status unknown."""
+    intermediate = CertificateAuthority.create("Issuing CA", parent=root)
+    issued = intermediate.issue_client("leaf")
+    now = datetime.now(UTC)
+    forged = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(intermediate.cert.subject)
+        .last_update(now - timedelta(minutes=1))
+        .next_update(now + timedelta(days=1))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    verdict = verify_client_certificate(issued.cert, issued.chain, anchors=[root.cert], crls=[forged])
+    assert not verdict.ok and verdict.reason.startswith("revocation status unknown")
+    good = verify_client_certificate(
+        issued.cert, issued.chain, anchors=[root.cert], crls=[intermediate.crl()]
+    )
+    assert good.ok and [c.subject for c in good.chain][-1] == root.cert.subject
+
+
+def test_older_crl_does_not_replace_a_newer_one(registry: Registry, root: CertificateAuthority) -> None:
+    now = datetime.now(UTC)
+
+    def crl_at(moment: datetime) -> x509.CertificateRevocationList:
+        return (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(root.cert.subject)
+            .last_update(moment)
+            .next_update(moment + timedelta(days=7))
+            .sign(root.key, hashes.SHA256())
+        )
+
+    registry.load_crl(crl_at(now), actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="older than the one already loaded"):
+        registry.load_crl(crl_at(now - timedelta(days=1)), actor=ACTOR)
+    assert registry.crls()[0].this_update == now.replace(microsecond=0)
+
+
+def test_inactive_practice_is_rejected_and_reactivated(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    assert registry.set_active("p-100", False, actor=ACTOR) is True
+    assert registry.set_active("p-100", False, actor=ACTOR) is False
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted
+    assert ident.reason == "practice 'p-100' is inactive" and ident.practice_id == "p-100"
+    practice = registry.practice("p-100")
+    assert practice is not None
+    decision = registry.authorize_sender(practice, DirectAddress("intake@riverside.example"))
+    assert not decision.allowed and "inactive" in decision.reason
+    registry.set_active("p-100", True, actor=ACTOR)
+    assert registry.identify(issued.cert).accepted
+
+
+# -- bindings --------------------------------------------------------------------------------------
+
+
+def test_an_address_belongs_to_one_practice(registry: Registry) -> None:
+    registry.bind("p-100", "mailto:intake@Riverside.example", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match=r"intake@riverside\.example of practice 'p-100'"):
+        registry.bind("p-200", "intake@riverside.example", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="practice 'p-100'"):
+        registry.bind("p-200", "INTAKE@riverside.example", actor=ACTOR)
+    # a domain covering an address another practice owns is the same conflict, both ways round
+    with pytest.raises(ConfigurationError, match="practice 'p-100'"):
+        registry.bind("p-200", "riverside.example", actor=ACTOR)
+    registry.bind("p-200", "@hilltop.example", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match=r"@hilltop\.example of practice 'p-200'"):
+        registry.bind("p-100", "frontdesk@hilltop.example", actor=ACTOR)
+    # binding the same thing to the same practice again changes nothing
+    assert registry.bind("p-100", "intake@riverside.example", actor=ACTOR).address is not None
+    practice = registry.practice("p-100")
+    assert practice is not None and [str(b) for b in practice.bindings] == ["intake@riverside.example"]
+
+
+def test_bind_rejects_bad_input(registry: Registry) -> None:
+    with pytest.raises(ConfigurationError, match="not a Direct"):
+        registry.bind("p-100", "not an address@", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="not a Direct domain"):
+        registry.bind("p-100", "bad_domain!", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="no practice 'p-999'"):
+        registry.bind("p-999", "x@y.example", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="actor must not be empty"):
+        registry.bind("p-100", "x@y.example", actor=" ")
+
+
+def test_domain_binding_covers_its_addresses(registry: Registry, root: CertificateAuthority) -> None:
+    registry.bind("p-200", "direct.hilltop.example", actor=ACTOR)
+    practice = registry.practice("p-200")
+    assert practice is not None
+    assert registry.authorize_sender(practice, DirectAddress("anyone@direct.hilltop.example")).allowed
+    assert registry.authorize_sender(practice, "mailto:Dr.Who@DIRECT.hilltop.example").allowed
+    refused = registry.authorize_sender(practice, DirectAddress("anyone@other.example"))
+    assert not refused.allowed
+    assert refused.reason == "sender anyone@other.example is not bound to practice 'p-200'"
+
+
+def test_check_combines_identification_and_binding(registry: Registry, root: CertificateAuthority) -> None:
+    a = root.issue_client("practice a")
+    registry.enroll("p-100", a.cert, actor=ACTOR)
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    registry.bind("p-200", "intake@hilltop.example", actor=ACTOR)
+    ok = registry.check(a.cert, "intake@riverside.example")
+    assert ok.allowed and ok.practice_id == "p-100" and ok.fingerprint == a.fingerprint_sha256
+    # practice A's certificate with practice B's sender address
+    cross = registry.check(a.cert, DirectAddress("intake@hilltop.example"))
+    assert not cross.allowed and "not bound to practice 'p-100'" in cross.reason
+    stranger = registry.check(root.issue_client("nobody").cert, "intake@riverside.example")
+    assert not stranger.allowed and stranger.reason == NOT_ENROLLED
+    json.dumps(ok.as_dict())
+
+
+def test_unbind(registry: Registry) -> None:
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    registry.bind("p-100", "@riverside.example", actor=ACTOR)
+    registry.unbind("p-100", "intake@riverside.example", actor=ACTOR)
+    practice = registry.practice("p-100")
+    assert practice is not None and [str(b) for b in practice.bindings] == ["@riverside.example"]
+    with pytest.raises(ConfigurationError, match="is not bound to practice 'p-200'"):
+        registry.unbind("p-200", "@riverside.example", actor=ACTOR)
+    registry.unbind("p-100", "riverside.example", actor=ACTOR)
+    registry.bind("p-200", "@riverside.example", actor=ACTOR)  # free again
+    assert [p.id for p in registry.practices() if p.bindings] == ["p-200"]
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+def test_every_change_is_audited_with_actor_action_and_detail(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor="bob")
+    registry.bind("p-100", "intake@riverside.example", actor="bob")
+    registry.unbind("p-100", "intake@riverside.example", actor="bob")
+    registry.set_active("p-200", False, actor="bob")
+    registry.add_mapping_rule("san-email", actor="bob")
+    registry.load_crl(root.crl(), actor="bob")
+    registry.revoke(issued.fingerprint_sha256, "superseded", actor="carol")
+
+    assert _audit_actions(registry) == [
+        "registry.init",
+        "trust-anchor.add",
+        "practice.add",
+        "practice.add",
+        "certificate.enroll",
+        "binding.add",
+        "binding.remove",
+        "practice.deactivate",
+        "mapping-rule.add",
+        "crl.load",
+        "certificate.revoke",
+    ]
+    newest = registry.audit_log(3)
+    assert [e.action for e in newest] == ["certificate.revoke", "crl.load", "mapping-rule.add"]
+    revoke, _, rule = newest
+    assert revoke.actor == "carol" and revoke.subject == issued.fingerprint_sha256
+    assert revoke.detail["reason"] == "superseded" and revoke.detail["practice_id"] == "p-100"
+    assert rule.actor == "bob" and rule.detail["kind"] == "san-email" and rule.detail["position"] == 1
+    enroll = next(e for e in registry.audit_log(100) if e.action == "certificate.enroll")
+    assert enroll.detail["practice_id"] == "p-100" and enroll.detail["subject"] == "CN=riverside edge"
+    binding = next(e for e in registry.audit_log(100) if e.action == "binding.add")
+    assert binding.subject == "p-100" and binding.detail == {"binding": "intake@riverside.example"}
+    json.dumps([e.as_dict() for e in registry.audit_log(100)])
+
+
+def test_a_refused_change_writes_no_audit_row(registry: Registry) -> None:
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    before = _audit_actions(registry)
+    with pytest.raises(ConfigurationError):
+        registry.bind("p-200", "intake@riverside.example", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="already exists"):
+        registry.add_practice("p-100", "again", actor=ACTOR)
+    assert _audit_actions(registry) == before
+
+
+# -- storage: URLs, migrations -------------------------------------------------------------------
+
+
+def test_registry_urls(tmp_path: Path) -> None:
+    assert parse_registry_url("sqlite:///var/lib/xdr/registry.db") == Path("/var/lib/xdr/registry.db")
+    assert parse_registry_url("sqlite:registry.db") == Path("registry.db")
+    assert parse_registry_url("data/registry.db") == Path("data/registry.db")
+    with pytest.raises(
+        ConfigurationError, match="unsupported registry backend 'postgresql'; only sqlite is built in"
+    ):
+        open_registry("postgresql://db.example/registry")
+    with pytest.raises(ConfigurationError, match="has a host part"):
+        parse_registry_url("sqlite://host/registry.db")
+    with pytest.raises(ConfigurationError, match="in-memory"):
+        parse_registry_url("sqlite::memory:")
+
+    reg = open_registry(f"sqlite:///{(tmp_path / 'via-url.db').as_posix().lstrip('/')}")
+    with pytest.raises(ConfigurationError, match="does not exist; create it with `xdr-edge registry init`"):
+        reg.practices()
+    reg.init(actor=ACTOR)
+    assert (tmp_path / "via-url.db").exists()
+    assert reg.practices() == []
+
+
+def _schema_and_data(
+    path: Path,
+) -> tuple[list[tuple[str, str]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with sqlite3.connect(path) as conn:
+        schema = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        version = conn.execute("SELECT * FROM schema_version").fetchall()
+        audit = conn.execute("SELECT * FROM audit ORDER BY id").fetchall()
+    return schema, version, audit
+
+
+def test_reopening_a_current_database_changes_nothing(db_path: Path, registry: Registry) -> None:
+    registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
+    before = _schema_and_data(db_path)
+    assert before[1] == [(1, SCHEMA_VERSION)]
+    reopened = open_registry(f"sqlite:{db_path}")
+    assert reopened.init(actor=ACTOR) is False  # already initialised: no new audit row
+    assert _schema_and_data(db_path) == before
+    practice = reopened.practice("p-100")
+    assert practice is not None and practice.name == "Riverside Clinic" and len(practice.bindings) == 1
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_database_from_a_newer_version_is_refused(db_path: Path, registry: Registry) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 98,))
+    with pytest.raises(ConfigurationError, match=rf"schema version {SCHEMA_VERSION + 98}, newer than the 1"):
+        open_registry(str(db_path))
+
+
+def test_a_foreign_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(ConfigurationError, match="not an xdr-edge registry"):
+        open_registry(str(other))
+    with sqlite3.connect(other) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    assert names == ["customers"]
+
+
+def test_certificate_and_fingerprint_inputs(root: CertificateAuthority) -> None:
+    issued = root.issue_client("x")
+    assert load_certificates(issued.cert.public_bytes(Encoding.DER))[0] == issued.cert
+    both = load_certificates(issued.cert_pem + root.cert_pem)
+    assert [c.subject for c in both] == [issued.cert.subject, root.cert.subject]
+    with pytest.raises(CertificateError, match="not a PEM or DER"):
+        load_certificates(b"garbage")
+    assert normalize_fingerprint(issued.fingerprint_sha256.upper()) == issued.fingerprint_sha256
+    with pytest.raises(ConfigurationError, match="not a SHA-256 fingerprint"):
+        normalize_fingerprint("abc")
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+def test_concurrent_identify_while_the_cli_writes(registry: Registry, root: CertificateAuthority) -> None:
+    """Receiver threads identify and authorize while another thread writes (WAL, one connection per call)."""
+    certs = {}
+    for pid, address in (("p-100", "intake@riverside.example"), ("p-200", "intake@hilltop.example")):
+        issued = root.issue_client(f"edge {pid}")
+        registry.enroll(pid, issued.cert, actor=ACTOR)
+        registry.bind(pid, address, actor=ACTOR)
+        certs[pid] = (issued.cert, address)
+    errors: list[BaseException] = []
+    results: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(5)
+
+    def reader(pid: str) -> None:
+        cert, address = certs[pid]
+        start.wait()
+        try:
+            for _ in range(15):
+                decision = registry.check(cert, address)
+                with lock:
+                    results.append((decision.practice_id or "", decision.allowed))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    def writer() -> None:
+        start.wait()
+        try:
+            for n in range(15):
+                registry.add_practice(f"w-{n}", f"Writer practice {n}", actor="cli")
+                registry.bind(f"w-{n}", f"@w{n}.example", actor="cli")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(pid,)) for pid in ("p-100", "p-200", "p-100", "p-200")]
+    threads.append(threading.Thread(target=writer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == 60
+    assert all(allowed for _, allowed in results)
+    assert {pid for pid, _ in results} == {"p-100", "p-200"}
+    assert len(registry.practices()) == 17
+    assert _audit_actions(registry).count("binding.add") == 17
+
+
+def _fp(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
