@@ -660,3 +660,27 @@ def test_request_reader_parse_is_hardened() -> None:
     exc = _fails(b'<?xml version="1.0"?><!DOCTYPE Envelope SYSTEM "http://evil.example/x.dtd"><Envelope/>')
     assert exc.code == "doctype-forbidden"
     assert parse(_template()).tag == f"{{{S}}}Envelope"
+
+
+# --- the zeep side
+
+
+def test_zeep_reads_only_our_wsdl_directory() -> None:
+    from xdr_edge import soap
+
+    transport = soap._WsdlOnlyTransport()
+    assert b"ProvideAndRegisterDocumentSet-b" in transport.load(str(soap.WSDL_PATH))
+    with pytest.raises(LocalProtocolError, match="may only load files"):
+        transport.load("/etc/hostname")
+    with pytest.raises(LocalProtocolError, match="must not perform HTTP"):
+        transport.post("https://example.org/", b"", {})
+    wsdl = etree.parse(str(soap.WSDL_PATH))
+    # STACK-NOTES: a wsaw:Action in the WSDL makes zeep add its own WS-A headers (duplicates).
+    assert not wsdl.xpath("//@*[local-name()='Action']")
+
+
+def test_large_inline_document_is_read_with_huge_tree() -> None:
+    data = bytes(range(256)) * (31 * 1024)  # ~7.9 MB: its base64 text node is over libxml2's 10 MB cap
+    xml = _build(documents=[DocumentRef("Document01", inline=data)])
+    read = read_request_envelope(xml)
+    assert read.documents[0].inline == data

@@ -71,8 +71,6 @@ _CID_SAFE = "!$&'()*+,;=:@/~"  # RFC 3986 pchar minus "%": left as is in a cid: 
 _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver")
 _SOAP_FINDING = "env:Sender"  # Finding.code of envelope-level warnings (xdr_edge.findings)
 
-_WSA_TAGS = {"wsa": ns.WSA}
-
 
 def _q(namespace: str, local: str) -> str:
     return f"{{{namespace}}}{local}"
