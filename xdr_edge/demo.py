@@ -20,15 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from xdr_edge.client import SendResult, XdrClient
 from xdr_edge.compose import compose
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel
 from xdr_edge.practice import Practice
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import PracticeSession, load_identity
 from xdr_edge.wire import build_request, parse_response
 
 
@@ -68,41 +66,20 @@ def _send_unchecked(lab: Lab, practice: Practice, sender: str, recipient: str, d
     submission = compose([document], sender=sender, recipients=[recipient], level=MetadataLevel.MINIMAL)
     request = build_request(submission, endpoint=lab.endpoint)
     assert practice.credential is not None
-    context = client_ssl_context(load_identity(practice.credential), lab.ca_bundle)
-    with requests.Session() as session:
-        session.trust_env = False
-        adapter = _ContextAdapter(context)
-        session.mount("https://", adapter)
-        response = session.post(
-            lab.endpoint,
-            data=b"".join(request.body),
-            headers=request.headers(),
-            timeout=30,
-            allow_redirects=False,
-            verify=str(lab.ca_bundle),
-        )
+    with PracticeSession(practice.id, load_identity(practice.credential), lab.ca_bundle) as session:
+        response = session.post(lab.endpoint, data=request.body, headers=request.headers(), timeout=30)
     parsed = parse_response(response.headers.get("Content-Type", ""), response.content)
     rr = parsed.registry_response
     if rr is not None and rr.is_failure and rr.errors:
         observed = f"Failure ({rr.errors[0].error_code})"
         return DemoStep(
-            f"{practice.id} certificate, sender {sender} (bound to another practice)",
+            "unbound sender (A's certificate, B's address)",
             "Failure, nothing stored",
             observed,
             not lab.inbox.contains(submission.submission_set.unique_id),
             rr.errors[0].code_context,
         )
     return DemoStep("unbound sender", "Failure", "accepted!", False, "the receiver accepted an unbound sender")
-
-
-class _ContextAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        super().__init__()
-
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls: bool) -> DemoStep:
@@ -122,8 +99,8 @@ def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls
                 )
                 reply = tls.recv(65536)
     except (ssl.SSLError, ConnectionError, OSError) as exc:
-        text = getattr(exc, "reason", None) or str(exc)
-        return DemoStep(name, "TLS handshake refused", f"refused: {text}", expect_refused_at_tls)
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return DemoStep(name, "TLS handshake refused", f"refused by the server ({reason})", expect_refused_at_tls)
     status = reply.split(b"\r\n", 1)[0].decode("latin-1", "replace")
     refused = b" 403 " in reply.split(b"\r\n", 1)[0]
     return DemoStep(
@@ -153,13 +130,13 @@ def run_demo(
                 full = compose([ccda], sender=a_from, recipients=[b_from], level=MetadataLevel.XDS)
                 steps.append(
                     _result_step(
-                        "C-CDA, full (XDS) metadata, practice-a", "Success", client.send(full, practice=prac_a), True
+                        "C-CDA, full (XDS) metadata, practice A", "Success", client.send(full, practice=prac_a), True
                     )
                 )
                 minimal = compose([pdf], sender=b_from, recipients=[a_from], level=MetadataLevel.MINIMAL)
                 steps.append(
                     _result_step(
-                        "PDF, minimal metadata, practice-b", "Success", client.send(minimal, practice=prac_b), True
+                        "PDF, minimal metadata, practice B", "Success", client.send(minimal, practice=prac_b), True
                     )
                 )
                 many = compose(
@@ -170,7 +147,7 @@ def run_demo(
                 )
                 steps.append(
                     _result_step(
-                        "2 documents to 3 recipients, practice-a", "Success", client.send(many, practice=prac_a), True
+                        "2 documents to 3 recipients, practice A", "Success", client.send(many, practice=prac_a), True
                     )
                 )
                 try:
@@ -178,7 +155,7 @@ def run_demo(
                     steps.append(DemoStep("pre-flight: unbound sender", "refused", "allowed", False))
                 except Exception as exc:  # NotBound
                     steps.append(
-                        DemoStep("our client's pre-flight: unbound sender", "refused before sending", "refused", True, str(exc))
+                        DemoStep("unbound sender, our client's pre-flight", "refused before sending", "refused", True, str(exc))
                     )
             steps.append(_send_unchecked(lab, prac_a, b_from, a_from, pdf))
             pki = lab.pki

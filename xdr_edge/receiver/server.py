@@ -55,6 +55,10 @@ class ServerConfig:
             )
 
 
+def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    log.log(level, "%s", msg, exc_info=traceback)
+
+
 class XdrServer:
     """A running cheroot server; ``start()`` serves on a background thread, ``stop()`` shuts it down."""
 
@@ -69,6 +73,9 @@ class XdrServer:
             server_name="xdr-edge",
         )
         self._server.max_request_body_size = config.max_request_bytes
+        # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route
+        # them into our logging, where they belong with the per-request lines.
+        self._server.error_log = _error_log
         if not config.plain_http:
             assert config.cert is not None and config.key is not None and config.client_ca is not None
             adapter = BuiltinSSLAdapter(str(config.cert), str(config.key))
