@@ -79,7 +79,9 @@ def _send_unchecked(lab: Lab, practice: Practice, sender: str, recipient: str, d
             not lab.inbox.contains(submission.submission_set.unique_id),
             rr.errors[0].code_context,
         )
-    return DemoStep("unbound sender", "Failure", "accepted!", False, "the receiver accepted an unbound sender")
+    return DemoStep(
+        "unbound sender", "Failure", "accepted!", False, "the receiver accepted an unbound sender"
+    )
 
 
 def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls: bool) -> DemoStep:
@@ -100,7 +102,9 @@ def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls
                 reply = tls.recv(65536)
     except (ssl.SSLError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        return DemoStep(name, "TLS handshake refused", f"refused by the server ({reason})", expect_refused_at_tls)
+        return DemoStep(
+            name, "TLS handshake refused", f"refused by the server ({reason})", expect_refused_at_tls
+        )
     status = reply.split(b"\r\n", 1)[0].decode("latin-1", "replace")
     refused = b" 403 " in reply.split(b"\r\n", 1)[0]
     return DemoStep(
@@ -130,13 +134,19 @@ def run_demo(
                 full = compose([ccda], sender=a_from, recipients=[b_from], level=MetadataLevel.XDS)
                 steps.append(
                     _result_step(
-                        "C-CDA, full (XDS) metadata, practice A", "Success", client.send(full, practice=prac_a), True
+                        "C-CDA, full (XDS) metadata, practice A",
+                        "Success",
+                        client.send(full, practice=prac_a),
+                        True,
                     )
                 )
                 minimal = compose([pdf], sender=b_from, recipients=[a_from], level=MetadataLevel.MINIMAL)
                 steps.append(
                     _result_step(
-                        "PDF, minimal metadata, practice B", "Success", client.send(minimal, practice=prac_b), True
+                        "PDF, minimal metadata, practice B",
+                        "Success",
+                        client.send(minimal, practice=prac_b),
+                        True,
                     )
                 )
                 many = compose(
@@ -147,7 +157,10 @@ def run_demo(
                 )
                 steps.append(
                     _result_step(
-                        "2 documents to 3 recipients, practice A", "Success", client.send(many, practice=prac_a), True
+                        "2 documents to 3 recipients, practice A",
+                        "Success",
+                        client.send(many, practice=prac_a),
+                        True,
                     )
                 )
                 try:
@@ -155,14 +168,30 @@ def run_demo(
                     steps.append(DemoStep("pre-flight: unbound sender", "refused", "allowed", False))
                 except Exception as exc:  # NotBound
                     steps.append(
-                        DemoStep("unbound sender, our client's pre-flight", "refused before sending", "refused", True, str(exc))
+                        DemoStep(
+                            "unbound sender, our client's pre-flight",
+                            "refused before sending",
+                            "refused",
+                            True,
+                            str(exc),
+                        )
                     )
             steps.append(_send_unchecked(lab, prac_a, b_from, a_from, pdf))
             pki = lab.pki
             steps.append(
-                _handshake(lab, pki.untrusted_client_cert, pki.untrusted_client_key, "certificate from an untrusted CA", True)
+                _handshake(
+                    lab,
+                    pki.untrusted_client_cert,
+                    pki.untrusted_client_key,
+                    "certificate from an untrusted CA",
+                    True,
+                )
             )
-            steps.append(_handshake(lab, pki.expired_client_cert, pki.expired_client_key, "expired client certificate", True))
+            steps.append(
+                _handshake(
+                    lab, pki.expired_client_cert, pki.expired_client_key, "expired client certificate", True
+                )
+            )
             stranger = pki.ca.issue_client("never enrolled", emails=("x@direct.unknown.example",))
             stranger.write_pem(base / "pki" / "stranger.pem", base / "pki" / "stranger.key")
             steps.append(
@@ -174,15 +203,23 @@ def run_demo(
                     False,
                 )
             )
-            stored = sorted(p for p in lab.inbox.root.glob("*/*") if p.is_dir() and not p.parent.name.startswith("."))
+            stored = sorted(
+                p for p in lab.inbox.root.glob("*/*") if p.is_dir() and not p.parent.name.startswith(".")
+            )
         _print_table(steps, echo)
         echo("")
         echo(f"received submissions ({len(stored)}):")
         for directory in stored:
             files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
             echo(f"  {directory}: {', '.join(files)}")
-        echo(f"\ndone in {time.monotonic() - started:.1f} s; "
-             + (f"files kept in {base}" if keep is not None else "temporary folder removed (use --keep DIR to keep it)"))
+        echo(
+            f"\ndone in {time.monotonic() - started:.1f} s; "
+            + (
+                f"files kept in {base}"
+                if keep is not None
+                else "temporary folder removed (use --keep DIR to keep it)"
+            )
+        )
         return steps, (base if keep is not None else None)
     finally:
         if keep is None:
@@ -200,4 +237,3 @@ def _print_table(steps: list[DemoStep], echo: Callable[[str], None]) -> None:
         echo(f"{step.name.ljust(width)}  {step.expected.ljust(exp)}  {mark} {step.observed}")
         if step.detail and not step.passed:
             echo(f"{''.ljust(width)}  {''.ljust(exp)}       {step.detail}")
-

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 __all__ = ["parse", "qname", "tostring"]
 
+from typing import Any
+
 from lxml import etree
 
 from xdr_edge.errors import RemoteProtocolError
@@ -51,8 +53,8 @@ def parse(data: bytes, *, what: str = "XML", huge: bool = False) -> etree._Eleme
         raise RemoteProtocolError(
             f"{what} could not be parsed: {exc}", code="malformed-xml", location=what, fault_code="Sender"
         ) from exc
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise RemoteProtocolError(
             f"{what} contains a DOCTYPE declaration, which SOAP 1.2 forbids",
             code="doctype-forbidden",

@@ -14,7 +14,7 @@ import logging
 
 import click
 
-from xdr_edge import __version__
+from xdr_edge._version import __version__
 
 _COMMAND_MODULES = (
     "wirecmds",
@@ -29,7 +29,9 @@ _COMMAND_MODULES = (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="xdr-edge")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug; never PHI).")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug; never PHI)."
+)
 def main(verbose: int) -> None:
     """XDR/SOAP Direct edge connector: send, receive and test IHE ITI-41 over mutual TLS."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG

@@ -59,6 +59,22 @@ def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False
     log.log(level, "%s", msg, exc_info=traceback)
 
 
+class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc]  # cheroot ships no type hints
+    """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``.
+
+    Why: cheroot decides on its own whether to keep a connection, and when it keeps one it first *reads the
+    rest of the request body* so that the next request starts at the right byte. A rejected client certificate
+    or an oversized request must be refused before the body is read (issue #4 item 3): when the app answers
+    with ``Connection: close``, the connection is closed instead and the unread body is never read.
+    """
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        write = super().start_response(status, headers, exc_info)
+        if any(k.lower() == "connection" and v.strip().lower() == "close" for k, v in headers):
+            self.req.close_connection = True
+        return write
+
+
 class XdrServer:
     """A running cheroot server; ``start()`` serves on a background thread, ``stop()`` shuts it down."""
 
@@ -73,9 +89,10 @@ class XdrServer:
             server_name="xdr-edge",
         )
         self._server.max_request_body_size = config.max_request_bytes
+        self._server.gateway = _ClosingGateway
         # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route
         # them into our logging, where they belong with the per-request lines.
-        self._server.error_log = _error_log
+        self._server.error_log = _error_log  # type: ignore[method-assign]
         if not config.plain_http:
             assert config.cert is not None and config.key is not None and config.client_ca is not None
             adapter = BuiltinSSLAdapter(str(config.cert), str(config.key))
