@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from requests.adapters import HTTPAdapter
 
-from xdr_edge import __version__
+from xdr_edge._version import __version__
 from xdr_edge.errors import CertificateError, ConfigurationError
 from xdr_edge.practice import ClientCredential, Practice
 
