@@ -59,7 +59,7 @@ def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False
     log.log(level, "%s", msg, exc_info=traceback)
 
 
-class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc]  # cheroot ships no type hints
+class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # cheroot: no type hints
     """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``.
 
     Why: cheroot decides on its own whether to keep a connection, and when it keeps one it first *reads the
