@@ -913,3 +913,113 @@ def test_nist_pnr_is_valid_xds_once_addressed() -> None:
     assert rules(validate(submission)) == {"sender-unknown", "no-recipient"}  # not a Direct message
     addressed = dataclasses.replace(submission, direct_from=SENDER, direct_to=(RECEIVER,))
     assert validate(addressed) == []
+
+
+# property tests over tests/strategies.py (well-formed values, not necessarily complete for their level)
+
+# What strategies.submissions() does not promise: presence per level, the Direct sender/recipient, patient
+# agreement between objects and service-time order. Everything else (formats, ids, associations) it does.
+_NOT_PROMISED = {
+    *(f"de-missing-{r.name}" for r in DOCUMENT_ENTRY_RULES),
+    *(f"ss-missing-{r.name}" for r in SUBMISSION_SET_RULES),
+    "de-service-time-order",
+    "de-patient-id-mismatch",
+    "sender-unknown",
+    "sender-mismatch",
+    "no-recipient",
+}
+
+
+def _complete(submission: Submission) -> Submission:
+    """Fill what the profile requires at the submission's own level, keeping every generated value that is
+    already there: the result must validate without errors (no false positives on awkward but valid data)."""
+    level = submission.level
+    ss = submission.submission_set
+    patient = ss.patient_id or next(
+        (e.patient_id for e in submission.document_entries if e.patient_id), PATIENT
+    )
+    fill = level is MetadataLevel.XDS
+    template = make_entry(MetadataLevel.XDS)
+
+    def person_for(author: Author) -> Author:
+        return author if author.person else dataclasses.replace(author, person=_author().person)
+
+    entries = []
+    for entry in submission.document_entries:
+        changes: dict[str, Any] = {"patient_id": patient if (entry.patient_id or fill) else None}
+        if fill:
+            for name in (
+                "creation_time",
+                "language_code",
+                "source_patient_id",
+                "class_code",
+                "type_code",
+                "format_code",
+                "healthcare_facility_type_code",
+                "practice_setting_code",
+            ):
+                if getattr(entry, name) is None:
+                    changes[name] = getattr(template, name)
+            changes["confidentiality_codes"] = entry.confidentiality_codes or template.confidentiality_codes
+            changes["authors"] = tuple(person_for(a) for a in entry.authors) or template.authors
+        start, stop = entry.service_start_time, entry.service_stop_time
+        if start and stop and stop.to_datetime() < start.to_datetime():
+            changes["service_start_time"], changes["service_stop_time"] = stop, start
+        entries.append(dataclasses.replace(entry, **changes))
+
+    ss_changes: dict[str, Any] = {"submission_time": ss.submission_time or Dtm("20240131")}
+    if fill:
+        ss_changes["patient_id"] = patient
+        ss_changes["content_type_code"] = ss.content_type_code or Code("34133-9", "2.16.840.1.113883.6.1")
+        ss_changes["authors"] = tuple(person_for(a) for a in ss.authors)
+    elif ss.patient_id is not None:
+        ss_changes["patient_id"] = patient
+    if level is MetadataLevel.MINIMAL and not ss.intended_recipients:
+        ss_changes["intended_recipients"] = (Recipient.of(RECEIVER),)
+    ss = dataclasses.replace(ss, **ss_changes)
+
+    telecoms = [a for author in ss.authors for a in author.addresses]
+    direct_from = submission.direct_from
+    if telecoms and direct_from not in telecoms:
+        direct_from = None if direct_from is None else telecoms[0]
+    if not telecoms and direct_from is None:
+        direct_from = SENDER
+    completed = dataclasses.replace(
+        submission, submission_set=ss, document_entries=tuple(entries), direct_from=direct_from
+    )
+    if not completed.recipients:
+        completed = dataclasses.replace(completed, direct_to=(RECEIVER,))
+    return completed
+
+
+def _strategies() -> Any:
+    try:
+        from tests import strategies
+    except ImportError:  # pragma: no cover - only when the shared strategies module is missing
+        pytest.skip("tests/strategies.py is not available")
+    return strategies
+
+
+@pytest.mark.slow
+def test_generated_submissions() -> None:
+    """Over tests/strategies.py: a generated submission breaks only rules the strategy does not promise, its
+    declared hash/size match its bytes, and once completed for its own level it validates without errors."""
+    from hypothesis import given, settings
+
+    strategies = _strategies()
+
+    @settings(max_examples=20, deadline=None)
+    @given(strategies.submissions())
+    def check(submission: Submission) -> None:
+        findings = validate(submission)
+        assert [f for f in findings if f.is_error and f.rule not in _NOT_PROMISED] == []
+        assert all(f.rule and f.location and f.message for f in findings)
+        assert check_documents(submission) == []
+        completed = _complete(submission)
+        assert [f for f in validate(completed) if f.is_error] == []
+        if completed.level is MetadataLevel.XDS:
+            # XDS-complete is minimal-complete too once a recipient is listed (PRDS is stricter than PRDSML)
+            listed = with_ss(completed, intended_recipients=(Recipient.of(RECEIVER),))
+            assert [f for f in validate(listed, MetadataLevel.MINIMAL) if f.is_error] == []
+
+    check()
