@@ -50,8 +50,16 @@ log = logging.getLogger("xdr_edge.receiver")
 
 UNBOUND_SENDER_CODE = "XDSRepositoryError"
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class PeerIdentitySource(str, Enum):
@@ -85,12 +93,16 @@ class ReceiverConfig:
 
     def __post_init__(self) -> None:
         if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
-            raise ConfigurationError("proxy mode needs at least one trusted proxy address", location="trusted_proxies")
+            raise ConfigurationError(
+                "proxy mode needs at least one trusted proxy address", location="trusted_proxies"
+            )
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError as exc:
-                raise ConfigurationError(f"not an IP address or network: {entry!r}", location="trusted_proxies") from exc
+                raise ConfigurationError(
+                    f"not an IP address or network: {entry!r}", location="trusted_proxies"
+                ) from exc
 
 
 def load_hook(spec: str) -> Callable[[StoredSubmission], None]:
@@ -131,7 +143,9 @@ class XdrEdgeApp:
             reply, close = self._handle(environ, entry)
         except Exception:  # the last line of defence: a Receiver fault, never a traceback to the peer
             log.exception("internal error while handling message_id=%s", entry.message_id)
-            reply = self._fault(Fault("Receiver", "internal error; the submission was not stored"), None, False)
+            reply = self._fault(
+                Fault("Receiver", "internal error; the submission was not stored"), None, False
+            )
             close = True
             entry.outcome = "internal-error"
         entry.status = reply.status
@@ -177,7 +191,10 @@ class XdrEdgeApp:
         length = _content_length(environ)
         if length is not None and length > self.config.limits.max_total_bytes:
             entry.outcome = "too-large"
-            fault = Fault("Sender", f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}")
+            fault = Fault(
+                "Sender",
+                f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}",
+            )
             return self._fault(fault, None, False, 413), True
         try:
             request = parse_request(
@@ -192,7 +209,9 @@ class XdrEdgeApp:
             if exc.is_fault or isinstance(exc, LimitExceeded):
                 status = 413 if isinstance(exc, LimitExceeded) else None
                 return self._fault(Fault.from_error(exc), None, _is_mtom(environ), status), True
-            failure = RegistryResponse.failure([RegistryErrorEntry(exc.xds_error_code, exc.message, location=exc.location)])
+            failure = RegistryResponse.failure(
+                [RegistryErrorEntry(exc.xds_error_code, exc.message, location=exc.location)]
+            )
             return build_reply(failure, relates_to=None, mtom=_is_mtom(environ)), True
         with request:
             entry.message_id = request.envelope.message_id or "-"
@@ -210,7 +229,13 @@ class XdrEdgeApp:
         if request.errors or submission is None:
             entry.outcome = "metadata-failure"
             findings = request.findings or [
-                Finding("XDSRegistryMetadataError", Severity.ERROR, "RegistryObjectList", "no SubmissionSet", "ss-missing")
+                Finding(
+                    "XDSRegistryMetadataError",
+                    Severity.ERROR,
+                    "RegistryObjectList",
+                    "no SubmissionSet",
+                    "ss-missing",
+                )
             ]
             return RegistryResponse.from_findings(findings)
         assert request.envelope.submit_objects is not None
@@ -255,7 +280,9 @@ class XdrEdgeApp:
         if submission is not None:
             for author in submission.submission_set.authors:
                 for address in author.addresses:
-                    addresses.append(("RegistryPackage/Classification[author]/Slot[authorTelecommunication]", address))
+                    addresses.append(
+                        ("RegistryPackage/Classification[author]/Slot[authorTelecommunication]", address)
+                    )
         if not addresses:
             return None  # validation reports the missing sender (no address block and no authorTelecommunication)
         entry.sender = str(addresses[0][1])
@@ -294,7 +321,9 @@ class XdrEdgeApp:
         try:
             hook(stored)
         except Exception:  # stored is delivered: a downstream failure must not turn into a send failure
-            log.exception("hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory)
+            log.exception(
+                "hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory
+            )
 
     # -- identity ---------------------------------------------------------------------------------------------
 
@@ -351,4 +380,3 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 def _is_mtom(environ: dict[str, Any]) -> bool:
     return str(environ.get("CONTENT_TYPE", "")).lower().startswith("multipart/related")
-

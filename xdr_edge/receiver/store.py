@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = ["Inbox", "StoredSubmission"]
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,8 @@ from lxml import etree
 from xdr_edge.errors import StoreError
 from xdr_edge.model import Submission
 from xdr_edge.mtom import MtomPackage
+
+log = logging.getLogger("xdr_edge.receiver.store")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _EXT = {
@@ -89,7 +92,8 @@ class Inbox:
         """Remove leftovers of interrupted writes (``.tmp`` and ``.spool``); returns how many were removed.
 
         An ``.ids`` marker whose submission never reached its final place is removed too, so that the sender's
-        retry is accepted rather than reported as a duplicate of nothing."""
+        retry is accepted rather than reported as a duplicate of nothing. Run it at start-up, before serving:
+        a store in progress has exactly such a marker, and this would remove it."""
         removed = 0
         for sub in (".tmp", ".spool"):
             for child in (self.root / sub).iterdir():
@@ -127,7 +131,9 @@ class Inbox:
         except FileExistsError:
             return None
         except OSError as exc:
-            raise StoreError(f"cannot record submission {unique_id}: {exc.strerror}", location=str(marker)) from exc
+            raise StoreError(
+                f"cannot record submission {unique_id}: {exc.strerror}", location=str(marker)
+            ) from exc
         tmp = self.root / ".tmp" / uuid.uuid4().hex
         try:
             stored = self._write(submission, tmp, metadata, package, summary)
@@ -136,15 +142,21 @@ class Inbox:
             final = final_parent / _safe(unique_id)
             if final.exists():
                 final = final_parent / f"{_safe(unique_id)}-{uuid.uuid4().hex[:8]}"
-            os.rename(tmp, final)
-            _fsync_dir(final_parent)
+            # The marker names its target before the rename: after a crash in between, recover() sees a marker
+            # whose target does not exist and removes it, so the sender's retry is accepted.
             (marker / "path").write_text(str(final))
+            os.rename(tmp, final)  # the commit point: from here on the submission is stored
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(marker, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise StoreError(f"could not store submission {unique_id}: {exc.strerror or exc}") from exc
             raise
+        try:
+            _fsync_dir(final_parent)
+        except OSError as exc:
+            # Renamed, so stored: a failure answer now would only turn the sender's retry into a duplicate.
+            log.warning("stored %s but could not fsync %s: %s", final.name, final_parent, exc.strerror or exc)
         return StoredSubmission(
             directory=final,
             summary=stored.summary,
@@ -183,7 +195,9 @@ class Inbox:
             )
         _fsync_dir(docs_dir)
         full_summary = {**summary, "documents": documents}
-        self._write_file(tmp / "metadata.xml", etree.tostring(metadata, encoding="UTF-8", xml_declaration=True))
+        self._write_file(
+            tmp / "metadata.xml", etree.tostring(metadata, encoding="UTF-8", xml_declaration=True)
+        )
         self._write_file(tmp / "summary.json", json.dumps(full_summary, indent=2).encode("utf-8"))
         _fsync_dir(tmp)
         return StoredSubmission(tmp, full_summary, tuple(paths))
