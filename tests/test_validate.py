@@ -746,8 +746,10 @@ def test_hash_mismatch() -> None:
     assert finding.code == "XDSRepositoryMetadataError"
     assert finding.rule == "de-hash-mismatch"
     assert finding.location == f"{DE}/Slot[@name='hash']"
-    assert declared in finding.message
-    assert hashlib.sha1(CONTENT).hexdigest() in finding.message
+    assert finding.message == (
+        f"DocumentEntry 'Document01': declared hash {declared} does not match the document's SHA-1 "
+        f"{hashlib.sha1(CONTENT).hexdigest()}"
+    )
     assert "ClinicalDocument" not in finding.message
 
 

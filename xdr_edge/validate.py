@@ -935,13 +935,13 @@ def _document_findings(entry: DocumentEntry, path: str) -> Iterator[Finding]:
         yield _error(
             "de-hash-mismatch",
             f"{path}/Slot[@name='hash']",
-            f"declared hash {entry.hash} does not match the document's SHA-1 {sha1}",
+            f"DocumentEntry {entry.entry_id!r}: declared hash {entry.hash} does not match the document's SHA-1 {sha1}",
             code=REPOSITORY_METADATA_ERROR,
         )
     if entry.size is not None and entry.size != size:
         yield _error(
             "de-size-mismatch",
             f"{path}/Slot[@name='size']",
-            f"declared size {entry.size} does not match the document's {size} bytes",
+            f"DocumentEntry {entry.entry_id!r}: declared size {entry.size} does not match the document's {size} bytes",
             code=REPOSITORY_METADATA_ERROR,
         )
