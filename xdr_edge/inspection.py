@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["Inspection", "inspect_stream"]
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -22,6 +23,7 @@ from xdr_edge.metadata import read_submit_objects
 from xdr_edge.model import MetadataLevel, Submission
 from xdr_edge.mtom import MtomLimits, MtomPackage, parse_content_type, read_mtom
 from xdr_edge.response import RegistryResponse, read_registry_response
+from xdr_edge.soap import read_request_envelope, read_response_envelope
 from xdr_edge.validate import validate
 from xdr_edge.wire import interpret_request, read_entity
 
@@ -104,43 +106,136 @@ def _body_child(root_el: etree._Element) -> etree._Element | None:
     return root_el
 
 
-def inspect_stream(stream: BinaryIO, *, show_phi: bool = False, limits: MtomLimits | None = None) -> Inspection:
-    """Inspect one stored entity (see :func:`xdr_edge.wire.read_entity` for the accepted framings)."""
-    content_type, body = read_entity(stream)
-    mime, _ = parse_content_type(content_type)
-    result = Inspection(kind="unknown", content_type=content_type, mtom=mime == "multipart/related")
+def inspect_stream(
+    stream: BinaryIO, *, show_phi: bool = False, limits: MtomLimits | None = None
+) -> Inspection:
+    """Inspect one stored entity (see :func:`xdr_edge.wire.read_entity` for the accepted framings).
+
+    Never raises for what the message holds: whatever makes it unreadable (no headers, broken MIME, XML that is
+    not well-formed) becomes an error finding, so a batch of captures can be inspected in one go.
+    """
+    try:
+        entity = read_entity(stream)
+    except RemoteProtocolError as exc:
+        result = Inspection(kind="unknown", content_type="", mtom=False)
+        result.findings.append(_fault_finding(exc))
+        return result
+    mime, _ = parse_content_type(entity.content_type)
+    result = Inspection(kind="unknown", content_type=entity.content_type, mtom=mime == "multipart/related")
+    if entity.line_ends_restored:
+        result.findings.append(
+            Finding(
+                "capture-line-ends",
+                Severity.WARNING,
+                "entity",
+                "the capture was stored as text (bare LF line ends); CRLF MIME framing was restored to read it, "
+                "so document bytes may differ from what was sent",
+                "capture-line-ends",
+            )
+        )
     package: MtomPackage | None = None
     try:
         if result.mtom:
-            package = read_mtom(content_type, body, limits=limits or MtomLimits())
+            package = read_mtom(entity.content_type, entity.body, limits=limits or MtomLimits())
             root = package.root
         else:
-            root = body.read((limits or MtomLimits()).max_root_bytes + 1)
+            root = entity.body.read((limits or MtomLimits()).max_root_bytes + 1)
         root_el = xml.parse(root, what="message", huge=True)
     except RemoteProtocolError as exc:
         if package is not None:
             package.close()
         result.findings.append(_fault_finding(exc))
         return result
+    try:
+        _dispatch(result, root, root_el, package, show_phi)
+    finally:
+        if package is not None:
+            package.close()
+    return result
+
+
+_DIRECT_BLOCK_FAULT = "direct-address-block"
+
+# validate() rules that judge the Direct addressing of a whole request (digest §5.1, §11): the sender is
+# direct:from else authorTelecommunication, the recipients direct:to else intendedRecipient. Bare metadata has no
+# envelope, so when they fire it only means the envelope that carries this metadata would need an address block.
+_ENVELOPE_DEPENDENT_RULES = frozenset({"sender-unknown", "no-recipient"})
+_NO_ENVELOPE = " (bare metadata: a warning, since the address block of the carrying envelope may supply it)"
+
+
+def _without_address_block(root: bytes) -> bytes | None:
+    """The envelope without its ``direct:addressBlock``, or None when it has none to remove."""
+    try:
+        envelope = xml.parse(root, what="message", huge=True)
+    except RemoteProtocolError:
+        return None
+    header = envelope.find(xml.qname(ns.SOAP, "Header"))
+    blocks = [] if header is None else header.findall(xml.qname(ns.DIRECT, "addressBlock"))
+    if header is None or not blocks:
+        return None
+    for block in blocks:
+        header.remove(block)
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
+
+
+def _dispatch(
+    result: Inspection, root: bytes, root_el: etree._Element, package: MtomPackage | None, show_phi: bool
+) -> None:
     child = _body_child(root_el)
     local = etree.QName(child).localname if child is not None else ""
     if local == "ProvideAndRegisterDocumentSetRequest" and root_el is not child:
         _inspect_request(result, root, package, show_phi)
-    elif local == "ProvideAndRegisterDocumentSetRequest" or local == "SubmitObjectsRequest":
+    elif child is not None and local in ("ProvideAndRegisterDocumentSetRequest", "SubmitObjectsRequest"):
         _inspect_bare_metadata(result, child, show_phi)
     elif local in ("RegistryResponse", "RegistryResponseType", "Fault"):
         _inspect_response(result, root, child)
+    elif etree.QName(root_el).localname == "Envelope":
+        _inspect_unknown_envelope(result, root, local)
     else:
         result.findings.append(
-            Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or root_el.tag!r}")
+            Finding(
+                "env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or root_el.tag!r}"
+            )
         )
-    if package is not None:
-        package.close()
-    return result
+
+
+def _inspect_unknown_envelope(result: Inspection, root: bytes, local: str) -> None:
+    """An envelope whose Body we do not recognise: the request reader names the structural fault precisely
+    (a Body in the wrong namespace, a misplaced Header; digest §3, §13) where one exists."""
+    try:
+        read_request_envelope(root)
+    except RemoteProtocolError as exc:
+        result.findings.append(_fault_finding(exc))
+        return
+    result.findings.append(
+        Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or 'Envelope'!r}")
+    )
 
 
 def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | None, show_phi: bool) -> None:
     result.kind = "request"
+    original = root
+    try:
+        read_request_envelope(root)
+    except RemoteProtocolError as exc:
+        result.findings.append(_fault_finding(exc))
+        retry = _without_address_block(root) if exc.code == _DIRECT_BLOCK_FAULT else None
+        if retry is None:
+            return
+        # A receiver stops at this fault; the inspector goes on without the address block so that one run
+        # also shows the metadata and document findings (ETT templates carry placeholders such as
+        # #DIRECT_FROM# in the block, which would otherwise hide everything else).
+        result.findings.append(
+            Finding(
+                "inspect-note",
+                Severity.WARNING,
+                "S:Header/direct:addressBlock",
+                "the address block was ignored to read the rest of the message; the findings that follow assume "
+                "there is none",
+                "inspect-direct-ignored",
+            )
+        )
+        root = retry
     try:
         request = interpret_request(root, package)
     except RemoteProtocolError as exc:
@@ -160,7 +255,8 @@ def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | Non
     }
     if request.submission is not None:
         result.summary.update(_submission_summary(request.submission, show_phi))
-    result.findings.extend(request.findings)
+    ignored = root is not original
+    result.findings.extend(f for f in request.findings if not (ignored and f.rule == "direct-block-absent"))
 
 
 def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi: bool) -> None:
@@ -170,7 +266,12 @@ def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi
         found = element.find(xml.qname(ns.LCM, "SubmitObjectsRequest"))
         if found is None:
             result.findings.append(
-                Finding("env:Sender", Severity.ERROR, "ProvideAndRegisterDocumentSetRequest", "no SubmitObjectsRequest")
+                Finding(
+                    "env:Sender",
+                    Severity.ERROR,
+                    "ProvideAndRegisterDocumentSetRequest",
+                    "no SubmitObjectsRequest",
+                )
             )
             return
         sor = found
@@ -184,13 +285,14 @@ def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi
     result.summary = _submission_summary(sub, show_phi)
     result.summary["note"] = "bare metadata (no SOAP envelope): documents are not checked"
     result.findings.extend(
-        f for f in validate(sub, level) if f.rule not in ("no-sender", "sender-missing", "ss-no-sender")
+        dataclasses.replace(f, severity=Severity.WARNING, message=f"{f.message}{_NO_ENVELOPE}")
+        if f.rule in _ENVELOPE_DEPENDENT_RULES and f.is_error
+        else f
+        for f in validate(sub, level)
     )
 
 
 def _inspect_response(result: Inspection, root: bytes, child: etree._Element | None) -> None:
-    from xdr_edge.soap import read_response_envelope
-
     try:
         env = read_response_envelope(root)
     except RemoteProtocolError as exc:
@@ -208,7 +310,16 @@ def _inspect_response(result: Inspection, root: bytes, child: etree._Element | N
     if env.body is not None:
         resp, findings = read_registry_response(env.body)
         result.summary.update(_response_summary(resp))
-        result.findings.extend(findings)
+        result.findings.extend(_as_conformance(f) for f in findings)
+
+
+def _as_conformance(finding: Finding) -> Finding:
+    """The response reader is lenient (a client still derives an outcome from a Success that carries an Error,
+    or from a Failure without one); the inspector judges conformance, and a response that breaks the digest §12
+    consistency rules or uses the type name as root element is one a receiver must not send: an error here."""
+    if finding.code == "RegistryResponseInconsistent" and not finding.is_error:
+        return dataclasses.replace(finding, severity=Severity.ERROR)
+    return finding
 
 
 def _response_summary(resp: RegistryResponse) -> dict[str, Any]:

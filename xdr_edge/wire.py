@@ -8,6 +8,7 @@ Pure: byte streams in, byte iterables out. No sockets, no logging of content.
 from __future__ import annotations
 
 __all__ = [
+    "Entity",
     "IncomingRequest",
     "OutgoingRequest",
     "ParsedResponse",
@@ -23,18 +24,27 @@ __all__ = [
 
 import dataclasses
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, BinaryIO, NamedTuple, cast
 
 from xdr_edge import ns
 from xdr_edge.errors import LimitExceeded, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
 from xdr_edge.metadata import read_submit_objects, write_submit_objects
 from xdr_edge.model import Document, MetadataLevel, Submission
-from xdr_edge.mtom import MtomBody, MtomLimits, MtomPackage, MtomPart, new_content_id, parse_content_type, read_mtom
+from xdr_edge.mtom import (
+    MtomBody,
+    MtomLimits,
+    MtomPackage,
+    MtomPart,
+    new_content_id,
+    parse_content_type,
+    read_mtom,
+)
 from xdr_edge.response import RegistryResponse, read_registry_response, write_registry_response
 from xdr_edge.soap import (
     DocumentRef,
@@ -163,7 +173,9 @@ def _read_bounded(stream: BinaryIO, limit: int) -> bytes:
     return data
 
 
-def _finding(code: str, location: str, message: str, rule: str, severity: Severity = Severity.ERROR) -> Finding:
+def _finding(
+    code: str, location: str, message: str, rule: str, severity: Severity = Severity.ERROR
+) -> Finding:
     return Finding(code=code, severity=severity, location=location, message=message, rule=rule)
 
 
@@ -178,7 +190,9 @@ def _attach_documents(
         where = f"Body/xdsb:Document[@id='{ref.entry_id}']"
         if ref.entry_id in documents:
             findings.append(
-                _finding("XDSRegistryMetadataError", where, "two Document elements have the same id", "doc-dup-id")
+                _finding(
+                    "XDSRegistryMetadataError", where, "two Document elements have the same id", "doc-dup-id"
+                )
             )
             continue
         if ref.inline is not None:
@@ -186,7 +200,12 @@ def _attach_documents(
             continue
         if ref.content_id is None or package is None:
             findings.append(
-                _finding("XDSMissingDocument", where, "Document has neither content nor an xop:Include", "doc-empty")
+                _finding(
+                    "XDSMissingDocument",
+                    where,
+                    "Document has neither content nor an xop:Include",
+                    "doc-empty",
+                )
             )
             continue
         part = package.parts.get(ref.content_id)
@@ -203,7 +222,10 @@ def _attach_documents(
         if ref.content_id in used:
             findings.append(
                 _finding(
-                    "XDSRegistryMetadataError", where, f"MIME part <{ref.content_id}> is referenced twice", "xop-twice"
+                    "XDSRegistryMetadataError",
+                    where,
+                    f"MIME part <{ref.content_id}> is referenced twice",
+                    "xop-twice",
                 )
             )
             continue
@@ -258,7 +280,9 @@ def parse_request(
     mime, _params = parse_content_type(content_type)
     package: MtomPackage | None = None
     if mime == "multipart/related":
-        package = read_mtom(content_type, stream, limits=limits, spool_dir=spool_dir, content_length=content_length)
+        package = read_mtom(
+            content_type, stream, limits=limits, spool_dir=spool_dir, content_length=content_length
+        )
         root = package.root
     elif mime in ("application/soap+xml", "text/xml", "application/xml"):
         root = _read_bounded(stream, limits.max_root_bytes)
@@ -308,7 +332,9 @@ def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> I
             )
     submission: Submission | None = None
     if meta.submission_set is not None:
-        entries = tuple(dataclasses.replace(e, document=documents.get(e.entry_id)) for e in meta.document_entries)
+        entries = tuple(
+            dataclasses.replace(e, document=documents.get(e.entry_id)) for e in meta.document_entries
+        )
         submission = Submission(
             submission_set=meta.submission_set,
             document_entries=entries,
@@ -402,21 +428,44 @@ def parse_response(content_type: str, body: bytes) -> ParsedResponse:
     return ParsedResponse(envelope, registry_response, envelope.fault, findings)
 
 
-def read_entity(data_stream: BinaryIO) -> tuple[str, BinaryIO]:
+class Entity(NamedTuple):
+    """A stored message split into its Content-Type and a stream positioned at the body.
+
+    ``line_ends_restored`` says the body was stored as text with its CRLF line ends turned into LF (and, in NIST
+    toolkit logs, a space added before each line end); the reader restored CRLF framing, so the MIME structure
+    reads, but document bytes may differ from what was sent (hash findings on such a capture are expected).
+    """
+
+    content_type: str
+    body: BinaryIO
+    line_ends_restored: bool = False
+
+
+def read_entity(data_stream: BinaryIO) -> Entity:
     """Split a stored message into its Content-Type and a stream positioned at the body.
 
     Accepts what ``xdr-edge pack`` writes (``Content-Type:`` line, blank line, body), a raw HTTP capture (request
-    or status line, headers, blank line, body) and a bare XML document (treated as ``application/soap+xml``).
+    or status line, headers, blank line, body; without a Content-Type an XML body is taken as
+    ``application/soap+xml``) and a bare XML document (treated as ``application/soap+xml``). MIME over HTTP is
+    CRLF-framed (RFC 2046 §5.1.1): a capture whose header lines end in bare LF was saved as text, so CRLF line
+    ends are restored in its body while streaming.
     """
-    head = data_stream.read(65536)
+    head = data_stream.read(_ENTITY_HEAD)
+    while len(head) < _ENTITY_HEAD:
+        more = data_stream.read(_ENTITY_HEAD - len(head))
+        if not more:
+            break
+        head += more
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"<"):
-        return "application/soap+xml", cast(BinaryIO, _Chain(head, data_stream))
+        return Entity("application/soap+xml", cast(BinaryIO, _Chain(head, data_stream)))
     content_type = ""
-    lines = iter(_split_header_lines(head))
     offset = 0
-    for raw, line in lines:
+    bare_lf = False
+    for raw, line in _split_header_lines(head):
         offset += len(raw)
+        if offset == len(raw):
+            bare_lf = not raw.endswith(b"\r\n")
         text = line.decode("latin-1").strip()
         if not text:
             break
@@ -427,9 +476,19 @@ def read_entity(data_stream: BinaryIO) -> tuple[str, BinaryIO]:
         raise RemoteProtocolError(
             "no blank line after the headers within the first 64 KiB", code="bad-entity", location="headers"
         )
+    body: BinaryIO = cast(BinaryIO, _Chain(head[offset:], data_stream))
     if not content_type:
-        raise RemoteProtocolError("the entity has no Content-Type header", code="bad-entity", location="headers")
-    return content_type, cast(BinaryIO, _Chain(head[offset:], data_stream))
+        if not head[offset:].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            raise RemoteProtocolError(
+                "the entity has no Content-Type header", code="bad-entity", location="headers"
+            )
+        content_type = "application/soap+xml"
+    if bare_lf and parse_content_type(content_type)[0] == "multipart/related":
+        return Entity(content_type, cast(BinaryIO, _CrlfRestorer(body)), line_ends_restored=True)
+    return Entity(content_type, body)
+
+
+_ENTITY_HEAD = 65536
 
 
 def _split_header_lines(data: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -444,21 +503,68 @@ def _split_header_lines(data: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 
 class _Chain:
-    """A minimal read-only binary stream: some already-read bytes followed by the rest of a stream."""
+    """A minimal read-only binary stream: some already-read bytes followed by the rest of a stream.
+
+    ``read(n)`` returns ``n`` bytes unless the stream ends first: callers bound what they hold by asking for
+    ``limit + 1`` bytes once, so a short read would silently truncate the message.
+    """
 
     def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
         self._prefix = prefix
         self._rest = rest
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             data = self._prefix + self._rest.read()
             self._prefix = b""
             return data
-        if self._prefix:
-            data, self._prefix = self._prefix[:n], self._prefix[n:]
-            return data
-        return self._rest.read(n)
+        data, self._prefix = self._prefix[:n], self._prefix[n:]
+        while len(data) < n:
+            more = self._rest.read(n - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class _CrlfRestorer:
+    """Streams a body saved as text back into CRLF framing: each line end (with any spaces or tabs before it)
+    becomes CRLF. Holds back only a trailing run of blanks between reads, so memory stays bounded."""
+
+    _LINE_END = re.compile(rb"[ \t]*\r?\n")
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pending = b""
+        self._out = b""
+        self._eof = False
+
+    def _fill(self, want: int) -> None:
+        while len(self._out) < want and not self._eof:
+            chunk = self._raw.read(max(want, 65536))
+            if not chunk:
+                self._eof = True
+                data, self._pending = self._pending, b""
+            else:
+                data = self._pending + chunk
+                cut = len(data.rstrip(b" \t\r"))
+                data, self._pending = data[:cut], data[cut:]
+            self._out += self._LINE_END.sub(b"\r\n", data)
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            chunks = []
+            while not self._eof:
+                self._fill(len(self._out) + 65536)
+                chunks.append(self._out)
+                self._out = b""
+            return b"".join(chunks) + self._out
+        self._fill(n)
+        data, self._out = self._out[:n], self._out[n:]
+        return data
 
     def readable(self) -> bool:
         return True
