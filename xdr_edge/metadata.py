@@ -535,17 +535,45 @@ def _read_classifications(
     return result
 
 
+def _identifier_scheme(ext: etree._Element, here: str, ctx: _Context, known: frozenset[str]) -> str | None:
+    """The scheme an ExternalIdentifier stands for, from ``@identificationScheme`` and its ``Name`` (§7).
+
+    The scheme decides; a Name that contradicts it draws a warning. A peer that got the UUID wrong but the
+    Name right (``XDSDocumentEntry.uniqueId``) is read by its Name, with an error, so that the value is not
+    lost and the report says exactly what was wrong.
+    """
+    scheme = ext.get("identificationScheme", "")
+    name = _localized(ext, "Name")
+    by_name = next((s for s in known if _EXT_ID_NAMES[s] == name), None)
+    if scheme in known:
+        if name is not None and by_name != scheme:
+            ctx.warning(
+                here,
+                f"Name {name!r} does not match identificationScheme {scheme} ({_EXT_ID_NAMES[scheme]})",
+                "identifier-name-mismatch",
+            )
+        return scheme
+    if by_name is not None:
+        ctx.error(
+            here,
+            f"identificationScheme {scheme!r} is not the scheme of {name} ({by_name}); read by its Name",
+            "identifier-scheme-wrong",
+        )
+        return by_name
+    ctx.warning(here, f"unknown identificationScheme {scheme!r} is ignored", "identifier-unknown")
+    return None
+
+
 def _read_external_ids(
     owner: etree._Element, where: str, index: _Index, ctx: _Context, known: frozenset[str]
 ) -> dict[str, str]:
     found: dict[str, str] = {}
     for ext in index.external_ids(owner):
         here = _check_reference(ext, "registryObject", owner, where, ctx)
-        scheme = ext.get("identificationScheme", "")
-        value = ext.get("value")
-        if scheme not in known:
-            ctx.warning(here, f"unknown identificationScheme {scheme!r} is ignored", "identifier-unknown")
+        scheme = _identifier_scheme(ext, here, ctx, known)
+        if scheme is None:
             continue
+        value = ext.get("value")
         if value is None:
             ctx.error(here, f"{_EXT_ID_NAMES[scheme]} has no value attribute", "identifier-value-missing")
             continue
