@@ -208,10 +208,10 @@ def run_demo(
             )
         _print_table(steps, echo)
         echo("")
-        echo(f"received submissions ({len(stored)}):")
+        echo(f"received submissions ({len(stored)}), one directory each under {base / 'inbox'}:")
         for directory in stored:
             files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
-            echo(f"  {directory}: {', '.join(files)}")
+            echo(f"  {directory.relative_to(base / 'inbox')}/  {', '.join(files)}")
         echo(
             f"\ndone in {time.monotonic() - started:.1f} s; "
             + (
