@@ -1,0 +1,285 @@
+"""``xdr-edge serve`` and its settings (xdr_edge.receiver.settings, xdr_edge.cli.servecmd): the TOML file and
+flags, errors naming file and key, the assembled server with a hook, and the real command in a child process
+answering a real request and stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from xdr_edge.cli import main
+from xdr_edge.compose import compose
+from xdr_edge.errors import ConfigurationError
+from xdr_edge.model import Document
+from xdr_edge.pki import DemoPki, write_demo_pki
+from xdr_edge.practice import ClientCredential
+from xdr_edge.receiver.app import PeerIdentitySource
+from xdr_edge.receiver.settings import build_server, load_receiver_settings
+from xdr_edge.registry import open_registry
+from xdr_edge.samples import sample_ccda
+from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.wire import ParsedResponse, build_request, parse_response
+
+SENDER = "dr.smith@direct.practice-a.org"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoPki]:
+    """A directory with a demo PKI and an initialised registry (practice-a enrolled and bound)."""
+    root = tmp_path_factory.mktemp("site")
+    pki = write_demo_pki(root / "pki")
+    registry = open_registry(str(root / "registry.db"))
+    registry.init(actor="test")
+    registry.add_trust_anchor(pki.ca_cert.read_bytes(), actor="test")
+    registry.add_practice("practice-a", "Practice A", actor="test")
+    registry.enroll("practice-a", pki.practices["practice-a"].cert.read_bytes(), actor="test")
+    registry.bind("practice-a", SENDER, actor="test")
+    return root, pki
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+TLS_TOML = """\
+    [server]
+    host = "127.0.0.1"
+    port = 0
+    cert = "pki/server.pem"
+    key = "pki/server.key"
+    client_ca = "pki/ca.pem"
+    crls = ["pki/crl.pem"]
+    threads = 2
+    timeout_seconds = 20
+    max_request_bytes = 1048576
+
+    [receiver]
+    registry = "registry.db"
+    inbox = "inbox"
+    path = "/xdr"
+"""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings
+
+
+def test_file_paths_are_resolved_against_the_file_directory(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    server, options = load_receiver_settings(_write(root / "serve.toml", TLS_TOML))
+    assert server.cert == root / "pki" / "server.pem"
+    assert server.crls == (root / "pki" / "crl.pem",)
+    assert (server.port, server.threads, server.socket_timeout) == (0, 2, 20.0)
+    assert server.max_request_bytes == options.max_request_bytes == 1048576
+    assert not server.plain_http
+    assert options.registry == str(root / "registry.db")
+    assert options.inbox == root / "inbox"
+    assert options.path == "/xdr"
+    assert options.identity_source is PeerIdentitySource.TLS
+
+
+def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    config = _write(root / "serve-override.toml", TLS_TOML)
+    server, options = load_receiver_settings(
+        config, overrides={"port": 9443, "threads": None, "inbox": Path("/srv/inbox"), "crls": ()}
+    )
+    assert server.port == 9443
+    assert server.threads == 2  # None: not given on the command line
+    assert server.crls == (root / "pki" / "crl.pem",)  # an empty repeatable option is "not given"
+    assert options.inbox == Path("/srv/inbox")
+
+
+def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:data/reg.db"')
+    _, options = load_receiver_settings(_write(root / "serve-url.toml", text))
+    assert options.registry == str(root / "data" / "reg.db")
+    text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:///var/lib/reg.db"')
+    _, options = load_receiver_settings(_write(root / "serve-abs.toml", text))
+    assert options.registry == "/var/lib/reg.db"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("port = 0", "port = 70000"), "server.port: must be an integer from 0 to 65535"),
+        (("threads = 2", 'threads = "two"'), "server.threads: must be an integer"),
+        (("threads = 2", "thread = 2"), "server.thread: unknown key"),
+        (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
+        (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
+        (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),
+        (("[receiver]", "[reciever]"), "reciever: unknown section"),
+        (('cert = "pki/server.pem"', ""), "mutual TLS needs cert"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(
+    site: tuple[Path, DemoPki], change: tuple[str, str], message: str
+) -> None:
+    root, _ = site
+    config = _write(root / "bad.toml", TLS_TOML.replace(*change))
+    with pytest.raises(ConfigurationError) as info:
+        load_receiver_settings(config)
+    assert message in str(info.value)
+    if "mutual TLS" not in message:
+        assert str(config) in str(info.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    config = _write(tmp_path / "broken.toml", "[server\nport = 1\n")
+    with pytest.raises(ConfigurationError, match=r"broken\.toml: not valid TOML"):
+        load_receiver_settings(config)
+
+
+def test_proxy_mode_from_file_needs_no_certificates(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path / "proxy.toml",
+        """\
+        [receiver]
+        registry = "registry.db"
+        inbox = "inbox"
+        [proxy]
+        enabled = true
+        trusted = ["127.0.0.1", "10.0.0.0/24"]
+        cert_header = "X-Client-Cert"
+        """,
+    )
+    server, options = load_receiver_settings(config)
+    assert server.plain_http
+    assert options.behind_proxy
+    assert options.trusted_proxies == ("127.0.0.1", "10.0.0.0/24")
+    assert options.proxy_cert_header == "X-Client-Cert"
+    assert options.proxy_verify_header == "X-SSL-Client-Verify"
+
+
+def test_proxy_mode_needs_a_trusted_proxy_and_trusted_proxies_need_proxy_mode(tmp_path: Path) -> None:
+    base = {"registry": "r.db", "inbox": tmp_path}
+    with pytest.raises(ConfigurationError, match="proxy mode needs the proxy's address"):
+        load_receiver_settings(None, overrides={**base, "behind_proxy": True})
+    with pytest.raises(ConfigurationError, match="proxy mode is off"):
+        load_receiver_settings(
+            None,
+            overrides={
+                **base,
+                "trusted_proxies": ("127.0.0.1",),
+                "cert": tmp_path,
+                "key": tmp_path,
+                "client_ca": tmp_path,
+            },
+        )
+    with pytest.raises(ConfigurationError, match="no registry given"):
+        load_receiver_settings(None, overrides={"inbox": tmp_path})
+
+
+def test_build_server_runs_the_hook_and_recovers_the_inbox(
+    site: tuple[Path, DemoPki], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, pki = site
+    hook_dir = tmp_path / "hooks"
+    hook_dir.mkdir()
+    (hook_dir / "xdr_test_hook.py").write_text(
+        "from pathlib import Path\n"
+        "def deliver(stored):\n"
+        "    (stored.directory.parent.parent / 'delivered.txt').write_text(stored.summary['practice'])\n"
+    )
+    monkeypatch.syspath_prepend(str(hook_dir))
+    inbox = tmp_path / "inbox"
+    (inbox / ".tmp" / "left-over").mkdir(parents=True)
+    server_config, options = load_receiver_settings(
+        _write(root / "serve-hook.toml", TLS_TOML),
+        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver"},
+    )
+    built = build_server(server_config, options)
+    assert built.recovered == 1
+    with built.server:
+        reply = _send(built.server.port, pki)
+    assert reply.registry_response is not None and reply.registry_response.is_success
+    assert (inbox / "delivered.txt").read_text() == "practice-a"
+
+
+def test_build_server_refuses_a_missing_registry(site: tuple[Path, DemoPki], tmp_path: Path) -> None:
+    root, _ = site
+    server_config, options = load_receiver_settings(
+        _write(root / "serve-noreg.toml", TLS_TOML), overrides={"registry": str(tmp_path / "none.db")}
+    )
+    with pytest.raises(ConfigurationError, match="registry init"):
+        build_server(server_config, options)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_bad_hook_is_a_configuration_error(site: tuple[Path, DemoPki], tmp_path: Path) -> None:
+    root, _ = site
+    server_config, options = load_receiver_settings(
+        _write(root / "serve-badhook.toml", TLS_TOML),
+        overrides={"inbox": tmp_path / "inbox", "hook": "no_such_module_xyz:deliver"},
+    )
+    with pytest.raises(ConfigurationError, match="cannot load hook"):
+        build_server(server_config, options)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The command
+
+
+def _send(port: int, pki: DemoPki) -> ParsedResponse:
+    practice = pki.practices["practice-a"]
+    identity = load_identity(ClientCredential(cert=practice.cert, key=practice.key))
+    context = client_ssl_context(identity, pki.ca_cert)
+    document = Document.from_bytes(sample_ccda(), name="ccd.xml")
+    submission = compose([document], sender=SENDER, recipients=["x@direct.hisp.example"])
+    request = build_request(submission, endpoint=f"https://127.0.0.1:{port}/xdr")
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    try:
+        connection.request("POST", "/xdr", body=b"".join(request.body), headers=request.headers())
+        response = connection.getresponse()
+        return parse_response(response.getheader("Content-Type") or "", response.read())
+    finally:
+        connection.close()
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--inbox", str(tmp_path / "inbox"), "--port", "0"], env={"XDR_EDGE_REGISTRY": ""}
+    )
+    assert result.exit_code == 2
+    assert "error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_command_answers_and_stops_on_sigterm(site: tuple[Path, DemoPki]) -> None:
+    root, pki = site
+    config = _write(root / "serve-cli.toml", TLS_TOML)
+    launcher = "from xdr_edge.cli import main; main()"
+    command = [sys.executable, "-c", launcher, "serve", "--config", str(config), "--threads", "2"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "listening on https://127.0.0.1:" in first, first + process.stdout.read()
+        port = int(first.split("127.0.0.1:")[1].split("/")[0])
+        reply = _send(port, pki)
+        assert reply.registry_response is not None and reply.registry_response.is_success
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert "stopped" in output
+    assert any((root / "inbox").glob("*/*/summary.json"))

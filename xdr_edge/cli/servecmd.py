@@ -1,0 +1,109 @@
+"""``xdr-edge serve``: run the XDR edge endpoint until Ctrl-C or SIGTERM (issue #4 item 2).
+
+Thin: the options become :func:`xdr_edge.receiver.settings.load_receiver_settings` overrides (a ``--config``
+TOML file supplies the rest), :func:`~xdr_edge.receiver.settings.build_server` assembles the parts, and this
+module only prints where it listens and waits for a signal to stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from xdr_edge.cli.common import handle_errors
+from xdr_edge.receiver.settings import BuiltServer, ReceiverOptions, build_server, load_receiver_settings
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("serve")
+@click.option("--config", "config_file", type=_FILE, help="TOML settings file; flags override its values.")
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port to listen on (0: any free port) [default: 8443]."
+)
+@click.option("--cert", type=_FILE, help="Server certificate, PEM (chain allowed).")
+@click.option("--key", type=_FILE, help="Server private key, PEM.")
+@click.option("--client-ca", type=_FILE, help="CA bundle that client certificates must chain to.")
+@click.option(
+    "--crl", "crls", multiple=True, type=_FILE, help="CRL (PEM) checked in the TLS handshake; repeat."
+)
+@click.option(
+    "--registry", envvar="XDR_EDGE_REGISTRY", help="Certificate registry URL or path [env XDR_EDGE_REGISTRY]."
+)
+@click.option(
+    "--inbox", type=click.Path(file_okay=False, path_type=Path), help="Directory for received submissions."
+)
+@click.option("--threads", type=click.IntRange(1, 1000), help="Worker threads [default: 10].")
+@click.option(
+    "--max-request-bytes", type=click.IntRange(1), help="Largest request accepted [default: 2 GiB]."
+)
+@click.option(
+    "--timeout",
+    "socket_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a silent client is given before it is dropped [default: 60].",
+)
+@click.option("--hook", help="Python callable 'package.module:function' given each stored submission.")
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    default=None,
+    help="Plain HTTP behind a TLS-terminating proxy that forwards the verified client certificate.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Proxy address or network whose forwarded certificates are trusted; repeat.",
+)
+@click.option(
+    "--proxy-cert-header", help="Header carrying the URL-escaped client PEM [default: X-SSL-Client-Cert]."
+)
+@click.option(
+    "--proxy-verify-header", help="Header carrying the proxy's verdict [default: X-SSL-Client-Verify]."
+)
+@click.option("--path", help="Accept POSTs only on this path (e.g. /xdr) [default: any path].")
+@handle_errors
+def serve(config_file: Path | None, **flags: object) -> None:
+    """Receive ITI-41 submissions: mutual TLS, certificate -> practice, sender binding, inbox."""
+    server_config, options = load_receiver_settings(config_file, overrides=flags)
+    built = build_server(server_config, options)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        built.server.start()
+        _announce(built, options)
+        while not stop.wait(0.5):  # short waits: the signal handler runs between them on any platform
+            pass
+        click.echo("stopping: finishing requests in progress")
+    finally:
+        built.server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped")
+
+
+def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
+    mode = (
+        f"plain HTTP behind proxy {', '.join(options.trusted_proxies)}"
+        if options.behind_proxy
+        else "mutual TLS"
+    )
+    click.echo(f"xdr-edge receiver listening on {built.server.url} ({mode})")
+    click.echo(f"  registry: {built.registry.location}")
+    click.echo(f"  inbox:    {built.inbox.root}")
+    if built.recovered:
+        click.echo(f"  removed {built.recovered} leftover(s) of interrupted writes from the inbox")
+    click.echo("Ctrl-C or SIGTERM stops it.", nl=True)
+
+
+COMMANDS = [serve]

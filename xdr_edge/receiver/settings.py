@@ -1,0 +1,335 @@
+"""The receiver's settings: the TOML file of ``xdr-edge serve --config`` and the flags that override it, turned
+into a :class:`~xdr_edge.receiver.server.ServerConfig` and :class:`ReceiverOptions`; and :func:`build_server`,
+which opens the registry and the inbox and assembles the running parts (issue #4 item 2).
+
+Reading is strict: unknown keys and wrong types are errors naming the file and the dotted key (``serve.toml:
+server.port: must be an integer from 0 to 65535``), because a misspelt ``trusted_proxy`` silently trusting no
+proxy, or a misspelt ``crls`` silently checking no revocation, would only show up in production. Relative paths
+(certificates, CRLs, the inbox, a SQLite registry) are resolved against the file's directory, so the file means
+the same thing whatever the working directory.
+
+Example::
+
+    [server]
+    host = "0.0.0.0"
+    port = 8443
+    cert = "certs/server.pem"          # server certificate (chain allowed) and key
+    key = "certs/server.key"
+    client_ca = "certs/client-ca.pem"  # CA bundle client certificates must chain to
+    crls = ["certs/client-ca.crl.pem"] # optional; every issuing CA then needs a current CRL
+    threads = 10
+    timeout_seconds = 60
+    max_request_bytes = 2147483648
+
+    [receiver]
+    registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
+    inbox = "inbox"
+    hook = "mypackage.downstream:deliver"
+    path = "/xdr"                      # optional: accept POSTs only on this path
+
+    [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
+    enabled = false
+    trusted = ["127.0.0.1"]
+    cert_header = "X-SSL-Client-Cert"
+    verify_header = "X-SSL-Client-Verify"
+
+No I/O here besides reading the file; :func:`build_server` opens the registry and inbox but binds no socket.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BuiltServer", "ReceiverOptions", "build_server", "load_receiver_settings"]
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from xdr_edge.errors import ConfigurationError
+from xdr_edge.mtom import MtomLimits
+from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp, load_hook
+from xdr_edge.receiver.server import ServerConfig, XdrServer
+from xdr_edge.receiver.store import Inbox
+from xdr_edge.registry import Registry, open_registry, parse_registry_url
+
+_SECTIONS: dict[str, frozenset[str]] = {
+    "server": frozenset(
+        {
+            "host",
+            "port",
+            "cert",
+            "key",
+            "client_ca",
+            "crls",
+            "threads",
+            "timeout_seconds",
+            "max_request_bytes",
+        }
+    ),
+    "receiver": frozenset({"registry", "inbox", "hook", "path"}),
+    "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
+}
+_DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
+
+
+@dataclass(frozen=True)
+class ReceiverOptions:
+    """What the endpoint needs besides its socket: where the registry and inbox are, the hook, proxy mode."""
+
+    registry: str
+    inbox: Path
+    hook: str | None = None
+    path: str | None = None
+    identity_source: PeerIdentitySource = PeerIdentitySource.TLS
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_cert_header: str = "X-SSL-Client-Cert"
+    proxy_verify_header: str = "X-SSL-Client-Verify"
+    max_request_bytes: int = _DEFAULTS.max_request_bytes
+
+    @property
+    def behind_proxy(self) -> bool:
+        return self.identity_source is PeerIdentitySource.PROXY
+
+
+class _Table:
+    """One table of the file, with errors naming the file and the dotted key."""
+
+    def __init__(self, source: str, name: str, table: Mapping[str, Any], base: Path) -> None:
+        self.source = source
+        self.name = name
+        self.table = table
+        self.base = base
+
+    def error(self, key: str, message: str) -> ConfigurationError:
+        where = f"{self.name}.{key}"
+        return ConfigurationError(f"{self.source}: {where}: {message}", location=f"{self.source}:{where}")
+
+    def check_keys(self) -> None:
+        allowed = _SECTIONS[self.name]
+        for key in self.table:
+            if key not in allowed:
+                raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def string(self, key: str) -> str | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, "must be a non-empty string")
+        return value.strip()
+
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.error(key, "must be a list of non-empty strings")
+        return tuple(v.strip() for v in value)
+
+    def integer(self, key: str, low: int, high: int | None = None) -> int | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise self.error(key, f"must be an integer {bound}")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.error(key, "must be a positive number of seconds")
+        return float(value)
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.error(key, "must be true or false")
+        return value
+
+    def path(self, key: str) -> Path | None:
+        text = self.string(key)
+        return None if text is None else self.resolve(text)
+
+    def paths(self, key: str) -> tuple[Path, ...] | None:
+        texts = self.strings(key)
+        return None if texts is None else tuple(self.resolve(t) for t in texts)
+
+    def resolve(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def registry(self, key: str) -> str | None:
+        """A registry URL; a relative SQLite file is made absolute against the file's directory."""
+        text = self.string(key)
+        if text is None:
+            return None
+        try:
+            database = parse_registry_url(text)
+        except ConfigurationError as exc:
+            raise self.error(key, exc.message) from None
+        return str(database if database.is_absolute() else self.base / database)
+
+
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError(f"{source}: configuration file not found", location=source) from None
+    except OSError as exc:
+        raise ConfigurationError(f"{source}: cannot read: {exc.strerror or exc}", location=source) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{source}: not valid TOML: {exc}", location=source) from None
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            raise ConfigurationError(
+                f"{source}: {name}: unknown section (expected: {', '.join(sorted(_SECTIONS))})",
+                location=f"{source}:{name}",
+            )
+        if not isinstance(table, dict):
+            raise ConfigurationError(
+                f"{source}: {name}: must be a table ([{name}])", location=f"{source}:{name}"
+            )
+        out[name] = table
+    return out
+
+
+def _values_from_file(path: Path) -> dict[str, Any]:
+    """The file's settings as flat option names (the same names as the overrides)."""
+    base = path.resolve().parent
+    data = _read_file(path)
+    server = _Table(str(path), "server", data.get("server", {}), base)
+    receiver = _Table(str(path), "receiver", data.get("receiver", {}), base)
+    proxy = _Table(str(path), "proxy", data.get("proxy", {}), base)
+    for table in (server, receiver, proxy):
+        table.check_keys()
+    values: dict[str, Any] = {
+        "host": server.string("host"),
+        "port": server.integer("port", 0, 65535),
+        "cert": server.path("cert"),
+        "key": server.path("key"),
+        "client_ca": server.path("client_ca"),
+        "crls": server.paths("crls"),
+        "threads": server.integer("threads", 1, 1000),
+        "socket_timeout": server.number("timeout_seconds"),
+        "max_request_bytes": server.integer("max_request_bytes", 1),
+        "registry": receiver.registry("registry"),
+        "inbox": receiver.path("inbox"),
+        "hook": receiver.string("hook"),
+        "path": receiver.string("path"),
+        "behind_proxy": proxy.boolean("enabled"),
+        "trusted_proxies": proxy.strings("trusted"),
+        "proxy_cert_header": proxy.string("cert_header"),
+        "proxy_verify_header": proxy.string("verify_header"),
+    }
+    if values["path"] is not None and not values["path"].startswith("/"):
+        raise receiver.error("path", "must start with '/'")
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def load_receiver_settings(
+    path: Path | None, *, overrides: Mapping[str, Any] | None = None
+) -> tuple[ServerConfig, ReceiverOptions]:
+    """Read ``path`` (when given), apply ``overrides`` (command-line flags; None values are ignored) and check
+    the result as a whole.
+
+    Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
+    registry, inbox, hook, path, behind_proxy, trusted_proxies, proxy_cert_header, proxy_verify_header.
+    """
+    values = _values_from_file(Path(path)) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        if value is not None and value != ():
+            values[key] = value
+    where = str(path) if path is not None else "command line"
+    for required in ("registry", "inbox"):
+        if required not in values:
+            raise ConfigurationError(
+                f"{where}: no {required} given (--{required}, or receiver.{required} in the config file)",
+                location=required,
+            )
+    behind_proxy = bool(values.get("behind_proxy", False))
+    max_bytes = int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes))
+    server = replace(
+        _DEFAULTS,
+        host=values.get("host", _DEFAULTS.host),
+        port=int(values.get("port", _DEFAULTS.port)),
+        cert=values.get("cert"),
+        key=values.get("key"),
+        client_ca=values.get("client_ca"),
+        crls=tuple(values.get("crls", ())),
+        threads=int(values.get("threads", _DEFAULTS.threads)),
+        socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
+        max_request_bytes=max_bytes,
+        plain_http=behind_proxy,
+    )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
+    options = ReceiverOptions(
+        registry=str(values["registry"]),
+        inbox=Path(values["inbox"]),
+        hook=values.get("hook"),
+        path=values.get("path"),
+        identity_source=PeerIdentitySource.PROXY if behind_proxy else PeerIdentitySource.TLS,
+        trusted_proxies=tuple(values.get("trusted_proxies", ())),
+        proxy_cert_header=values.get("proxy_cert_header", ReceiverOptions.proxy_cert_header),
+        proxy_verify_header=values.get("proxy_verify_header", ReceiverOptions.proxy_verify_header),
+        max_request_bytes=max_bytes,
+    )
+    if behind_proxy and not options.trusted_proxies:
+        raise ConfigurationError(
+            f"{where}: proxy mode needs the proxy's address (--trusted-proxy, or proxy.trusted)",
+            location="trusted_proxies",
+        )
+    if not behind_proxy and options.trusted_proxies:
+        raise ConfigurationError(
+            f"{where}: trusted proxies are given but proxy mode is off (--behind-proxy, or proxy.enabled = true)",
+            location="trusted_proxies",
+        )
+    return server, options
+
+
+@dataclass(frozen=True)
+class BuiltServer:
+    """The assembled receiver, not yet listening: the server, and what start-up found."""
+
+    server: XdrServer
+    registry: Registry
+    inbox: Inbox
+    recovered: int  # leftovers of interrupted writes removed from the inbox
+
+
+def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
+    """Open the registry (which must exist: ``xdr-edge registry init``) and the inbox, clean the inbox of
+    interrupted writes (:meth:`Inbox.recover`, before any request can be in flight), load the hook, and
+    assemble the WSGI app on its cheroot server."""
+    if not parse_registry_url(options.registry).is_file():
+        raise ConfigurationError(
+            f"registry {options.registry} does not exist; create it with 'xdr-edge registry init'",
+            location="registry",
+        )
+    registry = open_registry(options.registry)
+    inbox = Inbox(options.inbox)
+    recovered = inbox.recover()
+    config = ReceiverConfig(
+        registry=registry,
+        inbox=inbox,
+        limits=replace(MtomLimits(), max_total_bytes=options.max_request_bytes),
+        identity_source=options.identity_source,
+        trusted_proxies=options.trusted_proxies,
+        proxy_cert_header=options.proxy_cert_header,
+        proxy_verify_header=options.proxy_verify_header,
+        hook=load_hook(options.hook) if options.hook else None,
+        path=options.path,
+    )
+    return BuiltServer(XdrServer(XdrEdgeApp(config), server), registry, inbox, recovered)
