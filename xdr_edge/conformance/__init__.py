@@ -1,0 +1,23 @@
+"""The edge conformance suite (issue #5): catalogues of test cases for an XDR receiver (the HISP side) and for
+an XDR sender (the edge), their runners and their reports (terminal table, JUnit XML, JSON).
+
+See docs/conformance.md for how to run both modes, the case list and how required cases were chosen.
+"""
+
+from __future__ import annotations
+
+from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases
+from xdr_edge.conformance.receiver import ReceiverContext, ReceiverTarget, receiver_catalogue, run_receiver
+
+__all__ = [
+    "CaseResult",
+    "CaseStatus",
+    "ReceiverContext",
+    "ReceiverTarget",
+    "Report",
+    "TestCase",
+    "Verdict",
+    "receiver_catalogue",
+    "run_cases",
+    "run_receiver",
+]

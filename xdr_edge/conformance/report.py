@@ -1,0 +1,145 @@
+"""Reports of a conformance run: a table for people, JUnit XML for CI systems, JSON for programs; and the
+catalogue itself as a table or Markdown (``xdr-edge conformance list``, docs/conformance.md).
+
+Pure formatting: strings in, strings out; the writers only write the file they are given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "catalogue_markdown",
+    "catalogue_table",
+    "format_table",
+    "junit_xml",
+    "write_json",
+    "write_junit",
+]
+
+import json
+import os
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from xdr_edge.conformance.cases import CaseStatus, Report, TestCase
+
+
+def _cell(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_table(report: Report, *, width: int = 110, details: bool = True) -> str:
+    """The terminal table: id, R(equired)/o(ptional), PASS/FAIL/SKIP, expected vs observed; for every case
+    that did not pass, its reason on the next line."""
+    id_w = max([len(r.case.id) for r in report.results] + [2])
+    rest = max(width - id_w - 11, 40)
+    lines = [f"{report.mode} conformance: {report.target}", ""]
+    lines.append(f"{'id'.ljust(id_w)}  req  {'result':<6} expected -> observed")
+    lines.append(f"{'-' * id_w}  ---  ------ {'-' * min(rest, 60)}")
+    for r in report.results:
+        req = " R " if r.case.required else " o "
+        lines.append(f"{r.case.id.ljust(id_w)}  {req}  {r.status.value:<6} {_cell(r.expected, rest)}")
+        lines.append(f"{''.ljust(id_w)}              -> {_cell(r.observed, rest - 3)}")
+        if details and r.detail and not r.passed:
+            for piece in textwrap.wrap(r.detail, rest - 3) or [""]:
+                lines.append(f"{''.ljust(id_w)}                 {piece}")
+    c = report.counts()
+    verdict = (
+        "OK: every required case passed"
+        if report.ok
+        else ("FAILED required: " + ", ".join(r.case.id for r in report.required_failures))
+    )
+    lines += [
+        "",
+        f"{c['total']} cases: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
+        f"in {report.duration:.1f} s",
+        verdict,
+    ]
+    return "\n".join(lines)
+
+
+def junit_xml(report: Report) -> bytes:
+    """JUnit XML: one ``testsuite`` with a ``testcase`` per case; ``failure`` for FAIL (optional cases too,
+    their ``type`` says ``optional``), ``skipped`` for SKIP; ``system-out`` holds expected and observed."""
+    c = report.counts()
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": f"xdr-edge conformance {report.mode}",
+            "tests": str(c["total"]),
+            "failures": str(c["failed"]),
+            "errors": "0",
+            "skipped": str(c["skipped"]),
+            "time": f"{report.duration:.3f}",
+            "timestamp": report.started.isoformat(timespec="seconds"),
+            "hostname": report.target,
+        },
+    )
+    for r in report.results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"conformance.{report.mode}",
+                "name": f"{r.case.id}: {r.case.title}",
+                "time": f"{r.duration:.3f}",
+            },
+        )
+        if r.status is CaseStatus.FAIL:
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"message": r.detail or r.observed, "type": "required" if r.case.required else "optional"},
+            )
+            failure.text = f"expected: {r.expected}\nobserved: {r.observed}\n{r.detail}".rstrip()
+        elif r.status is CaseStatus.SKIP:
+            ET.SubElement(case, "skipped", {"message": r.detail})
+        out = ET.SubElement(case, "system-out")
+        out.text = (
+            f"source: {r.case.source}\nrequired: {r.case.required}\nexpected: {r.expected}\n"
+            f"observed: {r.observed}\n{r.detail}"
+        ).rstrip()
+    ET.indent(suite)
+    data: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write through a sibling temporary file and rename, so a CI system never reads half a report."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_junit(report: Report, path: Path) -> None:
+    _write(path, junit_xml(report))
+
+
+def write_json(report: Report, path: Path) -> None:
+    _write(path, json.dumps(report.as_dict(), indent=2).encode("utf-8") + b"\n")
+
+
+def _rows(cases: Sequence[TestCase[Any]]) -> list[tuple[str, str, str, str, str]]:
+    return [(c.id, "R" if c.required else "o", c.source, c.title, c.expectation) for c in cases]
+
+
+def catalogue_table(cases: Sequence[TestCase[Any]]) -> str:
+    """The catalogue as a plain text table (``xdr-edge conformance list``)."""
+    rows = [("id", "req", "source", "title", "expected"), *_rows(cases)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    )
+
+
+def catalogue_markdown(cases: Sequence[TestCase[Any]]) -> str:
+    """The catalogue as a Markdown table (pasted into docs/conformance.md by ``conformance list --markdown``)."""
+    lines = ["| id | required | source | case | expected |", "|---|---|---|---|---|"]
+    for cid, req, source, title, expected in _rows(cases):
+        cells = [f"`{cid}`", "yes" if req == "R" else "no", source, title, expected]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
