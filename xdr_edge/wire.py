@@ -198,13 +198,24 @@ def _attach_documents(
         if ref.inline is not None:
             documents[ref.entry_id] = Document.from_bytes(ref.inline, name=ref.entry_id)
             continue
-        if ref.content_id is None or package is None:
+        if ref.content_id is None:
             findings.append(
                 _finding(
                     "XDSMissingDocument",
                     where,
                     "Document has neither content nor an xop:Include",
                     "doc-empty",
+                )
+            )
+            continue
+        if package is None:
+            findings.append(
+                _finding(
+                    "XDSMissingDocument",
+                    where,
+                    f"xop:Include references cid:{ref.content_id}, but the message is plain SOAP, not an MTOM "
+                    "package: there is no MIME part to resolve it (digest §4)",
+                    "xop-not-mtom",
                 )
             )
             continue
