@@ -74,7 +74,9 @@ class XdsDefaults:
     )
     pdf_format_code: Code = Code("urn:ihe:iti:xds-sd:pdf:2008", FORMAT_CODES, "Scanned Document PDF")
     text_format_code: Code = Code("urn:ihe:iti:xds-sd:text:2008", FORMAT_CODES, "Scanned Document text")
-    other_format_code: Code = Code("urn:ihe:iti:xds:2017:mimeTypeSufficient", FORMAT_CODES, "mimeType Sufficient")
+    other_format_code: Code = Code(
+        "urn:ihe:iti:xds:2017:mimeTypeSufficient", FORMAT_CODES, "mimeType Sufficient"
+    )
 
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -134,7 +136,9 @@ def _as_document(item: Document | Path | str) -> Document:
         return item
     path = Path(item)
     if not path.is_file():
-        raise LocalProtocolError(f"document file not found: {path}", code="document-not-found", location=str(path))
+        raise LocalProtocolError(
+            f"document file not found: {path}", code="document-not-found", location=str(path)
+        )
     return Document.from_path(path)
 
 
@@ -156,7 +160,9 @@ def _entry_ids(count: int, style: str) -> tuple[str, list[str], list[str]]:
             [f"urn:uuid:{uuid.uuid4()}" for _ in range(count)],
         )
     if style != "symbolic":
-        raise LocalProtocolError(f"unknown entry id style {style!r}: use 'symbolic' or 'uuid'", code="bad-option")
+        raise LocalProtocolError(
+            f"unknown entry id style {style!r}: use 'symbolic' or 'uuid'", code="bad-option"
+        )
     return (
         "SubmissionSet01",
         [f"Document{i + 1:02d}" for i in range(count)],

@@ -23,9 +23,13 @@ DEFAULT_ENDPOINT = "https://hisp.invalid/xdr"
 def metadata_options(func: Any) -> Any:
     """Options shared by ``pack`` and ``send``: the submission's content."""
     options = [
-        click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.argument(
+            "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+        ),
         click.option("--from", "sender", required=True, help="Sender Direct address (direct:from)."),
-        click.option("--to", "recipients", multiple=True, required=True, help="Recipient Direct address; repeat."),
+        click.option(
+            "--to", "recipients", multiple=True, required=True, help="Recipient Direct address; repeat."
+        ),
         click.option(
             "--metadata",
             "level",
@@ -35,7 +39,9 @@ def metadata_options(func: Any) -> Any:
         ),
         click.option("--patient-id", help="Patient id as CX: ID^^^&OID&ISO (overrides the C-CDA header)."),
         click.option("--uid-root", help="OID root for generated uniqueIds (default 2.25.<uuid>)."),
-        click.option("--source-id", help="SubmissionSet sourceId OID (default derived from the sender's domain)."),
+        click.option(
+            "--source-id", help="SubmissionSet sourceId OID (default derived from the sender's domain)."
+        ),
         click.option("--title", help="SubmissionSet title (e.g. the mail Subject)."),
         click.option(
             "--level-placement",
@@ -51,15 +57,19 @@ def metadata_options(func: Any) -> Any:
 
 
 def placement_of(text: str) -> LevelPlacement:
-    return {"top-level": LevelPlacement.TOP_LEVEL, "in-block": LevelPlacement.IN_BLOCK, "both": LevelPlacement.BOTH}[
-        text
-    ]
+    return {
+        "top-level": LevelPlacement.TOP_LEVEL,
+        "in-block": LevelPlacement.IN_BLOCK,
+        "both": LevelPlacement.BOTH,
+    }[text]
 
 
 @click.command("pack")
 @metadata_options
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="Value of wsa:To.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file."
+)
 @handle_errors
 def pack(
     files: tuple[Path, ...],
@@ -102,13 +112,17 @@ def pack(
 
 
 def _print_inspection(result: Inspection) -> None:
-    click.echo(f"{result.kind} ({'MTOM' if result.mtom else 'plain SOAP'}) Content-Type: {result.content_type}")
+    click.echo(
+        f"{result.kind} ({'MTOM' if result.mtom else 'plain SOAP'}) Content-Type: {result.content_type}"
+    )
     summary = dict(result.summary)
     documents = summary.pop("documents", [])
     submission_set = summary.pop("submission_set", None)
     for key, value in summary.items():
         if value not in (None, [], ""):
-            click.echo(f"  {key.replace('_', ' ')}: {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+            click.echo(
+                f"  {key.replace('_', ' ')}: {value if not isinstance(value, list) else ', '.join(map(str, value))}"
+            )
     if submission_set:
         click.echo("  submission set:")
         for key, value in submission_set.items():
