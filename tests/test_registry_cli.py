@@ -1,0 +1,196 @@
+"""``xdr-edge registry ...`` (xdr_edge.cli.registrycmds) with click's CliRunner against a real SQLite file and
+certificates from a demo PKI: every command, its output, its exit status, and the audit trail it leaves."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
+
+from xdr_edge.cli import main
+from xdr_edge.pki import DemoPki, write_demo_pki
+from xdr_edge.registry import open_registry
+
+ADDRESS = "dr.smith@direct.practice-a.org"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPki:
+    return write_demo_pki(tmp_path_factory.mktemp("pki"))
+
+
+def run(db: Path, *args: str, env_only: bool = False) -> Result:
+    """Invoke ``xdr-edge registry <args>``; the database by ``--registry`` or, with ``env_only``, by env."""
+    command, *rest = args
+    argv = ["registry", command, *rest] if env_only else ["registry", command, "--registry", str(db), *rest]
+    return CliRunner().invoke(main, argv, env={"XDR_EDGE_REGISTRY": str(db)} if env_only else {})
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def db(tmp_path: Path, pki: DemoPki) -> Path:
+    """A registry with the demo CA trusted and practice-a enrolled and bound."""
+    path = tmp_path / "registry.db"
+    ok(run(path, "init"))
+    ok(run(path, "add-anchor", str(pki.ca_cert)))
+    ok(run(path, "add-practice", "practice-a", "--name", "Practice A"))
+    ok(run(path, "enroll", "practice-a", str(pki.practices["practice-a"].cert)))
+    ok(run(path, "bind", "practice-a", ADDRESS))
+    return path
+
+
+def test_init_creates_then_reports_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    assert "created" in ok(run(path, "init"))
+    assert path.is_file()
+    assert "up to date" in ok(run(path, "init", env_only=True))
+
+
+def test_registry_url_comes_from_the_environment(db: Path) -> None:
+    data = json.loads(ok(run(db, "list", "--json", env_only=True)))
+    assert [p["id"] for p in data["practices"]] == ["practice-a"]
+
+
+def test_missing_registry_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["registry", "list"], env={"XDR_EDGE_REGISTRY": ""})
+    assert result.exit_code == 2
+    assert "--registry" in result.output
+
+
+def test_list_and_show(db: Path, pki: DemoPki) -> None:
+    text = ok(run(db, "list"))
+    assert "practice-a" in text and ADDRESS in text and "1 certificate(s)" in text
+    assert "xdr-edge demo CA" in text
+    data = json.loads(ok(run(db, "list", "--json")))
+    (practice,) = data["practices"]
+    assert practice["bindings"] == [ADDRESS]
+    assert practice["certificates"][0]["fingerprint_sha256"] == pki.practices["practice-a"].fingerprint_sha256
+    assert len(data["trust_anchors"]) == 1
+    shown = json.loads(ok(run(db, "show", "practice-a", "--json")))
+    assert shown["name"] == "Practice A" and shown["active"] is True
+    assert "Practice A" in ok(run(db, "show", "practice-a"))
+
+
+def test_show_unknown_practice_names_the_known_ones(db: Path) -> None:
+    result = run(db, "show", "practice-z")
+    assert result.exit_code == 2
+    assert "practice-z" in result.output and "practice-a" in result.output
+
+
+def test_check_allowed_and_refused(db: Path, pki: DemoPki) -> None:
+    cert = str(pki.practices["practice-a"].cert)
+    allowed = run(db, "check", cert, ADDRESS)
+    assert allowed.exit_code == 0
+    assert allowed.output.startswith("ALLOWED")
+    refused = run(db, "check", cert, "dr.jones@direct.practice-b.org")
+    assert refused.exit_code == 1
+    assert "REFUSED" in refused.output and "not bound" in refused.output
+    data = json.loads(run(db, "check", cert, "dr.jones@direct.practice-b.org", "--json").output)
+    assert data["allowed"] is False and data["practice_id"] == "practice-a"
+
+
+@pytest.mark.parametrize(
+    ("which", "reason"),
+    [("untrusted", ""), ("expired", "expired"), ("unenrolled", "not enrolled")],
+)
+def test_check_refuses_certificates_the_receiver_would_refuse(
+    db: Path, pki: DemoPki, which: str, reason: str
+) -> None:
+    cert = {
+        "untrusted": pki.untrusted_client_cert,
+        "expired": pki.expired_client_cert,
+        "unenrolled": pki.practices["practice-b"].cert,
+    }[which]
+    result = run(db, "check", str(cert), ADDRESS)
+    assert result.exit_code == 1
+    assert result.output.startswith("REFUSED")
+    assert reason in result.output
+
+
+def test_unbind_then_check_refuses(db: Path, pki: DemoPki) -> None:
+    assert "unbound" in ok(run(db, "unbind", "practice-a", ADDRESS))
+    assert run(db, "check", str(pki.practices["practice-a"].cert), ADDRESS).exit_code == 1
+    assert run(db, "unbind", "practice-a", ADDRESS).exit_code == 2  # not bound any more
+
+
+def test_domain_binding_and_conflict(db: Path) -> None:
+    ok(run(db, "add-practice", "practice-b"))
+    assert "bound @direct.practice-b.org" in ok(run(db, "bind", "practice-b", "direct.practice-b.org"))
+    conflict = run(db, "bind", "practice-b", ADDRESS)  # already practice-a's
+    assert conflict.exit_code == 2
+    assert "practice-a" in conflict.output
+
+
+def test_revoke_by_fingerprint_and_by_file(db: Path, pki: DemoPki) -> None:
+    practice = pki.practices["practice-a"]
+    text = ok(run(db, "revoke", practice.fingerprint_sha256, "--reason", "key compromise"))
+    assert "REVOKED" in text and "key compromise" in text
+    result = run(db, "check", str(practice.cert), ADDRESS)
+    assert result.exit_code == 1 and "revoked" in result.output
+    # a certificate never enrolled can be blocked by file
+    ok(run(db, "revoke", str(pki.practices["practice-b"].cert), "--reason", "lost laptop"))
+    record = open_registry(str(db)).certificate(pki.practices["practice-b"].fingerprint_sha256)
+    assert record is not None and record.revoked and record.practice_id is None
+
+
+def test_load_crl_revokes_listed_certificates(db: Path, pki: DemoPki, tmp_path: Path) -> None:
+    issued = pki.ca.issue_client("crl-victim", emails=(ADDRESS,))
+    cert = tmp_path / "victim.pem"
+    issued.write_pem(cert, tmp_path / "victim.key")
+    ok(run(db, "enroll", "practice-a", str(cert)))
+    assert run(db, "check", str(cert), ADDRESS).exit_code == 0
+
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.ca.crl([issued.cert]).public_bytes(serialization.Encoding.PEM))
+    assert "CRL loaded for" in ok(run(db, "load-crl", str(crl)))
+    result = run(db, "check", str(cert), ADDRESS)
+    assert result.exit_code == 1
+    assert "revoked" in result.output.lower()
+
+
+def test_add_rule_maps_unpinned_certificates(db: Path, pki: DemoPki, tmp_path: Path) -> None:
+    issued = pki.ca.issue_client("by-uid", practice_id="practice-a")
+    cert = tmp_path / "uid.pem"
+    issued.write_pem(cert, tmp_path / "uid.key")
+    assert run(db, "check", str(cert), ADDRESS).exit_code == 1  # not enrolled, no rule yet
+    assert "subject-attribute:UID" in ok(run(db, "add-rule", "subject-attribute", "--attribute", "UID"))
+    result = run(db, "check", str(cert), ADDRESS)
+    assert result.exit_code == 0, result.output
+    rules = json.loads(ok(run(db, "list", "--json")))["mapping_rules"]
+    assert [r["kind"] for r in rules] == ["subject-attribute"]
+
+
+def test_add_rule_rejects_unknown_kind(db: Path) -> None:
+    result = run(db, "add-rule", "telepathy")
+    assert result.exit_code == 2
+
+
+def test_add_anchor_refuses_a_non_certificate(db: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    result = run(db, "add-anchor", str(junk))
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_audit_records_actor_and_actions(db: Path) -> None:
+    entries = json.loads(ok(run(db, "audit", "--json")))
+    actions = [e["action"] for e in entries]
+    assert actions[:4] == ["binding.add", "certificate.enroll", "practice.add", "trust-anchor.add"]
+    assert {e["actor"] for e in entries} == {getpass.getuser()}
+    text = ok(run(db, "audit", "--limit", "1"))
+    assert text.count("\n") == 1 and "binding.add" in text
+
+
+def test_commands_on_a_missing_database_fail_cleanly(tmp_path: Path) -> None:
+    result = run(tmp_path / "absent.db", "list")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

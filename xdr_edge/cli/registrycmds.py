@@ -1,0 +1,294 @@
+"""``xdr-edge registry ...``: administer the receiver's certificate registry (issue #4 item 1).
+
+Thin: each command is one :class:`~xdr_edge.registry.Registry` call plus printing. Every change is recorded in
+the registry's audit log with the OS user as the actor. ``--registry`` (or ``XDR_EDGE_REGISTRY``) names the
+database: a path, ``sqlite:relative.db`` or ``sqlite:///abs/path.db``. ``--json`` prints data for scripts.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
+from xdr_edge.errors import ConfigurationError
+from xdr_edge.practice import Practice
+from xdr_edge.registry import (
+    CertificateRecord,
+    MappingKind,
+    Registry,
+    load_certificates,
+    open_registry,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _actor() -> str:
+    """Who made a change, for the audit log: the OS user running the command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown-user"
+
+
+def _registry_option(func: F) -> F:
+    option = click.option(
+        "--registry",
+        "registry_url",
+        envvar="XDR_EDGE_REGISTRY",
+        required=True,
+        metavar="URL",
+        help="Registry database: a path, sqlite:relative.db or sqlite:///abs/path.db [env XDR_EDGE_REGISTRY].",
+    )
+    return option(func)
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+def _open(url: str) -> Registry:
+    return open_registry(url)
+
+
+def _practice_dict(practice: Practice, certificates: list[CertificateRecord] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": practice.id,
+        "name": practice.name,
+        "active": practice.active,
+        "bindings": [str(b) for b in practice.bindings],
+    }
+    if certificates is not None:
+        data["certificates"] = [c.as_dict() for c in certificates]
+    return data
+
+
+def _cert_line(record: CertificateRecord) -> str:
+    state = (
+        f"REVOKED {record.revoked_at:%Y-%m-%d} ({record.revoked_reason})" if record.revoked_at else "valid"
+    )
+    return f"{record.fingerprint_sha256}  {record.subject}  until {record.not_after:%Y-%m-%d}  {state}"
+
+
+@click.group("registry")
+def registry() -> None:
+    """Practices, their client certificates, bound Direct addresses, trust anchors, CRLs, mapping rules."""
+
+
+@registry.command("init")
+@_registry_option
+@handle_errors
+def init(registry_url: str) -> None:
+    """Create the registry database, or bring its schema up to date."""
+    reg = _open(registry_url)
+    created = reg.init(actor=_actor())
+    click.echo(f"{'created' if created else 'up to date'}: {reg.location}")
+
+
+@registry.command("add-practice")
+@_registry_option
+@click.argument("practice_id")
+@click.option("--name", default="", help="Display name.")
+@click.option(
+    "--inactive", is_flag=True, help="Add it inactive (its certificates are refused until activated)."
+)
+@handle_errors
+def add_practice(registry_url: str, practice_id: str, name: str, inactive: bool) -> None:
+    """Add a practice, keyed by the integrator's own id for it."""
+    practice = _open(registry_url).add_practice(practice_id, name, actor=_actor(), active=not inactive)
+    click.echo(f"added practice {practice.id}{' (inactive)' if not practice.active else ''}")
+
+
+@registry.command("enroll")
+@_registry_option
+@click.argument("practice_id")
+@click.argument("cert_file", type=_FILE)
+@handle_errors
+def enroll(registry_url: str, practice_id: str, cert_file: Path) -> None:
+    """Pin a client certificate (PEM or DER) to a practice by its SHA-256 fingerprint."""
+    record = _open(registry_url).enroll(practice_id, cert_file.read_bytes(), actor=_actor())
+    click.echo(f"enrolled for {record.practice_id}: {_cert_line(record)}")
+
+
+@registry.command("bind")
+@_registry_option
+@click.argument("practice_id")
+@click.argument("address_or_domain")
+@handle_errors
+def bind(registry_url: str, practice_id: str, address_or_domain: str) -> None:
+    """Bind a Direct address (user@domain) or a whole domain (domain or @domain) to a practice."""
+    binding = _open(registry_url).bind(practice_id, address_or_domain, actor=_actor())
+    click.echo(f"bound {binding} to {practice_id}")
+
+
+@registry.command("unbind")
+@_registry_option
+@click.argument("practice_id")
+@click.argument("address_or_domain")
+@handle_errors
+def unbind(registry_url: str, practice_id: str, address_or_domain: str) -> None:
+    """Remove a binding; the practice may no longer send as that address or domain (effective at once)."""
+    binding = _open(registry_url).unbind(practice_id, address_or_domain, actor=_actor())
+    click.echo(f"unbound {binding} from {practice_id}")
+
+
+@registry.command("revoke")
+@_registry_option
+@click.argument("certificate")
+@click.option("--reason", required=True, help="Why (recorded in the audit log and shown in refusals).")
+@handle_errors
+def revoke(registry_url: str, certificate: str, reason: str) -> None:
+    """Refuse a certificate from now on. CERTIFICATE is a SHA-256 fingerprint or a certificate file (which
+    also blocks a certificate that was never enrolled)."""
+    path = Path(certificate)
+    target: Any = load_certificates(path.read_bytes())[0] if path.is_file() else certificate
+    record = _open(registry_url).revoke(target, reason, actor=_actor())
+    click.echo(f"revoked: {_cert_line(record)}")
+
+
+@registry.command("add-anchor")
+@_registry_option
+@click.argument("ca_file", type=_FILE)
+@handle_errors
+def add_anchor(registry_url: str, ca_file: Path) -> None:
+    """Trust a CA certificate for client certificates."""
+    anchor = _open(registry_url).add_trust_anchor(ca_file.read_bytes(), actor=_actor())
+    click.echo(f"trust anchor added: {anchor.fingerprint_sha256}  {anchor.subject}")
+
+
+@registry.command("load-crl")
+@_registry_option
+@click.argument("crl_file", type=_FILE)
+@handle_errors
+def load_crl(registry_url: str, crl_file: Path) -> None:
+    """Load (or replace with a newer) CRL of a client-certificate issuer; revoked certificates are refused."""
+    record = _open(registry_url).load_crl(crl_file.read_bytes(), actor=_actor())
+    until = f", next update {record.next_update:%Y-%m-%d %H:%M}Z" if record.next_update else ""
+    click.echo(f"CRL loaded for {record.issuer} (issued {record.this_update:%Y-%m-%d %H:%M}Z{until})")
+
+
+@registry.command("add-rule")
+@_registry_option
+@click.argument("kind", type=click.Choice([k.value for k in MappingKind]))
+@click.option(
+    "--attribute", help="Subject attribute for subject-attribute rules (UID, CN, OU, ... or an OID)."
+)
+@click.option(
+    "--issuer", "issuer_fingerprint", help="Only for certificates chaining to this trust anchor (SHA-256)."
+)
+@handle_errors
+def add_rule(registry_url: str, kind: str, attribute: str | None, issuer_fingerprint: str | None) -> None:
+    """Map trusted but unpinned certificates to practices by a subject attribute or SAN (tried in order)."""
+    rule = _open(registry_url).add_mapping_rule(
+        kind, attribute=attribute, issuer_fingerprint=issuer_fingerprint, actor=_actor()
+    )
+    click.echo(f"mapping rule {rule.position} added: {rule.describe()}")
+
+
+@registry.command("list")
+@_registry_option
+@_json_option
+@handle_errors
+def list_(registry_url: str, as_json: bool) -> None:
+    """Practices with their bindings, then trust anchors, CRLs and mapping rules."""
+    reg = _open(registry_url)
+    practices = reg.practices()
+    certificates = reg.certificates()
+    if as_json:
+        echo_json(
+            {
+                "practices": [
+                    _practice_dict(p, [c for c in certificates if c.practice_id == p.id]) for p in practices
+                ],
+                "trust_anchors": [a.as_dict() for a in reg.trust_anchors()],
+                "crls": [c.as_dict() for c in reg.crls()],
+                "mapping_rules": [r.as_dict() for r in reg.mapping_rules()],
+            }
+        )
+        return
+    click.echo(f"practices ({len(practices)}):")
+    for p in practices:
+        count = sum(1 for c in certificates if c.practice_id == p.id and not c.revoked)
+        state = "" if p.active else " [inactive]"
+        bindings = ", ".join(str(b) for b in p.bindings) or "no bindings"
+        click.echo(f"  {p.id}{state}  {p.name!r}  {count} certificate(s)  {bindings}")
+    click.echo(f"trust anchors ({len(reg.trust_anchors())}):")
+    for anchor in reg.trust_anchors():
+        click.echo(f"  {anchor.fingerprint_sha256}  {anchor.subject}")
+    click.echo(f"CRLs ({len(reg.crls())}):")
+    for crl in reg.crls():
+        click.echo(f"  {crl.issuer}  issued {crl.this_update:%Y-%m-%d}")
+    click.echo(f"mapping rules ({len(reg.mapping_rules())}):")
+    for rule in reg.mapping_rules():
+        click.echo(f"  {rule.position}. {rule.describe()}")
+
+
+@registry.command("show")
+@_registry_option
+@_json_option
+@click.argument("practice_id")
+@handle_errors
+def show(registry_url: str, as_json: bool, practice_id: str) -> None:
+    """One practice: bindings and certificates (fingerprint, subject, expiry, revocation)."""
+    reg = _open(registry_url)
+    practice = reg.practice(practice_id)
+    if practice is None:
+        known = ", ".join(p.id for p in reg.practices()) or "none"
+        raise ConfigurationError(f"no practice {practice_id!r} in the registry (known: {known})")
+    certificates = reg.certificates(practice_id)
+    if as_json:
+        echo_json(_practice_dict(practice, certificates))
+        return
+    click.echo(f"practice {practice.id}{'' if practice.active else ' [inactive]'}  {practice.name!r}")
+    click.echo("bindings:")
+    for binding in practice.bindings:
+        click.echo(f"  {binding}")
+    click.echo("certificates:")
+    for record in certificates:
+        click.echo(f"  {_cert_line(record)}")
+
+
+@registry.command("check")
+@_registry_option
+@_json_option
+@click.argument("cert_file", type=_FILE)
+@click.argument("address")
+@handle_errors
+def check(registry_url: str, as_json: bool, cert_file: Path, address: str) -> None:
+    """Would the receiver accept CERT_FILE (leaf first, then intermediates) sending as ADDRESS? Prints the
+    decision and the reason; exit status 0 when allowed, 1 when refused."""
+    leaf, *chain = load_certificates(cert_file.read_bytes())
+    decision = _open(registry_url).check(leaf, address, chain)
+    if as_json:
+        echo_json(decision.as_dict())
+    else:
+        click.echo(f"{'ALLOWED' if decision.allowed else 'REFUSED'}: {decision.reason}")
+    if not decision.allowed:
+        sys.exit(EXIT_FAILURE)
+
+
+@registry.command("audit")
+@_registry_option
+@_json_option
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="How many recent changes."
+)
+@handle_errors
+def audit(registry_url: str, as_json: bool, limit: int) -> None:
+    """The most recent changes, newest first: when, who, what."""
+    entries = _open(registry_url).audit_log(limit)
+    if as_json:
+        echo_json([e.as_dict() for e in entries])
+        return
+    for entry in entries:
+        click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}Z  {entry.actor}  {entry.action}  {entry.subject}")
+
+
+COMMANDS = [registry]
