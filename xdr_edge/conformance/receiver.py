@@ -22,6 +22,8 @@ How each kind of case decides (docs/conformance.md, "How a case decides"):
 from __future__ import annotations
 
 __all__ = [
+    "Mutation",
+    "Prepared",
     "ReceiverContext",
     "ReceiverTarget",
     "receiver_catalogue",
