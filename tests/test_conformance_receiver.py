@@ -289,3 +289,12 @@ def test_catalogue_is_data_with_unique_ids_and_sources() -> None:
         assert ett in sources
     markdown = catalogue_markdown(cases)
     assert markdown.count("\n") == len(cases) + 1
+
+
+def test_docs_list_every_case_as_generated() -> None:
+    """docs/conformance.md embeds `xdr-edge conformance list --markdown`; regenerate it when a case changes."""
+    from xdr_edge.conformance.sender import sender_catalogue
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text(encoding="utf-8")
+    assert catalogue_markdown(receiver_catalogue()) in docs
+    assert catalogue_markdown(sender_catalogue()) in docs

@@ -8,11 +8,14 @@ import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+from click.testing import CliRunner
 from lxml import etree
 
 from xdr_edge import ns
+from xdr_edge.cli import main
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
 from xdr_edge.compose import compose
 from xdr_edge.conformance.cases import CaseStatus
@@ -105,7 +108,7 @@ def test_our_client_passes_every_required_case(
     assert report.exit_status == 0
     assert report.result("wsa-message-id").observed == "3 request(s), 3 distinct MessageIDs"
     recorded_ids = [a.message_id for a in endpoint.analyses]
-    assert sorted(recorded_ids) == sorted(r.message_id for r in results)
+    assert sorted(str(m) for m in recorded_ids) == sorted(r.message_id for r in results)
     assert "UID=practice-a" in report.result("tls-client-certificate").observed
     assert {a.record.client_fingerprint for a in endpoint.analyses} == {
         pki.practices["practice-a"].fingerprint_sha256
@@ -248,3 +251,26 @@ def test_bad_server_cert_a_sender_ignoring_it_fails(pki: DemoPki, tmp_path: Path
     assert case.failed
     assert "sent application data" in case.detail
     assert report.exit_status == 1
+
+
+def test_cli_sender_reports_and_exit_status(pki: DemoPki, tmp_path: Path) -> None:
+    args = [
+        "conformance", "sender", "--listen", "127.0.0.1:0", "--cert", str(pki.server_cert),
+        "--key", str(pki.server_key), "--client-ca", str(pki.ca_cert), "--expect", "1", "--timeout", "1",
+        "--junit", str(tmp_path / "s.xml"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "listening on https://127.0.0.1:" in result.output
+    assert "FAILED required: expected-count" in result.output
+    suite = ElementTree.parse(tmp_path / "s.xml").getroot()
+    assert suite.get("tests") == str(len(sender_catalogue()))
+    bad = CliRunner().invoke(main, [*args[:3], "nonsense", *args[4:]])
+    assert bad.exit_code == 2 and "HOST:PORT" in bad.output
+
+
+def test_cli_list_prints_both_catalogues_as_markdown() -> None:
+    result = CliRunner().invoke(main, ["conformance", "list", "--markdown"])
+    assert result.exit_code == 0
+    assert "### Receiver catalogue" in result.output and "### Sender catalogue" in result.output
+    assert "| `tls-bad-server-certificate` | yes | ETT 7 / 17 |" in result.output
