@@ -30,6 +30,7 @@ __all__ = [
     "run_receiver",
 ]
 
+import dataclasses
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -607,6 +608,26 @@ def _duplicate(ctx: ReceiverContext) -> Verdict:
     return Verdict.ok(observed, _code_note(second.error_codes, ("XDSDuplicateUniqueIdInRegistry",)))
 
 
+def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
+    """A new SubmissionSet whose DocumentEntry reuses an accepted entry's uniqueId with other bytes (§12)."""
+    first_submission = ctx.submission(("ccda",))
+    first = ctx.send(ctx.frame(first_submission))
+    reused_uid = first_submission.document_entries[0].unique_id
+    other = ctx.submission(("pdf",))
+    entry = dataclasses.replace(other.document_entries[0], unique_id=reused_uid)
+    second = ctx.send(ctx.frame(dataclasses.replace(other, document_entries=(entry,))))
+    observed = f"first: {first.describe()}; second: {second.describe()}"
+    if first.kind is not ExchangeKind.SUCCESS:
+        return Verdict.fail(observed, "the first submission was not accepted")
+    if second.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
+        return Verdict.fail(
+            observed,
+            f"DocumentEntry uniqueId {reused_uid} was accepted again for different bytes (digest §12)",
+        )
+    verdict = judge_failure(("XDSNonIdenticalHash",), allow_fault=True)(second)
+    return Verdict(verdict.status, observed, verdict.detail)
+
+
 def _tls_mutual(ctx: ReceiverContext) -> Verdict:
     ex = ctx.exchange("valid-minimal", _valid())
     if ex.kind in (ExchangeKind.REFUSED, ExchangeKind.ERROR, ExchangeKind.SERVER_UNTRUSTED):
@@ -963,6 +984,14 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "digest §12",
             "first Success; second Failure (or fault), not Success",
             _duplicate,
+        ),
+        TestCase(
+            "document-unique-id-reused",
+            "a new SubmissionSet reusing an accepted DocumentEntry uniqueId for other bytes",
+            False,
+            "digest §12 (XDSNonIdenticalHash, ModSpec DTS 239)",
+            "second submission refused (Failure or fault)",
+            _document_unique_id_reused,
         ),
         TestCase(
             "tls-mutual",

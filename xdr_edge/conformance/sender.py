@@ -324,10 +324,6 @@ class RecordingEndpoint:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"https://{host}:{self.port}/xdr"
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self.attempts) if self.config.bad_server_cert else len(self.records)
-
     def wait(self, expect: int, timeout: float) -> bool:
         """Block until ``expect`` requests (connection attempts with ``bad_server_cert``) arrived or ``timeout``
         seconds passed; True when enough arrived."""
@@ -363,7 +359,9 @@ class RecordingEndpoint:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def report(self, *, expect: int | None = None) -> Report:
+    def report(
+        self, *, expect: int | None = None, on_result: Callable[[CaseResult], None] | None = None
+    ) -> Report:
         """Judge everything recorded so far with the sender catalogue."""
         with self._lock:
             context = SenderContext(
@@ -372,7 +370,7 @@ class RecordingEndpoint:
                 bad_server_cert=self.config.bad_server_cert,
                 expect=expect,
             )
-        return run_cases(sender_catalogue(), context, mode="sender", target=self.url)
+        return run_cases(sender_catalogue(), context, mode="sender", target=self.url, on_result=on_result)
 
     # -- recording ------------------------------------------------------------------------------------------
 
@@ -833,8 +831,4 @@ def run_sender(
             on_ready(endpoint.url)
         endpoint.wait(expect, timeout)
         endpoint.stop()
-        with endpoint._lock:
-            context = SenderContext(
-                tuple(endpoint.analyses), tuple(endpoint.attempts), config.bad_server_cert, expect
-            )
-        return run_cases(sender_catalogue(), context, mode="sender", target=endpoint.url, on_result=on_result)
+        return endpoint.report(expect=expect, on_result=on_result)
