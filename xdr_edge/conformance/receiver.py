@@ -513,6 +513,11 @@ def judge_failure(recommended: Sequence[str], *, allow_fault: bool = False) -> C
             assert ex.response is not None and ex.response.fault is not None
             if allow_fault and ex.response.fault.code == "Sender":
                 return Verdict.ok(ex.describe(), "refused with a SOAP Sender fault (digest §11 alternative)")
+            if allow_fault:
+                return Verdict.fail(
+                    ex.describe(),
+                    "a refusal must be a RegistryResponse Failure or a SOAP Sender fault (digest §11)",
+                )
             return Verdict.fail(
                 ex.describe(),
                 "a metadata or document error must be answered with a RegistryResponse Failure (digest §13)",
