@@ -18,7 +18,7 @@ from xdr_edge.compose import compose
 from xdr_edge.errors import StoreError
 from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, Submission
-from xdr_edge.receiver.store import Inbox, StoredSubmission
+from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission
 from xdr_edge.samples import sample_ccda, sample_pdf
 from xdr_edge.wire import build_request, parse_request
 
@@ -208,3 +208,30 @@ def test_documents_from_the_mtom_spool_are_moved_not_copied(tmp_path: Path) -> N
     assert not spooled.exists()
     assert list(inbox.spool_dir.iterdir()) == []
     assert [p.read_bytes() for p in stored.document_paths] == [sample_pdf()]
+
+
+def test_document_unique_id_reused_with_other_bytes_is_refused_and_same_bytes_accepted(
+    tmp_path: Path,
+) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    first = _submission(Document.from_bytes(sample_ccda(), name="ccd.xml"))
+    assert _store(inbox, first) is not None
+    uid = first.document_entries[0].unique_id
+
+    other = _submission(Document.from_bytes(sample_pdf(), name="r.pdf"))
+    other = dataclasses.replace(
+        other, document_entries=(dataclasses.replace(other.document_entries[0], unique_id=uid),)
+    )
+    with pytest.raises(DocumentConflict) as info:
+        _store(inbox, other)
+    assert info.value.error_code == "XDSNonIdenticalHash"
+    assert info.value.unique_id == uid
+    assert not inbox.contains(other.submission_set.unique_id)
+    assert len(_final_dirs(inbox)) == 1
+
+    again = _submission(Document.from_bytes(sample_ccda(), name="ccd.xml"))
+    again = dataclasses.replace(
+        again, document_entries=(dataclasses.replace(again.document_entries[0], unique_id=uid),)
+    )
+    assert _store(inbox, again) is not None
+    assert len(_final_dirs(inbox)) == 2

@@ -19,7 +19,7 @@ both copies arrive at the same moment on different threads or hosts sharing the 
 
 from __future__ import annotations
 
-__all__ = ["Inbox", "StoredSubmission"]
+__all__ = ["DocumentConflict", "Inbox", "StoredSubmission"]
 
 import json
 import logging
@@ -67,6 +67,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class DocumentConflict(Exception):
+    """A DocumentEntry uniqueId already stored with other bytes (ITI TF-3 4.2.4: XDSNonIdenticalHash /
+    XDSNonIdenticalSize). The same uniqueId with the same bytes is a legitimate re-registration."""
+
+    def __init__(self, unique_id: str, error_code: str) -> None:
+        super().__init__(f"DocumentEntry uniqueId {unique_id} was already received with different content")
+        self.unique_id = unique_id
+        self.error_code = error_code
+
+
 @dataclass(frozen=True)
 class StoredSubmission:
     """Where an accepted submission was stored, and its summary (what the hook receives)."""
@@ -81,7 +91,7 @@ class Inbox:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        for sub in (".spool", ".tmp", ".ids"):
+        for sub in (".spool", ".tmp", ".ids", ".docs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     @property
@@ -134,8 +144,10 @@ class Inbox:
             raise StoreError(
                 f"cannot record submission {unique_id}: {exc.strerror}", location=str(marker)
             ) from exc
+        claimed: list[Path] = []
         tmp = self.root / ".tmp" / uuid.uuid4().hex
         try:
+            claimed = self._claim_documents(submission)
             stored = self._write(submission, tmp, metadata, package, summary)
             final_parent = self.root / datetime.now(UTC).strftime("%Y-%m-%d")
             final_parent.mkdir(exist_ok=True)
@@ -149,6 +161,8 @@ class Inbox:
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(marker, ignore_errors=True)
+            for path in claimed:
+                path.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise StoreError(f"could not store submission {unique_id}: {exc.strerror or exc}") from exc
             raise
@@ -162,6 +176,35 @@ class Inbox:
             summary=stored.summary,
             document_paths=tuple(final / p.relative_to(tmp) for p in stored.document_paths),
         )
+
+    def _claim_documents(self, submission: Submission) -> list[Path]:
+        """Record each DocumentEntry uniqueId with its SHA-1 and size (``O_EXCL``, so concurrent submissions
+        cannot both claim one uniqueId with different bytes). Returns the records this call created; raises
+        :class:`DocumentConflict` (after undoing them) when a uniqueId is already held by other bytes."""
+        created: list[Path] = []
+        try:
+            for entry in submission.document_entries:
+                if entry.document is None:
+                    continue
+                sha1, size = entry.document.digest()
+                record = self.root / ".docs" / _safe(entry.unique_id)
+                try:
+                    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    held_sha1, _, held_size = record.read_text().partition(" ")
+                    if held_sha1 != sha1:
+                        raise DocumentConflict(entry.unique_id, "XDSNonIdenticalHash") from None
+                    if held_size.strip() != str(size):
+                        raise DocumentConflict(entry.unique_id, "XDSNonIdenticalSize") from None
+                    continue
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(f"{sha1} {size}")
+                created.append(record)
+        except BaseException:
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
+        return created
 
     def _write(
         self,
