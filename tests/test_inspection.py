@@ -85,7 +85,9 @@ TABLE: dict[str, Expect] = {
     "nist/http-mtom-pnr.txt": Expect("request", True, ("sender-unknown", "no-recipient"), mtom=True),
     "nist/pnr-assoc-to-self.xml": Expect("metadata", True, ("association-to-self", "de-missing-has-member")),
     "nist/pnr-bad-uplink.xml": Expect("metadata", True, ("reference-dangling",)),
-    "nist/pnr-element-order.xml": Expect("metadata", True, why="ebRIM child order (Name before Slot)"),
+    "nist/pnr-element-order.xml": Expect(
+        "metadata", True, ("element-order",), why="ebRIM child order (Name before Slot)"
+    ),
     "nist/pnr-limited.xml": Expect(
         "metadata", True, ("ss-missing-intended-recipient",), why="IHE limited, but Direct minimal needs it"
     ),
@@ -103,10 +105,7 @@ TABLE: dict[str, Expect] = {
 }
 
 # Known gaps in other modules (strict: the test fails once the gap is closed, so the entry gets updated).
-KNOWN_GAPS = {
-    "nist/pnr-element-order.xml": "metadata.read_submit_objects does not check ebRIM child order (Name/Description "
-    "before Slot); SOURCES.md: NOT schema-valid",
-}
+KNOWN_GAPS = {}
 
 
 def _samples_dir() -> Path:

@@ -820,4 +820,43 @@ def read_submit_objects(element: etree._Element) -> MetadataRead:
     submission_set = _read_submission_set(chosen[1], chosen[0], index, ctx) if chosen else None
     assocs = tuple(_read_association(el, i, ctx) for i, el in enumerate(associations, start=1))
     _check_loose(index, ctx)
+    _check_child_order(object_list, ctx)
     return MetadataRead(submission_set, entries, assocs, ctx.findings)
+
+
+# ebRIM RegistryObjectType content model (rim.xsd): Slot*, Name?, Description?, VersionInfo?, Classification*,
+# ExternalIdentifier*, then ExtrinsicObject's ContentVersionInfo?. The XSD enforces it; a reader that does not
+# validate against the schema must check it itself (NIST pnr-element-order.xml is the negative example).
+_CHILD_RANK: Final = {
+    _rim(name): rank
+    for rank, name in enumerate(
+        (
+            "Slot",
+            "Name",
+            "Description",
+            "VersionInfo",
+            "Classification",
+            "ExternalIdentifier",
+            "ContentVersionInfo",
+        )
+    )
+}
+
+
+def _check_child_order(object_list: etree._Element, ctx: _Context) -> None:
+    for obj in object_list.iter():
+        highest, previous = -1, ""
+        for child in obj:
+            rank = _CHILD_RANK.get(child.tag) if isinstance(child.tag, str) else None
+            if rank is None:
+                continue
+            if rank < highest:
+                where = f"{_local(obj)}[@id='{obj.get('id', '')}']/{_local(child)}"
+                ctx.error(
+                    where,
+                    f"rim:{_local(child)} comes after rim:{previous}; ebRIM requires the order Slot, Name, "
+                    "Description, VersionInfo, Classification, ExternalIdentifier",
+                    "element-order",
+                )
+                break
+            highest, previous = rank, _local(child)
