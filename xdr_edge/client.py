@@ -16,6 +16,7 @@ __all__ = ["Outcome", "RetryPolicy", "SendResult", "XdrClient"]
 
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -25,16 +26,23 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from xdr_edge.errors import CertificateError, ConfigurationError, NotBound, RemoteProtocolError, ValidationFailed
+from xdr_edge.errors import (
+    CertificateError,
+    ConfigurationError,
+    NotBound,
+    RemoteProtocolError,
+    ValidationFailed,
+)
 from xdr_edge.findings import Finding
 from xdr_edge.model import DirectAddress, Submission
 from xdr_edge.practice import Practice
 from xdr_edge.response import RegistryErrorEntry
 from xdr_edge.soap import Fault, LevelPlacement
-from xdr_edge.tls import ClientIdentity, SessionPool, load_identity
+from xdr_edge.tls import ClientIdentity, PracticeSession, SessionPool, load_identity
 from xdr_edge.validate import validate
 from xdr_edge.wire import OutgoingRequest, build_request, parse_response
 
@@ -42,7 +50,11 @@ log = logging.getLogger("xdr_edge.client")
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DUPLICATE_CODES = frozenset(
-    {"XDSDuplicateUniqueIdInRegistry", "XDSRegistryDuplicateUniqueIdInMessage", "XDSRepositoryDuplicateUniqueIdInMessage"}
+    {
+        "XDSDuplicateUniqueIdInRegistry",
+        "XDSRegistryDuplicateUniqueIdInMessage",
+        "XDSRepositoryDuplicateUniqueIdInMessage",
+    }
 )
 
 
@@ -205,7 +217,7 @@ class XdrClient:
         self.retry = retry or RetryPolicy()
         self.placement = placement
         self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._pool = SessionPool(self.ca_bundle)
 
@@ -214,7 +226,11 @@ class XdrClient:
         """Build from a :class:`xdr_edge.config.SenderConfig`."""
         timeout = (10.0, float(config.timeout_seconds))
         return cls(
-            endpoint=config.endpoint, ca_bundle=config.ca_bundle, practices=config.practices, timeout=timeout, **kwargs
+            endpoint=config.endpoint,
+            ca_bundle=config.ca_bundle,
+            practices=config.practices,
+            timeout=timeout,
+            **kwargs,
         )
 
     def __enter__(self) -> XdrClient:
@@ -232,7 +248,9 @@ class XdrClient:
         found = self._practices.get(practice)
         if found is None:
             known = ", ".join(sorted(self._practices)) or "none"
-            raise ConfigurationError(f"unknown practice {practice!r} (configured: {known})", location="practice")
+            raise ConfigurationError(
+                f"unknown practice {practice!r} (configured: {known})", location="practice"
+            )
         return found
 
     # -- pre-flight -------------------------------------------------------------------------------------------
@@ -289,7 +307,9 @@ class XdrClient:
 
     # -- sending ----------------------------------------------------------------------------------------------
 
-    def send(self, submission: Submission, *, practice: Practice | str, keep_raw_response: bool = False) -> SendResult:
+    def send(
+        self, submission: Submission, *, practice: Practice | str, keep_raw_response: bool = False
+    ) -> SendResult:
         """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
 
         Raises only for problems found before sending (configuration, certificate files, binding, validation);
@@ -381,7 +401,12 @@ class XdrClient:
         try:
             response = session.post(self.endpoint, data=body, headers=request.headers(), timeout=self.timeout)
         except requests.exceptions.SSLError as exc:
-            return _Attempt(Outcome.TRANSPORT_ERROR, self._tls_message(exc, subject), False, bytes_sent=body.sent)
+            rejected = self._rejection(exc, session)
+            if rejected is not None:
+                return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR, self._tls_message(exc, subject), False, bytes_sent=body.sent
+            )
         except requests.exceptions.ConnectTimeout:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR, f"connection to {self.endpoint} timed out; nothing was sent", True
@@ -395,9 +420,9 @@ class XdrClient:
                 bytes_sent=body.sent,
             )
         except requests.exceptions.RequestException as exc:
-            tls = self._tls_alert(exc)
-            if tls is not None:
-                return _Attempt(Outcome.TRANSPORT_ERROR, f"{tls} (subject {subject}, endpoint {self.endpoint})", False)
+            rejected = self._rejection(exc, session)
+            if rejected is not None:
+                return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
             if body.sent == 0:
                 return _Attempt(
                     Outcome.TRANSPORT_ERROR,
@@ -452,7 +477,7 @@ class XdrClient:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR if status >= 400 else Outcome.OUTCOME_UNKNOWN,
                 f"HTTP {status} from {self.endpoint} is not a SOAP response ({kind}): {exc.message}",
-                status >= 500 and status != 501,
+                False,  # only 503 says "not processed, come back"; a 502/504 page may hide a stored request
                 http_status=status,
                 raw=raw,
                 content_type=content_type,
@@ -498,11 +523,16 @@ class XdrClient:
         if rr.is_success:
             outcome, text = Outcome.SUCCESS, "Success: the HISP accepted the submission"
         elif rr.is_partial:
-            outcome, text = Outcome.PARTIAL_SUCCESS, "PartialSuccess: the HISP accepted part of the submission"
+            outcome, text = (
+                Outcome.PARTIAL_SUCCESS,
+                "PartialSuccess: the HISP accepted part of the submission",
+            )
         else:
             outcome = Outcome.FAILURE
             first = rr.errors[0] if rr.errors else None
-            text = f"Failure: {first.error_code}: {first.code_context}" if first else "Failure (no error given)"
+            text = (
+                f"Failure: {first.error_code}: {first.code_context}" if first else "Failure (no error given)"
+            )
         return _Attempt(
             outcome,
             text,
@@ -514,6 +544,21 @@ class XdrClient:
             content_type=content_type,
             bytes_sent=sent,
         )
+
+    def _rejection(self, exc: Exception, session: PracticeSession) -> str | None:
+        """The "our client certificate was rejected ..." message when that is what happened, else ``None``.
+
+        With TLS 1.2 the server's alert arrives in the handshake and names the reason. With TLS 1.3 the client
+        finishes its half of the handshake before the server has checked the client certificate; the server's
+        alert then races the request we are already writing, and the reset that follows usually destroys it,
+        so all we see is an EOF or a reset. In that case one diagnostic handshake that sends nothing and only
+        waits reads the alert itself (an accepting server just waits for a request; the probe gives up)."""
+        alert = self._tls_alert(exc)
+        if alert is None and _is_connection_drop(exc):
+            alert = _probe_client_auth(self.endpoint, session.ssl_context, self.timeout[0])
+        if alert is None:
+            return None
+        return f"{alert} (subject {session.identity.subject}, endpoint {self.endpoint})"
 
     def _tls_message(self, exc: Exception, subject: str) -> str:
         alert = self._tls_alert(exc)
@@ -531,16 +576,73 @@ class XdrClient:
     @staticmethod
     def _tls_alert(exc: Exception) -> str | None:
         """Recognise the TLS alerts a server sends when it rejects our client certificate."""
-        text = _root_cause(exc).lower()
-        if "alert certificate expired" in text:
-            return "our client certificate was rejected: certificate expired"
-        if "alert certificate revoked" in text:
-            return "our client certificate was rejected: certificate revoked"
-        for marker in ("alert unknown ca", "alert bad certificate", "certificate required", "alert certificate unknown",
-                       "alert access denied", "alert handshake failure"):
-            if marker in text:
-                return f"our client certificate was rejected ({marker.replace('alert ', 'TLS alert: ')})"
+        return _alert_meaning(_root_cause(exc))
+
+
+_REJECTION_ALERTS = (
+    "alert unknown ca",
+    "alert bad certificate",
+    "certificate required",
+    "alert certificate unknown",
+    "alert access denied",
+    "alert handshake failure",
+)
+
+
+def _alert_meaning(text: str) -> str | None:
+    """What a TLS alert in an OpenSSL error text says about our client certificate, if anything."""
+    text = text.lower()
+    if "alert certificate expired" in text:
+        return "our client certificate was rejected: certificate expired"
+    if "alert certificate revoked" in text:
+        return "our client certificate was rejected: certificate revoked"
+    for marker in _REJECTION_ALERTS:
+        if marker in text:
+            return f"our client certificate was rejected ({marker.replace('alert ', 'TLS alert: ')})"
+    return None
+
+
+_DROP_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)
+
+
+def _is_connection_drop(exc: BaseException) -> bool:
+    """The peer closed or reset the connection without a response (what a TLS 1.3 rejection looks like)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _DROP_ERRORS) or type(current).__name__ == "RemoteDisconnected":
+            return True
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and current.args and isinstance(current.args[-1], BaseException):
+            nxt = current.args[-1]
+        reason = getattr(current, "reason", None)
+        if nxt is None and isinstance(reason, BaseException):
+            nxt = reason
+        current = nxt
+    return False
+
+
+_PROBE_WAIT = 2.0
+
+
+def _probe_client_auth(endpoint: str, context: ssl.SSLContext, connect_timeout: float) -> str | None:
+    """Handshake with the practice's own context, send nothing, and read: a server that refuses our certificate
+    answers with an alert (returned as text), one that accepts it waits for a request (``None``)."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    try:
+        with socket.create_connection((host, parts.port or 443), timeout=connect_timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                tls.settimeout(_PROBE_WAIT)
+                tls.recv(1)
+    except ssl.SSLError as exc:
+        # str(exc), not _root_cause(exc): we are called while handling the original error, which Python
+        # chains into this one as __context__, and its EOF must not hide the alert read here.
+        return _alert_meaning(str(exc))
+    except OSError:
         return None
+    return None
 
 
 def _read_capped(response: requests.Response) -> bytes:
