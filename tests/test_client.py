@@ -669,3 +669,11 @@ def test_certificate_not_yet_valid_is_refused(pki: DemoPki, tmp_path: Path, docu
     with XdrClient(endpoint="https://127.0.0.1:9/xdr", ca_bundle=pki.ca_cert, practices=[prac]) as client:
         with pytest.raises(CertificateError, match="not valid before"):
             client.preflight(submission(document), "f")
+
+
+def test_the_loopback_example_in_docs_sending_md_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "sending.md"
+    section = doc.read_text().split("### Try it on loopback", 1)[1]
+    code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    exec(compile(code, f"{doc}:loopback example", "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.startswith("Success 200 urn:uuid:")
