@@ -608,6 +608,29 @@ def test_503_then_success_is_retried(
     assert first.submission_set_unique_id == second.submission_set_unique_id
 
 
+def _duplicate(request: IncomingRequest) -> ReplyBytes:
+    assert request.submission is not None
+    uid = request.submission.submission_set.unique_id
+    failure = RegistryResponse.failure(
+        [
+            RegistryErrorEntry(
+                "XDSDuplicateUniqueIdInRegistry", f"SubmissionSet uniqueId {uid} was already received"
+            )
+        ]
+    )
+    return build_reply(failure, relates_to=request.envelope.message_id, mtom=request.mtom)
+
+
+def test_duplicate_after_a_503_is_a_failure_not_already_delivered(
+    pki: DemoPki, scripted: Callable[..., tuple[ScriptedApp, XdrServer]], document: Path
+) -> None:
+    # a 503 means "not processed": the duplicate cannot be our own earlier attempt
+    result, app = _send(scripted, pki, document, raw(503, "text/plain", b"busy"), _duplicate)
+    assert result.attempts == 2 and app.recorder.count == 2
+    assert result.outcome is Outcome.FAILURE and not result.already_delivered
+    assert result.errors[0].error_code == "XDSDuplicateUniqueIdInRegistry"
+
+
 def test_relates_to_must_match_our_message_id(
     pki: DemoPki, scripted: Callable[..., tuple[ScriptedApp, XdrServer]], document: Path
 ) -> None:

@@ -323,14 +323,16 @@ class XdrClient:
         total_sent = 0
         attempts = 0
         already = False
+        maybe_stored = False  # an earlier attempt may have been stored (its outcome is unknown)
         for attempts in range(1, self.retry.max_attempts + 1):
             request = build_request(submission, endpoint=self.endpoint, placement=self.placement)
             message_ids.append(request.message_id)
             attempt_result = self._attempt(prac, request, keep_raw_response)
             total_sent += attempt_result.bytes_sent
-            if attempts > 1 and self._is_duplicate(attempt_result, submission):
+            if maybe_stored and self._is_duplicate(attempt_result, submission):
                 already = True
                 break
+            maybe_stored = maybe_stored or attempt_result.outcome is Outcome.OUTCOME_UNKNOWN
             if not attempt_result.retryable or attempts == self.retry.max_attempts:
                 break
             with self._rng_lock:
@@ -385,13 +387,18 @@ class XdrClient:
 
     @staticmethod
     def _is_duplicate(attempt: _Attempt, submission: Submission) -> bool:
-        if attempt.outcome is not Outcome.FAILURE or not attempt.errors:
+        """A Failure whose every error says one of *our* uniqueIds is already there (and nothing else).
+
+        Only meaningful after an attempt whose outcome is unknown: after a connect failure or a 503 nothing of
+        ours was stored, so a duplicate then means someone else used those uniqueIds, which is a real Failure.
+        """
+        if attempt.outcome is not Outcome.FAILURE:
             return False
+        errors = [e for e in attempt.errors if e.severity.value == "Error"]
         ids = {submission.submission_set.unique_id, *(e.unique_id for e in submission.document_entries)}
-        return all(
+        return bool(errors) and all(
             e.error_code in DUPLICATE_CODES and (not e.code_context or any(i in e.code_context for i in ids))
-            for e in attempt.errors
-            if e.severity.value == "Error"
+            for e in errors
         )
 
     def _attempt(self, practice: Practice, request: OutgoingRequest, keep_raw: bool) -> _Attempt:
