@@ -630,7 +630,7 @@ def _is_connection_drop(exc: BaseException) -> bool:
     return False
 
 
-_PROBE_WAIT = 2.0
+_PROBE_WAIT = 1.0  # a refusing server alerts within milliseconds; an accepting one waits for us
 
 
 def _probe_client_auth(endpoint: str, context: ssl.SSLContext, connect_timeout: float) -> str | None:
