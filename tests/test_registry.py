@@ -477,6 +477,8 @@ def test_a_refused_change_writes_no_audit_row(registry: Registry) -> None:
 
 def test_registry_urls(tmp_path: Path) -> None:
     assert parse_registry_url("sqlite:///var/lib/xdr/registry.db") == Path("/var/lib/xdr/registry.db")
+    # SQLAlchemy's absolute form (four slashes) names the same file, not "//var/...".
+    assert str(parse_registry_url("sqlite:////var/lib/xdr/registry.db")) == "/var/lib/xdr/registry.db"
     assert parse_registry_url("sqlite:registry.db") == Path("registry.db")
     assert parse_registry_url("data/registry.db") == Path("data/registry.db")
     with pytest.raises(

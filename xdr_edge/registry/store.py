@@ -191,7 +191,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 
 
 def parse_registry_url(url: str) -> Path:
-    """The SQLite file a registry URL names: ``sqlite:///abs/path.db``, ``sqlite:rel.db`` or a plain path.
+    """The SQLite file a registry URL names: ``sqlite:///abs/path.db`` (or SQLAlchemy's absolute form
+    ``sqlite:////abs/path.db``), ``sqlite:rel.db`` or a plain path.
 
     Any other scheme is refused by name, so ``postgresql://...`` says "not built in" rather than creating a
     file called ``postgresql:``. In-memory databases are refused: each operation opens its own connection.
@@ -216,7 +217,9 @@ def parse_registry_url(url: str) -> Path:
                     f"registry URL {url!r} has a host part; use sqlite:///abs/path.db or sqlite:relative.db",
                     location="--registry",
                 )
-            path_text = "/" + path_part
+            # sqlite:///abs.db and SQLAlchemy's absolute form sqlite:////abs.db name the same file; without
+            # the lstrip the latter became "//abs.db", which POSIX leaves implementation-defined.
+            path_text = "/" + path_part.lstrip("/")
         else:
             path_text = rest
     if path_text in ("", ":memory:", "/") or path_text.startswith("file:"):
