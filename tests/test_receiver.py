@@ -17,7 +17,9 @@ import json
 import logging
 import socket
 import ssl
+import struct
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -696,6 +698,104 @@ def test_chunked_request_over_the_size_limit_gets_413(env: Env) -> None:
         connection.close()
     assert status == 413
     assert_nothing_stored(env, submission)
+
+
+def _records_with(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+def _abort_upload(sock: socket.socket, head: bytes, body: bytes) -> None:
+    """Send the head and half the body, then close with SO_LINGER 0: a TCP reset, what a crashed client or a
+    dropped link looks like to the server."""
+    sock.sendall(head + body[: len(body) // 2])
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _wait_for(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """The server is threaded: the aborted request may finish after the next one; wait for its log line."""
+    deadline = time.monotonic() + 15
+    while not _records_with(caplog, text) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _assert_disconnect_logged_quietly(caplog: pytest.LogCaptureFixture, outcomes: tuple[str, ...]) -> None:
+    aborted = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("request ") and "status=200" not in r.getMessage()
+    ]
+    assert len(aborted) == 1, [r.getMessage() for r in aborted]
+    line = aborted[0]
+    assert line.levelno == logging.INFO and line.exc_info is None
+    assert "status=400" in line.getMessage()
+    assert any(f"outcome={outcome}" in line.getMessage() for outcome in outcomes), line.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def _upload_head(request: OutgoingRequest, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+    lines = [
+        "POST /xdr HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Type: {request.content_type}",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in (extra or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _half_pdf_submission(env: Env) -> Submission:
+    return make_submission(
+        env, documents=[Document.from_bytes(b"%PDF-1.4\n" + b"z" * (LIMIT // 2), name="h.pdf")]
+    )
+
+
+def test_client_disconnect_mid_upload_over_tls_is_quiet_and_stores_nothing(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over TLS a reset reads as a truncated body (Python's ssl suppresses ragged EOFs): a 400 nobody reads,
+    one info line and no traceback (not even for the reply that can no longer be written), nothing stored, no
+    spool file left, and the server goes on serving."""
+    submission = _half_pdf_submission(env)
+    request = request_for(env, submission)
+    body = b"".join(request.body)
+    with caplog.at_level(logging.INFO, logger="xdr_edge.receiver"):
+        raw = socket.create_connection(("127.0.0.1", env.lab.server.port), timeout=15)
+        _abort_upload(
+            env.context().wrap_socket(raw, server_hostname="127.0.0.1"), _upload_head(request, body), body
+        )
+        assert send(env, request_for(env, make_submission(env))).registry_response().is_success
+        _wait_for(caplog, "outcome=fault:mtom-truncated")
+        _wait_for(caplog, "the peer closed the connection")
+    _assert_disconnect_logged_quietly(caplog, ("fault:mtom-truncated", "client-disconnected"))
+    assert_nothing_stored(env, submission)
+
+
+def test_client_disconnect_mid_upload_over_plain_http_is_a_400_not_an_internal_error(
+    env: Env, proxy_server: tuple[XdrServer, Inbox], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy the reset surfaces as ConnectionResetError from wsgi.input: mapped at the app's boundary
+    to one info line naming how many bytes arrived, a 400 with Connection: close, and nothing stored."""
+    server, inbox = proxy_server
+    submission = _half_pdf_submission(env)
+    request = request_for(env, submission)
+    body = b"".join(request.body)
+    extra = {k: v for k, v in _proxy_headers(env, request).items() if k.startswith("X-SSL")}
+    with caplog.at_level(logging.INFO, logger="xdr_edge.receiver"):
+        _abort_upload(
+            socket.create_connection(("127.0.0.1", server.port), timeout=15),
+            _upload_head(request, body, extra),
+            body,
+        )
+        _wait_for(caplog, "outcome=")
+        following = request_for(env, make_submission(env))
+        assert (
+            _post_plain(server.port, b"".join(following.body), _proxy_headers(env, following)).status == 200
+        )
+    _assert_disconnect_logged_quietly(caplog, ("client-disconnected:after-",))
+    uid = submission.submission_set.unique_id
+    assert not inbox.contains(uid) and stored_dirs(inbox, uid) == []
+    assert list(inbox.spool_dir.iterdir()) == []
 
 
 def test_get_is_405(env: Env) -> None:

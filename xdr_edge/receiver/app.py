@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from cryptography import x509
 
@@ -196,14 +196,23 @@ class XdrEdgeApp:
                 f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}",
             )
             return self._fault(fault, None, False, 413), True
+        upload = _PeerInput(environ["wsgi.input"])
         try:
             request = parse_request(
                 environ.get("CONTENT_TYPE", ""),
-                environ["wsgi.input"],
+                cast(BinaryIO, upload),  # parse_request only calls read()
                 limits=self.config.limits,
                 spool_dir=self.config.inbox.spool_dir,
                 content_length=length,
             )
+        except OSError as exc:
+            if exc is not upload.failure:
+                raise  # our own I/O (the spool directory): an internal error, not the peer's doing
+            # The peer reset the connection or stalled past the socket timeout mid-upload. Nothing to alert on
+            # and nobody to answer; parse_request has removed the spool files. One line, not a traceback.
+            entry.outcome = f"client-disconnected:after-{upload.bytes_read}-bytes"
+            fault = Fault("Sender", "the connection failed before the request body was complete")
+            return self._fault(fault, None, False, 400), True
         except RemoteProtocolError as exc:
             entry.outcome = f"fault:{exc.code}"
             if exc.is_fault or isinstance(exc, LimitExceeded):
@@ -368,6 +377,28 @@ class XdrEdgeApp:
         if status is not None:
             return ReplyBytes(status, reply.content_type, reply.body)
         return reply
+
+
+class _PeerInput:
+    """``wsgi.input`` as parse_request reads it, remembering how much arrived and whether reading failed.
+
+    Why: an ``OSError`` out of parse_request may come from the peer's socket (reset, timeout) or from our own
+    spool files (disk full); only the first is the client's doing, and only this wrapper can tell them apart.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.bytes_read = 0
+        self.failure: OSError | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._stream.read(size)
+        except OSError as exc:
+            self.failure = exc
+            raise
+        self.bytes_read += len(data)
+        return data
 
 
 def _environ_key(header: str) -> str:

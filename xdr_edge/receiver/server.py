@@ -13,6 +13,8 @@ from __future__ import annotations
 __all__ = ["ServerConfig", "XdrServer"]
 
 import logging
+import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,12 @@ class ServerConfig:
 
 
 def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (ConnectionError, ssl.SSLEOFError)):
+        # The peer left before our answer was written (cheroot logs that as a WARNING with a traceback): a
+        # routine event on the Internet, one info line.
+        log.info("%s: the peer closed the connection (%s)", msg, type(exc).__name__)
+        return
     log.log(level, "%s", msg, exc_info=traceback)
 
 
