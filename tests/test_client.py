@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from lxml import etree
 
+from xdr_edge import ns
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
 from xdr_edge.compose import compose
 from xdr_edge.errors import CertificateError, ConfigurationError, NotBound
+from xdr_edge.findings import Severity
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel, Submission
 from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
@@ -641,6 +644,28 @@ def test_relates_to_must_match_our_message_id(
     assert result.outcome is Outcome.OUTCOME_UNKNOWN
     assert "urn:uuid:someone-else" in result.message and result.message_id in result.message
     assert result.attempts == 3  # OutcomeUnknown is retried; the uniqueIds make that safe
+
+
+def test_response_without_relates_to_is_accepted_with_a_warning(
+    pki: DemoPki, scripted: Callable[..., tuple[ScriptedApp, XdrServer]], document: Path
+) -> None:
+    """Real HISPs omit wsa:RelatesTo: accepted, but the SendResult says so."""
+
+    def no_relates_to(request: IncomingRequest) -> ReplyBytes:
+        reply = build_reply(RegistryResponse.success(), relates_to=request.envelope.message_id, mtom=False)
+        root = etree.fromstring(reply.body)
+        for element in root.iter(f"{{{ns.WSA}}}RelatesTo"):
+            element.getparent().remove(element)  # type: ignore[union-attr]
+        return ReplyBytes(reply.status, reply.content_type, etree.tostring(root))
+
+    result, _ = _send(scripted, pki, document, no_relates_to)
+    assert result.outcome is Outcome.SUCCESS and result.attempts == 1
+    assert [(f.code, f.severity) for f in result.response_findings] == [
+        ("missing-relates-to", Severity.WARNING)
+    ]
+    assert result.as_dict()["response_findings"][0]["location"] == "Header/wsa:RelatesTo"
+    result, _ = _send(scripted, pki, document, soap(RegistryResponse.success()))
+    assert not [f for f in result.response_findings if f.code == "missing-relates-to"]
 
 
 def test_plain_soap_and_mtom_responses_are_both_read(

@@ -37,7 +37,7 @@ from xdr_edge.errors import (
     RemoteProtocolError,
     ValidationFailed,
 )
-from xdr_edge.findings import Finding
+from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, Submission
 from xdr_edge.practice import Practice
 from xdr_edge.response import RegistryErrorEntry
@@ -150,6 +150,25 @@ class _Attempt:
     raw: bytes | None = None
     content_type: str | None = None
     bytes_sent: int = 0
+
+
+def _missing_relates_to(relates: str | None) -> tuple[Finding, ...]:
+    """A warning when the response names no request at all (no or empty ``wsa:RelatesTo``).
+
+    Still accepted: real HISPs omit it, and the answer arrived on our own connection. But the pairing of request
+    and response then rests on the connection alone, which an operator chasing a mix-up should be able to see.
+    """
+    if relates:
+        return ()
+    return (
+        Finding(
+            "missing-relates-to",
+            Severity.WARNING,
+            "Header/wsa:RelatesTo",
+            "the response has no wsa:RelatesTo naming our MessageID; accepted as the answer on this connection",
+            "wsa-relates-to",
+        ),
+    )
 
 
 class _CountingBody:
@@ -502,6 +521,7 @@ class XdrClient:
                 findings=tuple(parsed.findings),
                 bytes_sent=sent,
             )
+        findings = tuple(parsed.findings) + _missing_relates_to(relates)
         if parsed.fault is not None:
             fault = parsed.fault
             sub = f" / {fault.subcode}" if fault.subcode else ""
@@ -511,6 +531,7 @@ class XdrClient:
                 False,
                 http_status=status,
                 fault=fault,
+                findings=findings,
                 raw=raw,
                 content_type=content_type,
                 bytes_sent=sent,
@@ -526,7 +547,6 @@ class XdrClient:
                 content_type=content_type,
                 bytes_sent=sent,
             )
-        findings = tuple(parsed.findings)
         if rr.is_success:
             outcome, text = Outcome.SUCCESS, "Success: the HISP accepted the submission"
         elif rr.is_partial:
