@@ -27,6 +27,7 @@ from xdr_edge.tls import (
     describe_certificate,
     load_certificates,
     load_identity,
+    parse_certificates,
     server_ssl_context,
 )
 
@@ -419,3 +420,8 @@ def test_load_certificates_pem_and_der(demo_pki: DemoPki, tmp_path: Path) -> Non
     garbage.write_bytes(b"\x00\x01")
     with pytest.raises(CertificateError, match=r"garbage\.bin"):
         load_certificates(garbage)
+    # The same parser serves bytes that come from no file (the registry's library API): no file is named.
+    assert parse_certificates(issued.cert_pem + issued.chain_pem) == [issued.cert, intermediate.cert]
+    with pytest.raises(CertificateError) as raised:
+        parse_certificates(b"\x00\x01")
+    assert raised.value.message == "not a PEM or DER X.509 certificate" and raised.value.location is None

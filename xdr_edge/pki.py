@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from xdr_edge.tls import fingerprint_sha256
+
 KeyType = Literal["ec", "rsa"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -140,7 +142,7 @@ class IssuedCert:
 
     @property
     def fingerprint_sha256(self) -> str:
-        return self.cert.fingerprint(hashes.SHA256()).hex()
+        return fingerprint_sha256(self.cert)
 
     def write_pem(self, cert_path: Path, key_path: Path, *, include_chain: bool = True) -> None:
         """Write the certificate (followed by the chain when ``include_chain``) and the key (mode 0600)."""

@@ -23,8 +23,11 @@ __all__ = [
     "SessionPool",
     "client_ssl_context",
     "describe_certificate",
+    "fingerprint_sha256",
     "load_certificates",
     "load_identity",
+    "parse_certificates",
+    "san_values",
     "server_ssl_context",
 ]
 
@@ -119,7 +122,8 @@ def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> Any:
         return None
 
 
-def _san_values(cert: x509.Certificate) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def san_values(cert: x509.Certificate) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The SAN's (e-mail addresses, DNS names, URIs) as written in the certificate; empty without a SAN."""
     san: x509.SubjectAlternativeName | None = _extension(cert, x509.SubjectAlternativeName)
     if san is None:
         return (), (), ()
@@ -153,7 +157,7 @@ def _eku_names(cert: x509.Certificate) -> tuple[str, ...]:
 
 def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
     """Subject, issuer, validity, fingerprint, SANs and usages of ``cert``, as plain values."""
-    emails, dns, uris = _san_values(cert)
+    emails, dns, uris = san_values(cert)
     bc: x509.BasicConstraints | None = _extension(cert, x509.BasicConstraints)
     return CertificateInfo(
         subject=cert.subject.rfc4514_string(),
@@ -180,18 +184,27 @@ def _read(path: Path) -> bytes:
         raise CertificateError(f"cannot read file: {exc.strerror}", location=str(path)) from exc
 
 
-def _parse_certificates(data: bytes, path: Path) -> list[x509.Certificate]:
+def parse_certificates(data: bytes, *, location: str | None = None) -> list[x509.Certificate]:
+    """Every certificate of PEM data (in order; a chain runs leaf first), or the one certificate of DER data.
+
+    ``location`` names the file the bytes came from, for the error.
+    """
+    what = "not a PEM or DER X.509 certificate" + (" file" if location is not None else "")
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
     except ValueError as exc:
-        raise CertificateError("not a PEM or DER X.509 certificate file", location=str(path)) from exc
+        raise CertificateError(what, location=location) from exc
+    if not certs:
+        raise CertificateError(f"{what}: no certificate in the PEM data", location=location)
+    return certs
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
     """Every certificate in a PEM file (in file order), or the one certificate of a DER file."""
-    return _parse_certificates(_read(path), path)
+    return parse_certificates(_read(path), location=str(path))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -317,7 +330,7 @@ def load_identity(credential: ClientCredential) -> ClientIdentity:
     cert, key, chain = loader(credential)
     location = str(credential.p12 if credential.p12 is not None else credential.key)
     _check_pair(cert, key, location)
-    emails, dns, _ = _san_values(cert)
+    emails, dns, _ = san_values(cert)
     return ClientIdentity(
         cert=cert,
         key=key,

@@ -18,13 +18,8 @@ import click
 from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.practice import Practice
-from xdr_edge.registry import (
-    CertificateRecord,
-    MappingKind,
-    Registry,
-    load_certificates,
-    open_registry,
-)
+from xdr_edge.registry import CertificateRecord, MappingKind, Registry, open_registry
+from xdr_edge.tls import load_certificates
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -113,7 +108,7 @@ def add_practice(registry_url: str, practice_id: str, name: str, inactive: bool)
 @handle_errors
 def enroll(registry_url: str, practice_id: str, cert_file: Path) -> None:
     """Pin a client certificate (PEM or DER) to a practice by its SHA-256 fingerprint."""
-    record = _open(registry_url).enroll(practice_id, cert_file.read_bytes(), actor=_actor())
+    record = _open(registry_url).enroll(practice_id, load_certificates(cert_file)[0], actor=_actor())
     click.echo(f"enrolled for {record.practice_id}: {_cert_line(record)}")
 
 
@@ -148,7 +143,7 @@ def revoke(registry_url: str, certificate: str, reason: str) -> None:
     """Refuse a certificate from now on. CERTIFICATE is a SHA-256 fingerprint or a certificate file (which
     also blocks a certificate that was never enrolled)."""
     path = Path(certificate)
-    target: Any = load_certificates(path.read_bytes())[0] if path.is_file() else certificate
+    target: Any = load_certificates(path)[0] if path.is_file() else certificate
     record = _open(registry_url).revoke(target, reason, actor=_actor())
     click.echo(f"revoked: {_cert_line(record)}")
 
@@ -159,7 +154,7 @@ def revoke(registry_url: str, certificate: str, reason: str) -> None:
 @handle_errors
 def add_anchor(registry_url: str, ca_file: Path) -> None:
     """Trust a CA certificate for client certificates."""
-    anchor = _open(registry_url).add_trust_anchor(ca_file.read_bytes(), actor=_actor())
+    anchor = _open(registry_url).add_trust_anchor(load_certificates(ca_file)[0], actor=_actor())
     click.echo(f"trust anchor added: {anchor.fingerprint_sha256}  {anchor.subject}")
 
 
@@ -264,7 +259,7 @@ def show(registry_url: str, as_json: bool, practice_id: str) -> None:
 def check(registry_url: str, as_json: bool, cert_file: Path, address: str) -> None:
     """Would the receiver accept CERT_FILE (leaf first, then intermediates) sending as ADDRESS? Prints the
     decision and the reason; exit status 0 when allowed, 1 when refused."""
-    leaf, *chain = load_certificates(cert_file.read_bytes())
+    leaf, *chain = load_certificates(cert_file)
     decision = _open(registry_url).check(leaf, address, chain)
     if as_json:
         echo_json(decision.as_dict())

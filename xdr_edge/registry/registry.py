@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -44,7 +43,8 @@ from xdr_edge.registry.records import (
     normalize_fingerprint,
 )
 from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
-from xdr_edge.registry.verify import ChainVerdict, crl_signed_by, verify_client_certificate
+from xdr_edge.registry.verify import ChainVerdict, crl_signed_by, utc_text, verify_client_certificate
+from xdr_edge.tls import fingerprint_sha256, parse_certificates, san_values
 
 NOT_ENROLLED = "trusted but not enrolled / maps to no practice"
 
@@ -76,20 +76,13 @@ def open_registry(url: str) -> Registry:
 
 
 def load_certificates(data: bytes | str | x509.Certificate) -> list[x509.Certificate]:
-    """PEM (one or several, leaf first) or DER certificate bytes -> certificates, as a CLI reads a file."""
+    """PEM (one or several, leaf first) or DER certificate bytes -> certificates (:func:`tls.parse_certificates`).
+
+    Also takes PEM text or a parsed certificate, so that library callers can pass what they have.
+    """
     if isinstance(data, x509.Certificate):
         return [data]
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    try:
-        if b"-----BEGIN" in raw:
-            certs = x509.load_pem_x509_certificates(raw)
-        else:
-            certs = [x509.load_der_x509_certificate(raw)]
-    except ValueError as exc:
-        raise CertificateError(f"not a PEM or DER X.509 certificate: {exc}") from exc
-    if not certs:
-        raise CertificateError("no certificate found in the PEM data")
-    return certs
+    return parse_certificates(data.encode("ascii", "replace") if isinstance(data, str) else data)
 
 
 def _load_crl(data: bytes | str | x509.CertificateRevocationList) -> x509.CertificateRevocationList:
@@ -104,16 +97,8 @@ def _load_crl(data: bytes | str | x509.CertificateRevocationList) -> x509.Certif
         raise CertificateError(f"not a PEM or DER X.509 CRL: {exc}") from exc
 
 
-def _fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode("ascii")
-
-
-def _when(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _attribute_oid(name: str) -> x509.ObjectIdentifier:
@@ -140,17 +125,9 @@ def _canonical_attribute(name: str | None) -> str:
     return _CANONICAL.get(key, key)
 
 
-def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _san_addresses(cert: x509.Certificate) -> list[DirectAddress]:
-    san = _san(cert)
     addresses: list[DirectAddress] = []
-    for value in san.get_values_for_type(x509.RFC822Name) if san is not None else []:
+    for value in san_values(cert)[0]:
         try:
             addresses.append(DirectAddress.parse(value))
         except ValueError:
@@ -159,8 +136,7 @@ def _san_addresses(cert: x509.Certificate) -> list[DirectAddress]:
 
 
 def _san_dns(cert: x509.Certificate) -> list[str]:
-    san = _san(cert)
-    return [d.lower().rstrip(".") for d in san.get_values_for_type(x509.DNSName)] if san is not None else []
+    return [name.lower().rstrip(".") for name in san_values(cert)[1]]
 
 
 def _address(address: DirectAddress | str) -> DirectAddress:
@@ -229,7 +205,7 @@ class Registry:
         leaf = load_certificates(cert)[0]
         now = datetime.now(UTC)
         record = CertificateRecord(
-            fingerprint_sha256=_fingerprint(leaf),
+            fingerprint_sha256=fingerprint_sha256(leaf),
             practice_id=practice_id,
             subject=leaf.subject.rfc4514_string(),
             issuer=leaf.issuer.rfc4514_string(),
@@ -297,7 +273,7 @@ class Registry:
         now = datetime.now(UTC)
         text = reason.strip() or "unspecified"
         if isinstance(certificate, x509.Certificate):
-            fingerprint = _fingerprint(certificate)
+            fingerprint = fingerprint_sha256(certificate)
             block = CertificateRecord(
                 fingerprint_sha256=fingerprint,
                 practice_id=None,
@@ -330,7 +306,7 @@ class Registry:
     def add_trust_anchor(self, cert: bytes | str | x509.Certificate, *, actor: str) -> TrustAnchor:
         """Trust a CA for client certificates (digest §2: imported out of band, e.g. from the ETT)."""
         ca = load_certificates(cert)[0]
-        anchor = TrustAnchor(_fingerprint(ca), ca.subject.rfc4514_string(), _pem(ca))
+        anchor = TrustAnchor(fingerprint_sha256(ca), ca.subject.rfc4514_string(), _pem(ca))
         event = self._event(actor, "trust-anchor.add", anchor.fingerprint_sha256, {"subject": anchor.subject})
         self._store.add_trust_anchor(anchor, event.at, event)
         return anchor
@@ -426,7 +402,7 @@ class Registry:
         turns them into a refused request and a log line.
         """
         moment = at if at is not None else datetime.now(UTC)
-        fingerprint = _fingerprint(cert)
+        fingerprint = fingerprint_sha256(cert)
         subject = cert.subject.rfc4514_string()
 
         def reject(reason: str, matched_by: str = "", practice_id: str | None = None) -> Identification:
@@ -434,7 +410,7 @@ class Registry:
 
         record = self._store.certificate(fingerprint)
         if record is not None and record.revoked_at is not None:
-            return reject(f"certificate revoked on {_when(record.revoked_at)} ({record.revoked_reason})")
+            return reject(f"certificate revoked on {utc_text(record.revoked_at)} ({record.revoked_reason})")
         verdict = self._verify(cert, chain, moment)
         if not verdict.ok:
             return reject(verdict.reason)
@@ -462,7 +438,7 @@ class Registry:
 
     def _map_by_rules(self, cert: x509.Certificate, verdict: ChainVerdict) -> _Match:
         anchor = verdict.anchor
-        anchor_fingerprint = _fingerprint(anchor) if anchor is not None else None
+        anchor_fingerprint = fingerprint_sha256(anchor) if anchor is not None else None
         for rule in self._store.mapping_rules():
             if rule.issuer_fingerprint is not None and rule.issuer_fingerprint != anchor_fingerprint:
                 continue

@@ -54,15 +54,16 @@ def _subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-def _when(moment: datetime) -> str:
+def utc_text(moment: datetime) -> str:
+    """``2026-01-01 00:00:00 UTC``: how refusals name a moment (shared with :mod:`.registry`)."""
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _check_validity(cert: x509.Certificate, at: datetime) -> str | None:
     if at < cert.not_valid_before_utc:
-        return f"certificate not valid before {_when(cert.not_valid_before_utc)}"
+        return f"certificate not valid before {utc_text(cert.not_valid_before_utc)}"
     if at > cert.not_valid_after_utc:
-        return f"certificate expired on {_when(cert.not_valid_after_utc)}"
+        return f"certificate expired on {utc_text(cert.not_valid_after_utc)}"
     return None
 
 
@@ -103,12 +104,12 @@ def _revocation_problem(
     if crl.next_update_utc is not None and crl.next_update_utc < at:
         return (
             f"revocation status unknown: the CRL of {_subject(issuer)} expired on "
-            f"{_when(crl.next_update_utc)}; load a current one"
+            f"{utc_text(crl.next_update_utc)}; load a current one"
         )
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return None
-    return f"{who} {_subject(cert)} revoked on {_when(entry.revocation_date_utc)} ({_crl_reason(entry)})"
+    return f"{who} {_subject(cert)} revoked on {utc_text(entry.revocation_date_utc)} ({_crl_reason(entry)})"
 
 
 def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
