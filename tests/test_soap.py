@@ -21,6 +21,9 @@ from xdr_edge.response import (
     write_registry_response,
 )
 from xdr_edge.soap import (
+    BODY_WARNING,
+    DIRECT_WARNING,
+    WSA_WARNING,
     DocumentRef,
     Fault,
     LevelPlacement,
@@ -323,6 +326,27 @@ def test_read_inline_document() -> None:
     body = PARTS["body"].replace(INCLUDE, "aGVs\n bG8=")
     read = read_request_envelope(_template(body=body))
     assert read.documents == (DocumentRef("Document01", inline=b"hello"),)
+
+
+def test_warnings_carry_their_header_family_not_a_fault_code() -> None:
+    read = read_request_envelope(_template(level="", block=""))
+    codes = {f.rule: f.code for f in read.findings}
+    assert all(not f.is_error for f in read.findings)
+    assert codes == {
+        "wsa-message-id-bare": WSA_WARNING,
+        "wsa-reply-to-absent": WSA_WARNING,
+        "direct-block-absent": DIRECT_WARNING,
+        "direct-level-absent": DIRECT_WARNING,
+    }
+    assert WSA_WARNING == "WS-Addressing" and DIRECT_WARNING == "DirectAddressing"
+    body = PARTS["body"].replace(
+        "</xdsb:ProvideAndRegisterDocumentSetRequest>",
+        "<x xmlns='urn:x'/></xdsb:ProvideAndRegisterDocumentSetRequest>",
+    )
+    extra = read_request_envelope(_template(body=body)).findings
+    assert [(f.code, f.rule) for f in extra if f.rule.startswith("xdsb")] == [
+        (BODY_WARNING, "xdsb-unexpected-element")
+    ]
 
 
 def _fails(xml: bytes) -> RemoteProtocolError:

@@ -1,7 +1,8 @@
 """Findings: validation results as data (issue #2 item 7).
 
-A :class:`Finding` names one problem: the XDS ``errorCode`` a receiver answers with (or a SOAP fault code such as
-``env:Sender`` for envelope-level problems), its severity, where it is (an element path such as
+A :class:`Finding` names one problem: the XDS ``errorCode`` a receiver answers with (for a tolerated envelope
+deviation, the header family it concerns, such as ``WS-Addressing``; the inspector reports a would-be SOAP fault
+as ``env:Sender``), its severity, where it is (an element path such as
 ``ExtrinsicObject[@id='Document01']/Slot[@name='creationTime']``), a message a person can act on, and a stable
 ``rule`` identifier for machines and tests. Both the sender (pre-flight) and the receiver (after parsing) produce
 them; the receiver turns error findings into a RegistryResponse Failure.

@@ -20,6 +20,9 @@ The readers never go through zeep: they walk the tree from :func:`xdr_edge.xml.p
 from __future__ import annotations
 
 __all__ = [
+    "BODY_WARNING",
+    "DIRECT_WARNING",
+    "WSA_WARNING",
     "DocumentRef",
     "Fault",
     "LevelPlacement",
@@ -69,7 +72,12 @@ _LEVELS = {"minimal": MetadataLevel.MINIMAL, "XDS": MetadataLevel.XDS}
 _HUGE_INPUT = 9 * 1024 * 1024  # libxml2 refuses text nodes over 10 MB unless huge_tree (STACK-NOTES)
 _CID_SAFE = "!$&'()*+,;=:@/~"  # RFC 3986 pchar minus "%": left as is in a cid: URL (RFC 2392)
 _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver")
-_SOAP_FINDING = "env:Sender"  # Finding.code of envelope-level warnings (xdr_edge.findings)
+#: ``Finding.code`` of the tolerated envelope deviations (warnings). They are not faults (a fault code such as
+#: ``env:Sender`` would tell a reader of the RegistryResponse the request was refused) and not XDS registry
+#: errors: the code names the header family whose rule was bent, the ``rule`` says which rule.
+WSA_WARNING = "WS-Addressing"
+DIRECT_WARNING = "DirectAddressing"
+BODY_WARNING = "ITI-41"
 
 
 def _q(namespace: str, local: str) -> str:
@@ -535,8 +543,14 @@ def _read_block(block: etree._Element) -> _Block:
     return result
 
 
+_WARNING_CODES = {"wsa": WSA_WARNING, "direct": DIRECT_WARNING, "xdsb": BODY_WARNING}
+
+
 def _warn(findings: list[Finding], location: str, message: str, rule: str) -> None:
-    findings.append(Finding(_SOAP_FINDING, Severity.WARNING, location, message, rule))
+    """A tolerated deviation; its code is the header family named by the rule's prefix (``wsa-…``)."""
+    findings.append(
+        Finding(_WARNING_CODES[rule.partition("-")[0]], Severity.WARNING, location, message, rule)
+    )
 
 
 def _wsa_findings(state: _Headers, message_id: str, action: str, findings: list[Finding]) -> str | None:
