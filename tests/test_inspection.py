@@ -34,8 +34,8 @@ class Expect:
 
 
 # Per SOURCES.md (expected outcome column). ETT files are templates with #...# placeholders: they must be read
-# (no crash) and show findings; the address block placeholder is a Sender fault, and the inspector goes on to
-# the metadata.
+# (no crash) and show findings; the address block placeholder is an error finding (digest §11), reported next to
+# the metadata findings.
 TABLE: dict[str, Expect] = {
     "directri/request.xml": Expect(
         "metadata",
@@ -55,10 +55,8 @@ TABLE: dict[str, Expect] = {
     "ett/DeliveryStatusNotification_success_standalone.xml": Expect(
         "unknown", True, ("messageDisposition",), why="a disposition document, not an XDR message"
     ),
-    "ett/Xdr_full_metadata_only.xml": Expect("request", True, ("direct-address-block", "ss-bad-unique-id")),
-    "ett/Xdr_minimal_metadata_only.xml": Expect(
-        "request", True, ("direct-address-block", "ss-bad-unique-id")
-    ),
+    "ett/Xdr_full_metadata_only.xml": Expect("request", True, ("direct-bad-address", "ss-bad-unique-id")),
+    "ett/Xdr_minimal_metadata_only.xml": Expect("request", True, ("direct-bad-address", "ss-bad-unique-id")),
     "ett/negative_bad_soap.xml": Expect(
         "request", True, ("env:Sender",), why="Header not in the SOAP namespace"
     ),
@@ -163,7 +161,8 @@ def test_ett_capture_shows_both_pairing_errors() -> None:
     assert "apache.org" in codes["XDSMissingDocumentMetadata"].location  # the orphan part, by Content-ID
     assert "id_extrinsicobject" in codes["XDSMissingDocument"].message
     assert any(f.rule == "capture-line-ends" and not f.is_error for f in result.findings)
-    assert any(f.rule == "inspect-direct-ignored" for f in result.findings)
+    bad = {f.location for f in result.findings if f.rule == "direct-bad-address"}
+    assert bad == {"S:Header/direct:addressBlock/direct:from", "S:Header/direct:addressBlock/direct:to[1]"}
 
 
 @pytest.mark.shared

@@ -328,6 +328,29 @@ def test_read_inline_document() -> None:
     assert read.documents == (DocumentRef("Document01", inline=b"hello"),)
 
 
+def _fails(xml: bytes) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as info:
+        read_request_envelope(xml)
+    return info.value
+
+
+def test_invalid_addresses_are_error_findings_not_faults() -> None:
+    """digest §11: the receiver answers with a Failure that reports this next to every other problem."""
+    block = PARTS["block"].replace("sender@ttpedge.sitenv.org", "#DIRECT_FROM#")
+    block = block.replace(
+        "</direct:addressBlock>", "<direct:to>not an address</direct:to></direct:addressBlock>"
+    )
+    read = read_request_envelope(_template(block=block))
+    assert read.direct_from is None
+    assert read.direct_to == (DirectAddress("rcpt@hisp.example.com"),)  # the valid recipient is kept
+    errors = [f for f in read.findings if f.is_error]
+    assert [(f.code, f.rule, f.location) for f in errors] == [
+        ("XDSRepositoryMetadataError", "direct-bad-address", "S:Header/direct:addressBlock/direct:from"),
+        ("XDSRepositoryMetadataError", "direct-bad-address", "S:Header/direct:addressBlock/direct:to[2]"),
+    ]
+    assert read.documents == (DocumentRef("Document01", content_id="1.3293f2@apache.org"),)  # body still read
+
+
 def test_warnings_carry_their_header_family_not_a_fault_code() -> None:
     read = read_request_envelope(_template(level="", block=""))
     codes = {f.rule: f.code for f in read.findings}
@@ -348,14 +371,6 @@ def test_warnings_carry_their_header_family_not_a_fault_code() -> None:
         (BODY_WARNING, "xdsb-unexpected-element")
     ]
 
-
-def _fails(xml: bytes) -> RemoteProtocolError:
-    with pytest.raises(RemoteProtocolError) as info:
-        read_request_envelope(xml)
-    return info.value
-
-
-_BAD_BLOCK = PARTS["block"].replace("<direct:to>mailto:rcpt@hisp.example.com", "<direct:to>not an address")
 
 ERROR_CASES: list[tuple[str, bytes, str, str | None, str]] = [
     ("not well-formed", _template()[:-40], "Sender", None, "not well-formed"),
@@ -463,7 +478,6 @@ ERROR_CASES: list[tuple[str, bytes, str, str | None, str]] = [
         None,
         "direct:addressBlock appears more",
     ),
-    ("bad address", _template(block=_BAD_BLOCK), "Sender", None, "S:Header/direct:addressBlock/direct:to[1]"),
     (
         "non-cid include",
         _template(body=PARTS["body"].replace("cid:1.3293f2@apache.org", "http://evil.example/x")),

@@ -438,6 +438,26 @@ def test_hash_mismatch_is_reported(ccda_submission: Submission) -> None:
         assert any("Document02" in f.location for f in incoming.errors)
 
 
+def test_invalid_direct_from_is_a_failure_next_to_other_findings(ccda_submission: Submission) -> None:
+    """digest §11: an invalid direct:from is XDSRepositoryMetadataError in a Failure, not a Sender fault, so the
+    same reply also names the missing document."""
+    pairs = list(_entry_parts(ccda_submission))[:1]  # Document02 is sent without its part
+    content_type, body = _package(ccda_submission, [r for r, _ in pairs], [p for _, p in pairs])
+    body = body.replace(b"mailto:dr.a@direct.a.example.org", b"#DIRECT_FROM#", 1)
+    with _parse(content_type, body) as incoming:
+        assert incoming.envelope.direct_from is None
+        assert _codes(incoming) == {
+            "direct-bad-address": "XDSRepositoryMetadataError",
+            "de-missing-document": "XDSMissingDocument",
+        }
+        reply = RegistryResponse.from_findings(incoming.findings)
+        assert reply.status == ns.STATUS_FAILURE
+        assert {e.error_code for e in reply.errors if e.is_error} == {
+            "XDSRepositoryMetadataError",
+            "XDSMissingDocument",
+        }
+
+
 def test_unresolvable_cid_is_missing_document(ccda_submission: Submission) -> None:
     pairs = list(_entry_parts(ccda_submission))
     refs = [pairs[0][0], DocumentRef("Document02", content_id="nowhere@x.example.org")]

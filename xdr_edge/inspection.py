@@ -154,28 +154,11 @@ def inspect_stream(
     return result
 
 
-_DIRECT_BLOCK_FAULT = "direct-address-block"
-
 # validate() rules that judge the Direct addressing of a whole request (digest §5.1, §11): the sender is
 # direct:from else authorTelecommunication, the recipients direct:to else intendedRecipient. Bare metadata has no
 # envelope, so when they fire it only means the envelope that carries this metadata would need an address block.
 _ENVELOPE_DEPENDENT_RULES = frozenset({"sender-unknown", "no-recipient"})
 _NO_ENVELOPE = " (bare metadata: a warning, since the address block of the carrying envelope may supply it)"
-
-
-def _without_address_block(root: bytes) -> bytes | None:
-    """The envelope without its ``direct:addressBlock``, or None when it has none to remove."""
-    try:
-        envelope = xml.parse(root, what="message", huge=True)
-    except RemoteProtocolError:
-        return None
-    header = envelope.find(xml.qname(ns.SOAP, "Header"))
-    blocks = [] if header is None else header.findall(xml.qname(ns.DIRECT, "addressBlock"))
-    if header is None or not blocks:
-        return None
-    for block in blocks:
-        header.remove(block)
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
 def _dispatch(
@@ -214,28 +197,6 @@ def _inspect_unknown_envelope(result: Inspection, root: bytes, local: str) -> No
 
 def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | None, show_phi: bool) -> None:
     result.kind = "request"
-    original = root
-    try:
-        read_request_envelope(root)
-    except RemoteProtocolError as exc:
-        result.findings.append(_fault_finding(exc))
-        retry = _without_address_block(root) if exc.code == _DIRECT_BLOCK_FAULT else None
-        if retry is None:
-            return
-        # A receiver stops at this fault; the inspector goes on without the address block so that one run
-        # also shows the metadata and document findings (ETT templates carry placeholders such as
-        # #DIRECT_FROM# in the block, which would otherwise hide everything else).
-        result.findings.append(
-            Finding(
-                "inspect-note",
-                Severity.WARNING,
-                "S:Header/direct:addressBlock",
-                "the address block was ignored to read the rest of the message; the findings that follow assume "
-                "there is none",
-                "inspect-direct-ignored",
-            )
-        )
-        root = retry
     try:
         request = interpret_request(root, package)
     except RemoteProtocolError as exc:
@@ -255,8 +216,7 @@ def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | Non
     }
     if request.submission is not None:
         result.summary.update(_submission_summary(request.submission, show_phi))
-    ignored = root is not original
-    result.findings.extend(f for f in request.findings if not (ignored and f.rule == "direct-block-absent"))
+    result.findings.extend(request.findings)
 
 
 def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi: bool) -> None:

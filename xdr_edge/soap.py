@@ -78,6 +78,7 @@ _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sen
 WSA_WARNING = "WS-Addressing"
 DIRECT_WARNING = "DirectAddressing"
 BODY_WARNING = "ITI-41"
+_BAD_ADDRESS_CODE = "XDSRepositoryMetadataError"  # digest §11: an unusable address block is a metadata error
 
 
 def _q(namespace: str, local: str) -> str:
@@ -118,7 +119,8 @@ class DocumentRef:
 
 @dataclass(frozen=True)
 class RequestEnvelope:
-    """What :func:`read_request_envelope` found; ``findings`` hold the tolerated deviations (warnings)."""
+    """What :func:`read_request_envelope` found; ``findings`` hold the tolerated deviations (warnings) and the
+    address-block errors that do not stop reading (an invalid direct:from or direct:to)."""
 
     message_id: str
     action: str
@@ -493,15 +495,22 @@ def _required_wsa(state: _Headers, local: str) -> str:
     return _text(element)
 
 
-def _address(element: etree._Element, where: str) -> DirectAddress:
+def _address(element: etree._Element, where: str, findings: list[Finding]) -> DirectAddress | None:
+    """The address, or None with an error finding: an unusable address is a metadata error answered with a
+    RegistryResponse Failure (digest §11), so the rest of the request is still read and reported."""
     try:
         return DirectAddress.parse(_text(element))
-    except ValueError as exc:
-        raise _sender(
-            f"{where} is not a Direct address (expected user@domain or mailto:user@domain)",
-            where,
-            code="direct-address-block",
-        ) from exc
+    except ValueError:
+        findings.append(
+            Finding(
+                _BAD_ADDRESS_CODE,
+                Severity.ERROR,
+                where,
+                f"{where} is not a Direct address (expected user@domain or mailto:user@domain)",
+                "direct-bad-address",
+            )
+        )
+        return None
 
 
 def _level(element: etree._Element, where: str) -> MetadataLevel:
@@ -522,24 +531,29 @@ class _Block:
     level: MetadataLevel | None = None
 
 
-def _read_block(block: etree._Element) -> _Block:
+def _read_block(block: etree._Element, findings: list[Finding]) -> _Block:
     base = "S:Header/direct:addressBlock"
     result = _Block()
-    recipients: list[DirectAddress] = []
+    senders = recipients = 0
+    addresses: list[DirectAddress] = []
     for child in _elements(block):
         if _is(child, ns.DIRECT, "from"):
-            if result.direct_from is not None:
+            senders += 1
+            if senders > 1:
                 raise _sender(f"{base}/direct:from appears more than once", f"{base}/direct:from[2]")
-            result.direct_from = _address(child, f"{base}/direct:from")
+            result.direct_from = _address(child, f"{base}/direct:from", findings)
         elif _is(child, ns.DIRECT, "to"):
-            recipients.append(_address(child, f"{base}/direct:to[{len(recipients) + 1}]"))
+            recipients += 1
+            address = _address(child, f"{base}/direct:to[{recipients}]", findings)
+            if address is not None:
+                addresses.append(address)
         elif _is(child, ns.DIRECT, "metadata-level"):
             if result.level is not None:
                 raise _sender(
                     f"{base}/direct:metadata-level appears more than once", f"{base}/direct:metadata-level"
                 )
             result.level = _level(child, f"{base}/direct:metadata-level")
-    result.direct_to = tuple(recipients)
+    result.direct_to = tuple(addresses)
     return result
 
 
@@ -697,7 +711,9 @@ def read_request_envelope(xml: bytes) -> RequestEnvelope:
 
     Faults (as :class:`RemoteProtocolError` with ``fault_code``/``fault_subcode``, digest §13) for what makes
     the message unprocessable; findings for what we tolerate: bare MessageID, no ReplyTo, no metadata-level
-    (treated as XDS by the caller, §5.3), no addressBlock (sender from the metadata, §5.1).
+    (treated as XDS by the caller, §5.3), no addressBlock (sender from the metadata, §5.1). A direct:from or
+    direct:to that is not a Direct address is an error finding (XDSRepositoryMetadataError, §11) and is left
+    out of ``direct_from``/``direct_to``, so the caller answers with a Failure that lists every problem.
     """
     root = parse(xml, what="SOAP envelope", huge=len(xml) > _HUGE_INPUT)
     header, body = _check_envelope(root)
@@ -716,7 +732,7 @@ def read_request_envelope(xml: bytes) -> RequestEnvelope:
     message_id = _required_wsa(state, "MessageID")
     findings: list[Finding] = []
     reply_to = _wsa_findings(state, message_id, action, findings)
-    addresses = _read_block(state.block) if state.block is not None else _Block()
+    addresses = _read_block(state.block, findings) if state.block is not None else _Block()
     level, placement = _placement(addresses, state.top_level)
     if state.block is None:
         _warn(
