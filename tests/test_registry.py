@@ -14,20 +14,23 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from xdr_edge.errors import CertificateError, ConfigurationError
+from xdr_edge.errors import CertificateError, ConfigurationError, StoreError
 from xdr_edge.model import DirectAddress
 from xdr_edge.pki import CertificateAuthority
+from xdr_edge.practice import Practice
 from xdr_edge.registry import (
     NOT_ENROLLED,
     SCHEMA_VERSION,
     MappingKind,
     Registry,
+    SqliteStore,
     load_certificates,
     normalize_fingerprint,
     open_registry,
     parse_registry_url,
     verify_client_certificate,
 )
+from xdr_edge.registry.records import AuditEvent
 
 ACTOR = "alice-admin"
 
@@ -599,6 +602,29 @@ def test_concurrent_identify_while_the_cli_writes(registry: Registry, root: Cert
     assert {pid for pid, _ in results} == {"p-100", "p-200"}
     assert len(registry.practices()) == 17
     assert _audit_actions(registry).count("binding.add") == 17
+
+
+def test_reading_block_is_one_snapshot_and_refuses_writes(db_path: Path, registry: Registry) -> None:
+    """identify() and check() decide inside one reading() block: one connection, one state of the registry
+    (a change committed meanwhile by another process is seen by the next decision, not half-way)."""
+    store = SqliteStore(db_path)
+    other_process = open_registry(str(db_path))
+    with store.reading():
+        assert store.practice("p-300") is None
+        other_process.add_practice("p-300", "Lakeside", actor="cli")
+        assert store.practice("p-300") is None  # same snapshot
+        assert [p.id for p in store.practices()] == ["p-100", "p-200"]
+        with store.reading():  # nested: joins the outer block
+            assert store.practice("p-300") is None
+        with pytest.raises(StoreError, match="inside a read-only reading"):
+            store.add_practice(
+                Practice(id="p-400", name="x"),
+                datetime.now(UTC),
+                AuditEvent(datetime.now(UTC), "t", "practice.add", "p-400", {}),
+            )
+    practice = store.practice("p-300")
+    assert practice is not None and practice.name == "Lakeside"
+    assert store.practice("p-400") is None
 
 
 def _fp(cert: x509.Certificate) -> str:

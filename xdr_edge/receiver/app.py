@@ -306,7 +306,10 @@ class XdrEdgeApp:
         if not addresses:
             return None  # validation reports the missing sender (no address block and no authorTelecommunication)
         entry.sender = str(addresses[0][1])
+        allowed: set[DirectAddress] = set()
         for location, address in addresses:
+            if address in allowed:
+                continue  # direct:from is usually also the author's telecom: one registry read is enough
             decision = self.config.registry.authorize_sender(practice, address)
             if not decision.allowed:
                 return RegistryErrorEntry(
@@ -314,6 +317,7 @@ class XdrEdgeApp:
                     f"sender {address} is not bound to the practice of the client certificate: {decision.reason}",
                     location=location,
                 )
+            allowed.add(address)
         return None
 
     def _summary(

@@ -158,7 +158,7 @@ class _Match:
 class Registry:
     """Practices, their certificates and bindings, trust anchors, CRLs and mapping rules, over one store.
 
-    Thread-safe: it holds only the store, and the store opens a connection per operation.
+    Thread-safe: it holds only the store, and the store opens a connection per operation (per decision).
     """
 
     def __init__(self, store: RegistryStore) -> None:
@@ -401,7 +401,12 @@ class Registry:
         ``chain`` holds the intermediates the peer sent. Rejections are values, not exceptions: the receiver
         turns them into a refused request and a log line.
         """
-        moment = at if at is not None else datetime.now(UTC)
+        with self._store.reading():  # one connection and one registry state for the whole decision
+            return self._identify(cert, chain, datetime.now(UTC) if at is None else at)
+
+    def _identify(
+        self, cert: x509.Certificate, chain: Sequence[x509.Certificate], moment: datetime
+    ) -> Identification:
         fingerprint = fingerprint_sha256(cert)
         subject = cert.subject.rfc4514_string()
 
@@ -504,12 +509,13 @@ class Registry:
         at: datetime | None = None,
     ) -> Decision:
         """Both receiver decisions at once: what ``xdr-edge registry check CERT ADDRESS`` prints."""
-        identification = self.identify(cert, chain, at=at)
-        if identification.practice is None:
-            return Decision(
-                False, identification.reason, identification.practice_id, identification.fingerprint
-            )
-        decision = self.authorize_sender(identification.practice, address)
+        with self._store.reading():
+            identification = self.identify(cert, chain, at=at)
+            if identification.practice is None:
+                return Decision(
+                    False, identification.reason, identification.practice_id, identification.fingerprint
+                )
+            decision = self.authorize_sender(identification.practice, address)
         return Decision(
             decision.allowed,
             f"{identification.reason}; {decision.reason}",

@@ -9,7 +9,8 @@ without its audit row or the other way round.
 
 SQLite concurrency (the receiver is multi-threaded, the CLI may write at the same time): WAL mode so readers
 never block on a writer, ``busy_timeout`` so a writer waits for another instead of failing, and one connection
-per operation, so no connection is ever shared between threads. Writes start with ``BEGIN IMMEDIATE``: a
+per operation (or per :meth:`SqliteStore.reading` block, on one thread), so no connection is ever shared between
+threads. Writes start with ``BEGIN IMMEDIATE``: a
 deferred transaction that later upgrades to a write lock can fail with "database is locked" without waiting.
 """
 
@@ -20,8 +21,9 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "RegistryStore", "SqliteStore", "pars
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,6 +127,10 @@ class RegistryStore(Protocol):
 
     @property
     def location(self) -> str: ...
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A block whose reads (on this thread) share one consistent snapshot; no writes inside it."""
+        ...
 
     def initialize(self, event: AuditEvent) -> bool: ...
 
@@ -292,6 +298,7 @@ class SqliteStore:
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path).expanduser().resolve()
         self._busy_timeout_ms = busy_timeout_ms
+        self._pinned = threading.local()  # the connection of this thread's reading() block, if any
         if self.path.exists():
             self._migrate()
 
@@ -308,7 +315,30 @@ class SqliteStore:
         )
 
     @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Serve every read of this thread from one connection and one snapshot until the block ends.
+
+        Why: the receiver's per-request decision reads the certificate, the trust anchors, the CRLs, the
+        mapping rules and the practice; a connection for each (open, two PRAGMAs, close) was most of its cost.
+        One snapshot also means the decision never mixes two states of the registry. A nested block joins the
+        outer one. Writes inside the block are refused (they would need their own ``BEGIN IMMEDIATE``).
+        """
+        if getattr(self._pinned, "conn", None) is not None:
+            yield
+            return
+        with self._transaction(write=False) as conn:
+            self._pinned.conn = conn
+            try:
+                yield
+            finally:
+                self._pinned.conn = None
+
+    @contextmanager
     def _connection(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        pinned: sqlite3.Connection | None = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            yield pinned  # errors are mapped where reading() opened it
+            return
         if not create and not self.path.exists():
             raise self._missing()
         uri = f"{self.path.as_uri()}?mode={'rwc' if create else 'rw'}"
@@ -343,6 +373,12 @@ class SqliteStore:
     @contextmanager
     def _transaction(self, *, write: bool, create: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction: ``BEGIN IMMEDIATE`` for writes, a consistent snapshot for multi-step reads."""
+        pinned: sqlite3.Connection | None = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            if write:
+                raise StoreError("a registry change was attempted inside a read-only reading() block")
+            yield pinned  # already inside reading()'s snapshot
+            return
         with self._connection(create=create) as conn:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
