@@ -2,8 +2,9 @@
 
 Thin (STYLE "Habits"): the practice comes from a sender configuration file (``--config`` + ``--practice``) or
 from options naming the endpoint, the HISP's CA bundle and one credential; everything else is
-:func:`xdr_edge.compose.compose` and :meth:`xdr_edge.client.XdrClient.send`. Pre-flight problems (an unbound
-or uncovered sender, an expired certificate, invalid metadata) stop before any network I/O, with exit status 2.
+:func:`~xdr_edge.cli.wirecmds.compose_from_options` (shared with ``pack``) and
+:meth:`xdr_edge.client.XdrClient.send`. Pre-flight problems (an unbound or uncovered sender, an expired
+certificate, invalid metadata) stop before any network I/O, with exit status 2.
 
 No password is ever taken from the command line (it would show in ``ps`` and shell history): a PKCS#12
 password comes from an environment variable or a file (issue #3 item 1).
@@ -24,9 +25,8 @@ from xdr_edge.cli.common import (
     echo_json,
     handle_errors,
 )
-from xdr_edge.cli.wirecmds import metadata_options, placement_of
+from xdr_edge.cli.wirecmds import compose_from_options, metadata_options, placement_of
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
-from xdr_edge.compose import compose
 from xdr_edge.config import load_sender_config
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.model import DirectAddress, MetadataLevel
@@ -247,11 +247,12 @@ def send(
         target = _from_config(config, practice_id, ad_hoc)
     else:
         target = _from_options(ad_hoc, practice_id, sender)
-    submission = compose(
-        list(files),
+    submission = compose_from_options(
+        files,
         sender=sender,
-        recipients=list(recipients),
-        level=MetadataLevel.parse(level) if level else target.level,
+        recipients=recipients,
+        level=level,
+        default_level=target.level,
         patient_id=patient_id,
         uid_root=uid_root,
         source_id=source_id,

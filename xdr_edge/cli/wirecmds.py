@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, echo_json, handle_
 from xdr_edge.compose import compose
 from xdr_edge.errors import ValidationFailed
 from xdr_edge.inspection import Inspection, inspect_stream
-from xdr_edge.model import MetadataLevel
+from xdr_edge.model import MetadataLevel, Submission
 from xdr_edge.soap import LevelPlacement
 from xdr_edge.validate import validate
 from xdr_edge.wire import build_request
@@ -56,6 +57,32 @@ def metadata_options(func: Any) -> Any:
     return func
 
 
+def compose_from_options(
+    files: Sequence[Path],
+    *,
+    sender: str,
+    recipients: Sequence[str],
+    level: str | None,
+    default_level: MetadataLevel,
+    patient_id: str | None,
+    uid_root: str | None,
+    source_id: str | None,
+    title: str | None,
+) -> Submission:
+    """The submission that the :func:`metadata_options` of ``pack`` and ``send`` describe; without
+    ``--metadata`` the level is ``default_level`` (minimal for ``pack``, the configuration file's for ``send``)."""
+    return compose(
+        list(files),
+        sender=sender,
+        recipients=list(recipients),
+        level=MetadataLevel.parse(level) if level else default_level,
+        patient_id=patient_id,
+        uid_root=uid_root,
+        source_id=source_id,
+        title=title,
+    )
+
+
 def placement_of(text: str) -> LevelPlacement:
     return {
         "top-level": LevelPlacement.TOP_LEVEL,
@@ -85,11 +112,12 @@ def pack(
     output: Path,
 ) -> None:
     """Write one MIME entity: the Content-Type header, a blank line, then the body exactly as sent."""
-    submission = compose(
-        list(files),
+    submission = compose_from_options(
+        files,
         sender=sender,
-        recipients=list(recipients),
-        level=MetadataLevel.parse(level or "minimal"),
+        recipients=recipients,
+        level=level,
+        default_level=MetadataLevel.MINIMAL,
         patient_id=patient_id,
         uid_root=uid_root,
         source_id=source_id,
