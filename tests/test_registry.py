@@ -296,6 +296,23 @@ def test_crl_with_a_forged_signature_is_refused(registry: Registry, root: Certif
     assert registry.crls() == []
 
 
+def test_two_trusted_cas_with_one_name_share_a_crl_slot_and_fail_closed(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    """CRLs are kept per issuer name: a namesake CA's CRL loads (it verifies against one of the anchors of
+    that name) and replaces the other's, whose certificates are then refused rather than let through."""
+    twin = CertificateAuthority.create("Test Practices Root")
+    registry.add_trust_anchor(twin.cert, actor=ACTOR)
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.load_crl(root.crl(), actor=ACTOR)
+    assert registry.identify(issued.cert).accepted
+    registry.load_crl(twin.crl(), actor=ACTOR)  # was refused: checked against the first anchor of that name
+    assert len(registry.crls()) == 1
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted and "revocation status unknown" in ident.reason
+
+
 def test_verify_treats_a_badly_signed_crl_as_unknown(root: CertificateAuthority) -> None:
     """verify.py alone: a CRL of an intermediate that does not verify means revocation status unknown."""
     intermediate = CertificateAuthority.create("Issuing CA", parent=root)

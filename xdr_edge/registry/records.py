@@ -152,7 +152,11 @@ class TrustAnchor:
 
 @dataclass(frozen=True)
 class CrlRecord:
-    """The newest loaded CRL of one issuer (DER), with the dates that decide whether it is still usable."""
+    """The newest loaded CRL of one issuer name (DER), with the dates that decide whether it is still usable.
+
+    Keyed by the issuer's name only: see :meth:`~xdr_edge.registry.Registry.load_crl` for what that means for
+    two CAs of the same name (it fails closed).
+    """
 
     issuer: str
     this_update: datetime

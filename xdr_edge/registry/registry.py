@@ -312,16 +312,25 @@ class Registry:
         return anchor
 
     def load_crl(self, crl: bytes | str | x509.CertificateRevocationList, *, actor: str) -> CrlRecord:
-        """Load (or replace with a newer) CRL of one issuer; a trust anchor's CRL must verify against it."""
+        """Load (or replace with a newer) CRL of one issuer; a trust anchor's CRL must verify against it.
+
+        CRLs are kept one per issuer *name* (schema version 1). Two trusted CAs with the same subject name
+        would replace each other's CRL; that fails closed, not open: the verifier only uses a CRL that the
+        issuing CA's own key signed, so the CA whose CRL was replaced has its certificates refused ("revocation
+        status unknown") until its CRL is loaded again. Give CAs distinct names.
+        """
         parsed = _load_crl(crl)
         issuer = parsed.issuer.rfc4514_string()
-        for anchor in self.trust_anchors():
-            ca = x509.load_pem_x509_certificate(anchor.pem.encode("ascii"))
-            if ca.subject == parsed.issuer and not crl_signed_by(parsed, ca):
-                raise CertificateError(
-                    f"the CRL of {issuer} is not signed by the trust anchor of that name; not loaded",
-                    location=issuer,
-                )
+        namesakes = [
+            ca
+            for ca in (x509.load_pem_x509_certificate(a.pem.encode("ascii")) for a in self.trust_anchors())
+            if ca.subject == parsed.issuer
+        ]
+        if namesakes and not any(crl_signed_by(parsed, ca) for ca in namesakes):
+            raise CertificateError(
+                f"the CRL of {issuer} is not signed by the trust anchor of that name; not loaded",
+                location=issuer,
+            )
         record = CrlRecord(
             issuer=issuer,
             this_update=parsed.last_update_utc,
