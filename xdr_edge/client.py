@@ -42,7 +42,7 @@ from xdr_edge.model import DirectAddress, Submission
 from xdr_edge.practice import Practice
 from xdr_edge.response import RegistryErrorEntry
 from xdr_edge.soap import Fault, LevelPlacement
-from xdr_edge.tls import ClientIdentity, PracticeSession, SessionPool, load_identity
+from xdr_edge.tls import ClientIdentity, PracticeSession, SessionPool
 from xdr_edge.validate import validate
 from xdr_edge.wire import OutgoingRequest, build_request, parse_response
 
@@ -283,7 +283,8 @@ class XdrClient:
             raise ConfigurationError(
                 f"practice {prac.id!r} has no client certificate configured", location=f"practice {prac.id}"
             )
-        identity = load_identity(prac.credential)
+        # The pool's identity: loaded once and re-read only when the files change, as the send will use it.
+        identity = self._pool.session_for(prac).identity
         now = datetime.now(UTC)
         if identity.not_after < now:
             raise CertificateError(
