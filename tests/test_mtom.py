@@ -23,6 +23,7 @@ from xdr_edge.mtom import (
     MtomPackage,
     MtomPart,
     cid_href,
+    content_id_of,
     new_content_id,
     parse_content_type,
     read_mtom,
@@ -236,6 +237,17 @@ def test_cid_href_percent_encodes_and_resolve_inverts(spool: Path) -> None:
     with read(body, spool_dir=spool) as pkg:
         assert pkg.resolve(cid_href(cid)).content_id == cid
         assert pkg.resolve("CID:" + cid_href(cid)[4:]).content_id == cid
+
+
+@pytest.mark.parametrize("cid", ["a%b/c?d@x", "1.urn:uuid:3D4B@apache.org", "é@x", " @x"])
+def test_content_id_of_inverts_cid_href(cid: str) -> None:
+    assert content_id_of(cid_href(cid)) == cid
+    assert content_id_of(" CID:" + cid_href(cid)[4:] + " ") == cid
+
+
+@pytest.mark.parametrize("href", ["", "cid:", "http://a@x", "a@x", "cidx:a@x"])
+def test_content_id_of_refuses_what_is_not_a_cid_url(href: str) -> None:
+    assert content_id_of(href) is None
 
 
 # ---------------------------------------------------------------------------------------------------------

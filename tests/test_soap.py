@@ -161,7 +161,7 @@ def test_request_documents_and_placeholders() -> None:
     docs = _xpath(xml, "//xdsb:ProvideAndRegisterDocumentSetRequest/xdsb:Document")
     assert [d.get("id") for d in docs] == ["Document01", "Doc2"]
     include = docs[0].find("xop:Include", NSMAP)
-    assert include is not None and include.get("href") == "cid:a%20b/c%25d@x.org"
+    assert include is not None and include.get("href") == "cid:a%20b%2Fc%25d@x.org"  # mtom.cid_href
     assert docs[1].text == base64.b64encode(b"\x00hi").decode()
     (request,) = _xpath(xml, "/S:Envelope/S:Body/xdsb:ProvideAndRegisterDocumentSetRequest")
     assert etree.QName(request[0]).localname == "SubmitObjectsRequest"

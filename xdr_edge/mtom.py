@@ -22,6 +22,7 @@ __all__ = [
     "MtomPart",
     "ReceivedPart",
     "cid_href",
+    "content_id_of",
     "new_content_id",
     "parse_content_type",
     "read_mtom",
@@ -162,6 +163,15 @@ def cid_href(content_id: str) -> str:
     RFC 2392 and digest §4 rule 4; :meth:`MtomPackage.resolve` is its inverse.
     """
     return "cid:" + quote(content_id, safe=_CID_SAFE)
+
+
+def content_id_of(href: str) -> str | None:
+    """The Content-ID an ``xop:Include/@href`` names (the inverse of :func:`cid_href`), or None when ``href`` is
+    not a ``cid:`` URL with an id. The scheme is case-insensitive (RFC 3986 §3.1)."""
+    scheme, colon, rest = href.strip().partition(":")
+    if not colon or scheme.lower() != "cid" or not rest:
+        return None
+    return unquote(rest)
 
 
 def _check_content_id(content_id: str, *, what: str) -> None:
@@ -510,15 +520,14 @@ class MtomPackage:
         A non-``cid:`` href is an XOP violation (SOAP fault ``Sender``); a ``cid:`` naming no part means the
         document is missing (``XDSMissingDocument``, digest §4 rule 7).
         """
-        scheme, colon, rest = href.strip().partition(":")
-        if not colon or scheme.lower() != "cid" or not rest:
+        content_id = content_id_of(href)
+        if content_id is None:
             raise RemoteProtocolError(
                 f"xop:Include href {href!r} is not a cid: URL (XOP 1.0 §3.1)",
                 code="mtom-bad-href",
                 location="xop:Include/@href",
                 fault_code="Sender",
             )
-        content_id = unquote(rest)
         part = self.parts.get(content_id)
         if part is None:
             raise RemoteProtocolError(

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
 
 import zeep
 import zeep.transports
@@ -55,6 +54,7 @@ from xdr_edge import ns
 from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, MetadataLevel
+from xdr_edge.mtom import cid_href, content_id_of
 from xdr_edge.xml import parse
 
 WSDL_DIR = Path(__file__).parent / "wsdl"
@@ -70,7 +70,6 @@ _WSA_SINGLE = ("To", "From", "ReplyTo", "FaultTo", "MessageID", "Action")
 _WSA_KNOWN = frozenset({*_WSA_SINGLE, "RelatesTo"})
 _LEVELS = {"minimal": MetadataLevel.MINIMAL, "XDS": MetadataLevel.XDS}
 _HUGE_INPUT = 9 * 1024 * 1024  # libxml2 refuses text nodes over 10 MB unless huge_tree (STACK-NOTES)
-_CID_SAFE = "!$&'()*+,;=:@/~"  # RFC 3986 pchar minus "%": left as is in a cid: URL (RFC 2392)
 _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver")
 #: ``Finding.code`` of the tolerated envelope deviations (warnings). They are not faults (a fault code such as
 #: ``env:Sender`` would tell a reader of the RegistryResponse the request was refused) and not XDS registry
@@ -289,7 +288,7 @@ def _fill_document(slot: etree._Element, doc: DocumentRef) -> None:
     assert doc.content_id is not None  # DocumentRef guarantees one of the two
     slot.text = None
     include = etree.SubElement(slot, _q(ns.XOP, "Include"), nsmap={"xop": ns.XOP})
-    include.set("href", "cid:" + quote(doc.content_id, safe=_CID_SAFE))
+    include.set("href", cid_href(doc.content_id))
 
 
 def build_request_envelope(
@@ -665,11 +664,11 @@ def _read_document(slot: etree._Element, index: int, findings: list[Finding]) ->
             raise _sender(f"{where} is neither an xop:Include nor valid base64 text", where) from exc
     if len(children) != 1 or not _is(children[0], ns.XOP, "Include") or (slot.text or "").strip():
         raise _sender(f"{where} must hold base64 text or exactly one xop:Include", where)
-    href = (children[0].get("href") or "").strip()
-    if not href.startswith("cid:") or len(href) == 4:
+    content_id = content_id_of(children[0].get("href") or "")
+    if content_id is None:
         # Only references to parts of this package; never follow another URL (XOP 1.0 §3, digest §4.4).
         raise _sender(f"{where}/xop:Include/@href must be a cid: URL", f"{where}/xop:Include/@href")
-    return DocumentRef(entry_id, content_id=unquote(href[4:]))
+    return DocumentRef(entry_id, content_id=content_id)
 
 
 def _read_body(
