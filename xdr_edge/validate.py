@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from xdr_edge import ns
 from xdr_edge.errors import ValidationFailed
@@ -43,10 +43,7 @@ from xdr_edge.model import (
     Author,
     Code,
     DocumentEntry,
-    Dtm,
     MetadataLevel,
-    Patient,
-    Person,
     Submission,
     SubmissionSet,
     is_oid,
@@ -458,19 +455,14 @@ def _presence_findings(
 # Value formats (digest §8)
 
 
-def _dtm(rule: str, location: str, value: Dtm | None) -> Iterator[Finding]:
-    if value is not None:
-        for problem in value.format_problems():
-            yield _error(rule, location, problem)
+class _HL7Value(Protocol):
+    """The model's HL7 v2 text values (Dtm, Patient, Person, Organization, Telecom, Recipient)."""
+
+    def format_problems(self) -> list[str]: ...
 
 
-def _patient(rule: str, location: str, value: Patient | None) -> Iterator[Finding]:
-    if value is not None:
-        for problem in value.format_problems():
-            yield _error(rule, location, problem)
-
-
-def _person(rule: str, location: str, value: Person | None) -> Iterator[Finding]:
+def _format(rule: str, location: str, value: _HL7Value | None) -> Iterator[Finding]:
+    """An error per problem the model reports for an HL7 value; the model owns the format rules (digest §8)."""
     if value is not None:
         for problem in value.format_problems():
             yield _error(rule, location, problem)
@@ -490,21 +482,19 @@ def _authors(prefix: str, path: str, authors: tuple[Author, ...]) -> Iterator[Fi
     """authorPerson XCN, authorInstitution XON, authorTelecommunication XTN (digest §8, DTS 433)."""
     for number, author in enumerate(authors, start=1):
         where = f"{path}/Classification[author][{number}]"
-        yield from _person(
+        yield from _format(
             f"{prefix}-bad-author-person", f"{where}/Slot[@name='authorPerson']", author.person
         )
         for institution in author.institutions:
-            for problem in institution.format_problems():
-                yield _error(
-                    f"{prefix}-bad-author-institution", f"{where}/Slot[@name='authorInstitution']", problem
-                )
+            yield from _format(
+                f"{prefix}-bad-author-institution", f"{where}/Slot[@name='authorInstitution']", institution
+            )
         for telecom in author.telecoms:
-            for problem in telecom.format_problems():
-                yield _error(
-                    f"{prefix}-bad-author-telecommunication",
-                    f"{where}/Slot[@name='authorTelecommunication']",
-                    problem,
-                )
+            yield from _format(
+                f"{prefix}-bad-author-telecommunication",
+                f"{where}/Slot[@name='authorTelecommunication']",
+                telecom,
+            )
 
 
 def _unknown_slots(
@@ -578,15 +568,15 @@ def _de_identity(entry: DocumentEntry, path: str) -> Iterator[Finding]:
             f"objectType {entry.object_type!r} is not the stable DocumentEntry type {ns.DOC_ENTRY_STABLE} "
             "required in a Provide and Register request (digest §7)",
         )
-    yield from _patient("de-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", entry.patient_id)
+    yield from _format("de-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", entry.patient_id)
 
 
 def _de_slots(entry: DocumentEntry, path: str) -> Iterator[Finding]:
-    yield from _dtm("de-bad-creation-time", f"{path}/Slot[@name='creationTime']", entry.creation_time)
-    yield from _dtm(
+    yield from _format("de-bad-creation-time", f"{path}/Slot[@name='creationTime']", entry.creation_time)
+    yield from _format(
         "de-bad-service-start-time", f"{path}/Slot[@name='serviceStartTime']", entry.service_start_time
     )
-    yield from _dtm(
+    yield from _format(
         "de-bad-service-stop-time", f"{path}/Slot[@name='serviceStopTime']", entry.service_stop_time
     )
     yield from _service_time_order(entry, path)
@@ -596,7 +586,7 @@ def _de_slots(entry: DocumentEntry, path: str) -> Iterator[Finding]:
             f"{path}/Slot[@name='languageCode']",
             f"languageCode {entry.language_code!r} is not an RFC 3066 / BCP 47 tag such as 'en-US'",
         )
-    yield from _patient(
+    yield from _format(
         "de-bad-source-patient-id", f"{path}/Slot[@name='sourcePatientId']", entry.source_patient_id
     )
     for value in entry.source_patient_info:
@@ -606,7 +596,7 @@ def _de_slots(entry: DocumentEntry, path: str) -> Iterator[Finding]:
                 f"{path}/Slot[@name='sourcePatientInfo']",
                 "a sourcePatientInfo value does not start with 'PID-<field>|' (XD 162)",
             )
-    yield from _person(
+    yield from _format(
         "de-bad-legal-authenticator", f"{path}/Slot[@name='legalAuthenticator']", entry.legal_authenticator
     )
     if entry.hash is not None and not _HASH.match(entry.hash):
@@ -667,8 +657,8 @@ def _submission_set_findings(ss: SubmissionSet, level: MetadataLevel) -> Iterato
         yield _error("ss-bad-unique-id", f"{path}/ExternalIdentifier[uniqueId]", problem)
     if ss.source_id and (problem := _ss_oid_problem("sourceId", ss.source_id)):
         yield _error("ss-bad-source-id", f"{path}/ExternalIdentifier[sourceId]", problem)
-    yield from _dtm("ss-bad-submission-time", f"{path}/Slot[@name='submissionTime']", ss.submission_time)
-    yield from _patient("ss-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", ss.patient_id)
+    yield from _format("ss-bad-submission-time", f"{path}/Slot[@name='submissionTime']", ss.submission_time)
+    yield from _format("ss-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", ss.patient_id)
     yield from _code(
         "ss-bad-content-type-code",
         f"{path}/Classification[contentTypeCode]",
@@ -677,8 +667,7 @@ def _submission_set_findings(ss: SubmissionSet, level: MetadataLevel) -> Iterato
     )
     yield from _authors("ss", path, ss.authors)
     for recipient in ss.intended_recipients:
-        for problem in recipient.format_problems():
-            yield _error("ss-bad-intended-recipient", f"{path}/Slot[@name='intendedRecipient']", problem)
+        yield from _format("ss-bad-intended-recipient", f"{path}/Slot[@name='intendedRecipient']", recipient)
     yield from _unknown_slots("ss", path, ss.extra_slots, _SS_EXTRA_SLOTS)
 
 
