@@ -12,8 +12,6 @@ from __future__ import annotations
 __all__ = ["DemoStep", "run_demo"]
 
 import shutil
-import socket
-import ssl
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from xdr_edge.client import SendResult, XdrClient
 from xdr_edge.compose import compose
+from xdr_edge.conformance.exchange import ExchangeKind, post, tls_context
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel
 from xdr_edge.practice import Practice
@@ -85,33 +84,28 @@ def _send_unchecked(lab: Lab, practice: Practice, sender: str, recipient: str, d
 
 
 def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls: bool) -> DemoStep:
-    """Connect with a given client certificate and report whether the TLS handshake (or the request) was refused."""
-    context = ssl.create_default_context(cafile=str(lab.ca_bundle))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    host, port = "127.0.0.1", lab.server.port
-    try:
-        with socket.create_connection((host, port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                # TLS 1.3: the server checks our certificate after the client's handshake completes; its
-                # verdict arrives with the first read.
-                tls.sendall(
-                    b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\n"
-                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-                reply = tls.recv(65536)
-    except (ssl.SSLError, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
+    """Connect with a given client certificate and report whether the TLS handshake (or the request) was refused.
+
+    The conformance TLS cases' own client (:func:`tls_context`, :func:`post`), which tells a refusal in the
+    handshake (TLS 1.3: with the first read) from an HTTP answer.
+    """
+    ex = post(
+        lab.endpoint,
+        tls_context(lab.ca_bundle, cert, key),
+        "application/soap+xml",
+        b"",
+        message_id=None,
+        timeout=10,
+    )
+    if ex.kind is ExchangeKind.REFUSED:
         return DemoStep(
-            name, "TLS handshake refused", f"refused by the server ({reason})", expect_refused_at_tls
+            name, "TLS handshake refused", f"refused by the server ({ex.problem})", expect_refused_at_tls
         )
-    status = reply.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-    refused = b" 403 " in reply.split(b"\r\n", 1)[0]
     return DemoStep(
         name,
         "TLS handshake refused" if expect_refused_at_tls else "HTTP 403 fault, body not read",
-        status if reply else "connection closed",
-        (not expect_refused_at_tls) and refused,
+        f"HTTP {ex.http_status}" if ex.http_status is not None else ex.describe(),
+        (not expect_refused_at_tls) and ex.http_status == 403,
     )
 
 

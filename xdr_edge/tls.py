@@ -29,6 +29,7 @@ __all__ = [
     "parse_certificates",
     "san_values",
     "server_ssl_context",
+    "verifying_client_context",
 ]
 
 import os
@@ -389,11 +390,13 @@ def _load_trust(context: ssl.SSLContext, ca_file: Path, what: str) -> None:
         ) from None
 
 
-def client_ssl_context(identity: ClientIdentity, ca_bundle: Path) -> ssl.SSLContext:
-    """A TLS >= 1.2 client context presenting ``identity`` and trusting only the CAs in ``ca_bundle``.
+def verifying_client_context(ca_bundle: Path) -> ssl.SSLContext:
+    """A TLS >= 1.2 client context trusting only the CAs in ``ca_bundle``, presenting no certificate yet.
 
     Hostname checking is on and uses the SAN only (RFC 6125); no system or certifi certificates are loaded, so
-    a server certificate from any CA outside the bundle fails the handshake (digest §2, ETT tests 7/17).
+    a server certificate from any CA outside the bundle fails the handshake (digest §2, ETT tests 7/17). On its
+    own only for probing how a server treats a client without a certificate (conformance); sending uses
+    :func:`client_ssl_context`.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -401,6 +404,12 @@ def client_ssl_context(identity: ClientIdentity, ca_bundle: Path) -> ssl.SSLCont
     context.hostname_checks_common_name = False
     context.verify_mode = ssl.CERT_REQUIRED
     _load_trust(context, ca_bundle, "CA bundle")
+    return context
+
+
+def client_ssl_context(identity: ClientIdentity, ca_bundle: Path) -> ssl.SSLContext:
+    """:func:`verifying_client_context` presenting ``identity``."""
+    context = verifying_client_context(ca_bundle)
     _load_identity_into(context, identity)
     return context
 

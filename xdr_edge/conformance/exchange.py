@@ -23,6 +23,8 @@ from enum import Enum
 from pathlib import Path
 
 from xdr_edge.errors import ConfigurationError, RemoteProtocolError
+from xdr_edge.practice import ClientCredential
+from xdr_edge.tls import client_ssl_context, load_identity, verifying_client_context
 from xdr_edge.wire import ParsedResponse, parse_response
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
@@ -78,19 +80,12 @@ class Exchange:
 
 
 def tls_context(ca_bundle: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-    """A TLS >= 1.2 client context trusting only ``ca_bundle``, presenting ``cert``/``key`` when given.
-
-    Used for the TLS cases, whose material (an untrusted or expired certificate) our own identity loader would
-    rightly refuse; the practice's normal context comes from :func:`xdr_edge.tls.client_ssl_context`.
+    """The client context of :mod:`xdr_edge.tls` trusting only ``ca_bundle``, presenting ``cert``/``key`` when
+    given (PEM files, possibly an untrusted or expired certificate: the TLS cases want the server to see them).
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=str(ca_bundle))
-    if cert is not None:
-        context.load_cert_chain(str(cert), str(key) if key is not None else None)
-    return context
+    if cert is None:
+        return verifying_client_context(ca_bundle)
+    return client_ssl_context(load_identity(ClientCredential(cert=cert, key=key)), ca_bundle)
 
 
 def _split(endpoint: str) -> tuple[str, int, str]:
