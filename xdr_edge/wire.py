@@ -182,7 +182,9 @@ def _finding(
 def _attach_documents(
     envelope: RequestEnvelope, package: MtomPackage | None
 ) -> tuple[dict[str, Document], list[Finding]]:
-    """Pair each ``xdsb:Document`` with its bytes; report orphan parts and unresolvable references (digest §4)."""
+    """Pair each ``xdsb:Document`` with its bytes; report orphan parts and unresolvable references (digest §4).
+
+    A part referenced twice never gets here: the envelope reader refuses it with a Sender fault (DTS 432)."""
     documents: dict[str, Document] = {}
     findings: list[Finding] = []
     used: set[str] = set()
@@ -198,16 +200,7 @@ def _attach_documents(
         if ref.inline is not None:
             documents[ref.entry_id] = Document.from_bytes(ref.inline, name=ref.entry_id)
             continue
-        if ref.content_id is None:
-            findings.append(
-                _finding(
-                    "XDSMissingDocument",
-                    where,
-                    "Document has neither content nor an xop:Include",
-                    "doc-empty",
-                )
-            )
-            continue
+        assert ref.content_id is not None  # DocumentRef holds exactly one of inline and content_id
         if package is None:
             findings.append(
                 _finding(
@@ -219,24 +212,14 @@ def _attach_documents(
                 )
             )
             continue
-        part = package.parts.get(ref.content_id)
-        if part is None or ref.content_id == _root_cid(package):
+        part = package.parts.get(ref.content_id)  # the root part is never among them
+        if part is None:
             findings.append(
                 _finding(
                     "XDSMissingDocument",
                     where,
                     f"xop:Include references cid:{ref.content_id}, which is not a part of this package",
                     "xop-unresolved",
-                )
-            )
-            continue
-        if ref.content_id in used:
-            findings.append(
-                _finding(
-                    "XDSRegistryMetadataError",
-                    where,
-                    f"MIME part <{ref.content_id}> is referenced twice",
-                    "xop-twice",
                 )
             )
             continue
@@ -254,10 +237,6 @@ def _attach_documents(
                     )
                 )
     return documents, findings
-
-
-def _root_cid(package: MtomPackage) -> str | None:
-    return getattr(package, "root_content_id", None)
 
 
 def _level_findings(submission: Submission, declared: MetadataLevel | None) -> list[Finding]:
