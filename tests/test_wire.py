@@ -527,6 +527,36 @@ def test_unsupported_content_type_is_a_sender_fault() -> None:
 # Streaming the body re-checks the documents
 
 
+class _CountingFile(io.BytesIO):
+    """A real in-memory file that counts the bytes read from it (the documents' I/O is what is measured)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def test_send_path_reads_each_document_once_to_hash_and_once_to_send() -> None:
+    """compose hashes; validate, build_request and MtomBody's length do not re-read; sending streams it once."""
+    data = b"%PDF-1.4\n" + bytes(range(256)) * 4096  # 1 MiB: larger than compose's 64 KiB sniffing head
+    source = _CountingFile(data)
+    submission = compose(
+        [Document.from_file(source, name="scan.pdf")], sender="a@b.example", recipients=["c@d.example"]
+    )
+    hashed = source.bytes_read
+    assert len(data) <= hashed <= len(data) + 64 * 1024
+    assert not [f for f in validate(submission) if f.is_error]
+    request = build_request(submission, endpoint=ENDPOINT)
+    assert source.bytes_read == hashed
+    sent = _body(request.body)
+    assert source.bytes_read == hashed + len(data)
+    assert len(sent) == len(request.body)
+
+
 def test_document_changed_after_compose_aborts_the_body(tmp_path: Path) -> None:
     path = tmp_path / "scan.pdf"
     path.write_bytes(sample_pdf("before"))
