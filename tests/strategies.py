@@ -121,14 +121,13 @@ def codes() -> st.SearchStrategy[Code]:
 
 
 def authors() -> st.SearchStrategy[Author]:
-    small = {"max_size": 2}
     return st.builds(
         Author,
         person=st.none() | persons(),
-        institutions=st.lists(organizations(), **small).map(tuple),
-        roles=st.lists(awkward_text(12), **small).map(tuple),
-        specialties=st.lists(awkward_text(12), **small).map(tuple),
-        telecoms=st.lists(telecoms(), **small).map(tuple),
+        institutions=st.lists(organizations(), max_size=2).map(tuple),
+        roles=st.lists(awkward_text(12), max_size=2).map(tuple),
+        specialties=st.lists(awkward_text(12), max_size=2).map(tuple),
+        telecoms=st.lists(telecoms(), max_size=2).map(tuple),
     )
 
 
@@ -164,7 +163,6 @@ def document_entries(
     document = Document.from_bytes(data, name=f"{entry_id}.bin")
     sha1, size = hashlib.sha1(data).hexdigest(), len(data)
     with_digest = draw(st.booleans())
-    small = {"max_size": 2}
     return DocumentEntry(
         entry_id=entry_id,
         unique_id=unique_id if unique_id is not None else draw(oids()),
@@ -176,17 +174,17 @@ def document_entries(
         class_code=draw(st.none() | codes()),
         type_code=draw(st.none() | codes()),
         format_code=draw(st.none() | codes()),
-        confidentiality_codes=tuple(draw(st.lists(codes(), **small))),
+        confidentiality_codes=tuple(draw(st.lists(codes(), max_size=2))),
         healthcare_facility_type_code=draw(st.none() | codes()),
         practice_setting_code=draw(st.none() | codes()),
         language_code=draw(st.none() | st.sampled_from(("en-us", "en-US", "es", "fr-CA"))),
         patient_id=draw(st.none() | patients()),
         source_patient_id=draw(st.none() | patients()),
         source_patient_info=draw(_source_patient_info()),
-        authors=tuple(draw(st.lists(authors(), **small))),
+        authors=tuple(draw(st.lists(authors(), max_size=2))),
         title=draw(st.none() | st.just("") | awkward_text()),
         comments=draw(st.none() | awkward_text(40)),
-        event_codes=tuple(draw(st.lists(codes(), **small))),
+        event_codes=tuple(draw(st.lists(codes(), max_size=2))),
         service_start_time=draw(st.none() | dtms()),
         service_stop_time=draw(st.none() | dtms()),
         legal_authenticator=draw(st.none() | persons()),

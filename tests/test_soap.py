@@ -706,7 +706,7 @@ def test_request_reader_parse_is_hardened() -> None:
 def test_zeep_reads_only_our_wsdl_directory() -> None:
     from xdr_edge import soap
 
-    transport = soap._WsdlOnlyTransport()
+    transport = soap._WsdlOnlyTransport()  # type: ignore[no-untyped-call]
     assert b"ProvideAndRegisterDocumentSet-b" in transport.load(str(soap.WSDL_PATH))
     with pytest.raises(LocalProtocolError, match="may only load files"):
         transport.load("/etc/hostname")
