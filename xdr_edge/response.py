@@ -26,6 +26,7 @@ from lxml import etree
 from xdr_edge import ns
 from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
+from xdr_edge.xml import qname
 
 #: The ``Finding.code`` of problems found in a peer's RegistryResponse. Nobody answers a response, so there is
 #: no XDS errorCode to carry; the code only groups these findings for callers and ``--json`` output.
@@ -37,7 +38,7 @@ _RANK = {Severity.WARNING: 0, Severity.ERROR: 1}
 
 
 def _rs(local: str) -> str:
-    return f"{{{ns.RS}}}{local}"
+    return qname(ns.RS, local)
 
 
 @dataclass(frozen=True)

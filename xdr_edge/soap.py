@@ -55,7 +55,7 @@ from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.mtom import cid_href, content_id_of
-from xdr_edge.xml import parse
+from xdr_edge.xml import parse, qname, tostring
 
 WSDL_DIR = Path(__file__).parent / "wsdl"
 WSDL_PATH = WSDL_DIR / "iti41.wsdl"
@@ -80,14 +80,10 @@ BODY_WARNING = "ITI-41"
 _BAD_ADDRESS_CODE = "XDSRepositoryMetadataError"  # digest §11: an unusable address block is a metadata error
 
 
-def _q(namespace: str, local: str) -> str:
-    return f"{{{namespace}}}{local}"
-
-
 _S = ns.SOAP
-_MUST_UNDERSTAND = _q(_S, "mustUnderstand")
-_ROLE = _q(_S, "role")
-_RELAY = _q(_S, "relay")
+_MUST_UNDERSTAND = qname(_S, "mustUnderstand")
+_ROLE = qname(_S, "role")
+_RELAY = qname(_S, "relay")
 
 
 class LevelPlacement(Enum):
@@ -210,14 +206,14 @@ def _must_understand(element: etree._Element) -> etree._Element:
 
 
 def _wsa(local: str, text: str | None = None) -> etree._Element:
-    element = etree.Element(_q(ns.WSA, local), nsmap={"wsa": ns.WSA, "S": _S})
+    element = etree.Element(qname(ns.WSA, local), nsmap={"wsa": ns.WSA, "S": _S})
     if text is not None:
         element.text = text
     return element
 
 
 def _direct(local: str, text: str | None = None, *, parent: etree._Element | None = None) -> etree._Element:
-    tag = _q(ns.DIRECT, local)
+    tag = qname(ns.DIRECT, local)
     element = (
         etree.SubElement(parent, tag)
         if parent is not None
@@ -240,7 +236,7 @@ def _request_headers(
     """The digest §3 recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
     addressBlock (role destination, relay true, no mustUnderstand: §5.1) and metadata-level (§5.3)."""
     reply_to = _must_understand(_wsa("ReplyTo"))
-    etree.SubElement(reply_to, _q(ns.WSA, "Address")).text = ns.WSA_ANONYMOUS
+    etree.SubElement(reply_to, qname(ns.WSA, "Address")).text = ns.WSA_ANONYMOUS
     headers = [
         _must_understand(_wsa("To", to)),
         _must_understand(_wsa("MessageID", message_id)),
@@ -287,7 +283,7 @@ def _fill_document(slot: etree._Element, doc: DocumentRef) -> None:
         return
     assert doc.content_id is not None  # DocumentRef guarantees one of the two
     slot.text = None
-    include = etree.SubElement(slot, _q(ns.XOP, "Include"), nsmap={"xop": ns.XOP})
+    include = etree.SubElement(slot, qname(ns.XOP, "Include"), nsmap={"xop": ns.XOP})
     include.set("href", cid_href(doc.content_id))
 
 
@@ -329,16 +325,16 @@ def build_request_envelope(
         Document=[{"_value_1": "", "id": d.entry_id} for d in documents],
         _soapheaders=headers,
     )
-    request = envelope.find(f"{_q(_S, 'Body')}/{_q(ns.XDSB, 'ProvideAndRegisterDocumentSetRequest')}")
+    request = envelope.find(f"{qname(_S, 'Body')}/{qname(ns.XDSB, 'ProvideAndRegisterDocumentSetRequest')}")
     if request is None:  # our WSDL guarantees it; a changed WSDL must fail loudly
         raise LocalProtocolError("zeep did not render xdsb:ProvideAndRegisterDocumentSetRequest")
-    placeholder = request.find(_q(ns.LCM, "SubmitObjectsRequest"))
+    placeholder = request.find(qname(ns.LCM, "SubmitObjectsRequest"))
     assert placeholder is not None
     request.replace(placeholder, copy.deepcopy(submit_objects))
-    for slot, doc in zip(request.findall(_q(ns.XDSB, "Document")), documents, strict=True):
+    for slot, doc in zip(request.findall(qname(ns.XDSB, "Document")), documents, strict=True):
         _fill_document(slot, doc)
     etree.cleanup_namespaces(envelope, top_nsmap={"wsa": ns.WSA, "direct": ns.DIRECT, "xop": ns.XOP})
-    return etree.tostring(envelope, encoding="UTF-8", xml_declaration=True)
+    return tostring(envelope)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -602,7 +598,7 @@ def _wsa_findings(state: _Headers, message_id: str, action: str, findings: list[
             "wsa-reply-to-absent",
         )
         return None
-    address = reply.find(_q(ns.WSA, "Address"))
+    address = reply.find(qname(ns.WSA, "Address"))
     if address is None:
         raise _sender(
             "S:Header/wsa:ReplyTo has no wsa:Address",
@@ -683,7 +679,7 @@ def _read_body(
             f"S:Body/{_name(request)} is not xdsb:ProvideAndRegisterDocumentSetRequest ({ns.XDSB})",
             f"S:Body/{_name(request)}",
         )
-    submit = request.find(_q(ns.LCM, "SubmitObjectsRequest"))
+    submit = request.find(qname(ns.LCM, "SubmitObjectsRequest"))
     documents: list[DocumentRef] = []
     for child in _elements(request):
         if _is(child, ns.XDSB, "Document"):
@@ -770,11 +766,11 @@ def read_request_envelope(xml: bytes) -> RequestEnvelope:
 
 
 def _envelope(headers: Sequence[etree._Element]) -> tuple[etree._Element, etree._Element]:
-    envelope = etree.Element(_q(_S, "Envelope"), nsmap={"S": _S, "wsa": ns.WSA})
-    header = etree.SubElement(envelope, _q(_S, "Header"))
+    envelope = etree.Element(qname(_S, "Envelope"), nsmap={"S": _S, "wsa": ns.WSA})
+    header = etree.SubElement(envelope, qname(_S, "Header"))
     for element in headers:
         header.append(element)
-    return envelope, etree.SubElement(envelope, _q(_S, "Body"))
+    return envelope, etree.SubElement(envelope, qname(_S, "Body"))
 
 
 def _reply_headers(action: str, message_id: str, relates_to: str | None) -> list[etree._Element]:
@@ -788,7 +784,7 @@ def _serialize(envelope: etree._Element) -> bytes:
     etree.cleanup_namespaces(
         envelope, top_nsmap={"S": _S, "wsa": ns.WSA}, keep_ns_prefixes=["S", "wsa", "sub"]
     )
-    return etree.tostring(envelope, encoding="UTF-8", xml_declaration=True)
+    return tostring(envelope)
 
 
 def build_response_envelope(body: etree._Element, *, relates_to: str, message_id: str) -> bytes:
@@ -802,15 +798,15 @@ def build_response_envelope(body: etree._Element, *, relates_to: str, message_id
 def _add_subcode(code: etree._Element, subcode: str) -> None:
     """``wsa:X`` is written as is (``wsa`` is bound on the envelope); Clark ``{ns}X`` gets a prefix of its own
     declared on the Value element, since a QName in text content needs an in-scope prefix."""
-    sub = etree.SubElement(code, _q(_S, "Subcode"))
+    sub = etree.SubElement(code, qname(_S, "Subcode"))
     if subcode.startswith("{"):
         namespace, _, local = subcode[1:].partition("}")
         if namespace == ns.WSA:
-            etree.SubElement(sub, _q(_S, "Value")).text = f"wsa:{local}"
+            etree.SubElement(sub, qname(_S, "Value")).text = f"wsa:{local}"
         else:
-            etree.SubElement(sub, _q(_S, "Value"), nsmap={"sub": namespace}).text = f"sub:{local}"
+            etree.SubElement(sub, qname(_S, "Value"), nsmap={"sub": namespace}).text = f"sub:{local}"
     elif subcode.startswith("wsa:"):
-        etree.SubElement(sub, _q(_S, "Value")).text = subcode
+        etree.SubElement(sub, qname(_S, "Value")).text = subcode
     else:
         raise LocalProtocolError(
             f"a fault subcode must be a wsa: QName or {{namespace}}local, got {subcode!r}"
@@ -822,14 +818,14 @@ def _fault_detail(fault: Fault, fault_el: etree._Element) -> None:
     Other details stay out of the wire form (SOAP Detail content must be elements; the reason says it all)."""
     if fault.detail is None or fault.subcode is None or not fault.subcode.startswith("wsa:"):
         return
-    detail = etree.SubElement(fault_el, _q(_S, "Detail"))
+    detail = etree.SubElement(fault_el, qname(_S, "Detail"))
     if fault.subcode == "wsa:ActionNotSupported":
-        problem = etree.SubElement(detail, _q(ns.WSA, "ProblemAction"))
-        etree.SubElement(problem, _q(ns.WSA, "Action")).text = fault.detail
+        problem = etree.SubElement(detail, qname(ns.WSA, "ProblemAction"))
+        etree.SubElement(problem, qname(ns.WSA, "Action")).text = fault.detail
     else:
         parts = fault.detail.split("/")
         name = parts[1] if parts[0] == "S:Header" and len(parts) > 1 else parts[-1]
-        etree.SubElement(detail, _q(ns.WSA, "ProblemHeaderQName")).text = name
+        etree.SubElement(detail, qname(ns.WSA, "ProblemHeaderQName")).text = name
 
 
 def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: str) -> bytes:
@@ -840,13 +836,13 @@ def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: st
             f"unknown SOAP 1.2 fault code {fault.code!r}: expected one of {_FAULT_CODES}"
         )
     envelope, body = _envelope(_reply_headers(ns.ACTION_FAULT, message_id, relates_to))
-    fault_el = etree.SubElement(body, _q(_S, "Fault"))
-    code = etree.SubElement(fault_el, _q(_S, "Code"))
-    etree.SubElement(code, _q(_S, "Value")).text = f"S:{fault.code}"
+    fault_el = etree.SubElement(body, qname(_S, "Fault"))
+    code = etree.SubElement(fault_el, qname(_S, "Code"))
+    etree.SubElement(code, qname(_S, "Value")).text = f"S:{fault.code}"
     if fault.subcode is not None:
         _add_subcode(code, fault.subcode)
-    reason = etree.SubElement(etree.SubElement(fault_el, _q(_S, "Reason")), _q(_S, "Text"))
-    reason.set(_q(ns.XML, "lang"), "en")
+    reason = etree.SubElement(etree.SubElement(fault_el, qname(_S, "Reason")), qname(_S, "Text"))
+    reason.set(qname(ns.XML, "lang"), "en")
     reason.text = fault.reason
     _fault_detail(fault, fault_el)
     return _serialize(envelope)
@@ -868,7 +864,7 @@ def _resolve_qname(element: etree._Element) -> tuple[str | None, str]:
 
 
 def _read_fault(element: etree._Element) -> Fault:
-    value = element.find(f"{_q(_S, 'Code')}/{_q(_S, 'Value')}")
+    value = element.find(f"{qname(_S, 'Code')}/{qname(_S, 'Value')}")
     if value is None:
         raise RemoteProtocolError(
             "S:Fault has no S:Code/S:Value", code="soap-fault", location="S:Body/S:Fault"
@@ -877,16 +873,16 @@ def _read_fault(element: etree._Element) -> Fault:
     if namespace != _S:
         code = _text(value).strip()
     subcode: str | None = None
-    sub = element.find(f"{_q(_S, 'Code')}/{_q(_S, 'Subcode')}/{_q(_S, 'Value')}")
+    sub = element.find(f"{qname(_S, 'Code')}/{qname(_S, 'Subcode')}/{qname(_S, 'Value')}")
     if sub is not None:
         sub_ns, sub_local = _resolve_qname(sub)
         subcode = (
             f"wsa:{sub_local}" if sub_ns == ns.WSA else f"{{{sub_ns}}}{sub_local}" if sub_ns else sub_local
         )
-    texts = element.findall(f"{_q(_S, 'Reason')}/{_q(_S, 'Text')}")
-    english = [t for t in texts if (t.get(_q(ns.XML, "lang")) or "").lower().startswith("en")]
+    texts = element.findall(f"{qname(_S, 'Reason')}/{qname(_S, 'Text')}")
+    english = [t for t in texts if (t.get(qname(ns.XML, "lang")) or "").lower().startswith("en")]
     reason = _text((english or texts)[0]).strip() if texts else ""
-    detail_el = element.find(_q(_S, "Detail"))
+    detail_el = element.find(qname(_S, "Detail"))
     detail = " ".join(_text(detail_el).split()) if detail_el is not None else None
     return Fault(code, reason, subcode, detail or None)
 
