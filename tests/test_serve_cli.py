@@ -283,3 +283,5 @@ def test_serve_command_answers_and_stops_on_sigterm(site: tuple[Path, DemoPki]) 
     assert process.returncode == 0
     assert "stopped" in output
     assert any((root / "inbox").glob("*/*/summary.json"))
+    # one structured line per request by default, without -v
+    assert "INFO xdr_edge.receiver request practice=" in output and "outcome=stored" in output, output

@@ -7,6 +7,7 @@ module only prints where it listens and waits for a signal to stop.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -68,9 +69,18 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--proxy-verify-header", help="Header carrying the proxy's verdict [default: X-SSL-Client-Verify]."
 )
 @click.option("--path", help="Accept POSTs only on this path (e.g. /xdr) [default: any path].")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No per-request log lines (they are on by default; never PHI)."
+)
 @handle_errors
-def serve(config_file: Path | None, **flags: object) -> None:
+def serve(config_file: Path | None, quiet: bool, **flags: object) -> None:
     """Receive ITI-41 submissions: mutual TLS, certificate -> practice, sender binding, inbox."""
+    if not quiet:
+        # An operator expects one line per request (practice, sender, message id, outcome, duration) without
+        # asking for -v; the records go to the root handler that `xdr-edge` configured.
+        receiver_log = logging.getLogger("xdr_edge.receiver")
+        if receiver_log.getEffectiveLevel() > logging.INFO:
+            receiver_log.setLevel(logging.INFO)
     server_config, options = load_receiver_settings(config_file, overrides=flags)
     built = build_server(server_config, options)
     stop = threading.Event()
