@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
+    "EXIT_INTERNAL",
     "EXIT_OK",
     "EXIT_TRANSPORT",
     "echo_json",
@@ -13,6 +14,7 @@ __all__ = [
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -25,6 +27,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # the peer said Failure / fault, or inspected content has errors
 EXIT_BAD_INPUT = 2  # bad input or configuration: nothing was sent
 EXIT_TRANSPORT = 3  # transport error or outcome unknown
+EXIT_INTERNAL = 4  # a bug in xdr-edge: reported in one line; -vv logs the traceback
+
+log = logging.getLogger("xdr_edge.cli")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,6 +57,18 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except click.exceptions.ClickException:
+            raise  # usage errors: click prints them itself (exit 2)
+        except Exception as exc:
+            # Not one of ours: a bug. One line for the user; the traceback only with -vv, since messages from
+            # deep inside a library can quote document content.
+            log.debug("unexpected error", exc_info=True)
+            click.echo(
+                f"error: internal error ({type(exc).__name__}); this is a bug in xdr-edge. "
+                "Run again with -vv to see the traceback.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 

@@ -1,0 +1,53 @@
+"""The CLI's error boundary: our errors become one line and a documented exit status; a bug becomes one line
+(exit 4) with the traceback only at -vv; click's own usage errors keep their exit status 2."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from click.testing import CliRunner
+
+from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TRANSPORT, handle_errors
+from xdr_edge.errors import ConfigurationError, TransportError
+
+
+def _command(exc: BaseException) -> click.Command:
+    @click.command()
+    @handle_errors
+    def failing() -> None:
+        raise exc
+
+    return failing
+
+
+def test_our_errors_map_to_documented_statuses() -> None:
+    runner = CliRunner()
+    result = runner.invoke(_command(ConfigurationError("bad key", location="x.toml")))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "error: bad key (at x.toml)" in result.output
+    result = runner.invoke(_command(TransportError("connection refused")))
+    assert result.exit_code == EXIT_TRANSPORT
+
+
+def test_a_bug_is_one_line_without_traceback_or_message_text() -> None:
+    result = CliRunner().invoke(_command(KeyError("patient Testpatient")))
+    assert result.exit_code == EXIT_INTERNAL
+    assert "internal error (KeyError)" in result.output
+    assert "Traceback" not in result.output
+    assert "Testpatient" not in result.output  # library messages may quote content: not shown by default
+
+
+def test_traceback_is_logged_at_debug(caplog: object) -> None:
+    import pytest
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    with caplog.at_level(logging.DEBUG, logger="xdr_edge.cli"):
+        CliRunner().invoke(_command(RuntimeError("boom")))
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+
+
+def test_click_usage_errors_pass_through() -> None:
+    result = CliRunner().invoke(_command(click.UsageError("missing --to")))
+    assert result.exit_code == 2
+    assert "missing --to" in result.output
