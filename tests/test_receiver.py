@@ -423,6 +423,53 @@ def test_trusted_but_not_enrolled_gets_403_before_the_body_is_read(env: Env, tmp
     assert b"not enrolled" in rest
 
 
+def test_not_enrolled_client_sending_a_whole_body_still_reads_the_403(env: Env, tmp_path: Path) -> None:
+    """A client that writes its whole (large) body before reading must get the refusal, not a reset."""
+    cert, key, _ = _new_client(env, tmp_path, "not-enrolled-big")
+    big = Document.from_bytes(b"%PDF-1.4\n" + b"z" * (LIMIT * 2), name="big.pdf")
+    submission = make_submission(env, documents=[big])
+    reply = send(env, request_for(env, submission), context=env.context_for(cert, key))
+    assert reply.status == 403
+    fault = reply.parsed().fault
+    assert fault is not None and "not enrolled" in fault.reason
+    assert_nothing_stored(env, submission)
+
+
+def test_lingering_after_a_refusal_is_bounded(env: Env, tmp_path: Path) -> None:
+    """A refused client that keeps trickling body bytes cannot hold a server thread: after answering, the
+    server discards for at most ``linger_seconds`` and then closes."""
+    cert, key, _ = _new_client(env, tmp_path, "trickler")
+    config = dataclasses.replace(env.lab.server.config, port=0, linger_seconds=1.0)
+    with XdrServer(env.lab.server.app, config) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        with env.context_for(cert, key).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(_HEAD_ONLY)
+            tls.settimeout(0.05)
+            started = time.monotonic()
+            received = b""
+            while time.monotonic() - started < 60:
+                try:
+                    chunk = tls.recv(65536)
+                except TimeoutError:
+                    try:
+                        tls.sendall(b"x" * 4096)  # one more body slice every 50 ms
+                    except TimeoutError:
+                        pass  # buffers full for a moment; keep reading
+                    except OSError:
+                        break
+                    continue
+                except (ssl.SSLError, ConnectionError):
+                    break  # a reset after the close is fine: the answer was read before it
+                if not chunk:
+                    break
+                received += chunk
+            closed_after = time.monotonic() - started
+    assert b" 403 " in received.partition(b"\r\n")[0]
+    # Generous against a loaded machine: without the bound the trickle would keep it open for the socket
+    # timeout (30 s) and beyond, since every write resets the idle timer.
+    assert closed_after < 20, f"the server kept a refused connection open for {closed_after:.1f} s"
+
+
 def test_revoked_certificate_is_rejected(env: Env, tmp_path: Path) -> None:
     cert, key, fingerprint = _new_client(env, tmp_path, "to-be-revoked")
     env.lab.registry.enroll("practice-a", cert.read_bytes(), actor="test")
@@ -664,7 +711,10 @@ def test_concurrent_duplicates_are_stored_once(env: Env) -> None:
 
 
 def test_request_over_the_size_limit_gets_413_and_stores_nothing(env: Env) -> None:
-    big = Document.from_bytes(b"%PDF-1.4\n" + b"x" * (LIMIT + 1024), name="big.pdf")
+    """The client writes its whole body before it reads (no ``Expect: 100-continue``), and the body is far
+    larger than the socket buffers: it only sees the 413 because the server keeps reading and discarding
+    after answering (a lingering close) instead of resetting the connection under the client's writes."""
+    big = Document.from_bytes(b"%PDF-1.4\n" + b"x" * (LIMIT * 8), name="big.pdf")
     submission = make_submission(env, documents=[big])
     reply = send(env, request_for(env, submission))
     assert reply.status == 413
@@ -675,7 +725,7 @@ def test_request_over_the_size_limit_gets_413_and_stores_nothing(env: Env) -> No
 
 def test_chunked_request_over_the_size_limit_gets_413(env: Env) -> None:
     """Without a Content-Length the limit is enforced while reading."""
-    big = Document.from_bytes(b"%PDF-1.4\n" + b"y" * (LIMIT + 1024), name="big.pdf")
+    big = Document.from_bytes(b"%PDF-1.4\n" + b"y" * (LIMIT * 8), name="big.pdf")
     submission = make_submission(env, documents=[big])
     request = request_for(env, submission)
     connection = http.client.HTTPSConnection(
@@ -692,7 +742,7 @@ def test_chunked_request_over_the_size_limit_gets_413(env: Env) -> None:
         response = connection.getresponse()
         status = response.status
         response.read()
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
         pytest.fail("the server should answer 413, not drop the connection")
     finally:
         connection.close()

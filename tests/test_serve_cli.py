@@ -61,6 +61,7 @@ TLS_TOML = """\
     threads = 2
     timeout_seconds = 20
     max_request_bytes = 1048576
+    linger_seconds = 2.5
 
     [receiver]
     registry = "registry.db"
@@ -78,7 +79,7 @@ def test_file_paths_are_resolved_against_the_file_directory(site: tuple[Path, De
     server, options = load_receiver_settings(_write(root / "serve.toml", TLS_TOML))
     assert server.cert == root / "pki" / "server.pem"
     assert server.crls == (root / "pki" / "crl.pem",)
-    assert (server.port, server.threads, server.socket_timeout) == (0, 2, 20.0)
+    assert (server.port, server.threads, server.socket_timeout, server.linger_seconds) == (0, 2, 20.0, 2.5)
     assert server.max_request_bytes == options.max_request_bytes == 1048576
     assert not server.plain_http
     assert options.registry == str(root / "registry.db")
@@ -115,6 +116,7 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
         (("port = 0", "port = 70000"), "server.port: must be an integer from 0 to 65535"),
         (("threads = 2", 'threads = "two"'), "server.threads: must be an integer"),
         (("threads = 2", "thread = 2"), "server.thread: unknown key"),
+        (("linger_seconds = 2.5", "linger_seconds = -1"), "server.linger_seconds: must be a positive number"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
         (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),

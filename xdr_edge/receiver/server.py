@@ -16,6 +16,7 @@ import logging
 import ssl
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ class ServerConfig:
     socket_timeout: float = 60.0  # a client that sends nothing for this long is dropped
     max_request_bytes: int = 2 * 1024**3
     plain_http: bool = False  # behind a TLS-terminating proxy
+    # After refusing a request before its body was read, keep reading (and discarding) what the client still
+    # sends for at most this long, so that it can finish writing and read our answer (a "lingering close").
+    linger_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.plain_http:
@@ -73,14 +77,52 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
     Why: cheroot decides on its own whether to keep a connection, and when it keeps one it first *reads the
     rest of the request body* so that the next request starts at the right byte. A rejected client certificate
     or an oversized request must be refused before the body is read (issue #4 item 3): when the app answers
-    with ``Connection: close``, the connection is closed instead and the unread body is never read.
+    with ``Connection: close``, the connection is closed instead and the body is never processed.
+
+    Closing a socket with unread bytes in its receive buffer makes the kernel send a TCP reset, and a client
+    still busy writing its body (any client without ``Expect: 100-continue``: requests, http.client, curl
+    for small bodies) then fails with a broken pipe and never reads the 413 or 403 we wrote. So, like nginx's
+    ``lingering_close``, after the answer is flushed we read and discard what the client still sends, for at
+    most ``linger_seconds`` (and one second of silence), then close. The bytes are never parsed or stored.
     """
+
+    linger_seconds: float = 5.0
+    linger_idle_seconds: float = 1.0
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         write = super().start_response(status, headers, exc_info)
         if any(k.lower() == "connection" and v.strip().lower() == "close" for k, v in headers):
             self.req.close_connection = True
         return write
+
+    def respond(self) -> None:
+        super().respond()
+        req = self.req
+        if req.close_connection and not req.chunked_write and self.linger_seconds > 0:
+            self._discard_unread_body()
+
+    def _discard_unread_body(self) -> None:
+        req = self.req
+        remaining = getattr(req.rfile, "remaining", None)  # KnownLengthRFile; a chunked body has none
+        if remaining == 0 or (remaining is None and getattr(req.rfile, "closed", False)):
+            return  # the body was read to its end (a chunked one up to its last chunk)
+        conn = req.conn
+        deadline = time.monotonic() + self.linger_seconds
+        discarded = 0
+        try:
+            conn.wfile.flush()
+            conn.socket.settimeout(self.linger_idle_seconds)
+            while time.monotonic() < deadline:
+                size = 65536 if remaining is None else min(65536, remaining - discarded)
+                if size <= 0:
+                    break
+                data = conn.rfile.read(size) if remaining is not None else conn.rfile.read1(size)
+                if not data:
+                    break
+                discarded += len(data)
+        except (OSError, ValueError):
+            pass  # the client hung up, went quiet, or the socket is already gone: nothing more to do
+        log.debug("lingering close: discarded %d unread request bytes", discarded)
 
 
 class XdrServer:
@@ -97,7 +139,7 @@ class XdrServer:
             server_name="xdr-edge",
         )
         self._server.max_request_body_size = config.max_request_bytes
-        self._server.gateway = _ClosingGateway
+        self._server.gateway = type("_Gateway", (_ClosingGateway,), {"linger_seconds": config.linger_seconds})
         # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route
         # them into our logging, where they belong with the per-request lines.
         self._server.error_log = _error_log  # type: ignore[method-assign]
@@ -107,6 +149,11 @@ class XdrServer:
             adapter.context = server_ssl_context(config.cert, config.key, config.client_ca, crls=config.crls)
             self._server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None
+
+    @property
+    def app(self) -> Any:
+        """The WSGI application this server runs."""
+        return self._server.wsgi_app
 
     @property
     def port(self) -> int:

@@ -20,6 +20,7 @@ Example::
     threads = 10
     timeout_seconds = 60
     max_request_bytes = 2147483648
+    linger_seconds = 5                 # after a refusal, discard what the client still sends this long
 
     [receiver]
     registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
@@ -65,6 +66,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "threads",
             "timeout_seconds",
             "max_request_bytes",
+            "linger_seconds",
         }
     ),
     "receiver": frozenset({"registry", "inbox", "hook", "path"}),
@@ -226,6 +228,7 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "threads": server.integer("threads", 1, 1000),
         "socket_timeout": server.number("timeout_seconds"),
         "max_request_bytes": server.integer("max_request_bytes", 1),
+        "linger_seconds": server.number("linger_seconds"),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
         "hook": receiver.string("hook"),
@@ -247,6 +250,7 @@ def load_receiver_settings(
     the result as a whole.
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
+    linger_seconds,
     registry, inbox, hook, path, behind_proxy, trusted_proxies, proxy_cert_header, proxy_verify_header.
     """
     values = _values_from_file(Path(path)) if path is not None else {}
@@ -273,6 +277,7 @@ def load_receiver_settings(
         threads=int(values.get("threads", _DEFAULTS.threads)),
         socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
         max_request_bytes=max_bytes,
+        linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
         plain_http=behind_proxy,
     )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
     options = ReceiverOptions(
