@@ -204,7 +204,7 @@ def test_respond_modes_reach_our_client(
     pki: DemoPki, practice: Practice, respond: Respond, outcome: Outcome
 ) -> None:
     with RecordingEndpoint(_config(pki, respond=respond)) as ep:
-        result = _send(ep.url, pki, practice, [sample_ccda()], MetadataLevel.MINIMAL, timeout=(5.0, 1.0))
+        result = _send(ep.url, pki, practice, [sample_ccda()], MetadataLevel.MINIMAL, timeout=(5.0, 3.0))
         assert ep.wait(1, timeout=5)
         report = ep.report(expect=1)
     assert result.outcome is outcome, result.message
