@@ -41,7 +41,7 @@ from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox, StoredSubmission
 from xdr_edge.response import RegistryResponse
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import DocumentRef, build_request_envelope
+from xdr_edge.soap import DocumentRef, build_request_envelope, header_qname
 from xdr_edge.tls import client_ssl_context, load_identity
 from xdr_edge.wire import OutgoingRequest, ParsedResponse, build_request, new_message_id, parse_response
 
@@ -322,6 +322,39 @@ def _plain_soap(env: Env, submission: Submission) -> tuple[str, bytes]:
         level=submission.level,
     )
     return message_id, xml
+
+
+def _with_wsse_security(xml: bytes) -> bytes:
+    """The envelope with a mandatory wsse:Security block, as RI- and CONNECT-style senders add."""
+    block = (
+        f'<wsse:Security xmlns:wsse="{ns.WSSE}" xmlns:s="{ns.SOAP}" s:mustUnderstand="true">'
+        "<wsse:UsernameToken><wsse:Username>edge</wsse:Username></wsse:UsernameToken></wsse:Security>"
+    ).encode()
+    root = etree.fromstring(xml)
+    header = root.find(f"{{{ns.SOAP}}}Header")
+    assert header is not None
+    header.append(etree.fromstring(block))
+    return etree.tostring(root)
+
+
+def test_mandatory_wsse_security_is_a_fault_unless_the_operator_declares_it_understood(env: Env) -> None:
+    headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{ns.ACTION_PNR}"'}
+    refused = make_submission(env)
+    reply = post(env, _with_wsse_security(_plain_soap(env, refused)[1]), headers)
+    fault = reply.parsed().fault
+    assert fault is not None and fault.code == "MustUnderstand" and "wsse" in fault.reason
+    assert_nothing_stored(env, refused)
+
+    app = env.lab.server.app
+    lenient = XdrEdgeApp(
+        dataclasses.replace(app.config, understood_headers=frozenset({header_qname("wsse:Security")}))
+    )
+    accepted = make_submission(env)
+    config = dataclasses.replace(env.lab.server.config, port=0)
+    with XdrServer(lenient, config) as server:
+        reply = post(env, _with_wsse_security(_plain_soap(env, accepted)[1]), headers, port=server.port)
+    assert reply.registry_response().is_success
+    assert len(stored_dirs(env.lab.inbox, accepted.submission_set.unique_id)) == 1
 
 
 def test_plain_soap_request_is_accepted_with_plain_soap_response(env: Env) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from xdr_edge import ns
 from xdr_edge.cli import main
 from xdr_edge.compose import compose
 from xdr_edge.errors import ConfigurationError
@@ -88,6 +89,20 @@ def test_file_paths_are_resolved_against_the_file_directory(site: tuple[Path, De
     assert options.identity_source is PeerIdentitySource.TLS
 
 
+def test_understood_headers_are_read_as_clark_names(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    text = TLS_TOML.replace(
+        'path = "/xdr"', 'path = "/xdr"\nunderstood_headers = ["wsse:Security", "{urn:x}T"]'
+    )
+    _, options = load_receiver_settings(_write(root / "serve-understood.toml", text))
+    assert options.understood_headers == {f"{{{ns.WSSE}}}Security", "{urn:x}T"}
+    bad = TLS_TOML.replace('path = "/xdr"', 'path = "/xdr"\nunderstood_headers = ["sec:Security"]')
+    with pytest.raises(
+        ConfigurationError, match=r"serve-bad-header.toml: understood_headers: .*'sec:Security'"
+    ):
+        load_receiver_settings(_write(root / "serve-bad-header.toml", bad))
+
+
 def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:
     root, _ = site
     config = _write(root / "serve-override.toml", TLS_TOML)
@@ -98,6 +113,11 @@ def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:
     assert server.threads == 2  # None: not given on the command line
     assert server.crls == (root / "pki" / "crl.pem",)  # an empty repeatable option is "not given"
     assert options.inbox == Path("/srv/inbox")
+    server, options = load_receiver_settings(
+        config, overrides={"understood_headers": ("wsse:Security",), "linger_seconds": 0.5}
+    )
+    assert options.understood_headers == {f"{{{ns.WSSE}}}Security"}
+    assert server.linger_seconds == 0.5
 
 
 def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:

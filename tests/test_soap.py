@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from xdr_edge import ns
-from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
+from xdr_edge.errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
 from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.response import (
     RegistryErrorEntry,
@@ -31,6 +31,7 @@ from xdr_edge.soap import (
     build_request_envelope,
     build_response_envelope,
     fault_http_status,
+    header_qname,
     read_request_envelope,
     read_response_envelope,
 )
@@ -320,6 +321,41 @@ def test_read_tolerates_foreign_headers_not_aimed_at_us() -> None:
         '<y:Note xmlns:y="urn:y" soapenv:mustUnderstand="false"/>'
     )
     assert read_request_envelope(_template(extra=extra)).action == ns.ACTION_PNR
+
+
+_WSSE_BLOCK = f'<wsse:Security xmlns:wsse="{ns.WSSE}" soapenv:mustUnderstand="true"><x/></wsse:Security>'
+
+
+def test_a_mandatory_wsse_security_faults_unless_declared_understood() -> None:
+    """Strict SOAP by default (Part 1 §5.2.3); an operator may accept RI-style senders' wsse:Security."""
+    xml = _template(extra=_WSSE_BLOCK)
+    with pytest.raises(RemoteProtocolError) as caught:
+        read_request_envelope(xml)
+    assert caught.value.fault_code == "MustUnderstand"
+    read = read_request_envelope(xml, understood_headers={header_qname("wsse:Security")})
+    assert read.action == ns.ACTION_PNR
+    # Declaring one header understood does not let another mandatory one through.
+    other = _template(extra=_WSSE_BLOCK + '<x:T xmlns:x="urn:x" soapenv:mustUnderstand="1"/>')
+    with pytest.raises(RemoteProtocolError, match=r"\{urn:x\}T"):
+        read_request_envelope(other, understood_headers={header_qname("wsse:Security")})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("wsse:Security", f"{{{ns.WSSE}}}Security"),
+        (" {urn:x}T ", "{urn:x}T"),
+        ("direct:addressBlock", f"{{{ns.DIRECT}}}addressBlock"),
+    ],
+)
+def test_header_qname_forms(text: str, expected: str) -> None:
+    assert header_qname(text) == expected
+
+
+@pytest.mark.parametrize("text", ["Security", "foo:Security", "{urn:x}", "{}T", "wsse:1bad", "{urn:x"])
+def test_header_qname_rejects_what_it_cannot_resolve(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="neither"):
+        header_qname(text)
 
 
 def test_read_inline_document() -> None:

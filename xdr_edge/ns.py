@@ -20,6 +20,7 @@ XOP: Final = "http://www.w3.org/2004/08/xop/include"
 DIRECT: Final = "urn:direct:addressing"
 XML: Final = "http://www.w3.org/XML/1998/namespace"
 CDA: Final = "urn:hl7-org:v3"
+WSSE: Final = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
 NSMAP: Final = {
     "soap": SOAP,

@@ -32,6 +32,7 @@ __all__ = [
     "build_request_envelope",
     "build_response_envelope",
     "fault_http_status",
+    "header_qname",
     "read_request_envelope",
     "read_response_envelope",
 ]
@@ -39,8 +40,9 @@ __all__ = [
 import base64
 import binascii
 import copy
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -51,7 +53,7 @@ import zeep.transports
 from lxml import etree
 
 from xdr_edge import ns
-from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
+from xdr_edge.errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.mtom import cid_href, content_id_of
@@ -441,7 +443,36 @@ def _must_understand_value(element: etree._Element, where: str) -> bool:
     return text in ("true", "1")
 
 
-def _sort_header_block(block: etree._Element, state: _Headers) -> None:
+_NCNAME = re.compile(r"[A-Za-z_][\w.\-]*")
+
+#: Prefixes an operator may use when naming a header block to treat as understood (``wsse:Security``).
+_HEADER_PREFIXES = {"wsse": ns.WSSE, "wsa": ns.WSA, "direct": ns.DIRECT, "soap": ns.SOAP, "S": ns.SOAP}
+
+
+def header_qname(name: str) -> str:
+    """A header block name as given by an operator (``{namespace}local`` or ``wsse:Security``, with the
+    prefixes wsse, wsa, direct, soap) -> Clark notation, the form :func:`read_request_envelope` compares.
+
+    Raises :class:`~xdr_edge.errors.ConfigurationError` naming the text when it is neither."""
+    text = name.strip()
+    if text.startswith("{"):
+        namespace, brace, local = text[1:].partition("}")
+        if brace and namespace and _NCNAME.fullmatch(local):
+            return f"{{{namespace}}}{local}"
+    else:
+        prefix, colon, local = text.partition(":")
+        if colon and prefix in _HEADER_PREFIXES and _NCNAME.fullmatch(local):
+            return f"{{{_HEADER_PREFIXES[prefix]}}}{local}"
+    known = ", ".join(sorted(_HEADER_PREFIXES))
+    raise ConfigurationError(
+        f"header name {name!r} is neither {{namespace}}local nor prefix:local with a known prefix ({known})",
+        location="understood_headers",
+    )
+
+
+def _sort_header_block(
+    block: etree._Element, state: _Headers, understood: Collection[str] = frozenset()
+) -> None:
     where = f"S:Header/{_name(block)}"
     must = _must_understand_value(block, where)
     qn = etree.QName(block)
@@ -467,8 +498,10 @@ def _sort_header_block(block: etree._Element, state: _Headers) -> None:
         state.top_level = block
         return
     role = (block.get(_ROLE) or "").strip()
-    if must and role in _OUR_ROLES:
-        # SOAP 1.2 Part 1 §5.2.3: a mandatory block aimed at us that we do not process must fault.
+    if must and role in _OUR_ROLES and qn.text not in understood:
+        # SOAP 1.2 Part 1 §5.2.3: a mandatory block aimed at us that we do not process must fault, unless the
+        # operator declared it understood (a sender's wsse:Security, when the client certificate is what
+        # authenticates; digest §3).
         raise RemoteProtocolError(
             f"{where} is marked S:mustUnderstand but is not understood by this endpoint",
             code="must-understand",
@@ -701,8 +734,13 @@ def _read_body(
     return submit, tuple(documents)
 
 
-def read_request_envelope(xml: bytes) -> RequestEnvelope:
+def read_request_envelope(
+    xml: bytes, *, understood_headers: Collection[str] = frozenset()
+) -> RequestEnvelope:
     """Read an ITI-41 request envelope (the XOP root part, or a whole simple-SOAP request).
+
+    ``understood_headers`` (Clark names, see :func:`header_qname`) are header blocks accepted and ignored even
+    when marked ``mustUnderstand``; any other such block aimed at us is a MustUnderstand fault.
 
     Faults (as :class:`RemoteProtocolError` with ``fault_code``/``fault_subcode``, digest §13) for what makes
     the message unprocessable; findings for what we tolerate: bare MessageID, no ReplyTo, no metadata-level
@@ -714,7 +752,7 @@ def read_request_envelope(xml: bytes) -> RequestEnvelope:
     header, body = _check_envelope(root)
     state = _Headers()
     for block in _elements(header) if header is not None else []:
-        _sort_header_block(block, state)
+        _sort_header_block(block, state, understood_headers)
     action = _required_wsa(state, "Action")
     if action.strip() != ns.ACTION_PNR:
         raise RemoteProtocolError(

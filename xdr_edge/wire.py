@@ -26,7 +26,7 @@ import dataclasses
 import io
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, NamedTuple, cast
@@ -262,10 +262,11 @@ def parse_request(
     limits: MtomLimits | None = None,
     spool_dir: Path | None = None,
     content_length: int | None = None,
+    understood_headers: Collection[str] = frozenset(),
 ) -> IncomingRequest:
     """Read a request (MTOM or plain SOAP with inline base64). SOAP-level problems raise
     :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
-    with a RegistryResponse Failure)."""
+    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.soap.read_request_envelope`."""
     limits = limits or MtomLimits()
     mime, _params = parse_content_type(content_type)
     package: MtomPackage | None = None
@@ -283,13 +284,16 @@ def parse_request(
             location="HTTP Content-Type",
             fault_code="Sender",
         )
-    return interpret_request(root, package)
+    return interpret_request(root, package, understood_headers=understood_headers)
 
 
-def interpret_request(root: bytes, package: MtomPackage | None) -> IncomingRequest:
+def interpret_request(
+    root: bytes, package: MtomPackage | None, *, understood_headers: Collection[str] = frozenset()
+) -> IncomingRequest:
     """Interpret an already-read root part (and its MTOM package, if any); closes the package on error."""
     try:
-        return _build_incoming(read_request_envelope(root), package)
+        envelope = read_request_envelope(root, understood_headers=understood_headers)
+        return _build_incoming(envelope, package)
     except BaseException:
         if package is not None:
             package.close()

@@ -70,6 +70,19 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--path", help="Accept POSTs only on this path (e.g. /xdr) [default: any path].")
 @click.option(
+    "--understand-header",
+    "understood_headers",
+    multiple=True,
+    metavar="QNAME",
+    help="Header block accepted even when marked mustUnderstand (wsse:Security or {ns}local); repeat.",
+)
+@click.option(
+    "--linger",
+    "linger_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="After refusing a request early, seconds to discard what the client still sends [default: 5].",
+)
+@click.option(
     "-q", "--quiet", is_flag=True, help="No per-request log lines (they are on by default; never PHI)."
 )
 @handle_errors

@@ -90,6 +90,9 @@ class ReceiverConfig:
     proxy_verify_header: str = "X-SSL-Client-Verify"
     hook: Callable[[StoredSubmission], None] | None = None
     path: str | None = None  # accept POSTs only on this path; None accepts any path
+    # Header blocks (Clark names, soap.header_qname) accepted even when marked mustUnderstand, e.g. a sender's
+    # wsse:Security when the client certificate is what authenticates; any other one gets a MustUnderstand fault.
+    understood_headers: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
@@ -204,6 +207,7 @@ class XdrEdgeApp:
                 limits=self.config.limits,
                 spool_dir=self.config.inbox.spool_dir,
                 content_length=length,
+                understood_headers=self.config.understood_headers,
             )
         except OSError as exc:
             if exc is not upload.failure:

@@ -27,6 +27,7 @@ Example::
     inbox = "inbox"
     hook = "mypackage.downstream:deliver"
     path = "/xdr"                      # optional: accept POSTs only on this path
+    understood_headers = ["wsse:Security"]  # optional: accepted even when marked mustUnderstand
 
     [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
     enabled = false
@@ -42,7 +43,7 @@ from __future__ import annotations
 __all__ = ["BuiltServer", "ReceiverOptions", "build_server", "load_receiver_settings"]
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox
 from xdr_edge.registry import Registry, open_registry, parse_registry_url
+from xdr_edge.soap import header_qname
 
 _SECTIONS: dict[str, frozenset[str]] = {
     "server": frozenset(
@@ -69,7 +71,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "linger_seconds",
         }
     ),
-    "receiver": frozenset({"registry", "inbox", "hook", "path"}),
+    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers"}),
     "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
 }
 _DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
@@ -88,6 +90,7 @@ class ReceiverOptions:
     proxy_cert_header: str = "X-SSL-Client-Cert"
     proxy_verify_header: str = "X-SSL-Client-Verify"
     max_request_bytes: int = _DEFAULTS.max_request_bytes
+    understood_headers: frozenset[str] = frozenset()  # Clark names
 
     @property
     def behind_proxy(self) -> bool:
@@ -233,6 +236,7 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "inbox": receiver.path("inbox"),
         "hook": receiver.string("hook"),
         "path": receiver.string("path"),
+        "understood_headers": receiver.strings("understood_headers"),
         "behind_proxy": proxy.boolean("enabled"),
         "trusted_proxies": proxy.strings("trusted"),
         "proxy_cert_header": proxy.string("cert_header"),
@@ -251,7 +255,8 @@ def load_receiver_settings(
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
     linger_seconds,
-    registry, inbox, hook, path, behind_proxy, trusted_proxies, proxy_cert_header, proxy_verify_header.
+    registry, inbox, hook, path, understood_headers, behind_proxy, trusted_proxies, proxy_cert_header,
+    proxy_verify_header.
     """
     values = _values_from_file(Path(path)) if path is not None else {}
     for key, value in (overrides or {}).items():
@@ -290,6 +295,7 @@ def load_receiver_settings(
         proxy_cert_header=values.get("proxy_cert_header", ReceiverOptions.proxy_cert_header),
         proxy_verify_header=values.get("proxy_verify_header", ReceiverOptions.proxy_verify_header),
         max_request_bytes=max_bytes,
+        understood_headers=_understood(values.get("understood_headers", ()), where),
     )
     if behind_proxy and not options.trusted_proxies:
         raise ConfigurationError(
@@ -302,6 +308,15 @@ def load_receiver_settings(
             location="trusted_proxies",
         )
     return server, options
+
+
+def _understood(names: Sequence[str], where: str) -> frozenset[str]:
+    try:
+        return frozenset(header_qname(name) for name in names)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{where}: understood_headers: {exc.message}", location=exc.location
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -336,5 +351,6 @@ def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
         proxy_verify_header=options.proxy_verify_header,
         hook=load_hook(options.hook) if options.hook else None,
         path=options.path,
+        understood_headers=options.understood_headers,
     )
     return BuiltServer(XdrServer(XdrEdgeApp(config), server), registry, inbox, recovered)
