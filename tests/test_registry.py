@@ -31,6 +31,8 @@ from xdr_edge.registry import (
     verify_client_certificate,
 )
 from xdr_edge.registry.records import AuditEvent
+from xdr_edge.registry.store import MIGRATIONS
+from xdr_edge.registry.verify import public_key_id
 
 ACTOR = "alice-admin"
 
@@ -296,21 +298,62 @@ def test_crl_with_a_forged_signature_is_refused(registry: Registry, root: Certif
     assert registry.crls() == []
 
 
-def test_two_trusted_cas_with_one_name_share_a_crl_slot_and_fail_closed(
+def test_two_trusted_cas_with_one_name_each_keep_their_own_crl(
     registry: Registry, root: CertificateAuthority
 ) -> None:
-    """CRLs are kept per issuer name: a namesake CA's CRL loads (it verifies against one of the anchors of
-    that name) and replaces the other's, whose certificates are then refused rather than let through."""
+    """A CA re-keyed under its old name, both anchors trusted during the rollover: CRLs are kept per
+    (issuer, key id), so loading one CA's CRL does not displace the other's, and each CA's certificates are
+    checked against its own CRL."""
+    twin = CertificateAuthority.create("Test Practices Root")
+    assert twin.cert.subject == root.cert.subject and public_key_id(twin.cert) != public_key_id(root.cert)
+    registry.add_trust_anchor(twin.cert, actor=ACTOR)
+    root_revoked, root_kept = root.issue_client("root revoked"), root.issue_client("root kept")
+    twin_revoked, twin_kept = twin.issue_client("twin revoked"), twin.issue_client("twin kept")
+    for issued, practice in (
+        (root_revoked, "p-100"),
+        (root_kept, "p-100"),
+        (twin_revoked, "p-200"),
+        (twin_kept, "p-200"),
+    ):
+        registry.enroll(practice, issued.cert, actor=ACTOR)
+
+    first = registry.load_crl(root.crl([root_revoked.cert]), actor=ACTOR)
+    second = registry.load_crl(twin.crl([twin_revoked.cert]), actor=ACTOR)
+    assert first.issuer == second.issuer == "CN=Test Practices Root"
+    assert first.issuer_key_id == public_key_id(root.cert)
+    assert second.issuer_key_id == public_key_id(twin.cert)
+    assert {c.issuer_key_id for c in registry.crls()} == {first.issuer_key_id, second.issuer_key_id}
+
+    for refused in (root_revoked, twin_revoked):
+        ident = registry.identify(refused.cert)
+        assert not ident.accepted and f"{refused.cert.subject.rfc4514_string()} revoked on" in ident.reason
+    for accepted, practice in ((root_kept, "p-100"), (twin_kept, "p-200")):
+        ident = registry.identify(accepted.cert)
+        assert ident.accepted, ident.reason
+        assert ident.practice is not None and ident.practice.id == practice
+    crl_loads = [e for e in registry.audit_log(100) if e.action == "crl.load"]
+    assert {e.detail["issuer_key_id"] for e in crl_loads} == {first.issuer_key_id, second.issuer_key_id}
+
+
+def test_a_namesake_ca_without_a_crl_of_its_own_is_refused_as_unknown(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    """Fails closed: a CRL of the name is loaded but none is signed by this CA's key, so its revocation
+    status is unknown (an intermediate's CRL slot is per name, where the wrong key could displace the right
+    one); the reason says which CRL to load."""
     twin = CertificateAuthority.create("Test Practices Root")
     registry.add_trust_anchor(twin.cert, actor=ACTOR)
-    issued = root.issue_client("riverside edge")
+    issued = twin.issue_client("twin edge")
     registry.enroll("p-100", issued.cert, actor=ACTOR)
     registry.load_crl(root.crl(), actor=ACTOR)
-    assert registry.identify(issued.cert).accepted
-    registry.load_crl(twin.crl(), actor=ACTOR)  # was refused: checked against the first anchor of that name
-    assert len(registry.crls()) == 1
     ident = registry.identify(issued.cert)
-    assert not ident.accepted and "revocation status unknown" in ident.reason
+    assert not ident.accepted
+    assert ident.reason == (
+        "revocation status unknown: a CRL of CN=Test Practices Root is loaded but none is signed by this "
+        f"CA's key (key id {public_key_id(twin.cert)[:16]}); load the CRL this CA issued"
+    )
+    registry.load_crl(twin.crl(), actor=ACTOR)
+    assert registry.identify(issued.cert).accepted
 
 
 def test_verify_treats_a_badly_signed_crl_as_unknown(root: CertificateAuthority) -> None:
@@ -349,6 +392,31 @@ def test_older_crl_does_not_replace_a_newer_one(registry: Registry, root: Certif
     with pytest.raises(ConfigurationError, match="older than the one already loaded"):
         registry.load_crl(crl_at(now - timedelta(days=1)), actor=ACTOR)
     assert registry.crls()[0].this_update == now.replace(microsecond=0)
+
+
+def test_replay_protection_is_per_issuer_key(registry: Registry, root: CertificateAuthority) -> None:
+    """An older CRL of a namesake CA's key is not a replay of the other key's newer one: both are kept."""
+    twin = CertificateAuthority.create("Test Practices Root")
+    registry.add_trust_anchor(twin.cert, actor=ACTOR)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def crl_of(ca: CertificateAuthority, moment: datetime) -> x509.CertificateRevocationList:
+        return (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.cert.subject)
+            .last_update(moment)
+            .next_update(moment + timedelta(days=7))
+            .sign(ca.key, hashes.SHA256())
+        )
+
+    registry.load_crl(crl_of(root, now), actor=ACTOR)
+    registry.load_crl(crl_of(twin, now - timedelta(days=1)), actor=ACTOR)
+    with pytest.raises(ConfigurationError, match=r"\(key [0-9a-f]{16}\) issued .* older than the one"):
+        registry.load_crl(crl_of(twin, now - timedelta(days=2)), actor=ACTOR)
+    registry.load_crl(crl_of(twin, now), actor=ACTOR)  # newer replaces older, per key
+    assert sorted((c.issuer_key_id, c.this_update) for c in registry.crls()) == sorted(
+        [(public_key_id(root.cert), now), (public_key_id(twin.cert), now)]
+    )
 
 
 def test_inactive_practice_is_rejected_and_reactivated(
@@ -544,8 +612,111 @@ def test_reopening_a_current_database_changes_nothing(db_path: Path, registry: R
 def test_a_database_from_a_newer_version_is_refused(db_path: Path, registry: Registry) -> None:
     with sqlite3.connect(db_path) as conn:
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 98,))
-    with pytest.raises(ConfigurationError, match=rf"schema version {SCHEMA_VERSION + 98}, newer than the 1"):
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"schema version {SCHEMA_VERSION + 98}, newer than the {SCHEMA_VERSION} this",
+    ):
         open_registry(str(db_path))
+
+
+def _version_1_database(path: Path, anchors: list[CertificateAuthority]) -> None:
+    """A registry as xdr-edge with schema version 1 made it: the v1 statements, then rows written the way
+    its SqliteStore wrote them (CRLs keyed by issuer name only)."""
+    now = datetime.now(UTC).isoformat()
+    with sqlite3.connect(path) as conn:
+        for statement in MIGRATIONS[0]:
+            assert isinstance(statement, str)
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 1)")
+        for ca in anchors:
+            conn.execute(
+                "INSERT INTO trust_anchors (fingerprint_sha256, subject, pem, added_at) VALUES (?, ?, ?, ?)",
+                (
+                    normalize_fingerprint(ca.cert.fingerprint(hashes.SHA256()).hex()),
+                    ca.cert.subject.rfc4514_string(),
+                    ca.cert_pem.decode("ascii"),
+                    now,
+                ),
+            )
+
+
+def _insert_v1_crl(path: Path, crl: x509.CertificateRevocationList) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO crls (issuer, this_update, next_update, der, loaded_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (issuer) DO UPDATE SET this_update = excluded.this_update, "
+            "next_update = excluded.next_update, der = excluded.der, loaded_at = excluded.loaded_at",
+            (
+                crl.issuer.rfc4514_string(),
+                crl.last_update_utc.isoformat(),
+                None if crl.next_update_utc is None else crl.next_update_utc.isoformat(),
+                crl.public_bytes(Encoding.DER),
+                datetime.now(UTC).isoformat(),
+            ),
+        )
+
+
+def test_a_version_1_database_is_migrated_and_its_crls_keep_taking_effect(
+    db_path: Path, root: CertificateAuthority
+) -> None:
+    """Schema version 2 re-keys CRLs by (issuer, key id); the data step finds the key id of the anchor that
+    signed each v1 CRL, and an intermediate's CRL (no anchor of that name) keeps "no key id"."""
+    intermediate = CertificateAuthority.create("Issuing CA", parent=root)
+    revoked = root.issue_client("revoked under v1")
+    kept = root.issue_client("kept under v1")
+    behind = intermediate.issue_client("revoked behind intermediate")
+    _version_1_database(db_path, [root])
+    root_crl = root.crl([revoked.cert])
+    _insert_v1_crl(db_path, root_crl)
+    _insert_v1_crl(db_path, intermediate.crl([behind.cert]))
+
+    store = SqliteStore(db_path)  # opening migrates
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    reg = Registry(store)
+    by_issuer = {c.issuer: c for c in reg.crls()}
+    assert by_issuer["CN=Test Practices Root"].issuer_key_id == public_key_id(root.cert)
+    assert by_issuer["CN=Test Practices Root"].der == root_crl.public_bytes(Encoding.DER)
+    assert by_issuer["CN=Issuing CA"].issuer_key_id is None
+    assert by_issuer["CN=Issuing CA"].key_label == "key n/a (issuer not a trust anchor)"
+    (migrated,) = [e for e in reg.audit_log(10) if e.action == "crl.migrate"]
+    assert migrated.subject == "CN=Test Practices Root" and migrated.detail["schema_version"] == 2
+
+    reg.add_practice("p-100", "Riverside Clinic", actor=ACTOR)
+    for issued in (revoked, kept, behind):
+        reg.enroll("p-100", issued.cert, actor=ACTOR)
+    ident = reg.identify(revoked.cert)
+    assert not ident.accepted and "CN=revoked under v1 revoked on" in ident.reason
+    assert reg.identify(kept.cert).accepted
+    behind_ident = reg.identify(behind.cert, behind.chain)
+    assert not behind_ident.accepted and "revoked on" in behind_ident.reason
+
+    # The migrated row is the one of that key: an older CRL of the key is a replay, a namesake's CRL is not.
+    with pytest.raises(ConfigurationError, match="older than the one already loaded"):
+        reg.load_crl(
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(root.cert.subject)
+            .last_update(root_crl.last_update_utc - timedelta(days=1))
+            .next_update(root_crl.last_update_utc + timedelta(days=1))
+            .sign(root.key, hashes.SHA256()),
+            actor=ACTOR,
+        )
+    twin = CertificateAuthority.create("Test Practices Root")
+    reg.add_trust_anchor(twin.cert, actor=ACTOR)
+    reg.load_crl(twin.crl(), actor=ACTOR)
+    assert len(reg.crls()) == 3
+    assert not reg.identify(revoked.cert).accepted
+
+    reopened = _schema_and_data(db_path)
+    assert SqliteStore(db_path).schema_version() == 2
+    assert _schema_and_data(db_path) == reopened  # migrated once; opening again changes nothing
+
+
+def test_migrated_and_new_databases_have_the_same_schema(tmp_path: Path, root: CertificateAuthority) -> None:
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    _version_1_database(old, [root])
+    SqliteStore(old)
+    open_registry(str(new)).init(actor=ACTOR)
+    assert _schema_and_data(old)[0] == _schema_and_data(new)[0]
 
 
 def test_a_foreign_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:

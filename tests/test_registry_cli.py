@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from xdr_edge.cli import main
 from xdr_edge.pki import DemoPki, write_demo_pki
 from xdr_edge.registry import open_registry
+from xdr_edge.registry.verify import public_key_id
 
 ADDRESS = "dr.smith@direct.practice-a.org"
 
@@ -150,10 +151,17 @@ def test_load_crl_revokes_listed_certificates(db: Path, pki: DemoPki, tmp_path: 
 
     crl = tmp_path / "crl.pem"
     crl.write_bytes(pki.ca.crl([issued.cert]).public_bytes(serialization.Encoding.PEM))
-    assert "CRL loaded for" in ok(run(db, "load-crl", str(crl)))
+    key_id = public_key_id(pki.ca.cert)
+    loaded = ok(run(db, "load-crl", str(crl)))
+    assert f"CRL loaded for {pki.ca.cert.subject.rfc4514_string()}, key {key_id[:16]} (issued" in loaded
     result = run(db, "check", str(cert), ADDRESS)
     assert result.exit_code == 1
     assert "revoked" in result.output.lower()
+
+    listed = ok(run(db, "list"))
+    assert "CRLs (1):" in listed and f"  key {key_id[:16]}  issued " in listed
+    (entry,) = json.loads(ok(run(db, "list", "--json")))["crls"]
+    assert entry["issuer_key_id"] == key_id
 
 
 def test_add_rule_maps_unpinned_certificates(db: Path, pki: DemoPki, tmp_path: Path) -> None:

@@ -163,10 +163,16 @@ def add_anchor(registry_url: str, ca_file: Path) -> None:
 @click.argument("crl_file", type=_FILE)
 @handle_errors
 def load_crl(registry_url: str, crl_file: Path) -> None:
-    """Load (or replace with a newer) CRL of a client-certificate issuer; revoked certificates are refused."""
+    """Load (or replace with a newer) CRL of a client-certificate issuer; revoked certificates are refused.
+
+    Kept per issuer name and signing key, so two trusted CAs of one name keep their own CRLs.
+    """
     record = _open(registry_url).load_crl(crl_file.read_bytes(), actor=_actor())
     until = f", next update {record.next_update:%Y-%m-%d %H:%M}Z" if record.next_update else ""
-    click.echo(f"CRL loaded for {record.issuer} (issued {record.this_update:%Y-%m-%d %H:%M}Z{until})")
+    click.echo(
+        f"CRL loaded for {record.issuer}, {record.key_label} "
+        f"(issued {record.this_update:%Y-%m-%d %H:%M}Z{until})"
+    )
 
 
 @registry.command("add-rule")
@@ -219,7 +225,7 @@ def list_(registry_url: str, as_json: bool) -> None:
         click.echo(f"  {anchor.fingerprint_sha256}  {anchor.subject}")
     click.echo(f"CRLs ({len(reg.crls())}):")
     for crl in reg.crls():
-        click.echo(f"  {crl.issuer}  issued {crl.this_update:%Y-%m-%d}")
+        click.echo(f"  {crl.issuer}  {crl.key_label}  issued {crl.this_update:%Y-%m-%d}")
     click.echo(f"mapping rules ({len(reg.mapping_rules())}):")
     for rule in reg.mapping_rules():
         click.echo(f"  {rule.position}. {rule.describe()}")

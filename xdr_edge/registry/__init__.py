@@ -1,9 +1,9 @@
 """The certificate registry of the receiving side (issue #4 item 1, digest §2 and §11).
 
 Practices (:class:`~xdr_edge.practice.Practice`), their enrolled certificates, address and domain
-bindings, trust anchors, CRLs and mapping rules, stored in SQLite by default (``open_registry(url)`` selects
-the backend), with every change audited. :meth:`Registry.identify` and :meth:`Registry.authorize_sender` are
-the two decisions the receiver makes for each request.
+bindings, trust anchors, CRLs (one per issuing CA name and key) and mapping rules, stored in SQLite by
+default (``open_registry(url)`` selects the backend), with every change audited. :meth:`Registry.identify`
+and :meth:`Registry.authorize_sender` are the two decisions the receiver makes for each request.
 """
 
 from __future__ import annotations

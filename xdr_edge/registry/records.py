@@ -152,20 +152,41 @@ class TrustAnchor:
 
 @dataclass(frozen=True)
 class CrlRecord:
-    """The newest loaded CRL of one issuer name (DER), with the dates that decide whether it is still usable.
+    """The newest loaded CRL of one issuing CA key (DER), with the dates that decide whether it is usable.
 
-    Keyed by the issuer's name only: see :meth:`~xdr_edge.registry.Registry.load_crl` for what that means for
-    two CAs of the same name (it fails closed).
+    Kept one per (``issuer`` name, ``issuer_key_id``), so two trusted CAs of the same name (a CA re-keyed
+    under its old name, both anchors trusted during the rollover) each keep their own CRL. ``issuer_key_id``
+    is the SHA-256 (hex) of the SubjectPublicKeyInfo DER of the trust anchor whose key signed the CRL
+    (:func:`~xdr_edge.registry.verify.public_key_id`), or None for a CRL whose issuer is not a trust anchor
+    (an intermediate CA: the registry does not hold its key, so such CRLs are kept one per name and their
+    signature is checked against the chain a client presents).
     """
 
     issuer: str
     this_update: datetime
     next_update: datetime | None
     der: bytes = field(repr=False)
+    issuer_key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.issuer_key_id is not None and not _HEX64.match(self.issuer_key_id):
+            raise ConfigurationError(
+                f"CRL issuer key id of {self.issuer} is not a lower-case SHA-256 hex digest: "
+                f"{self.issuer_key_id!r}",
+                location=self.issuer,
+            )
+
+    @property
+    def key_label(self) -> str:
+        """A short key id for listings (16 hex digits, as ``MappingRule.describe`` shortens fingerprints)."""
+        if self.issuer_key_id is None:
+            return "key n/a (issuer not a trust anchor)"
+        return f"key {self.issuer_key_id[:16]}"
 
     def as_dict(self) -> dict[str, JsonValue]:
         return {
             "issuer": self.issuer,
+            "issuer_key_id": self.issuer_key_id,
             "this_update": _iso(self.this_update),
             "next_update": _iso(self.next_update),
         }

@@ -43,7 +43,7 @@ from xdr_edge.registry.records import (
     normalize_fingerprint,
 )
 from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
-from xdr_edge.registry.verify import ChainVerdict, crl_signed_by, utc_text, verify_client_certificate
+from xdr_edge.registry.verify import ChainVerdict, crl_signer_key_id, utc_text, verify_client_certificate
 from xdr_edge.tls import fingerprint_sha256, parse_certificates, san_values
 
 NOT_ENROLLED = "trusted but not enrolled / maps to no practice"
@@ -312,12 +312,18 @@ class Registry:
         return anchor
 
     def load_crl(self, crl: bytes | str | x509.CertificateRevocationList, *, actor: str) -> CrlRecord:
-        """Load (or replace with a newer) CRL of one issuer; a trust anchor's CRL must verify against it.
+        """Load (or replace with a newer) CRL of one issuing CA key; an anchor's CRL must verify against it.
 
-        CRLs are kept one per issuer *name* (schema version 1). Two trusted CAs with the same subject name
-        would replace each other's CRL; that fails closed, not open: the verifier only uses a CRL that the
-        issuing CA's own key signed, so the CA whose CRL was replaced has its certificates refused ("revocation
-        status unknown") until its CRL is loaded again. Give CAs distinct names.
+        CRLs are kept one per (issuer name, issuer key id): the key id is the SHA-256 of the
+        SubjectPublicKeyInfo of the trust anchor whose key verifies the CRL, so two trusted CAs of the same
+        name (a CA re-keyed under its old name, both anchors kept during a rollover) each keep their own CRL,
+        and each one's certificates are checked against it. "Newer replaces older, an older one is refused"
+        (a replay) holds per key. A CRL naming trust anchors none of whose keys verifies it is refused.
+
+        A CRL whose issuer is no trust anchor (an intermediate CA) is loaded as before without a key id: the
+        registry does not hold intermediate keys, so such CRLs are kept one per name, and the verifier checks
+        the signature against the intermediate in the chain a client presents (an unverifiable one makes
+        that CA's revocation status unknown, i.e. refused).
         """
         parsed = _load_crl(crl)
         issuer = parsed.issuer.rfc4514_string()
@@ -326,7 +332,8 @@ class Registry:
             for ca in (x509.load_pem_x509_certificate(a.pem.encode("ascii")) for a in self.trust_anchors())
             if ca.subject == parsed.issuer
         ]
-        if namesakes and not any(crl_signed_by(parsed, ca) for ca in namesakes):
+        key_id = crl_signer_key_id(parsed, namesakes)
+        if namesakes and key_id is None:
             raise CertificateError(
                 f"the CRL of {issuer} is not signed by the trust anchor of that name; not loaded",
                 location=issuer,
@@ -336,11 +343,13 @@ class Registry:
             this_update=parsed.last_update_utc,
             next_update=parsed.next_update_utc,
             der=parsed.public_bytes(Encoding.DER),
+            issuer_key_id=key_id,
         )
         detail: dict[str, JsonValue] = {
             "this_update": record.this_update.isoformat(),
             "next_update": record.next_update.isoformat() if record.next_update is not None else None,
             "revoked_count": len(parsed),
+            "issuer_key_id": key_id,
         }
         event = self._event(actor, "crl.load", issuer, detail)
         self._store.put_crl(record, event.at, event)

@@ -1,11 +1,13 @@
 """Storage of the certificate registry: the ``RegistryStore`` interface and its SQLite implementation.
 
 This is the only module of :mod:`xdr_edge.registry` that does I/O. It owns the schema, its migrations and the
-transactions; it does not parse certificates or decide anything about trust (that is :mod:`.verify` and
-:mod:`.registry`). Integrity rules that must hold under concurrent writers, "an address belongs to one
-practice" (issue #4 item 1) and "a certificate is enrolled to one practice", are checked inside the writing
-transaction, and every change writes its audit row in that same transaction, so a change is never recorded
-without its audit row or the other way round.
+transactions; it does not decide anything about trust (that is :mod:`.verify` and :mod:`.registry`): the
+one place it looks inside a certificate, the data step of schema version 2, asks
+:func:`.verify.crl_signer_key_id`.
+Integrity rules that must hold under concurrent writers, "an address belongs to one practice" (issue #4 item
+1) and "a certificate is enrolled to one practice", are checked inside the writing transaction, and every
+change writes its audit row in that same transaction, so a change is never recorded without its audit row or
+the other way round.
 
 SQLite concurrency (the receiver is multi-threaded, the CLI may write at the same time): WAL mode so readers
 never block on a writer, ``busy_timeout`` so a writer waits for another instead of failing, and one connection
@@ -16,17 +18,26 @@ deferred transaction that later upgrades to a write lock can fail with "database
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "RegistryStore", "SqliteStore", "parse_registry_url"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "MigrationStep",
+    "RegistryStore",
+    "SqliteStore",
+    "parse_registry_url",
+]
 
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
+
+from cryptography import x509
 
 from xdr_edge.errors import ConfigurationError, StoreError
 from xdr_edge.model import DirectAddress
@@ -41,12 +52,59 @@ from xdr_edge.registry.records import (
     MappingRule,
     TrustAnchor,
 )
+from xdr_edge.registry.verify import crl_signer_key_id
 
 _KINDS = ", ".join(f"'{kind.value}'" for kind in MappingKind)
 
+#: One step of a migration: an SQL statement, or a Python data step run on the migrating connection (inside
+#: the migration's transaction) for what SQL alone cannot compute.
+MigrationStep: TypeAlias = str | Callable[[sqlite3.Connection], None]
+
+#: The key id of a CRL whose issuer is not a trust anchor (see :class:`CrlRecord`). A real value, not NULL:
+#: NULLs in a primary key are distinct in SQLite (two rows of one name would both be kept) and not allowed
+#: at all in other databases.
+_NO_KEY = ""
+
+_MIGRATION_ACTOR = "xdr-edge schema migration"
+
+
+def _attribute_v1_crls(conn: sqlite3.Connection) -> None:
+    """Data step of schema version 2: give each CRL carried over from version 1 the key id of its signer.
+
+    Why a Python step and not a lazy fill later: the key id needs a signature check, which SQL cannot do, and
+    doing it here, in the migration's own transaction, means no database is ever at version 2 with rows
+    still waiting for their key id: the rest of the code never meets a half-migrated row, and the work is
+    done exactly once. Version 1 loaded a CRL of a trust anchor's name only if one of the anchors of that
+    name verified it, so the check finds that anchor; a CRL whose name matched no anchor (an intermediate
+    CA's) keeps the "not an anchor" key id, as a newly loaded one would. Each re-keyed row is audited.
+    A server-database store migrating its own schema runs the same check (:func:`.verify.crl_signer_key_id`);
+    the :class:`RegistryStore` interface itself only ever sees :class:`CrlRecord` values with the key id set.
+    """
+    anchors: list[x509.Certificate] = []
+    for row in conn.execute("SELECT pem FROM trust_anchors ORDER BY added_at, fingerprint_sha256"):
+        try:
+            anchors.append(x509.load_pem_x509_certificate(str(row[0]).encode("ascii")))
+        except ValueError:
+            continue  # unreadable anchors cannot have signed anything we could check
+    rows = conn.execute("SELECT issuer, der FROM crls WHERE issuer_key_id = ?", (_NO_KEY,)).fetchall()
+    for issuer, der in rows:
+        try:
+            key_id = crl_signer_key_id(x509.load_der_x509_crl(bytes(der)), anchors)
+        except ValueError:
+            key_id = None
+        if key_id is None:
+            continue
+        conn.execute(
+            "UPDATE crls SET issuer_key_id = ? WHERE issuer = ? AND issuer_key_id = ?",
+            (key_id, issuer, _NO_KEY),
+        )
+        detail: dict[str, JsonValue] = {"issuer_key_id": key_id, "schema_version": 2}
+        _write_audit(conn, AuditEvent(datetime.now(UTC), _MIGRATION_ACTOR, "crl.migrate", issuer, detail))
+
+
 #: Schema migrations, in order: ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``. Append
 #: new steps; never edit a released one (databases in the field were made by it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
     (
         """CREATE TABLE schema_version (
             id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -113,6 +171,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             detail TEXT NOT NULL
         )""",
     ),
+    # Version 2: CRLs per (issuer name, issuer key id) instead of per name, so that two trusted CAs of one
+    # name (a CA re-keyed under its old name, both anchors kept during the rollover) do not replace each
+    # other's CRL. SQLite cannot change a primary key in place: the table is rebuilt, rows copied with the
+    # placeholder key id, then the data step fills in the key id of the anchor that signed each.
+    (
+        """CREATE TABLE crls_v2 (
+            issuer TEXT NOT NULL,
+            issuer_key_id TEXT NOT NULL DEFAULT '',
+            this_update TEXT NOT NULL,
+            next_update TEXT,
+            der BLOB NOT NULL,
+            loaded_at TEXT NOT NULL,
+            PRIMARY KEY (issuer, issuer_key_id)
+        )""",
+        "INSERT INTO crls_v2 (issuer, issuer_key_id, this_update, next_update, der, loaded_at) "
+        "SELECT issuer, '', this_update, next_update, der, loaded_at FROM crls",
+        "DROP TABLE crls",
+        "ALTER TABLE crls_v2 RENAME TO crls",
+        _attribute_v1_crls,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -170,7 +248,9 @@ class RegistryStore(Protocol):
 
     def trust_anchors(self) -> list[TrustAnchor]: ...
 
-    def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool: ...
+    def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool:
+        """Keep ``crl`` per (``issuer``, ``issuer_key_id``); refuse one older than what that key has."""
+        ...
 
     def crls(self) -> list[CrlRecord]: ...
 
@@ -398,9 +478,12 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 current = self._current_version(conn)
-                for statement_list in MIGRATIONS[current:]:
-                    for statement in statement_list:
-                        conn.execute(statement)
+                for steps in MIGRATIONS[current:]:
+                    for step in steps:
+                        if isinstance(step, str):
+                            conn.execute(step)
+                        else:
+                            step(conn)
                 if current < SCHEMA_VERSION:
                     conn.execute(
                         "INSERT INTO schema_version (id, version) VALUES (1, ?) "
@@ -719,23 +802,29 @@ class SqliteStore:
         return [TrustAnchor(row["fingerprint_sha256"], row["subject"], row["pem"]) for row in rows]
 
     def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool:
-        """Keep the newest CRL per issuer; an older one than what is loaded is refused (a replayed CRL)."""
+        """Keep the newest CRL per (issuer, issuer key id); an older one than what is loaded for that key is
+        refused (a replayed CRL must not bring back a revoked certificate)."""
+        key_id = _NO_KEY if crl.issuer_key_id is None else crl.issuer_key_id
         with self._transaction(write=True) as conn:
-            row = conn.execute("SELECT this_update FROM crls WHERE issuer = ?", (crl.issuer,)).fetchone()
+            row = conn.execute(
+                "SELECT this_update FROM crls WHERE issuer = ? AND issuer_key_id = ?", (crl.issuer, key_id)
+            ).fetchone()
             if row is not None:
                 loaded = _dt(row["this_update"])
                 if crl.this_update < loaded:
                     raise ConfigurationError(
-                        f"the CRL of {crl.issuer} issued {crl.this_update:%Y-%m-%d %H:%M} is older than the "
-                        f"one already loaded (issued {loaded:%Y-%m-%d %H:%M}); not replaced",
+                        f"the CRL of {crl.issuer} ({crl.key_label}) issued {crl.this_update:%Y-%m-%d %H:%M} "
+                        f"is older than the one already loaded (issued {loaded:%Y-%m-%d %H:%M}); not replaced",
                         location=crl.issuer,
                     )
             conn.execute(
-                "INSERT INTO crls (issuer, this_update, next_update, der, loaded_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (issuer) DO UPDATE SET this_update = excluded.this_update, "
+                "INSERT INTO crls (issuer, issuer_key_id, this_update, next_update, der, loaded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (issuer, issuer_key_id) DO UPDATE SET this_update = excluded.this_update, "
                 "next_update = excluded.next_update, der = excluded.der, loaded_at = excluded.loaded_at",
                 (
                     crl.issuer,
+                    key_id,
                     _ts(crl.this_update),
                     None if crl.next_update is None else _ts(crl.next_update),
                     crl.der,
@@ -748,10 +837,17 @@ class SqliteStore:
     def crls(self) -> list[CrlRecord]:
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT issuer, this_update, next_update, der FROM crls ORDER BY issuer"
+                "SELECT issuer, issuer_key_id, this_update, next_update, der FROM crls "
+                "ORDER BY issuer, issuer_key_id"
             ).fetchall()
         return [
-            CrlRecord(row["issuer"], _dt(row["this_update"]), _opt_dt(row["next_update"]), bytes(row["der"]))
+            CrlRecord(
+                row["issuer"],
+                _dt(row["this_update"]),
+                _opt_dt(row["next_update"]),
+                bytes(row["der"]),
+                issuer_key_id=None if row["issuer_key_id"] == _NO_KEY else row["issuer_key_id"],
+            )
             for row in rows
         ]
 

@@ -14,14 +14,19 @@ Three checks, in order (digest §2, §11.1; issue #4 item 1):
    the loaded CRL of its issuer (signature verified with the issuer's key) must not list its serial. A CRL
    past its ``nextUpdate`` means the revocation status is unknown, and unknown is treated as revoked: a
    receiver that keeps accepting certificates after its CRL feed stopped would never notice a revocation.
-   An issuer with no CRL loaded is not checked (CRLs are optional in the registry).
+   An issuer with no CRL loaded is not checked (CRLs are optional in the registry). CRLs are matched to the
+   issuer by name *and* key: of the CRLs naming the issuer, only those its own key signed count, so two CAs
+   of the same name (a re-keyed CA during a rollover, both trusted) each have their certificates checked
+   against their own CRL. When CRLs of the name are loaded but none is signed by this CA's key, the status is
+   unknown (refused): the registry keeps an intermediate's CRL per name only (it does not hold intermediate
+   keys), so a CRL of the wrong key may have displaced the right one, and "not checked" would fail open.
 
 cryptography's ``VerificationError`` text is mapped to plain reasons an operator can act on.
 """
 
 from __future__ import annotations
 
-__all__ = ["ChainVerdict", "crl_signed_by", "verify_client_certificate"]
+__all__ = ["ChainVerdict", "crl_signed_by", "crl_signer_key_id", "public_key_id", "verify_client_certificate"]
 
 import re
 from collections.abc import Sequence
@@ -31,7 +36,9 @@ from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 _ENCOUNTERED = re.compile(r"\s*\(encountered processing <Certificate\(subject=<Name\((?P<subject>.*?)\)>.*$")
@@ -99,7 +106,10 @@ def _revocation_problem(
     valid = [crl for crl in candidates if crl_signed_by(crl, issuer)]
     who = "certificate" if leaf else "issuing CA"
     if not valid:
-        return f"revocation status unknown: the CRL of {_subject(issuer)} is not signed by that CA"
+        return (
+            f"revocation status unknown: a CRL of {_subject(issuer)} is loaded but none is signed by this "
+            f"CA's key (key id {public_key_id(issuer)[:16]}); load the CRL this CA issued"
+        )
     crl = max(valid, key=lambda c: c.last_update_utc)
     if crl.next_update_utc is not None and crl.next_update_utc < at:
         return (
@@ -118,6 +128,30 @@ def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate)
         return crl.is_signature_valid(cast(CertificateIssuerPublicKeyTypes, issuer.public_key()))
     except (TypeError, ValueError, UnsupportedAlgorithm):
         return False
+
+
+def public_key_id(cert: x509.Certificate) -> str:
+    """SHA-256 (lower-case hex) of the certificate's SubjectPublicKeyInfo DER: the id of a CA *key*.
+
+    Why the key and not the certificate fingerprint: a CA certificate re-issued with the same key (new
+    validity) signs the same CRLs, so it must find the same CRL slot; a CA re-keyed under the same name must
+    not.
+    """
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()
+
+
+def crl_signer_key_id(
+    crl: x509.CertificateRevocationList, candidates: Sequence[x509.Certificate]
+) -> str | None:
+    """The :func:`public_key_id` of the first of ``candidates`` named as the CRL's issuer whose key verifies
+    its signature, or None when none does."""
+    for ca in candidates:
+        if ca.subject == crl.issuer and crl_signed_by(crl, ca):
+            return public_key_id(ca)
+    return None
 
 
 def _crl_reason(entry: x509.RevokedCertificate) -> str:
