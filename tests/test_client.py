@@ -665,7 +665,7 @@ def test_response_without_relates_to_is_accepted_with_a_warning(
     assert [(f.code, f.severity) for f in result.response_findings] == [
         ("missing-relates-to", Severity.WARNING)
     ]
-    assert result.as_dict()["response_findings"][0]["location"] == "Header/wsa:RelatesTo"
+    assert result.as_dict()["response_findings"][0]["location"] == "S:Header/wsa:RelatesTo"
     result, _ = _send(scripted, pki, document, soap(RegistryResponse.success()))
     assert not [f for f in result.response_findings if f.code == "missing-relates-to"]
 

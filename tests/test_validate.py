@@ -689,7 +689,7 @@ def test_direct_from_without_author_telecom_is_enough() -> None:
 def test_direct_from_disagrees_with_author_telecom() -> None:
     other = DirectAddress("mallory@direct.elsewhere.example")
     finding = only(validate(make_submission(direct_from=other)), "sender-mismatch")
-    assert finding.location == "Header/direct:addressBlock/direct:from"
+    assert finding.location == "S:Header/direct:addressBlock/direct:from"
     assert str(other) in finding.message
     assert str(SENDER) in finding.message
 
@@ -702,7 +702,7 @@ def test_direct_from_domain_case_does_not_matter() -> None:
 def test_no_recipient_at_all() -> None:
     submission = with_ss(make_submission(MetadataLevel.XDS, direct_to=()), intended_recipients=())
     finding = only(validate(submission), "no-recipient")
-    assert finding.location == "Header/direct:addressBlock/direct:to"
+    assert finding.location == "S:Header/direct:addressBlock/direct:to"
 
 
 def test_intended_recipient_required_at_minimal() -> None:

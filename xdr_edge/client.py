@@ -164,7 +164,7 @@ def _missing_relates_to(relates: str | None) -> tuple[Finding, ...]:
         Finding(
             "missing-relates-to",
             Severity.WARNING,
-            "Header/wsa:RelatesTo",
+            "S:Header/wsa:RelatesTo",
             "the response has no wsa:RelatesTo naming our MessageID; accepted as the answer on this connection",
             "wsa-relates-to",
         ),

@@ -56,8 +56,8 @@ DUPLICATE_UNIQUE_ID = "XDSRegistryDuplicateUniqueIdInMessage"
 PATIENT_ID_MISMATCH = "XDSPatientIdDoesNotMatch"
 MISSING_DOCUMENT = "XDSMissingDocument"
 
-_HEADER_FROM = "Header/direct:addressBlock/direct:from"
-_HEADER_TO = "Header/direct:addressBlock/direct:to"
+_HEADER_FROM = "S:Header/direct:addressBlock/direct:from"
+_HEADER_TO = "S:Header/direct:addressBlock/direct:to"
 
 # Shapes from digest §8. languageCode: RFC 3066 / BCP 47 (primary tag, then alphanumeric subtags).
 _LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")

@@ -189,7 +189,7 @@ def _attach_documents(
     findings: list[Finding] = []
     used: set[str] = set()
     for ref in envelope.documents:
-        where = f"Body/xdsb:Document[@id='{ref.entry_id}']"
+        where = f"S:Body/xdsb:Document[@id='{ref.entry_id}']"
         if ref.entry_id in documents:
             findings.append(
                 _finding(
@@ -306,7 +306,7 @@ def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> I
         raise RemoteProtocolError(
             "ProvideAndRegisterDocumentSetRequest has no lcm:SubmitObjectsRequest",
             code="no-submit-objects",
-            location="Body/xdsb:ProvideAndRegisterDocumentSetRequest",
+            location="S:Body/xdsb:ProvideAndRegisterDocumentSetRequest",
             fault_code="Sender",
         )
     meta = read_submit_objects(envelope.submit_objects)
@@ -319,7 +319,7 @@ def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> I
             findings.append(
                 _finding(
                     "XDSMissingDocumentMetadata",
-                    f"Body/xdsb:Document[@id='{entry_id}']",
+                    f"S:Body/xdsb:Document[@id='{entry_id}']",
                     "Document has no DocumentEntry (ExtrinsicObject) with this id",
                     "doc-no-metadata",
                 )

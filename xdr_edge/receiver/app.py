@@ -299,7 +299,7 @@ class XdrEdgeApp:
         """Every sender address the request claims must be bound to the certificate's practice (digest §11)."""
         addresses: list[tuple[str, DirectAddress]] = []
         if request.envelope.direct_from is not None:
-            addresses.append(("Header/direct:addressBlock/direct:from", request.envelope.direct_from))
+            addresses.append(("S:Header/direct:addressBlock/direct:from", request.envelope.direct_from))
         submission = request.submission
         if submission is not None:
             for author in submission.submission_set.authors:
