@@ -117,7 +117,7 @@ def _make_document(path: Path, size: int) -> str:
 def _stored_document(inbox: Path, unique_id: str) -> Path:
     (summary_path,) = [p for p in inbox.glob("*/*/summary.json") if p.parent.name.startswith(unique_id)]
     summary = json.loads(summary_path.read_text())
-    return summary_path.parent / summary["documents"][0]["file"]
+    return summary_path.parent / str(summary["documents"][0]["file"])
 
 
 def _sha1(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -172,7 +173,7 @@ def wrap_pnr(submit_objects: etree._Element) -> etree._Element:
 def assert_valid(schema: etree.XMLSchema, submit_objects: etree._Element) -> None:
     doc = parse(tostring(wrap_pnr(submit_objects)))
     if not schema.validate(doc):
-        pytest.fail("schema errors:\n" + "\n".join(str(e) for e in schema.error_log))
+        pytest.fail("schema errors:\n" + "\n".join(str(e) for e in schema.error_log))  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------------ writer
@@ -274,7 +275,7 @@ def test_writer_top_level_order_and_submission_set_classification() -> None:
 
 def test_writer_limited_metadata_nodes_only_when_flagged() -> None:
     minimal = write_submit_objects(minimal_submission())
-    nodes = minimal.xpath("//rim:Classification/@classificationNode", namespaces=NSMAP)
+    nodes = cast(list[str], minimal.xpath("//rim:Classification/@classificationNode", namespaces=NSMAP))
     assert set(nodes) == {ns.DE_LIMITED_METADATA, ns.SS_LIMITED_METADATA, ns.SUBMISSION_SET}
     full = write_submit_objects(full_submission())
     assert full.xpath("//rim:Classification/@classificationNode", namespaces=NSMAP) == [ns.SUBMISSION_SET]
@@ -294,7 +295,7 @@ def test_writer_omits_what_the_model_lacks() -> None:
 def test_writer_is_deterministic_with_unique_ids() -> None:
     first = tostring(write_submit_objects(full_submission()))
     assert first == tostring(write_submit_objects(full_submission()))
-    ids = parse(first).xpath("//@id")
+    ids = cast(list[str], parse(first).xpath("//@id"))
     assert len(ids) == len(set(ids))
     generated = [i for i in ids if i not in ("Document01", "SubmissionSet01", "as01")]
     assert generated and all(i.startswith("urn:uuid:") and len(i) == 45 for i in generated)
@@ -502,7 +503,9 @@ def test_unknown_slot_name_warns_and_is_kept_while_urn_extension_is_silent() -> 
 def test_single_valued_slot_with_two_values_and_duplicate_slot_are_errors() -> None:
     root = written()
     eo = extrinsic(root)
-    eo.remove(eo.find("rim:Slot[@name='creationTime']", NSMAP))
+    slot = eo.find("rim:Slot[@name='creationTime']", NSMAP)
+    assert slot is not None
+    eo.remove(slot)
     add_slot(eo, "creationTime", "20240101", "20240102")
     add_slot(eo, "languageCode", "de")  # inserted first, so the writer's languageCode is the duplicate
     read = read_submit_objects(root)

@@ -7,11 +7,13 @@ import ssl
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -107,7 +109,7 @@ def test_crl_lists_revoked_serials(pki_ca: CertificateAuthority) -> None:
     crl = pki_ca.crl([revoked.cert])
     assert crl.get_revoked_certificate_by_serial_number(revoked.cert.serial_number) is not None
     assert crl.get_revoked_certificate_by_serial_number(kept.cert.serial_number) is None
-    assert crl.is_signature_valid(pki_ca.cert.public_key())
+    assert crl.is_signature_valid(cast(CertificateIssuerPublicKeyTypes, pki_ca.cert.public_key()))
     with pytest.raises(ValueError, match="not issued by this CA"):
         CertificateAuthority.create("other").crl([revoked.cert])
 
@@ -159,7 +161,7 @@ def test_demo_pki_files(demo_pki: DemoPki) -> None:
     untrusted = x509.load_pem_x509_certificate(demo_pki.untrusted_client_cert.read_bytes())
     assert untrusted.issuer != ca.subject
     crl = x509.load_pem_x509_crl(demo_pki.crl.read_bytes())
-    assert len(crl) == 0 and crl.is_signature_valid(ca.public_key())
+    assert len(crl) == 0 and crl.is_signature_valid(cast(CertificateIssuerPublicKeyTypes, ca.public_key()))
 
 
 def test_demo_pki_loads_into_ssl_contexts(demo_pki: DemoPki) -> None:

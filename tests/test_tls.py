@@ -40,7 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _TlsServer
 
     def do_POST(self) -> None:
-        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        connection = self.connection
+        assert isinstance(connection, ssl.SSLSocket)
+        der = connection.getpeercert(binary_form=True)
         fingerprint = hashlib.sha256(der).hexdigest() if der else ""
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with self.server.lock:
@@ -77,7 +79,7 @@ class _TlsServer(ThreadingHTTPServer):
             self.handshake_failed.set()
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]  # typeshed: Self
         except (ssl.SSLError, OSError):
             pass
         finally:
@@ -373,7 +375,8 @@ def test_server_context_errors(demo_pki: DemoPki, tmp_path: Path) -> None:
 
 def test_client_without_certificate_refused(demo_pki: DemoPki, server: _TlsServer) -> None:
     context = ssl.create_default_context(cafile=str(demo_pki.ca_cert))
-    with socket.create_connection(server.server_address[:2]) as raw:  # type: ignore[index]
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), int(port))) as raw:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
                 tls.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
