@@ -135,6 +135,30 @@ def test_config_level_is_the_default_and_option_overrides(
     assert summaries[minimal["submission_set_unique_id"]]["metadata_level"] == "minimal"
 
 
+def test_send_can_ask_for_a_final_destination_delivery_notification(
+    lab: Lab, docs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config = write_config(lab, tmp_path / "sender.toml")
+    result = run(
+        "send",
+        docs[0],
+        "--from",
+        A_FROM,
+        "--to",
+        TO,
+        "--config",
+        config,
+        "--practice",
+        "practice-a",
+        "--final-delivery-notification",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    uid = json.loads(result.stdout)["submission_set_unique_id"]
+    summary = json.loads(next(lab.inbox.root.glob(f"*/{uid}/summary.json")).read_text())
+    assert summary["final_destination_delivery"] is True
+
+
 def test_unbound_sender_with_config_exits_2_naming_the_address(
     lab: Lab, docs: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -67,6 +67,20 @@ def test_inspect_of_packed_file_is_clean(tmp_path: Path, docs: dict[str, Path]) 
     assert len(report["summary"]["documents"]) == 2
 
 
+def test_pack_can_ask_for_a_final_destination_delivery_notification(
+    tmp_path: Path, docs: dict[str, Path]
+) -> None:
+    plain, asked = tmp_path / "plain.mime", tmp_path / "asked.mime"
+    assert _pack(plain, docs["ccda"]).exit_code == 0
+    assert _pack(asked, docs["ccda"], extra=("--final-delivery-notification",)).exit_code == 0
+    assert b"X-DIRECT-FINAL-DESTINATION-DELIVERY>true<" in asked.read_bytes()
+    assert b"X-DIRECT-FINAL-DESTINATION-DELIVERY" not in plain.read_bytes()
+    assert "final destination delivery: requested" in _run("inspect", str(asked)).output
+    assert "final destination delivery" not in _run("inspect", str(plain)).output
+    report = json.loads(_run("inspect", "--json", str(asked)).output)
+    assert report["summary"]["final_destination_delivery"] is True
+
+
 def test_flipped_byte_in_a_document_is_a_hash_mismatch(tmp_path: Path, docs: dict[str, Path]) -> None:
     out = tmp_path / "request.mime"
     assert _pack(out, docs["pdf"]).exit_code == 0

@@ -283,7 +283,36 @@ def test_valid_minimal_submission_is_stored_byte_exact(env: Env) -> None:
     summary = _assert_stored(env, submission, [sample_ccda()], reply, request.message_id)
     assert summary["metadata_level"] == "minimal"
     assert summary["mtom"] is True
+    assert summary["final_destination_delivery"] is False
     assert reply.parsed().envelope.relates_to == request.message_id
+
+
+def test_a_final_destination_delivery_request_travels_with_the_stored_submission(env: Env) -> None:
+    """ETT MT 30: the request is accepted and the downstream HISP learns that the sender wants to be told."""
+    submission = dataclasses.replace(make_submission(env), final_destination_delivery=True)
+    request = request_for(env, submission)
+    summary = _assert_stored(env, submission, [sample_ccda()], send(env, request), request.message_id)
+    assert summary["final_destination_delivery"] is True
+    (stored,) = env.hook.for_uid(submission.submission_set.unique_id)
+    assert stored.summary["final_destination_delivery"] is True
+
+
+def test_an_unreadable_delivery_request_is_a_failure_naming_it(env: Env) -> None:
+    submission = make_submission(env)
+    request = request_for(env, submission)
+
+    def garble(root: etree._Element) -> None:
+        block = find_one(root, "soap:Header/direct:addressBlock")
+        etree.SubElement(block, f"{{{ns.DIRECT}}}X-DIRECT-FINAL-DESTINATION-DELIVERY").text = "perhaps"
+
+    reply = send_body(env, reframe(request, garble))
+    rr = reply.registry_response()
+    assert not rr.is_success
+    (error,) = rr.errors
+    assert error.error_code == "XDSRepositoryMetadataError"
+    assert "X-DIRECT-FINAL-DESTINATION-DELIVERY" in (error.location or "")
+    assert "'perhaps'" in error.code_context
+    assert_nothing_stored(env, submission)
 
 
 def test_valid_full_submission_with_two_documents_is_stored_byte_exact(env: Env) -> None:

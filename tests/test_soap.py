@@ -23,6 +23,7 @@ from xdr_edge.response import (
 from xdr_edge.soap import (
     BODY_WARNING,
     DIRECT_WARNING,
+    FINAL_DESTINATION_DELIVERY,
     WSA_WARNING,
     DocumentRef,
     Fault,
@@ -127,6 +128,47 @@ def test_request_address_block() -> None:
         "mailto:one@hisp.example.com",
         "mailto:two@hisp.example.com",
     ]
+
+
+def test_final_destination_delivery_request_is_written_after_the_recipients_and_read_back() -> None:
+    assert "X-DIRECT" not in _build().decode()  # only when asked for
+    xml = _build(final_destination_delivery=True)
+    (block,) = _xpath(xml, "/S:Envelope/S:Header/direct:addressBlock")
+    assert [etree.QName(e).localname for e in block] == ["from", "to", "to", FINAL_DESTINATION_DELIVERY]
+    assert block[-1].text == "true"
+    assert read_request_envelope(xml).final_destination_delivery is True
+    assert read_request_envelope(_build()).final_destination_delivery is False
+
+
+def _with_delivery_request(*values: str) -> bytes:
+    extra = "".join(
+        f"<direct:{FINAL_DESTINATION_DELIVERY}>{v}</direct:{FINAL_DESTINATION_DELIVERY}>" for v in values
+    )
+    return _template(block=PARTS["block"].replace("</direct:addressBlock>", extra + "</direct:addressBlock>"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(" true ", True), ("1", True), ("false", False), ("0", False)]
+)
+def test_final_destination_delivery_values(value: str, expected: bool) -> None:
+    read = read_request_envelope(_with_delivery_request(value))
+    assert read.final_destination_delivery is expected
+    assert not [f for f in read.findings if f.is_error]
+
+
+def test_an_unreadable_delivery_request_is_an_error_finding_naming_the_element() -> None:
+    read = read_request_envelope(_with_delivery_request("yes please"))
+    (error,) = [f for f in read.findings if f.is_error]
+    assert error.code == "XDSRepositoryMetadataError"
+    assert error.location == f"S:Header/direct:addressBlock/direct:{FINAL_DESTINATION_DELIVERY}"
+    assert "'yes please'" in error.message and "true or false" in error.message
+    assert read.final_destination_delivery is False
+
+
+def test_a_repeated_delivery_request_is_a_sender_fault() -> None:
+    with pytest.raises(RemoteProtocolError, match="appears more than once") as caught:
+        read_request_envelope(_with_delivery_request("true", "false"))
+    assert caught.value.fault_code == "Sender"
 
 
 @pytest.mark.parametrize(

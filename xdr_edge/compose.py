@@ -255,12 +255,15 @@ def compose(
     defaults: XdsDefaults | None = None,
     entry_id_style: str = "symbolic",
     submission_time: datetime | None = None,
+    final_destination_delivery: bool = False,
 ) -> Submission:
     """Build a Submission ready to validate and send.
 
     ``patient_id`` is a CX string (``ID^^^&OID&ISO``) or a :class:`Patient`; it overrides what a CDA header
     says. ``author`` is used for every DocumentEntry that has none of its own and is merged into the
     SubmissionSet author, whose ``authorTelecommunication`` is always the sender's address.
+    ``final_destination_delivery`` asks the HISP for a notification once the message reached its final
+    destination (the address block's X-DIRECT-FINAL-DESTINATION-DELIVERY, digest §5.1).
     """
     if not documents:
         raise LocalProtocolError("a submission needs at least one document", code="no-documents")
@@ -314,6 +317,7 @@ def compose(
         level=level,
         direct_from=from_addr,
         direct_to=to_addrs,
+        final_destination_delivery=final_destination_delivery,
     )
 
 

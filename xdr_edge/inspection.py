@@ -65,6 +65,7 @@ def _submission_summary(sub: Submission, show_phi: bool) -> dict[str, Any]:
         "metadata_level": sub.level.value,
         "direct_from": str(sub.direct_from) if sub.direct_from else None,
         "direct_to": [str(a) for a in sub.direct_to],
+        "final_destination_delivery": sub.final_destination_delivery,
         "submission_set": {
             "entry_id": ss.entry_id,
             "unique_id": ss.unique_id,

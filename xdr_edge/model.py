@@ -538,7 +538,9 @@ class Submission:
     address block (``direct_from``/``direct_to``) and the declared metadata level.
 
     ``level`` is what the ``direct:metadata-level`` header says (or will say); the XDS default when absent
-    follows digest §5.3.
+    follows digest §5.3. ``final_destination_delivery`` is the address block's
+    ``X-DIRECT-FINAL-DESTINATION-DELIVERY`` request: the sender asks to be told when the message reached its
+    final destination, not only the recipient's HISP (Delivery Notification IG §1.3, digest §5.1).
     """
 
     submission_set: SubmissionSet
@@ -547,6 +549,7 @@ class Submission:
     level: MetadataLevel = MetadataLevel.XDS
     direct_from: DirectAddress | None = None
     direct_to: tuple[DirectAddress, ...] = ()
+    final_destination_delivery: bool = False
 
     def entry(self, entry_id: str) -> DocumentEntry | None:
         for entry in self.document_entries:

@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "BODY_WARNING",
     "DIRECT_WARNING",
+    "FINAL_DESTINATION_DELIVERY",
     "WSA_WARNING",
     "DocumentRef",
     "Fault",
@@ -80,6 +81,8 @@ WSA_WARNING = "WS-Addressing"
 DIRECT_WARNING = "DirectAddressing"
 BODY_WARNING = "ITI-41"
 _BAD_ADDRESS_CODE = "XDSRepositoryMetadataError"  # digest §11: an unusable address block is a metadata error
+#: Delivery Notification IG §1.3 (digest §5.1): the addressBlock child asking for final-destination delivery.
+FINAL_DESTINATION_DELIVERY = "X-DIRECT-FINAL-DESTINATION-DELIVERY"
 
 
 _S = ns.SOAP
@@ -131,6 +134,7 @@ class RequestEnvelope:
     submit_objects: etree._Element | None
     documents: tuple[DocumentRef, ...]
     findings: list[Finding] = field(default_factory=list)
+    final_destination_delivery: bool = False  # X-DIRECT-FINAL-DESTINATION-DELIVERY true in the addressBlock
 
 
 @dataclass(frozen=True)
@@ -234,9 +238,11 @@ def _request_headers(
     direct_to: Sequence[DirectAddress],
     level: MetadataLevel | None,
     placement: LevelPlacement,
+    final_destination_delivery: bool = False,
 ) -> list[etree._Element]:
     """The digest §3 recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
-    addressBlock (role destination, relay true, no mustUnderstand: §5.1) and metadata-level (§5.3)."""
+    addressBlock (role destination, relay true, no mustUnderstand: §5.1; the delivery-notification request
+    after the recipients) and metadata-level (§5.3)."""
     reply_to = _must_understand(_wsa("ReplyTo"))
     etree.SubElement(reply_to, qname(ns.WSA, "Address")).text = ns.WSA_ANONYMOUS
     headers = [
@@ -246,7 +252,7 @@ def _request_headers(
         reply_to,
     ]
     level_in_block = level is not None and placement is not LevelPlacement.TOP_LEVEL
-    if direct_from is not None or direct_to or level_in_block:
+    if direct_from is not None or direct_to or level_in_block or final_destination_delivery:
         block = _direct("addressBlock")
         block.set(_ROLE, ns.DIRECT_ROLE)
         block.set(_RELAY, "true")
@@ -254,6 +260,8 @@ def _request_headers(
             _direct("from", direct_from.uri, parent=block)
         for recipient in direct_to:
             _direct("to", recipient.uri, parent=block)
+        if final_destination_delivery:
+            _direct(FINAL_DESTINATION_DELIVERY, "true", parent=block)
         if level is not None and level_in_block:
             _direct("metadata-level", level.value, parent=block)
         headers.append(block)
@@ -299,6 +307,7 @@ def build_request_envelope(
     direct_to: Sequence[DirectAddress],
     level: MetadataLevel | None,
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+    final_destination_delivery: bool = False,
 ) -> bytes:
     """The ITI-41 request envelope (the MTOM root part), as UTF-8 bytes with an XML declaration.
 
@@ -317,6 +326,7 @@ def build_request_envelope(
         direct_to=direct_to,
         level=level,
         placement=placement,
+        final_destination_delivery=final_destination_delivery,
     )
     client = _client()
     client.set_ns_prefix("xdsb", ns.XDSB)  # a fresh client per call, so this touches nothing shared
@@ -557,6 +567,7 @@ class _Block:
     direct_from: DirectAddress | None = None
     direct_to: tuple[DirectAddress, ...] = ()
     level: MetadataLevel | None = None
+    final_destination_delivery: bool | None = None  # None: the element is absent
 
 
 def _read_block(block: etree._Element, findings: list[Finding]) -> _Block:
@@ -581,8 +592,34 @@ def _read_block(block: etree._Element, findings: list[Finding]) -> _Block:
                     f"{base}/direct:metadata-level appears more than once", f"{base}/direct:metadata-level"
                 )
             result.level = _level(child, f"{base}/direct:metadata-level")
+        elif _is(child, ns.DIRECT, FINAL_DESTINATION_DELIVERY):
+            where = f"{base}/direct:{FINAL_DESTINATION_DELIVERY}"
+            if result.final_destination_delivery is not None:
+                raise _sender(f"{where} appears more than once", where, code="direct-address-block")
+            result.final_destination_delivery = _delivery_request(child, where, findings)
     result.direct_to = tuple(addresses)
     return result
+
+
+def _delivery_request(element: etree._Element, where: str, findings: list[Finding]) -> bool:
+    """``true``/``false`` (xs:boolean, so also 1/0). Anything else is an error finding, answered with a
+    Failure: a sender that asked for a delivery notification in a form we cannot read must not believe it
+    will get one (ETT MT 31 sends such requests and expects them handled, not ignored)."""
+    text = _text(element).strip()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    findings.append(
+        Finding(
+            _BAD_ADDRESS_CODE,
+            Severity.ERROR,
+            where,
+            f"{where} must be true or false (Delivery Notification IG §1.3), got {text[:40]!r}",
+            "direct-bad-delivery-request",
+        )
+    )
+    return False
 
 
 _WARNING_CODES = {"wsa": WSA_WARNING, "direct": DIRECT_WARNING, "xdsb": BODY_WARNING}
@@ -796,6 +833,7 @@ def read_request_envelope(
         submit_objects=submit,
         documents=documents,
         findings=findings,
+        final_destination_delivery=bool(addresses.final_destination_delivery),
     )
 
 

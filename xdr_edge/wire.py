@@ -129,6 +129,7 @@ def build_request(
         direct_to=submission.direct_to,
         level=submission.level,
         placement=placement,
+        final_destination_delivery=submission.final_destination_delivery,
     )
     return OutgoingRequest(
         message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
@@ -336,6 +337,7 @@ def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> I
             level=envelope.level or MetadataLevel.XDS,
             direct_from=envelope.direct_from,
             direct_to=tuple(envelope.direct_to),
+            final_destination_delivery=envelope.final_destination_delivery,
         )
         findings += _level_findings(submission, envelope.level)
         findings += check_documents(submission)

@@ -217,6 +217,7 @@ def send(
     uid_root: str | None,
     source_id: str | None,
     title: str | None,
+    final_delivery: bool,
     level_placement: str,
     config: Path | None,
     practice_id: str | None,
@@ -257,6 +258,7 @@ def send(
         uid_root=uid_root,
         source_id=source_id,
         title=title,
+        final_delivery=final_delivery,
     )
     with XdrClient(
         endpoint=target.endpoint,

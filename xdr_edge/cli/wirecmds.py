@@ -45,6 +45,13 @@ def metadata_options(func: Any) -> Any:
         ),
         click.option("--title", help="SubmissionSet title (e.g. the mail Subject)."),
         click.option(
+            "--final-delivery-notification",
+            "final_delivery",
+            is_flag=True,
+            help="Ask for a notification once the message reaches its final destination "
+            "(X-DIRECT-FINAL-DESTINATION-DELIVERY in the address block).",
+        ),
+        click.option(
             "--level-placement",
             type=click.Choice(["top-level", "in-block", "both"]),
             default="top-level",
@@ -68,6 +75,7 @@ def compose_from_options(
     uid_root: str | None,
     source_id: str | None,
     title: str | None,
+    final_delivery: bool = False,
 ) -> Submission:
     """The submission that the :func:`metadata_options` of ``pack`` and ``send`` describe; without
     ``--metadata`` the level is ``default_level`` (minimal for ``pack``, the configuration file's for ``send``)."""
@@ -80,6 +88,7 @@ def compose_from_options(
         uid_root=uid_root,
         source_id=source_id,
         title=title,
+        final_destination_delivery=final_delivery,
     )
 
 
@@ -107,6 +116,7 @@ def pack(
     uid_root: str | None,
     source_id: str | None,
     title: str | None,
+    final_delivery: bool,
     level_placement: str,
     endpoint: str,
     output: Path,
@@ -122,6 +132,7 @@ def pack(
         uid_root=uid_root,
         source_id=source_id,
         title=title,
+        final_delivery=final_delivery,
     )
     findings = validate(submission)
     if any(f.is_error for f in findings):
@@ -147,7 +158,9 @@ def _print_inspection(result: Inspection) -> None:
     documents = summary.pop("documents", [])
     submission_set = summary.pop("submission_set", None)
     for key, value in summary.items():
-        if value not in (None, [], ""):
+        if value is True:
+            click.echo(f"  {key.replace('_', ' ')}: requested")
+        elif value is not False and value not in (None, [], ""):
             click.echo(
                 f"  {key.replace('_', ' ')}: {value if not isinstance(value, list) else ', '.join(map(str, value))}"
             )

@@ -332,6 +332,9 @@ class XdrEdgeApp:
             "practice": practice.id,
             "sender": str(submission.sender) if submission.sender else None,
             "recipients": [str(a) for a in submission.recipients],
+            # the sender asked to be told when the message reaches its final destination (digest §5.1): the
+            # downstream HISP must honour it, so it travels with the submission
+            "final_destination_delivery": submission.final_destination_delivery,
             "message_id": env.message_id,
             "submission_set_unique_id": submission.submission_set.unique_id,
             "document_unique_ids": [e.unique_id for e in submission.document_entries],
