@@ -25,6 +25,7 @@ from xdr_edge.model import DirectAddress
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.registry import Decision
 from xdr_edge.response import RegistryResponse
+from xdr_edge.soap import Fault
 from xdr_edge.wire import build_reply, parse_request
 
 SOAP_CASES = {
@@ -218,6 +219,36 @@ def _success_instead_of_faults(config: ReceiverConfig) -> Wsgi:
         return [out]
 
     return app
+
+
+def _fault_on_delivery_requests(config: ReceiverConfig) -> Wsgi:
+    """Our app behind a strict schema that knows no X-DIRECT-FINAL-DESTINATION-DELIVERY: a Sender fault."""
+    proper = XdrEdgeApp(config)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        if b"X-DIRECT-FINAL-DESTINATION-DELIVERY" not in body:
+            return proper(environ, start_response)
+        fault = Fault("Sender", "unexpected element direct:X-DIRECT-FINAL-DESTINATION-DELIVERY")
+        reply = build_reply(fault, relates_to=None, mtom=True)
+        start_response(
+            "400 Bad Request",
+            [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))],
+        )
+        return [reply.body]
+
+    return app
+
+
+def test_endpoint_that_cannot_read_delivery_requests_fails_the_delivery_cases(tmp_path: Path) -> None:
+    with start_lab(tmp_path, app_factory=_fault_on_delivery_requests) as lab:
+        report = run_receiver(_target(lab))
+    assert _failed(report) == {"delivery-notification-request", "delivery-notification-unreachable"}
+    assert "not a fault" in report.result("delivery-notification-unreachable").detail
+    assert "unexpected element" in report.result("delivery-notification-request").detail
+    assert report.result("delivery-notification-unreadable").passed  # a fault is an allowed refusal there
+    assert report.exit_status == 1
 
 
 def test_endpoint_accepting_any_sender_fails_unbound_sender(tmp_path: Path) -> None:

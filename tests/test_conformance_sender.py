@@ -4,6 +4,7 @@ certificate) with our client and with a sender that ignores certificate errors."
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 from collections.abc import Iterator
@@ -143,6 +144,40 @@ def _reuse_message_id(message_id: str) -> Mutation:
         return parts
 
     return mutate
+
+
+def _unreadable_delivery_request(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
+    for block in root.iter(f"{{{ns.DIRECT}}}addressBlock"):
+        etree.SubElement(block, f"{{{ns.DIRECT}}}X-DIRECT-FINAL-DESTINATION-DELIVERY").text = "yes"
+    return parts
+
+
+def test_a_delivery_request_is_checked_with_the_address_block(
+    endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice
+) -> None:
+    """One good request asking for final-destination delivery, one asking with an unreadable value: only the
+    address-block check fails, and it names the element; the metadata check is not blamed."""
+    assert practice.credential is not None
+    sender = ReceiverContext(
+        ReceiverTarget(
+            endpoint=endpoint.url,
+            ca_bundle=pki.ca_cert,
+            credential=practice.credential,
+            bound_from=DirectAddress.parse(pki.practices["practice-a"].addresses[0]),
+            unbound_from=DirectAddress.parse(pki.practices["practice-b"].addresses[0]),
+            recipients=(DirectAddress.parse(RECIPIENT),),
+        )
+    )
+    asking = dataclasses.replace(sender.submission(), final_destination_delivery=True)
+    for prepared in (sender.frame(asking), sender.frame(sender.submission(), _unreadable_delivery_request)):
+        sender.send(prepared)
+    assert endpoint.wait(2, timeout=5)
+    report = endpoint.report(expect=2)
+    assert {r.case.id for r in report.results if r.failed} == {"direct-address-block"}
+    observed = report.result("direct-address-block").observed
+    assert observed.startswith("request 2: XDSRepositoryMetadataError")
+    assert "X-DIRECT-FINAL-DESTINATION-DELIVERY" in observed and "'yes'" in observed
+    assert report.result("metadata-valid").passed
 
 
 def test_broken_sender_fails_the_matching_checks(

@@ -47,10 +47,10 @@ from xdr_edge.model import DirectAddress, Document, MetadataLevel, Submission
 from xdr_edge.mtom import MtomBody, MtomPart
 from xdr_edge.practice import ClientCredential
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import DocumentRef, build_request_envelope
+from xdr_edge.soap import FINAL_DESTINATION_DELIVERY, DocumentRef, build_request_envelope
 from xdr_edge.tls import client_ssl_context, load_identity
 from xdr_edge.wire import build_request, new_message_id
-from xdr_edge.xml import parse
+from xdr_edge.xml import parse, qname
 
 Mutation = Callable[[etree._Element, list[MtomPart]], list[MtomPart]]
 
@@ -406,6 +406,29 @@ def _several_recipients(ctx: ReceiverContext) -> Prepared:
     return ctx.frame(ctx.submission(recipients=recipients))
 
 
+def _delivery_request(ctx: ReceiverContext) -> Prepared:
+    """ETT MT 30: a valid message whose address block asks for final-destination delivery (digest §5.1)."""
+    return ctx.frame(dataclasses.replace(ctx.submission(), final_destination_delivery=True))
+
+
+#: A recipient no HISP can reach: the ``.invalid`` top-level domain never resolves (RFC 2606).
+UNREACHABLE_RECIPIENT = "conformance.nobody@destination.invalid"
+
+
+def _delivery_request_unreachable(ctx: ReceiverContext) -> Prepared:
+    """ETT MT 31: a valid address block asking for delivery notification, to a destination that cannot exist."""
+    recipients = [DirectAddress.parse(UNREACHABLE_RECIPIENT)]
+    return ctx.frame(
+        dataclasses.replace(ctx.submission(recipients=recipients), final_destination_delivery=True)
+    )
+
+
+def _unreadable_delivery_request(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
+    for block in _all(_header(root), ns.DIRECT, "addressBlock"):
+        etree.SubElement(block, qname(ns.DIRECT, FINAL_DESTINATION_DELIVERY)).text = "perhaps"
+    return parts
+
+
 def _unbound(ctx: ReceiverContext) -> Prepared:
     return ctx.frame(ctx.submission(sender=ctx.target.unbound_from))
 
@@ -497,6 +520,23 @@ def _code_note(codes: Sequence[str], recommended: Sequence[str]) -> str:
     if not recommended or any(c in recommended for c in codes):
         return ""
     return f"recommended errorCode: {' or '.join(recommended)} (digest §12); reported, not failed"
+
+
+def judge_registry_answer(ex: Exchange) -> Verdict:
+    """A RegistryResponse, whatever its status: a destination that cannot be reached is a delivery problem,
+    reported later as a negative delivery status notification or now as a Failure, never as a SOAP error."""
+    problem = _not_answered(ex)
+    if problem is not None:
+        return problem
+    if ex.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
+        return Verdict.ok(ex.describe(), "accepted; the delivery status notification is the HISP's to send")
+    if ex.kind is ExchangeKind.FAILURE:
+        return Verdict.ok(ex.describe(), _join("refused now with a Failure", _first_context(ex)))
+    return Verdict.fail(
+        ex.describe(),
+        "an unreachable destination must be answered with a RegistryResponse (Success, then a negative "
+        "delivery notification, or Failure), not a fault or a non-SOAP answer",
+    )
 
 
 def judge_failure(recommended: Sequence[str], *, allow_fault: bool = False) -> Callable[[Exchange], Verdict]:
@@ -721,6 +761,33 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             success,
             _several_recipients,
             judge_success,
+        ),
+        _case(
+            "delivery-notification-request",
+            "address block asks for final-destination delivery (X-DIRECT-FINAL-DESTINATION-DELIVERY)",
+            True,
+            "ETT MT 30, digest §5.1",
+            success,
+            _delivery_request,
+            judge_success,
+        ),
+        _case(
+            "delivery-notification-unreachable",
+            f"delivery notification asked for, recipient {UNREACHABLE_RECIPIENT}",
+            True,
+            "ETT MT 31, digest §5.1",
+            "a RegistryResponse (Success, or Failure naming the recipient), not a fault",
+            _delivery_request_unreachable,
+            judge_registry_answer,
+        ),
+        _case(
+            "delivery-notification-unreadable",
+            "X-DIRECT-FINAL-DESTINATION-DELIVERY is neither true nor false",
+            False,
+            "Delivery Notification IG §1.3",
+            reject,
+            _mutated(_unreadable_delivery_request),
+            judge_failure(METADATA_CODES, allow_fault=True),
         ),
         _case(
             "valid-pdf",

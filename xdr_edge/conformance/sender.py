@@ -677,7 +677,8 @@ def _check_address_block(a: RequestAnalysis) -> list[str]:
         problems.append("addressBlock has no direct:from")
     if not env.direct_to:
         problems.append("addressBlock has no direct:to")
-    return problems
+    # an address that is not one, or a delivery-notification request that is neither true nor false
+    return problems + _errors(a, lambda f: f.rule in _ADDRESS_BLOCK_RULES)
 
 
 def _check_level(a: RequestAnalysis) -> list[str]:
@@ -695,6 +696,7 @@ def _check_level(a: RequestAnalysis) -> list[str]:
 _DOCUMENT_CODES = frozenset({"XDSMissingDocument", "XDSMissingDocumentMetadata"})
 _HASH_RULES = frozenset({"de-hash-mismatch", "de-size-mismatch"})
 _SENDER_RULES = frozenset({"sender-mismatch", "sender-unknown"})
+_ADDRESS_BLOCK_RULES = frozenset({"direct-bad-address", "direct-bad-delivery-request"})
 
 
 def _errors(a: RequestAnalysis, keep: Callable[[Finding], bool]) -> list[str]:
@@ -704,7 +706,9 @@ def _errors(a: RequestAnalysis, keep: Callable[[Finding], bool]) -> list[str]:
 def _check_metadata(a: RequestAnalysis) -> list[str]:
     return _errors(
         a,
-        lambda f: f.code not in _DOCUMENT_CODES and f.rule not in _HASH_RULES and f.rule not in _SENDER_RULES,
+        lambda f: (
+            f.code not in _DOCUMENT_CODES and f.rule not in _HASH_RULES | _SENDER_RULES | _ADDRESS_BLOCK_RULES
+        ),
     )
 
 
