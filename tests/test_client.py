@@ -3,6 +3,7 @@ receiver of a lab (xdr_edge.lab) or a scripted WSGI app on the same cheroot serv
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import re
@@ -26,6 +27,7 @@ from xdr_edge.errors import CertificateError, ConfigurationError, NotBound
 from xdr_edge.findings import Severity
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel, Submission
+from xdr_edge.mtom import MtomLimits
 from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
@@ -727,3 +729,26 @@ def test_the_loopback_example_in_docs_sending_md_runs(capsys: pytest.CaptureFixt
     code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
     exec(compile(code, f"{doc}:loopback example", "exec"), {"__name__": "docs_example"})
     assert capsys.readouterr().out.startswith("Success 200 urn:uuid:")
+
+
+def test_a_request_over_the_hisp_size_limit_is_a_fault_read_not_a_broken_pipe(tmp_path: Path) -> None:
+    """The real receiver refuses by Content-Length before reading; the client is still writing 8 MiB and must
+    still read the 413 fault (the server's lingering close), once, without retrying a refusal."""
+    limit = 1024 * 1024
+
+    def small_limit(config: ReceiverConfig) -> XdrEdgeApp:
+        return XdrEdgeApp(dataclasses.replace(config, limits=MtomLimits(max_total_bytes=limit)))
+
+    big = tmp_path / "scan.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"\x00" * (8 * limit))
+    with start_lab(tmp_path / "lab", app_factory=small_limit) as lab:
+        with XdrClient(
+            endpoint=lab.endpoint, ca_bundle=lab.ca_bundle, practices=lab.practices, retry=FAST
+        ) as client:
+            result = client.send(
+                compose([big], sender=A_FROM, recipients=[TO], level=MetadataLevel.MINIMAL),
+                practice="practice-a",
+            )
+    assert result.outcome is Outcome.FAULT, result.message
+    assert result.http_status == 413 and result.attempts == 1
+    assert result.fault is not None and "exceeds the limit" in result.fault.reason
