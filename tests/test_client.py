@@ -752,3 +752,28 @@ def test_a_request_over_the_hisp_size_limit_is_a_fault_read_not_a_broken_pipe(tm
     assert result.outcome is Outcome.FAULT, result.message
     assert result.http_status == 413 and result.attempts == 1
     assert result.fault is not None and "exceeds the limit" in result.fault.reason
+
+
+def test_a_hisp_that_hangs_up_mid_upload_is_reported_as_not_stored(tmp_path: Path) -> None:
+    """The same refusal from a server that closes at once (no lingering close): the reset destroys its 413,
+    and all the client knows is that the connection closed before the whole body was written. That proves the
+    HISP has no complete request, so the message says "not stored", not "TLS handshake failed"."""
+    limit = 1024 * 1024
+
+    def small_limit(config: ReceiverConfig) -> XdrEdgeApp:
+        return XdrEdgeApp(dataclasses.replace(config, limits=MtomLimits(max_total_bytes=limit)))
+
+    big = tmp_path / "scan.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"\x00" * (48 * limit))  # far beyond what socket buffers absorb
+    with start_lab(tmp_path / "lab", app_factory=small_limit) as lab:
+        abrupt = dataclasses.replace(lab.server.config, port=0, linger_seconds=0.0)
+        with XdrServer(lab.server.app, abrupt) as server:
+            with XdrClient(
+                endpoint=server.url, ca_bundle=lab.ca_bundle, practices=lab.practices, retry=FAST
+            ) as client:
+                submission = compose([big], sender=A_FROM, recipients=[TO], level=MetadataLevel.MINIMAL)
+                result = client.send(submission, practice="practice-a")
+    assert result.outcome is Outcome.TRANSPORT_ERROR, result.message
+    assert "before the request was complete, so it was not stored" in result.message
+    assert "handshake" not in result.message
+    assert result.http_status is None

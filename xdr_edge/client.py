@@ -183,7 +183,13 @@ class _CountingBody:
     def __len__(self) -> int:
         return self._length
 
+    @property
+    def total(self) -> int:
+        return self._length
+
     def __iter__(self) -> Iterator[bytes]:
+        # ``sent`` counts a chunk when it is handed over, before it is written: "sent < total" proves the peer
+        # never had the whole body; "sent == total" does not prove it had.
         for chunk in self._body:
             self.sent += len(chunk)
             yield chunk
@@ -431,6 +437,8 @@ class XdrClient:
             rejected = self._rejection(exc, session)
             if rejected is not None:
                 return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
+            if body.sent > 0:
+                return self._cut_off(exc, body)  # past the handshake: the connection dropped mid-request
             return _Attempt(
                 Outcome.TRANSPORT_ERROR, self._tls_message(exc, subject), False, bytes_sent=body.sent
             )
@@ -456,14 +464,32 @@ class XdrClient:
                     f"could not connect to {self.endpoint}: {_root_cause(exc)}; nothing was sent",
                     True,
                 )
+            return self._cut_off(exc, body)
+        with response:
+            return self._interpret(response, request, body.sent)
+
+    def _cut_off(self, exc: Exception, body: _CountingBody) -> _Attempt:
+        """The connection failed after part or all of the body was written. Short of the whole body, the HISP
+        cannot have a complete request, so nothing was stored (a server that refuses early, as too large or for
+        the certificate, and closes without waiting for the rest looks like this); with the whole body
+        written, it may have stored it."""
+        cause = _root_cause(exc)
+        if body.sent < body.total:
             return _Attempt(
-                Outcome.OUTCOME_UNKNOWN,
-                f"the connection to {self.endpoint} failed after {body.sent} bytes were sent: {_root_cause(exc)}",
+                Outcome.TRANSPORT_ERROR,
+                f"{self.endpoint} closed the connection after {body.sent} of {body.total} request bytes, before "
+                f"the request was complete, so it was not stored ({cause}); a HISP that refuses a request early "
+                "(too large, certificate refused) and does not wait for the rest looks like this",
                 True,
                 bytes_sent=body.sent,
             )
-        with response:
-            return self._interpret(response, request, body.sent)
+        return _Attempt(
+            Outcome.OUTCOME_UNKNOWN,
+            f"the connection to {self.endpoint} failed after the whole request ({body.sent} bytes) was sent: "
+            f"{cause}; the HISP may or may not have stored it",
+            True,
+            bytes_sent=body.sent,
+        )
 
     def _interpret(self, response: requests.Response, request: OutgoingRequest, sent: int) -> _Attempt:
         status = response.status_code
