@@ -108,13 +108,11 @@ def test_send_with_config_prints_the_outcome_readably(
     assert "message id:     urn:uuid:" in out
 
 
-def test_config_level_is_the_default_and_option_overrides(
-    lab: Lab, docs: tuple[Path, Path], tmp_path: Path
-) -> None:
-    config = write_config(lab, tmp_path / "sender.toml")
-    base: list[str | Path] = [
+def _send_as_practice_a(document: Path, config: Path) -> list[str | Path]:
+    """``send`` of one document from practice A's address through the config file, with ``--json``."""
+    return [
         "send",
-        docs[0],
+        document,
         "--from",
         A_FROM,
         "--to",
@@ -125,10 +123,21 @@ def test_config_level_is_the_default_and_option_overrides(
         "practice-a",
         "--json",
     ]
+
+
+def _stored_summary(lab: Lab, unique_id: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(next(lab.inbox.root.glob(f"*/{unique_id}/summary.json")).read_text())
+    return summary
+
+
+def test_config_level_is_the_default_and_option_overrides(
+    lab: Lab, docs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base = _send_as_practice_a(docs[0], write_config(lab, tmp_path / "sender.toml"))
     xds = json.loads(run(*base).stdout)
     minimal = json.loads(run(*base, "--metadata", "minimal").stdout)
     summaries = {
-        uid: json.loads(next(lab.inbox.root.glob(f"*/{uid}/summary.json")).read_text())
+        uid: _stored_summary(lab, uid)
         for uid in (xds["submission_set_unique_id"], minimal["submission_set_unique_id"])
     }
     assert summaries[xds["submission_set_unique_id"]]["metadata_level"] == "XDS"
@@ -138,24 +147,10 @@ def test_config_level_is_the_default_and_option_overrides(
 def test_send_can_ask_for_a_final_destination_delivery_notification(
     lab: Lab, docs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    config = write_config(lab, tmp_path / "sender.toml")
-    result = run(
-        "send",
-        docs[0],
-        "--from",
-        A_FROM,
-        "--to",
-        TO,
-        "--config",
-        config,
-        "--practice",
-        "practice-a",
-        "--final-delivery-notification",
-        "--json",
-    )
+    base = _send_as_practice_a(docs[0], write_config(lab, tmp_path / "sender.toml"))
+    result = run(*base, "--final-delivery-notification")
     assert result.exit_code == 0, result.output
-    uid = json.loads(result.stdout)["submission_set_unique_id"]
-    summary = json.loads(next(lab.inbox.root.glob(f"*/{uid}/summary.json")).read_text())
+    summary = _stored_summary(lab, json.loads(result.stdout)["submission_set_unique_id"])
     assert summary["final_destination_delivery"] is True
 
 

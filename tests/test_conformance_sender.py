@@ -146,6 +146,21 @@ def _reuse_message_id(message_id: str) -> Mutation:
     return mutate
 
 
+def _raw_sender(endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice) -> ReceiverContext:
+    """A sender that frames raw (possibly broken) requests with the receiver catalogue's own helpers."""
+    assert practice.credential is not None
+    return ReceiverContext(
+        ReceiverTarget(
+            endpoint=endpoint.url,
+            ca_bundle=pki.ca_cert,
+            credential=practice.credential,
+            bound_from=DirectAddress.parse(pki.practices["practice-a"].addresses[0]),
+            unbound_from=DirectAddress.parse(pki.practices["practice-b"].addresses[0]),
+            recipients=(DirectAddress.parse(RECIPIENT),),
+        )
+    )
+
+
 def _unreadable_delivery_request(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
     for block in root.iter(f"{{{ns.DIRECT}}}addressBlock"):
         etree.SubElement(block, f"{{{ns.DIRECT}}}X-DIRECT-FINAL-DESTINATION-DELIVERY").text = "yes"
@@ -157,17 +172,7 @@ def test_a_delivery_request_is_checked_with_the_address_block(
 ) -> None:
     """One good request asking for final-destination delivery, one asking with an unreadable value: only the
     address-block check fails, and it names the element; the metadata check is not blamed."""
-    assert practice.credential is not None
-    sender = ReceiverContext(
-        ReceiverTarget(
-            endpoint=endpoint.url,
-            ca_bundle=pki.ca_cert,
-            credential=practice.credential,
-            bound_from=DirectAddress.parse(pki.practices["practice-a"].addresses[0]),
-            unbound_from=DirectAddress.parse(pki.practices["practice-b"].addresses[0]),
-            recipients=(DirectAddress.parse(RECIPIENT),),
-        )
-    )
+    sender = _raw_sender(endpoint, pki, practice)
     asking = dataclasses.replace(sender.submission(), final_destination_delivery=True)
     for prepared in (sender.frame(asking), sender.frame(sender.submission(), _unreadable_delivery_request)):
         sender.send(prepared)
@@ -183,17 +188,7 @@ def test_a_delivery_request_is_checked_with_the_address_block(
 def test_broken_sender_fails_the_matching_checks(
     endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice
 ) -> None:
-    assert practice.credential is not None
-    sender = ReceiverContext(
-        ReceiverTarget(
-            endpoint=endpoint.url,
-            ca_bundle=pki.ca_cert,
-            credential=practice.credential,
-            bound_from=DirectAddress.parse(pki.practices["practice-a"].addresses[0]),
-            unbound_from=DirectAddress.parse(pki.practices["practice-b"].addresses[0]),
-            recipients=(DirectAddress.parse(RECIPIENT),),
-        )
-    )
+    sender = _raw_sender(endpoint, pki, practice)
     first = sender.frame(sender.submission())
     assert first.message_id is not None
     prepared = [
