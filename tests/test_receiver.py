@@ -369,9 +369,11 @@ def _with_wsse_security(xml: bytes) -> bytes:
 def test_mandatory_wsse_security_is_a_fault_unless_the_operator_declares_it_understood(env: Env) -> None:
     headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{ns.ACTION_PNR}"'}
     refused = make_submission(env)
-    reply = post(env, _with_wsse_security(_plain_soap(env, refused)[1]), headers)
+    message_id, xml = _plain_soap(env, refused)
+    reply = post(env, _with_wsse_security(xml), headers)
     fault = reply.parsed().fault
     assert fault is not None and fault.code == "MustUnderstand" and "wsse" in fault.reason
+    assert reply.parsed().envelope.relates_to == message_id  # a fault correlates too
     assert_nothing_stored(env, refused)
 
     app = env.lab.server.app
@@ -384,6 +386,24 @@ def test_mandatory_wsse_security_is_a_fault_unless_the_operator_declares_it_unde
         reply = post(env, _with_wsse_security(_plain_soap(env, accepted)[1]), headers, port=server.port)
     assert reply.registry_response().is_success
     assert len(stored_dirs(env.lab.inbox, accepted.submission_set.unique_id)) == 1
+
+
+def test_a_message_id_that_could_forge_a_log_line_is_refused_and_logged_escaped(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    submission = make_submission(env)
+    forged = "urn:uuid:x\nrequest practice=practice-b sender=forged outcome=stored status=200"
+
+    def mutate(root: etree._Element) -> None:
+        find_one(root, "soap:Header/wsa:MessageID").text = forged
+
+    with caplog.at_level(logging.INFO, logger="xdr_edge.receiver"):
+        reply = send_body(env, reframe(request_for(env, submission), mutate))
+    fault = reply.parsed().fault
+    assert fault is not None and fault.subcode == "wsa:InvalidAddressingHeader"
+    assert_nothing_stored(env, submission)
+    lines = [line for r in caplog.records for line in r.getMessage().splitlines()]
+    assert not [line for line in lines if "sender=forged" in line]
 
 
 def test_plain_soap_request_is_accepted_with_plain_soap_response(env: Env) -> None:

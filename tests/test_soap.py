@@ -382,6 +382,39 @@ def test_a_mandatory_wsse_security_faults_unless_declared_understood() -> None:
         read_request_envelope(other, understood_headers={header_qname("wsse:Security")})
 
 
+def test_faults_carry_the_readable_message_id_and_their_machine_readable_detail() -> None:
+    """RelatesTo correlates even a fault; MustUnderstand names the block in env:NotUnderstood (SOAP 1.2 Part 1
+    §5.4.8); ActionNotSupported names the action in wsa:ProblemAction (WS-A SOAP binding §6)."""
+    with pytest.raises(RemoteProtocolError) as caught:
+        read_request_envelope(_template(extra=_WSSE_BLOCK))
+    exc = caught.value
+    assert exc.relates_to == "30f7b099-9fd8-4a4a-bf3a-1f4e6a3f0c01"
+    xml = build_fault_envelope(Fault.from_error(exc), relates_to=exc.relates_to, message_id="urn:uuid:f")
+    (nu,) = _xpath(xml, "/S:Envelope/S:Header/S:NotUnderstood")
+    prefix, _, local = (nu.get("qname") or "").partition(":")
+    assert (nu.nsmap[prefix], local) == (ns.WSSE, "Security")
+    assert _xpath(xml, "/S:Envelope/S:Header/wsa:RelatesTo")[0].text == exc.relates_to
+
+    action = "urn:ihe:iti:2007:RegistryStoredQuery"
+    with pytest.raises(RemoteProtocolError) as caught:
+        read_request_envelope(_template(action=f"<wsa:Action>{action}</wsa:Action>"))
+    xml = build_fault_envelope(Fault.from_error(caught.value), relates_to=None, message_id="urn:uuid:f")
+    assert [e.text for e in _xpath(xml, "//S:Detail/wsa:ProblemAction/wsa:Action")] == [action]
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["urn:uuid:1\nrequest practice=practice-b outcome=stored", "urn:uuid:a b", "x" * 1025, "urn:x\u0085y"],
+)
+def test_a_message_id_that_is_not_a_uri_is_an_invalid_addressing_header(message_id: str) -> None:
+    xml = _template(message_id=f'<wsa:MessageID soapenv:mustUnderstand="true">{message_id}</wsa:MessageID>')
+    with pytest.raises(RemoteProtocolError) as caught:
+        read_request_envelope(xml)
+    assert caught.value.fault_subcode == "wsa:InvalidAddressingHeader"
+    assert caught.value.location == "S:Header/wsa:MessageID"
+    assert caught.value.relates_to is None  # an unusable id is not echoed back
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -86,11 +86,17 @@ class RemoteProtocolError(XdrError):
         xds_error_code: str = "XDSRegistryMetadataError",
         fault_code: str | None = None,
         fault_subcode: str | None = None,
+        fault_detail: str | None = None,
     ) -> None:
         super().__init__(message, code=code, location=location)
         self.xds_error_code = xds_error_code
         self.fault_code = fault_code
         self.fault_subcode = fault_subcode
+        # What the fault's machine-readable detail names: the unsupported action (wsa:ProblemAction), or the
+        # Clark name of a header block not understood (env:NotUnderstood).
+        self.fault_detail = fault_detail
+        # The request's MessageID when it could be read, so that even a fault answer correlates (wsa:RelatesTo).
+        self.relates_to: str | None = None
 
     @property
     def is_fault(self) -> bool:

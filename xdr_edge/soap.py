@@ -157,7 +157,7 @@ class Fault:
             "wsa:MessageAddressingHeaderRequired",
             "wsa:InvalidAddressingHeader",
         )
-        detail = exc.location if header_fault else None
+        detail = exc.location if header_fault else exc.fault_detail
         return cls(exc.fault_code or "Sender", str(exc), exc.fault_subcode, detail)
 
 
@@ -517,6 +517,7 @@ def _sort_header_block(
             code="must-understand",
             location=where,
             fault_code="MustUnderstand",
+            fault_detail=qn.text,
         )
 
 
@@ -787,6 +788,42 @@ def read_request_envelope(
     """
     root = parse(xml, what="SOAP envelope", huge=len(xml) > _HUGE_INPUT)
     header, body = _check_envelope(root)
+    try:
+        return _read_request(header, body, understood_headers)
+    except RemoteProtocolError as exc:
+        exc.relates_to = _readable_message_id(header)
+        raise
+
+
+def _readable_message_id(header: etree._Element | None) -> str | None:
+    """The request's MessageID for the RelatesTo of a fault answer, when there is exactly one usable one."""
+    if header is None:
+        return None
+    found = [e for e in _elements(header) if _is(e, ns.WSA, "MessageID")]
+    if len(found) != 1:
+        return None
+    text = _text(found[0]).strip()
+    return text if _message_id_problem(text) is None else None
+
+
+_MAX_MESSAGE_ID = 1024
+
+
+def _message_id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a MessageID (an xs:anyURI), or None. Whitespace and control characters are
+    refused: besides not being a URI, they would let a sender forge lines in our per-request log."""
+    if not text:
+        return "is empty"
+    if len(text) > _MAX_MESSAGE_ID:
+        return f"is {len(text)} characters long (at most {_MAX_MESSAGE_ID})"
+    if any(c.isspace() or not c.isprintable() for c in text):
+        return "contains whitespace or control characters, so it is not a URI"
+    return None
+
+
+def _read_request(
+    header: etree._Element | None, body: etree._Element, understood_headers: Collection[str]
+) -> RequestEnvelope:
     state = _Headers()
     for block in _elements(header) if header is not None else []:
         _sort_header_block(block, state, understood_headers)
@@ -798,8 +835,17 @@ def read_request_envelope(
             location="S:Header/wsa:Action",
             fault_code="Sender",
             fault_subcode="wsa:ActionNotSupported",
+            fault_detail=action.strip()[:1024],
         )
     message_id = _required_wsa(state, "MessageID")
+    problem = _message_id_problem(message_id.strip())
+    if problem is not None:
+        raise _sender(
+            f"S:Header/wsa:MessageID {problem}",
+            "S:Header/wsa:MessageID",
+            code="ws-addressing",
+            subcode="wsa:InvalidAddressingHeader",
+        )
     findings: list[Finding] = []
     reply_to = _wsa_findings(state, message_id, action, findings)
     addresses = _read_block(state.block, findings) if state.block is not None else _Block()
@@ -858,7 +904,7 @@ def _reply_headers(action: str, message_id: str, relates_to: str | None) -> list
 
 def _serialize(envelope: etree._Element) -> bytes:
     etree.cleanup_namespaces(
-        envelope, top_nsmap={"S": _S, "wsa": ns.WSA}, keep_ns_prefixes=["S", "wsa", "sub"]
+        envelope, top_nsmap={"S": _S, "wsa": ns.WSA}, keep_ns_prefixes=["S", "wsa", "sub", "nu"]
     )
     return tostring(envelope)
 
@@ -904,6 +950,14 @@ def _fault_detail(fault: Fault, fault_el: etree._Element) -> None:
         etree.SubElement(detail, qname(ns.WSA, "ProblemHeaderQName")).text = name
 
 
+def _not_understood(clark: str) -> etree._Element:
+    """SOAP 1.2 Part 1 §5.4.8: ``env:NotUnderstood qname="p:local"`` naming the block we did not understand."""
+    namespace, _, local = clark[1:].partition("}")
+    element = etree.Element(qname(_S, "NotUnderstood"), nsmap={"S": _S, "nu": namespace})
+    element.set("qname", f"nu:{local}")
+    return element
+
+
 def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: str) -> bytes:
     """A SOAP 1.2 fault reply (digest §13): Code/Value, optional Subcode/Value, Reason/Text xml:lang="en",
     with WS-A Action = the WS-A fault action and RelatesTo = the request MessageID when one was read."""
@@ -911,7 +965,10 @@ def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: st
         raise LocalProtocolError(
             f"unknown SOAP 1.2 fault code {fault.code!r}: expected one of {_FAULT_CODES}"
         )
-    envelope, body = _envelope(_reply_headers(ns.ACTION_FAULT, message_id, relates_to))
+    headers = _reply_headers(ns.ACTION_FAULT, message_id, relates_to)
+    if fault.code == "MustUnderstand" and fault.detail is not None and fault.detail.startswith("{"):
+        headers.append(_not_understood(fault.detail))
+    envelope, body = _envelope(headers)
     fault_el = etree.SubElement(body, qname(_S, "Fault"))
     code = etree.SubElement(fault_el, qname(_S, "Code"))
     etree.SubElement(code, qname(_S, "Value")).text = f"S:{fault.code}"

@@ -133,6 +133,14 @@ class _RequestLog:
     status: int = 0
 
 
+def _log_safe(text: str) -> str:
+    """A peer-supplied value as one log token: anything with whitespace or control characters (which could
+    forge a log line) or over 200 characters is shown escaped and cut, never raw."""
+    if len(text) <= 200 and text.isprintable() and not any(c.isspace() for c in text):
+        return text
+    return repr(text[:200])
+
+
 class XdrEdgeApp:
     """WSGI callable. Thread-safe: all per-request state lives in the call."""
 
@@ -158,9 +166,9 @@ class XdrEdgeApp:
         start_response(f"{reply.status} {_REASONS.get(reply.status, 'Error')}", headers)
         log.info(
             "request practice=%s sender=%s message_id=%s outcome=%s status=%d cert=%s duration_ms=%d",
-            entry.practice,
-            entry.sender,
-            entry.message_id,
+            _log_safe(entry.practice),
+            _log_safe(entry.sender),
+            _log_safe(entry.message_id),
             entry.outcome,
             entry.status,
             entry.fingerprint[:16],
@@ -219,13 +227,14 @@ class XdrEdgeApp:
             return self._fault(fault, None, False, 400), True
         except RemoteProtocolError as exc:
             entry.outcome = f"fault:{exc.code}"
+            entry.message_id = exc.relates_to or "-"
             if exc.is_fault or isinstance(exc, LimitExceeded):
                 status = 413 if isinstance(exc, LimitExceeded) else None
-                return self._fault(Fault.from_error(exc), None, _is_mtom(environ), status), True
+                return self._fault(Fault.from_error(exc), exc.relates_to, _is_mtom(environ), status), True
             failure = RegistryResponse.failure(
                 [RegistryErrorEntry(exc.xds_error_code, exc.message, location=exc.location)]
             )
-            return build_reply(failure, relates_to=None, mtom=_is_mtom(environ)), True
+            return build_reply(failure, relates_to=exc.relates_to, mtom=_is_mtom(environ)), True
         with request:
             entry.message_id = request.envelope.message_id or "-"
             response = self._process(request, practice, ident.fingerprint, entry)
