@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from xdr_edge import ns
-from xdr_edge.errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
+from xdr_edge.errors import ConfigurationError, LimitExceeded, LocalProtocolError, RemoteProtocolError
 from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.response import (
     RegistryErrorEntry,
@@ -36,7 +36,7 @@ from xdr_edge.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.xml import parse
+from xdr_edge.xml import MAX_ELEMENTS, parse
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CONFORMANCE = SHARED / "conformance"
@@ -400,6 +400,17 @@ def test_faults_carry_the_readable_message_id_and_their_machine_readable_detail(
         read_request_envelope(_template(action=f"<wsa:Action>{action}</wsa:Action>"))
     xml = build_fault_envelope(Fault.from_error(caught.value), relates_to=None, message_id="urn:uuid:f")
     assert [e.text for e in _xpath(xml, "//S:Detail/wsa:ProblemAction/wsa:Action")] == [action]
+
+
+def test_an_envelope_with_more_elements_than_allowed_is_refused_before_parsing() -> None:
+    """A few MB of empty elements would take GBs as a tree: refused by counting, before lxml builds one."""
+    filler = "<x:a/>" * (MAX_ELEMENTS + 1)
+    xml = _template(extra=f'<x:Pad xmlns:x="urn:x">{filler}</x:Pad>')
+    with pytest.raises(LimitExceeded, match=r"more than the 500000 elements allowed") as caught:
+        read_request_envelope(xml)
+    assert caught.value.fault_code == "Sender"
+    within = _template(extra=f'<x:Pad xmlns:x="urn:x">{"<x:a/>" * 1000}</x:Pad>')
+    assert read_request_envelope(within).action == ns.ACTION_PNR
 
 
 @pytest.mark.parametrize(

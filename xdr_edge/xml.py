@@ -15,7 +15,7 @@ from typing import Any
 
 from lxml import etree
 
-from xdr_edge.errors import RemoteProtocolError
+from xdr_edge.errors import LimitExceeded, RemoteProtocolError
 
 
 def _parser(huge: bool) -> etree.XMLParser:
@@ -31,13 +31,30 @@ def _parser(huge: bool) -> etree.XMLParser:
     )
 
 
-def parse(data: bytes, *, what: str = "XML", huge: bool = False) -> etree._Element:
+#: Most elements (counted as ``<`` characters, which bounds them from above) one document may have. A tree
+#: costs about 130 bytes per element, so a few MB of ``<a/>`` would otherwise take GBs; real envelopes and
+#: responses have thousands (about 150 per DocumentEntry), and inline base64 documents contain no ``<``.
+MAX_ELEMENTS = 500_000
+
+
+def parse(
+    data: bytes, *, what: str = "XML", huge: bool = False, max_elements: int = MAX_ELEMENTS
+) -> etree._Element:
     """Parse ``data`` into an element, rejecting DOCTYPEs and malformed XML with a precise error.
 
     ``what`` names the thing being parsed in error messages ("SOAP envelope", "RegistryResponse", a file name).
     Errors are :class:`RemoteProtocolError` with fault code ``Sender``: a peer's malformed XML is answered with
-    a SOAP fault (digest §13).
+    a SOAP fault (digest §13); more than ``max_elements`` markup starts is :class:`LimitExceeded`, checked
+    before any tree is built.
     """
+    markup = data.count(b"<")
+    if markup > max_elements:
+        raise LimitExceeded(
+            f"{what} has {markup} markup starts, more than the {max_elements} elements allowed",
+            code="too-many-elements",
+            location=what,
+            fault_code="Sender",
+        )
     try:
         root = etree.fromstring(data, _parser(huge))
     except etree.XMLSyntaxError as exc:
