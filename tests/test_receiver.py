@@ -35,6 +35,7 @@ from xdr_edge.lab import Lab, start_lab
 from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, MetadataLevel, Submission
 from xdr_edge.mtom import MtomBody, MtomLimits
+from xdr_edge.pki import CertificateAuthority
 from xdr_edge.practice import ClientCredential
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
@@ -550,6 +551,31 @@ def test_lingering_after_a_refusal_is_bounded(env: Env, tmp_path: Path) -> None:
     # Generous against a loaded machine: without the bound the trickle would keep it open for the socket
     # timeout (30 s) and beyond, since every write resets the idle timer.
     assert closed_after < 20, f"the server kept a refused connection open for {closed_after:.1f} s"
+
+
+def test_a_certificate_from_an_intermediate_ca_is_identified_through_the_configured_intermediates(
+    env: Env, tmp_path: Path
+) -> None:
+    """The client sends its chain and TLS accepts it, but the application only ever sees the leaf (Python's
+    ssl before 3.13): the registry chains it through ReceiverConfig.intermediates to its trust anchor."""
+    inter = CertificateAuthority.create("Practices Issuing CA", parent=env.lab.pki.ca)
+    issued = inter.issue_client("edge.practice-a.issuing", emails=(SENDER_A,))
+    cert, key = tmp_path / "via-inter.pem", tmp_path / "via-inter.key"
+    issued.write_pem(cert, key, include_chain=True)
+    env.lab.registry.enroll("practice-a", cert.read_bytes(), actor="test")
+
+    without = make_submission(env)
+    reply = send(env, request_for(env, without), context=env.context_for(cert, key))
+    assert reply.status == 403  # the registry cannot reach an anchor from the leaf alone
+    assert_nothing_stored(env, without)
+
+    app = env.lab.server.app
+    through = XdrEdgeApp(dataclasses.replace(app.config, intermediates=(inter.cert,)))
+    accepted = make_submission(env)
+    with XdrServer(through, dataclasses.replace(env.lab.server.config, port=0)) as server:
+        reply = send(env, request_for(env, accepted), context=env.context_for(cert, key), port=server.port)
+    assert reply.registry_response().is_success
+    assert len(stored_dirs(env.lab.inbox, accepted.submission_set.unique_id)) == 1
 
 
 def test_revoked_certificate_is_rejected(env: Env, tmp_path: Path) -> None:

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from xdr_edge import ns
 from xdr_edge.cli import main
 from xdr_edge.compose import compose
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.model import Document
-from xdr_edge.pki import DemoPki, write_demo_pki
+from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
 from xdr_edge.practice import ClientCredential
 from xdr_edge.receiver.app import PeerIdentitySource
-from xdr_edge.receiver.settings import build_server, load_receiver_settings
+from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
 from xdr_edge.registry import open_registry
 from xdr_edge.samples import sample_ccda
 from xdr_edge.tls import client_ssl_context, load_identity
@@ -101,6 +102,24 @@ def test_understood_headers_are_read_as_clark_names(site: tuple[Path, DemoPki]) 
         ConfigurationError, match=r"serve-bad-header.toml: understood_headers: .*'sec:Security'"
     ):
         load_receiver_settings(_write(root / "serve-bad-header.toml", bad))
+
+
+def test_intermediates_come_from_the_client_ca_bundle_and_the_intermediates_file(
+    site: tuple[Path, DemoPki],
+) -> None:
+    root, pki = site
+    first = CertificateAuthority.create("Issuing CA 1", parent=pki.ca)
+    second = CertificateAuthority.create("Issuing CA 2", parent=pki.ca)
+    bundle = root / "pki" / "client-ca-with-issuing.pem"
+    bundle.write_bytes(pki.ca_cert.read_bytes() + first.cert.public_bytes(serialization.Encoding.PEM))
+    extra = root / "pki" / "intermediates.pem"
+    extra.write_bytes(second.cert.public_bytes(serialization.Encoding.PEM))
+    text = TLS_TOML.replace('client_ca = "pki/ca.pem"', 'client_ca = "pki/client-ca-with-issuing.pem"')
+    text = text.replace('path = "/xdr"', 'path = "/xdr"\nintermediates = "pki/intermediates.pem"')
+    server, options = load_receiver_settings(_write(root / "serve-intermediates.toml", text))
+    assert options.intermediates == extra
+    found = load_intermediates(server, options)
+    assert {c.subject for c in found} == {first.cert.subject, second.cert.subject}  # the root is left out
 
 
 def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:

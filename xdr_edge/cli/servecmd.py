@@ -70,6 +70,11 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--path", help="Accept POSTs only on this path (e.g. /xdr) [default: any path].")
 @click.option(
+    "--intermediates",
+    type=_FILE,
+    help="PEM bundle of intermediate CAs client certificates may chain through (besides --client-ca's).",
+)
+@click.option(
     "--understand-header",
     "understood_headers",
     multiple=True,

@@ -93,6 +93,10 @@ class ReceiverConfig:
     # Header blocks (Clark names, soap.header_qname) accepted even when marked mustUnderstand, e.g. a sender's
     # wsse:Security when the client certificate is what authenticates; any other one gets a MustUnderstand fault.
     understood_headers: frozenset[str] = frozenset()
+    # CA certificates a client certificate may chain through to a registry trust anchor. Python's ssl module
+    # (before 3.13) does not hand the application the chain a client sent, only its leaf; the registry then
+    # needs the intermediates from configuration (the client CA bundle, or an intermediates file).
+    intermediates: tuple[x509.Certificate, ...] = ()
 
     def __post_init__(self) -> None:
         if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
@@ -191,7 +195,7 @@ class XdrEdgeApp:
         if cert is None:
             entry.outcome = "no-client-certificate"
             return self._fault(Fault("Sender", problem), None, False, 403), True
-        ident = self.config.registry.identify(cert)
+        ident = self.config.registry.identify(cert, self.config.intermediates)
         entry.fingerprint = ident.fingerprint
         if ident.practice is None:
             entry.outcome = "certificate-rejected"

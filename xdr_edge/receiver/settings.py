@@ -28,6 +28,7 @@ Example::
     hook = "mypackage.downstream:deliver"
     path = "/xdr"                      # optional: accept POSTs only on this path
     understood_headers = ["wsse:Security"]  # optional: accepted even when marked mustUnderstand
+    intermediates = "certs/intermediates.pem"  # optional: CAs between client certificates and the anchors
 
     [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
     enabled = false
@@ -48,6 +49,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.mtom import MtomLimits
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp, load_hook
@@ -55,6 +59,7 @@ from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox
 from xdr_edge.registry import Registry, open_registry, parse_registry_url
 from xdr_edge.soap import header_qname
+from xdr_edge.tls import parse_certificates
 
 _SECTIONS: dict[str, frozenset[str]] = {
     "server": frozenset(
@@ -71,7 +76,7 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "linger_seconds",
         }
     ),
-    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers"}),
+    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
     "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
 }
 _DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
@@ -91,6 +96,9 @@ class ReceiverOptions:
     proxy_verify_header: str = "X-SSL-Client-Verify"
     max_request_bytes: int = _DEFAULTS.max_request_bytes
     understood_headers: frozenset[str] = frozenset()  # Clark names
+    intermediates: Path | None = (
+        None  # PEM bundle of intermediate CAs (besides those in the client CA bundle)
+    )
 
     @property
     def behind_proxy(self) -> bool:
@@ -237,6 +245,7 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "hook": receiver.string("hook"),
         "path": receiver.string("path"),
         "understood_headers": receiver.strings("understood_headers"),
+        "intermediates": receiver.path("intermediates"),
         "behind_proxy": proxy.boolean("enabled"),
         "trusted_proxies": proxy.strings("trusted"),
         "proxy_cert_header": proxy.string("cert_header"),
@@ -255,8 +264,8 @@ def load_receiver_settings(
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
     linger_seconds,
-    registry, inbox, hook, path, understood_headers, behind_proxy, trusted_proxies, proxy_cert_header,
-    proxy_verify_header.
+    registry, inbox, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies,
+    proxy_cert_header, proxy_verify_header.
     """
     values = _values_from_file(Path(path)) if path is not None else {}
     for key, value in (overrides or {}).items():
@@ -296,6 +305,7 @@ def load_receiver_settings(
         proxy_verify_header=values.get("proxy_verify_header", ReceiverOptions.proxy_verify_header),
         max_request_bytes=max_bytes,
         understood_headers=_understood(values.get("understood_headers", ()), where),
+        intermediates=values.get("intermediates"),
     )
     if behind_proxy and not options.trusted_proxies:
         raise ConfigurationError(
@@ -317,6 +327,28 @@ def _understood(names: Sequence[str], where: str) -> frozenset[str]:
         raise ConfigurationError(
             f"{where}: understood_headers: {exc.message}", location=exc.location
         ) from exc
+
+
+def load_intermediates(server: ServerConfig, options: ReceiverOptions) -> tuple[x509.Certificate, ...]:
+    """The CA certificates that are not self-signed from the client CA bundle (mutual TLS mode) and from the
+    ``intermediates`` file: what the registry may chain a client certificate through (see
+    :attr:`ReceiverConfig.intermediates`). Self-signed ones are roots: trusting them is the registry's
+    anchors' job, never this list's (it is only used to build paths)."""
+    files = [
+        f for f in (None if server.plain_http else server.client_ca, options.intermediates) if f is not None
+    ]
+    found: dict[bytes, x509.Certificate] = {}
+    for path in files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read CA certificates {path}: {exc.strerror or exc}", location=str(path)
+            ) from exc
+        for cert in parse_certificates(data, location=str(path)):
+            if cert.issuer != cert.subject:
+                found.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    return tuple(found.values())
 
 
 @dataclass(frozen=True)
@@ -352,5 +384,6 @@ def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
         hook=load_hook(options.hook) if options.hook else None,
         path=options.path,
         understood_headers=options.understood_headers,
+        intermediates=load_intermediates(server, options),
     )
     return BuiltServer(XdrServer(XdrEdgeApp(config), server), registry, inbox, recovered)
