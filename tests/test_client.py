@@ -23,7 +23,7 @@ from lxml import etree
 from xdr_edge import ns
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
 from xdr_edge.compose import compose
-from xdr_edge.errors import CertificateError, ConfigurationError, NotBound
+from xdr_edge.errors import CertificateError, ConfigurationError, LocalProtocolError, NotBound
 from xdr_edge.findings import Severity
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel, Submission
@@ -373,6 +373,88 @@ def test_stalled_request_is_retried_with_new_message_id_and_same_unique_ids(
     assert first.submission_set_unique_id == second.submission_set_unique_id == sub.submission_set.unique_id
     assert first.document_unique_ids == second.document_unique_ids == (sub.document_entries[0].unique_id,)
     assert result.errors and result.errors[0].error_code == "XDSDuplicateUniqueIdInRegistry"
+
+
+@pytest.mark.parametrize(
+    ("change", "found_by"),
+    [
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "SHA-1 while streaming"),
+        (lambda data: data + b"<!-- appended -->", "size at build_request"),
+    ],
+    ids=["same-size", "grown"],
+)
+def test_document_changed_between_retries_keeps_the_earlier_outcome(
+    tmp_path: Path, change: Callable[[bytes], bytes], found_by: str
+) -> None:
+    """Attempt 1 is stored by the HISP but its answer never comes (outcome unknown); the file then changes on
+    disk before attempt 2. The change must not be raised as "nothing was sent": attempt 1's outcome stands."""
+    path = tmp_path / "ccd.xml"
+    original = sample_ccda()
+    path.write_bytes(original)
+    changed = change(original)
+    assert changed != original
+    recorder = Recorder()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+
+    def rewrite(_pause: float) -> None:  # the client's pause between attempt 1 and attempt 2
+        path.write_bytes(changed)
+
+    with start_lab(tmp_path / "lab", app_factory=recording(recorder, spool, stall_first=True)) as lab:
+        sub = submission(path)
+        try:
+            with XdrClient(
+                endpoint=lab.endpoint,
+                ca_bundle=lab.ca_bundle,
+                practices=lab.practices,
+                timeout=(5.0, 2.5),
+                retry=FAST,
+                sleep=rewrite,
+            ) as client:
+                result = client.send(sub, practice="practice-a")
+        finally:
+            recorder.release.set()
+        stored = lab.inbox.contains(sub.submission_set.unique_id)
+    assert stored, found_by
+    assert recorder.count == 1  # attempt 2 never delivered a complete request
+    assert result.outcome is Outcome.OUTCOME_UNKNOWN and not result.ok
+    assert result.message.startswith(f"no response from {lab.endpoint}")
+    assert "then the document ccd.xml changed on disk, so it was not re-sent" in result.message
+    assert result.attempts == 1 and list(result.message_ids) == [recorder.seen[0].message_id]
+    assert result.bytes_sent > len(original)
+
+
+def test_document_changed_before_the_first_attempt_is_raised(pki: DemoPki, tmp_path: Path) -> None:
+    path = tmp_path / "ccd.xml"
+    path.write_bytes(sample_ccda())
+    sub = submission(path)
+    path.write_bytes(sample_ccda() + b"\n")
+    with client_for("https://127.0.0.1:9/xdr", pki) as client:
+        with pytest.raises(LocalProtocolError) as caught:
+            client.send(sub, practice="practice-a")
+    assert caught.value.code == "document-changed"
+
+
+def test_retry_policy_and_timeout_are_validated_naming_parameter_and_value(pki: DemoPki) -> None:
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: RetryPolicy(max_attempts=0), "max_attempts"),
+        (lambda: RetryPolicy(base_delay=-1), "base_delay"),
+        (lambda: RetryPolicy(max_delay=float("nan")), "max_delay"),
+        (lambda: client_for("https://127.0.0.1:9/xdr", pki, timeout=(10, 0)), "timeout"),
+        (lambda: client_for("https://127.0.0.1:9/xdr", pki, timeout=(-1.0, 5.0)), "timeout"),
+    ]
+    for build, name in cases:
+        with pytest.raises(ConfigurationError) as caught:
+            build()
+        message = str(caught.value)
+        assert name in message, message
+    with pytest.raises(ConfigurationError, match=r"max_attempts .* not 0"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ConfigurationError, match=r"base_delay .* not -1"):
+        RetryPolicy(base_delay=-1)
+    with pytest.raises(ConfigurationError, match=r"read timeout .* not 0 \(timeout=\(10, 0\)\)"):
+        client_for("https://127.0.0.1:9/xdr", pki, timeout=(10, 0))
+    assert RetryPolicy(max_attempts=1, base_delay=0).max_attempts == 1
 
 
 def test_duplicate_on_first_attempt_is_a_failure_not_already_delivered(

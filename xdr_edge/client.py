@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["Outcome", "RetryPolicy", "SendResult", "XdrClient"]
 
 import logging
+import math
 import random
 import socket
 import ssl
@@ -33,6 +34,7 @@ import requests
 from xdr_edge.errors import (
     CertificateError,
     ConfigurationError,
+    LocalProtocolError,
     NotBound,
     RemoteProtocolError,
     ValidationFailed,
@@ -74,6 +76,27 @@ class RetryPolicy:
     max_attempts: int = 3
     base_delay: float = 1.0
     max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        # Checked here, not where used: a zero max_attempts would otherwise surface as a bare AssertionError
+        # after the loop, and a negative delay as a ValueError from time.sleep in the middle of a send.
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
+            raise ConfigurationError(
+                f"RetryPolicy max_attempts must be a whole number of at least 1 (one attempt, no retries), "
+                f"not {self.max_attempts!r}",
+                location="RetryPolicy.max_attempts",
+            )
+        for name in ("base_delay", "max_delay"):
+            value = getattr(self, name)
+            if not _finite_number(value) or value < 0:
+                raise ConfigurationError(
+                    f"RetryPolicy {name} must be a finite number of seconds, 0 or more, not {value!r}",
+                    location=f"RetryPolicy.{name}",
+                )
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
@@ -171,6 +194,17 @@ def _missing_relates_to(relates: str | None) -> tuple[Finding, ...]:
     )
 
 
+class _DocumentChanged(Exception):
+    """``document-changed`` from building or streaming one attempt, with what that attempt had already written,
+    so :meth:`XdrClient.send` can tell "nothing ever left" (raise) from "an earlier attempt went out" (report
+    that attempt's outcome rather than lose it)."""
+
+    def __init__(self, error: LocalProtocolError, bytes_sent: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.bytes_sent = bytes_sent
+
+
 class _CountingBody:
     """Wraps the MTOM body to learn whether any byte left: the difference between "nothing was sent" (safe to
     retry as a connect failure) and "the outcome is unknown". Keeps ``__len__`` so requests sends Content-Length."""
@@ -193,6 +227,28 @@ class _CountingBody:
         for chunk in self._body:
             self.sent += len(chunk)
             yield chunk
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_timeout(timeout: tuple[float, float]) -> tuple[float, float]:
+    """``(connect, read)`` seconds, both finite and above 0: requests refuses 0 itself (a ValueError in the middle
+    of a send), and a negative or infinite one is never what was meant."""
+    if not isinstance(timeout, tuple) or len(timeout) != 2:
+        raise ConfigurationError(
+            f"XdrClient timeout must be a (connect, read) pair of seconds, not {timeout!r}",
+            location="timeout",
+        )
+    for name, value in zip(("connect", "read"), timeout, strict=True):
+        if not _finite_number(value) or value <= 0:
+            raise ConfigurationError(
+                f"XdrClient timeout: the {name} timeout must be a finite number of seconds above 0, not "
+                f"{value!r} (timeout={timeout!r})",
+                location="timeout",
+            )
+    return timeout
 
 
 def covered_by_certificate(identity: ClientIdentity, address: DirectAddress) -> bool:
@@ -238,7 +294,7 @@ class XdrClient:
             raise ConfigurationError(f"CA bundle not found: {self.ca_bundle}", location="ca_bundle")
         items = practices.values() if isinstance(practices, Mapping) else practices
         self._practices = {p.id: p for p in items}
-        self.timeout = timeout
+        self.timeout = _checked_timeout(timeout)
         self.retry = retry or RetryPolicy()
         self.placement = placement
         self._sleep = sleep
@@ -338,8 +394,11 @@ class XdrClient:
     ) -> SendResult:
         """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
 
-        Raises only for problems found before sending (configuration, certificate files, binding, validation);
-        everything that happens on the wire is reported in the returned :class:`SendResult`.
+        Raises only for problems found before sending (configuration, certificate files, binding, validation),
+        and :class:`~xdr_edge.errors.LocalProtocolError` ``document-changed`` when a document changed on disk
+        before any attempt sent a byte; everything that happens on the wire is reported in the returned
+        :class:`SendResult`. A document that changes between attempts, after one was sent, is not re-sent and
+        is not raised either: the earlier attempt's outcome (which may be "stored") must not be lost.
         """
         prac = self.practice(practice)
         self.preflight(submission, prac)
@@ -347,22 +406,31 @@ class XdrClient:
         message_ids: list[str] = []
         attempt_result: _Attempt | None = None
         total_sent = 0
-        attempts = 0
         already = False
+        changed: LocalProtocolError | None = None
         maybe_stored = False  # an earlier attempt may have been stored (its outcome is unknown)
-        for attempts in range(1, self.retry.max_attempts + 1):
-            request = build_request(submission, endpoint=self.endpoint, placement=self.placement)
+        for number in range(1, self.retry.max_attempts + 1):
+            try:
+                request = self._build(submission)
+                current = self._attempt(prac, request, keep_raw_response)
+            except _DocumentChanged as exc:
+                if attempt_result is None or total_sent == 0:
+                    raise exc.error from None  # no complete request ever left: nothing can have been stored
+                total_sent += exc.bytes_sent
+                changed = exc.error
+                log.warning("document changed practice=%s before attempt %d: not re-sent", prac.id, number)
+                break
+            attempt_result = current
             message_ids.append(request.message_id)
-            attempt_result = self._attempt(prac, request, keep_raw_response)
             total_sent += attempt_result.bytes_sent
             if maybe_stored and self._is_duplicate(attempt_result, submission):
                 already = True
                 break
             maybe_stored = maybe_stored or attempt_result.outcome is Outcome.OUTCOME_UNKNOWN
-            if not attempt_result.retryable or attempts == self.retry.max_attempts:
+            if not attempt_result.retryable or number == self.retry.max_attempts:
                 break
             with self._rng_lock:
-                pause = self.retry.delay(attempts, self._rng)
+                pause = self.retry.delay(number, self._rng)
             log.info(
                 "retry practice=%s message_id=%s outcome=%s in %.2fs",
                 prac.id,
@@ -371,13 +439,20 @@ class XdrClient:
                 pause,
             )
             self._sleep(pause)
-        assert attempt_result is not None
+        assert attempt_result is not None  # max_attempts >= 1, and a first-attempt change is raised above
+        attempts = len(message_ids)
         outcome, message = attempt_result.outcome, attempt_result.message
         if already:
             outcome = Outcome.SUCCESS
             message = (
                 "already delivered: an earlier attempt was stored by the HISP (it reports the uniqueIds as "
                 f"duplicates after {attempts} attempts)"
+            )
+        elif changed is not None:
+            which = f"document {changed.location}" if changed.location else "a document"
+            message = (
+                f"{message}; then the {which} changed on disk, so it was not re-sent (attempt {attempts + 1} "
+                f"was abandoned): this outcome of attempt {attempts} stands"
             )
         result = SendResult(
             outcome=outcome,
@@ -411,6 +486,16 @@ class XdrClient:
         )
         return result
 
+    def _build(self, submission: Submission) -> OutgoingRequest:
+        """A fresh request (new MessageID); a document whose size no longer matches its metadata is found here,
+        by ``os.stat``, before anything is sent."""
+        try:
+            return build_request(submission, endpoint=self.endpoint, placement=self.placement)
+        except LocalProtocolError as exc:
+            if exc.code == "document-changed":
+                raise _DocumentChanged(exc, 0) from exc
+            raise
+
     @staticmethod
     def _is_duplicate(attempt: _Attempt, submission: Submission) -> bool:
         """A Failure whose every error says one of *our* uniqueIds is already there (and nothing else).
@@ -433,6 +518,11 @@ class XdrClient:
         subject = session.identity.subject
         try:
             response = session.post(self.endpoint, data=body, headers=request.headers(), timeout=self.timeout)
+        except LocalProtocolError as exc:
+            # Raised by the body while streaming, before its closing boundary: the peer got no complete request.
+            if exc.code == "document-changed":
+                raise _DocumentChanged(exc, body.sent) from exc
+            raise
         except requests.exceptions.SSLError as exc:
             rejected = self._rejection(exc, session)
             if rejected is not None:
