@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.compose import compose
-from xdr_edge.errors import ValidationFailed
+from xdr_edge.errors import ConfigurationError, ValidationFailed
 from xdr_edge.inspection import Inspection, inspect_stream
 from xdr_edge.model import MetadataLevel, Submission
 from xdr_edge.soap import LevelPlacement
@@ -92,6 +94,39 @@ def compose_from_options(
     )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, and paths that resolve differently to one file
+    except OSError:
+        return False  # one of them does not exist (yet): not the same file
+
+
+def check_output_path(path: Path, *, option: str, inputs: Sequence[Path] = (), nothing: str) -> None:
+    """Refuse an output path that cannot be written, or that is one of the inputs, *before* the work is done.
+
+    Found only when writing, such a path costs the work (a submission already sent and maybe stored, a whole
+    conformance run) or destroys an input document. ``nothing`` says what was spared ("nothing was sent")."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigurationError(
+            f"{option} {path}: the directory {directory} does not exist; {nothing}", location=option
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"{option} {path}: the directory {directory} is not writable; {nothing}", location=option
+        )
+    if path.is_dir():
+        raise ConfigurationError(f"{option} {path} is a directory; {nothing}", location=option)
+    for source in inputs:
+        if _same_file(path, source):
+            raise ConfigurationError(
+                f"{option} {path} is the input file {source}: writing it would destroy the input; {nothing}",
+                location=option,
+            )
+
+
 def placement_of(text: str) -> LevelPlacement:
     return {
         "top-level": LevelPlacement.TOP_LEVEL,
@@ -122,6 +157,7 @@ def pack(
     output: Path,
 ) -> None:
     """Write one MIME entity: the Content-Type header, a blank line, then the body exactly as sent."""
+    check_output_path(output, option="--output", inputs=files, nothing="nothing was written")
     submission = compose_from_options(
         files,
         sender=sender,
@@ -189,20 +225,37 @@ def _print_inspection(result: Inspection) -> None:
 def inspect_cmd(file: Path, as_json: bool, show_phi: bool) -> None:
     """Read a stored message (request or response; MTOM or plain SOAP) and print a summary and every finding.
 
-    Exit status 1 when there are errors, 2 when the file cannot be read at all."""
+    Exit status 1 when the message has errors, or is not a message xdr-edge recognises (the findings say why);
+    2 when the file cannot be read at all (missing, unreadable, empty)."""
     if str(file) == "-":
-        result = inspect_stream(sys.stdin.buffer, show_phi=show_phi)
+        _inspect_open(sys.stdin.buffer, "standard input", as_json, show_phi)
     else:
         with file.open("rb") as fh:
-            result = inspect_stream(fh, show_phi=show_phi)
+            _inspect_open(fh, str(file), as_json, show_phi)
+
+
+def _inspect_open(stream: BinaryIO, name: str, as_json: bool, show_phi: bool) -> None:
+    stream = _peekable(stream)
+    if not stream.peek(1):
+        # Without this an empty file reads as "no blank line after the headers", an error *in* a message (exit
+        # 1), when there is no message at all.
+        click.echo(f"error: {name} is empty: there is no message to inspect", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    result = inspect_stream(stream, show_phi=show_phi)
     if as_json:
         echo_json(result.as_dict())
     else:
         _print_inspection(result)
-    if result.kind == "unknown" and not result.summary:
-        sys.exit(EXIT_FAILURE if result.findings else EXIT_BAD_INPUT)
-    if result.has_errors:
+    if result.kind == "unknown" or result.has_errors:
         sys.exit(EXIT_FAILURE)
+
+
+def _peekable(stream: BinaryIO) -> io.BufferedReader:
+    """The stream as one whose next bytes can be looked at without consuming them (files and pipes already are;
+    a test harness's in-memory stdin is not)."""
+    if isinstance(stream, io.BufferedReader):
+        return stream
+    return io.BufferedReader(stream)  # type: ignore[arg-type]
 
 
 COMMANDS = [pack, inspect_cmd]
