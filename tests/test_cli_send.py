@@ -293,3 +293,42 @@ def test_unknown_practice_in_config_exits_2(lab: Lab, docs: tuple[Path, Path], t
     result = run("send", docs[0], "--from", A_FROM, "--to", TO, "--config", config, "--practice", "nope")
     assert result.exit_code == EXIT_BAD_INPUT
     assert "unknown practice 'nope'" in result.stderr and "practice-a, practice-b" in result.stderr
+
+
+def _stored_count(lab: Lab) -> int:
+    return len(list(lab.inbox.root.glob("*/*/summary.json")))
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "input-file"])
+def test_unusable_save_response_path_is_refused_before_sending(
+    lab: Lab, docs: tuple[Path, Path], tmp_path: Path, where: str
+) -> None:
+    target = tmp_path / "missing" / "resp.mime" if where == "missing-directory" else docs[0]
+    before = _stored_count(lab)
+    result = run(
+        "send", docs[0], "--from", A_FROM, "--to", TO, *adhoc(lab), "--save-response", target, "--json"
+    )
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"--save-response {target}" in result.stderr and "nothing was sent" in result.stderr
+    assert ".part" not in result.stderr
+    assert result.stdout == ""
+    assert _stored_count(lab) == before
+    assert docs[0].read_bytes() == sample_ccda()
+
+
+def test_save_response_failing_after_the_send_still_reports_the_outcome(
+    lab: Lab, docs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    target = tmp_path / "resp.mime"
+    (tmp_path / "resp.mime.part").mkdir()  # passes the pre-send check, but the write itself fails
+    result = run(
+        "send", docs[0], "--from", A_FROM, "--to", TO, *adhoc(lab), "--save-response", target, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["outcome"] == "Success"
+    assert lab.inbox.contains(data["submission_set_unique_id"])
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(target) in warnings[0]
+    assert "error:" not in result.stderr
+    assert not target.exists()

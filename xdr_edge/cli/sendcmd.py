@@ -25,7 +25,12 @@ from xdr_edge.cli.common import (
     echo_json,
     handle_errors,
 )
-from xdr_edge.cli.wirecmds import compose_from_options, metadata_options, placement_of
+from xdr_edge.cli.wirecmds import (
+    check_output_path,
+    compose_from_options,
+    metadata_options,
+    placement_of,
+)
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
 from xdr_edge.config import load_sender_config
 from xdr_edge.errors import ConfigurationError
@@ -164,18 +169,28 @@ def _print_result(result: SendResult) -> None:
             click.echo(f"    {error.severity.value} {error.error_code}: {error.code_context}{where}")
 
 
-def _save_response(result: SendResult, path: Path) -> None:
-    """Write the response as one MIME entity (Content-Type line, blank line, body), readable by ``inspect``."""
+def _save_response(result: SendResult, path: Path) -> str | None:
+    """Write the response as one MIME entity (Content-Type line, blank line, body), readable by ``inspect``.
+
+    Returns a warning instead of raising when the file cannot be written: by now the submission was sent and
+    may be stored, so its outcome must still be printed, and the exit status must be the outcome's, not the
+    "nothing was sent" of a bad option (the path itself was checked before sending)."""
     if result.raw_response is None:
         click.echo(f"no response was received; {path} not written", err=True)
-        return
+        return None
     content_type = result.response_content_type or "application/octet-stream"
     tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as out:
-        out.write(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace"))
-        out.write(result.raw_response)
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as out:
+            out.write(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace"))
+            out.write(result.raw_response)
+        tmp.replace(path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+        return f"warning: the response could not be saved to {path}: {exc.strerror or exc}"
     click.echo(f"response saved to {path}", err=True)
+    return None
 
 
 @click.command("send")
@@ -243,6 +258,8 @@ def send(
     Exit status: 0 success or partial success, 1 failure or fault from the HISP, 2 bad input or configuration
     (nothing sent), 3 transport error or outcome unknown.
     """
+    if save_response is not None:
+        check_output_path(save_response, option="--save-response", inputs=files, nothing="nothing was sent")
     ad_hoc = _AdHoc(endpoint, ca, cert, key, p12, p12_password_env, p12_password_file)
     if config is not None:
         target = _from_config(config, practice_id, ad_hoc)
@@ -271,12 +288,13 @@ def send(
         result = client.send(
             submission, practice=target.practice, keep_raw_response=save_response is not None
         )
-    if save_response is not None:
-        _save_response(result, save_response)
+    warning = _save_response(result, save_response) if save_response is not None else None
     if as_json:
         echo_json(result.as_dict())
     else:
         _print_result(result)
+    if warning is not None:
+        click.echo(warning, err=True)
     status = EXIT_STATUS[result.outcome]
     if status != EXIT_OK:
         sys.exit(status)
