@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from xdr_edge.compose import compose
 from xdr_edge.errors import StoreError
 from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, Submission
-from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission
+from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
 from xdr_edge.samples import sample_ccda, sample_pdf
 from xdr_edge.wire import build_request, parse_request
 
@@ -153,25 +154,90 @@ def test_recover_removes_leftovers_and_keeps_stored_submissions(tmp_path: Path) 
     kept = _submission()
     stored = _store(inbox, kept)
     assert stored is not None
-    # What a crash leaves behind: a half-written submission, a spooled part, a marker written before the
-    # rename (target missing), and a marker from before its path was recorded.
+    # What a crash leaves behind: a half-written submission, a spooled part, and the index records of a
+    # submission whose rename never happened (stored, then its directory removed: the same state on disk).
     half = inbox.root / ".tmp" / "abc123"
     (half / "documents").mkdir(parents=True)
     (half / "documents" / "01-Document01.xml").write_bytes(b"<partial")
     (inbox.root / ".spool" / "part-1.bin").write_bytes(b"spooled")
-    crashed = inbox.root / ".ids" / "2.25.111"
-    crashed.mkdir()
-    (crashed / "path").write_text(str(inbox.root / "2026-01-01" / "2.25.111"))
-    (inbox.root / ".ids" / "2.25.222").mkdir()
+    crashed = _submission(Document.from_bytes(sample_pdf(), name="r.pdf"))
+    lost = _store(inbox, crashed)
+    assert lost is not None
+    shutil.rmtree(lost.directory)
 
-    assert inbox.recover() == 4
+    assert inbox.recover() == 4  # .tmp, .spool, the crashed .ids record, its .docs record
     assert list((inbox.root / ".tmp").iterdir()) == []
     assert list((inbox.root / ".spool").iterdir()) == []
-    assert not inbox.contains("2.25.111")
-    assert not inbox.contains("2.25.222")
+    assert not inbox.contains(crashed.submission_set.unique_id)
     assert inbox.contains(kept.submission_set.unique_id)
     assert stored.directory.is_dir()
+    assert len(list((inbox.root / ".docs").iterdir())) == 1  # the kept submission's document
     assert inbox.recover() == 0
+    assert _store(inbox, crashed) is not None  # the sender's retry: neither a duplicate nor a conflict
+
+
+def test_recover_drops_document_records_of_a_submission_that_never_arrived(tmp_path: Path) -> None:
+    """A crash after claiming the DocumentEntry uniqueIds and before the rename: without recover() the
+    uniqueId would be refused forever to any other bytes, and to the retry if it changed them."""
+    inbox = Inbox(tmp_path / "inbox")
+    first = _submission()
+    stored = _store(inbox, first)
+    assert stored is not None
+    shutil.rmtree(stored.directory)
+    uid = first.document_entries[0].unique_id
+    corrected = _with_document_uid(_submission(Document.from_bytes(sample_pdf(), name="r.pdf")), uid)
+    with pytest.raises(DocumentConflict):
+        _store(inbox, corrected)  # before recovery the orphan record still holds the uniqueId
+
+    assert inbox.recover() == 2
+    assert _store(inbox, corrected) is not None
+
+
+def test_recover_keeps_document_records_of_stored_submissions_and_removes_temporaries(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    stored = _store(inbox, _submission())
+    assert stored is not None
+    (inbox.root / ".docs" / "~0123abcd").write_text('{"half')
+    (inbox.root / ".ids" / "~4567ef").write_text("")
+    assert inbox.recover() == 2
+    assert [p.name[0] for p in (inbox.root / ".docs").iterdir()] != ["~"]
+    assert len(list((inbox.root / ".docs").iterdir())) == 1
+    assert len(list((inbox.root / ".ids").iterdir())) == 1
+
+
+def test_entries_of_the_previous_layout_are_left_alone(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    old_ids = [inbox.root / ".ids" / "2.25.111", inbox.root / ".ids" / "2.25.222"]
+    old_ids[0].mkdir()
+    (old_ids[0] / "path").write_text(str(inbox.root / "2026-01-01" / "2.25.111"))  # target missing
+    old_ids[1].mkdir()
+    old_docs = [inbox.root / ".docs" / "1.2.3_ref_7", inbox.root / ".docs" / ("ab" * 32)]
+    for path in old_docs:  # the second is an old name that happens to look like a new one
+        path.write_text("da39a3ee5e6b4b0d3255bfef95601890afd80709 0")
+
+    assert inbox.recover() == 0
+    assert all(p.is_dir() for p in old_ids) and all(p.is_file() for p in old_docs)
+    assert _store(inbox, _submission()) is not None
+
+
+def _with_document_uid(submission: Submission, unique_id: str) -> Submission:
+    entry = dataclasses.replace(submission.document_entries[0], unique_id=unique_id)
+    return dataclasses.replace(submission, document_entries=(entry,))
+
+
+def _with_submission_uid(submission: Submission, unique_id: str) -> Submission:
+    return dataclasses.replace(
+        submission, submission_set=dataclasses.replace(submission.submission_set, unique_id=unique_id)
+    )
+
+
+def _store_as(inbox: Inbox, practice: str, submission: Submission) -> StoredSubmission | None:
+    return inbox.store(
+        submission,
+        metadata=write_submit_objects(submission),
+        package=None,
+        summary={"practice": practice},
+    )
 
 
 def test_unsafe_unique_id_stays_inside_the_inbox(tmp_path: Path) -> None:
@@ -235,3 +301,113 @@ def test_document_unique_id_reused_with_other_bytes_is_refused_and_same_bytes_ac
     )
     assert _store(inbox, again) is not None
     assert len(_final_dirs(inbox)) == 2
+
+
+def test_concurrent_identical_re_registrations_never_conflict(tmp_path: Path) -> None:
+    """Two submissions re-registering one DocumentEntry uniqueId with the same bytes at the same moment: the
+    index record is published whole, so the second never reads a half-written one as other content."""
+    inbox = Inbox(tmp_path / "inbox")
+    ccda = Document.from_bytes(sample_ccda(), name="ccd.xml")
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def run(barrier: threading.Barrier, submission: Submission) -> None:
+        barrier.wait()
+        try:
+            outcome: object = _store(inbox, submission)
+        except DocumentConflict as exc:
+            outcome = exc.error_code
+        with lock:
+            outcomes.append(outcome)
+
+    for _ in range(200):
+        first = _submission(ccda)
+        second = _with_document_uid(_submission(ccda), first.document_entries[0].unique_id)
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=run, args=(barrier, s)) for s in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert len(outcomes) == 400
+    assert [o for o in outcomes if not isinstance(o, StoredSubmission)] == []
+    assert [p.name for p in (inbox.root / ".docs").iterdir() if p.name.startswith("~")] == []
+
+
+def test_unique_ids_with_the_same_readable_name_are_kept_apart(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    colon = _with_document_uid(_submission(), "1.2.840.99999.1^ref:7")
+    other = Document.from_bytes(sample_ccda() + b"\n<!-- different -->", name="ccd.xml")
+    slash = _with_document_uid(_submission(other), "1.2.840.99999.1^ref/7")
+    assert _store(inbox, colon) is not None
+    assert _store(inbox, slash) is not None  # a different uniqueId, so a different document: no conflict
+
+    ss_colon = _store(inbox, _with_submission_uid(_submission(), "2.25.1^a:b"))
+    ss_slash = _store(inbox, _with_submission_uid(_submission(), "2.25.1^a/b"))
+    assert ss_colon is not None and ss_slash is not None
+    assert ss_colon.directory != ss_slash.directory
+    assert ss_colon.directory.name == "2.25.1_a_b"
+    assert ss_slash.directory.name.startswith("2.25.1_a_b-")
+    assert inbox.contains("2.25.1^a:b") and inbox.contains("2.25.1^a/b")
+    assert not inbox.contains("2.25.1_a_b")
+
+
+def test_submission_set_unique_id_of_another_practice_is_refused_not_a_duplicate(tmp_path: Path) -> None:
+    """Practice B sending A's SubmissionSet uniqueId first must not make A's submission look delivered."""
+    inbox = Inbox(tmp_path / "inbox")
+    own = _submission()
+    uid = own.submission_set.unique_id
+    squat = _with_submission_uid(_submission(Document.from_bytes(sample_pdf(), name="r.pdf")), uid)
+    assert _store_as(inbox, "practice-b", squat) is not None
+
+    with pytest.raises(UniqueIdOwnedElsewhere) as info:
+        _store_as(inbox, "practice-a", own)
+    assert info.value.error_code == "XDSRepositoryError"
+    assert info.value.unique_id == uid
+    assert info.value.submission_set
+    assert info.value.location == "RegistryPackage/ExternalIdentifier[uniqueId]"
+    assert "another sender" in info.value.code_context and uid in info.value.code_context
+    assert "practice-b" not in str(info.value)
+    assert len(_final_dirs(inbox)) == 1
+    # A's documents were not claimed: they are free for A's next submission
+    assert _store_as(inbox, "practice-a", _with_submission_uid(own, uid + ".1")) is not None
+    # the holder's own resend is still an ordinary duplicate
+    assert _store_as(inbox, "practice-b", squat) is None
+
+
+def test_document_unique_id_of_another_practice(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    own = _submission()
+    doc_uid = own.document_entries[0].unique_id
+    other = Document.from_bytes(sample_ccda() + b"\n<!-- different -->", name="ccd.xml")
+    assert _store_as(inbox, "practice-b", _with_document_uid(_submission(other), doc_uid)) is not None
+
+    with pytest.raises(UniqueIdOwnedElsewhere) as info:
+        _store_as(inbox, "practice-a", own)
+    assert info.value.error_code == "XDSRepositoryError"
+    assert info.value.unique_id == doc_uid
+    assert not info.value.submission_set
+    assert info.value.location == "ExtrinsicObject/ExternalIdentifier[uniqueId]"
+    assert "practice-b" not in str(info.value)
+    assert not inbox.contains(own.submission_set.unique_id)  # nothing of A's submission was kept
+
+    # identical bytes from another practice: a forwarded document, accepted
+    forwarded = _with_document_uid(_submission(other), doc_uid)
+    assert _store_as(inbox, "practice-c", forwarded) is not None
+    assert len(_final_dirs(inbox)) == 2
+
+
+def test_same_practice_keeps_duplicate_and_conflict_answers(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox")
+    first = _submission()
+    assert _store_as(inbox, "practice-a", first) is not None
+    assert _store_as(inbox, "practice-a", first) is None
+    changed = _with_document_uid(
+        _submission(Document.from_bytes(sample_pdf(), name="r.pdf")), first.document_entries[0].unique_id
+    )
+    with pytest.raises(DocumentConflict) as info:
+        _store_as(inbox, "practice-a", changed)
+    assert not isinstance(info.value, UniqueIdOwnedElsewhere)
+    assert info.value.error_code == "XDSNonIdenticalHash"
+    assert info.value.code_context == first.document_entries[0].unique_id  # digest §12
+    assert info.value.location == "ExtrinsicObject/ExternalIdentifier[uniqueId]"
