@@ -347,3 +347,32 @@ def test_docs_list_every_case_as_generated() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text(encoding="utf-8")
     assert catalogue_markdown(receiver_catalogue()) in docs
     assert catalogue_markdown(sender_catalogue()) in docs
+
+
+def test_cli_refuses_unwritable_report_paths_before_running_anything(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    with start_lab(tmp_path / "lab") as lab:
+        pki = lab.pki
+        a = pki.practices["practice-a"]
+        receiver_args = [
+            "conformance", "receiver", lab.endpoint, "--ca", str(pki.ca_cert), "--cert", str(a.cert),
+            "--key", str(a.key), "--from", a.addresses[0],
+            "--unbound-from", pki.practices["practice-b"].addresses[0],
+            "--to", pki.practices["practice-b"].addresses[0], "--only", "valid", "--json", str(missing / "r.json"),
+        ]  # fmt: skip
+        sender_args = [
+            "conformance", "sender", "--listen", "127.0.0.1:0", "--cert", str(pki.server_cert),
+            "--key", str(pki.server_key), "--client-ca", str(pki.ca_cert), "--timeout", "1",
+            "--junit", str(missing / "s.xml"),
+        ]  # fmt: skip
+        receiver = CliRunner().invoke(main, receiver_args)
+        stored = list(lab.inbox.root.glob("*/*/summary.json"))
+        sender = CliRunner().invoke(main, sender_args)
+    assert receiver.exit_code == 2, receiver.output
+    assert f"--json {missing / 'r.json'}: the directory {missing} does not exist" in receiver.output
+    assert "nothing was run" in receiver.output
+    assert stored == []  # not one valid case was sent
+    assert "PASS" not in receiver.output and "FAIL" not in receiver.output
+    assert sender.exit_code == 2, sender.output
+    assert f"--junit {missing / 's.xml'}: the directory {missing} does not exist" in sender.output
+    assert "listening on" not in sender.output

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from xdr_edge.cli.common import handle_errors
+from xdr_edge.cli.wirecmds import check_output_path
 from xdr_edge.conformance.cases import CaseResult, Report, TestCase, select
 from xdr_edge.conformance.receiver import ReceiverTarget, receiver_catalogue, run_receiver
 from xdr_edge.conformance.report import (
@@ -72,6 +73,15 @@ def _finish(report: Report, junit: Path | None, json_file: Path | None) -> None:
         write_json(report, json_file)
         click.echo(f"JSON written to {json_file}")
     sys.exit(report.exit_status)
+
+
+def _check_reports(junit: Path | None, json_file: Path | None) -> None:
+    """Refuse report paths that cannot be written before the run: found only afterwards, they cost the whole
+    run (every send to the endpoint, or the wait for a sender) and its results."""
+    if junit is not None:
+        check_output_path(junit, option="--junit", nothing="nothing was run")
+    if json_file is not None:
+        check_output_path(json_file, option="--json", nothing="nothing was run")
 
 
 def _report_options(func: F) -> F:
@@ -134,6 +144,7 @@ def receiver(
     json_file: Path | None,
 ) -> None:
     """Run the receiver catalogue against ENDPOINT (an https:// XDR endpoint) with a practice's certificate."""
+    _check_reports(junit, json_file)
     if not endpoint.lower().startswith("https://"):
         raise click.BadParameter(
             "must be an https:// URL (the XDR edge uses mutual TLS)", param_hint="ENDPOINT"
@@ -203,6 +214,7 @@ def sender(
     json_file: Path | None,
 ) -> None:
     """Run a recording XDR endpoint, wait for a sender's messages, and judge them with the sender catalogue."""
+    _check_reports(junit, json_file)
     host, port = _listen(listen)
     config = SenderEndpointConfig(
         cert=cert,
