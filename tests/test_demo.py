@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from xdr_edge.cli import main
+from xdr_edge.cli.common import EXIT_BAD_INPUT
 from xdr_edge.demo import run_demo
+from xdr_edge.errors import ConfigurationError
+from xdr_edge.lab import start_lab
 
 
 def test_every_demo_step_passes(tmp_path: Path) -> None:
@@ -20,3 +27,25 @@ def test_every_demo_step_passes(tmp_path: Path) -> None:
     assert refused["trusted CA, certificate not enrolled"] == "HTTP 403"
     assert kept == tmp_path / "demo"
     assert any((kept / "inbox").rglob("summary.json"))
+
+
+def test_a_non_empty_keep_directory_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "registry.db").write_bytes(b"an earlier run's registry")
+    result = CliRunner().invoke(main, ["demo", "--keep", str(kept)])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"--keep {kept} is not empty (it holds registry.db)" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert sorted(p.name for p in kept.iterdir()) == ["registry.db"]
+    assert (kept / "registry.db").read_bytes() == b"an earlier run's registry"
+    with pytest.raises(ConfigurationError, match="is not empty"):
+        run_demo(keep=kept, echo=lambda line: None)
+
+
+def test_a_lab_is_not_started_over_an_existing_one(tmp_path: Path) -> None:
+    with start_lab(tmp_path / "lab") as lab:
+        pinned = lab.pki.practices["practice-a"].cert.read_bytes()
+    with pytest.raises(ConfigurationError, match=r"already holds a lab \(pki, registry.db, inbox\)"):
+        start_lab(tmp_path / "lab")
+    assert lab.pki.practices["practice-a"].cert.read_bytes() == pinned

@@ -21,6 +21,7 @@ from pathlib import Path
 from xdr_edge.client import SendResult, XdrClient
 from xdr_edge.compose import compose
 from xdr_edge.conformance.exchange import ExchangeKind, post, tls_context
+from xdr_edge.errors import ConfigurationError
 from xdr_edge.lab import Lab, start_lab
 from xdr_edge.model import MetadataLevel
 from xdr_edge.practice import Practice
@@ -112,7 +113,12 @@ def _handshake(lab: Lab, cert: Path, key: Path, name: str, expect_refused_at_tls
 def run_demo(
     *, keep: Path | None = None, echo: Callable[[str], None] = print
 ) -> tuple[list[DemoStep], Path | None]:
-    """Run the demo; returns the steps and, when ``keep`` is given, where everything was left."""
+    """Run the demo; returns the steps and, when ``keep`` is given, where everything was left.
+
+    ``keep`` must be a new or empty directory: the demo writes a fresh PKI and registry there, and over an earlier
+    demo's files it would replace the certificates that the kept registry pins, then fail half-way."""
+    if keep is not None:
+        _check_keep(Path(keep))
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="xdr-edge-demo-")) if keep is None else Path(keep)
     steps: list[DemoStep] = []
@@ -218,6 +224,21 @@ def run_demo(
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _check_keep(keep: Path) -> None:
+    """Refuse a ``--keep`` folder that is a file or already holds something, before anything is written."""
+    if keep.exists() and not keep.is_dir():
+        raise ConfigurationError(f"--keep {keep} is not a directory; nothing was written", location="--keep")
+    if keep.is_dir():
+        entries = sorted(p.name for p in keep.iterdir())
+        if entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise ConfigurationError(
+                f"--keep {keep} is not empty (it holds {shown}): the demo makes a new PKI and registry there "
+                "and would overwrite an earlier run's; give a new or empty directory (nothing was written)",
+                location="--keep",
+            )
 
 
 def _print_table(steps: list[DemoStep], echo: Callable[[str], None]) -> None:

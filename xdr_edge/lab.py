@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xdr_edge.errors import ConfigurationError
 from xdr_edge.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
@@ -59,6 +60,17 @@ class Lab:
         self.stop()
 
 
+def _refuse_existing_lab(directory: Path) -> None:
+    """A lab is made afresh: over an existing one, new keys would replace the certificates its registry pins and
+    the registry set-up would then fail on the practices already there, leaving both inconsistent."""
+    found = [name for name in ("pki", "registry.db", "inbox") if (directory / name).exists()]
+    if found:
+        raise ConfigurationError(
+            f"{directory} already holds a lab ({', '.join(found)}); start a lab in a new or empty directory",
+            location=str(directory),
+        )
+
+
 def start_lab(
     directory: Path,
     *,
@@ -73,6 +85,7 @@ def start_lab(
     ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
     endpoints on the same real server)."""
     directory = Path(directory)
+    _refuse_existing_lab(directory)
     pki = write_demo_pki(directory / "pki", practices=practices)
     registry = open_registry(str(directory / "registry.db"))
     actor = _actor()
