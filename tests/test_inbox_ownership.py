@@ -67,7 +67,7 @@ def _assert_refused_as_foreign(rr: RegistryResponse, unique_id: str) -> None:
     assert rr.status == FAILURE
     assert [e.error_code for e in rr.errors] == ["XDSRepositoryError"]  # not XDSDuplicateUniqueIdInRegistry
     context = rr.errors[0].code_context
-    assert unique_id in context
+    assert unique_id in context and "is already used by a submission from another sender" in context
     assert "practice-b" not in context and SENDER_B not in context  # the holder is never named
 
 

@@ -41,7 +41,7 @@ from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, Submission
 from xdr_edge.mtom import MtomLimits
 from xdr_edge.practice import Practice
-from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission
+from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
 from xdr_edge.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.soap import Fault
 from xdr_edge.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
@@ -273,15 +273,10 @@ class XdrEdgeApp:
                 summary=self._summary(request, submission, practice, fingerprint),
             )
         except DocumentConflict as exc:
-            entry.outcome = "document-conflict"
+            owned = isinstance(exc, UniqueIdOwnedElsewhere)
+            entry.outcome = "uniqueid-owned-elsewhere" if owned else "document-conflict"
             return RegistryResponse.failure(
-                [
-                    RegistryErrorEntry(
-                        exc.error_code,
-                        exc.unique_id,
-                        location="ExtrinsicObject/ExternalIdentifier[uniqueId]",
-                    )
-                ]
+                [RegistryErrorEntry(exc.error_code, exc.code_context, location=exc.location)]
             )
         except StoreError:
             log.exception("store failed message_id=%s", entry.message_id)
