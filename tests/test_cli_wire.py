@@ -138,3 +138,17 @@ def test_inspect_of_an_unreadable_entity_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["kind"] == "unknown" and report["errors"] == 1
+
+
+def test_pack_with_an_over_long_title_exits_2(tmp_path: Path, docs: dict[str, Path]) -> None:
+    """rim.xsd bounds LocalizedString/@value (FreeFormText) at 1024 characters: pack refuses a longer --title
+    before writing anything, naming the attribute, the limit and the length, but not the title itself."""
+    out = tmp_path / "request.mime"
+    result = _pack(out, docs["ccda"], extra=("--title", "T" * 2000))
+    assert result.exit_code == 2, result.output
+    assert "title is 2000 characters long; at most 1024 are allowed" in result.output
+    assert "RegistryPackage[@id=" in result.output and "/Name/LocalizedString/@value" in result.output
+    assert "T" * 100 not in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert _pack(out, docs["ccda"], extra=("--title", "T" * 1024)).exit_code == 0

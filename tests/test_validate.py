@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from xdr_edge import ns
 from xdr_edge.errors import ValidationFailed
 from xdr_edge.findings import Finding, Severity
+from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import (
     Association,
     Author,
@@ -30,13 +34,21 @@ from xdr_edge.model import (
     Telecom,
 )
 from xdr_edge.validate import (
+    ASSOCIATION_LENGTH_RULES,
+    AUTHOR_LENGTH_RULES,
+    CODE_LENGTH_RULES,
+    DOCUMENT_ENTRY_LENGTH_RULES,
     DOCUMENT_ENTRY_RULES,
+    SUBMISSION_SET_LENGTH_RULES,
     SUBMISSION_SET_RULES,
+    LengthRule,
     Requirement,
     check_documents,
     raise_for_errors,
     validate,
 )
+from xdr_edge.wire import build_request, parse_request
+from xdr_edge.xml import parse, qname, tostring
 
 SENDER = DirectAddress("sender@direct.clinic.example")
 RECEIVER = DirectAddress("doctor@direct.hospital.example")
@@ -804,6 +816,340 @@ def test_association_naming_itself() -> None:
         )
     )
     assert only(validate(submission), "association-to-self").location == "Association[@id='as02']"
+
+
+# lengths: the maxLength facets of rim.xsd (digest §6) the writer's values must respect
+
+RIM_XSD = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "schemas" / "schema"
+PNR_XSD = RIM_XSD / "IHE" / "XDS.b_DocumentRepository.xsd"
+LONG_NAME, FREE_FORM_TEXT = 256, 1024
+FILLER = "Q"
+ADDRESS_TAIL = "@direct.clinic.example"
+
+
+def _text(length: int, prefix: str = "", suffix: str = "") -> str:
+    """``prefix`` + filler + ``suffix``, exactly ``length`` characters: a value made to sit on a limit."""
+    filler = length - len(prefix) - len(suffix)
+    assert filler >= 1
+    return prefix + FILLER * filler + suffix
+
+
+def _language_tag(length: int) -> str:
+    """A well-formed BCP 47 tag of exactly ``length`` characters (subtags of at most 8)."""
+    tag = "en"
+    while length - len(tag) > 9:
+        tag += "-" + "a" * min(8, length - len(tag) - 3)
+    if rest := length - len(tag):
+        tag += "-" + "b" * (rest - 1)
+    assert len(tag) == length
+    return tag
+
+
+def _long_address(length: int) -> DirectAddress:
+    return DirectAddress(_text(length, suffix=ADDRESS_TAIL))
+
+
+def _xds() -> Submission:
+    return make_submission(MetadataLevel.XDS)
+
+
+def _minimal() -> Submission:
+    return make_submission(MetadataLevel.MINIMAL)
+
+
+def _ss_author_telecom(n: int) -> Submission:
+    address = _long_address(n - len(_XTN))
+    author = dataclasses.replace(_author(), telecoms=(Telecom.of(address),))
+    return with_ss(make_submission(MetadataLevel.XDS, direct_from=address), authors=(author,))
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthCase:
+    """One value on its limit: ``build(n)`` is a submission whose value has ``n`` characters. ``clean``: the
+    at-limit submission has no error at all (values with a fixed format, such as DTM, cannot be that long)."""
+
+    id: str
+    limit: int
+    rule: str
+    location: str
+    attribute: str
+    build: Callable[[int], Submission]
+    clean: bool = True
+
+
+_CX = "^^^&1.2.3.4.5&ISO"
+_XTN = "^^Internet^"
+_LOINC, _SNOMED, _CONF = "2.16.840.1.113883.6.1", "2.16.840.1.113883.6.96", "2.16.840.1.113883.5.25"
+_DE_AUTHOR = f"{DE}/Classification[author][1]"
+_SS_AUTHOR = f"{SS}/Classification[author][1]"
+
+
+def _slot_value(slot: str, n: int = 1) -> str:
+    return f"Slot[@name='{slot}']/ValueList/Value[{n}]"
+
+
+def _on_entry(
+    base: Callable[[], Submission] = _xds, **fields: Callable[[int], Any]
+) -> Callable[[int], Submission]:
+    """A builder: ``base()`` with each DocumentEntry field made by its function of the length."""
+    return lambda n: with_entry(base(), **{name: make(n) for name, make in fields.items()})
+
+
+def _on_ss(
+    base: Callable[[], Submission] = _xds, **fields: Callable[[int], Any]
+) -> Callable[[int], Submission]:
+    return lambda n: with_ss(base(), **{name: make(n) for name, make in fields.items()})
+
+
+def _on_author(
+    on: Callable[..., Callable[[int], Submission]], **fields: Callable[[int], Any]
+) -> Callable[[int], Submission]:
+    return on(
+        authors=lambda n: (dataclasses.replace(_author(), **{k: make(n) for k, make in fields.items()}),)
+    )
+
+
+def _dtm(n: int) -> Dtm:
+    return Dtm(_text(n, "2024"))
+
+
+def _cx(n: int) -> Patient:
+    return Patient(_text(n, suffix=_CX))
+
+
+def _xcn(n: int) -> Person:
+    return Person(_text(n, "^", "^Marcus"))
+
+
+LENGTH_CASES: list[LengthCase] = [
+    # DocumentEntry
+    LengthCase("de-title", FREE_FORM_TEXT, "de-too-long-title", f"{DE}/Name/LocalizedString/@value",
+               "title", _on_entry(title=_text)),
+    LengthCase("de-comments", FREE_FORM_TEXT, "de-too-long-comments",
+               f"{DE}/Description/LocalizedString/@value", "comments", _on_entry(comments=_text)),
+    LengthCase("de-mime-type", LONG_NAME, "de-too-long-mime-type", f"{DE}/@mimeType",
+               "mimeType", _on_entry(mime_type=lambda n: _text(n, "text/"))),
+    LengthCase("de-patient-id", LONG_NAME, "de-too-long-patient-id",
+               f"{DE}/ExternalIdentifier[patientId]/@value", "patientId",
+               _on_entry(_minimal, patient_id=_cx)),
+    LengthCase("de-creation-time", LONG_NAME, "de-too-long-creation-time",
+               f"{DE}/{_slot_value('creationTime')}", "creationTime", _on_entry(creation_time=_dtm), False),
+    LengthCase("de-hash", LONG_NAME, "de-too-long-hash",
+               f"{DE}/{_slot_value('hash')}", "hash", _on_entry(hash=_text), False),
+    LengthCase("de-size", LONG_NAME, "de-too-long-size",
+               f"{DE}/{_slot_value('size')}", "size", _on_entry(size=lambda n: int("9" * n))),
+    LengthCase("de-language-code", LONG_NAME, "de-too-long-language-code",
+               f"{DE}/{_slot_value('languageCode')}", "languageCode", _on_entry(language_code=_language_tag)),
+    LengthCase("de-legal-authenticator", LONG_NAME, "de-too-long-legal-authenticator",
+               f"{DE}/{_slot_value('legalAuthenticator')}", "legalAuthenticator",
+               _on_entry(legal_authenticator=_xcn)),
+    LengthCase("de-service-start-time", LONG_NAME, "de-too-long-service-start-time",
+               f"{DE}/{_slot_value('serviceStartTime')}", "serviceStartTime",
+               _on_entry(service_start_time=_dtm), False),
+    LengthCase("de-service-stop-time", LONG_NAME, "de-too-long-service-stop-time",
+               f"{DE}/{_slot_value('serviceStopTime')}", "serviceStopTime",
+               _on_entry(service_stop_time=_dtm), False),
+    LengthCase("de-source-patient-id", LONG_NAME, "de-too-long-source-patient-id",
+               f"{DE}/{_slot_value('sourcePatientId')}", "sourcePatientId", _on_entry(source_patient_id=_cx)),
+    LengthCase("de-source-patient-info", LONG_NAME, "de-too-long-source-patient-info",
+               f"{DE}/{_slot_value('sourcePatientInfo', 2)}", "sourcePatientInfo value 2",
+               _on_entry(source_patient_info=lambda n: ("PID-8|F", _text(n, "PID-5|", "^Isabella^^^")))),
+    LengthCase("de-author-person", LONG_NAME, "de-too-long-author-person",
+               f"{_DE_AUTHOR}/{_slot_value('authorPerson')}", "authorPerson",
+               _on_author(_on_entry, person=_xcn)),
+    LengthCase("de-author-institution", LONG_NAME, "de-too-long-author-institution",
+               f"{_DE_AUTHOR}/{_slot_value('authorInstitution')}", "authorInstitution value 1",
+               _on_author(_on_entry, institutions=lambda n: (Organization(_text(n)),))),
+    LengthCase("de-author-role", LONG_NAME, "de-too-long-author-role",
+               f"{_DE_AUTHOR}/{_slot_value('authorRole', 2)}", "authorRole value 2",
+               _on_author(_on_entry, roles=lambda n: ("Attending", _text(n)))),
+    LengthCase("de-author-specialty", LONG_NAME, "de-too-long-author-specialty",
+               f"{_DE_AUTHOR}/{_slot_value('authorSpecialty')}", "authorSpecialty value 1",
+               _on_author(_on_entry, specialties=lambda n: (_text(n),))),
+    LengthCase("de-author-telecommunication", LONG_NAME, "de-too-long-author-telecommunication",
+               f"{_DE_AUTHOR}/{_slot_value('authorTelecommunication')}", "authorTelecommunication value 1",
+               _on_author(_on_entry, telecoms=lambda n: (Telecom.of(_long_address(n - len(_XTN))),))),
+    LengthCase("de-class-code", LONG_NAME, "de-too-long-code",
+               f"{DE}/Classification[classCode]/@nodeRepresentation", "classCode nodeRepresentation",
+               _on_entry(class_code=lambda n: Code(_text(n), _LOINC, "Note"))),
+    LengthCase("de-class-code-scheme", LONG_NAME, "de-too-long-coding-scheme",
+               f"{DE}/Classification[classCode]/{_slot_value('codingScheme')}", "classCode codingScheme",
+               _on_entry(class_code=lambda n: Code("34133-9", _text(n), "Note"))),
+    LengthCase("de-class-code-display", FREE_FORM_TEXT, "de-too-long-code-display",
+               f"{DE}/Classification[classCode]/Name/LocalizedString/@value", "classCode display name",
+               _on_entry(class_code=lambda n: Code("34133-9", _LOINC, _text(n)))),
+    LengthCase("de-confidentiality-code", LONG_NAME, "de-too-long-code",
+               f"{DE}/Classification[confidentialityCode][2]/@nodeRepresentation",
+               "confidentialityCode nodeRepresentation",
+               _on_entry(confidentiality_codes=lambda n: (Code("N", _CONF), Code(_text(n), _CONF)))),
+    LengthCase("de-event-code", LONG_NAME, "de-too-long-code",
+               f"{DE}/Classification[eventCodeList][1]/@nodeRepresentation",
+               "eventCodeList nodeRepresentation",
+               _on_entry(event_codes=lambda n: (Code(_text(n), _SNOMED),))),
+    LengthCase("de-extension-slot-value", LONG_NAME, "de-too-long-slot-value",
+               f"{DE}/{_slot_value('urn:example:note')}", "slot 'urn:example:note' value 1",
+               _on_entry(extra_slots=lambda n: (("urn:example:note", (_text(n),)),))),
+    # SubmissionSet
+    LengthCase("ss-title", FREE_FORM_TEXT, "ss-too-long-title", f"{SS}/Name/LocalizedString/@value",
+               "title", _on_ss(title=_text)),
+    LengthCase("ss-title-minimal", FREE_FORM_TEXT, "ss-too-long-title", f"{SS}/Name/LocalizedString/@value",
+               "title", _on_ss(_minimal, title=_text)),
+    LengthCase("ss-comments", FREE_FORM_TEXT, "ss-too-long-comments",
+               f"{SS}/Description/LocalizedString/@value", "comments", _on_ss(_minimal, comments=_text)),
+    LengthCase("ss-patient-id", LONG_NAME, "ss-too-long-patient-id",
+               f"{SS}/ExternalIdentifier[patientId]/@value", "patientId", _on_ss(_minimal, patient_id=_cx)),
+    LengthCase("ss-submission-time", LONG_NAME, "ss-too-long-submission-time",
+               f"{SS}/{_slot_value('submissionTime')}", "submissionTime",
+               _on_ss(_minimal, submission_time=_dtm), False),
+    LengthCase("ss-intended-recipient", LONG_NAME, "ss-too-long-intended-recipient",
+               f"{SS}/{_slot_value('intendedRecipient')}", "intendedRecipient value 1",
+               _on_ss(_minimal,
+                      intended_recipients=lambda n: (Recipient(_text(n, suffix=f"||{_XTN}{RECEIVER}")),))),
+    LengthCase("ss-author-person", LONG_NAME, "ss-too-long-author-person",
+               f"{_SS_AUTHOR}/{_slot_value('authorPerson')}", "authorPerson",
+               _on_author(_on_ss, person=_xcn)),
+    LengthCase("ss-author-telecommunication", LONG_NAME, "ss-too-long-author-telecommunication",
+               f"{_SS_AUTHOR}/{_slot_value('authorTelecommunication')}", "authorTelecommunication value 1",
+               _ss_author_telecom),
+    LengthCase("ss-content-type-code", LONG_NAME, "ss-too-long-code",
+               f"{SS}/Classification[contentTypeCode]/@nodeRepresentation",
+               "contentTypeCode nodeRepresentation",
+               _on_ss(content_type_code=lambda n: Code(_text(n), _LOINC))),
+    LengthCase("ss-extension-slot-name", LONG_NAME, "ss-too-long-slot-name",
+               f"{SS}/Slot[starts-with(@name, 'urn:example:{FILLER * 28}')]/@name", "a slot name",
+               _on_ss(extra_slots=lambda n: ((_text(n, "urn:example:"), ("1",)),))),
+    # Association (the HasMember status must be 'Original' too, so this one is never clean)
+    LengthCase("association-status", LONG_NAME, "association-too-long-submission-set-status",
+               f"Association[@id='as01']/{_slot_value('SubmissionSetStatus')}", "SubmissionSetStatus",
+               lambda n: make_submission(associations=(Association("as01", "SubmissionSet01", "Document01",
+                                                                   submission_set_status=_text(n)),)), False),
+]  # fmt: skip
+
+
+def _too_long(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if "-too-long-" in f.rule]
+
+
+@pytest.mark.parametrize("case", LENGTH_CASES, ids=[c.id for c in LENGTH_CASES])
+def test_value_at_its_limit_passes(case: LengthCase) -> None:
+    submission = case.build(case.limit)
+    for level in LEVELS:
+        assert _too_long(validate(submission, level)) == []
+    if case.clean:
+        assert [f for f in validate(submission) if f.is_error] == []
+
+
+@pytest.mark.parametrize("case", LENGTH_CASES, ids=[c.id for c in LENGTH_CASES])
+def test_value_one_over_its_limit_fails_at_both_levels(case: LengthCase) -> None:
+    submission = case.build(case.limit + 1)
+    for level in LEVELS:
+        findings = _too_long(validate(submission, level))
+        assert len(findings) == 1, findings
+        finding = findings[0]
+        assert finding.rule == case.rule
+        assert finding.location == case.location
+        assert finding.severity is Severity.ERROR
+        assert finding.code == "XDSRegistryMetadataError"
+        assert finding.message.startswith(f"{case.attribute} is {case.limit + 1} characters long; ")
+        assert f"at most {case.limit} are allowed" in finding.message
+        assert ("FreeFormText" if case.limit == FREE_FORM_TEXT else "LongName") in finding.message
+        assert FILLER * 40 not in finding.message  # the value itself (PHI for titles and names) stays out
+        assert FILLER * 40 not in finding.location
+    if case.clean:  # the length is the only thing wrong with it
+        assert [f.rule for f in validate(submission) if f.is_error] == [case.rule]
+
+
+def test_lengths_count_characters_not_bytes() -> None:
+    """rim.xsd maxLength counts characters: 1024 astral-plane characters (4096 UTF-8 bytes) make a valid
+    title."""
+    at_limit = with_ss(_xds(), title="\U0001f600" * FREE_FORM_TEXT)
+    assert validate(at_limit) == []
+    over = with_ss(_xds(), title="\U0001f600" * (FREE_FORM_TEXT + 1))
+    assert only(validate(over), "ss-too-long-title").message.startswith("title is 1025 characters long")
+
+
+def test_unique_ids_keep_their_tighter_xds_limits() -> None:
+    """uniqueId and sourceId are not in the length tables: XD 180/197/198 bound them below LongName, once."""
+    entry = validate(with_entry(_xds(), unique_id="1." + "1" * 300))
+    assert [f.rule for f in entry] == ["de-bad-unique-id"]
+    assert "302 characters long; at most 128" in entry[0].message
+    ss = validate(with_ss(_xds(), source_id="1." + "2" * 300))
+    assert [f.rule for f in ss] == ["ss-bad-source-id"]
+    assert "at most 64" in ss[0].message
+
+
+def test_length_tables_name_the_rim_xsd_types() -> None:
+    tables: list[Sequence[LengthRule[Any]]] = [
+        DOCUMENT_ENTRY_LENGTH_RULES,
+        SUBMISSION_SET_LENGTH_RULES,
+        AUTHOR_LENGTH_RULES,
+        CODE_LENGTH_RULES,
+        ASSOCIATION_LENGTH_RULES,
+    ]
+    limits = {r.limit.type_name: r.limit.max_length for table in tables for r in table}
+    assert limits == {"LongName": LONG_NAME, "FreeFormText": FREE_FORM_TEXT}
+    for table in tables:
+        assert len({r.name for r in table}) == len(table)
+    by_name = {r.name: r for r in DOCUMENT_ENTRY_LENGTH_RULES}
+    assert by_name["title"].limit.carrier == "rim:LocalizedString/@value"
+    assert by_name["patient-id"].limit.carrier == "rim:ExternalIdentifier/@value"
+    assert "unique-id" not in by_name
+
+
+@pytest.fixture(scope="module")
+def pnr_schema() -> etree.XMLSchema:
+    if not PNR_XSD.exists():
+        pytest.skip(
+            f"official XDS.b/rim schemas {RIM_XSD} are absent (../shared/conformance not checked out)"
+        )
+    return etree.XMLSchema(etree.parse(str(PNR_XSD)))
+
+
+def _schema_valid(schema: etree.XMLSchema, submission: Submission) -> bool:
+    request = etree.Element(qname(ns.XDSB, "ProvideAndRegisterDocumentSetRequest"), nsmap={"xdsb": ns.XDSB})
+    request.append(write_submit_objects(submission))
+    return schema.validate(parse(tostring(request)))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("case", LENGTH_CASES, ids=[c.id for c in LENGTH_CASES])
+def test_limits_agree_with_the_official_rim_xsd(pnr_schema: etree.XMLSchema, case: LengthCase) -> None:
+    """The table's limit is rim.xsd's: the written request is schema-valid on the limit, invalid one over."""
+    assert _schema_valid(pnr_schema, case.build(case.limit)), pnr_schema.error_log
+    assert not _schema_valid(pnr_schema, case.build(case.limit + 1))
+    assert "maxLength" in str(pnr_schema.error_log)
+
+
+@pytest.mark.shared
+def test_every_value_on_its_limit_at_once_is_schema_valid(pnr_schema: etree.XMLSchema) -> None:
+    submission = with_ss(
+        with_entry(
+            _xds(),
+            title="\U0001f600" * FREE_FORM_TEXT,
+            comments=_text(FREE_FORM_TEXT),
+            mime_type=_text(LONG_NAME, "text/"),
+            patient_id=Patient(_text(LONG_NAME, suffix=_CX)),
+            source_patient_info=(_text(LONG_NAME, "PID-5|", "^I^^^"),),
+            class_code=Code(_text(LONG_NAME), _text(LONG_NAME), _text(FREE_FORM_TEXT)),
+            extra_slots=((_text(LONG_NAME, "urn:"), (_text(LONG_NAME),)),),
+        ),
+        title=_text(FREE_FORM_TEXT),
+        patient_id=Patient(_text(LONG_NAME, suffix=_CX)),
+    )
+    assert [f for f in validate(submission) if f.is_error] == []
+    assert _schema_valid(pnr_schema, submission), pnr_schema.error_log
+
+
+def test_receiver_reads_an_over_limit_title_as_a_metadata_error() -> None:
+    """A peer's over-limit value reaches validation intact (no truncation by the reader), so the receiver
+    answers Failure with XDSRegistryMetadataError instead of storing a schema-invalid submission."""
+    submission = with_ss(_minimal(), title=_text(2000))
+    request = build_request(submission, endpoint="https://hisp.example.org/xdr")
+    with parse_request(request.content_type, io.BytesIO(b"".join(request.body))) as incoming:
+        errors = incoming.errors
+    assert [f.rule for f in errors] == ["ss-too-long-title"]
+    assert errors[0].code == "XDSRegistryMetadataError"
+    assert "2000 characters long" in errors[0].message
 
 
 # reference messages (ETT templates, NIST samples) read through the metadata reader

@@ -13,15 +13,26 @@ The R/R2/O/NA matrix of digest §9 (the ONC checklist's PRDS and PRDSML columns,
 :data:`DOCUMENT_ENTRY_RULES` and :data:`SUBMISSION_SET_RULES`. Everything else (formats, identifiers,
 associations, Direct addressing) is a small function per concern, each yielding :class:`Finding` objects
 with a stable kebab-case ``rule`` and an element-path ``location``.
+
+The ``maxLength`` facets of rim.xsd are data too (:data:`DOCUMENT_ENTRY_LENGTH_RULES` and its siblings, digest
+§6): a value the writer would put into a LongName or FreeFormText over its limit makes the request
+schema-invalid, so it is an error at both levels, reported with its length and the limit, never its text.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ASSOCIATION_LENGTH_RULES",
+    "AUTHOR_LENGTH_RULES",
+    "CODE_LENGTH_RULES",
+    "DOCUMENT_ENTRY_LENGTH_RULES",
     "DOCUMENT_ENTRY_RULES",
+    "SUBMISSION_SET_LENGTH_RULES",
     "SUBMISSION_SET_RULES",
+    "LengthRule",
     "PresenceRule",
     "Requirement",
+    "RimString",
     "check_documents",
     "raise_for_errors",
     "validate",
@@ -349,6 +360,149 @@ SUBMISSION_SET_RULES: tuple[SubmissionSetRule, ...] = (
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Length limits of the ebRIM schema (rim.xsd, digest §6)
+
+
+@dataclass(frozen=True)
+class RimString:
+    """A length-limited string type of rim.xsd and the place our writer puts a value of that type.
+
+    rim.xsd bounds strings by ``maxLength`` facets (characters, not bytes): String4/8/16/32, ShortName (64),
+    LongName (256) and FreeFormText (1024). Of these the metadata writer only emits LongName and FreeFormText;
+    ShortName and the StringN types belong to objects a PnR does not carry (Person, PostalAddress,
+    TelephoneNumber, VersionInfo). ``id`` and every reference attribute are ``anyURI`` without a length limit.
+    """
+
+    type_name: str
+    max_length: int
+    carrier: str
+    row: str = ""
+
+    @property
+    def citation(self) -> str:
+        source = f"rim.xsd {self.type_name}"
+        return f"{source}, {self.row}" if self.row else source
+
+
+_VALUE = RimString("LongName", 256, "rim:Slot/rim:ValueList/rim:Value", "XD 109")
+_LOCALIZED = RimString("FreeFormText", 1024, "rim:LocalizedString/@value", "XD 121")
+_SLOT_NAME = RimString("LongName", 256, "rim:Slot/@name")
+_EXTERNAL_ID_VALUE = RimString("LongName", 256, "rim:ExternalIdentifier/@value")
+_NODE_REPRESENTATION = RimString("LongName", 256, "rim:Classification/@nodeRepresentation")
+_MIME_TYPE = RimString("LongName", 256, "rim:ExtrinsicObject/@mimeType")
+
+
+@dataclass(frozen=True)
+class LengthRule(Generic[_T]):
+    """One value :func:`xdr_edge.metadata.write_submit_objects` puts into a length-limited rim.xsd type.
+
+    A value over the limit makes the request schema-invalid, so it is an error at every metadata level: the
+    sender refuses it before any network I/O and the receiver answers XDSRegistryMetadataError. ``values``
+    yields what the writer emits, in order; ``where`` is the element path below the object, with ``{n}`` for
+    the value's position when the carrier holds several (``several``). Messages give the attribute, the limit
+    and the actual length, never the value: titles and patient names are PHI.
+    """
+
+    name: str
+    attribute: str
+    limit: RimString
+    where: str
+    values: Callable[[_T], Iterable[str]]
+    several: bool = False
+
+
+def _one(value: object | None) -> tuple[str, ...]:
+    return () if value is None else (str(value),)
+
+
+def _slot(
+    name: str, slot: str, values: Callable[[_T], Iterable[str]], *, several: bool = False
+) -> LengthRule[_T]:
+    where = f"Slot[@name='{slot}']/ValueList/Value[{{n}}]"
+    return LengthRule(name, slot, _VALUE, where, values, several)
+
+
+def _localized(name: str, attribute: str, holder: str, text: Callable[[_T], str | None]) -> LengthRule[_T]:
+    return LengthRule(
+        name, attribute, _LOCALIZED, f"{holder}/LocalizedString/@value", lambda o: _one(text(o))
+    )
+
+
+#: DocumentEntry values and their rim.xsd types. uniqueId is left to ``de-bad-unique-id``: XD 180 bounds it
+#: at 128 characters, tighter than ExternalIdentifier/@value (LongName).
+DOCUMENT_ENTRY_LENGTH_RULES: tuple[LengthRule[DocumentEntry], ...] = (
+    _localized("title", "title", "Name", lambda e: e.title),
+    _localized("comments", "comments", "Description", lambda e: e.comments),
+    LengthRule("mime-type", "mimeType", _MIME_TYPE, "@mimeType", lambda e: _one(e.mime_type)),
+    LengthRule(
+        "patient-id",
+        "patientId",
+        _EXTERNAL_ID_VALUE,
+        "ExternalIdentifier[patientId]/@value",
+        lambda e: _one(e.patient_id),
+    ),
+    _slot("creation-time", "creationTime", lambda e: _one(e.creation_time)),
+    _slot("hash", "hash", lambda e: _one(e.hash)),
+    _slot("size", "size", lambda e: _one(e.size)),
+    _slot("language-code", "languageCode", lambda e: _one(e.language_code)),
+    _slot("legal-authenticator", "legalAuthenticator", lambda e: _one(e.legal_authenticator)),
+    _slot("service-start-time", "serviceStartTime", lambda e: _one(e.service_start_time)),
+    _slot("service-stop-time", "serviceStopTime", lambda e: _one(e.service_stop_time)),
+    _slot("source-patient-id", "sourcePatientId", lambda e: _one(e.source_patient_id)),
+    _slot("source-patient-info", "sourcePatientInfo", lambda e: e.source_patient_info, several=True),
+)
+
+#: SubmissionSet values and their rim.xsd types. uniqueId and sourceId are left to ``ss-bad-unique-id`` /
+#: ``ss-bad-source-id``: XD 197/198 bound them at 64 characters.
+SUBMISSION_SET_LENGTH_RULES: tuple[LengthRule[SubmissionSet], ...] = (
+    _localized("title", "title", "Name", lambda s: s.title),
+    _localized("comments", "comments", "Description", lambda s: s.comments),
+    LengthRule(
+        "patient-id",
+        "patientId",
+        _EXTERNAL_ID_VALUE,
+        "ExternalIdentifier[patientId]/@value",
+        lambda s: _one(s.patient_id),
+    ),
+    _slot("submission-time", "submissionTime", lambda s: _one(s.submission_time)),
+    _slot(
+        "intended-recipient",
+        "intendedRecipient",
+        lambda s: (r.value for r in s.intended_recipients),
+        several=True,
+    ),
+)
+
+#: The slots of an author Classification (DocumentEntry and SubmissionSet alike).
+AUTHOR_LENGTH_RULES: tuple[LengthRule[Author], ...] = (
+    _slot("author-person", "authorPerson", lambda a: _one(a.person)),
+    _slot("author-institution", "authorInstitution", lambda a: (o.xon for o in a.institutions), several=True),
+    _slot("author-role", "authorRole", lambda a: a.roles, several=True),
+    _slot("author-specialty", "authorSpecialty", lambda a: a.specialties, several=True),
+    _slot(
+        "author-telecommunication",
+        "authorTelecommunication",
+        lambda a: (t.xtn for t in a.telecoms),
+        several=True,
+    ),
+)
+
+#: A coded Classification: nodeRepresentation, its codingScheme slot and its display Name.
+CODE_LENGTH_RULES: tuple[LengthRule[Code], ...] = (
+    LengthRule(
+        "code", "nodeRepresentation", _NODE_REPRESENTATION, "@nodeRepresentation", lambda c: (c.code,)
+    ),
+    _slot("coding-scheme", "codingScheme", lambda c: (c.scheme,)),
+    _localized("code-display", "display name", "Name", lambda c: c.display or None),
+)
+
+#: The one slot the writer puts on an Association.
+ASSOCIATION_LENGTH_RULES: tuple[LengthRule[Association], ...] = (
+    _slot("submission-set-status", "SubmissionSetStatus", lambda a: _one(a.submission_set_status)),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Public entry points
 
 
@@ -539,6 +693,101 @@ def _ss_oid_problem(attribute: str, value: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Lengths (rim.xsd, digest §6)
+
+
+def _too_long(what: str, length: int, limit: RimString) -> str:
+    return (
+        f"{what} is {length} characters long; at most {limit.max_length} are allowed in {limit.carrier} "
+        f"({limit.citation}, digest §6)"
+    )
+
+
+def _length_findings(
+    obj: _T, rules: Sequence[LengthRule[_T]], path: str, prefix: str, label: str = ""
+) -> Iterator[Finding]:
+    """Apply one length table to ``obj``; ``label`` names the classification a code rule is about."""
+    for rule in rules:
+        for n, value in enumerate(rule.values(obj), start=1):
+            if len(value) <= rule.limit.max_length:
+                continue
+            what = f"{label}{rule.attribute}" + (f" value {n}" if rule.several else "")
+            yield _error(
+                f"{prefix}-too-long-{rule.name}",
+                f"{path}/{rule.where.format(n=n)}",
+                _too_long(what, len(value), rule.limit),
+            )
+
+
+def _slot_selector(name: str) -> str:
+    """``Slot[@name='…']``; a name over its own limit is abbreviated so that a location stays readable."""
+    if len(name) <= _SLOT_NAME.max_length:
+        return f"Slot[@name='{name}']"
+    return f"Slot[starts-with(@name, '{name[:40]}')]"
+
+
+def _extra_slot_lengths(
+    prefix: str, path: str, slots: tuple[tuple[str, tuple[str, ...]], ...]
+) -> Iterator[Finding]:
+    """Slots the model keeps by name: the name is LongName (Slot/@name), every value LongName (rim:Value)."""
+    for name, values in slots:
+        where = f"{path}/{_slot_selector(name)}"
+        if len(name) > _SLOT_NAME.max_length:
+            yield _error(
+                f"{prefix}-too-long-slot-name",
+                f"{where}/@name",
+                _too_long("a slot name", len(name), _SLOT_NAME),
+            )
+        for n, value in enumerate(values, start=1):
+            if len(value) > _VALUE.max_length:
+                yield _error(
+                    f"{prefix}-too-long-slot-value",
+                    f"{where}/ValueList/Value[{n}]",
+                    _too_long(f"slot {name[:40]!r} value {n}", len(value), _VALUE),
+                )
+
+
+def _author_lengths(prefix: str, path: str, authors: tuple[Author, ...]) -> Iterator[Finding]:
+    for number, author in enumerate(authors, start=1):
+        where = f"{path}/Classification[author][{number}]"
+        yield from _length_findings(author, AUTHOR_LENGTH_RULES, where, prefix)
+
+
+def _code_lengths(
+    prefix: str, path: str, coded: Iterable[tuple[str, Code | None, int | None]]
+) -> Iterator[Finding]:
+    """``coded``: (attribute, code, position among several such classifications or None when single-valued)."""
+    for attribute, code, position in coded:
+        if code is None:
+            continue
+        where = f"{path}/Classification[{attribute}]" + (f"[{position}]" if position is not None else "")
+        yield from _length_findings(code, CODE_LENGTH_RULES, where, prefix, label=f"{attribute} ")
+
+
+def _de_lengths(entry: DocumentEntry, path: str) -> Iterator[Finding]:
+    yield from _length_findings(entry, DOCUMENT_ENTRY_LENGTH_RULES, path, "de")
+    yield from _author_lengths("de", path, entry.authors)
+    coded: list[tuple[str, Code | None, int | None]] = [
+        ("classCode", entry.class_code, None),
+        ("typeCode", entry.type_code, None),
+        ("formatCode", entry.format_code, None),
+        ("healthcareFacilityTypeCode", entry.healthcare_facility_type_code, None),
+        ("practiceSettingCode", entry.practice_setting_code, None),
+        *(("confidentialityCode", c, i) for i, c in enumerate(entry.confidentiality_codes, start=1)),
+        *(("eventCodeList", c, i) for i, c in enumerate(entry.event_codes, start=1)),
+    ]
+    yield from _code_lengths("de", path, coded)
+    yield from _extra_slot_lengths("de", path, entry.extra_slots)
+
+
+def _ss_lengths(ss: SubmissionSet, path: str) -> Iterator[Finding]:
+    yield from _length_findings(ss, SUBMISSION_SET_LENGTH_RULES, path, "ss")
+    yield from _author_lengths("ss", path, ss.authors)
+    yield from _code_lengths("ss", path, [("contentTypeCode", ss.content_type_code, None)])
+    yield from _extra_slot_lengths("ss", path, ss.extra_slots)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # DocumentEntry
 
 
@@ -550,6 +799,7 @@ def _document_entry_findings(entry: DocumentEntry, path: str, level: MetadataLev
     yield from _de_codes(entry, path)
     yield from _authors("de", path, entry.authors)
     yield from _unknown_slots("de", path, entry.extra_slots, _DE_EXTRA_SLOTS)
+    yield from _de_lengths(entry, path)
 
 
 def _de_identity(entry: DocumentEntry, path: str) -> Iterator[Finding]:
@@ -669,6 +919,7 @@ def _submission_set_findings(ss: SubmissionSet, level: MetadataLevel) -> Iterato
     for recipient in ss.intended_recipients:
         yield from _format("ss-bad-intended-recipient", f"{path}/Slot[@name='intendedRecipient']", recipient)
     yield from _unknown_slots("ss", path, ss.extra_slots, _SS_EXTRA_SLOTS)
+    yield from _ss_lengths(ss, path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -788,6 +1039,7 @@ def _association_shape(association: Association, path: str, known: set[str]) -> 
                 f"{end} {value!r} names no object in this submission",
             )
     yield from _association_to_self(association, path)
+    yield from _length_findings(association, ASSOCIATION_LENGTH_RULES, path, "association")
 
 
 def _association_to_self(association: Association, path: str) -> Iterator[Finding]:
