@@ -5,7 +5,8 @@ The I/O shell around the pure core: pre-flight (binding, certificate coverage, v
 a typed :class:`SendResult`. Library exceptions (requests, urllib3, ssl) are translated here, at one boundary.
 
 Retry rule (ARCHITECTURE "Rules that keep it correct"): retry only when nothing was sent (connect failure), on
-HTTP 503, and when the outcome is unknown (timeout or drop after the body went out); each attempt gets a new
+HTTP 503, when the connection closed before the whole body was written (nothing complete reached the HISP), and
+when the outcome is unknown (timeout or drop after the body went out); each attempt gets a new
 MessageID but keeps the SubmissionSet and DocumentEntry uniqueIds, so a receiver that already stored the first
 attempt answers with a duplicate-uniqueId Failure, which we report as already delivered.
 """
