@@ -209,7 +209,8 @@ def _save_response(result: SendResult, path: Path) -> str | None:
     type=click.IntRange(0, 10),
     default=2,
     show_default=True,
-    help="Extra attempts after a connect failure, HTTP 503 or an unknown outcome.",
+    help="Extra attempts after a connect failure, HTTP 503, a connection closed mid-upload or an unknown "
+    "outcome.",
 )
 @click.option(
     "--timeout",
@@ -220,7 +221,7 @@ def _save_response(result: SendResult, path: Path) -> str | None:
 @click.option(
     "--save-response",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Keep the raw response in this file.",
+    help="Keep the raw response in this file (its directory must exist; checked before sending).",
 )
 @handle_errors
 def send(
