@@ -3,9 +3,19 @@ TLS-terminating proxy that forwards the verified client certificate (issue #4 it
 
 Why cheroot: it is the one pure-Python WSGI server that hands the verified peer certificate to the application
 (``SSL_CLIENT_CERT``); gunicorn hides it, uvicorn/hypercorn do not expose it, waitress has no TLS (STACK-NOTES).
-Its builtin adapter builds its own SSLContext; we replace it with :func:`xdr_edge.tls.server_ssl_context`,
-which requires a client certificate from the configured CA (and checks CRLs), so an untrusted or expired client
-certificate fails the handshake itself.
+Its TLS context is :func:`xdr_edge.tls.server_ssl_context`, which requires a client certificate from the
+configured CA (and checks CRLs), so an untrusted or expired client certificate fails the handshake itself.
+
+Three things cheroot does not do safely on its own, and this module changes:
+
+* **The TLS handshake.** cheroot's builtin adapter shakes hands in its single accept thread, for up to the
+  socket timeout: one TCP connection that sends nothing stalled every new client. Here the accept thread only
+  wraps the socket; the connection then waits in cheroot's selector until the client speaks, and a worker thread
+  completes the handshake within ``handshake_timeout`` (a client that never speaks is dropped after that long).
+* **Chunked request bodies.** cheroot's decoder holds each chunk whole in memory and counts chunk-size lines
+  against the size limit. Senders do use chunked uploads (Axis2, CONNECT), so they are accepted, through our own
+  decoder that streams, enforces ``max_request_bytes`` on the decoded body (413) and refuses malformed framing.
+* **Header size.** cheroot reads request headers without limit unless told; ``max_header_bytes`` tells it.
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ from __future__ import annotations
 __all__ = ["ServerConfig", "XdrServer"]
 
 import logging
+import re
+import socket
 import ssl
 import sys
 import threading
@@ -21,13 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cheroot import errors as cheroot_errors
+from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.ssl import Adapter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from xdr_edge.errors import ConfigurationError
+from xdr_edge.errors import CertificateError, ConfigurationError, LimitExceeded, RemoteProtocolError
 from xdr_edge.tls import server_ssl_context
 
 log = logging.getLogger("xdr_edge.receiver.server")
+
+_PIECE = 64 * 1024  # the most our chunked decoder reads from the socket at once, whatever the chunk size
+_MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions (RFC 9112 §7.1.1); real ones are a few bytes
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,11 @@ class ServerConfig:
     # After refusing a request before its body was read, keep reading (and discarding) what the client still
     # sends for at most this long, so that it can finish writing and read our answer (a "lingering close").
     linger_seconds: float = 5.0
+    # A new TLS connection must complete its handshake within this long (a client that connects and says
+    # nothing is dropped); after it, socket_timeout applies.
+    handshake_timeout: float = 10.0
+    # Request line plus headers; more gets cheroot's 413 (414 for the request line) without reading the rest.
+    max_header_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         if self.plain_http:
@@ -71,8 +95,292 @@ def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False
     log.log(level, "%s", msg, exc_info=traceback)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# TLS: wrap in the accept thread, shake hands in a worker
+
+
+class _DeferredHandshakeAdapter(BuiltinSSLAdapter):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
+    """cheroot's builtin adapter around our own context, wrapping sockets *without* a handshake.
+
+    Why: cheroot calls ``wrap`` in its only accept thread; the builtin ``wrap`` shakes hands there, for up to
+    the socket timeout, so one silent TCP connection (no certificate needed) stalled every new client. The
+    handshake is done by :class:`_TlsConnection` in a worker thread instead, and the TLS environ entries are
+    made there once it succeeded.
+
+    The context is built by the caller (:func:`~xdr_edge.tls.server_ssl_context`): the builtin constructor
+    would load the key pair itself first and fail with OpenSSL's bare message, naming no file.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        Adapter.__init__(self, None, None)  # certificate paths: unused, the context is complete
+        self.context = context
+        self._server_env: dict[str, str] = {}  # SSL_SERVER_* entries: nothing in xdr-edge reads them
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        try:
+            wrapped = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        except OSError as exc:  # the peer left already
+            raise cheroot_errors.FatalSSLAlert(*exc.args) from exc
+        return wrapped, {}
+
+
+class _TlsConnection(cheroot_server.HTTPConnection):  # type: ignore[misc,unused-ignore]
+    """A connection whose TLS handshake is completed by the worker thread that first serves it.
+
+    A failed handshake (untrusted, expired or missing client certificate, plain HTTP, a peer that stalls
+    mid-handshake past ``handshake_timeout``) is one log line and a closed connection, never an exception in
+    the worker.
+    """
+
+    handshake_timeout: float = 10.0
+    handshaken = False
+    parked = False  # waited in the selector for its first bytes (see _Server.process_conn)
+
+    def communicate(self) -> bool:
+        if not self.handshaken and not self._handshake():
+            return False
+        return bool(super().communicate())  # type: ignore[no-untyped-call]
+
+    def _handshake(self) -> bool:
+        sock: ssl.SSLSocket = self.socket
+        try:
+            sock.settimeout(self.handshake_timeout)
+            sock.do_handshake()
+            sock.settimeout(self.server.timeout)
+            self.ssl_env = self.server.ssl_adapter.get_environ(sock)
+        except (OSError, ValueError) as exc:  # ssl.SSLError and socket timeouts are OSErrors
+            log.info(
+                "TLS handshake with %s:%s failed: %s",
+                self.remote_addr,
+                self.remote_port,
+                _handshake_reason(exc),
+            )
+            if isinstance(exc, ssl.SSLError) and "http request" in str(exc).lower():
+                _answer_plain_http(sock)
+            return False
+        self.handshaken = True
+        return True
+
+
+def _handshake_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no handshake within the handshake timeout"
+    if isinstance(exc, ssl.SSLError):
+        # e.g. CERTIFICATE_VERIFY_FAILED, HTTP_REQUEST, PEER_DID_NOT_RETURN_A_CERTIFICATE
+        return str(exc.reason or exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _answer_plain_http(sock: ssl.SSLSocket) -> None:
+    """A client that spoke plain HTTP to the TLS port gets a readable plain 400, as cheroot itself answers."""
+    msg = b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port.\n"
+    head = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    try:
+        # socket.socket's own sendall writes to the TCP socket underneath, bypassing the TLS layer
+        socket.socket.sendall(sock, head + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
+    except OSError:
+        pass
+
+
+class _Server(wsgi.Server):  # type: ignore[misc,unused-ignore]
+    """cheroot's WSGI server, letting a new TLS connection wait in the selector until the client speaks.
+
+    Why: cheroot hands every accepted connection straight to a worker. With the handshake moved there, N
+    silent connections would hold all N workers for ``handshake_timeout``. Parked in cheroot's selector (the
+    one that holds idle keep-alive connections) they cost no thread; a worker takes one only once bytes (or
+    an EOF) arrived. A parked connection is expired after ``handshake_timeout`` instead of the socket timeout.
+    Residual risk: a client that sends part of a ClientHello and stalls holds a worker for up to
+    ``handshake_timeout`` (as a partial request line holds one for the socket timeout in any cheroot).
+    """
+
+    handshake_timeout: float = 10.0
+
+    def process_conn(self, conn: Any) -> None:
+        if isinstance(conn, _TlsConnection) and not conn.parked and not conn.handshaken:
+            conn.parked = True
+            self.put_conn(conn)
+            # put_conn stamps last_used = now; the selector expires what is older than `timeout`
+            conn.last_used = time.time() - self.timeout + self.handshake_timeout
+            return
+        super().process_conn(conn)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Chunked request bodies
+
+
+class _ChunkedBody:
+    """``wsgi.input`` for a ``Transfer-Encoding: chunked`` request, decoded from the connection as it is read.
+
+    Why not cheroot's ``ChunkedRFile``: it reads each chunk whole into memory (one 200 MB chunk = 500 MB) and
+    counts chunk-size lines against the size limit, so an oversized body surfaced as 400 or 500 instead of 413.
+    Here at most ``_PIECE`` bytes are read from the socket at a time, so memory is bounded by what the caller
+    asks for, never by a chunk size the peer declares. The decoded body may not exceed ``limit``: a chunk that
+    would go past it raises :class:`LimitExceeded` (the app answers 413) before any of its bytes are read.
+    Malformed framing raises :class:`RemoteProtocolError` with fault code Sender (a 400 fault); a connection
+    that ends mid-body raises :class:`ConnectionError`, which the app reports as a client disconnect.
+
+    ``finished`` is true once the last chunk and the trailer section were read: the connection is then
+    positioned at the next request, so keep-alive works.
+    """
+
+    def __init__(self, rfile: Any, limit: int, max_trailer_bytes: int) -> None:
+        self._rfile = rfile
+        self._limit = limit
+        self._max_trailer_bytes = max_trailer_bytes
+        self._left = 0  # bytes of the current chunk not yet read
+        self._error: Exception | None = None
+        self.bytes_read = 0  # decoded body bytes handed out
+        self.finished = False
+
+    @property
+    def failed(self) -> bool:
+        """The framing was refused (or the limit hit): the connection cannot be reused."""
+        return self._error is not None
+
+    @property
+    def closed(self) -> bool:  # the attribute the lingering close (and cheroot's ChunkedRFile) look at
+        return self.finished
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = sys.maxsize if size is None or size < 0 else size
+        pieces: list[bytes] = []
+        got = 0
+        while got < want and self._advance():
+            data = self._rfile.read(min(self._left, want - got, _PIECE))
+            if not data:
+                raise self._fail(ConnectionError("the connection closed in the middle of a chunk"))
+            self._consumed(len(data))
+            pieces.append(data)
+            got += len(data)
+        return b"".join(pieces)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        want = sys.maxsize if size is None or size < 0 else size
+        pieces: list[bytes] = []
+        got = 0
+        while got < want and self._advance():
+            data = self._rfile.readline(min(self._left, want - got, _PIECE))
+            if not data:
+                raise self._fail(ConnectionError("the connection closed in the middle of a chunk"))
+            self._consumed(len(data))
+            pieces.append(data)
+            got += len(data)
+            if data.endswith(b"\n"):
+                break
+        return b"".join(pieces)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> _ChunkedBody:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self) -> None:
+        """Read (and discard) the rest of the body, so that the next request on the connection starts right."""
+        while self.read(_PIECE):
+            pass
+
+    # -- framing (RFC 9112 §7.1) ------------------------------------------------------------------------------
+
+    def _advance(self) -> bool:
+        """Make chunk data available; False at the end of the body."""
+        if self._error is not None:
+            raise self._error
+        while self._left == 0 and not self.finished:
+            self._next_chunk()
+        return not self.finished
+
+    def _consumed(self, count: int) -> None:
+        self._left -= count
+        self.bytes_read += count
+        if self._left == 0:
+            crlf = self._rfile.read(2)
+            if crlf != b"\r\n":
+                if len(crlf) < 2:
+                    raise self._fail(ConnectionError("the connection closed in the middle of a chunk"))
+                raise self._fail(_framing_error("a chunk's data is not followed by CRLF"))
+
+    def _next_chunk(self) -> None:
+        line = self._line("chunk-size line")
+        size_field = line.split(b";", 1)[0].strip(b" \t")
+        if not _CHUNK_SIZE.fullmatch(size_field):
+            raise self._fail(_framing_error(f"malformed chunk-size line {line[:40]!r}"))
+        size = int(size_field, 16)
+        if size == 0:
+            self._read_trailers()
+            self.finished = True
+            return
+        if self.bytes_read + size > self._limit:
+            raise self._fail(
+                LimitExceeded(
+                    f"the chunked request body exceeds the limit of {self._limit} bytes",
+                    code="request-too-large",
+                    location="HTTP body",
+                    fault_code="Sender",
+                )
+            )
+        self._left = size
+
+    def _read_trailers(self) -> None:
+        """Read (and ignore) the trailer section up to its empty line; the app wants no trailer field."""
+        total = 0
+        while line := self._line("trailer section"):
+            total += len(line) + 2
+            if total > self._max_trailer_bytes:
+                raise self._fail(
+                    LimitExceeded(
+                        f"the chunked body's trailer section exceeds {self._max_trailer_bytes} bytes",
+                        code="request-too-large",
+                        location="HTTP trailer section",
+                        fault_code="Sender",
+                    )
+                )
+
+    def _line(self, what: str) -> bytes:
+        """One CRLF-terminated framing line, without its CRLF."""
+        raw: bytes = self._rfile.readline(_MAX_CHUNK_LINE + 1)
+        if not raw.endswith(b"\n"):
+            if len(raw) > _MAX_CHUNK_LINE:
+                raise self._fail(_framing_error(f"{what} longer than {_MAX_CHUNK_LINE} bytes"))
+            raise self._fail(ConnectionError(f"the connection closed in the {what} of a chunked body"))
+        if not raw.endswith(b"\r\n"):
+            raise self._fail(_framing_error(f"{what} not terminated by CRLF"))
+        return raw[:-2]
+
+    def _fail(self, exc: Exception) -> Exception:
+        self._error = exc
+        return exc
+
+
+def _framing_error(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"bad chunked transfer coding: {message}",
+        code="bad-chunked-encoding",
+        location="HTTP body",
+        fault_code="Sender",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# WSGI gateway
+
+
 class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # cheroot: no type hints
-    """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``.
+    """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``, with our chunked decoder.
 
     Why: cheroot decides on its own whether to keep a connection, and when it keeps one it first *reads the
     rest of the request body* so that the next request starts at the right byte. A rejected client certificate
@@ -88,6 +396,18 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
 
     linger_seconds: float = 5.0
     linger_idle_seconds: float = 1.0
+    max_request_bytes: int = 2 * 1024**3
+    max_trailer_bytes: int = 64 * 1024
+
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub says None
+        req = self.req
+        if req.chunked_read:
+            req.rfile = _ChunkedBody(req.conn.rfile, self.max_request_bytes, self.max_trailer_bytes)
+        env: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+        if req.chunked_read and env.pop("CONTENT_LENGTH", None) is not None:
+            # Both framings: Transfer-Encoding wins, and the connection must not be reused (RFC 9112 §6.1)
+            req.close_connection = True
+        return env
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         write = super().start_response(status, headers, exc_info)
@@ -98,14 +418,31 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
     def respond(self) -> None:
         super().respond()
         req = self.req
-        if req.close_connection and not req.chunked_write and self.linger_seconds > 0:
-            self._discard_unread_body()
+        if req.close_connection:
+            if not req.chunked_write and self.linger_seconds > 0:
+                self._discard_unread_body()
+        elif isinstance(req.rfile, _ChunkedBody) and not req.rfile.finished:
+            self._finish_chunked_body(req.rfile)
+
+    def _finish_chunked_body(self, body: _ChunkedBody) -> None:
+        """The app answered without reading the whole chunked body and the connection stays open: read the
+        rest (within the size limit), or close the connection when that fails."""
+        try:
+            body.drain()
+        except (OSError, RemoteProtocolError):
+            self.req.close_connection = True
 
     def _discard_unread_body(self) -> None:
         req = self.req
-        remaining = getattr(req.rfile, "remaining", None)  # KnownLengthRFile; a chunked body has none
-        if remaining == 0 or (remaining is None and getattr(req.rfile, "closed", False)):
-            return  # the body was read to its end (a chunked one up to its last chunk)
+        rfile = req.rfile
+        if isinstance(rfile, _ChunkedBody):
+            if rfile.finished:
+                return  # the body was read up to its last chunk and trailers
+            remaining: int | None = None
+        else:
+            remaining = getattr(rfile, "remaining", None)  # KnownLengthRFile
+            if remaining == 0:
+                return
         conn = req.conn
         deadline = time.monotonic() + self.linger_seconds
         discarded = 0
@@ -125,12 +462,19 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
         log.debug("lingering close: discarded %d unread request bytes", discarded)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The server
+
+
 class XdrServer:
     """A running cheroot server; ``start()`` serves on a background thread, ``stop()`` shuts it down."""
 
     def __init__(self, app: Any, config: ServerConfig) -> None:
         self.config = config
-        self._server = wsgi.Server(
+        # our context first: a bad certificate or key is reported naming its files (cheroot's own adapter
+        # would load the pair first and fail with a bare OpenSSL message)
+        context = None if config.plain_http else _tls_context(config)
+        self._server = _Server(
             (config.host, config.port),
             app,
             numthreads=config.threads,
@@ -139,15 +483,25 @@ class XdrServer:
             server_name="xdr-edge",
         )
         self._server.max_request_body_size = config.max_request_bytes
-        self._server.gateway = type("_Gateway", (_ClosingGateway,), {"linger_seconds": config.linger_seconds})
+        self._server.max_request_header_size = config.max_header_bytes
+        self._server.handshake_timeout = config.handshake_timeout
+        self._server.gateway = type(
+            "_Gateway",
+            (_ClosingGateway,),
+            {
+                "linger_seconds": config.linger_seconds,
+                "max_request_bytes": config.max_request_bytes,
+                "max_trailer_bytes": config.max_header_bytes,
+            },
+        )
         # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route
         # them into our logging, where they belong with the per-request lines.
         self._server.error_log = _error_log  # type: ignore[method-assign]
-        if not config.plain_http:
-            assert config.cert is not None and config.key is not None and config.client_ca is not None
-            adapter = BuiltinSSLAdapter(str(config.cert), str(config.key))
-            adapter.context = server_ssl_context(config.cert, config.key, config.client_ca, crls=config.crls)
-            self._server.ssl_adapter = adapter
+        if context is not None:
+            self._server.ssl_adapter = _DeferredHandshakeAdapter(context)
+            self._server.ConnectionClass = type(
+                "_Connection", (_TlsConnection,), {"handshake_timeout": config.handshake_timeout}
+            )
         self._thread: threading.Thread | None = None
 
     @property
@@ -184,3 +538,17 @@ class XdrServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _tls_context(config: ServerConfig) -> ssl.SSLContext:
+    """The server's context; an error names the key file as well as the certificate (a mismatched pair is
+    reported at the certificate, and the operator needs to know which key was tried with it)."""
+    assert config.cert is not None and config.key is not None and config.client_ca is not None
+    try:
+        return server_ssl_context(config.cert, config.key, config.client_ca, crls=config.crls)
+    except CertificateError as exc:
+        if str(config.key) in str(exc):
+            raise
+        raise CertificateError(
+            f"{exc.message} (key {config.key})", code=exc.code, location=exc.location
+        ) from exc
