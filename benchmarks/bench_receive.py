@@ -1,6 +1,6 @@
 """Peak memory and time of the receiver taking a large MTOM upload, against a tiny upload in the same run.
 
-Usage: ``.venv/bin/python benchmarks/bench_receive.py [--size-mb 1024] [--dir DIR] [--keep]``
+Usage: ``.venv/bin/python benchmarks/bench_receive.py [--size-mb 1024] [--chunked] [--dir DIR] [--keep]``
 
 Issue #4 asks for bounded memory for any request size. For each of two uploads (a 1 KB document, the baseline,
 then a ``--size-mb`` document) a fresh receiver runs in its own child process (``start_lab``: PKI, registry,
@@ -9,6 +9,9 @@ through MTOM over mutual TLS, streaming the body from the file. The parent reads
 with ``os.wait4`` once it has exited (per-child ``ru_maxrss``), so the figure covers start-up, the upload,
 the SHA-1 check and the store. The server's peak for the baseline includes the interpreter, lxml, zeep and
 cryptography; the ratio big/tiny shows what the document itself costs the receiver.
+
+With ``--chunked`` both uploads go as ``Transfer-Encoding: chunked`` with the whole body in ONE chunk, the case a
+naive decoder holds in memory (what some SOAP stacks, Axis2 among them, send is many small chunks).
 
 The client reports the wall time of the upload (request sent to response read), excluding composing (which
 hashes the document once). The stored document is checked against the original's size and SHA-1.
@@ -62,7 +65,14 @@ def child_server(directory: Path) -> None:
     lab.stop()
 
 
-def child_client(info: dict[str, Any], document: Path) -> dict[str, Any]:
+def _one_chunk(request: Any) -> Any:
+    """The MTOM body framed as a single HTTP/1.1 chunk, then the last chunk."""
+    yield b"%x\r\n" % len(request.body)
+    yield from request.body
+    yield b"\r\n0\r\n\r\n"
+
+
+def child_client(info: dict[str, Any], document: Path, chunked: bool = False) -> dict[str, Any]:
     from xdr_edge.compose import compose
     from xdr_edge.model import Document
     from xdr_edge.practice import ClientCredential
@@ -76,8 +86,13 @@ def child_client(info: dict[str, Any], document: Path) -> dict[str, Any]:
     connection = http.client.HTTPSConnection("127.0.0.1", info["port"], context=context, timeout=600)
     start = time.perf_counter()
     try:
-        # An iterable body with Content-Length: http.client streams it chunk by chunk.
-        connection.request("POST", "/xdr", body=iter(request.body), headers=request.headers())
+        if chunked:
+            headers = {k: v for k, v in request.headers().items() if k.lower() != "content-length"}
+            headers["Transfer-Encoding"] = "chunked"
+            connection.request("POST", "/xdr", body=_one_chunk(request), headers=headers)
+        else:
+            # An iterable body with Content-Length: http.client streams it chunk by chunk.
+            connection.request("POST", "/xdr", body=iter(request.body), headers=request.headers())
         response = connection.getresponse()
         body = response.read()
     finally:
@@ -128,7 +143,7 @@ def _sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def measure(workdir: Path, name: str, size: int) -> dict[str, Any]:
+def measure(workdir: Path, name: str, size: int, chunked: bool = False) -> dict[str, Any]:
     """One fresh server child, one client child uploading a ``size``-byte document; the server's peak RSS."""
     here = Path(__file__).resolve()
     document = workdir / f"{name}.bin"
@@ -144,7 +159,14 @@ def measure(workdir: Path, name: str, size: int) -> dict[str, Any]:
     try:
         info = json.loads(server.stdout.readline())
         client = subprocess.run(
-            [sys.executable, str(here), "_client", json.dumps(info), str(document)],
+            [
+                sys.executable,
+                str(here),
+                "_client",
+                json.dumps(info),
+                str(document),
+                "chunked" if chunked else "length",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -174,19 +196,20 @@ def main() -> int:
         child_server(Path(sys.argv[2]))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "_client":
-        print(json.dumps(child_client(json.loads(sys.argv[2]), Path(sys.argv[3]))))
+        print(json.dumps(child_client(json.loads(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "chunked")))
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the large document (MiB)")
+    parser.add_argument("--chunked", action="store_true", help="upload as one HTTP chunk (no Content-Length)")
     parser.add_argument("--dir", type=Path, help="working directory (default: a new temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-receive-", dir=args.dir))
     try:
-        tiny = measure(workdir, "tiny", 1024)
-        big = measure(workdir, "big", args.size_mb * MIB)
+        tiny = measure(workdir, "tiny", 1024, args.chunked)
+        big = measure(workdir, "big", args.size_mb * MIB, args.chunked)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
