@@ -21,6 +21,8 @@ Example::
     timeout_seconds = 60
     max_request_bytes = 2147483648
     linger_seconds = 5                 # after a refusal, discard what the client still sends this long
+    handshake_timeout_seconds = 10     # a client that does not complete the TLS handshake is dropped
+    max_header_bytes = 65536           # larger HTTP request headers: 413
 
     [receiver]
     registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
@@ -74,6 +76,8 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "timeout_seconds",
             "max_request_bytes",
             "linger_seconds",
+            "handshake_timeout_seconds",
+            "max_header_bytes",
         }
     ),
     "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
@@ -240,6 +244,8 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "socket_timeout": server.number("timeout_seconds"),
         "max_request_bytes": server.integer("max_request_bytes", 1),
         "linger_seconds": server.number("linger_seconds"),
+        "handshake_timeout": server.number("handshake_timeout_seconds"),
+        "max_header_bytes": server.integer("max_header_bytes", 1024),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
         "hook": receiver.string("hook"),
@@ -263,7 +269,7 @@ def load_receiver_settings(
     the result as a whole.
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
-    linger_seconds,
+    linger_seconds, handshake_timeout, max_header_bytes,
     registry, inbox, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies,
     proxy_cert_header, proxy_verify_header.
     """
@@ -292,6 +298,8 @@ def load_receiver_settings(
         socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
         max_request_bytes=max_bytes,
         linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
+        handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
+        max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
         plain_http=behind_proxy,
     )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
     options = ReceiverOptions(
