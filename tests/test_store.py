@@ -12,6 +12,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,13 @@ from xdr_edge.compose import compose
 from xdr_edge.errors import StoreError
 from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, Submission
-from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.receiver.store import (
+    DocumentConflict,
+    Inbox,
+    StoredSubmission,
+    SubmissionInProgress,
+    UniqueIdOwnedElsewhere,
+)
 from xdr_edge.samples import sample_ccda, sample_pdf
 from xdr_edge.wire import build_request, parse_request
 
@@ -130,12 +137,16 @@ def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
     inbox = Inbox(tmp_path / "inbox")
     submission = _submission(Document.from_bytes(b"%PDF-1.4\n" + b"z" * 2_000_000, name="big.pdf"))
     barrier = threading.Barrier(4)
-    results: list[StoredSubmission | None] = []
+    results: list[StoredSubmission | str | None] = []
     lock = threading.Lock()
 
     def run() -> None:
         barrier.wait()
-        outcome = _store(inbox, submission)
+        outcome: StoredSubmission | str | None
+        try:
+            outcome = _store(inbox, submission)
+        except SubmissionInProgress:
+            outcome = "in progress"  # the first copy was not committed yet: "retry", never "duplicate"
         with lock:
             results.append(outcome)
 
@@ -145,8 +156,48 @@ def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=60)
     assert len(results) == 4
-    assert sum(r is not None for r in results) == 1
+    assert sum(isinstance(r, StoredSubmission) for r in results) == 1
+    assert all(isinstance(r, StoredSubmission) or r in (None, "in progress") for r in results)
     assert len(_final_dirs(inbox)) == 1
+    assert _store(inbox, submission) is None  # once committed, a copy is a duplicate
+
+
+def test_a_copy_arriving_while_the_first_is_not_committed_is_in_progress_not_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """If the first copy then fails, a sender told "duplicate" would have lost its submission."""
+    inbox = Inbox(tmp_path / "inbox")
+    submission = _submission()
+    first_is_writing = threading.Event()
+    release = threading.Event()
+    outcome: list[object] = []
+    original = Inbox._write
+
+    def slow_write(self: Inbox, *args: Any, **kwargs: Any) -> Any:
+        first_is_writing.set()
+        release.wait(30)
+        raise OSError(28, "No space left on device")  # the first copy fails after the second arrived
+
+    def first() -> None:
+        try:
+            _store(inbox, submission)
+        except StoreError as exc:
+            outcome.append(exc)
+
+    Inbox._write = slow_write  # type: ignore[method-assign]
+    try:
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert first_is_writing.wait(30)
+        with pytest.raises(SubmissionInProgress, match="retry"):
+            _store(inbox, submission)
+        release.set()
+        thread.join(30)
+    finally:
+        Inbox._write = original  # type: ignore[method-assign]
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreError)
+    retried = _store(inbox, submission)  # the sender's retry after the "busy" answer: stored now
+    assert retried is not None and retried.directory.is_dir()
 
 
 def test_recover_removes_leftovers_and_keeps_stored_submissions(tmp_path: Path) -> None:

@@ -41,7 +41,13 @@ from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, Submission
 from xdr_edge.mtom import MtomLimits
 from xdr_edge.practice import Practice
-from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.receiver.store import (
+    DocumentConflict,
+    Inbox,
+    StoredSubmission,
+    SubmissionInProgress,
+    UniqueIdOwnedElsewhere,
+)
 from xdr_edge.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.soap import Fault
 from xdr_edge.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
@@ -137,6 +143,9 @@ class _RequestLog:
     status: int = 0
 
 
+_RETRY_AFTER_SECONDS = 5  # a store in progress takes about as long as writing the documents once
+
+
 def _log_safe(text: str) -> str:
     """A peer-supplied value as one log token: anything with whitespace or control characters (which could
     forge a log line) or over 200 characters is shown escaped and cut, never raw."""
@@ -167,6 +176,8 @@ class XdrEdgeApp:
         headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
         if close:
             headers.append(("Connection", "close"))
+        if reply.status == 503:
+            headers.append(("Retry-After", str(_RETRY_AFTER_SECONDS)))
         start_response(f"{reply.status} {_REASONS.get(reply.status, 'Error')}", headers)
         log.info(
             "request practice=%s sender=%s message_id=%s outcome=%s status=%d cert=%s duration_ms=%d",
@@ -241,7 +252,14 @@ class XdrEdgeApp:
             return build_reply(failure, relates_to=exc.relates_to, mtom=_is_mtom(environ)), True
         with request:
             entry.message_id = request.envelope.message_id or "-"
-            response = self._process(request, practice, ident.fingerprint, entry)
+            try:
+                response = self._process(request, practice, ident.fingerprint, entry)
+            except SubmissionInProgress as exc:
+                # A copy of this submission is being stored by another request (a retry that overtook a slow
+                # first attempt): "busy, retry" (503 + Retry-After); the retry learns the first copy's fate.
+                entry.outcome = "in-progress"
+                fault = Fault("Receiver", str(exc))
+                return self._fault(fault, request.envelope.message_id, request.mtom, 503), False
             return build_reply(response, relates_to=request.envelope.message_id, mtom=request.mtom), False
 
     def _process(

@@ -46,7 +46,7 @@ by hand when convenient.
 
 from __future__ import annotations
 
-__all__ = ["DocumentConflict", "Inbox", "StoredSubmission", "UniqueIdOwnedElsewhere"]
+__all__ = ["DocumentConflict", "Inbox", "StoredSubmission", "SubmissionInProgress", "UniqueIdOwnedElsewhere"]
 
 import errno
 import hashlib
@@ -142,6 +142,14 @@ def _replace(record: Path, content: Mapping[str, Any]) -> None:
         raise
 
 
+def _is_stored(record: Mapping[str, Any]) -> bool:
+    """Committed: marked so after the rename, or (a record without the mark) its directory exists."""
+    if "stored" in record:
+        return record["stored"] is True
+    path = record.get("path")
+    return isinstance(path, str) and Path(path).exists()
+
+
 def _read_record(record: Path) -> dict[str, Any] | None:
     """The record's content; None when it vanished (a concurrent store undid its claim)."""
     try:
@@ -200,6 +208,20 @@ class UniqueIdOwnedElsewhere(DocumentConflict):
         self.submission_set = submission_set
 
 
+class SubmissionInProgress(Exception):
+    """The same practice's submission with this SubmissionSet uniqueId is being stored by another request.
+
+    Not a duplicate yet: that store may still fail, and a sender told "duplicate" would believe it delivered
+    (typically a retry after a timeout arriving while the first copy is still being written). The answer is
+    "busy, retry" (HTTP 503); the retry then learns the first copy's fate."""
+
+    def __init__(self, unique_id: str) -> None:
+        super().__init__(
+            f"SubmissionSet {unique_id} is being stored from an earlier request of the same sender; retry shortly"
+        )
+        self.unique_id = unique_id
+
+
 @dataclass(frozen=True)
 class StoredSubmission:
     """Where an accepted submission was stored, and its summary (what the hook receives)."""
@@ -236,6 +258,7 @@ class Inbox:
                 removed += 1
         removed += self._sweep(self.root / ".ids", self._submission_missing)
         removed += self._sweep(self.root / ".docs", self._claimer_missing)
+        self._mark_stored(self.root / ".ids")
         return removed
 
     @staticmethod
@@ -265,6 +288,27 @@ class Inbox:
     def _submission_missing(content: Mapping[str, Any]) -> bool:
         path = content.get("path")
         return not isinstance(path, str) or not Path(path).exists()
+
+    @staticmethod
+    def _mark_stored(directory: Path) -> int:
+        """Mark records whose directory exists but which a crash left unmarked (renamed, not yet marked)."""
+        marked = 0
+        for child in directory.iterdir():
+            if not child.is_file() or not _RECORD_NAME.fullmatch(child.name):
+                continue
+            try:
+                content = _read_record(child)
+            except StoreError:
+                continue
+            if (
+                content is not None
+                and content.get("stored") is False
+                and isinstance(content.get("path"), str)
+            ):
+                if Path(content["path"]).exists():
+                    _replace(child, {**content, "stored": True})
+                    marked += 1
+        return marked
 
     def _claimer_missing(self, content: Mapping[str, Any]) -> bool:
         claimer = content.get("submission")
@@ -297,7 +341,12 @@ class Inbox:
         unique_id = submission.submission_set.unique_id
         practice = summary.get("practice")
         record = self._ss_record(unique_id)
-        content: dict[str, Any] = {"unique_id": unique_id, "practice": practice, "path": None}
+        content: dict[str, Any] = {
+            "unique_id": unique_id,
+            "practice": practice,
+            "path": None,
+            "stored": False,
+        }
         if not self._claim_submission(record, content):
             return None
         claimed: list[Path] = []
@@ -347,7 +396,9 @@ class Inbox:
             if held is None:
                 continue  # the holder's store failed and undid its claim: try again
             if held.get("practice") == content["practice"]:
-                return False
+                if _is_stored(held):
+                    return False
+                raise SubmissionInProgress(unique_id)
             log.warning(
                 "SubmissionSet uniqueId %s from practice %s refused: already held by practice %s",
                 unique_id,
@@ -374,6 +425,11 @@ class Inbox:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 continue
+            try:
+                _replace(record, {**content, "path": str(final), "stored": True})
+            except OSError as exc:
+                # Stored all the same (the rename was the commit); recover() marks it at the next start.
+                log.warning("stored %s but could not mark its index record: %s", final.name, exc)
             return final
         raise StoreError(
             f"no free directory name for submission {content['unique_id']}", location=str(parent)
