@@ -808,6 +808,7 @@ def test_concurrent_duplicates_are_stored_once(env: Env) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
+
     def outcome(reply: Reply) -> str:
         if reply.status == 503:  # the other copy was still being stored: busy, retry (never "duplicate" yet)
             assert reply.headers["retry-after"] == "5"
