@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from xdr_edge.cli import main
-from xdr_edge.pki import DemoPki, write_demo_pki
+from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
 from xdr_edge.registry import open_registry
 from xdr_edge.registry.verify import public_key_id
 
@@ -174,6 +174,21 @@ def test_add_rule_maps_unpinned_certificates(db: Path, pki: DemoPki, tmp_path: P
     assert result.exit_code == 0, result.output
     rules = json.loads(ok(run(db, "list", "--json")))["mapping_rules"]
     assert [r["kind"] for r in rules] == ["subject-attribute"]
+
+
+def test_add_rule_without_issuer_warns_when_several_anchors_are_trusted(db: Path, tmp_path: Path) -> None:
+    """With one anchor the rule is plain; with two, every CA may name any practice: the operator is told."""
+    assert "warning" not in ok(run(db, "add-rule", "san-email"))
+    other = CertificateAuthority.create("Another CA")
+    anchor = tmp_path / "other-ca.pem"
+    anchor.write_bytes(other.cert.public_bytes(serialization.Encoding.PEM))
+    ok(run(db, "add-anchor", str(anchor)))
+    result = run(db, "add-rule", "san-dns")
+    assert result.exit_code == 0
+    assert "warning: this rule applies to certificates from all 2 trust anchors" in result.output
+    assert "--issuer" in result.output
+    fingerprint = other.cert.fingerprint(hashes.SHA256()).hex()
+    assert "warning" not in ok(run(db, "add-rule", "san-email-domain", "--issuer", fingerprint))
 
 
 def test_add_rule_rejects_unknown_kind(db: Path) -> None:

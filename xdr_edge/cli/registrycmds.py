@@ -187,10 +187,19 @@ def load_crl(registry_url: str, crl_file: Path) -> None:
 @handle_errors
 def add_rule(registry_url: str, kind: str, attribute: str | None, issuer_fingerprint: str | None) -> None:
     """Map trusted but unpinned certificates to practices by a subject attribute or SAN (tried in order)."""
-    rule = _open(registry_url).add_mapping_rule(
+    reg = _open(registry_url)
+    rule = reg.add_mapping_rule(
         kind, attribute=attribute, issuer_fingerprint=issuer_fingerprint, actor=_actor()
     )
     click.echo(f"mapping rule {rule.position} added: {rule.describe()}")
+    anchors = reg.trust_anchors()
+    if issuer_fingerprint is None and len(anchors) > 1:
+        # Without --issuer, every trusted CA may name any practice in a certificate it issues.
+        click.echo(
+            f"warning: this rule applies to certificates from all {len(anchors)} trust anchors: any of them can "
+            "issue a certificate that names any practice; restrict it with --issuer unless they are all yours",
+            err=True,
+        )
 
 
 @registry.command("list")
