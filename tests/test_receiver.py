@@ -842,6 +842,45 @@ def test_request_over_the_size_limit_gets_413_and_stores_nothing(env: Env) -> No
     assert_nothing_stored(env, submission)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_trickling_in_below_the_minimum_rate_gets_408_and_stores_nothing(
+    env: Env, chunked: bool
+) -> None:
+    """The socket timeout alone would let a byte a minute hold a worker for days; the average rate bounds it."""
+    submission = make_submission(env)
+    request = request_for(env, submission)
+    body = b"".join(request.body)
+    headers = dict(request.headers())
+    if chunked:
+        del headers["Content-Length"]
+        headers["Transfer-Encoding"] = "chunked"
+        body = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    strict = dataclasses.replace(
+        env.lab.server.config, port=0, upload_grace_seconds=0.3, min_upload_bytes_per_second=100_000
+    )
+    with XdrServer(env.lab.server.app, strict) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        with env.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(f"POST /xdr HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
+            tls.settimeout(0.1)
+            received, offset, started = b"", 0, time.monotonic()
+            while time.monotonic() - started < 30 and not received.rstrip().endswith(b"Envelope>"):
+                if offset < len(body):
+                    tls.sendall(body[offset : offset + 512])  # about 5 KB/s
+                    offset += 512
+                try:
+                    received += tls.recv(65536)
+                except TimeoutError:
+                    continue
+                except (ssl.SSLError, ConnectionError):
+                    break
+    assert offset < len(body)  # refused before the body was complete
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert b"bytes/s" in received
+    assert_nothing_stored(env, submission)
+
+
 def test_chunked_request_over_the_size_limit_gets_413(env: Env) -> None:
     """Without a Content-Length the limit is enforced while reading."""
     big = Document.from_bytes(b"%PDF-1.4\n" + b"y" * (LIMIT * 8), name="big.pdf")

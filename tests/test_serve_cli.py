@@ -66,6 +66,8 @@ TLS_TOML = """\
     linger_seconds = 2.5
     handshake_timeout_seconds = 4
     max_header_bytes = 32768
+    min_upload_bytes_per_second = 2048
+    upload_grace_seconds = 5
 
     [receiver]
     registry = "registry.db"
@@ -86,6 +88,7 @@ def test_file_paths_are_resolved_against_the_file_directory(site: tuple[Path, De
     assert (server.port, server.threads, server.socket_timeout, server.linger_seconds) == (0, 2, 20.0, 2.5)
     assert server.max_request_bytes == options.max_request_bytes == 1048576
     assert (server.handshake_timeout, server.max_header_bytes) == (4.0, 32768)
+    assert (server.min_upload_bytes_per_second, server.upload_grace_seconds) == (2048, 5.0)
     assert not server.plain_http
     assert options.registry == str(root / "registry.db")
     assert options.inbox == root / "inbox"

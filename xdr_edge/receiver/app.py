@@ -62,6 +62,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Payload Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -235,8 +236,14 @@ class XdrEdgeApp:
         except OSError as exc:
             if exc is not upload.failure:
                 raise  # our own I/O (the spool directory): an internal error, not the peer's doing
-            # The peer reset the connection or stalled past the socket timeout mid-upload. Nothing to alert on
-            # and nobody to answer; parse_request has removed the spool files. One line, not a traceback.
+            if isinstance(exc, TimeoutError):
+                # Stalled past the socket timeout, or fell behind the server's minimum upload rate: answer 408
+                # (the client may still be reading); parse_request has removed the spool files.
+                entry.outcome = f"client-too-slow:after-{upload.bytes_read}-bytes"
+                reason = str(exc) if str(exc) else "the request body stopped arriving"
+                return self._fault(Fault("Sender", reason), None, False, 408), True
+            # The peer reset the connection mid-upload. Nothing to alert on and nobody to answer;
+            # parse_request has removed the spool files. One line, not a traceback.
             entry.outcome = f"client-disconnected:after-{upload.bytes_read}-bytes"
             fault = Fault("Sender", "the connection failed before the request body was complete")
             return self._fault(fault, None, False, 400), True

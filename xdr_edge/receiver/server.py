@@ -20,8 +20,9 @@ Three things cheroot does not do safely on its own, and this module changes:
 
 from __future__ import annotations
 
-__all__ = ["ServerConfig", "XdrServer"]
+__all__ = ["ServerConfig", "UploadTooSlow", "XdrServer"]
 
+import functools
 import logging
 import re
 import socket
@@ -29,6 +30,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,11 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     # Request line plus headers; more gets cheroot's 413 (414 for the request line) without reading the rest.
     max_header_bytes: int = 64 * 1024
+    # The request body must keep up an average rate: it has upload_grace_seconds plus one second per
+    # min_upload_bytes_per_second bytes received (Apache mod_reqtimeout's body=20,MinRate=500). Without it, the
+    # socket timeout is per read: a client sending a byte a minute holds a worker thread indefinitely.
+    upload_grace_seconds: float = 20.0
+    min_upload_bytes_per_second: int = 500
 
     def __post_init__(self) -> None:
         if self.plain_http:
@@ -379,6 +386,69 @@ def _framing_error(message: str) -> RemoteProtocolError:
 # WSGI gateway
 
 
+class UploadTooSlow(TimeoutError):
+    """The request body fell behind the minimum average rate (a slow-client attack, or a dying link)."""
+
+
+class _PacedStream:
+    """The connection's read side for one request body, with a deadline that grows with what arrived.
+
+    Byte ``n`` of the body must arrive within ``grace + n / min_rate`` seconds of the headers; each socket read
+    waits at most until then (and never longer than ``idle``, the usual socket timeout). Reads return what is
+    available (``read1``) instead of waiting for a full buffer, so the deadline is checked as bytes trickle in:
+    a plain ``read(65536)`` would wait for all 64 KiB however slowly they came.
+    """
+
+    def __init__(self, rfile: Any, sock: Any, *, grace: float, min_rate: int, idle: float) -> None:
+        self._rfile = rfile
+        self._sock = sock
+        self._grace = grace
+        self._min_rate = min_rate
+        self._idle = idle
+        self._started = time.monotonic()
+        self.received = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end of the stream (as a file's read, which WSGI apps expect);
+        the deadline is checked at every piece that arrives, however small."""
+        if size is None or size < 0:
+            size = _PIECE
+        pieces: list[bytes] = []
+        got = 0
+        while got < size:
+            data = self._paced(functools.partial(self._rfile.read1, size - got))
+            if not data:
+                break
+            pieces.append(data)
+            got += len(data)
+        return b"".join(pieces)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._paced(functools.partial(self._rfile.readline, size))
+
+    def _paced(self, read: Callable[[], bytes]) -> bytes:
+        deadline = self._started + self._grace + (self.received + 1) / self._min_rate
+        wait = min(self._idle, deadline - time.monotonic())
+        if wait <= 0:
+            raise self._too_slow()
+        self._sock.settimeout(wait)
+        try:
+            data: bytes = read()
+        except TimeoutError as exc:
+            if time.monotonic() >= deadline:
+                raise self._too_slow() from exc
+            raise
+        self.received += len(data)
+        return data
+
+    def _too_slow(self) -> UploadTooSlow:
+        elapsed = max(time.monotonic() - self._started, 0.001)
+        return UploadTooSlow(
+            f"the request body is arriving too slowly ({self.received} bytes in {elapsed:.0f} s; this endpoint "
+            f"needs {self._min_rate} bytes/s after {self._grace:g} s)"
+        )
+
+
 class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # cheroot: no type hints
     """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``, with our chunked decoder.
 
@@ -398,11 +468,22 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
     linger_idle_seconds: float = 1.0
     max_request_bytes: int = 2 * 1024**3
     max_trailer_bytes: int = 64 * 1024
+    upload_grace_seconds: float = 20.0
+    min_upload_bytes_per_second: int = 500
 
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub says None
         req = self.req
+        paced = _PacedStream(
+            req.conn.rfile,
+            req.conn.socket,
+            grace=self.upload_grace_seconds,
+            min_rate=self.min_upload_bytes_per_second,
+            idle=float(req.server.timeout),
+        )
         if req.chunked_read:
-            req.rfile = _ChunkedBody(req.conn.rfile, self.max_request_bytes, self.max_trailer_bytes)
+            req.rfile = _ChunkedBody(paced, self.max_request_bytes, self.max_trailer_bytes)
+        elif isinstance(req.rfile, cheroot_server.KnownLengthRFile):
+            req.rfile.rfile = paced  # cheroot's length accounting, our paced reads underneath
         env: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
         if req.chunked_read and env.pop("CONTENT_LENGTH", None) is not None:
             # Both framings: Transfer-Encoding wins, and the connection must not be reused (RFC 9112 §6.1)
@@ -418,6 +499,12 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
     def respond(self) -> None:
         super().respond()
         req = self.req
+        try:
+            req.conn.socket.settimeout(
+                req.server.timeout
+            )  # the body's pacing is over; keep-alive waits as usual
+        except OSError:
+            pass
         if req.close_connection:
             if not req.chunked_write and self.linger_seconds > 0:
                 self._discard_unread_body()
@@ -492,6 +579,8 @@ class XdrServer:
                 "linger_seconds": config.linger_seconds,
                 "max_request_bytes": config.max_request_bytes,
                 "max_trailer_bytes": config.max_header_bytes,
+                "upload_grace_seconds": config.upload_grace_seconds,
+                "min_upload_bytes_per_second": config.min_upload_bytes_per_second,
             },
         )
         # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route

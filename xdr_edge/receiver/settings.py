@@ -23,6 +23,7 @@ Example::
     linger_seconds = 5                 # after a refusal, discard what the client still sends this long
     handshake_timeout_seconds = 10     # a client that does not complete the TLS handshake is dropped
     max_header_bytes = 65536           # larger HTTP request headers: 413
+    min_upload_bytes_per_second = 500  # a body slower than this on average (after 20 s of grace): 408
 
     [receiver]
     registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
@@ -78,6 +79,8 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "linger_seconds",
             "handshake_timeout_seconds",
             "max_header_bytes",
+            "min_upload_bytes_per_second",
+            "upload_grace_seconds",
         }
     ),
     "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
@@ -246,6 +249,8 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "linger_seconds": server.number("linger_seconds"),
         "handshake_timeout": server.number("handshake_timeout_seconds"),
         "max_header_bytes": server.integer("max_header_bytes", 1024),
+        "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
+        "upload_grace_seconds": server.number("upload_grace_seconds"),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
         "hook": receiver.string("hook"),
@@ -269,7 +274,7 @@ def load_receiver_settings(
     the result as a whole.
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
-    linger_seconds, handshake_timeout, max_header_bytes,
+    linger_seconds, handshake_timeout, max_header_bytes, min_upload_bytes_per_second, upload_grace_seconds,
     registry, inbox, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies,
     proxy_cert_header, proxy_verify_header.
     """
@@ -300,6 +305,10 @@ def load_receiver_settings(
         linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
         handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
         max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
+        min_upload_bytes_per_second=int(
+            values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
+        ),
+        upload_grace_seconds=float(values.get("upload_grace_seconds", _DEFAULTS.upload_grace_seconds)),
         plain_http=behind_proxy,
     )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
     options = ReceiverOptions(
