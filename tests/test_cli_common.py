@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import click
 from click.testing import CliRunner
 
-from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TRANSPORT, handle_errors
+from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_TRANSPORT, handle_errors
 from xdr_edge.errors import ConfigurationError, TransportError
 
 
@@ -51,3 +53,18 @@ def test_click_usage_errors_pass_through() -> None:
     result = CliRunner().invoke(_command(click.UsageError("missing --to")))
     assert result.exit_code == 2
     assert "missing --to" in result.output
+
+
+def test_a_reader_that_stops_reading_gets_the_sigpipe_status_not_bad_input() -> None:
+    """`xdr-edge ... | head`: not "error: Broken pipe" with exit 2 ("nothing was sent"), which after a send would
+    be false; quiet, with 141 as a shell reports a process ended by SIGPIPE."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xdr_edge", "conformance", "list", "--markdown"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the child (still importing) writes anything
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == EXIT_BROKEN_PIPE
+    assert b"error" not in stderr.lower() and b"Traceback" not in stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILURE",
     "EXIT_INTERNAL",
     "EXIT_OK",
@@ -15,6 +16,7 @@ __all__ = [
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -28,6 +30,7 @@ EXIT_FAILURE = 1  # the peer said Failure / fault, or inspected content has erro
 EXIT_BAD_INPUT = 2  # bad input or configuration: nothing was sent
 EXIT_TRANSPORT = 3  # transport error or outcome unknown
 EXIT_INTERNAL = 4  # a bug in xdr-edge: reported in one line; -vv logs the traceback
+EXIT_BROKEN_PIPE = 141  # stdout was closed by the reader (`| head`): 128 + SIGPIPE, as a shell reports it
 
 log = logging.getLogger("xdr_edge.cli")
 
@@ -41,7 +44,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away shows up here (below), not in click's own handler
+            return result
         except ValidationFailed as exc:
             click.echo(f"error: {exc.message}", err=True)
             for finding in exc.findings:
@@ -53,6 +58,13 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except (CertificateError, XdrError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except BrokenPipeError:
+            # Whoever read our output stopped reading (`| head`). Not "bad input, nothing was sent" (2): a send
+            # may have happened. Quiet, with the status a shell gives a process killed by SIGPIPE; stdout is
+            # pointed at /dev/null so that the interpreter's final flush does not raise again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)

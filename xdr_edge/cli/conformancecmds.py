@@ -240,6 +240,7 @@ def sender(
 @conformance.command("list")
 @click.option("--mode", type=click.Choice(["receiver", "sender", "all"]), default="all", show_default=True)
 @click.option("--markdown", is_flag=True, help="Print Markdown tables (as in docs/conformance.md).")
+@handle_errors
 def list_cases(mode: str, markdown: bool) -> None:
     """Print the catalogue: id, required, source (ETT test / digest section), case and expectation."""
     catalogues: list[tuple[str, Sequence[TestCase[Any]]]] = [
