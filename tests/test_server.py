@@ -436,3 +436,49 @@ def test_a_key_that_does_not_fit_the_certificate_is_named_with_both_files(lab: L
 def test_the_default_header_limit_is_set() -> None:
     assert ServerConfig(plain_http=True).max_header_bytes == 64 * 1024
     assert ServerConfig(plain_http=True).handshake_timeout == 10.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Slow bodies and refusals with a body
+
+
+def test_a_trickled_chunk_size_line_is_cut_off_by_the_upload_deadline(lab: Lab) -> None:
+    """A buffered readline would wait the socket timeout per byte (a day for a 4 KiB line); the framing lines
+    of a chunked body are read under the same rate deadline as its data."""
+    with _server(lab, upload_grace_seconds=0.5, min_upload_bytes_per_second=1000) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        with _context(lab).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(
+                b"POST /xdr HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/soap+xml\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n1"
+            )
+            tls.settimeout(0.2)
+            started, received = time.monotonic(), b""
+            while time.monotonic() - started < 60 and not received:
+                try:
+                    tls.sendall(b"0")  # one more digit of an endless chunk-size line every 0.2 s
+                    received = tls.recv(4096)
+                except TimeoutError:
+                    continue
+                except (ssl.SSLError, ConnectionError):
+                    break
+            waited = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 408 "), received[:80]
+    assert waited < 30, f"the trickling client held the connection for {waited:.1f} s"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_a_refused_request_with_a_body_closes_the_connection_instead_of_reading_the_body(
+    lab: Lab, method: str
+) -> None:
+    """Keeping the connection would make the server read a body nobody wants (cheroot even holds it in
+    memory): the answer says Connection: close, and the lingering close discards what still arrives."""
+    connection = http.client.HTTPSConnection("127.0.0.1", lab.server.port, context=_context(lab), timeout=30)
+    try:
+        connection.request(method, "/xdr", body=b"x" * 1_000_000, headers={"Content-Type": "text/plain"})
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 405
+    assert response.getheader("Connection", "").lower() == "close"

@@ -162,6 +162,23 @@ def test_concurrent_duplicates_are_stored_once(tmp_path: Path) -> None:
     assert _store(inbox, submission) is None  # once committed, a copy is a duplicate
 
 
+def test_a_stored_submission_whose_record_was_left_unmarked_is_a_duplicate_not_busy_forever(
+    tmp_path: Path,
+) -> None:
+    """The rename (the commit) succeeded but marking the index record failed (disk full at that moment): the
+    directory's own summary proves it is stored, so copies are duplicates at once, not 503 until a restart."""
+    inbox = Inbox(tmp_path / "inbox")
+    submission = _submission()
+    assert _store(inbox, submission) is not None
+    uid = submission.submission_set.unique_id
+    (record,) = [r for r in (inbox.root / ".ids").iterdir() if uid in r.read_text()]
+    content = json.loads(record.read_text())
+    record.write_text(json.dumps({**content, "stored": False}))  # the state a failed mark leaves on disk
+    assert _store(inbox, submission) is None  # a duplicate
+    assert json.loads(record.read_text())["stored"] is True  # and marked now
+    assert len(_final_dirs(inbox)) == 1
+
+
 def test_a_copy_arriving_while_the_first_is_not_committed_is_in_progress_not_a_duplicate(
     tmp_path: Path,
 ) -> None:

@@ -195,14 +195,17 @@ class XdrEdgeApp:
     # -- steps ------------------------------------------------------------------------------------------------
 
     def _handle(self, environ: dict[str, Any], entry: _RequestLog) -> tuple[ReplyBytes, bool]:
+        # A request refused before its body is read closes the connection when it has a body: keeping the
+        # connection would make the server read (and, for some servers, hold) that body for nobody.
+        has_body = bool(_content_length(environ)) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
         if environ.get("REQUEST_METHOD") != "POST":
             entry.outcome = "method-not-allowed"
             body = b"XDR edge endpoint: POST an ITI-41 request here\n"
-            return ReplyBytes(405, "text/plain; charset=utf-8", body), False
+            return ReplyBytes(405, "text/plain; charset=utf-8", body), has_body
         if self.config.path is not None and environ.get("PATH_INFO", "") != self.config.path:
             entry.outcome = "wrong-path"
             fault = Fault("Sender", f"no XDR endpoint at {environ.get('PATH_INFO')!r}")
-            return self._fault(fault, None, False, 404), False
+            return self._fault(fault, None, False, 404), has_body
         cert, problem = self._peer_certificate(environ)
         if cert is None:
             entry.outcome = "no-client-certificate"

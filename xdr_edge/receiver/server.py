@@ -419,12 +419,30 @@ class _PacedStream:
             data = self._paced(functools.partial(self._rfile.read1, size - got))
             if not data:
                 break
+            self.received += len(data)
             pieces.append(data)
             got += len(data)
         return b"".join(pieces)
 
     def readline(self, size: int = -1) -> bytes:
-        return self._paced(functools.partial(self._rfile.readline, size))
+        """One line (up to ``size`` bytes), read in pieces so that the deadline is checked as bytes trickle
+        in: a buffered ``readline`` waits the whole socket timeout per byte, a day for a 4 KiB line."""
+        limit = sys.maxsize if size is None or size < 0 else size
+        pieces: list[bytes] = []
+        got = 0
+        while got < limit:
+            buffered = self._paced(functools.partial(self._rfile.peek, 1))
+            if not buffered:
+                break  # end of stream
+            end = buffered.find(b"\n")
+            take = min(limit - got, len(buffered) if end < 0 else end + 1)
+            data = self._rfile.read1(take)  # from the buffer that peek filled: no wait
+            self.received += len(data)
+            pieces.append(data)
+            got += len(data)
+            if data.endswith(b"\n"):
+                break
+        return b"".join(pieces)
 
     def _paced(self, read: Callable[[], bytes]) -> bytes:
         deadline = self._started + self._grace + (self.received + 1) / self._min_rate
@@ -438,7 +456,6 @@ class _PacedStream:
             if time.monotonic() >= deadline:
                 raise self._too_slow() from exc
             raise
-        self.received += len(data)
         return data
 
     def _too_slow(self) -> UploadTooSlow:
@@ -499,17 +516,17 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
     def respond(self) -> None:
         super().respond()
         req = self.req
-        try:
-            req.conn.socket.settimeout(
-                req.server.timeout
-            )  # the body's pacing is over; keep-alive waits as usual
-        except OSError:
-            pass
         if req.close_connection:
             if not req.chunked_write and self.linger_seconds > 0:
                 self._discard_unread_body()
-        elif isinstance(req.rfile, _ChunkedBody) and not req.rfile.finished:
+            return
+        if isinstance(req.rfile, _ChunkedBody) and not req.rfile.finished:
             self._finish_chunked_body(req.rfile)
+        try:
+            # the body's pacing (which shortens the socket timeout) is over: keep-alive waits as usual
+            req.conn.socket.settimeout(req.server.timeout)
+        except OSError:
+            pass
 
     def _finish_chunked_body(self, body: _ChunkedBody) -> None:
         """The app answered without reading the whole chunked body and the connection stays open: read the
@@ -540,7 +557,9 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
                 size = 65536 if remaining is None else min(65536, remaining - discarded)
                 if size <= 0:
                     break
-                data = conn.rfile.read(size) if remaining is not None else conn.rfile.read1(size)
+                # From the socket itself: after a read timed out (a 408), Python's socket file refuses
+                # every further read, and the client still writing would get a reset instead of our answer.
+                data = conn.socket.recv(size)
                 if not data:
                     break
                 discarded += len(data)

@@ -396,7 +396,7 @@ class Inbox:
             if held is None:
                 continue  # the holder's store failed and undid its claim: try again
             if held.get("practice") == content["practice"]:
-                if _is_stored(held):
+                if _is_stored(held) or self._stored_unmarked(record, held):
                     return False
                 raise SubmissionInProgress(unique_id)
             log.warning(
@@ -407,6 +407,26 @@ class Inbox:
             )
             raise UniqueIdOwnedElsewhere(unique_id, submission_set=True)
         raise StoreError(f"cannot record submission {unique_id}: its index record keeps changing")
+
+    @staticmethod
+    def _stored_unmarked(record: Path, held: Mapping[str, Any]) -> bool:
+        """A record left unmarked although its submission is in place (the rename succeeded, marking it
+        failed): the directory's own summary says which SubmissionSet it holds. Marks it when so; otherwise
+        every later copy would be answered "busy" until the next start-up."""
+        path = held.get("path")
+        if not isinstance(path, str):
+            return False
+        try:
+            summary = json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False  # not there yet (a store in progress), or not ours to judge
+        if not isinstance(summary, dict) or summary.get("submission_set_unique_id") != held.get("unique_id"):
+            return False
+        try:
+            _replace(record, {**held, "stored": True})
+        except OSError as exc:
+            log.warning("could not mark the index record of %s: %s", held.get("unique_id"), exc)
+        return True
 
     def _commit(self, tmp: Path, parent: Path, name: str, record: Path, content: dict[str, Any]) -> Path:
         """Rename the assembled submission into place; the rename is the commit point.
