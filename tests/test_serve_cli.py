@@ -319,6 +319,7 @@ def test_serve_command_answers_and_stops_on_sigterm(site: tuple[Path, DemoPki]) 
         first = process.stdout.readline()
         assert "listening on https://127.0.0.1:" in first, first + process.stdout.read()
         port = int(first.split("127.0.0.1:")[1].split("/")[0])
+        assert f":{port}/xdr (mutual TLS)" in first  # the configured path, not a guess
         reply = _send(port, pki)
         assert reply.registry_response is not None and reply.registry_response.is_success
         process.send_signal(signal.SIGTERM)

@@ -120,7 +120,10 @@ def conformance() -> None:
     "--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds per request."
 )
 @click.option(
-    "--only", multiple=True, metavar="ID", help="Run only these cases (an id or an id prefix); repeat."
+    "--only",
+    multiple=True,
+    metavar="ID",
+    help="Run only these cases: an id, or its leading dash-separated part (tls, metadata, soap-version); repeat.",
 )
 @_report_options
 @handle_errors

@@ -126,7 +126,9 @@ def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
         if options.behind_proxy
         else "mutual TLS"
     )
-    click.echo(f"xdr-edge receiver listening on {built.server.url} ({mode})")
+    base = built.server.url.removesuffix("/xdr")
+    where = base + options.path if options.path else base + "/ (any path)"
+    click.echo(f"xdr-edge receiver listening on {where} ({mode})")
     click.echo(f"  registry: {built.registry.location}")
     click.echo(f"  inbox:    {built.inbox.root}")
     if built.recovered:

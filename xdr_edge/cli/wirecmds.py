@@ -38,7 +38,7 @@ def metadata_options(func: Any) -> Any:
             "level",
             type=click.Choice(["minimal", "xds"], case_sensitive=False),
             default=None,
-            help="Metadata level (default minimal, or the config file's).",
+            help="Metadata level (pack: minimal; send: the config file's metadata_level, else minimal).",
         ),
         click.option("--patient-id", help="Patient id as CX: ID^^^&OID&ISO (overrides the C-CDA header)."),
         click.option("--uid-root", help="OID root for generated uniqueIds (default 2.25.<uuid>)."),

@@ -87,7 +87,9 @@ class ServerConfig:
         missing = [n for n in ("cert", "key", "client_ca") if getattr(self, n) is None]
         if missing:
             raise ConfigurationError(
-                "mutual TLS needs " + ", ".join(missing) + " (or plain_http behind a TLS-terminating proxy)",
+                "mutual TLS needs "
+                + ", ".join(missing)
+                + " (--cert, --key, --client-ca; or --behind-proxy / proxy.enabled behind a TLS-terminating proxy)",
                 location="server",
             )
 
