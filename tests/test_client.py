@@ -319,7 +319,11 @@ def test_expired_client_certificate_is_refused_in_preflight(pki: DemoPki, docume
     assert caught.value.code == "client-certificate-expired"
 
 
-def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, document: Path) -> None:
+def _send_through_stalling_lab(
+    tmp_path: Path, sub: Submission, retry: RetryPolicy, **client_options: Any
+) -> tuple[SendResult, Recorder, bool]:
+    """Send ``sub`` to a lab whose first answer is held back until the client's read times out (the HISP has
+    stored it by then); returns the result, what the server recorded, and whether the inbox holds it."""
     recorder = Recorder()
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -331,11 +335,18 @@ def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, 
                 practices=lab.practices,
                 # generous: an attempt that is answered must not be cut short on a loaded machine
                 timeout=(5.0, 2.5),
-                retry=RetryPolicy(max_attempts=1),
+                retry=retry,
+                **client_options,
             ) as client:
-                result = client.send(submission(document), practice="practice-a")
+                result = client.send(sub, practice="practice-a")
         finally:
             recorder.release.set()
+        stored = lab.inbox.contains(sub.submission_set.unique_id)
+    return result, recorder, stored
+
+
+def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, document: Path) -> None:
+    result, _, _ = _send_through_stalling_lab(tmp_path, submission(document), RetryPolicy(max_attempts=1))
     assert result.outcome is Outcome.OUTCOME_UNKNOWN
     assert "no response" in result.message and "may or may not have stored it" in result.message
     assert result.attempts == 1 and result.http_status is None and not result.ok
@@ -344,24 +355,8 @@ def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, 
 def test_stalled_request_is_retried_with_new_message_id_and_same_unique_ids(
     tmp_path: Path, document: Path
 ) -> None:
-    recorder = Recorder()
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    with start_lab(tmp_path / "lab", app_factory=recording(recorder, spool, stall_first=True)) as lab:
-        sub = submission(document)
-        try:
-            with XdrClient(
-                endpoint=lab.endpoint,
-                ca_bundle=lab.ca_bundle,
-                practices=lab.practices,
-                # generous: an attempt that is answered must not be cut short on a loaded machine
-                timeout=(5.0, 2.5),
-                retry=FAST,
-            ) as client:
-                result = client.send(sub, practice="practice-a")
-        finally:
-            recorder.release.set()
-        stored = lab.inbox.contains(sub.submission_set.unique_id)
+    sub = submission(document)
+    result, recorder, stored = _send_through_stalling_lab(tmp_path, sub, FAST)
     assert result.outcome is Outcome.SUCCESS
     assert result.already_delivered is True
     assert "already delivered" in result.message
@@ -393,32 +388,16 @@ def test_document_changed_between_retries_keeps_the_earlier_outcome(
     path.write_bytes(original)
     changed = change(original)
     assert changed != original
-    recorder = Recorder()
-    spool = tmp_path / "spool"
-    spool.mkdir()
 
     def rewrite(_pause: float) -> None:  # the client's pause between attempt 1 and attempt 2
         path.write_bytes(changed)
 
-    with start_lab(tmp_path / "lab", app_factory=recording(recorder, spool, stall_first=True)) as lab:
-        sub = submission(path)
-        try:
-            with XdrClient(
-                endpoint=lab.endpoint,
-                ca_bundle=lab.ca_bundle,
-                practices=lab.practices,
-                timeout=(5.0, 2.5),
-                retry=FAST,
-                sleep=rewrite,
-            ) as client:
-                result = client.send(sub, practice="practice-a")
-        finally:
-            recorder.release.set()
-        stored = lab.inbox.contains(sub.submission_set.unique_id)
+    sub = submission(path)
+    result, recorder, stored = _send_through_stalling_lab(tmp_path, sub, FAST, sleep=rewrite)
     assert stored, found_by
     assert recorder.count == 1  # attempt 2 never delivered a complete request
     assert result.outcome is Outcome.OUTCOME_UNKNOWN and not result.ok
-    assert result.message.startswith(f"no response from {lab.endpoint}")
+    assert result.message.startswith("no response from https://127.0.0.1:")
     assert "then the document ccd.xml changed on disk, so it was not re-sent" in result.message
     assert result.attempts == 1 and list(result.message_ids) == [recorder.seen[0].message_id]
     assert result.bytes_sent > len(original)
