@@ -2,7 +2,7 @@
 
 Thin (STYLE "Habits"): the practice comes from a sender configuration file (``--config`` + ``--practice``) or
 from options naming the endpoint, the HISP's CA bundle and one credential; everything else is
-:func:`~xdr_edge.cli.wirecmds.compose_from_options` (shared with ``pack``) and
+:class:`~xdr_edge.cli.wirecmds.ContentOptions` (shared with ``pack``) and
 :meth:`xdr_edge.client.XdrClient.send`. Pre-flight problems (an unbound or uncovered sender, an expired
 certificate, invalid metadata) stop before any network I/O, with exit status 2.
 
@@ -25,12 +25,7 @@ from xdr_edge.cli.common import (
     echo_json,
     handle_errors,
 )
-from xdr_edge.cli.wirecmds import (
-    check_output_path,
-    compose_from_options,
-    metadata_options,
-    placement_of,
-)
+from xdr_edge.cli.wirecmds import ContentOptions, check_output_path, metadata_options
 from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
 from xdr_edge.config import load_sender_config
 from xdr_edge.errors import ConfigurationError
@@ -225,16 +220,7 @@ def _save_response(result: SendResult, path: Path) -> str | None:
 )
 @handle_errors
 def send(
-    files: tuple[Path, ...],
-    sender: str,
-    recipients: tuple[str, ...],
-    level: str | None,
-    patient_id: str | None,
-    uid_root: str | None,
-    source_id: str | None,
-    title: str | None,
-    final_delivery: bool,
-    level_placement: str,
+    content: ContentOptions,
     config: Path | None,
     practice_id: str | None,
     endpoint: str | None,
@@ -260,31 +246,22 @@ def send(
     (nothing sent), 3 transport error or outcome unknown.
     """
     if save_response is not None:
-        check_output_path(save_response, option="--save-response", inputs=files, nothing="nothing was sent")
+        check_output_path(
+            save_response, option="--save-response", inputs=content.files, nothing="nothing was sent"
+        )
     ad_hoc = _AdHoc(endpoint, ca, cert, key, p12, p12_password_env, p12_password_file)
     if config is not None:
         target = _from_config(config, practice_id, ad_hoc)
     else:
-        target = _from_options(ad_hoc, practice_id, sender)
-    submission = compose_from_options(
-        files,
-        sender=sender,
-        recipients=recipients,
-        level=level,
-        default_level=target.level,
-        patient_id=patient_id,
-        uid_root=uid_root,
-        source_id=source_id,
-        title=title,
-        final_delivery=final_delivery,
-    )
+        target = _from_options(ad_hoc, practice_id, content.sender)
+    submission = content.compose(target.level)
     with XdrClient(
         endpoint=target.endpoint,
         ca_bundle=target.ca_bundle,
         practices=[target.practice],
         timeout=(CONNECT_TIMEOUT, timeout or target.timeout),
         retry=RetryPolicy(max_attempts=retries + 1),
-        placement=placement_of(level_placement),
+        placement=content.placement,
     ) as client:
         result = client.send(
             submission, practice=target.practice, keep_raw_response=save_response is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,8 +25,52 @@ from xdr_edge.wire import build_request
 DEFAULT_ENDPOINT = "https://hisp.invalid/xdr"
 
 
+@dataclass(frozen=True)
+class ContentOptions:
+    """What the :func:`metadata_options` of ``pack`` and ``send`` say about the submission, as one value."""
+
+    files: tuple[Path, ...]
+    sender: str
+    recipients: tuple[str, ...]
+    level: str | None
+    patient_id: str | None
+    uid_root: str | None
+    source_id: str | None
+    title: str | None
+    final_delivery: bool
+    level_placement: str
+
+    @property
+    def placement(self) -> LevelPlacement:
+        return _PLACEMENTS[self.level_placement]
+
+    def compose(self, default_level: MetadataLevel) -> Submission:
+        """The submission; without ``--metadata`` the level is ``default_level`` (minimal for ``pack``, the
+        configuration file's for ``send``)."""
+        return compose(
+            list(self.files),
+            sender=self.sender,
+            recipients=list(self.recipients),
+            level=MetadataLevel.parse(self.level) if self.level else default_level,
+            patient_id=self.patient_id,
+            uid_root=self.uid_root,
+            source_id=self.source_id,
+            title=self.title,
+            final_destination_delivery=self.final_delivery,
+        )
+
+
+_PLACEMENTS = {
+    "top-level": LevelPlacement.TOP_LEVEL,
+    "in-block": LevelPlacement.IN_BLOCK,
+    "both": LevelPlacement.BOTH,
+}
+_CONTENT_FIELDS = tuple(f.name for f in fields(ContentOptions))
+
+
 def metadata_options(func: Any) -> Any:
-    """Options shared by ``pack`` and ``send``: the submission's content."""
+    """Options shared by ``pack`` and ``send``: the submission's content, handed to the command as one
+    ``content: ContentOptions`` argument."""
     options = [
         click.argument(
             "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -55,43 +101,21 @@ def metadata_options(func: Any) -> Any:
         ),
         click.option(
             "--level-placement",
-            type=click.Choice(["top-level", "in-block", "both"]),
+            type=click.Choice(list(_PLACEMENTS)),
             default="top-level",
             show_default=True,
             help="Where the direct:metadata-level header goes (digest §5.3).",
         ),
     ]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        content = ContentOptions(**{name: kwargs.pop(name) for name in _CONTENT_FIELDS})
+        return func(content=content, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def compose_from_options(
-    files: Sequence[Path],
-    *,
-    sender: str,
-    recipients: Sequence[str],
-    level: str | None,
-    default_level: MetadataLevel,
-    patient_id: str | None,
-    uid_root: str | None,
-    source_id: str | None,
-    title: str | None,
-    final_delivery: bool = False,
-) -> Submission:
-    """The submission that the :func:`metadata_options` of ``pack`` and ``send`` describe; without
-    ``--metadata`` the level is ``default_level`` (minimal for ``pack``, the configuration file's for ``send``)."""
-    return compose(
-        list(files),
-        sender=sender,
-        recipients=list(recipients),
-        level=MetadataLevel.parse(level) if level else default_level,
-        patient_id=patient_id,
-        uid_root=uid_root,
-        source_id=source_id,
-        title=title,
-        final_destination_delivery=final_delivery,
-    )
+        command = option(command)
+    return command
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -127,14 +151,6 @@ def check_output_path(path: Path, *, option: str, inputs: Sequence[Path] = (), n
             )
 
 
-def placement_of(text: str) -> LevelPlacement:
-    return {
-        "top-level": LevelPlacement.TOP_LEVEL,
-        "in-block": LevelPlacement.IN_BLOCK,
-        "both": LevelPlacement.BOTH,
-    }[text]
-
-
 @click.command("pack")
 @metadata_options
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="Value of wsa:To.")
@@ -142,38 +158,14 @@ def placement_of(text: str) -> LevelPlacement:
     "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file."
 )
 @handle_errors
-def pack(
-    files: tuple[Path, ...],
-    sender: str,
-    recipients: tuple[str, ...],
-    level: str | None,
-    patient_id: str | None,
-    uid_root: str | None,
-    source_id: str | None,
-    title: str | None,
-    final_delivery: bool,
-    level_placement: str,
-    endpoint: str,
-    output: Path,
-) -> None:
+def pack(content: ContentOptions, endpoint: str, output: Path) -> None:
     """Write one MIME entity: the Content-Type header, a blank line, then the body exactly as sent."""
-    check_output_path(output, option="--output", inputs=files, nothing="nothing was written")
-    submission = compose_from_options(
-        files,
-        sender=sender,
-        recipients=recipients,
-        level=level,
-        default_level=MetadataLevel.MINIMAL,
-        patient_id=patient_id,
-        uid_root=uid_root,
-        source_id=source_id,
-        title=title,
-        final_delivery=final_delivery,
-    )
+    check_output_path(output, option="--output", inputs=content.files, nothing="nothing was written")
+    submission = content.compose(MetadataLevel.MINIMAL)
     findings = validate(submission)
     if any(f.is_error for f in findings):
         raise ValidationFailed(findings)
-    request = build_request(submission, endpoint=endpoint, placement=placement_of(level_placement))
+    request = build_request(submission, endpoint=endpoint, placement=content.placement)
     tmp = output.with_name(output.name + ".part")
     with tmp.open("wb") as out:
         size = request.write_entity(out)
