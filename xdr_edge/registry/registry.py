@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = ["NOT_ENROLLED", "Registry", "load_certificates", "open_registry"]
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +84,21 @@ def load_certificates(data: bytes | str | x509.Certificate) -> list[x509.Certifi
     if isinstance(data, x509.Certificate):
         return [data]
     return parse_certificates(data.encode("ascii", "replace") if isinstance(data, str) else data)
+
+
+def _certificate_record(cert: x509.Certificate, practice_id: str | None, at: datetime) -> CertificateRecord:
+    """What the registry keeps of a certificate: enrolled to ``practice_id``, or (None) only to be blocked."""
+    return CertificateRecord(
+        fingerprint_sha256=fingerprint_sha256(cert),
+        practice_id=practice_id,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        pem=_pem(cert),
+        enrolled_at=at,
+    )
 
 
 def _load_crl(data: bytes | str | x509.CertificateRevocationList) -> x509.CertificateRevocationList:
@@ -204,17 +220,7 @@ class Registry:
         """Pin a certificate (by SHA-256 fingerprint) to a practice; enrolling it again there is a no-op."""
         leaf = load_certificates(cert)[0]
         now = datetime.now(UTC)
-        record = CertificateRecord(
-            fingerprint_sha256=fingerprint_sha256(leaf),
-            practice_id=practice_id,
-            subject=leaf.subject.rfc4514_string(),
-            issuer=leaf.issuer.rfc4514_string(),
-            serial=format(leaf.serial_number, "x"),
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-            pem=_pem(leaf),
-            enrolled_at=now,
-        )
+        record = _certificate_record(leaf, practice_id, now)
         detail: dict[str, JsonValue] = {
             "practice_id": practice_id,
             "subject": record.subject,
@@ -273,20 +279,10 @@ class Registry:
         now = datetime.now(UTC)
         text = reason.strip() or "unspecified"
         if isinstance(certificate, x509.Certificate):
-            fingerprint = fingerprint_sha256(certificate)
-            block = CertificateRecord(
-                fingerprint_sha256=fingerprint,
-                practice_id=None,
-                subject=certificate.subject.rfc4514_string(),
-                issuer=certificate.issuer.rfc4514_string(),
-                serial=format(certificate.serial_number, "x"),
-                not_before=certificate.not_valid_before_utc,
-                not_after=certificate.not_valid_after_utc,
-                pem=_pem(certificate),
-                enrolled_at=now,
-                revoked_at=now,
-                revoked_reason=text,
+            block = dataclasses.replace(
+                _certificate_record(certificate, None, now), revoked_at=now, revoked_reason=text
             )
+            fingerprint = block.fingerprint_sha256
         else:
             fingerprint = normalize_fingerprint(certificate)
         existing = self._store.certificate(fingerprint)
