@@ -32,7 +32,6 @@ from lxml import etree
 from xdr_edge import ns
 from xdr_edge.compose import compose
 from xdr_edge.lab import Lab, start_lab
-from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, MetadataLevel, Submission
 from xdr_edge.mtom import MtomBody, MtomLimits
 from xdr_edge.pki import CertificateAuthority
@@ -42,9 +41,16 @@ from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox, StoredSubmission
 from xdr_edge.response import RegistryResponse
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import DocumentRef, build_request_envelope, header_qname
+from xdr_edge.soap import header_qname
 from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import OutgoingRequest, ParsedResponse, build_request, new_message_id, parse_response
+from xdr_edge.wire import (
+    OutgoingRequest,
+    ParsedResponse,
+    build_plain_request,
+    build_request,
+    parse_response,
+    soap_content_type,
+)
 
 SENDER_A = "dr.smith@direct.practice-a.org"
 SENDER_B = "dr.jones@direct.practice-b.org"
@@ -336,21 +342,7 @@ def test_mtom_request_gets_mtom_response_with_relates_to(env: Env) -> None:
 
 
 def _plain_soap(env: Env, submission: Submission) -> tuple[str, bytes]:
-    message_id = new_message_id()
-    refs = [
-        DocumentRef(entry_id=e.entry_id, content_id=None, inline=e.document.head(10**7))
-        for e in submission.document_entries
-        if e.document is not None
-    ]
-    xml = build_request_envelope(
-        submit_objects=write_submit_objects(submission),
-        documents=refs,
-        to=env.lab.endpoint,
-        message_id=message_id,
-        direct_from=submission.direct_from,
-        direct_to=submission.direct_to,
-        level=submission.level,
-    )
+    message_id, _, xml = build_plain_request(submission, endpoint=env.lab.endpoint)
     return message_id, xml
 
 
@@ -368,7 +360,7 @@ def _with_wsse_security(xml: bytes) -> bytes:
 
 
 def test_mandatory_wsse_security_is_a_fault_unless_the_operator_declares_it_understood(env: Env) -> None:
-    headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{ns.ACTION_PNR}"'}
+    headers = {"Content-Type": soap_content_type(ns.ACTION_PNR)}
     refused = make_submission(env)
     message_id, xml = _plain_soap(env, refused)
     reply = post(env, _with_wsse_security(xml), headers)
@@ -410,7 +402,7 @@ def test_a_message_id_that_could_forge_a_log_line_is_refused_and_logged_escaped(
 def test_plain_soap_request_is_accepted_with_plain_soap_response(env: Env) -> None:
     submission = make_submission(env, documents=[env.ccda, env.pdf])
     message_id, xml = _plain_soap(env, submission)
-    headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{ns.ACTION_PNR}"'}
+    headers = {"Content-Type": soap_content_type(ns.ACTION_PNR)}
     reply = post(env, xml, headers)
     assert reply.status == 200
     assert reply.content_type.startswith("application/soap+xml")

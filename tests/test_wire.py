@@ -21,25 +21,27 @@ from xdr_edge import ns
 from xdr_edge.compose import compose
 from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
-from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import Document, MetadataLevel, Submission
 from xdr_edge.mtom import MtomBody, MtomLimits, MtomPart, new_content_id, read_mtom
 from xdr_edge.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import DocumentRef, Fault, LevelPlacement, build_request_envelope
+from xdr_edge.soap import DocumentRef, Fault, LevelPlacement
 from xdr_edge.validate import check_documents, validate
 from xdr_edge.wire import (
     IncomingRequest,
+    build_plain_request,
     build_reply,
     build_request,
     parse_request,
     parse_response,
     read_entity,
+    request_envelope,
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SCHEMAS = SHARED / "conformance" / "schemas"
 ENDPOINT = "https://hisp.example.org/xdr"
+MESSAGE_ID = "urn:uuid:2f1c8a6e-5b4d-4c3b-9a2e-1d0f9e8d7c6b"
 NSMAP = {
     "S": ns.SOAP,
     "wsa": ns.WSA,
@@ -359,15 +361,7 @@ def test_parse_response_refuses_non_soap(content_type: str, body: bytes, code: s
 def _package(
     submission: Submission, refs: list[DocumentRef], parts: list[MtomPart], root_edit: bytes | None = None
 ) -> tuple[str, bytes]:
-    root = build_request_envelope(
-        submit_objects=write_submit_objects(submission),
-        documents=refs,
-        to=ENDPOINT,
-        message_id="urn:uuid:2f1c8a6e-5b4d-4c3b-9a2e-1d0f9e8d7c6b",
-        direct_from=submission.direct_from,
-        direct_to=submission.direct_to,
-        level=submission.level,
-    )
+    root = request_envelope(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID, documents=refs)
     body = MtomBody(root_edit if root_edit is not None else root, parts)
     return body.content_type, _body(body)
 
@@ -471,14 +465,8 @@ def test_unresolvable_cid_is_missing_document(ccda_submission: Submission) -> No
 
 def test_part_referenced_twice_is_a_sender_fault(ccda_submission: Submission) -> None:
     pairs = list(_entry_parts(ccda_submission))
-    root = build_request_envelope(
-        submit_objects=write_submit_objects(ccda_submission),
-        documents=[r for r, _ in pairs],
-        to=ENDPOINT,
-        message_id="urn:uuid:2f1c8a6e-5b4d-4c3b-9a2e-1d0f9e8d7c6b",
-        direct_from=ccda_submission.direct_from,
-        direct_to=ccda_submission.direct_to,
-        level=ccda_submission.level,
+    root = request_envelope(
+        ccda_submission, endpoint=ENDPOINT, message_id=MESSAGE_ID, documents=[r for r, _ in pairs]
     )
     first, second = (r.content_id or "" for r, _ in pairs)
     edited = root.replace(second.encode(), first.encode())
@@ -490,22 +478,8 @@ def test_part_referenced_twice_is_a_sender_fault(ccda_submission: Submission) ->
 
 
 def test_inline_base64_request_is_parsed(ccda_submission: Submission) -> None:
-    refs = []
-    for entry in ccda_submission.document_entries:
-        assert entry.document is not None
-        refs.append(DocumentRef(entry.entry_id, inline=entry.document.read_all()))
-    root = build_request_envelope(
-        submit_objects=write_submit_objects(ccda_submission),
-        documents=refs,
-        to=ENDPOINT,
-        message_id="urn:uuid:2f1c8a6e-5b4d-4c3b-9a2e-1d0f9e8d7c6b",
-        direct_from=ccda_submission.direct_from,
-        direct_to=ccda_submission.direct_to,
-        level=ccda_submission.level,
-    )
-    with _parse(
-        'application/soap+xml; charset=UTF-8; action="urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"', root
-    ) as incoming:
+    _, content_type, root = build_plain_request(ccda_submission, endpoint=ENDPOINT, message_id=MESSAGE_ID)
+    with _parse(content_type, root) as incoming:
         assert not incoming.mtom
         assert incoming.errors == []
         assert incoming.submission is not None

@@ -13,6 +13,7 @@ __all__ = [
     "OutgoingRequest",
     "ParsedResponse",
     "ReplyBytes",
+    "build_plain_request",
     "build_reply",
     "build_request",
     "interpret_request",
@@ -20,13 +21,15 @@ __all__ = [
     "parse_request",
     "parse_response",
     "read_entity",
+    "request_envelope",
+    "soap_content_type",
 ]
 
 import dataclasses
 import io
 import re
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, NamedTuple, cast
@@ -120,9 +123,32 @@ def build_request(
                 expected_size=entry.size,
             )
         )
-    root = build_request_envelope(
+    root = request_envelope(
+        submission, endpoint=endpoint, message_id=message_id, documents=refs, placement=placement
+    )
+    return OutgoingRequest(
+        message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
+    )
+
+
+def soap_content_type(action: str) -> str:
+    """The Content-Type of a simple (not MTOM) SOAP 1.2 message carrying ``action``."""
+    return f'application/soap+xml; charset=UTF-8; action="{action}"'
+
+
+def request_envelope(
+    submission: Submission,
+    *,
+    endpoint: str,
+    message_id: str,
+    documents: Sequence[DocumentRef],
+    placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+) -> bytes:
+    """The ITI-41 envelope of ``submission`` (metadata, WS-A, the address block with everything it carries,
+    metadata-level) with ``documents`` as its ``xdsb:Document`` slots: the one place a Submission becomes one."""
+    return build_request_envelope(
         submit_objects=write_submit_objects(submission),
-        documents=refs,
+        documents=documents,
         to=endpoint,
         message_id=message_id,
         direct_from=submission.direct_from,
@@ -131,9 +157,22 @@ def build_request(
         placement=placement,
         final_destination_delivery=submission.final_destination_delivery,
     )
-    return OutgoingRequest(
-        message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
-    )
+
+
+def build_plain_request(
+    submission: Submission, *, endpoint: str, message_id: str | None = None
+) -> tuple[str, str, bytes]:
+    """The simple-SOAP form (digest §4 rule 5: documents as inline base64): ``(message_id, content_type,
+    body)``. Holds every document in memory, so it serves tests and conformance cases; senders use
+    :func:`build_request` (MTOM, streamed)."""
+    message_id = message_id or new_message_id()
+    refs = [
+        DocumentRef(e.entry_id, inline=e.document.read_all())
+        for e in submission.document_entries
+        if e.document is not None
+    ]
+    xml = request_envelope(submission, endpoint=endpoint, message_id=message_id, documents=refs)
+    return message_id, soap_content_type(ns.ACTION_PNR), xml
 
 
 @dataclass
@@ -387,7 +426,7 @@ def build_reply(
         status = 200
         action = ns.ACTION_PNR_RESPONSE
     if not mtom:
-        return ReplyBytes(status, f'application/soap+xml; charset=UTF-8; action="{action}"', xml)
+        return ReplyBytes(status, soap_content_type(action), xml)
     body = MtomBody(xml, [], action=action)
     return ReplyBytes(status, body.content_type, b"".join(body))
 

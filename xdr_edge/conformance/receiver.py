@@ -42,14 +42,13 @@ from xdr_edge import ns
 from xdr_edge.compose import compose
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases, select
 from xdr_edge.conformance.exchange import Exchange, ExchangeKind, post, tls_context
-from xdr_edge.metadata import write_submit_objects
 from xdr_edge.model import DirectAddress, Document, MetadataLevel, Submission
 from xdr_edge.mtom import MtomBody, MtomPart
 from xdr_edge.practice import ClientCredential
 from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import FINAL_DESTINATION_DELIVERY, DocumentRef, build_request_envelope
+from xdr_edge.soap import FINAL_DESTINATION_DELIVERY
 from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import build_request, new_message_id
+from xdr_edge.wire import build_plain_request, build_request
 from xdr_edge.xml import parse, qname
 
 Mutation = Callable[[etree._Element, list[MtomPart]], list[MtomPart]]
@@ -167,22 +166,7 @@ class ReceiverContext:
 
     def plain_soap(self, submission: Submission) -> Prepared:
         """The non-MTOM form (digest §4 rule 5): base64 text inside ``xdsb:Document``."""
-        message_id = new_message_id()
-        refs = [
-            DocumentRef(e.entry_id, inline=e.document.read_all())
-            for e in submission.document_entries
-            if e.document is not None
-        ]
-        xml = build_request_envelope(
-            submit_objects=write_submit_objects(submission),
-            documents=refs,
-            to=self.target.endpoint,
-            message_id=message_id,
-            direct_from=submission.direct_from,
-            direct_to=submission.direct_to,
-            level=submission.level,
-        )
-        content_type = f'application/soap+xml; charset=UTF-8; action="{ns.ACTION_PNR}"'
+        message_id, content_type, xml = build_plain_request(submission, endpoint=self.target.endpoint)
         return Prepared(content_type, xml, message_id, submission)
 
     # -- sending ---------------------------------------------------------------------------------------------
