@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference import SAMPLES
 from xdr_edge.compose import compose
 from xdr_edge.inspection import Inspection, inspect_stream
 from xdr_edge.model import MetadataLevel
@@ -16,9 +17,6 @@ from xdr_edge.response import RegistryResponse
 from xdr_edge.samples import sample_ccda, sample_pdf
 from xdr_edge.soap import Fault
 from xdr_edge.wire import build_reply, build_request
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAMPLES = SHARED / "conformance" / "samples"
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,9 @@ KNOWN_GAPS: dict[str, str] = {}
 
 def _samples_dir() -> Path:
     if not SAMPLES.is_dir():
-        pytest.skip(f"reference samples not available: {SAMPLES} (../shared/conformance) is absent")
+        pytest.skip(
+            f"reference samples {SAMPLES} are absent (../shared/conformance is not beside the project)"
+        )
     return SAMPLES
 
 

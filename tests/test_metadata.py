@@ -4,13 +4,13 @@ both against each other (property test over tests.strategies)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from lxml import etree
 
+from tests.reference import official_schema, sample_path
 from tests.strategies import submissions
 from xdr_edge import ns
 from xdr_edge.findings import Finding, Severity
@@ -34,9 +34,6 @@ from xdr_edge.model import (
 )
 from xdr_edge.xml import parse, qname, tostring
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
-SAMPLES = SHARED / "samples"
-PNR_XSD = SHARED / "schemas" / "schema" / "IHE" / "XDS.b_DocumentRepository.xsd"
 RIM = f"{{{ns.RIM}}}"
 NSMAP = {"rim": ns.RIM, "lcm": ns.LCM}
 
@@ -144,10 +141,7 @@ def by_rule(read: MetadataRead, rule: str) -> list[Finding]:
 
 
 def load_sample(relative: str) -> etree._Element:
-    path = SAMPLES / relative
-    if not path.exists():
-        pytest.skip(f"reference sample {path} is absent (../shared/conformance not checked out)")
-    root = parse(path.read_bytes(), what=relative)
+    root = parse(sample_path(relative).read_bytes(), what=relative)
     found = (
         root
         if root.tag == qname(ns.LCM, "SubmitObjectsRequest")
@@ -159,9 +153,7 @@ def load_sample(relative: str) -> etree._Element:
 
 @pytest.fixture(scope="module")
 def pnr_schema() -> etree.XMLSchema:
-    if not PNR_XSD.exists():
-        pytest.skip(f"official XDS.b schema {PNR_XSD} is absent (../shared/conformance not checked out)")
-    return etree.XMLSchema(etree.parse(str(PNR_XSD)))
+    return official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")
 
 
 def wrap_pnr(submit_objects: etree._Element) -> etree._Element:

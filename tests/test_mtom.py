@@ -14,6 +14,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.reference import sample_path
 from xdr_edge import ns
 from xdr_edge.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from xdr_edge.model import Document
@@ -28,9 +29,6 @@ from xdr_edge.mtom import (
     parse_content_type,
     read_mtom,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAMPLES = SHARED / "conformance" / "samples"
 
 ROOT = b'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="' + ns.SOAP.encode() + b'"/>'
 BOUNDARY = "MIMEBoundary_test0123456789"
@@ -665,10 +663,7 @@ def load_capture(name: str) -> tuple[str, bytes]:
     LF-only body is 123072 bytes and its CRLF form 123394), and the NIST toolkit log adds a space before each
     line end. MIME over HTTP is CRLF-framed, so we restore CRLF line ends before feeding the body.
     """
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"reference capture {path} is absent (../shared/conformance not checked out)")
-    head, _, body = path.read_bytes().partition(b"\n\n")
+    head, _, body = sample_path(name).read_bytes().partition(b"\n\n")
     content_type = next(
         line.split(b":", 1)[1].decode()
         for line in head.split(b"\n")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.reference import official_schema, sample_path
 from xdr_edge import ns
 from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.findings import Finding, Severity
@@ -20,27 +19,13 @@ from xdr_edge.response import (
 )
 from xdr_edge.xml import parse
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CONFORMANCE = SHARED / "conformance"
-
 
 def _sample(relative: str) -> bytes:
-    path = CONFORMANCE / "samples" / relative
-    if not path.exists():
-        pytest.skip(f"reference sample {relative} not available (../shared/conformance absent)")
-    return path.read_bytes()
-
-
-_SCHEMA_CACHE: dict[str, etree.XMLSchema] = {}
+    return sample_path(relative).read_bytes()
 
 
 def _rs_schema() -> etree.XMLSchema:
-    path = CONFORMANCE / "schemas" / "schema" / "ebRS" / "rs.xsd"
-    if not path.exists():
-        pytest.skip("official ebRS schemas not available (../shared/conformance absent)")
-    if "rs" not in _SCHEMA_CACHE:
-        _SCHEMA_CACHE["rs"] = etree.XMLSchema(etree.parse(str(path)))
-    return _SCHEMA_CACHE["rs"]
+    return official_schema("schema/ebRS/rs.xsd")
 
 
 def _rules(findings: list[Finding]) -> set[str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import copy
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.reference import official_schema, sample_path
 from xdr_edge import ns
 from xdr_edge.errors import ConfigurationError, LimitExceeded, LocalProtocolError, RemoteProtocolError
 from xdr_edge.model import DirectAddress, MetadataLevel
@@ -38,10 +38,6 @@ from xdr_edge.soap import (
 )
 from xdr_edge.xml import MAX_ELEMENTS, parse
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CONFORMANCE = SHARED / "conformance"
-SCHEMAS = CONFORMANCE / "schemas"
-
 S = ns.SOAP
 WSA = ns.WSA
 NSMAP = {"S": S, "wsa": WSA, "direct": ns.DIRECT, "xdsb": ns.XDSB, "lcm": ns.LCM, "xop": ns.XOP, "rs": ns.RS}
@@ -52,22 +48,7 @@ TO = (DirectAddress("one@hisp.example.com"), DirectAddress("two@hisp.example.com
 
 
 def _sample(relative: str) -> bytes:
-    path = CONFORMANCE / "samples" / relative
-    if not path.exists():
-        pytest.skip(f"reference sample {relative} not available (../shared/conformance absent)")
-    return path.read_bytes()
-
-
-_SCHEMAS: dict[str, etree.XMLSchema] = {}
-
-
-def _schema(relative: str) -> etree.XMLSchema:
-    path = SCHEMAS / relative
-    if not path.exists():
-        pytest.skip(f"official schema {relative} not available (../shared/conformance absent)")
-    if relative not in _SCHEMAS:
-        _SCHEMAS[relative] = etree.XMLSchema(etree.parse(str(path)))
-    return _SCHEMAS[relative]
+    return sample_path(relative).read_bytes()
 
 
 def _submit_objects() -> etree._Element:
@@ -260,13 +241,13 @@ def _xop_decode(xml: bytes) -> etree._Element:
 
 def _assert_schema_valid(xml: bytes) -> None:
     envelope = _xop_decode(xml)
-    soap = _schema("soap/soap-1.2-envelope.xsd")
+    soap = official_schema("soap/soap-1.2-envelope.xsd")
     assert soap.validate(envelope), soap.error_log
     body_child = envelope.find("S:Body/xdsb:ProvideAndRegisterDocumentSetRequest", NSMAP)
     assert body_child is not None
-    xds = _schema("schema/IHE/XDS.b_DocumentRepository.xsd")
+    xds = official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")
     assert xds.validate(copy.deepcopy(body_child)), xds.error_log
-    wsa = _schema("wsa/ws-addr.xsd")
+    wsa = official_schema("wsa/ws-addr.xsd")
     for header in envelope.iterfind("S:Header/wsa:*", NSMAP):
         assert wsa.validate(copy.deepcopy(header)), (etree.QName(header).localname, wsa.error_log)
 
@@ -282,7 +263,7 @@ def test_request_is_schema_valid(placement: LevelPlacement) -> None:
 def test_request_with_metadata_writer_is_schema_valid() -> None:
     metadata = pytest.importorskip("xdr_edge.metadata")
     strategies = pytest.importorskip("tests.strategies")
-    _schema("schema/IHE/XDS.b_DocumentRepository.xsd")  # skip early when absent
+    official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")  # skip early when absent
 
     @given(strategies.submissions(max_entries=2))
     @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -743,7 +724,7 @@ def test_fault_envelope_round_trip(fault: Fault) -> None:
 
 @pytest.mark.shared
 def test_fault_and_response_envelopes_are_schema_valid() -> None:
-    soap = _schema("soap/soap-1.2-envelope.xsd")
+    soap = official_schema("soap/soap-1.2-envelope.xsd")
     fault = Fault("Sender", "missing", "wsa:MessageAddressingHeaderRequired", "S:Header/wsa:MessageID")
     for xml in (
         build_fault_envelope(fault, relates_to=None, message_id="urn:uuid:f"),

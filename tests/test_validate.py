@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from tests.reference import official_schema, sample_path
 from xdr_edge import ns
 from xdr_edge.errors import ValidationFailed
 from xdr_edge.findings import Finding, Severity
@@ -820,8 +821,6 @@ def test_association_naming_itself() -> None:
 
 # lengths: the maxLength facets of rim.xsd (digest §6) the writer's values must respect
 
-RIM_XSD = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "schemas" / "schema"
-PNR_XSD = RIM_XSD / "IHE" / "XDS.b_DocumentRepository.xsd"
 LONG_NAME, FREE_FORM_TEXT = 256, 1024
 FILLER = "Q"
 ADDRESS_TAIL = "@direct.clinic.example"
@@ -1098,11 +1097,7 @@ def test_length_tables_name_the_rim_xsd_types() -> None:
 
 @pytest.fixture(scope="module")
 def pnr_schema() -> etree.XMLSchema:
-    if not PNR_XSD.exists():
-        pytest.skip(
-            f"official XDS.b/rim schemas {RIM_XSD} are absent (../shared/conformance not checked out)"
-        )
-    return etree.XMLSchema(etree.parse(str(PNR_XSD)))
+    return official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")
 
 
 def _schema_valid(schema: etree.XMLSchema, submission: Submission) -> bool:
@@ -1154,7 +1149,6 @@ def test_receiver_reads_an_over_limit_title_as_a_metadata_error() -> None:
 
 # reference messages (ETT templates, NIST samples) read through the metadata reader
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "samples"
 _PLACEHOLDERS = {
     "#DIRECT_FROM#": "john.doe@healthcare.example.org",  # the templates' authorTelecommunication
     "#DIRECT_TO#": str(RECEIVER),
@@ -1173,10 +1167,7 @@ def _sample_submission(relative: str) -> tuple[Submission, list[Finding]]:
     from xdr_edge.metadata import read_submit_objects
     from xdr_edge.xml import parse
 
-    path = SAMPLES / relative
-    if not path.is_file():
-        pytest.skip(f"reference sample {path} is absent (../shared/conformance not checked out)")
-    text = path.read_text(encoding="utf-8")
+    text = sample_path(relative).read_text(encoding="utf-8")
     for placeholder, value in _PLACEHOLDERS.items():
         text = text.replace(placeholder, value)
     root = parse(text.encode("utf-8"))

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from lxml import etree
 
 from tests import strategies
+from tests.reference import official_schema
 from xdr_edge import ns
 from xdr_edge.compose import compose
 from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
@@ -38,8 +39,6 @@ from xdr_edge.wire import (
     request_envelope,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SCHEMAS = SHARED / "conformance" / "schemas"
 ENDPOINT = "https://hisp.example.org/xdr"
 MESSAGE_ID = "urn:uuid:2f1c8a6e-5b4d-4c3b-9a2e-1d0f9e8d7c6b"
 NSMAP = {
@@ -49,17 +48,6 @@ NSMAP = {
     "xdsb": ns.XDSB,
     "rs": ns.RS,
 }
-
-_SCHEMA_CACHE: dict[str, etree.XMLSchema] = {}
-
-
-def _schema(relative: str) -> etree.XMLSchema:
-    path = SCHEMAS / relative
-    if not path.is_file():
-        pytest.skip(f"official schema {relative} not available: {SHARED} (../shared/conformance) is absent")
-    if relative not in _SCHEMA_CACHE:
-        _SCHEMA_CACHE[relative] = etree.XMLSchema(etree.parse(str(path)))
-    return _SCHEMA_CACHE[relative]
 
 
 def _body(request_body: MtomBody) -> bytes:
@@ -168,13 +156,13 @@ def _xop_decoded(root: bytes, parts: dict[str, bytes]) -> etree._Element:
 
 def _assert_request_schema_valid(envelope: etree._Element) -> None:
     assert envelope.find(".//xop:Include", NSMAP) is None
-    soap = _schema("soap/soap-1.2-envelope.xsd")
+    soap = official_schema("soap/soap-1.2-envelope.xsd")
     assert soap.validate(envelope), soap.error_log
     body_child = envelope.find("S:Body/xdsb:ProvideAndRegisterDocumentSetRequest", NSMAP)
     assert body_child is not None
-    xds = _schema("schema/IHE/XDS.b_DocumentRepository.xsd")
+    xds = official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")
     assert xds.validate(copy.deepcopy(body_child)), xds.error_log
-    wsa = _schema("wsa/ws-addr.xsd")
+    wsa = official_schema("wsa/ws-addr.xsd")
     headers = envelope.findall("S:Header/wsa:*", NSMAP)
     assert {etree.QName(h).localname for h in headers} >= {"To", "MessageID", "Action", "ReplyTo"}
     for header in headers:
@@ -205,7 +193,7 @@ def test_produced_request_is_schema_valid(
 
 @pytest.mark.shared
 def test_generated_requests_are_schema_valid() -> None:
-    _schema("schema/IHE/XDS.b_DocumentRepository.xsd")  # skip early when absent
+    official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")  # skip early when absent
 
     @given(strategies.submissions(max_entries=2))
     @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -252,13 +240,13 @@ def test_produced_response_is_schema_valid(name: str, mtom: bool) -> None:
         _OUTCOMES[name], relates_to="urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427", mtom=mtom
     )
     envelope = etree.fromstring(_reply_root(reply.content_type, reply.body))
-    soap = _schema("soap/soap-1.2-envelope.xsd")
+    soap = official_schema("soap/soap-1.2-envelope.xsd")
     assert soap.validate(envelope), soap.error_log
     response = envelope.find("S:Body/rs:RegistryResponse", NSMAP)
     assert response is not None
-    rs = _schema("schema/ebRS/rs.xsd")
+    rs = official_schema("schema/ebRS/rs.xsd")
     assert rs.validate(copy.deepcopy(response)), rs.error_log
-    wsa = _schema("wsa/ws-addr.xsd")
+    wsa = official_schema("wsa/ws-addr.xsd")
     for header in envelope.findall("S:Header/wsa:*", NSMAP):
         assert wsa.validate(copy.deepcopy(header)), (etree.QName(header).localname, wsa.error_log)
 
@@ -269,7 +257,7 @@ def test_produced_fault_is_schema_valid(mtom: bool) -> None:
     fault = Fault("Sender", "S:Header/wsa:Action is missing", subcode="wsa:MessageAddressingHeaderRequired")
     reply = build_reply(fault, relates_to=None, mtom=mtom)
     envelope = etree.fromstring(_reply_root(reply.content_type, reply.body))
-    soap = _schema("soap/soap-1.2-envelope.xsd")
+    soap = official_schema("soap/soap-1.2-envelope.xsd")
     assert soap.validate(envelope), soap.error_log
 
 
