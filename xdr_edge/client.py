@@ -42,6 +42,7 @@ from xdr_edge.errors import (
 )
 from xdr_edge.findings import Finding, Severity
 from xdr_edge.model import DirectAddress, Submission
+from xdr_edge.mtom import MtomBody
 from xdr_edge.practice import Practice
 from xdr_edge.response import RegistryErrorEntry
 from xdr_edge.soap import Fault, LevelPlacement
@@ -146,15 +147,7 @@ class SendResult:
             "attempts": self.attempts,
             "bytes_sent": self.bytes_sent,
             "already_delivered": self.already_delivered,
-            "errors": [
-                {
-                    "error_code": e.error_code,
-                    "code_context": e.code_context,
-                    "severity": e.severity.value,
-                    "location": e.location,
-                }
-                for e in self.errors
-            ],
+            "errors": [e.as_dict() for e in self.errors],
             "fault": None
             if self.fault is None
             else {"code": self.fault.code, "subcode": self.fault.subcode, "reason": self.fault.reason},
@@ -210,17 +203,13 @@ class _CountingBody:
     """Wraps the MTOM body to learn whether any byte left: the difference between "nothing was sent" (safe to
     retry as a connect failure) and "the outcome is unknown". Keeps ``__len__`` so requests sends Content-Length."""
 
-    def __init__(self, body: Iterable[bytes], length: int) -> None:
+    def __init__(self, body: MtomBody) -> None:
         self._body = body
-        self._length = length
+        self.total = len(body)
         self.sent = 0
 
     def __len__(self) -> int:
-        return self._length
-
-    @property
-    def total(self) -> int:
-        return self._length
+        return self.total
 
     def __iter__(self) -> Iterator[bytes]:
         # ``sent`` counts a chunk when it is handed over, before it is written: "sent < total" proves the peer
@@ -413,7 +402,7 @@ class XdrClient:
         for number in range(1, self.retry.max_attempts + 1):
             try:
                 request = self._build(submission)
-                current = self._attempt(prac, request, keep_raw_response)
+                current = self._attempt(prac, request)
             except _DocumentChanged as exc:
                 if attempt_result is None or total_sent == 0:
                     raise exc.error from None  # no complete request ever left: nothing can have been stored
@@ -513,9 +502,9 @@ class XdrClient:
             for e in errors
         )
 
-    def _attempt(self, practice: Practice, request: OutgoingRequest, keep_raw: bool) -> _Attempt:
+    def _attempt(self, practice: Practice, request: OutgoingRequest) -> _Attempt:
         session = self._pool.session_for(practice)
-        body = _CountingBody(request.body, len(request.body))
+        body = _CountingBody(request.body)
         subject = session.identity.subject
         try:
             response = session.post(self.endpoint, data=body, headers=request.headers(), timeout=self.timeout)
@@ -750,22 +739,30 @@ def _alert_meaning(text: str) -> str | None:
 _DROP_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)
 
 
-def _is_connection_drop(exc: BaseException) -> bool:
-    """The peer closed or reset the connection without a response (what a TLS 1.3 rejection looks like)."""
+def _exception_chain(exc: BaseException, *, wrapped_arg: int) -> Iterator[BaseException]:
+    """``exc`` and what it wraps, outermost first: ``__cause__``/``__context__``, else an exception passed as
+    argument ``wrapped_arg`` (urllib3 and requests wrap that way), else a ``reason`` attribute."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _DROP_ERRORS) or type(current).__name__ == "RemoteDisconnected":
-            return True
+        yield current
         nxt = current.__cause__ or current.__context__
-        if nxt is None and current.args and isinstance(current.args[-1], BaseException):
-            nxt = current.args[-1]
+        args = current.args
+        if nxt is None and args and isinstance(args[wrapped_arg], BaseException):
+            nxt = args[wrapped_arg]
         reason = getattr(current, "reason", None)
         if nxt is None and isinstance(reason, BaseException):
             nxt = reason
         current = nxt
-    return False
+
+
+def _is_connection_drop(exc: BaseException) -> bool:
+    """The peer closed or reset the connection without a response (what a TLS 1.3 rejection looks like)."""
+    return any(
+        isinstance(e, _DROP_ERRORS) or type(e).__name__ == "RemoteDisconnected"
+        for e in _exception_chain(exc, wrapped_arg=-1)
+    )
 
 
 _PROBE_WAIT = 1.0  # a refusing server alerts within milliseconds; an accepting one waits for us
@@ -803,17 +800,7 @@ def _read_capped(response: requests.Response) -> bytes:
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost meaningful message of a requests/urllib3/ssl exception chain."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        nxt = current.__cause__ or current.__context__
-        if nxt is None and current.args and isinstance(current.args[0], BaseException):
-            nxt = current.args[0]
-        reason = getattr(current, "reason", None)
-        if nxt is None and isinstance(reason, BaseException):
-            nxt = reason
-        current = nxt
+    seen = list(_exception_chain(exc, wrapped_arg=0))
     for candidate in reversed(seen):
         if isinstance(candidate, ssl.SSLError | ConnectionError | OSError) and str(candidate):
             return str(candidate)

@@ -25,7 +25,7 @@ from xdr_edge.mtom import MtomLimits, MtomPackage, parse_content_type, read_mtom
 from xdr_edge.response import RegistryResponse, read_registry_response
 from xdr_edge.soap import read_request_envelope, read_response_envelope
 from xdr_edge.validate import validate
-from xdr_edge.wire import interpret_request, read_entity
+from xdr_edge.wire import interpret_request, read_bounded, read_entity
 
 
 @dataclass
@@ -140,7 +140,7 @@ def inspect_stream(
             package = read_mtom(entity.content_type, entity.body, limits=limits or MtomLimits())
             root = package.root
         else:
-            root = entity.body.read((limits or MtomLimits()).max_root_bytes + 1)
+            root = read_bounded(entity.body, (limits or MtomLimits()).max_root_bytes)
         root_el = xml.parse(root, what="message", huge=True)
     except RemoteProtocolError as exc:
         if package is not None:
@@ -286,13 +286,5 @@ def _as_conformance(finding: Finding) -> Finding:
 def _response_summary(resp: RegistryResponse) -> dict[str, Any]:
     return {
         "status": resp.status,
-        "errors": [
-            {
-                "error_code": e.error_code,
-                "code_context": e.code_context,
-                "severity": e.severity.value,
-                "location": e.location,
-            }
-            for e in resp.errors
-        ],
+        "errors": [e.as_dict() for e in resp.errors],
     }

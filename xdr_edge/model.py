@@ -443,7 +443,10 @@ class Document:
             return fh.read(limit)
 
     def digest(self) -> tuple[str, int]:
-        """``(sha1_hex, size)`` over the exact bytes; computed by streaming unless given at construction."""
+        """``(sha1_hex, size)`` over the exact bytes; computed by streaming unless given at construction.
+
+        Remembered for in-memory bytes, which cannot change (an inline document is checked, claimed and stored:
+        three callers, one hash); a file or file object is hashed each time, since it can change on disk."""
         if self._known is not None:
             return self._known
         sha1 = hashlib.sha1()  # noqa: S324 - SHA-1 is what XDS `hash` is defined as, not a security use
@@ -451,6 +454,8 @@ class Document:
         for chunk in self.chunks():
             sha1.update(chunk)
             size += len(chunk)
+        if self._data is not None:
+            self._known = (sha1.hexdigest(), size)
         return sha1.hexdigest(), size
 
     def read_all(self) -> bytes:

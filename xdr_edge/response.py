@@ -58,6 +58,14 @@ class RegistryErrorEntry:
     def from_finding(cls, finding: Finding) -> RegistryErrorEntry:
         return cls(finding.code, finding.message, finding.severity, finding.location or None)
 
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "error_code": self.error_code,
+            "code_context": self.code_context,
+            "severity": self.severity.value,
+            "location": self.location,
+        }
+
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR

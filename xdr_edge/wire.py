@@ -20,6 +20,7 @@ __all__ = [
     "new_message_id",
     "parse_request",
     "parse_response",
+    "read_bounded",
     "read_entity",
     "request_envelope",
     "soap_content_type",
@@ -90,11 +91,7 @@ class OutgoingRequest:
         """Write one MIME entity (the Content-Type header line, a blank line, the body exactly as sent).
         Returns the body length."""
         out.write(f"Content-Type: {self.content_type}\r\n\r\n".encode("ascii"))
-        written = 0
-        for chunk in self.body:
-            out.write(chunk)
-            written += len(chunk)
-        return written
+        return self.body.write_to(out)
 
 
 def build_request(
@@ -206,7 +203,8 @@ class IncomingRequest:
         self.close()
 
 
-def _read_bounded(stream: BinaryIO, limit: int) -> bytes:
+def read_bounded(stream: BinaryIO, limit: int) -> bytes:
+    """A whole simple-SOAP message, refused with :class:`LimitExceeded` beyond ``limit`` bytes."""
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise LimitExceeded(f"request body exceeds the limit of {limit} bytes", location="HTTP body")
@@ -316,7 +314,7 @@ def parse_request(
         )
         root = package.root
     elif mime in ("application/soap+xml", "text/xml", "application/xml"):
-        root = _read_bounded(stream, limits.max_root_bytes)
+        root = read_bounded(stream, limits.max_root_bytes)
     else:
         raise RemoteProtocolError(
             f"unsupported Content-Type {mime!r}: expected multipart/related (MTOM) or application/soap+xml",
