@@ -30,6 +30,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
 
+from cryptography import x509
+
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.practice import Practice
 
@@ -145,6 +147,9 @@ class TrustAnchor:
     fingerprint_sha256: str
     subject: str
     pem: str
+
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.pem.encode("ascii"))
 
     def as_dict(self) -> dict[str, JsonValue]:
         return {"fingerprint_sha256": self.fingerprint_sha256, "subject": self.subject}

@@ -324,9 +324,7 @@ class Registry:
         parsed = _load_crl(crl)
         issuer = parsed.issuer.rfc4514_string()
         namesakes = [
-            ca
-            for ca in (x509.load_pem_x509_certificate(a.pem.encode("ascii")) for a in self.trust_anchors())
-            if ca.subject == parsed.issuer
+            ca for ca in (a.certificate() for a in self.trust_anchors()) if ca.subject == parsed.issuer
         ]
         key_id = crl_signer_key_id(parsed, namesakes)
         if namesakes and key_id is None:
@@ -451,7 +449,7 @@ class Registry:
     def _verify(
         self, cert: x509.Certificate, chain: Sequence[x509.Certificate], at: datetime
     ) -> ChainVerdict:
-        anchors = [x509.load_pem_x509_certificate(a.pem.encode("ascii")) for a in self._store.trust_anchors()]
+        anchors = [a.certificate() for a in self._store.trust_anchors()]
         crls = [x509.load_der_x509_crl(c.der) for c in self._store.crls()]
         return verify_client_certificate(cert, chain, anchors=anchors, crls=crls, at=at)
 
