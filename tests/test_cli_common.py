@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_TRANSPORT, handle_errors
@@ -40,13 +41,11 @@ def test_a_bug_is_one_line_without_traceback_or_message_text() -> None:
     assert "Testpatient" not in result.output  # library messages may quote content: not shown by default
 
 
-def test_traceback_is_logged_at_debug(caplog: object) -> None:
-    import pytest
-
-    assert isinstance(caplog, pytest.LogCaptureFixture)
+def test_traceback_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="xdr_edge.cli"):
         CliRunner().invoke(_command(RuntimeError("boom")))
-    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+    traced = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert traced and all(r.levelno == logging.DEBUG for r in traced)
 
 
 def test_click_usage_errors_pass_through() -> None:

@@ -81,7 +81,7 @@ def test_unique_ids_under_a_root(files: dict[str, Path]) -> None:
 
 def test_long_root_still_fits_64_characters() -> None:
     root = "1.2.840.113619.2.55.3.604688119.971.1234567890.123456"  # 53 characters: room for 10 digits
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError, match="too long to leave room"):
         new_unique_id(root)  # less than 16 digits of room: refused rather than risk collisions
     shorter = root[:40].rstrip(".")
     uid = new_unique_id(shorter)

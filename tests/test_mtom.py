@@ -208,15 +208,18 @@ def test_duplicate_content_ids_are_refused() -> None:
     with pytest.raises(LocalProtocolError) as err:
         MtomBody(ROOT, [MtomPart("a@x", "text/plain", doc), MtomPart("a@x", "text/plain", doc)])
     assert err.value.code == "duplicate-content-id"
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError) as err:
         MtomBody(ROOT, [MtomPart("r@x", "text/plain", doc)], root_content_id="r@x")
+    assert err.value.code == "duplicate-content-id"
 
 
 def test_header_injection_through_content_type_or_action_is_refused() -> None:
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError) as err:
         MtomPart("a@x", "text/plain\r\nX-Evil: 1", Document.from_bytes(b""))
-    with pytest.raises(LocalProtocolError):
+    assert err.value.code == "bad-header"
+    with pytest.raises(LocalProtocolError) as err:
         MtomBody(ROOT, [], action='urn:a"; start="<evil>')
+    assert err.value.code == "bad-header"
 
 
 def test_new_content_id_is_unique_and_bare() -> None:

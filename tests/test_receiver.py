@@ -463,22 +463,40 @@ _HEAD_ONLY = (
 )
 
 
-def _assert_handshake_refused(env: Env, cert: Path, key: Path) -> None:
+def _assert_handshake_refused(
+    env: Env, caplog: pytest.LogCaptureFixture, cert: Path, key: Path, reason: str
+) -> None:
+    """Refused by the server's TLS layer, for ``reason``: not merely a connection that ended without an answer
+    (which a crashing app would also give)."""
     context = env.context_for(cert, key)
-    with pytest.raises((ssl.SSLError, ConnectionError)):
-        reply = _raw_exchange(env, context, _HEAD_ONLY)
-        if not reply:  # the server closed without a word: also a refusal, but make it one we can assert
-            raise ConnectionResetError("closed")
+    hooked = len(env.hook.calls)
+    with caplog.at_level(logging.INFO, logger="xdr_edge.receiver.server"):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            reply = _raw_exchange(env, context, _HEAD_ONLY)
+            if not reply:  # the server closed without a word: also a refusal, but make it one we can assert
+                raise ConnectionResetError("closed")
+        deadline = time.monotonic() + 15
+        while not _records_with(caplog, "TLS handshake") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server's worker logs the refusal as it closes the connection
+    lines = [r.getMessage() for r in _records_with(caplog, "TLS handshake")]
+    assert any("failed" in m and reason in m for m in lines), lines
+    assert len(env.hook.calls) == hooked
 
 
-def test_untrusted_ca_client_certificate_fails_the_handshake(env: Env) -> None:
+def test_untrusted_ca_client_certificate_fails_the_handshake(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
     pki = env.lab.pki
-    _assert_handshake_refused(env, pki.untrusted_client_cert, pki.untrusted_client_key)
+    _assert_handshake_refused(
+        env, caplog, pki.untrusted_client_cert, pki.untrusted_client_key, "CERTIFICATE_VERIFY_FAILED"
+    )
 
 
-def test_expired_client_certificate_fails_the_handshake(env: Env) -> None:
+def test_expired_client_certificate_fails_the_handshake(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     pki = env.lab.pki
-    _assert_handshake_refused(env, pki.expired_client_cert, pki.expired_client_key)
+    _assert_handshake_refused(
+        env, caplog, pki.expired_client_cert, pki.expired_client_key, "CERTIFICATE_VERIFY_FAILED"
+    )
 
 
 def _new_client(env: Env, tmp_path: Path, name: str) -> tuple[Path, Path, str]:
