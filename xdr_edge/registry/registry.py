@@ -44,7 +44,13 @@ from xdr_edge.registry.records import (
     normalize_fingerprint,
 )
 from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
-from xdr_edge.registry.verify import ChainVerdict, crl_signer_key_id, utc_text, verify_client_certificate
+from xdr_edge.registry.verify import (
+    ChainVerdict,
+    LoadedCrl,
+    crl_signer_key_id,
+    utc_text,
+    verify_client_certificate,
+)
 from xdr_edge.tls import fingerprint_sha256, parse_certificates, san_values
 
 NOT_ENROLLED = "trusted but not enrolled / maps to no practice"
@@ -450,7 +456,7 @@ class Registry:
         self, cert: x509.Certificate, chain: Sequence[x509.Certificate], at: datetime
     ) -> ChainVerdict:
         anchors = [a.certificate() for a in self._store.trust_anchors()]
-        crls = [x509.load_der_x509_crl(c.der) for c in self._store.crls()]
+        crls = [LoadedCrl(x509.load_der_x509_crl(c.der), c.issuer_key_id) for c in self._store.crls()]
         return verify_client_certificate(cert, chain, anchors=anchors, crls=crls, at=at)
 
     def _map_by_rules(self, cert: x509.Certificate, verdict: ChainVerdict) -> _Match:

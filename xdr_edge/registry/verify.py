@@ -26,7 +26,14 @@ cryptography's ``VerificationError`` text is mapped to plain reasons an operator
 
 from __future__ import annotations
 
-__all__ = ["ChainVerdict", "crl_signed_by", "crl_signer_key_id", "public_key_id", "verify_client_certificate"]
+__all__ = [
+    "ChainVerdict",
+    "LoadedCrl",
+    "crl_signed_by",
+    "crl_signer_key_id",
+    "public_key_id",
+    "verify_client_certificate",
+]
 
 import re
 from collections.abc import Sequence
@@ -91,24 +98,41 @@ def _explain(error: VerificationError, leaf: x509.Certificate) -> str:
     return f"certificate chain rejected: {text}{where}"
 
 
+@dataclass(frozen=True)
+class LoadedCrl:
+    """A CRL with the key id of the trust anchor whose key was verified to sign it when it was loaded
+    (:meth:`~xdr_edge.registry.Registry.load_crl`); None when its issuer is not an anchor (an intermediate's).
+
+    Why: checking a CRL's signature costs milliseconds for a large CRL, and the receiver verifies on every
+    request; a signature verified at load time need not be verified again against the same key."""
+
+    crl: x509.CertificateRevocationList
+    signer_key_id: str | None = None
+
+
 def _revocation_problem(
     cert: x509.Certificate,
     issuer: x509.Certificate,
-    crls: Sequence[x509.CertificateRevocationList],
+    crls: Sequence[LoadedCrl],
     at: datetime,
     *,
     leaf: bool,
 ) -> str | None:
     """Why ``cert`` must be rejected on revocation grounds, or None (not listed, or no CRL of its issuer)."""
-    candidates = [crl for crl in crls if crl.issuer == issuer.subject]
+    candidates = [loaded for loaded in crls if loaded.crl.issuer == issuer.subject]
     if not candidates:
         return None
-    valid = [crl for crl in candidates if crl_signed_by(crl, issuer)]
+    key_id = public_key_id(issuer)
+    valid = [
+        loaded.crl
+        for loaded in candidates
+        if loaded.signer_key_id == key_id or crl_signed_by(loaded.crl, issuer)
+    ]
     who = "certificate" if leaf else "issuing CA"
     if not valid:
         return (
             f"revocation status unknown: a CRL of {_subject(issuer)} is loaded but none is signed by this "
-            f"CA's key (key id {public_key_id(issuer)[:16]}); load the CRL this CA issued"
+            f"CA's key (key id {key_id[:16]}); load the CRL this CA issued"
         )
     crl = max(valid, key=lambda c: c.last_update_utc)
     if crl.next_update_utc is not None and crl.next_update_utc < at:
@@ -167,10 +191,11 @@ def verify_client_certificate(
     intermediates: Sequence[x509.Certificate] = (),
     *,
     anchors: Sequence[x509.Certificate],
-    crls: Sequence[x509.CertificateRevocationList] = (),
+    crls: Sequence[x509.CertificateRevocationList | LoadedCrl] = (),
     at: datetime | None = None,
 ) -> ChainVerdict:
     """Check validity, chain to one of ``anchors`` under the client-certificate policy, and revocation."""
+    loaded = [c if isinstance(c, LoadedCrl) else LoadedCrl(c) for c in crls]
     moment = at if at is not None else datetime.now(UTC)
     if moment.tzinfo is None:
         raise ValueError("the verification time must be timezone-aware")
@@ -186,7 +211,7 @@ def verify_client_certificate(
         return ChainVerdict(False, _explain(exc, cert))
     chain = tuple(verified.chain)
     for index, link in enumerate(chain[:-1]):
-        problem = _revocation_problem(link, chain[index + 1], crls, moment, leaf=index == 0)
+        problem = _revocation_problem(link, chain[index + 1], loaded, moment, leaf=index == 0)
         if problem is not None:
             return ChainVerdict(False, problem, chain)
     return ChainVerdict(True, f"chains to trust anchor {_subject(chain[-1])}", chain)
