@@ -31,16 +31,14 @@ from __future__ import annotations
 __all__ = ["SenderConfig", "load_sender_config"]
 
 import math
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from xdr_edge.errors import ConfigurationError
 from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.tomlconfig import TableReader, load_toml
 
 _TOP_KEYS = frozenset({"endpoint", "ca_bundle", "metadata_level", "timeout_seconds", "practice"})
 _PRACTICE_KEYS = frozenset(
@@ -95,17 +93,10 @@ class SenderConfig:
         return None
 
 
-class _Reader:
-    """Reads one table with error messages that name the file and the dotted key."""
+class _Reader(TableReader):
+    """A sender configuration table: values required unless said otherwise, files that must exist."""
 
-    def __init__(self, source: Path, table: Mapping[str, Any], prefix: str) -> None:
-        self.source = source
-        self.table = table
-        self.prefix = prefix
-
-    def error(self, key: str, message: str) -> ConfigurationError:
-        where = f"{self.prefix}{key}"
-        return ConfigurationError(f"{self.source}: {where}: {message}", location=f"{self.source}:{where}")
+    source: Path
 
     def check_keys(self, allowed: frozenset[str]) -> None:
         for key in self.table:
@@ -114,8 +105,7 @@ class _Reader:
                     key,
                     "passwords do not belong in the config file; use p12_password_env or p12_password_file",
                 )
-            if key not in allowed:
-                raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        self.refuse_unknown(allowed)
 
     def string(self, key: str, *, required: bool = True) -> str | None:
         value = self.table.get(key)
@@ -257,16 +247,7 @@ def _practices(reader: _Reader, source: Path) -> dict[str, Practice]:
 def load_sender_config(path: Path) -> SenderConfig:
     """Read and check a sender configuration file; see the module docstring for the format."""
     source = Path(path)
-    try:
-        with source.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigurationError(f"{source}: file not found", location=str(source)) from None
-    except OSError as exc:
-        raise ConfigurationError(f"{source}: cannot read: {exc.strerror}", location=str(source)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{source}: not valid TOML: {exc}", location=str(source)) from None
-    reader = _Reader(source, data, "")
+    reader = _Reader(source, load_toml(source), "")
     reader.check_keys(_TOP_KEYS)
     ca_bundle = reader.path("ca_bundle")
     assert ca_bundle is not None

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 __all__ = ["BuiltServer", "ReceiverOptions", "build_server", "load_receiver_settings"]
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,6 +62,7 @@ from xdr_edge.receiver.store import Inbox
 from xdr_edge.registry import Registry, open_registry, parse_registry_url
 from xdr_edge.soap import header_qname
 from xdr_edge.tls import parse_certificates
+from xdr_edge.tomlconfig import TableReader, load_toml
 
 _SECTIONS: dict[str, frozenset[str]] = {
     "server": frozenset(
@@ -112,24 +112,16 @@ class ReceiverOptions:
         return self.identity_source is PeerIdentitySource.PROXY
 
 
-class _Table:
-    """One table of the file, with errors naming the file and the dotted key."""
+class _Table(TableReader):
+    """One section of the receiver's file: absent values are None; relative paths resolve against ``base``."""
 
     def __init__(self, source: str, name: str, table: Mapping[str, Any], base: Path) -> None:
-        self.source = source
+        super().__init__(source, table, f"{name}.")
         self.name = name
-        self.table = table
         self.base = base
 
-    def error(self, key: str, message: str) -> ConfigurationError:
-        where = f"{self.name}.{key}"
-        return ConfigurationError(f"{self.source}: {where}: {message}", location=f"{self.source}:{where}")
-
     def check_keys(self) -> None:
-        allowed = _SECTIONS[self.name]
-        for key in self.table:
-            if key not in allowed:
-                raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        self.refuse_unknown(_SECTIONS[self.name])
 
     def string(self, key: str) -> str | None:
         value = self.table.get(key)
@@ -203,15 +195,7 @@ class _Table:
 
 def _read_file(path: Path) -> dict[str, dict[str, Any]]:
     source = str(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigurationError(f"{source}: configuration file not found", location=source) from None
-    except OSError as exc:
-        raise ConfigurationError(f"{source}: cannot read: {exc.strerror or exc}", location=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{source}: not valid TOML: {exc}", location=source) from None
+    data = load_toml(path)
     out: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
         if name not in _SECTIONS:
