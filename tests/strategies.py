@@ -1,6 +1,6 @@
 """Hypothesis strategies for valid model objects, shared by every module's property tests.
 
-Values are well-formed where the model has a format (CX, XCN, XON, XTN, DTM, OIDs: digest §8) so that
+Values are well-formed where the model has a format (CX, XCN, XON, XTN, DTM, OIDs: ITI TF-3 4.2.3) so that
 validation-minded tests can rely on them; free text (titles, comments, code displays, roles) is deliberately
 awkward: XML specials, non-ASCII, astral-plane characters and HL7 delimiters. Text never holds characters XML
 1.0 cannot carry, nor leading/trailing whitespace (readers strip indentation around slot values).
@@ -132,7 +132,7 @@ def authors() -> st.SearchStrategy[Author]:
 
 
 def _extra_slots() -> st.SearchStrategy[tuple[tuple[str, tuple[str, ...]], ...]]:
-    """``urn:`` extension slots (legal for any object, digest §8) with distinct names."""
+    """``urn:`` extension slots (legal for any object, ITI TF-3 4.2.3) with distinct names."""
     values = st.lists(awkward_text(16), max_size=3).map(tuple)
     return st.lists(values, max_size=2).map(
         lambda vs: tuple((f"urn:example:xdr-edge:slot{i}", v) for i, v in enumerate(vs, start=1))
@@ -220,7 +220,7 @@ def submission_sets(
 @st.composite
 def submissions(draw: st.DrawFn, min_entries: int = 1, max_entries: int = 3) -> Submission:
     """A Submission with 1-3 DocumentEntries, distinct ids and uniqueIds, one HasMember association per entry
-    (SubmissionSetStatus Original, digest §9), a level, and sometimes the Direct address block."""
+    (SubmissionSetStatus Original, ITI TF-3 4.3.1, XDR Limited Metadata), a level, and sometimes the Direct address block."""
     count = draw(st.integers(min_entries, max_entries))
     base = draw(oids())
     entry_ids = [draw(_object_id(f"Document{i:02d}")) for i in range(1, count + 1)]

@@ -95,7 +95,7 @@ def test_every_case_passes_against_our_endpoint(good_run: Report) -> None:
 
 
 def test_reused_document_unique_id_is_refused(good_run: Report) -> None:
-    """Digest §12: a DocumentEntry uniqueId already received with other bytes must not be stored again
+    """ITI TF-3 4.2.4, ebRS 3.0: a DocumentEntry uniqueId already received with other bytes must not be stored again
     (XDSNonIdenticalHash). Fails until the receiver checks DocumentEntry uniqueIds, not only the SubmissionSet's
     (reported to the lead, see the conformance report)."""
     result = good_run.result("document-unique-id-reused")

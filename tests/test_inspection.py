@@ -32,7 +32,7 @@ class Expect:
 
 
 # Per SOURCES.md (expected outcome column). ETT files are templates with #...# placeholders: they must be read
-# (no crash) and show findings; the address block placeholder is an error finding (digest §11), reported next to
+# (no crash) and show findings; the address block placeholder is an error finding (our practice-binding rule), reported next to
 # the metadata findings.
 TABLE: dict[str, Expect] = {
     "directri/request.xml": Expect(

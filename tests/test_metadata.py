@@ -110,7 +110,7 @@ def full_submission() -> Submission:
 
 
 def minimal_submission() -> Submission:
-    """Direct minimal metadata as in NIST's Direct-minimal test data, plus the limitedMetadata flags (§9)."""
+    """Direct minimal metadata as in NIST's Direct-minimal test data, plus the limitedMetadata flags (ITI TF-3 4.3.1, XDR Limited Metadata)."""
     entry = DocumentEntry(
         entry_id="Document01", unique_id="1.2.3.4.200.1", mime_type="application/pdf", limited_metadata=True
     )
@@ -367,7 +367,9 @@ def test_reads_ett_minimal_metadata_sample() -> None:
     (entry,) = read.document_entries
     assert entry.language_code is None
     assert entry.source_patient_id == Patient("1^^^&2.16.840.1.113883.4.6&ISO")
-    assert not entry.limited_metadata  # ETT's minimal message carries no limitedMetadata node (digest §9)
+    assert (
+        not entry.limited_metadata
+    )  # ETT's minimal message carries no limitedMetadata node (ITI TF-3 4.3.1, XDR Limited Metadata)
     assert read.submission_set is not None and not read.submission_set.limited_metadata
 
 

@@ -1,4 +1,4 @@
-"""RegistryResponse writer and reader: round trips, the official rs.xsd, real peers' responses (§12)."""
+"""RegistryResponse writer and reader: round trips, the official rs.xsd, real peers' responses (ITI TF-3 4.2.4, ebRS 3.0)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_reader_missing_status() -> None:
 
 
 def test_reader_severity_not_urn_and_highest_severity_text() -> None:
-    # The Direct RI: severity="Error" and highestSeverity carrying the error text (digest §12).
+    # The Direct RI: severity="Error" and highestSeverity carrying the error text (ITI TF-3 4.2.4, ebRS 3.0).
     resp, findings = _read(
         f'{RS_OPEN} status="{ns.STATUS_FAILURE}"><rs:RegistryErrorList highestSeverity="Something broke">'
         '<rs:RegistryError errorCode="XDSRepositoryError" codeContext="boom" severity="Error"/>'

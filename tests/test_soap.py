@@ -1,4 +1,4 @@
-"""SOAP 1.2 envelopes: the request zeep builds and its reader, replies and faults (digest §3-5, §13)."""
+"""SOAP 1.2 envelopes: the request zeep builds and its reader, replies and faults (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding, SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def test_request_round_trip(cids: list[str]) -> None:
     assert read.findings == []
 
 
-# --- official schemas (on the XOP-decoded infoset, digest §4.6)
+# --- official schemas (on the XOP-decoded infoset, ITI TF-2b 3.41.5)
 
 
 def _xop_decode(xml: bytes) -> etree._Element:
@@ -365,7 +365,7 @@ def test_a_mandatory_wsse_security_faults_unless_declared_understood() -> None:
 
 def test_faults_carry_the_readable_message_id_and_their_machine_readable_detail() -> None:
     """RelatesTo correlates even a fault; MustUnderstand names the block in env:NotUnderstood (SOAP 1.2 Part 1
-    §5.4.8); ActionNotSupported names the action in wsa:ProblemAction (WS-A SOAP binding §6)."""
+    XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3.8); ActionNotSupported names the action in wsa:ProblemAction (WS-A SOAP binding §6)."""
     with pytest.raises(RemoteProtocolError) as caught:
         read_request_envelope(_template(extra=_WSSE_BLOCK))
     exc = caught.value
@@ -438,7 +438,7 @@ def _fails(xml: bytes) -> RemoteProtocolError:
 
 
 def test_invalid_addresses_are_error_findings_not_faults() -> None:
-    """digest §11: the receiver answers with a Failure that reports this next to every other problem."""
+    """our practice-binding rule: the receiver answers with a Failure that reports this next to every other problem."""
     block = PARTS["block"].replace("sender@ttpedge.sitenv.org", "#DIRECT_FROM#")
     block = block.replace(
         "</direct:addressBlock>", "<direct:to>not an address</direct:to></direct:addressBlock>"

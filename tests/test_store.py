@@ -477,5 +477,5 @@ def test_same_practice_keeps_duplicate_and_conflict_answers(tmp_path: Path) -> N
         _store_as(inbox, "practice-a", changed)
     assert not isinstance(info.value, UniqueIdOwnedElsewhere)
     assert info.value.error_code == "XDSNonIdenticalHash"
-    assert info.value.code_context == first.document_entries[0].unique_id  # digest §12
+    assert info.value.code_context == first.document_entries[0].unique_id  # ITI TF-3 4.2.4, ebRS 3.0
     assert info.value.location == "ExtrinsicObject/ExternalIdentifier[uniqueId]"

@@ -1,4 +1,4 @@
-"""Per-practice TLS over real loopback handshakes, with certificates made by xdr_edge.pki (digest §2, §11)."""
+"""Per-practice TLS over real loopback handshakes, with certificates made by xdr_edge.pki (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule)."""
 
 from __future__ import annotations
 
@@ -322,7 +322,7 @@ def test_client_context_settings_and_temp_key_removed(demo_pki: DemoPki, tmp_pat
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Receiving side: the handshake itself refuses bad clients (digest §2 ETT 9/19, §11 step 1)
+# Receiving side: the handshake itself refuses bad clients (Direct Edge Protocols IG §1.1, ETT tests 9/19)
 
 
 def _handshake(server: _TlsServer, demo_pki: DemoPki, cert: Path, key: Path) -> None:

@@ -326,7 +326,7 @@ def test_limited_metadata_flag_at_xds_level_is_a_warning() -> None:
     assert finding.location == f"{DE}/Classification[limitedMetadata]"
 
 
-# the five ETT missing-metadata variants (digest §14, negative_missing_metadata_elements1-5)
+# the five ETT missing-metadata variants (ONC ETT XDR tests, negative_missing_metadata_elements1-5)
 
 
 def test_ett_variant_1_document_entry_unique_id_missing() -> None:
@@ -457,7 +457,7 @@ def test_valid_urn_uuid_ids_are_accepted() -> None:
     assert validate(submission) == []
 
 
-# formats (digest §8)
+# formats (ITI TF-3 4.2.3)
 
 
 def test_bad_cx_patient_ids() -> None:
@@ -680,7 +680,7 @@ def test_association_without_id() -> None:
     assert only(validate(submission), "association-missing-id").location == "Association[1]/@id"
 
 
-# Direct sender and recipients (digest §5, §11)
+# Direct sender and recipients (XDR and XDM for Direct Messaging §4; our practice-binding rule)
 
 
 def test_sender_from_author_telecom_when_no_address_block() -> None:
@@ -819,7 +819,7 @@ def test_association_naming_itself() -> None:
     assert only(validate(submission), "association-to-self").location == "Association[@id='as02']"
 
 
-# lengths: the maxLength facets of rim.xsd (digest §6) the writer's values must respect
+# lengths: the maxLength facets of rim.xsd (ITI TF-3 4.2, ebRIM 3.0) the writer's values must respect
 
 LONG_NAME, FREE_FORM_TEXT = 256, 1024
 FILLER = "Q"
@@ -1228,7 +1228,7 @@ def test_ett_negative_messages_are_rejected(sample: str, expected: set[str]) -> 
 
 @pytest.mark.shared
 def test_ett_missing_direct_block_passes_only_through_author_telecom() -> None:
-    """Digest §5.1 decision: without an address block, accept when the SubmissionSet author carries
+    """XDR and XDM for Direct Messaging §4.1 decision: without an address block, accept when the SubmissionSet author carries
     authorTelecommunication (this ETT message does), else reject as sender unknown."""
     submission, _ = _sample_submission("ett/negative_missing_direct_block.xml")
     assert submission.direct_from is None

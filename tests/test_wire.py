@@ -1,6 +1,6 @@
 """Whole messages on the wire (xdr_edge.wire): reader(writer(s)) == s for generated submissions, official-schema
 validity of produced requests and responses after XOP decoding, and the document/part pairing findings of
-digest §4 and §12. Real bytes end to end: the MTOM body is streamed and parsed back with spooled parts."""
+ITI TF-2b 3.41.5, W3C MTOM/XOP; ITI TF-3 4.2.4, ebRS 3.0. Real bytes end to end: the MTOM body is streamed and parsed back with spooled parts."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_composed_submission_roundtrips_without_findings(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Official schemas, after XOP decoding (digest §4.6)
+# Official schemas, after XOP decoding (ITI TF-2b 3.41.5)
 
 
 def _xop_decoded(root: bytes, parts: dict[str, bytes]) -> etree._Element:
@@ -291,7 +291,9 @@ def test_reply_roundtrip(name: str, mtom: bool) -> None:
 def test_fault_roundtrip(mtom: bool) -> None:
     fault = Fault("Sender", "wsa:Action is missing", subcode="wsa:MessageAddressingHeaderRequired")
     reply = build_reply(fault, relates_to="urn:uuid:6c3b2f6e-0b8e-4c7e-9d1a-3f1d2a4b5c6d", mtom=mtom)
-    assert reply.status == 400  # SOAP 1.2 HTTP binding: Sender faults are 400 (digest §13)
+    assert (
+        reply.status == 400
+    )  # SOAP 1.2 HTTP binding: Sender faults are 400 (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)
     parsed = parse_response(reply.content_type, reply.body)
     assert parsed.registry_response is None
     assert parsed.fault is not None
@@ -343,7 +345,7 @@ def test_parse_response_refuses_non_soap(content_type: str, body: bytes, code: s
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Pairing documents with parts (digest §4, §12)
+# Pairing documents with parts (ITI TF-2b 3.41.5, W3C MTOM/XOP; ITI TF-3 4.2.4, ebRS 3.0)
 
 
 def _package(
@@ -421,7 +423,7 @@ def test_hash_mismatch_is_reported(ccda_submission: Submission) -> None:
 
 
 def test_invalid_direct_from_is_a_failure_next_to_other_findings(ccda_submission: Submission) -> None:
-    """digest §11: an invalid direct:from is XDSRepositoryMetadataError in a Failure, not a Sender fault, so the
+    """our practice-binding rule: an invalid direct:from is XDSRepositoryMetadataError in a Failure, not a Sender fault, so the
     same reply also names the missing document."""
     pairs = list(_entry_parts(ccda_submission))[:1]  # Document02 is sent without its part
     content_type, body = _package(ccda_submission, [r for r, _ in pairs], [p for _, p in pairs])

@@ -2,7 +2,7 @@
 
 Why: a sender composing a submission from a C-CDA file should not make its user type what the document already
 says (patient, author, type, confidentiality, language, dates), and the values must be the XDS forms of digest
-§8 (CX, XCN, XON, UTC DTM, ``sourcePatientInfo`` ``PID-n|...``).
+ITI TF-3 4.2.3 (CX, XCN, XON, UTC DTM, ``sourcePatientInfo`` ``PID-n|...``).
 
 Only the header is read. It precedes the first ``component`` child of ``ClinicalDocument``, so callers pass
 the document's head (``Document.head()``, 64 KiB by default) and the parser stops at ``component``: a 500 MB
@@ -35,7 +35,7 @@ LOINC: Final = "2.16.840.1.113883.6.1"
 
 _CHUNK: Final = 8 * 1024
 _CONFIDENTIALITY_NAMES: Final = {"N": "Normal", "R": "Restricted", "V": "Very Restricted"}
-# HL7 v3 AdministrativeGender -> HL7 v2 table 0001 (PID-8, digest §8).
+# HL7 v3 AdministrativeGender -> HL7 v2 table 0001 (PID-8, ITI TF-3 4.2.3).
 _PID8: Final = {"M": "M", "F": "F", "UN": "U"}
 _TS: Final = re.compile(r"^(\d{4,14})(?:\.\d{1,4})?([+-]\d{4})?$")
 
@@ -63,7 +63,7 @@ class CdaHeader:
 def cda_ts_to_dtm(value: str) -> Dtm | None:
     """An HL7 v3 TS (``YYYYMMDDhhmmss[.ffff][+/-ZZzz]``) as a UTC DTM of the same precision, or None.
 
-    XDS times are UTC (digest §8) while CDA times carry the author's offset, e.g. ``20240102103000-0500`` is
+    XDS times are UTC (ITI TF-3 4.2.3) while CDA times carry the author's offset, e.g. ``20240102103000-0500`` is
     ``20240102153000``. Values without an offset, or coarser than an hour, are kept as written: there is
     nothing to convert them with, and shifting a bare date would change the day.
     """
@@ -216,7 +216,7 @@ def _organization(org: etree._Element | None) -> Organization | None:
 
 
 def _telecoms(entity: etree._Element) -> tuple[Telecom, ...]:
-    """``mailto:`` telecoms as XTN Direct addresses (authorTelecommunication, digest §5.4)."""
+    """``mailto:`` telecoms as XTN Direct addresses (authorTelecommunication, XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3)."""
     found: list[Telecom] = []
     for tel in entity.iterfind(_v3("telecom")):
         value = (tel.get("value") or "").strip()

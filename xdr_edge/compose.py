@@ -3,7 +3,7 @@ a user expects (issue #2 item 2), so that a caller can send a C-CDA with only th
 
 What is filled in, and why:
 - uniqueIds as OIDs: ``2.25.<uuid>`` (ITU-T X.667, needs no registered root) or under a configured root;
-- entry ids symbolic (``Document01``, ``SubmissionSet01``) or ``urn:uuid:`` (both legal, digest §6);
+- entry ids symbolic (``Document01``, ``SubmissionSet01``) or ``urn:uuid:`` (both legal, ITI TF-3 4.2, ebRIM 3.0);
 - UTC ``submissionTime`` now; ``sourceId`` stable per sending Direct domain (a name-based UUID OID) unless given;
 - SHA-1 ``hash`` and ``size`` computed by streaming the exact bytes that will be sent (the MTOM writer re-checks
   them while sending, so a file changed in between aborts the send instead of contradicting the metadata);
@@ -12,7 +12,7 @@ What is filled in, and why:
   433/434), and the HasMember associations with ``SubmissionSetStatus=Original``;
 - for a C-CDA document, patient id and name, title, type code, author, confidentiality, language, creation and
   service times from the CDA header (:mod:`xdr_edge.cda`);
-- at the minimal level, both limitedMetadata classifications (digest §9: harmless for XDS receivers, required
+- at the minimal level, both limitedMetadata classifications (ITI TF-3 4.3.1, XDR Limited Metadata: harmless for XDS receivers, required
   by IHE Metadata-Limited).
 
 Pure: files are read only as document sources.
@@ -112,7 +112,7 @@ def guess_mime_type(head: bytes, name: str | None = None) -> str:
 
 def new_unique_id(root: str | None = None, *, max_length: int = 64) -> str:
     """A fresh OID: ``2.25.<uuid4 as integer>`` or ``<root>.<digits>`` that fits ``max_length`` (SS uniqueId
-    must be <= 64 characters, digest §8)."""
+    must be <= 64 characters, ITI TF-3 4.2.3)."""
     digits = str(uuid.uuid4().int)
     if root is None:
         return f"2.25.{digits}"
@@ -263,7 +263,7 @@ def compose(
     says. ``author`` is used for every DocumentEntry that has none of its own and is merged into the
     SubmissionSet author, whose ``authorTelecommunication`` is always the sender's address.
     ``final_destination_delivery`` asks the HISP for a notification once the message reached its final
-    destination (the address block's X-DIRECT-FINAL-DESTINATION-DELIVERY, digest §5.1).
+    destination (the address block's X-DIRECT-FINAL-DESTINATION-DELIVERY, XDR and XDM for Direct Messaging §4.1).
     """
     if not documents:
         raise LocalProtocolError("a submission needs at least one document", code="no-documents")

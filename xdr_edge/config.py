@@ -23,7 +23,7 @@ Example::
     domains = ["direct.practice-a.org"]
 
 Unknown keys are errors: a misspelt ``adresses`` silently binding nothing would only show up as refused
-submissions later (digest §11: a sender address must be bound to the practice whose certificate is used).
+submissions later (our practice-binding rule: a sender address must be bound to the practice whose certificate is used).
 """
 
 from __future__ import annotations
@@ -140,7 +140,10 @@ def _endpoint(reader: _Reader) -> str:
     assert endpoint is not None
     parts = urlsplit(endpoint)
     if parts.scheme != "https" or not parts.hostname:
-        raise reader.error("endpoint", f"must be an https:// URL (mutual TLS, digest §2), got {endpoint!r}")
+        raise reader.error(
+            "endpoint",
+            f"must be an https:// URL (mutual TLS, Direct Edge Protocols IG §1.1, ETT tests 6-9), got {endpoint!r}",
+        )
     return endpoint
 
 

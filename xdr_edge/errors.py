@@ -4,7 +4,7 @@ Every error carries a machine-readable ``code`` (stable, kebab-case), a human ``
 a ``location`` (an element path, a file name, a certificate subject). Errors raised while reading what a peer sent
 also carry what the receiver must answer with: an XDS ``errorCode`` for a RegistryResponse Failure, or a SOAP 1.2
 fault code (``Sender``, ``VersionMismatch``, ``MustUnderstand``) plus an optional WS-Addressing subcode
-(digest §12-13). This mirrors h11's LocalProtocolError / RemoteProtocolError split: *we* built something invalid
+(ITI TF-3 4.2.4, ebRS 3.0-13). This mirrors h11's LocalProtocolError / RemoteProtocolError split: *we* built something invalid
 versus *the peer* sent something invalid.
 
 Library exceptions (``ssl.SSLError``, requests, zeep, lxml) are translated into these at one boundary per module,
@@ -72,7 +72,7 @@ class RemoteProtocolError(XdrError):
     """The peer sent something invalid.
 
     ``xds_error_code`` says which RegistryError a receiver answers with; when ``fault_code`` is set the answer is
-    a SOAP fault instead (SOAP-level and WS-Addressing errors, digest §13).
+    a SOAP fault instead (SOAP-level and WS-Addressing errors, SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3).
     """
 
     code = "remote-protocol"

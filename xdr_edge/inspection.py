@@ -155,7 +155,7 @@ def inspect_stream(
     return result
 
 
-# validate() rules that judge the Direct addressing of a whole request (digest §5.1, §11): the sender is
+# validate() rules that judge the Direct addressing of a whole request (XDR and XDM for Direct Messaging §4.1; our practice-binding rule): the sender is
 # direct:from else authorTelecommunication, the recipients direct:to else intendedRecipient. Bare metadata has no
 # envelope, so when they fire it only means the envelope that carries this metadata would need an address block.
 _ENVELOPE_DEPENDENT_RULES = frozenset({"sender-unknown", "no-recipient"})
@@ -185,7 +185,7 @@ def _dispatch(
 
 def _inspect_unknown_envelope(result: Inspection, root: bytes, local: str) -> None:
     """An envelope whose Body we do not recognise: the request reader names the structural fault precisely
-    (a Body in the wrong namespace, a misplaced Header; digest §3, §13) where one exists."""
+    (a Body in the wrong namespace, a misplaced Header; ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3) where one exists."""
     try:
         read_request_envelope(root)
     except RemoteProtocolError as exc:
@@ -276,7 +276,7 @@ def _inspect_response(result: Inspection, root: bytes, child: etree._Element | N
 
 def _as_conformance(finding: Finding) -> Finding:
     """The response reader is lenient (a client still derives an outcome from a Success that carries an Error,
-    or from a Failure without one); the inspector judges conformance, and a response that breaks the digest §12
+    or from a Failure without one); the inspector judges conformance, and a response that breaks the ITI TF-3 4.2.4, ebRS 3.0
     consistency rules or uses the type name as root element is one a receiver must not send: an error here."""
     if finding.code == "RegistryResponseInconsistent" and not finding.is_error:
         return dataclasses.replace(finding, severity=Severity.ERROR)

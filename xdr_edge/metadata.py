@@ -1,8 +1,8 @@
-"""Submission <-> ebRIM 3.0 ``lcm:SubmitObjectsRequest``: writer and reader side by side (digest §6-9).
+"""Submission <-> ebRIM 3.0 ``lcm:SubmitObjectsRequest``: writer and reader side by side (ITI TF-3 4.2, ebRIM 3.0).
 
 Pure: elements in, elements out. No parsing of bytes (callers use :func:`xdr_edge.xml.parse`), no I/O, no
 logging (metadata holds PHI). The writer emits exactly what the model holds, in the child order rim.xsd
-demands (``Slot*, Name?, Description?, VersionInfo?, Classification*, ExternalIdentifier*``, digest §6);
+demands (``Slot*, Name?, Description?, VersionInfo?, Classification*, ExternalIdentifier*``, ITI TF-3 4.2, ebRIM 3.0);
 profile rules (what is required at the minimal or XDS level) belong to :mod:`xdr_edge.validate`, not here.
 
 The reader is lenient on purpose: a receiver must be able to *hold* what a peer sent and name every problem,
@@ -47,7 +47,7 @@ _META_ERROR: Final = "XDSRegistryMetadataError"
 # produces the same bytes (reproducible output, stable fixtures), and every id is a valid urn:uuid (XD 104).
 _ID_NAMESPACE: Final = uuid.UUID("6f1d4a0e-8a57-4b0e-9a53-0c3a5e1f2d77")
 
-# §8: DocumentEntry slots the model maps to fields, and the other legal names it keeps in ``extra_slots``.
+# ITI TF-3 4.2.3: DocumentEntry slots the model maps to fields, and the other legal names it keeps in ``extra_slots``.
 _DE_MODELLED_SLOTS: Final = frozenset(
     {
         "creationTime",
@@ -67,7 +67,7 @@ _SS_MODELLED_SLOTS: Final = frozenset({"submissionTime", "intendedRecipient"})
 _AUTHOR_SINGLE: Final = "authorPerson"
 _AUTHOR_MULTI: Final = ("authorInstitution", "authorRole", "authorSpecialty", "authorTelecommunication")
 
-# §7: coded DocumentEntry classifications, in the order the writer emits them.
+# ITI TF-3 4.2.5: coded DocumentEntry classifications, in the order the writer emits them.
 _DE_CODE_SCHEMES: Final = {
     ns.DE_CLASS_CODE: "classCode",
     ns.DE_CONFIDENTIALITY_CODE: "confidentialityCode",
@@ -283,7 +283,7 @@ def _write_submission_set(parent: etree._Element, ss: SubmissionSet) -> None:
     _write_external_id(pkg, ns.SS_SOURCE_ID, ss.source_id, ids)
     if ss.patient_id is not None:
         _write_external_id(pkg, ns.SS_PATIENT_ID, ss.patient_id.cx, ids)
-    # The classification that makes this RegistryPackage the SubmissionSet sits beside it (digest §6); its id
+    # The classification that makes this RegistryPackage the SubmissionSet sits beside it (ITI TF-3 4.2, ebRIM 3.0); its id
     # continues the package's sequence so it cannot collide with the package's own children.
     _write_node(parent, ss.entry_id, ns.SUBMISSION_SET, ids.next())
 
@@ -303,7 +303,7 @@ def _write_association(parent: etree._Element, assoc: Association) -> None:
 
 
 def write_submit_objects(submission: Submission) -> etree._Element:
-    """The ``lcm:SubmitObjectsRequest`` for ``submission`` (digest §6): DocumentEntries, the SubmissionSet,
+    """The ``lcm:SubmitObjectsRequest`` for ``submission`` (ITI TF-3 4.2, ebRIM 3.0): DocumentEntries, the SubmissionSet,
     its a54d6aa5 classification, then the associations. Ids of Classifications and ExternalIdentifiers are
     derived from their parent's id, so the output is reproducible.
     """
@@ -400,7 +400,7 @@ class _Slots:
     def extras(
         self, modelled: frozenset[str], legal: frozenset[str] = frozenset()
     ) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """Slots the model has no field for; names neither legal nor ``urn:`` extensions are warned (§8)."""
+        """Slots the model has no field for; names neither legal nor ``urn:`` extensions are warned (ITI TF-3 4.2.3)."""
         kept: list[tuple[str, tuple[str, ...]]] = []
         for name, values in self.ordered:
             if name in modelled:
@@ -536,7 +536,7 @@ def _read_classifications(
 
 
 def _identifier_scheme(ext: etree._Element, here: str, ctx: _Context, known: frozenset[str]) -> str | None:
-    """The scheme an ExternalIdentifier stands for, from ``@identificationScheme`` and its ``Name`` (§7).
+    """The scheme an ExternalIdentifier stands for, from ``@identificationScheme`` and its ``Name`` (ITI TF-3 4.2.5).
 
     The scheme decides; a Name that contradicts it draws a warning. A peer that got the UUID wrong but the
     Name right (``XDSDocumentEntry.uniqueId``) is read by its Name, with an error, so that the value is not
@@ -716,7 +716,7 @@ def _package_kind(pkg: etree._Element, index: _Index) -> str | None:
 def _choose_submission_set(
     packages: list[tuple[int, etree._Element]], index: _Index, ctx: _Context
 ) -> tuple[int, etree._Element] | None:
-    """Digest §6: exactly one SubmissionSet (XD 181). Folders are reported and ignored (not supported)."""
+    """ITI TF-3 4.2, ebRIM 3.0: exactly one SubmissionSet (XD 181). Folders are reported and ignored (not supported)."""
     sets: list[tuple[int, etree._Element]] = []
     unclassified: list[tuple[int, etree._Element]] = []
     for position, pkg in packages:

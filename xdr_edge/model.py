@@ -3,7 +3,7 @@
 HL7 v2 data types (CX, XCN, XON, XTN, DTM) are kept as their wire text, with parsed accessors and a
 ``format_problems()`` check, rather than being forced through a parser at construction. Why: the receiver must be
 able to *hold* what a peer sent, including malformed values, so that validation can name the exact problem
-(digest §8, NIST format checks) instead of the reader failing on the first oddity. Builders such as
+(ITI TF-3 4.2.3, NIST format checks) instead of the reader failing on the first oddity. Builders such as
 :meth:`Patient.of` produce well-formed text for callers creating submissions.
 
 A :class:`Document` is a byte source (a path, a seekable binary file, or small in-memory bytes), never required
@@ -58,7 +58,7 @@ def is_oid(text: str) -> bool:
 
 
 class MetadataLevel(str, Enum):
-    """The Direct ``metadata-level`` header values (digest §5.2); case-sensitive on the wire."""
+    """The Direct ``metadata-level`` header values (XDR and XDM for Direct Messaging §6.1.1); case-sensitive on the wire."""
 
     MINIMAL = "minimal"
     XDS = "XDS"
@@ -80,7 +80,7 @@ class DirectAddress:
 
     Domains compare case-insensitively (they are normalised to lower case); the local part is kept as written,
     since RFC 5321 leaves its case to the receiving domain. ``uri`` is the ``mailto:`` form we emit in the address
-    block (digest §5.1: emit ``mailto:``, accept both).
+    block (XDR and XDM for Direct Messaging §4.1: emit ``mailto:``, accept both).
     """
 
     address: str
@@ -117,7 +117,7 @@ class DirectAddress:
 
 @dataclass(frozen=True)
 class Dtm:
-    """An HL7 v2 DTM timestamp ``YYYY[MM[DD[hh[mm[ss]]]]]`` in UTC (digest §8), kept as text."""
+    """An HL7 v2 DTM timestamp ``YYYY[MM[DD[hh[mm[ss]]]]]`` in UTC (ITI TF-3 4.2.3), kept as text."""
 
     text: str
 
@@ -166,7 +166,7 @@ def _split(text: str, sep: str, count: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Patient:
-    """A patient identifier in HL7 CX form ``ID^^^&<assigning-authority-OID>&ISO`` (digest §8)."""
+    """A patient identifier in HL7 CX form ``ID^^^&<assigning-authority-OID>&ISO`` (ITI TF-3 4.2.3)."""
 
     cx: str
 
@@ -200,7 +200,7 @@ class Patient:
 
 @dataclass(frozen=True)
 class Person:
-    """A person in HL7 XCN form ``ID^Family^Given^Middle^Suffix^Prefix^^^&AA-OID&ISO`` (digest §8)."""
+    """A person in HL7 XCN form ``ID^Family^Given^Middle^Suffix^Prefix^^^&AA-OID&ISO`` (ITI TF-3 4.2.3)."""
 
     xcn: str
 
@@ -250,7 +250,7 @@ class Person:
 
 @dataclass(frozen=True)
 class Organization:
-    """An organization in HL7 XON form ``Name^^^^^^^^^<OID>`` (digest §8)."""
+    """An organization in HL7 XON form ``Name^^^^^^^^^<OID>`` (ITI TF-3 4.2.3)."""
 
     xon: str
 
@@ -282,7 +282,7 @@ class Organization:
 
 @dataclass(frozen=True)
 class Telecom:
-    """A telecommunication address in HL7 XTN form; for Direct ``^^Internet^user@domain`` (digest §5.4)."""
+    """A telecommunication address in HL7 XTN form; for Direct ``^^Internet^user@domain`` (XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3)."""
 
     xtn: str
 
@@ -316,7 +316,7 @@ class Telecom:
 
 @dataclass(frozen=True)
 class Recipient:
-    """A SubmissionSet ``intendedRecipient`` value ``XON|XCN|XTN`` (digest §5.4); the XTN may not be omitted."""
+    """A SubmissionSet ``intendedRecipient`` value ``XON|XCN|XTN`` (XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3); the XTN may not be omitted."""
 
     value: str
 
@@ -472,7 +472,7 @@ class Document:
 
 @dataclass(frozen=True)
 class DocumentEntry:
-    """An XDS DocumentEntry (ebRIM ExtrinsicObject) with every attribute of digest §8-9.
+    """An XDS DocumentEntry (ebRIM ExtrinsicObject) with every attribute of ITI TF-3 4.2.3-9.
 
     ``entry_id`` is the ExtrinsicObject ``@id`` (symbolic like ``Document01`` or ``urn:uuid:…``) and also the
     ``xdsb:Document/@id`` of its bytes. ``document`` does not take part in equality: two entries are equal when
@@ -543,9 +543,9 @@ class Submission:
     address block (``direct_from``/``direct_to``) and the declared metadata level.
 
     ``level`` is what the ``direct:metadata-level`` header says (or will say); the XDS default when absent
-    follows digest §5.3. ``final_destination_delivery`` is the address block's
+    follows XDR and XDM for Direct Messaging §6.1.1. ``final_destination_delivery`` is the address block's
     ``X-DIRECT-FINAL-DESTINATION-DELIVERY`` request: the sender asks to be told when the message reached its
-    final destination, not only the recipient's HISP (Delivery Notification IG §1.3, digest §5.1).
+    final destination, not only the recipient's HISP (Delivery Notification IG §1.3, XDR and XDM for Direct Messaging §4.1).
     """
 
     submission_set: SubmissionSet
@@ -564,7 +564,7 @@ class Submission:
 
     @property
     def sender(self) -> DirectAddress | None:
-        """``direct:from``, else the SubmissionSet author's Direct address (digest §10-11)."""
+        """``direct:from``, else the SubmissionSet author's Direct address (XDR and XDM for Direct Messaging §5-11)."""
         if self.direct_from is not None:
             return self.direct_from
         for author in self.submission_set.authors:
@@ -574,7 +574,7 @@ class Submission:
 
     @property
     def recipients(self) -> tuple[DirectAddress, ...]:
-        """``direct:to``, else every intendedRecipient XTN address (digest §10)."""
+        """``direct:to``, else every intendedRecipient XTN address (XDR and XDM for Direct Messaging §5)."""
         if self.direct_to:
             return self.direct_to
         return tuple(a for a in (r.address for r in self.submission_set.intended_recipients) if a is not None)

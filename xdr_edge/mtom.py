@@ -1,6 +1,6 @@
 """MTOM/XOP packaging for ITI-41: a streaming writer with an exact length, and a streaming reader with limits.
 
-This module owns the ``multipart/related`` framing of digest §4: the HTTP Content-Type header, the root part
+This module owns the ``multipart/related`` framing of ITI TF-2b 3.41.5, W3C MTOM/XOP: the HTTP Content-Type header, the root part
 holding the SOAP envelope, one binary MIME part per ``xop:Include``, and the ``cid:`` references between them.
 It is pure: byte streams in, bytes out. It opens files only as document sources (writer) and as spool files
 (reader); it never opens a socket, never parses the envelope (that is ``soap.py``) and never logs part bytes
@@ -66,7 +66,7 @@ _IDENTITY_ENCODINGS: Final = frozenset({"binary", "8bit", "7bit"})
 
 
 def _sha1() -> hashlib._Hash:
-    # SHA-1 is what the XDS `hash` attribute is defined as (digest §8), not a security use.
+    # SHA-1 is what the XDS `hash` attribute is defined as (ITI TF-3 4.2.3), not a security use.
     return hashlib.sha1(usedforsecurity=False)
 
 
@@ -160,7 +160,7 @@ def new_content_id(domain: str = "xdr-edge") -> str:
 def cid_href(content_id: str) -> str:
     """The ``xop:Include/@href`` for a Content-ID: ``cid:`` + the id, %-encoded where needed.
 
-    RFC 2392 and digest §4 rule 4; :meth:`MtomPackage.resolve` is its inverse.
+    RFC 2392 and RFC 2392, XOP 1.0 §3; :meth:`MtomPackage.resolve` is its inverse.
     """
     return "cid:" + quote(content_id, safe=_CID_SAFE)
 
@@ -276,7 +276,7 @@ def _part_head(boundary: bytes, content_type: str, content_id: str, *, first: bo
 
 
 class MtomBody:
-    """A complete ITI-41 MTOM request body (digest §4), streamed, with an exact length.
+    """A complete ITI-41 MTOM request body (ITI TF-2b 3.41.5, W3C MTOM/XOP), streamed, with an exact length.
 
     Iterating yields the framing and the documents in chunks; no document is ever held whole. Each iteration
     re-opens the documents, so the same object can be sent again on retry. ``len()`` is exact and is computed
@@ -350,7 +350,7 @@ class MtomBody:
 
     @property
     def content_type(self) -> str:
-        """The HTTP Content-Type header value, exactly as digest §4 rule 1 gives it."""
+        """The HTTP Content-Type header value, exactly as XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 gives it."""
         return (
             f'multipart/related; boundary="{self.boundary}"; type="{XOP_MEDIA_TYPE}"; '
             f'start="<{self.root_content_id}>"; start-info="{SOAP12_MEDIA_TYPE}"; action="{self.action}"'
@@ -515,10 +515,10 @@ class MtomPackage:
         self.parts = parts
 
     def resolve(self, href: str) -> ReceivedPart:
-        """The part an ``xop:Include/@href`` points at (digest §4 rule 4: ``cid:`` + %-encoded Content-ID).
+        """The part an ``xop:Include/@href`` points at (RFC 2392, XOP 1.0 §3: ``cid:`` + %-encoded Content-ID).
 
         A non-``cid:`` href is an XOP violation (SOAP fault ``Sender``); a ``cid:`` naming no part means the
-        document is missing (``XDSMissingDocument``, digest §4 rule 7).
+        document is missing (``XDSMissingDocument``, ITI TF-3 4.2.4).
         """
         content_id = content_id_of(href)
         if content_id is None:
@@ -570,11 +570,11 @@ class _Envelope:
 
 
 def _read_envelope_type(content_type: str) -> _Envelope:
-    """Check the HTTP Content-Type per digest §4 rule 1 and §15 (what NIST's MtomMessageValidator checks)."""
+    """Check the HTTP Content-Type per XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 and NIST XDS toolkit validators (what NIST's MtomMessageValidator checks)."""
     media, params = parse_content_type(content_type)
     if media != "multipart/related":
         raise _sender_error(
-            f"Content-Type is {media!r}; an MTOM request must be multipart/related (digest §4)",
+            f"Content-Type is {media!r}; an MTOM request must be multipart/related (ITI TF-2b 3.41.5, W3C MTOM/XOP)",
             "mtom-content-type",
             "Content-Type",
         )
@@ -602,7 +602,7 @@ def _read_envelope_type(content_type: str) -> _Envelope:
         start = _strip_brackets(start.strip())
         if start is None:
             raise _sender_error(
-                "the start parameter must be a Content-ID wrapped in < > (digest §4 rule 1)",
+                "the start parameter must be a Content-ID wrapped in < > (XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5)",
                 "mtom-start",
                 "Content-Type",
             )
@@ -751,7 +751,7 @@ class _PackageReader:
         if root_type is None or parse_content_type(root_type)[0] != XOP_MEDIA_TYPE:
             raise _sender_error(
                 f"the root part's Content-Type is {root_type!r}; MTOM requires {XOP_MEDIA_TYPE} "
-                "(digest §4 rule 2)",
+                "(XOP 1.0 §4.1)",
                 "mtom-root-type",
                 where,
             )
@@ -762,13 +762,14 @@ class _PackageReader:
         raw = next((value for name, value in headers if name.lower() == "content-id"), None)
         if raw is None:
             raise _sender_error(
-                f"{where} has no Content-ID header (digest §4 rules 2-3)", "mtom-content-id", where
+                f"{where} has no Content-ID header (ITI TF-2b 3.41.5, W3C MTOM/XOP rules 2-3)",
+                "mtom-content-id",
+                where,
             )
         content_id = _strip_brackets(raw)
         if content_id is None:
             raise _sender_error(
-                f"{where}: Content-ID header value must be wrapped in < > "
-                "(XOP 1.0 Example 2, digest §4 rule 2)",
+                f"{where}: Content-ID header value must be wrapped in < > (XOP 1.0 Example 2, XOP 1.0 §4.1)",
                 "mtom-content-id",
                 where,
             )
@@ -850,7 +851,7 @@ def read_mtom(
 
     ``content_type`` is the HTTP Content-Type header. When ``content_length`` is given, exactly that many
     bytes are read (a WSGI input must not be read further); otherwise the stream is read to its end. Short
-    reads are fine. The root part is the one ``start`` names, else the first (digest §4 rule 1). On any error
+    reads are fine. The root part is the one ``start`` names, else the first (XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5). On any error
     every spool file made so far is deleted before the error propagates. Errors are
     :class:`RemoteProtocolError` with fault code ``Sender``; exceeded limits are :class:`LimitExceeded`.
     """

@@ -1,4 +1,4 @@
-"""Namespaces, actions and ebRIM/XDS identifiers, exactly as in the standards digest §1 and §7.
+"""Namespaces, actions and ebRIM/XDS identifiers, exactly as in the standards ITI TF-2b 3.41; ITI TF-3 4.2.5.
 
 One home for every fixed URI so that no module spells one differently. Values only; no behaviour.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# §1 namespaces
+# ITI TF-2b 3.41 namespaces
 SOAP: Final = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 WSA: Final = "http://www.w3.org/2005/08/addressing"
@@ -40,14 +40,14 @@ ACTION_FAULT: Final = "http://www.w3.org/2005/08/addressing/soap/fault"
 WSA_ANONYMOUS: Final = "http://www.w3.org/2005/08/addressing/anonymous"
 DIRECT_ROLE: Final = "urn:direct:addressing:destination"
 
-# §12 statuses and severities
+# ITI TF-3 4.2.4, ebRS 3.0 statuses and severities
 STATUS_SUCCESS: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
 STATUS_FAILURE: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
 STATUS_PARTIAL: Final = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess"
 SEVERITY_ERROR: Final = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 SEVERITY_WARNING: Final = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Warning"
 
-# §7 object types, classification schemes and nodes, external identifier schemes
+# ITI TF-3 4.2.5 object types, classification schemes and nodes, external identifier schemes
 DOC_ENTRY_STABLE: Final = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 DOC_ENTRY_ON_DEMAND: Final = "urn:uuid:34268e47-fdf5-41a6-ba33-82133c465248"
 DE_AUTHOR: Final = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"

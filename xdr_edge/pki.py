@@ -7,8 +7,8 @@ Certificates here follow what a real HISP's PKI issues and what the verifier's w
 non-critical SAN (always at least one entry), EKU serverAuth or clientAuth, SKI/AKI, critical
 BasicConstraints and KeyUsage.
 
-Edge authentication is mutual TLS (digest §2); the receiver maps a client certificate to a practice
-(digest §11). To make that mapping testable every client certificate can carry the practice id in its
+Edge authentication is mutual TLS (Direct Edge Protocols IG §1.1, ETT tests 6-9); the receiver maps a client certificate to a practice
+(our practice-binding rule). To make that mapping testable every client certificate can carry the practice id in its
 subject as the ``UID`` attribute (userId, OID 0.9.2342.19200300.100.1.1), and its Direct addresses as SAN
 rfc822Name entries.
 
@@ -301,7 +301,7 @@ class CertificateAuthority:
         valid_days: int = 825,
         key_type: KeyType = "ec",
     ) -> IssuedCert:
-        """A TLS client certificate for a practice's edge system (digest §2, §11).
+        """A TLS client certificate for a practice's edge system (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule).
 
         Where things go:
 
@@ -409,7 +409,7 @@ def write_demo_pki(
 
     Files: ``ca.pem`` (trust anchor for both sides), ``server.pem``/``server.key``, per practice
     ``<id>.pem``, ``<id>.key``, ``<id>.p12`` and its random password in ``<id>.p12.pass`` (mode 0600);
-    ``untrusted-ca.pem`` with ``untrusted-client.pem``/``.key`` issued by it (ETT tests 9/19, digest §2);
+    ``untrusted-ca.pem`` with ``untrusted-client.pem``/``.key`` issued by it (ETT tests 9/19, Direct Edge Protocols IG §1.1, ETT tests 6-9);
     ``expired-client.pem``/``.key`` (first practice's identity, already expired); ``crl.pem`` (an empty,
     current CRL of the CA). The CA key is not written. Keys are generated afresh on every call.
     """

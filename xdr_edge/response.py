@@ -1,6 +1,6 @@
 """The ebRS ``RegistryResponse``: its writer (the receiver's answer) and its reader (the sender's outcome).
 
-Owns the mapping between the wire element (digest §12) and :class:`RegistryResponse`, a typed value with the
+Owns the mapping between the wire element (ITI TF-3 4.2.4, ebRS 3.0) and :class:`RegistryResponse`, a typed value with the
 status URN and its ``RegistryError`` entries. Pure: elements in, elements out; no SOAP envelope
 (``soap.py``), no transport. The reader is lenient because real peers are not: the Direct RI answers with a
 ``RegistryResponseType`` root and ``severity="Error"`` instead of the URN, NIST once sent ``errorCode=""``;
@@ -45,7 +45,7 @@ def _rs(local: str) -> str:
 class RegistryErrorEntry:
     """One ``rs:RegistryError``: an XDS ``errorCode``, the ``codeContext`` a person reads, severity, location.
 
-    ``location`` is free text (digest §12: NIST puts stack traces and validator names there); we put the
+    ``location`` is free text (ITI TF-3 4.2.4, ebRS 3.0: NIST puts stack traces and validator names there); we put the
     element path of the finding that caused the entry.
     """
 
@@ -76,7 +76,7 @@ class RegistryResponse:
     """A RegistryResponse as a value: the status URN, its error/warning entries and the optional requestId.
 
     ``status`` stays a string (not an enum) so that a peer's unknown status can be held and reported; the
-    constructors below only build the three statuses of digest §12, consistently.
+    constructors below only build the three statuses of ITI TF-3 4.2.4, ebRS 3.0, consistently.
     """
 
     status: str
@@ -85,7 +85,7 @@ class RegistryResponse:
 
     @classmethod
     def success(cls, warnings: Iterable[RegistryErrorEntry] = ()) -> RegistryResponse:
-        """Success, optionally with warnings; an Error-severity entry would contradict the status (§12)."""
+        """Success, optionally with warnings; an Error-severity entry would contradict the status (ITI TF-3 4.2.4, ebRS 3.0)."""
         entries = tuple(warnings)
         if any(e.is_error for e in entries):
             raise LocalProtocolError(
@@ -96,7 +96,7 @@ class RegistryResponse:
 
     @classmethod
     def failure(cls, errors: Iterable[RegistryErrorEntry]) -> RegistryResponse:
-        """Failure; ITI TF-3 §4.2.4 (digest §12) requires at least one Error-severity entry."""
+        """Failure; ITI TF-3 §4.2.4 (ITI TF-3 4.2.4, ebRS 3.0) requires at least one Error-severity entry."""
         entries = tuple(errors)
         if not any(e.is_error for e in entries):
             raise LocalProtocolError(
@@ -108,7 +108,7 @@ class RegistryResponse:
     @classmethod
     def partial(cls, errors: Iterable[RegistryErrorEntry]) -> RegistryResponse:
         """PartialSuccess: an XDR recipient processed part of the submission; the entries say what was not
-        (``Partial...NotProcessed`` codes, digest §12), so at least one is required."""
+        (``Partial...NotProcessed`` codes, ITI TF-3 4.2.4, ebRS 3.0), so at least one is required."""
         entries = tuple(errors)
         if not entries:
             raise LocalProtocolError(
@@ -120,7 +120,7 @@ class RegistryResponse:
     @classmethod
     def from_findings(cls, findings: Iterable[Finding]) -> RegistryResponse:
         """The receiver's answer to validation: Failure when any finding is an error, else Success with every
-        warning as a Warning entry (digest §13: metadata problems are a Failure, not a SOAP fault)."""
+        warning as a Warning entry (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3: metadata problems are a Failure, not a SOAP fault)."""
         entries = tuple(RegistryErrorEntry.from_finding(f) for f in findings)
         if any(e.is_error for e in entries):
             return cls(ns.STATUS_FAILURE, entries)
@@ -147,7 +147,7 @@ class RegistryResponse:
 
 
 def write_registry_response(resp: RegistryResponse) -> etree._Element:
-    """``rs:RegistryResponse`` per ebRS 3.0 rs.xsd (digest §12): status, optional requestId, and a
+    """``rs:RegistryResponse`` per ebRS 3.0 rs.xsd (ITI TF-3 4.2.4, ebRS 3.0): status, optional requestId, and a
     RegistryErrorList whose ``highestSeverity`` is computed, never copied (the RI gets it wrong)."""
     root = etree.Element(_rs("RegistryResponse"), nsmap={"rs": ns.RS})
     root.set("status", resp.status)
@@ -291,7 +291,7 @@ def _check_status(status: str, entries: tuple[RegistryErrorEntry, ...], where: s
 
 
 def read_registry_response(element: etree._Element) -> tuple[RegistryResponse, list[Finding]]:
-    """Read a peer's RegistryResponse, holding what it says and reporting the §12 consistency problems.
+    """Read a peer's RegistryResponse, holding what it says and reporting the ITI TF-3 4.2.4, ebRS 3.0 consistency problems.
 
     The status is taken as written (a Failure without errors is still a Failure: the sender must not assume
     delivery); findings tell the operator what the peer got wrong. Raises :class:`RemoteProtocolError` only

@@ -1,8 +1,8 @@
 """The SOAP 1.2 envelope of ITI-41: request writer and reader, response writer and reader, SOAP faults.
 
-Owns the envelope around the ebRIM metadata: WS-Addressing headers (digest §3), the Direct ``addressBlock``
-and ``metadata-level`` (§5), the ``xdsb:Document`` slots that point at MTOM parts (§4), the RegistryResponse
-and SOAP Fault envelopes (§12-13). Pure: bytes and lxml elements in and out; no sockets, no MIME packaging
+Owns the envelope around the ebRIM metadata: WS-Addressing headers (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding), the Direct ``addressBlock``
+and ``metadata-level`` (XDR and XDM for Direct Messaging §4), the ``xdsb:Document`` slots that point at MTOM parts (ITI TF-2b 3.41.5, W3C MTOM/XOP), the RegistryResponse
+and SOAP Fault envelopes (ITI TF-3 4.2.4, ebRS 3.0; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3). Pure: bytes and lxml elements in and out; no sockets, no MIME packaging
 (``mtom.py``), no ebRIM content (``metadata.py``), no RegistryResponse content (``response.py``).
 
 The request is built by zeep from our own WSDL (``wsdl/iti41.wsdl``) so the body follows the WSDL binding
@@ -14,7 +14,7 @@ headers we need (with ``mustUnderstand`` and ``ReplyTo``) are lxml elements pass
 and appear once.
 
 The readers never go through zeep: they walk the tree from :func:`xdr_edge.xml.parse` and raise
-:class:`~xdr_edge.errors.RemoteProtocolError` with the SOAP fault code the receiver answers with (§13).
+:class:`~xdr_edge.errors.RemoteProtocolError` with the SOAP fault code the receiver answers with (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ _OPERATION = "ProvideAndRegisterDocumentSet-b"
 _ROLE_NEXT = f"{ns.SOAP}/role/next"
 _ROLE_ULTIMATE = f"{ns.SOAP}/role/ultimateReceiver"
 #: Roles this node plays (SOAP 1.2 Part 1 §2.2): the default (no role), next, ultimateReceiver, and the Direct
-#: destination role the addressBlock targets (digest §5.1; the receiving endpoint is that destination).
+#: destination role the addressBlock targets (XDR and XDM for Direct Messaging §4.1; the receiving endpoint is that destination).
 _OUR_ROLES = frozenset({"", _ROLE_NEXT, _ROLE_ULTIMATE, ns.DIRECT_ROLE})
 _WSA_SINGLE = ("To", "From", "ReplyTo", "FaultTo", "MessageID", "Action")
 _WSA_KNOWN = frozenset({*_WSA_SINGLE, "RelatesTo"})
@@ -80,8 +80,10 @@ _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sen
 WSA_WARNING = "WS-Addressing"
 DIRECT_WARNING = "DirectAddressing"
 BODY_WARNING = "ITI-41"
-_BAD_ADDRESS_CODE = "XDSRepositoryMetadataError"  # digest §11: an unusable address block is a metadata error
-#: Delivery Notification IG §1.3 (digest §5.1): the addressBlock child asking for final-destination delivery.
+_BAD_ADDRESS_CODE = (
+    "XDSRepositoryMetadataError"  # our practice-binding rule: an unusable address block is a metadata error
+)
+#: Delivery Notification IG §1.3 (XDR and XDM for Direct Messaging §4.1): the addressBlock child asking for final-destination delivery.
 FINAL_DESTINATION_DELIVERY = "X-DIRECT-FINAL-DESTINATION-DELIVERY"
 
 
@@ -92,7 +94,7 @@ _RELAY = qname(_S, "relay")
 
 
 class LevelPlacement(Enum):
-    """Where ``direct:metadata-level`` goes (digest §5.3: ETT, NIST and ModSpec put it at the top level of the
+    """Where ``direct:metadata-level`` goes (XDR and XDM for Direct Messaging §6.1.1: ETT, NIST and ONC XDR checklist put it at the top level of the
     SOAP header; the Direct RI and ETT-V inside the addressBlock). BOTH is for peers of either school."""
 
     TOP_LEVEL = "top-level"
@@ -102,8 +104,8 @@ class LevelPlacement(Enum):
 
 @dataclass(frozen=True)
 class DocumentRef:
-    """What an ``xdsb:Document`` holds: the DocumentEntry id (``@id`` = ExtrinsicObject id, ModSpec XD 10)
-    and either the Content-ID of its MTOM part (without ``<>``) or inline bytes (non-MTOM, digest §4.5)."""
+    """What an ``xdsb:Document`` holds: the DocumentEntry id (``@id`` = ExtrinsicObject id, ONC XDR checklist XD 10)
+    and either the Content-ID of its MTOM part (without ``<>``) or inline bytes (non-MTOM, ITI TF-2b 3.41.5, non-MTOM form)."""
 
     entry_id: str
     content_id: str | None = None
@@ -152,7 +154,7 @@ class Fault:
     @classmethod
     def from_error(cls, exc: RemoteProtocolError) -> Fault:
         """The fault a receiver answers with for ``exc`` (a metadata error without a fault code is a Sender
-        problem; callers normally answer those with a RegistryResponse Failure instead, digest §13)."""
+        problem; callers normally answer those with a RegistryResponse Failure instead, SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)."""
         header_fault = exc.fault_subcode in (
             "wsa:MessageAddressingHeaderRequired",
             "wsa:InvalidAddressingHeader",
@@ -240,9 +242,9 @@ def _request_headers(
     placement: LevelPlacement,
     final_destination_delivery: bool = False,
 ) -> list[etree._Element]:
-    """The digest §3 recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
-    addressBlock (role destination, relay true, no mustUnderstand: §5.1; the delivery-notification request
-    after the recipients) and metadata-level (§5.3)."""
+    """The ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
+    addressBlock (role destination, relay true, no mustUnderstand: XDR and XDM for Direct Messaging §4.1; the delivery-notification request
+    after the recipients) and metadata-level (XDR and XDM for Direct Messaging §6.1.1)."""
     reply_to = _must_understand(_wsa("ReplyTo"))
     etree.SubElement(reply_to, qname(ns.WSA, "Address")).text = ns.WSA_ANONYMOUS
     headers = [
@@ -313,7 +315,7 @@ def build_request_envelope(
 
     ``submit_objects`` is copied, not moved, so the caller's tree stays intact. Each ``DocumentRef`` becomes
     an ``xdsb:Document`` with ``xop:Include href="cid:..."`` (percent-encoded Content-ID, RFC 2392; digest
-    §4.4) or base64 text when ``inline`` is given.
+    RFC 2392, XOP 1.0 §3) or base64 text when ``inline`` is given.
     """
     tag = etree.QName(submit_objects)
     if (tag.namespace, tag.localname) != (ns.LCM, "SubmitObjectsRequest"):
@@ -392,7 +394,7 @@ def _is(element: etree._Element, namespace: str, local: str) -> bool:
 
 
 def _check_envelope(root: etree._Element) -> tuple[etree._Element | None, etree._Element]:
-    """Envelope, then at most one Header before exactly one Body, all SOAP 1.2 (digest §3, §15; NIST)."""
+    """Envelope, then at most one Header before exactly one Body, all SOAP 1.2 (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; NIST XDS toolkit validators; NIST)."""
     qn = etree.QName(root)
     if qn.localname != "Envelope" or qn.namespace != _S:
         found = "SOAP 1.1 " if qn.namespace == ns.SOAP11 else ""
@@ -499,7 +501,11 @@ def _sort_header_block(
         return
     if _is(block, ns.DIRECT, "addressBlock"):
         if state.block is not None:
-            raise _sender(f"{where} appears more than once (digest §5.1)", where, code="direct-address-block")
+            raise _sender(
+                f"{where} appears more than once (XDR and XDM for Direct Messaging §4.1)",
+                where,
+                code="direct-address-block",
+            )
         state.block = block
         return
     if _is(block, ns.DIRECT, "metadata-level"):
@@ -511,7 +517,7 @@ def _sort_header_block(
     if must and role in _OUR_ROLES and qn.text not in understood:
         # SOAP 1.2 Part 1 §5.2.3: a mandatory block aimed at us that we do not process must fault, unless the
         # operator declared it understood (a sender's wsse:Security, when the client certificate is what
-        # authenticates; digest §3).
+        # authenticates; ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding).
         raise RemoteProtocolError(
             f"{where} is marked S:mustUnderstand but is not understood by this endpoint",
             code="must-understand",
@@ -526,7 +532,7 @@ def _required_wsa(state: _Headers, local: str) -> str:
     where = f"S:Header/wsa:{local}"
     if element is None:
         raise _sender(
-            f"{where} is missing; WS-Addressing requires it (digest §3)",
+            f"{where} is missing; WS-Addressing requires it (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding)",
             where,
             code="ws-addressing",
             subcode="wsa:MessageAddressingHeaderRequired",
@@ -536,7 +542,7 @@ def _required_wsa(state: _Headers, local: str) -> str:
 
 def _address(element: etree._Element, where: str, findings: list[Finding]) -> DirectAddress | None:
     """The address, or None with an error finding: an unusable address is a metadata error answered with a
-    RegistryResponse Failure (digest §11), so the rest of the request is still read and reported."""
+    RegistryResponse Failure (our practice-binding rule), so the rest of the request is still read and reported."""
     try:
         return DirectAddress.parse(_text(element))
     except ValueError:
@@ -556,7 +562,7 @@ def _level(element: etree._Element, where: str) -> MetadataLevel:
     text = _text(element).strip()
     if text not in _LEVELS:
         raise _sender(
-            f"{where} must be 'minimal' or 'XDS' (case-sensitive, digest §5.2)",
+            f"{where} must be 'minimal' or 'XDS' (case-sensitive, XDR and XDM for Direct Messaging §6.1.1)",
             where,
             code="direct-metadata-level",
         )
@@ -634,7 +640,7 @@ def _warn(findings: list[Finding], location: str, message: str, rule: str) -> No
 
 
 def _wsa_findings(state: _Headers, message_id: str, action: str, findings: list[Finding]) -> str | None:
-    """The tolerated WS-A deviations (digest §3): bare MessageID, padded Action, missing To or ReplyTo."""
+    """The tolerated WS-A deviations (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding): bare MessageID, padded Action, missing To or ReplyTo."""
     if not message_id.strip().startswith("urn:uuid:"):
         _warn(
             findings,
@@ -733,7 +739,7 @@ def _read_document(slot: etree._Element, index: int, findings: list[Finding]) ->
         raise _sender(f"{where} must hold base64 text or exactly one xop:Include", where)
     content_id = content_id_of(children[0].get("href") or "")
     if content_id is None:
-        # Only references to parts of this package; never follow another URL (XOP 1.0 §3, digest §4.4).
+        # Only references to parts of this package; never follow another URL (XOP 1.0 §3, RFC 2392, XOP 1.0 §3).
         raise _sender(f"{where}/xop:Include/@href must be a cid: URL", f"{where}/xop:Include/@href")
     return DocumentRef(entry_id, content_id=content_id)
 
@@ -780,10 +786,10 @@ def read_request_envelope(
     ``understood_headers`` (Clark names, see :func:`header_qname`) are header blocks accepted and ignored even
     when marked ``mustUnderstand``; any other such block aimed at us is a MustUnderstand fault.
 
-    Faults (as :class:`RemoteProtocolError` with ``fault_code``/``fault_subcode``, digest §13) for what makes
+    Faults (as :class:`RemoteProtocolError` with ``fault_code``/``fault_subcode``, SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3) for what makes
     the message unprocessable; findings for what we tolerate: bare MessageID, no ReplyTo, no metadata-level
-    (treated as XDS by the caller, §5.3), no addressBlock (sender from the metadata, §5.1). A direct:from or
-    direct:to that is not a Direct address is an error finding (XDSRepositoryMetadataError, §11) and is left
+    (treated as XDS by the caller, XDR and XDM for Direct Messaging §6.1.1), no addressBlock (sender from the metadata, XDR and XDM for Direct Messaging §4.1). A direct:from or
+    direct:to that is not a Direct address is an error finding (XDSRepositoryMetadataError, our practice-binding rule) and is left
     out of ``direct_from``/``direct_to``, so the caller answers with a Failure that lists every problem.
     """
     root = parse(xml, what="SOAP envelope", huge=len(xml) > _HUGE_INPUT)
@@ -854,14 +860,14 @@ def _read_request(
         _warn(
             findings,
             "S:Header/direct:addressBlock",
-            "no Direct addressBlock; addresses come from the metadata (digest §5.1)",
+            "no Direct addressBlock; addresses come from the metadata (XDR and XDM for Direct Messaging §4.1)",
             "direct-block-absent",
         )
     if level is None:
         _warn(
             findings,
             "S:Header/direct:metadata-level",
-            "metadata-level is absent; treated as XDS (digest §5.3)",
+            "metadata-level is absent; treated as XDS (XDR and XDM for Direct Messaging §6.1.1)",
             "direct-level-absent",
         )
     submit, documents = _read_body(body, findings)
@@ -911,7 +917,7 @@ def _serialize(envelope: etree._Element) -> bytes:
 
 def build_response_envelope(body: etree._Element, *, relates_to: str, message_id: str) -> bytes:
     """The ITI-41 response: Action ``...-bResponse`` (mustUnderstand), MessageID, RelatesTo = the request's
-    MessageID (digest §3), and ``body`` (normally ``response.write_registry_response(...)``), copied."""
+    MessageID (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding), and ``body`` (normally ``response.write_registry_response(...)``), copied."""
     envelope, body_el = _envelope(_reply_headers(ns.ACTION_PNR_RESPONSE, message_id, relates_to))
     body_el.append(copy.deepcopy(body))
     return _serialize(envelope)
@@ -959,7 +965,7 @@ def _not_understood(clark: str) -> etree._Element:
 
 
 def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: str) -> bytes:
-    """A SOAP 1.2 fault reply (digest §13): Code/Value, optional Subcode/Value, Reason/Text xml:lang="en",
+    """A SOAP 1.2 fault reply (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3): Code/Value, optional Subcode/Value, Reason/Text xml:lang="en",
     with WS-A Action = the WS-A fault action and RelatesTo = the request MessageID when one was read."""
     if fault.code not in _FAULT_CODES:
         raise LocalProtocolError(
@@ -984,7 +990,7 @@ def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: st
 def fault_http_status(fault: Fault) -> int:
     """SOAP 1.2 Part 2 §7.5.2.2 (Table 23): 400 for ``Sender``, 500 for every other fault code.
 
-    VersionMismatch and MustUnderstand are 500 in that table, not 400 (the digest §13 line agrees: "400 for
+    VersionMismatch and MustUnderstand are 500 in that table, not 400 (the SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 line agrees: "400 for
     Sender faults, 500 for Receiver/others").
     """
     return 400 if fault.code == "Sender" else 500
@@ -1022,7 +1028,7 @@ def _read_fault(element: etree._Element) -> Fault:
 
 def read_response_envelope(xml: bytes) -> ResponseEnvelope:
     """Read a reply: a SOAP 1.2 envelope holding a RegistryResponse or a Fault (HTTP 200, 400 or 500 alike,
-    digest §13), or a bare ``rs:RegistryResponse`` document (for ``inspect``)."""
+    SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3), or a bare ``rs:RegistryResponse`` document (for ``inspect``)."""
     root = parse(xml, what="SOAP response")
     if etree.QName(root).namespace == ns.RS:
         return ResponseEnvelope(None, None, None, root, None)

@@ -3,9 +3,9 @@
 Owns every ``ssl.SSLContext`` xdr-edge builds (sending and receiving) and the sender's HTTP sessions. It does
 not decide which practice a received certificate belongs to (the registry does) and builds no messages.
 
-Rules (digest §2, ARCHITECTURE "Rules that keep it correct", STACK-NOTES "requests / urllib3"):
+Rules (Direct Edge Protocols IG §1.1, ETT tests 6-9, ARCHITECTURE "Rules that keep it correct", STACK-NOTES "requests / urllib3"):
 
-- Edge and HISP authenticate each other with mutual TLS before any data is sent (digest §2).
+- Edge and HISP authenticate each other with mutual TLS before any data is sent (Direct Edge Protocols IG §1.1, ETT tests 6-9).
 - One TLS identity per session: a practice's connection is never reused for another practice (CVE-2024-35195
   was exactly that in requests < 2.32). Each practice gets its own ``requests.Session``, its own adapter and
   its own ``SSLContext``; the pool is keyed by practice id and certificate fingerprint.
@@ -394,7 +394,7 @@ def verifying_client_context(ca_bundle: Path) -> ssl.SSLContext:
     """A TLS >= 1.2 client context trusting only the CAs in ``ca_bundle``, presenting no certificate yet.
 
     Hostname checking is on and uses the SAN only (RFC 6125); no system or certifi certificates are loaded, so
-    a server certificate from any CA outside the bundle fails the handshake (digest §2, ETT tests 7/17). On its
+    a server certificate from any CA outside the bundle fails the handshake (Direct Edge Protocols IG §1.1, ETT tests 6-9, ETT tests 7/17). On its
     own only for probing how a server treats a client without a certificate (conformance); sending uses
     :func:`client_ssl_context`.
     """
@@ -425,7 +425,7 @@ def server_ssl_context(
     """The receiver's TLS >= 1.2 context: its certificate, and client certificates verified in the handshake.
 
     An untrusted or expired client certificate is refused by the handshake itself, not by a SOAP fault later
-    (digest §2 ETT tests 9/19, §11 step 1). With ``crls`` every issuing CA of a client needs a current CRL in
+    (Direct Edge Protocols IG §1.1, ETT tests 9/19). With ``crls`` every issuing CA of a client needs a current CRL in
     them: OpenSSL then also refuses revoked clients (``VERIFY_CRL_CHECK_LEAF``, STACK-NOTES "cryptography").
     ``require_client_cert=False`` (``CERT_OPTIONAL``) is only for a receiver behind a TLS-terminating proxy.
     """

@@ -3,19 +3,19 @@
 This module owns the question "is this submission acceptable metadata?" for both directions: the sender
 runs :func:`validate` as a pre-flight before anything is written to the wire, the receiver runs it after the
 metadata reader has turned the peer's ebRIM into the model. :func:`check_documents` adds the checks that
-need the bytes (a document per entry, declared ``hash``/``size`` equal the octets, digest §12/§15).
+need the bytes (a document per entry, declared ``hash``/``size`` equal the octets, ITI TF-3 4.2.4, ebRS 3.0/NIST XDS toolkit validators).
 
 Pure: no sockets, no files, no logging. The only I/O is :func:`check_documents` reading a
 :class:`~xdr_edge.model.Document` through its own ``digest()``. Messages never carry document content and do
 not repeat patient identifiers beyond what the model's ``format_problems()`` report about a malformed value.
 
-The R/R2/O/NA matrix of digest §9 (the ONC checklist's PRDS and PRDSML columns, XD rows 149-198) is data:
+The R/R2/O/NA matrix of ITI TF-3 4.3.1, XDR Limited Metadata (the ONC checklist's PRDS and PRDSML columns, XD rows 149-198) is data:
 :data:`DOCUMENT_ENTRY_RULES` and :data:`SUBMISSION_SET_RULES`. Everything else (formats, identifiers,
 associations, Direct addressing) is a small function per concern, each yielding :class:`Finding` objects
 with a stable kebab-case ``rule`` and an element-path ``location``.
 
 The ``maxLength`` facets of rim.xsd are data too (:data:`DOCUMENT_ENTRY_LENGTH_RULES` and its siblings, digest
-§6): a value the writer would put into a LongName or FreeFormText over its limit makes the request
+ITI TF-3 4.2, ebRIM 3.0): a value the writer would put into a LongName or FreeFormText over its limit makes the request
 schema-invalid, so it is an error at both levels, reported with its length and the limit, never its text.
 """
 
@@ -60,7 +60,7 @@ from xdr_edge.model import (
     is_oid,
 )
 
-# XDS error codes used here (digest §12).
+# XDS error codes used here (ITI TF-3 4.2.4, ebRS 3.0).
 METADATA_ERROR = "XDSRegistryMetadataError"
 REPOSITORY_METADATA_ERROR = "XDSRepositoryMetadataError"
 DUPLICATE_UNIQUE_ID = "XDSRegistryDuplicateUniqueIdInMessage"
@@ -70,14 +70,14 @@ MISSING_DOCUMENT = "XDSMissingDocument"
 _HEADER_FROM = "S:Header/direct:addressBlock/direct:from"
 _HEADER_TO = "S:Header/direct:addressBlock/direct:to"
 
-# Shapes from digest §8. languageCode: RFC 3066 / BCP 47 (primary tag, then alphanumeric subtags).
+# Shapes from ITI TF-3 4.2.3. languageCode: RFC 3066 / BCP 47 (primary tag, then alphanumeric subtags).
 _LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 _HASH = re.compile(r"^[0-9A-Fa-f]{40}$")
 _MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 _SOURCE_PATIENT_INFO = re.compile(r"^PID-[0-9]+\|")
 _DE_UNIQUE_ID_MAX = 128  # XD 180
 _SS_OID_MAX = 64  # XD 197/198, DTS 442
-# DocumentEntry slots the model does not map to a field but that are legal (digest §8); any `urn:` name is an
+# DocumentEntry slots the model does not map to a field but that are legal (ITI TF-3 4.2.3); any `urn:` name is an
 # extension and legal too. Unknown names are only warned about: NIST calls them errors, partners send them.
 _DE_EXTRA_SLOTS = frozenset({"URI", "repositoryUniqueId", "documentAvailability"})
 _SS_EXTRA_SLOTS: frozenset[str] = frozenset()
@@ -88,7 +88,7 @@ _ASSOCIATION_TYPES = frozenset(
 
 
 class Requirement(StrEnum):
-    """Checklist optionality (digest §9): R required, R2 required if known, O optional, NA not sent."""
+    """Checklist optionality (ITI TF-3 4.3.1, XDR Limited Metadata): R required, R2 required if known, O optional, NA not sent."""
 
     R = "R"
     R2 = "R2"
@@ -101,7 +101,7 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class PresenceRule(Generic[_T]):
-    """One row of the digest §9 matrix: whether ``attribute`` must be present at each metadata level.
+    """One row of the ITI TF-3 4.3.1, XDR Limited Metadata matrix: whether ``attribute`` must be present at each metadata level.
 
     ``name`` forms the finding rule ids ``<prefix>-missing-<name>`` (R absent) and
     ``<prefix>-unexpected-<name>`` (NA present); ``where`` is the element path below the object, ``row`` the
@@ -117,7 +117,7 @@ class PresenceRule(Generic[_T]):
     present: Callable[[_T], bool]
 
     def requirement(self, level: MetadataLevel) -> Requirement:
-        """PRDSML for minimal metadata, PRDS for XDS (ModSpec DTS 430)."""
+        """PRDSML for minimal metadata, PRDS for XDS (ONC XDR checklist DTS 430)."""
         return self.prdsml if level is MetadataLevel.MINIMAL else self.prds
 
 
@@ -136,9 +136,9 @@ def _code_present(code: Code | None) -> bool:
 DocumentEntryRule = PresenceRule[DocumentEntry]
 SubmissionSetRule = PresenceRule[SubmissionSet]
 
-#: DocumentEntry rows of digest §9 (ONC checklist XD 149-180). limitedMetadata is NA for PRDS and R for
+#: DocumentEntry rows of ITI TF-3 4.3.1, XDR Limited Metadata (ONC checklist XD 149-180). limitedMetadata is NA for PRDS and R for
 #: PRDSML, but Direct signals minimal metadata in the SOAP header and ETT/NIST minimal messages omit the node,
-#: so a receiver must not require it (digest §9, §16 item 6): it is held at R2 here.
+#: so a receiver must not require it (ITI TF-3 4.3.1, XDR Limited Metadata; docs/interop.md item 6): it is held at R2 here.
 DOCUMENT_ENTRY_RULES: tuple[DocumentEntryRule, ...] = (
     DocumentEntryRule("entry-id", "entryUUID (@id)", "XD 149", _R, _R, "@id", lambda e: e.entry_id != ""),
     DocumentEntryRule("mime-type", "mimeType", "XD 152", _R, _R, "@mimeType", lambda e: e.mime_type != ""),
@@ -287,7 +287,7 @@ DOCUMENT_ENTRY_RULES: tuple[DocumentEntryRule, ...] = (
     ),
 )
 
-#: SubmissionSet rows of digest §9 (XD 182-198) with the Direct overrides: intendedRecipient is R for
+#: SubmissionSet rows of ITI TF-3 4.3.1, XDR Limited Metadata (XD 182-198) with the Direct overrides: intendedRecipient is R for
 #: minimal metadata (DTS 434 replaces XD 185). authorTelecommunication (DTS 433) may be replaced by
 #: ``direct:from``, so it is checked with the sender rules, not here. limitedMetadata: see
 #: :data:`DOCUMENT_ENTRY_RULES`.
@@ -360,7 +360,7 @@ SUBMISSION_SET_RULES: tuple[SubmissionSetRule, ...] = (
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Length limits of the ebRIM schema (rim.xsd, digest §6)
+# Length limits of the ebRIM schema (rim.xsd, ITI TF-3 4.2, ebRIM 3.0)
 
 
 @dataclass(frozen=True)
@@ -509,9 +509,9 @@ ASSOCIATION_LENGTH_RULES: tuple[LengthRule[Association], ...] = (
 def validate(submission: Submission, level: MetadataLevel | None = None) -> list[Finding]:
     """Every metadata problem of ``submission`` at ``level`` (default: the level the submission declares).
 
-    Minimal metadata is checked against the checklist's PRDSML column, XDS against PRDS (digest §9, DTS 430).
+    Minimal metadata is checked against the checklist's PRDSML column, XDS against PRDS (ITI TF-3 4.3.1, XDR Limited Metadata, DTS 430).
     A receiver that found no ``metadata-level`` header may pass ``MetadataLevel.MINIMAL`` here to validate
-    leniently (digest §5.3).
+    leniently (XDR and XDM for Direct Messaging §6.1.1).
     """
     effective = submission.level if level is None else level
     findings: list[Finding] = []
@@ -538,7 +538,7 @@ def check_documents(submission: Submission) -> list[Finding]:
 
     ``hash``/``size`` are optional for a Document Source but, when sent, a repository compares them with what
     it received (case-insensitively for the hex hash) and answers XDSRepositoryMetadataError on a mismatch
-    (digest §8, §15; NIST RepPnRSim). The bytes are read only when something was declared.
+    (ITI TF-3 4.2.3; NIST XDS toolkit validators; NIST RepPnRSim). The bytes are read only when something was declared.
     """
     findings: list[Finding] = []
     for index, entry in enumerate(submission.document_entries, start=1):
@@ -584,7 +584,7 @@ def _assoc_path(association: Association, index: int) -> str:
 def _presence_findings(
     obj: _T, rules: Sequence[PresenceRule[_T]], level: MetadataLevel, path: str, prefix: str, label: str
 ) -> Iterator[Finding]:
-    """Apply one table of digest §9: R absent is an error, NA present a warning; R2 and O stay quiet."""
+    """Apply one table of ITI TF-3 4.3.1, XDR Limited Metadata: R absent is an error, NA present a warning; R2 and O stay quiet."""
     column = "PRDSML (minimal)" if level is MetadataLevel.MINIMAL else "PRDS (XDS)"
     for rule in rules:
         need = rule.requirement(level)
@@ -594,7 +594,7 @@ def _presence_findings(
                 f"{prefix}-missing-{rule.name}",
                 here,
                 f"{label} has no {rule.attribute}; it is required for {column} metadata "
-                f"({rule.row}, digest §9)",
+                f"({rule.row}, ITI TF-3 4.3.1, XDR Limited Metadata)",
             )
         elif need is Requirement.NA and rule.present(obj):
             yield _warning(
@@ -606,7 +606,7 @@ def _presence_findings(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Value formats (digest §8)
+# Value formats (ITI TF-3 4.2.3)
 
 
 class _HL7Value(Protocol):
@@ -616,14 +616,14 @@ class _HL7Value(Protocol):
 
 
 def _format(rule: str, location: str, value: _HL7Value | None) -> Iterator[Finding]:
-    """An error per problem the model reports for an HL7 value; the model owns the format rules (digest §8)."""
+    """An error per problem the model reports for an HL7 value; the model owns the format rules (ITI TF-3 4.2.3)."""
     if value is not None:
         for problem in value.format_problems():
             yield _error(rule, location, problem)
 
 
 def _code(rule: str, location: str, attribute: str, value: Code | None) -> Iterator[Finding]:
-    """A coded classification needs nodeRepresentation and its codingScheme slot (XD 171-178, digest §6)."""
+    """A coded classification needs nodeRepresentation and its codingScheme slot (XD 171-178, ITI TF-3 4.2, ebRIM 3.0)."""
     if value is None:
         return
     if not value.code:
@@ -633,7 +633,7 @@ def _code(rule: str, location: str, attribute: str, value: Code | None) -> Itera
 
 
 def _authors(prefix: str, path: str, authors: tuple[Author, ...]) -> Iterator[Finding]:
-    """authorPerson XCN, authorInstitution XON, authorTelecommunication XTN (digest §8, DTS 433)."""
+    """authorPerson XCN, authorInstitution XON, authorTelecommunication XTN (ITI TF-3 4.2.3, DTS 433)."""
     for number, author in enumerate(authors, start=1):
         where = f"{path}/Classification[author][{number}]"
         yield from _format(
@@ -674,7 +674,7 @@ def _entry_id_problem(entry_id: str) -> str | None:
 
 
 def _de_unique_id_problem(unique_id: str) -> str | None:
-    """DocumentEntry uniqueId: OID or ``OID^extension``, at most 128 characters (XD 180, digest §8)."""
+    """DocumentEntry uniqueId: OID or ``OID^extension``, at most 128 characters (XD 180, ITI TF-3 4.2.3)."""
     if len(unique_id) > _DE_UNIQUE_ID_MAX:
         return f"uniqueId is {len(unique_id)} characters long; at most {_DE_UNIQUE_ID_MAX} are allowed"
     root, caret, extension = unique_id.partition("^")
@@ -693,13 +693,13 @@ def _ss_oid_problem(attribute: str, value: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Lengths (rim.xsd, digest §6)
+# Lengths (rim.xsd, ITI TF-3 4.2, ebRIM 3.0)
 
 
 def _too_long(what: str, length: int, limit: RimString) -> str:
     return (
         f"{what} is {length} characters long; at most {limit.max_length} are allowed in {limit.carrier} "
-        f"({limit.citation}, digest §6)"
+        f"({limit.citation}, ITI TF-3 4.2, ebRIM 3.0)"
     )
 
 
@@ -816,7 +816,7 @@ def _de_identity(entry: DocumentEntry, path: str) -> Iterator[Finding]:
             "de-bad-object-type",
             f"{path}/@objectType",
             f"objectType {entry.object_type!r} is not the stable DocumentEntry type {ns.DOC_ENTRY_STABLE} "
-            "required in a Provide and Register request (digest §7)",
+            "required in a Provide and Register request (ITI TF-3 4.2.5)",
         )
     yield from _format("de-bad-patient-id", f"{path}/ExternalIdentifier[patientId]", entry.patient_id)
 
@@ -860,7 +860,7 @@ def _de_slots(entry: DocumentEntry, path: str) -> Iterator[Finding]:
 
 
 def _service_time_order(entry: DocumentEntry, path: str) -> Iterator[Finding]:
-    """serviceStopTime must not precede serviceStartTime (ModSpec XD 158/159)."""
+    """serviceStopTime must not precede serviceStartTime (ONC XDR checklist XD 158/159)."""
     start, stop = entry.service_start_time, entry.service_stop_time
     if start is None or stop is None or start.format_problems() or stop.format_problems():
         return
@@ -932,7 +932,7 @@ def _identifier_findings(submission: Submission) -> Iterator[Finding]:
 
 
 def _duplicate_entry_ids(submission: Submission) -> Iterator[Finding]:
-    """Every object id in one request is distinct (digest §15: "ids unique")."""
+    """Every object id in one request is distinct (NIST XDS toolkit validators: "ids unique")."""
     owners: list[tuple[str, str]] = [
         (submission.submission_set.entry_id, _ss_path(submission.submission_set))
     ]
@@ -955,7 +955,7 @@ def _duplicate_unique_ids(submission: Submission) -> Iterator[Finding]:
     """One finding per uniqueId used twice; DTS 443 singles out a DocumentEntry reusing the SubmissionSet's.
 
     The code is XDSRegistryDuplicateUniqueIdInMessage and the message begins with the id, which is what the
-    RegistryError codeContext must carry (digest §12).
+    RegistryError codeContext must carry (ITI TF-3 4.2.4, ebRS 3.0).
     """
     ss = submission.submission_set
     holders: defaultdict[str, list[str]] = defaultdict(list)
@@ -984,7 +984,7 @@ def _duplicate_unique_ids(submission: Submission) -> Iterator[Finding]:
 
 
 def _patient_id_findings(submission: Submission) -> Iterator[Finding]:
-    """The SubmissionSet and every DocumentEntry name the same patient (digest §12 XDSPatientIdDoesNotMatch).
+    """The SubmissionSet and every DocumentEntry name the same patient (ITI TF-3 4.2.4, ebRS 3.0 XDSPatientIdDoesNotMatch).
 
     Compared against the SubmissionSet's patientId, or the first entry's when minimal metadata omits it. The
     identifiers themselves stay out of the message.
@@ -1007,7 +1007,7 @@ def _patient_id_findings(submission: Submission) -> Iterator[Finding]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Associations (digest §6, XD 146/147/210/211)
+# Associations (ITI TF-3 4.2, ebRIM 3.0, XD 146/147/210/211)
 
 
 def _association_findings(submission: Submission) -> Iterator[Finding]:
@@ -1029,7 +1029,7 @@ def _association_shape(association: Association, path: str, known: set[str]) -> 
             "association-bad-type",
             f"{path}/@associationType",
             f"associationType {association.type!r} is not an ebRIM/XDS association type URN such as "
-            f"{ns.HAS_MEMBER} (XD 145, digest §7)",
+            f"{ns.HAS_MEMBER} (XD 145, ITI TF-3 4.2.5)",
         )
     for end, value in (("sourceObject", association.source), ("targetObject", association.target)):
         if value not in known:
@@ -1102,7 +1102,7 @@ def _has_member_per_entry(submission: Submission) -> Iterator[Finding]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Direct addressing (digest §5.1, §5.4, §11)
+# Direct addressing (XDR and XDM for Direct Messaging §4.1; XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3; our practice-binding rule)
 
 
 def _direct_findings(submission: Submission) -> Iterator[Finding]:
@@ -1112,7 +1112,7 @@ def _direct_findings(submission: Submission) -> Iterator[Finding]:
             "no-recipient",
             _HEADER_TO,
             "the submission has no recipient: no direct:to in the address block and no intendedRecipient "
-            "with an XTN address (digest §5.1, DTS 434)",
+            "with an XTN address (XDR and XDM for Direct Messaging §4.1, DTS 434)",
         )
 
 
@@ -1121,7 +1121,7 @@ def _sender_findings(submission: Submission) -> Iterator[Finding]:
 
     DTS 433 makes authorTelecommunication R and equal to the mail From; the address block is optional
     (DTS 427), so without both the sender is unknown and the receiver cannot check the practice binding
-    (digest §11).
+    (our practice-binding rule).
     """
     ss = submission.submission_set
     telecoms = tuple(address for author in ss.authors for address in author.addresses)
@@ -1141,12 +1141,12 @@ def _sender_findings(submission: Submission) -> Iterator[Finding]:
             "sender-mismatch",
             _HEADER_FROM,
             f"direct:from {submission.direct_from} does not match the SubmissionSet authorTelecommunication "
-            f"{listed} (DTS 433, digest §11)",
+            f"{listed} (DTS 433, our practice-binding rule)",
         )
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Documents (digest §12, §15)
+# Documents (ITI TF-3 4.2.4, ebRS 3.0; NIST XDS toolkit validators)
 
 
 def _document_findings(entry: DocumentEntry, path: str) -> Iterator[Finding]:

@@ -67,7 +67,7 @@ from xdr_edge.validate import check_documents, validate
 
 
 def new_message_id() -> str:
-    """A fresh WS-Addressing MessageID (``urn:uuid:``, digest §3); every send, including a retry, gets one."""
+    """A fresh WS-Addressing MessageID (``urn:uuid:``, ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding); every send, including a retry, gets one."""
     return f"urn:uuid:{uuid.uuid4()}"
 
 
@@ -159,7 +159,7 @@ def request_envelope(
 def build_plain_request(
     submission: Submission, *, endpoint: str, message_id: str | None = None
 ) -> tuple[str, str, bytes]:
-    """The simple-SOAP form (digest §4 rule 5: documents as inline base64): ``(message_id, content_type,
+    """The simple-SOAP form (ITI TF-2x V.3.6, inline base64: documents as inline base64): ``(message_id, content_type,
     body)``. Holds every document in memory, so it serves tests and conformance cases; senders use
     :func:`build_request` (MTOM, streamed)."""
     message_id = message_id or new_message_id()
@@ -220,7 +220,7 @@ def _finding(
 def _attach_documents(
     envelope: RequestEnvelope, package: MtomPackage | None
 ) -> tuple[dict[str, Document], list[Finding]]:
-    """Pair each ``xdsb:Document`` with its bytes; report orphan parts and unresolvable references (digest §4).
+    """Pair each ``xdsb:Document`` with its bytes; report orphan parts and unresolvable references (ITI TF-2b 3.41.5, W3C MTOM/XOP).
 
     A part referenced twice never gets here: the envelope reader refuses it with a Sender fault (DTS 432)."""
     documents: dict[str, Document] = {}
@@ -245,7 +245,7 @@ def _attach_documents(
                     "XDSMissingDocument",
                     where,
                     f"xop:Include references cid:{ref.content_id}, but the message is plain SOAP, not an MTOM "
-                    "package: there is no MIME part to resolve it (digest §4)",
+                    "package: there is no MIME part to resolve it (ITI TF-2b 3.41.5, W3C MTOM/XOP)",
                     "xop-not-mtom",
                 )
             )
@@ -278,7 +278,7 @@ def _attach_documents(
 
 
 def _level_findings(submission: Submission, declared: MetadataLevel | None) -> list[Finding]:
-    """Profile validation. With no ``metadata-level`` header the level is XDS (digest §5.3), but ModSpec DTS 435
+    """Profile validation. With no ``metadata-level`` header the level is XDS (XDR and XDM for Direct Messaging §6.1.1), but ONC XDR checklist DTS 435
     allows the header to be absent for minimal metadata, so minimal rules decide errors and XDS-only gaps are
     reported as warnings."""
     if declared is not None:
@@ -411,7 +411,7 @@ class ReplyBytes:
 def build_reply(
     outcome: RegistryResponse | Fault, *, relates_to: str | None, mtom: bool, message_id: str | None = None
 ) -> ReplyBytes:
-    """The answer to a request: an MTOM package when the request was MTOM (digest §4 rule 8), else plain SOAP."""
+    """The answer to a request: an MTOM package when the request was MTOM (ITI TF-2x V.3.6), else plain SOAP."""
     message_id = message_id or new_message_id()
     if isinstance(outcome, Fault):
         xml = build_fault_envelope(outcome, relates_to=relates_to, message_id=message_id)

@@ -44,7 +44,7 @@ def parse(
 
     ``what`` names the thing being parsed in error messages ("SOAP envelope", "RegistryResponse", a file name).
     Errors are :class:`RemoteProtocolError` with fault code ``Sender``: a peer's malformed XML is answered with
-    a SOAP fault (digest §13); more than ``max_elements`` markup starts is :class:`LimitExceeded`, checked
+    a SOAP fault (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3); more than ``max_elements`` markup starts is :class:`LimitExceeded`, checked
     before any tree is built.
     """
     markup = data.count(b"<")

@@ -104,7 +104,7 @@ def metadata_options(func: Any) -> Any:
             type=click.Choice(list(_PLACEMENTS)),
             default="top-level",
             show_default=True,
-            help="Where the direct:metadata-level header goes (digest §5.3).",
+            help="Where the direct:metadata-level header goes (XDR and XDM for Direct Messaging §6.1.1).",
         ),
     ]
 

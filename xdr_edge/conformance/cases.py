@@ -65,7 +65,7 @@ class Verdict:
 class TestCase(Generic[C]):
     """One conformance case.
 
-    ``source`` says where the requirement comes from (``ETT 4a``, ``digest §13``, ``xdr-edge``); ``required``
+    ``source`` says where the requirement comes from (``ETT 4a``, ``SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3``, ``xdr-edge``); ``required``
     decides the exit status (docs/conformance.md explains how it was chosen); ``expectation`` is the sentence
     printed next to what was observed.
     """

@@ -6,7 +6,7 @@ failure to reject them is observable. Why not requests: a client-certificate ref
 alert on the first read, after the request went out; ``http.client`` lets us tell "refused at the TLS layer or
 dropped before any HTTP response" from "answered with HTTP" precisely.
 
-The server certificate is always verified against the given CA bundle (digest §2); a failure to verify it is
+The server certificate is always verified against the given CA bundle (Direct Edge Protocols IG §1.1, ETT tests 6-9); a failure to verify it is
 reported as such and never taken for the peer refusing us.
 """
 

@@ -1,5 +1,5 @@
 """The receiver catalogue: test an XDR edge endpoint (the HISP side) the way the ONC Edge Testing Tool's XDR
-receiver tests do (digest §14: 3add, 4a-4e, 5, 8, 9, 15a/b, 18, 19), and further (digest §2-§5, §11-§13).
+receiver tests do (ONC ETT XDR tests: 3add, 4a-4e, 5, 8, 9, 15a/b, 18, 19), and further (Direct Edge Protocols IG, XDR and XDM for Direct Messaging, SOAP 1.2 Part 1, our practice-binding rule).
 
 Every message starts as a valid request built by our own composer and wire writer
 (:func:`xdr_edge.compose.compose`, :func:`xdr_edge.wire.build_request`); a negative case then mutates the root
@@ -10,12 +10,12 @@ fails to reject one is observed doing so.
 How each kind of case decides (docs/conformance.md, "How a case decides"):
 
 - valid messages: RegistryResponse Success and ``wsa:RelatesTo`` = our MessageID;
-- SOAP-level errors: a SOAP Fault (any code) is required; the exact code/subcode of digest §13 is a separate,
+- SOAP-level errors: a SOAP Fault (any code) is required; the exact code/subcode of SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 is a separate,
   optional ``-code`` case;
 - metadata and document errors: RegistryResponse Failure with at least one Error; the errorCode is reported and
   only a code of a clearly wrong class (transient, duplicate, informational, empty) fails the case;
 - refusals that are not metadata defects (unbound sender, missing sender, duplicate): Failure or a Sender fault;
-- TLS: an untrusted or expired client certificate must be refused by the handshake itself (digest §2, §11.1);
+- TLS: an untrusted or expired client certificate must be refused by the handshake itself (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule);
   without any client certificate, the handshake or the request must be refused.
 """
 
@@ -54,10 +54,12 @@ from xdr_edge.xml import parse, qname
 Mutation = Callable[[etree._Element, list[MtomPart]], list[MtomPart]]
 
 _SOAP12_NS = ns.SOAP
-_SOAP_2005_03 = "http://www.w3.org/2005/03/soap-envelope"  # ETT negative_bad_soap_body.xml (digest §14, 4b)
+_SOAP_2005_03 = (
+    "http://www.w3.org/2005/03/soap-envelope"  # ETT negative_bad_soap_body.xml (ONC ETT XDR tests, 4b)
+)
 
 #: errorCodes that tell a sender something other than "this submission is wrong": retry later (transient),
-#: "already delivered" (duplicates; our client treats them so), or "accepted with remarks" (digest §12).
+#: "already delivered" (duplicates; our client treats them so), or "accepted with remarks" (ITI TF-3 4.2.4, ebRS 3.0).
 TRANSIENT_CODES = frozenset(
     {
         "XDSRegistryBusy",
@@ -165,7 +167,7 @@ class ReceiverContext:
         return Prepared(framed.content_type, b"".join(framed), message_id, submission)
 
     def plain_soap(self, submission: Submission) -> Prepared:
-        """The non-MTOM form (digest §4 rule 5): base64 text inside ``xdsb:Document``."""
+        """The non-MTOM form (ITI TF-2x V.3.6, inline base64): base64 text inside ``xdsb:Document``."""
         message_id, content_type, xml = build_plain_request(submission, endpoint=self.target.endpoint)
         return Prepared(content_type, xml, message_id, submission)
 
@@ -271,7 +273,7 @@ def _body_wrong_namespace(root: etree._Element, parts: list[MtomPart]) -> list[M
 
 
 def _soap11(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
-    """Every SOAP 1.2 element and attribute moved to the SOAP 1.1 namespace (digest §3: not allowed)."""
+    """Every SOAP 1.2 element and attribute moved to the SOAP 1.1 namespace (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding: not allowed)."""
     for element in root.iter(etree.Element):  # elements only, no comments or PIs
         qn = etree.QName(element)
         if qn.namespace == _SOAP12_NS:
@@ -291,7 +293,7 @@ def _unknown_action(root: etree._Element, parts: list[MtomPart]) -> list[MtomPar
 
 
 def _no_sender_anywhere(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
-    """ETT 4c plus the digest §5.1 rule: no addressBlock and no SubmissionSet authorTelecommunication."""
+    """ETT 4c plus the XDR and XDM for Direct Messaging §4.1 rule: no addressBlock and no SubmissionSet authorTelecommunication."""
     for element in _all(_header(root), ns.DIRECT, "addressBlock"):
         _remove(element)
     for element in _all(root, ns.RIM, "Classification"):
@@ -391,7 +393,7 @@ def _several_recipients(ctx: ReceiverContext) -> Prepared:
 
 
 def _delivery_request(ctx: ReceiverContext) -> Prepared:
-    """ETT MT 30: a valid message whose address block asks for final-destination delivery (digest §5.1)."""
+    """ETT MT 30: a valid message whose address block asks for final-destination delivery (XDR and XDM for Direct Messaging §4.1)."""
     return ctx.frame(dataclasses.replace(ctx.submission(), final_destination_delivery=True))
 
 
@@ -437,7 +439,7 @@ def _not_answered(ex: Exchange) -> Verdict | None:
 
 
 def judge_success(ex: Exchange) -> Verdict:
-    """Success, and RelatesTo = our MessageID (digest §3: the reply correlates to the request)."""
+    """Success, and RelatesTo = our MessageID (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding: the reply correlates to the request)."""
     problem = _not_answered(ex)
     if problem is not None:
         return problem
@@ -454,13 +456,13 @@ def judge_success(ex: Exchange) -> Verdict:
     if ex.relates_to != ex.message_id:
         return Verdict.fail(
             ex.describe() + f", RelatesTo {ex.relates_to!r}",
-            f"wsa:RelatesTo must be the request's MessageID {ex.message_id} (digest §3)",
+            f"wsa:RelatesTo must be the request's MessageID {ex.message_id} (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding)",
         )
     return Verdict.ok(ex.describe() + ", RelatesTo matches")
 
 
 def judge_fault(ex: Exchange) -> Verdict:
-    """A SOAP Fault, of any code (digest §13: SOAP-level errors are faults, not RegistryResponses)."""
+    """A SOAP Fault, of any code (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3: SOAP-level errors are faults, not RegistryResponses)."""
     problem = _not_answered(ex)
     if problem is not None:
         return problem
@@ -472,7 +474,7 @@ def judge_fault(ex: Exchange) -> Verdict:
         return Verdict.fail(
             ex.describe(),
             "rejected with a RegistryResponse Failure; a SOAP-level error must be answered with a SOAP Fault "
-            "(digest §13)",
+            "(SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)",
         )
     return Verdict.fail(ex.describe(), "the answer is not a SOAP Fault")
 
@@ -485,9 +487,13 @@ def judge_fault_code(code: str, subcode: str | None = None) -> Callable[[Exchang
         assert ex.response is not None and ex.response.fault is not None
         fault = ex.response.fault
         if fault.code != code:
-            return Verdict.fail(ex.describe(), f"the fault code should be {code} (digest §13)")
+            return Verdict.fail(
+                ex.describe(), f"the fault code should be {code} (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)"
+            )
         if subcode is not None and fault.subcode != subcode:
-            return Verdict.fail(ex.describe(), f"the fault subcode should be {subcode} (digest §13)")
+            return Verdict.fail(
+                ex.describe(), f"the fault subcode should be {subcode} (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)"
+            )
         return Verdict.ok(ex.describe())
 
     return judge
@@ -503,7 +509,9 @@ def _wrong_class(codes: Sequence[str], allowed_duplicates: bool = False) -> list
 def _code_note(codes: Sequence[str], recommended: Sequence[str]) -> str:
     if not recommended or any(c in recommended for c in codes):
         return ""
-    return f"recommended errorCode: {' or '.join(recommended)} (digest §12); reported, not failed"
+    return (
+        f"recommended errorCode: {' or '.join(recommended)} (ITI TF-3 4.2.4, ebRS 3.0); reported, not failed"
+    )
 
 
 def judge_registry_answer(ex: Exchange) -> Verdict:
@@ -525,7 +533,7 @@ def judge_registry_answer(ex: Exchange) -> Verdict:
 
 def judge_failure(recommended: Sequence[str], *, allow_fault: bool = False) -> Callable[[Exchange], Verdict]:
     """RegistryResponse Failure with at least one Error whose code is not of a clearly wrong class; with
-    ``allow_fault`` a SOAP ``Sender`` fault is accepted too (refusals that are not metadata defects, §11)."""
+    ``allow_fault`` a SOAP ``Sender`` fault is accepted too (refusals that are not metadata defects, our practice-binding rule)."""
 
     def judge(ex: Exchange) -> Verdict:
         problem = _not_answered(ex)
@@ -536,21 +544,23 @@ def judge_failure(recommended: Sequence[str], *, allow_fault: bool = False) -> C
         if ex.kind is ExchangeKind.FAULT:
             assert ex.response is not None and ex.response.fault is not None
             if allow_fault and ex.response.fault.code == "Sender":
-                return Verdict.ok(ex.describe(), "refused with a SOAP Sender fault (digest §11 alternative)")
+                return Verdict.ok(
+                    ex.describe(), "refused with a SOAP Sender fault (our practice-binding rule)"
+                )
             if allow_fault:
                 return Verdict.fail(
                     ex.describe(),
-                    "a refusal must be a RegistryResponse Failure or a SOAP Sender fault (digest §11)",
+                    "a refusal must be a RegistryResponse Failure or a SOAP Sender fault (our practice-binding rule)",
                 )
             return Verdict.fail(
                 ex.describe(),
-                "a metadata or document error must be answered with a RegistryResponse Failure (digest §13)",
+                "a metadata or document error must be answered with a RegistryResponse Failure (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3)",
             )
         if ex.kind is not ExchangeKind.FAILURE:
             return Verdict.fail(ex.describe(), "the answer is neither a RegistryResponse Failure nor a fault")
         if not ex.error_codes:
             return Verdict.fail(
-                ex.describe(), "Failure without any Error-severity RegistryError (digest §12)"
+                ex.describe(), "Failure without any Error-severity RegistryError (ITI TF-3 4.2.4, ebRS 3.0)"
             )
         wrong = _wrong_class(ex.error_codes)
         if wrong:
@@ -608,7 +618,7 @@ def _reply_form(ctx: ReceiverContext) -> Verdict:
         notes.append(f"wsa:Action is {action!r}, expected {ns.ACTION_PNR_RESPONSE}")
     if not ex.content_type.lower().startswith("multipart/related"):
         notes.append(
-            f"reply to an MTOM request is {ex.content_type.split(';')[0]!r}, not MTOM (digest §4 rule 8)"
+            f"reply to an MTOM request is {ex.content_type.split(';')[0]!r}, not MTOM (ITI TF-2x V.3.6)"
         )
     observed = f"Action {action}, {ex.content_type.split(';')[0] or 'no Content-Type'}"
     return Verdict.check(not notes, observed, "; ".join(notes))
@@ -623,7 +633,8 @@ def _duplicate(ctx: ReceiverContext) -> Verdict:
         return Verdict.fail(observed, "the first submission was not accepted, so nothing can be a duplicate")
     if second.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
         return Verdict.fail(
-            observed, "the same SubmissionSet and DocumentEntry uniqueIds were accepted twice (digest §12)"
+            observed,
+            "the same SubmissionSet and DocumentEntry uniqueIds were accepted twice (ITI TF-3 4.2.4, ebRS 3.0)",
         )
     if second.kind is ExchangeKind.FAULT:
         return Verdict.ok(observed)
@@ -638,7 +649,7 @@ def _duplicate(ctx: ReceiverContext) -> Verdict:
 
 
 def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
-    """A new SubmissionSet whose DocumentEntry reuses an accepted entry's uniqueId with other bytes (§12)."""
+    """A new SubmissionSet whose DocumentEntry reuses an accepted entry's uniqueId with other bytes (ITI TF-3 4.2.4, ebRS 3.0)."""
     first_submission = ctx.submission(("ccda",))
     first = ctx.send(ctx.frame(first_submission))
     reused_uid = first_submission.document_entries[0].unique_id
@@ -651,7 +662,7 @@ def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
     if second.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
         return Verdict.fail(
             observed,
-            f"DocumentEntry uniqueId {reused_uid} was accepted again for different bytes (digest §12)",
+            f"DocumentEntry uniqueId {reused_uid} was accepted again for different bytes (ITI TF-3 4.2.4, ebRS 3.0)",
         )
     verdict = judge_failure(("XDSNonIdenticalHash",), allow_fault=True)(second)
     return Verdict(verdict.status, observed, verdict.detail)
@@ -684,7 +695,7 @@ def _tls_refused(
             ex.describe(),
             f"the TLS handshake with an {what} client certificate completed and the endpoint "
             + ("accepted the submission" if accepted else "answered over HTTP")
-            + "; it must be refused in the handshake (digest §2, §11.1; ETT 9/19)",
+            + "; it must be refused in the handshake (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule; ETT 9/19)",
         )
 
     return run
@@ -699,7 +710,8 @@ def _tls_no_certificate(ctx: ReceiverContext) -> Verdict:
         return Verdict.fail(ex.describe(), "the endpoint's server certificate is not issued by --ca")
     if ex.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
         return Verdict.fail(
-            ex.describe(), "a submission without any client certificate was accepted (digest §2)"
+            ex.describe(),
+            "a submission without any client certificate was accepted (Direct Edge Protocols IG §1.1, ETT tests 6-9)",
         )
     if ex.kind is ExchangeKind.ERROR:
         return Verdict.fail(ex.describe())
@@ -741,7 +753,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "valid-recipients",
             "valid, several direct:to recipients",
             True,
-            "digest §5.1",
+            "XDR and XDM for Direct Messaging §4.1",
             success,
             _several_recipients,
             judge_success,
@@ -750,7 +762,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "delivery-notification-request",
             "address block asks for final-destination delivery (X-DIRECT-FINAL-DESTINATION-DELIVERY)",
             True,
-            "ETT MT 30, digest §5.1",
+            "ETT MT 30, XDR and XDM for Direct Messaging §4.1",
             success,
             _delivery_request,
             judge_success,
@@ -759,7 +771,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "delivery-notification-unreachable",
             f"delivery notification asked for, recipient {UNREACHABLE_RECIPIENT}",
             True,
-            "ETT MT 31, digest §5.1",
+            "ETT MT 31, XDR and XDM for Direct Messaging §4.1",
             "a RegistryResponse (Success, or Failure naming the recipient), not a fault",
             _delivery_request_unreachable,
             judge_registry_answer,
@@ -795,7 +807,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "valid-reply-form",
             "reply Action ...-bResponse, MTOM reply to MTOM request",
             False,
-            "digest §3, §4.8",
+            "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; ITI TF-2b 3.41.5, W3C MTOM/XOP",
             "Action ...-bResponse and a multipart/related reply",
             _reply_form,
         ),
@@ -803,7 +815,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "valid-no-address-block",
             "no addressBlock, sender in authorTelecommunication",
             False,
-            "digest §5.1 (DTS 427)",
+            "XDR and XDM for Direct Messaging §4.1 (DTS 427)",
             success,
             _mutated(_no_address_block),
             judge_success,
@@ -812,7 +824,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "plain-soap-inline",
             "simple SOAP with inline base64 (no MTOM)",
             False,
-            "digest §4.5",
+            "ITI TF-2b 3.41.5, non-MTOM form",
             success,
             _plain,
             judge_success,
@@ -830,7 +842,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "soap-header-namespace-code",
             "... fault code is Sender",
             False,
-            "digest §13",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             "SOAP Fault Sender",
             _mutated(_header_unqualified),
             judge_fault_code("Sender"),
@@ -849,20 +861,26 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "soap-body-namespace-code",
             "... fault code is Sender",
             False,
-            "digest §13",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             "SOAP Fault Sender",
             _mutated(_body_wrong_namespace),
             judge_fault_code("Sender"),
             key="soap-body-namespace",
         ),
         _case(
-            "soap-version", "SOAP 1.1 envelope", True, "digest §3, §13", fault, _mutated(_soap11), judge_fault
+            "soap-version",
+            "SOAP 1.1 envelope",
+            True,
+            "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+            fault,
+            _mutated(_soap11),
+            judge_fault,
         ),
         _case(
             "soap-version-code",
             "... fault code is VersionMismatch",
             False,
-            "digest §13 (SOAP 1.2 §5.4.6)",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (SOAP 1.2 §5.4.6)",
             "SOAP Fault VersionMismatch",
             _mutated(_soap11),
             judge_fault_code("VersionMismatch"),
@@ -872,7 +890,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-action-missing",
             "no wsa:Action",
             True,
-            "digest §3, §13",
+            "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             fault,
             _mutated(_remove_wsa("Action")),
             judge_fault,
@@ -881,7 +899,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-action-missing-code",
             f"... Sender / {mh}",
             False,
-            "digest §13 (WS-A SOAP binding §6.4)",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (WS-A SOAP binding §6.4)",
             f"SOAP Fault Sender / {mh}",
             _mutated(_remove_wsa("Action")),
             judge_fault_code("Sender", mh),
@@ -891,7 +909,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-message-id-missing",
             "no wsa:MessageID",
             True,
-            "digest §3 (DTS 425), §13",
+            "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding (DTS 425), SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             fault,
             _mutated(_remove_wsa("MessageID")),
             judge_fault,
@@ -900,7 +918,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-message-id-missing-code",
             f"... Sender / {mh}",
             False,
-            "digest §13 (WS-A SOAP binding §6.4)",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (WS-A SOAP binding §6.4)",
             f"SOAP Fault Sender / {mh}",
             _mutated(_remove_wsa("MessageID")),
             judge_fault_code("Sender", mh),
@@ -910,7 +928,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-action-unknown",
             "wsa:Action of another transaction",
             True,
-            "digest §13",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             fault,
             _mutated(_unknown_action),
             judge_fault,
@@ -919,7 +937,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "wsa-action-unknown-code",
             "... Sender / wsa:ActionNotSupported",
             False,
-            "digest §13",
+            "SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
             "SOAP Fault Sender / wsa:ActionNotSupported",
             _mutated(_unknown_action),
             judge_fault_code("Sender", "wsa:ActionNotSupported"),
@@ -929,7 +947,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "address-block-missing",
             "no addressBlock and no authorTelecommunication",
             True,
-            "ETT 4c, digest §5.1",
+            "ETT 4c, XDR and XDM for Direct Messaging §4.1",
             reject,
             _mutated(_no_sender_anywhere),
             judge_failure(METADATA_CODES, allow_fault=True),
@@ -992,7 +1010,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "hash-mismatch",
             "declared hash differs from the bytes",
             True,
-            "digest §12, §15",
+            "ITI TF-3 4.2.4, ebRS 3.0; NIST XDS toolkit validators",
             failure,
             _mutated(_wrong_hash),
             judge_failure(("XDSRepositoryMetadataError", "XDSNonIdenticalHash")),
@@ -1001,7 +1019,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "size-mismatch",
             "declared size differs from the bytes",
             True,
-            "digest §12, §15",
+            "ITI TF-3 4.2.4, ebRS 3.0; NIST XDS toolkit validators",
             failure,
             _mutated(_wrong_size),
             judge_failure(("XDSRepositoryMetadataError", "XDSNonIdenticalSize")),
@@ -1010,7 +1028,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "document-without-metadata",
             "a Document and MIME part with no DocumentEntry",
             True,
-            "digest §4.7",
+            "ITI TF-3 4.2.4, NIST repository checks",
             failure,
             _mutated(_drop_second_entry, ("ccda", "pdf")),
             judge_failure(("XDSMissingDocumentMetadata",)),
@@ -1019,7 +1037,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "metadata-without-document",
             "a DocumentEntry with no Document or MIME part",
             True,
-            "digest §4.7",
+            "ITI TF-3 4.2.4, NIST repository checks",
             failure,
             _mutated(_drop_document),
             judge_failure(("XDSMissingDocument",)),
@@ -1028,7 +1046,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "unbound-sender",
             "direct:from not bound to the certificate's practice",
             True,
-            "digest §11",
+            "our practice-binding rule",
             reject,
             _unbound,
             judge_failure(("XDSRepositoryError",), allow_fault=True),
@@ -1037,7 +1055,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "duplicate-submission",
             "the same uniqueIds submitted twice",
             True,
-            "digest §12",
+            "ITI TF-3 4.2.4, ebRS 3.0",
             "first Success; second Failure (or fault), not Success",
             _duplicate,
         ),
@@ -1045,7 +1063,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "document-unique-id-reused",
             "a new SubmissionSet reusing an accepted DocumentEntry uniqueId for other bytes",
             False,
-            "digest §12 (XDSNonIdenticalHash, ModSpec DTS 239)",
+            "ITI TF-3 4.2.4, ebRS 3.0 (XDSNonIdenticalHash, ONC XDR checklist DTS 239)",
             "second submission refused (Failure or fault)",
             _document_unique_id_reused,
         ),
@@ -1069,7 +1087,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "tls-expired",
             "expired client certificate",
             True,
-            "ETT 9 (expired material), digest §11.1",
+            "ETT 9 (expired material), our practice-binding rule",
             "TLS handshake refused",
             _tls_refused(lambda t: t.expired, "expired"),
         ),
@@ -1077,7 +1095,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "tls-no-certificate",
             "no client certificate at all",
             True,
-            "digest §2",
+            "Direct Edge Protocols IG §1.1, ETT tests 6-9",
             "TLS handshake or request refused",
             _tls_no_certificate,
         ),

@@ -5,11 +5,11 @@ client certificates verified against ``client_ca`` in the handshake), spools eve
 the client certificate and the headers, and answers as told (``success``, ``failure``, ``fault`` or ``stall``),
 so a sender's handling of each answer can be watched on the sender's side. With ``bad_server_cert`` it instead
 accepts TCP connections and offers a server certificate from a CA nobody trusts: the sender passes ETT test 7
-when it hangs up without sending a single byte of application data (digest §2).
+when it hangs up without sending a single byte of application data (Direct Edge Protocols IG §1.1, ETT tests 6-9).
 
 After the run, :func:`sender_catalogue` judges the recorded requests: HTTP Content-Type and MIME parts (digest
-§4), SOAP and WS-Addressing (§3; MessageIDs unique across sends, ETT MT 19/48), the Direct address block (§5,
-ETT MT 49), metadata for the declared level (§9), hash and size against the bytes (§15), the client certificate.
+ITI TF-2b 3.41.5, W3C MTOM/XOP), SOAP and WS-Addressing (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; MessageIDs unique across sends, ETT MT 19/48), the Direct address block (XDR and XDM for Direct Messaging §4,
+ETT MT 49), metadata for the declared level (ITI TF-3 4.3.1, XDR Limited Metadata), hash and size against the bytes (NIST XDS toolkit validators), the client certificate.
 Documents are never logged or printed (PHI); they live in the spool directory until :meth:`close`.
 """
 
@@ -169,14 +169,16 @@ def _scan_part_headers(path: Path, boundary: str) -> list[tuple[tuple[str, str],
 
 
 def _content_type_problems(content_type: str) -> tuple[list[str], dict[str, str], bool]:
-    """Digest §4 rule 1 (and NIST's MtomMessageValidator): the exact MTOM Content-Type parameters."""
+    """XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 (and NIST's MtomMessageValidator): the exact MTOM Content-Type parameters."""
     try:
         media, params = parse_content_type(content_type)
     except RemoteProtocolError as exc:
         return [f"Content-Type unreadable: {exc.message}"], {}, False
     if media != "multipart/related":
         return (
-            [f"Content-Type is {media or 'missing'}, not multipart/related (MTOM is required, digest §4)"],
+            [
+                f"Content-Type is {media or 'missing'}, not multipart/related (MTOM is required, ITI TF-2b 3.41.5, W3C MTOM/XOP)"
+            ],
             {},
             False,
         )
@@ -578,7 +580,7 @@ def _check_root_part(a: RequestAnalysis) -> list[str]:
     if media != "application/xop+xml" or params.get("type", "").lower() != "application/soap+xml":
         problems.append(
             f"root part Content-Type {_header(headers, 'Content-Type')!r}; expected "
-            'application/xop+xml; type="application/soap+xml" (digest §4 rule 2)'
+            'application/xop+xml; type="application/soap+xml" (XOP 1.0 §4.1)'
         )
     if not _bracketed(_header(headers, "Content-ID")):
         problems.append("root part Content-ID missing or not wrapped in < >")
@@ -641,7 +643,7 @@ def _check_action(a: RequestAnalysis) -> list[str]:
     if (actions[0].text or "") != ns.ACTION_PNR:
         problems.append(f"wsa:Action is {actions[0].text!r}, expected {ns.ACTION_PNR} without whitespace")
     if not _must_understand(actions[0]):
-        problems.append('wsa:Action lacks S:mustUnderstand="true" (ModSpec XD 2, IHE_WSA101)')
+        problems.append('wsa:Action lacks S:mustUnderstand="true" (ONC XDR checklist XD 2, IHE_WSA101)')
     return problems
 
 
@@ -657,7 +659,7 @@ def _check_to(a: RequestAnalysis) -> list[str]:
 def _check_reply_to(a: RequestAnalysis) -> list[str]:
     reply = _wsa_elements(a, "ReplyTo")
     if len(reply) != 1:
-        return ["no wsa:ReplyTo (ModSpec XD 3 requires it; DTS 419 makes it optional)"]
+        return ["no wsa:ReplyTo (ONC XDR checklist XD 3 requires it; DTS 419 makes it optional)"]
     problems = []
     address = reply[0].find(f"{{{ns.WSA}}}Address")
     if address is None or (address.text or "").strip() != ns.WSA_ANONYMOUS:
@@ -685,10 +687,12 @@ def _check_level(a: RequestAnalysis) -> list[str]:
     env = a.envelope
     assert env is not None
     if env.level is None:
-        return ["no direct:metadata-level (receivers then assume XDS, digest §5.3)"]
+        return [
+            "no direct:metadata-level (receivers then assume XDS, XDR and XDM for Direct Messaging §6.1.1)"
+        ]
     if env.level_placement is LevelPlacement.IN_BLOCK:
         return [
-            "direct:metadata-level only inside the addressBlock; ETT/NIST read it at the top level (§5.3)"
+            "direct:metadata-level only inside the addressBlock; ETT/NIST read it at the top level (XDR and XDM for Direct Messaging §6.1.1)"
         ]
     return []
 
@@ -788,35 +792,35 @@ def sender_catalogue() -> tuple[TestCase[SenderContext], ...]:
           "every request came with a verified client certificate", _client_certificate),
         T("tls-bad-server-certificate", "server certificate from an untrusted CA", True, "ETT 7 / 17",
           "the sender hangs up without sending application data", _bad_server_cert),
-        T("http-content-type", "MTOM HTTP Content-Type parameters", True, "digest §4.1",
+        T("http-content-type", "MTOM HTTP Content-Type parameters", True, "W3C SOAP 1.2 MTOM §3",
           'multipart/related; type="application/xop+xml"; boundary; start=<...>; start-info',
           _per_request(_check_content_type, needs_envelope=False)),
-        T("mtom-root-part", "root part headers", True, "digest §4.2",
+        T("mtom-root-part", "root part headers", True, "XOP 1.0 §4",
           'application/xop+xml; type="application/soap+xml", Content-ID <...>, Content-Transfer-Encoding',
           _per_request(_check_root_part, needs_envelope=False)),
-        T("mtom-document-parts", "document parts and xop:Include references", True, "digest §4.3-4.4, DTS 432",
+        T("mtom-document-parts", "document parts and xop:Include references", True, "ITI TF-2b 3.41.5, RFC 2392, XOP 1.0 §3, DTS 432",
           "Content-ID <...> and Content-Transfer-Encoding on each part; one xop:Include per part",
           _per_request(_check_document_parts)),
-        T("soap-envelope", "SOAP 1.2 ITI-41 envelope", True, "digest §3",
+        T("soap-envelope", "SOAP 1.2 ITI-41 envelope", True, "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding",
           "readable SOAP 1.2 envelope with one Header and Body", _per_request(_check_soap, needs_envelope=False)),
-        T("wsa-action", "wsa:Action", True, "digest §3 (ModSpec XD 2)",
+        T("wsa-action", "wsa:Action", True, "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding (ONC XDR checklist XD 2)",
           "exactly one, the PnR action, mustUnderstand true", _per_request(_check_action)),
-        T("wsa-to", "wsa:To", True, "digest §3 (DTS 413)", "present, the endpoint URL", _per_request(_check_to)),
+        T("wsa-to", "wsa:To", True, "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding (DTS 413)", "present, the endpoint URL", _per_request(_check_to)),
         T("wsa-message-id", "wsa:MessageID unique across sends", True, "ETT MT 19 / 48, DTS 425",
           "present in every request, never reused", _message_ids_unique),
-        T("wsa-reply-to", "wsa:ReplyTo anonymous with mustUnderstand", False, "digest §3 (XD 3 vs DTS 419)",
+        T("wsa-reply-to", "wsa:ReplyTo anonymous with mustUnderstand", False, "ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding (XD 3 vs DTS 419)",
           "ReplyTo/Address = anonymous, mustUnderstand true", _per_request(_check_reply_to)),
-        T("direct-address-block", "Direct addressBlock with from and to", True, "ETT MT 49, digest §5.1",
+        T("direct-address-block", "Direct addressBlock with from and to", True, "ETT MT 49, XDR and XDM for Direct Messaging §4.1",
           "direct:addressBlock with direct:from and direct:to", _per_request(_check_address_block)),
-        T("direct-metadata-level", "direct:metadata-level at the top level", False, "digest §5.3",
+        T("direct-metadata-level", "direct:metadata-level at the top level", False, "XDR and XDM for Direct Messaging §6.1.1",
           "top-level direct:metadata-level minimal|XDS", _per_request(_check_level)),
-        T("metadata-valid", "metadata valid for the declared level", True, "ETT 1 / 2, digest §9",
+        T("metadata-valid", "metadata valid for the declared level", True, "ETT 1 / 2, ITI TF-3 4.3.1, XDR Limited Metadata",
           "no metadata errors for the declared level", _per_request(_check_metadata)),
         T("author-telecommunication", "sender in SubmissionSet authorTelecommunication", True,
-          "digest §5.4 (DTS 433)", "authorTelecommunication = direct:from", _per_request(_check_sender)),
-        T("documents-attached", "every DocumentEntry has its document and vice versa", True, "digest §4.7",
+          "XDR and XDM for Direct Messaging §4.2, ITI TF-3 4.2.3.3 (DTS 433)", "authorTelecommunication = direct:from", _per_request(_check_sender)),
+        T("documents-attached", "every DocumentEntry has its document and vice versa", True, "ITI TF-3 4.2.4, NIST repository checks",
           "no XDSMissingDocument / XDSMissingDocumentMetadata", _per_request(_check_documents)),
-        T("hash-size", "declared hash and size equal the bytes", True, "digest §15",
+        T("hash-size", "declared hash and size equal the bytes", True, "NIST XDS toolkit validators",
           "hash = SHA-1 and size = length of each part", _per_request(_check_hash_size)),
     )  # fmt: skip
 

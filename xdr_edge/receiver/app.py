@@ -9,7 +9,7 @@ Processing order, each step able to stop the request:
    SOAP and WS-Addressing errors -> SOAP fault.
 3. the sender (``direct:from``, and the SubmissionSet ``authorTelecommunication`` when present) must be bound to
    that practice -> else RegistryResponse Failure, errorCode ``XDSRepositoryError`` with a codeContext naming
-   the address (digest §11: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
+   the address (our practice-binding rule: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
    for a refusal that is not a metadata defect).
 4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the digest's codes.
 5. store whole-or-nothing; the same SubmissionSet uniqueId twice -> Failure ``XDSDuplicateUniqueIdInRegistry``.
@@ -332,7 +332,7 @@ class XdrEdgeApp:
     def _check_senders(
         self, request: IncomingRequest, practice: Practice, entry: _RequestLog
     ) -> RegistryErrorEntry | None:
-        """Every sender address the request claims must be bound to the certificate's practice (digest §11)."""
+        """Every sender address the request claims must be bound to the certificate's practice (our practice-binding rule)."""
         addresses: list[tuple[str, DirectAddress]] = []
         if request.envelope.direct_from is not None:
             addresses.append(("S:Header/direct:addressBlock/direct:from", request.envelope.direct_from))
@@ -368,7 +368,7 @@ class XdrEdgeApp:
             "practice": practice.id,
             "sender": str(submission.sender) if submission.sender else None,
             "recipients": [str(a) for a in submission.recipients],
-            # the sender asked to be told when the message reaches its final destination (digest §5.1): the
+            # the sender asked to be told when the message reaches its final destination (XDR and XDM for Direct Messaging §4.1): the
             # downstream HISP must honour it, so it travels with the submission
             "final_destination_delivery": submission.final_destination_delivery,
             "message_id": env.message_id,

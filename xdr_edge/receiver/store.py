@@ -25,7 +25,7 @@ reader never sees a half-written record (with ``O_EXCL``-then-write it could rea
 false XDSNonIdenticalHash). The filesystem must support hard links (any local POSIX one does).
 
 Ownership. Both records name the practice that sent the uniqueId first (``summary["practice"]``). uniqueIds are
-OIDs, unique worldwide (digest §8), so one practice's uniqueId is refused to another; but the answer must differ
+OIDs, unique worldwide (ITI TF-3 4.2.3), so one practice's uniqueId is refused to another; but the answer must differ
 from a duplicate: XDSDuplicateUniqueIdInRegistry tells a sender its submission was already delivered, and another
 practice sending a uniqueId first would otherwise make the owner's real submission silently lost. A uniqueId held
 by another practice raises :class:`UniqueIdOwnedElsewhere` (XDSRepositoryError, without naming the holder). A
@@ -169,7 +169,7 @@ class DocumentConflict(Exception):
     Raised as such for a DocumentEntry uniqueId already stored with other bytes (ITI TF-3 4.2.4:
     XDSNonIdenticalHash / XDSNonIdenticalSize); the same uniqueId with the same bytes is a legitimate
     re-registration. ``error_code``, ``code_context`` and ``location`` are the RegistryError entry to answer
-    with (digest §12: for XDSNonIdenticalHash the codeContext is the uniqueId itself)."""
+    with (ITI TF-3 4.2.4, ebRS 3.0: for XDSNonIdenticalHash the codeContext is the uniqueId itself)."""
 
     def __init__(
         self,

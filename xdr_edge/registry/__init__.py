@@ -1,4 +1,4 @@
-"""The certificate registry of the receiving side (issue #4 item 1, digest §2 and §11).
+"""The certificate registry of the receiving side (issue #4 item 1, Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule).
 
 Practices (:class:`~xdr_edge.practice.Practice`), their enrolled certificates, address and domain
 bindings, trust anchors, CRLs (one per issuing CA name and key) and mapping rules, stored in SQLite by

@@ -62,7 +62,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 class MappingKind(StrEnum):
-    """How a trusted certificate that is not pinned names its practice (issue #4 item 1, digest §11.2)."""
+    """How a trusted certificate that is not pinned names its practice (issue #4 item 1, our practice-binding rule)."""
 
     #: The enrolled-certificate pin. Pins are always consulted first; a rule of this kind only makes that
     #: explicit in the rule list and adds nothing.
@@ -142,7 +142,7 @@ class CertificateRecord:
 
 @dataclass(frozen=True)
 class TrustAnchor:
-    """A CA certificate client certificates must chain to (digest §2, §11.1)."""
+    """A CA certificate client certificates must chain to (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule)."""
 
     fingerprint_sha256: str
     subject: str
@@ -243,7 +243,7 @@ def _practice_dict(practice: Practice | None) -> dict[str, JsonValue] | None:
 
 @dataclass(frozen=True)
 class Identification:
-    """Which practice a client certificate belongs to, or why it belongs to none (digest §11.1-2).
+    """Which practice a client certificate belongs to, or why it belongs to none (our practice-binding rule).
 
     ``practice`` is set only when the certificate is accepted. ``practice_id`` names the practice the
     certificate mapped to even when it is rejected (an inactive practice), for logs and the CLI.
@@ -274,7 +274,7 @@ class Identification:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether a sender may submit, and why (digest §11.3-4)."""
+    """Whether a sender may submit, and why (our practice-binding rule)."""
 
     allowed: bool
     reason: str

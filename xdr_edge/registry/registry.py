@@ -1,6 +1,6 @@
 """The certificate registry: which practice a client certificate belongs to, and which senders it may use.
 
-Owns the decisions of digest §11 for the receiving side (issue #4 item 1):
+Owns the decisions of our practice-binding rule for the receiving side (issue #4 item 1):
 
 - :meth:`Registry.identify`: a client certificate must chain to a trust anchor, be within its validity and
   not be revoked (our own revoked flag, or a loaded CRL), and then map to exactly one active practice: first
@@ -306,7 +306,7 @@ class Registry:
         return stored
 
     def add_trust_anchor(self, cert: bytes | str | x509.Certificate, *, actor: str) -> TrustAnchor:
-        """Trust a CA for client certificates (digest §2: imported out of band, e.g. from the ETT)."""
+        """Trust a CA for client certificates (Direct Edge Protocols IG §1.1, ETT tests 6-9: imported out of band, e.g. from the ETT)."""
         ca = load_certificates(cert)[0]
         anchor = TrustAnchor(fingerprint_sha256(ca), ca.subject.rfc4514_string(), _pem(ca))
         event = self._event(actor, "trust-anchor.add", anchor.fingerprint_sha256, {"subject": anchor.subject})
@@ -414,7 +414,7 @@ class Registry:
     def identify(
         self, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (), *, at: datetime | None = None
     ) -> Identification:
-        """The practice a client certificate belongs to, or why none (digest §11.1-2).
+        """The practice a client certificate belongs to, or why none (our practice-binding rule).
 
         ``chain`` holds the intermediates the peer sent. Rejections are values, not exceptions: the receiver
         turns them into a refused request and a log line.

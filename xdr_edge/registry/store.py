@@ -131,7 +131,7 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         )""",
         "CREATE INDEX certificates_practice ON certificates(practice_id)",
         # address is unique case-insensitively: two practices must not own "Alice@x" and "alice@x", whatever
-        # the receiving domain does with local-part case (digest §11.3).
+        # the receiving domain does with local-part case (our practice-binding rule).
         """CREATE TABLE bindings (
             id INTEGER PRIMARY KEY,
             practice_id TEXT NOT NULL REFERENCES practices(id),

@@ -2,7 +2,7 @@
 
 Pure: certificates, CRLs and the time come in as arguments; nothing is read from disk or the network here.
 
-Three checks, in order (digest §2, §11.1; issue #4 item 1):
+Three checks, in order (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule; issue #4 item 1):
 
 1. validity of the leaf at the given time, checked by us first so that the most common rejection reads
    "certificate expired on 2026-01-01" rather than a verifier message;
