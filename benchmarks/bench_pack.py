@@ -50,8 +50,11 @@ def child_copy(src: Path, dst: Path) -> dict[str, object]:
 
 
 def child_pack(src: Path, dst: Path, sha1: str) -> dict[str, object]:
-    from xdr_edge.model import Document
-    from xdr_edge.mtom import MtomBody, MtomPart
+    from xdr_edge.protocol.model import Document
+    from xdr_edge.protocol.mtom import (
+        MtomBody,
+        MtomPart,
+    )
 
     start = time.perf_counter()
     # With the metadata's hash and size, as a real send does: the writer checks both while streaming.
@@ -64,7 +67,10 @@ def child_pack(src: Path, dst: Path, sha1: str) -> dict[str, object]:
 
 
 def child_read(src: Path, spool: Path, content_type: str) -> dict[str, object]:
-    from xdr_edge.mtom import MtomLimits, read_mtom
+    from xdr_edge.protocol.mtom import (
+        MtomLimits,
+        read_mtom,
+    )
 
     size = src.stat().st_size
     limits = MtomLimits(max_total_bytes=size + MIB)
@@ -83,7 +89,7 @@ def child_read(src: Path, spool: Path, content_type: str) -> dict[str, object]:
 
 
 def run_child(argv: list[str]) -> int:
-    import xdr_edge.mtom  # noqa: F401 - same imports in every child, so the baseline carries them too
+    import xdr_edge.protocol.mtom  # noqa: F401 - same imports in every child, so the baseline carries them too
 
     mode, *args = argv
     if mode == "copy":

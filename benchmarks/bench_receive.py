@@ -48,7 +48,7 @@ RECIPIENT = "inbox@direct.hisp.example"
 
 def child_server(directory: Path) -> None:
     """Start a lab, print its coordinates as one JSON line, serve until stdin closes."""
-    from xdr_edge.lab import start_lab
+    from xdr_edge.devtools.lab import start_lab
 
     lab = start_lab(directory, threads=4)
     practice = lab.pki.practices["practice-a"]
@@ -73,11 +73,14 @@ def _one_chunk(request: Any) -> Any:
 
 
 def child_client(info: dict[str, Any], document: Path, chunked: bool = False) -> dict[str, Any]:
-    from xdr_edge.compose import compose
-    from xdr_edge.model import Document
     from xdr_edge.practice import ClientCredential
+    from xdr_edge.protocol.compose import compose
+    from xdr_edge.protocol.model import Document
+    from xdr_edge.protocol.wire import (
+        build_request,
+        parse_response,
+    )
     from xdr_edge.tls import client_ssl_context, load_identity
-    from xdr_edge.wire import build_request, parse_response
 
     identity = load_identity(ClientCredential(cert=Path(info["cert"]), key=Path(info["key"])))
     context = client_ssl_context(identity, Path(info["ca"]))

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
+from xdr_edge.devtools.pki import (
+    CertificateAuthority,
+    DemoPki,
+    write_demo_pki,
+)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from xdr_edge.model import (
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,

@@ -20,22 +20,50 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
-from xdr_edge.compose import compose
-from xdr_edge.errors import CertificateError, ConfigurationError, LocalProtocolError, NotBound
-from xdr_edge.findings import Severity
-from xdr_edge.lab import Lab, start_lab
-from xdr_edge.model import MetadataLevel, Submission
-from xdr_edge.mtom import MtomLimits
-from xdr_edge.pki import CertificateAuthority, DemoPki, write_demo_pki
+from xdr_edge.conformance.samples import sample_ccda
+from xdr_edge.devtools.lab import (
+    Lab,
+    start_lab,
+)
+from xdr_edge.devtools.pki import (
+    CertificateAuthority,
+    DemoPki,
+    write_demo_pki,
+)
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+    LocalProtocolError,
+    NotBound,
+)
+from xdr_edge.protocol.findings import Severity
+from xdr_edge.protocol.model import (
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import MtomLimits
+from xdr_edge.protocol.response import (
+    RegistryErrorEntry,
+    RegistryResponse,
+)
+from xdr_edge.protocol.soap import Fault
+from xdr_edge.protocol.wire import (
+    IncomingRequest,
+    ReplyBytes,
+    build_reply,
+    parse_request,
+)
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.response import RegistryErrorEntry, RegistryResponse
-from xdr_edge.samples import sample_ccda
-from xdr_edge.soap import Fault
-from xdr_edge.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
+from xdr_edge.sender.client import (
+    Outcome,
+    RetryPolicy,
+    SendResult,
+    XdrClient,
+)
 
 A_FROM = "dr.smith@direct.practice-a.org"
 B_FROM = "dr.jones@direct.practice-b.org"
@@ -509,7 +537,7 @@ def test_one_log_line_per_send_without_phi_or_keys(
         ) as client:
             result = client.send(submission(document, level=MetadataLevel.XDS), practice="practice-a")
     assert result.ok
-    lines = [r.getMessage() for r in caplog.records if r.name == "xdr_edge.client"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "xdr_edge.sender.client"]
     assert len(lines) == 1
     line = lines[0]
     assert line.startswith("send practice=practice-a ")

@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.config import SenderConfig, load_sender_config
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.model import DirectAddress, MetadataLevel
-from xdr_edge.pki import DemoPki
+from xdr_edge.devtools.pki import DemoPki
 from xdr_edge.practice import Binding
+from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    MetadataLevel,
+)
+from xdr_edge.sender.config import (
+    SenderConfig,
+    load_sender_config,
+)
 from xdr_edge.tls import load_identity
 
 GOOD = """

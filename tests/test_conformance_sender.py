@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
-from xdr_edge import ns
 from xdr_edge.cli import main
-from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
-from xdr_edge.compose import compose
 from xdr_edge.conformance.cases import CaseStatus
 from xdr_edge.conformance.receiver import Mutation, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
 from xdr_edge.conformance.sender import (
     RecordingEndpoint,
     Respond,
@@ -28,11 +29,25 @@ from xdr_edge.conformance.sender import (
     run_sender,
     sender_catalogue,
 )
-from xdr_edge.model import DirectAddress, Document, MetadataLevel
-from xdr_edge.mtom import MtomPart
-from xdr_edge.pki import DemoPki, write_demo_pki
+from xdr_edge.devtools.pki import (
+    DemoPki,
+    write_demo_pki,
+)
 from xdr_edge.practice import Binding, ClientCredential, Practice
-from xdr_edge.samples import sample_ccda, sample_pdf
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    Document,
+    MetadataLevel,
+)
+from xdr_edge.protocol.mtom import MtomPart
+from xdr_edge.sender.client import (
+    Outcome,
+    RetryPolicy,
+    SendResult,
+    XdrClient,
+)
 
 RECIPIENT = "records@direct.hospital.example"
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT
-from xdr_edge.demo import run_demo
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.lab import start_lab
+from xdr_edge.devtools.demo import run_demo
+from xdr_edge.devtools.lab import start_lab
+from xdr_edge.protocol.errors import ConfigurationError
 
 
 def test_every_demo_step_passes(tmp_path: Path) -> None:

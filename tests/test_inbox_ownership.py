@@ -14,13 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.compose import compose
-from xdr_edge.lab import Lab, start_lab
-from xdr_edge.model import Document, MetadataLevel, Submission
-from xdr_edge.response import RegistryResponse
-from xdr_edge.samples import sample_ccda
+from xdr_edge.conformance.samples import sample_ccda
+from xdr_edge.devtools.lab import (
+    Lab,
+    start_lab,
+)
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.model import (
+    Document,
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.response import RegistryResponse
+from xdr_edge.protocol.wire import (
+    build_request,
+    parse_response,
+)
 from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import build_request, parse_response
 
 SENDER_A = "dr.smith@direct.practice-a.org"
 SENDER_B = "dr.jones@direct.practice-b.org"

@@ -12,10 +12,17 @@ from lxml import etree
 
 from tests.reference import official_schema, sample_path
 from tests.strategies import submissions
-from xdr_edge import ns
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.metadata import MetadataRead, read_submit_objects, write_submit_objects
-from xdr_edge.model import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.metadata import (
+    MetadataRead,
+    read_submit_objects,
+    write_submit_objects,
+)
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,
@@ -32,7 +39,11 @@ from xdr_edge.model import (
     SubmissionSet,
     Telecom,
 )
-from xdr_edge.xml import parse, qname, tostring
+from xdr_edge.protocol.xml import (
+    parse,
+    qname,
+    tostring,
+)
 
 RIM = f"{{{ns.RIM}}}"
 NSMAP = {"rim": ns.RIM, "lcm": ns.LCM}

@@ -15,10 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reference import sample_path
-from xdr_edge import ns
-from xdr_edge.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from xdr_edge.model import Document
-from xdr_edge.mtom import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    LimitExceeded,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.model import Document
+from xdr_edge.protocol.mtom import (
     MtomBody,
     MtomLimits,
     MtomPackage,

@@ -18,7 +18,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from xdr_edge.pki import CLIENT_URI_PREFIX, CertificateAuthority, DemoPki
+from xdr_edge.devtools.pki import (
+    CLIENT_URI_PREFIX,
+    CertificateAuthority,
+    DemoPki,
+)
 
 
 def _mode(path: Path) -> int:

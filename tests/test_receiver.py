@@ -29,21 +29,30 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.compose import compose
-from xdr_edge.lab import Lab, start_lab
-from xdr_edge.model import Document, MetadataLevel, Submission
-from xdr_edge.mtom import MtomBody, MtomLimits
-from xdr_edge.pki import CertificateAuthority
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
+from xdr_edge.devtools.lab import (
+    Lab,
+    start_lab,
+)
+from xdr_edge.devtools.pki import CertificateAuthority
 from xdr_edge.practice import ClientCredential
-from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
-from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.receiver.store import Inbox, StoredSubmission
-from xdr_edge.response import RegistryResponse
-from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import header_qname
-from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.model import (
+    Document,
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import (
+    MtomBody,
+    MtomLimits,
+)
+from xdr_edge.protocol.response import RegistryResponse
+from xdr_edge.protocol.soap import header_qname
+from xdr_edge.protocol.wire import (
     OutgoingRequest,
     ParsedResponse,
     build_plain_request,
@@ -51,6 +60,10 @@ from xdr_edge.wire import (
     parse_response,
     soap_content_type,
 )
+from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
+from xdr_edge.receiver.server import ServerConfig, XdrServer
+from xdr_edge.receiver.store import Inbox, StoredSubmission
+from xdr_edge.tls import client_ssl_context, load_identity
 
 SENDER_A = "dr.smith@direct.practice-a.org"
 SENDER_B = "dr.jones@direct.practice-b.org"

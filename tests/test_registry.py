@@ -14,10 +14,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from xdr_edge.errors import CertificateError, ConfigurationError, StoreError
-from xdr_edge.model import DirectAddress
-from xdr_edge.pki import CertificateAuthority
+from xdr_edge.devtools.pki import CertificateAuthority
 from xdr_edge.practice import Practice
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+    StoreError,
+)
+from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry import (
     NOT_ENROLLED,
     SCHEMA_VERSION,

@@ -8,16 +8,22 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from tests.reference import official_schema, sample_path
-from xdr_edge import ns
-from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.response import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.response import (
     RegistryErrorEntry,
     RegistryResponse,
     read_registry_response,
     write_registry_response,
 )
-from xdr_edge.xml import parse
+from xdr_edge.protocol.xml import parse
 
 
 def _sample(relative: str) -> bytes:

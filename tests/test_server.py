@@ -21,15 +21,30 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.compose import compose
-from xdr_edge.errors import CertificateError, LimitExceeded, RemoteProtocolError
-from xdr_edge.lab import Lab, start_lab
-from xdr_edge.model import MetadataLevel, Submission
+from xdr_edge.conformance.samples import sample_ccda
+from xdr_edge.devtools.lab import (
+    Lab,
+    start_lab,
+)
 from xdr_edge.practice import ClientCredential
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    LimitExceeded,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.model import (
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.wire import (
+    OutgoingRequest,
+    ParsedResponse,
+    build_request,
+    parse_response,
+)
 from xdr_edge.receiver.server import ServerConfig, XdrServer, _ChunkedBody
-from xdr_edge.samples import sample_ccda
 from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import OutgoingRequest, ParsedResponse, build_request, parse_response
 
 SENDER = "dr.smith@direct.practice-a.org"
 RECIPIENT = "inbox@direct.hisp.example"

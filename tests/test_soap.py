@@ -11,16 +11,24 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from tests.reference import official_schema, sample_path
-from xdr_edge import ns
-from xdr_edge.errors import ConfigurationError, LimitExceeded, LocalProtocolError, RemoteProtocolError
-from xdr_edge.model import DirectAddress, MetadataLevel
-from xdr_edge.response import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    ConfigurationError,
+    LimitExceeded,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    MetadataLevel,
+)
+from xdr_edge.protocol.response import (
     RegistryErrorEntry,
     RegistryResponse,
     read_registry_response,
     write_registry_response,
 )
-from xdr_edge.soap import (
+from xdr_edge.protocol.soap import (
     BODY_WARNING,
     DIRECT_WARNING,
     FINAL_DESTINATION_DELIVERY,
@@ -36,7 +44,10 @@ from xdr_edge.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.xml import MAX_ELEMENTS, parse
+from xdr_edge.protocol.xml import (
+    MAX_ELEMENTS,
+    parse,
+)
 
 S = ns.SOAP
 WSA = ns.WSA
@@ -261,7 +272,7 @@ def test_request_is_schema_valid(placement: LevelPlacement) -> None:
 
 @pytest.mark.shared
 def test_request_with_metadata_writer_is_schema_valid() -> None:
-    metadata = pytest.importorskip("xdr_edge.metadata")
+    metadata = pytest.importorskip("xdr_edge.protocol.metadata")
     strategies = pytest.importorskip("tests.strategies")
     official_schema("schema/IHE/XDS.b_DocumentRepository.xsd")  # skip early when absent
 
@@ -807,7 +818,7 @@ def test_request_reader_parse_is_hardened() -> None:
 
 
 def test_zeep_reads_only_our_wsdl_directory() -> None:
-    from xdr_edge import soap
+    from xdr_edge.protocol import soap
 
     transport = soap._WsdlOnlyTransport()  # type: ignore[no-untyped-call]
     assert b"ProvideAndRegisterDocumentSet-b" in transport.load(str(soap.WSDL_PATH))

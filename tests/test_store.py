@@ -16,10 +16,21 @@ from typing import Any
 
 import pytest
 
-from xdr_edge.compose import compose
-from xdr_edge.errors import StoreError
-from xdr_edge.metadata import write_submit_objects
-from xdr_edge.model import Document, Submission
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.errors import StoreError
+from xdr_edge.protocol.metadata import write_submit_objects
+from xdr_edge.protocol.model import (
+    Document,
+    Submission,
+)
+from xdr_edge.protocol.wire import (
+    build_request,
+    parse_request,
+)
 from xdr_edge.receiver.store import (
     DocumentConflict,
     Inbox,
@@ -27,8 +38,6 @@ from xdr_edge.receiver.store import (
     SubmissionInProgress,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.wire import build_request, parse_request
 
 SENDER = "dr.smith@direct.practice-a.org"
 RECIPIENT = "inbox@direct.hisp.example"

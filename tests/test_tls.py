@@ -17,9 +17,16 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from xdr_edge.errors import CertificateError, ConfigurationError
-from xdr_edge.pki import CertificateAuthority, DemoPki, IssuedCert
+from xdr_edge.devtools.pki import (
+    CertificateAuthority,
+    DemoPki,
+    IssuedCert,
+)
 from xdr_edge.practice import ClientCredential, Practice
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+)
 from xdr_edge.tls import (
     PracticeSession,
     SessionPool,

@@ -13,11 +13,14 @@ import pytest
 from lxml import etree
 
 from tests.reference import official_schema, sample_path
-from xdr_edge import ns
-from xdr_edge.errors import ValidationFailed
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.metadata import write_submit_objects
-from xdr_edge.model import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import ValidationFailed
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.metadata import write_submit_objects
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,
@@ -34,7 +37,7 @@ from xdr_edge.model import (
     SubmissionSet,
     Telecom,
 )
-from xdr_edge.validate import (
+from xdr_edge.protocol.validate import (
     ASSOCIATION_LENGTH_RULES,
     AUTHOR_LENGTH_RULES,
     CODE_LENGTH_RULES,
@@ -48,8 +51,15 @@ from xdr_edge.validate import (
     raise_for_errors,
     validate,
 )
-from xdr_edge.wire import build_request, parse_request
-from xdr_edge.xml import parse, qname, tostring
+from xdr_edge.protocol.wire import (
+    build_request,
+    parse_request,
+)
+from xdr_edge.protocol.xml import (
+    parse,
+    qname,
+    tostring,
+)
 
 SENDER = DirectAddress("sender@direct.clinic.example")
 RECEIVER = DirectAddress("doctor@direct.hospital.example")
@@ -1164,8 +1174,8 @@ def _sample_submission(relative: str) -> tuple[Submission, list[Finding]]:
 
     ETT templates carry ``#PLACEHOLDER#`` values its test runner fills in; they are filled the same way here.
     """
-    from xdr_edge.metadata import read_submit_objects
-    from xdr_edge.xml import parse
+    from xdr_edge.protocol.metadata import read_submit_objects
+    from xdr_edge.protocol.xml import parse
 
     text = sample_path(relative).read_text(encoding="utf-8")
     for placeholder, value in _PLACEHOLDERS.items():

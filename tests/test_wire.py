@@ -18,17 +18,46 @@ from lxml import etree
 
 from tests import strategies
 from tests.reference import official_schema
-from xdr_edge import ns
-from xdr_edge.compose import compose
-from xdr_edge.errors import LocalProtocolError, RemoteProtocolError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import Document, MetadataLevel, Submission
-from xdr_edge.mtom import MtomBody, MtomLimits, MtomPart, new_content_id, read_mtom
-from xdr_edge.response import RegistryErrorEntry, RegistryResponse
-from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import DocumentRef, Fault, LevelPlacement
-from xdr_edge.validate import check_documents, validate
-from xdr_edge.wire import (
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
+    Document,
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import (
+    MtomBody,
+    MtomLimits,
+    MtomPart,
+    new_content_id,
+    read_mtom,
+)
+from xdr_edge.protocol.response import (
+    RegistryErrorEntry,
+    RegistryResponse,
+)
+from xdr_edge.protocol.soap import (
+    DocumentRef,
+    Fault,
+    LevelPlacement,
+)
+from xdr_edge.protocol.validate import (
+    check_documents,
+    validate,
+)
+from xdr_edge.protocol.wire import (
     IncomingRequest,
     build_plain_request,
     build_reply,

@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING, Any
 from xdr_edge._version import __version__
 
 if TYPE_CHECKING:
-    from xdr_edge.client import (
-        Outcome,
-        RetryPolicy,
-        SendResult,
-        XdrClient,
+    from xdr_edge.practice import (
+        Binding,
+        ClientCredential,
+        Practice,
     )
-    from xdr_edge.compose import (
+    from xdr_edge.protocol.compose import (
         XdsDefaults,
         compose,
     )
-    from xdr_edge.errors import (
+    from xdr_edge.protocol.errors import (
         CertificateError,
         ConfigurationError,
         LimitExceeded,
@@ -38,11 +37,11 @@ if TYPE_CHECKING:
         ValidationFailed,
         XdrError,
     )
-    from xdr_edge.findings import (
+    from xdr_edge.protocol.findings import (
         Finding,
         Severity,
     )
-    from xdr_edge.model import (
+    from xdr_edge.protocol.model import (
         Association,
         Author,
         Code,
@@ -59,62 +58,66 @@ if TYPE_CHECKING:
         SubmissionSet,
         Telecom,
     )
-    from xdr_edge.practice import (
-        Binding,
-        ClientCredential,
-        Practice,
-    )
-    from xdr_edge.validate import (
+    from xdr_edge.protocol.validate import (
         check_documents,
         validate,
     )
-    from xdr_edge.wire import (
+    from xdr_edge.protocol.wire import (
         build_request,
         parse_request,
         parse_response,
     )
+    from xdr_edge.sender.client import (
+        Outcome,
+        RetryPolicy,
+        SendResult,
+        XdrClient,
+    )
+    from xdr_edge.sender.config import SenderConfig, load_sender_config
 
 _EXPORTS: dict[str, str] = {
-    "Outcome": "xdr_edge.client",
-    "RetryPolicy": "xdr_edge.client",
-    "SendResult": "xdr_edge.client",
-    "XdrClient": "xdr_edge.client",
-    "XdsDefaults": "xdr_edge.compose",
-    "compose": "xdr_edge.compose",
-    "CertificateError": "xdr_edge.errors",
-    "ConfigurationError": "xdr_edge.errors",
-    "LimitExceeded": "xdr_edge.errors",
-    "LocalProtocolError": "xdr_edge.errors",
-    "NotBound": "xdr_edge.errors",
-    "RemoteProtocolError": "xdr_edge.errors",
-    "TransportError": "xdr_edge.errors",
-    "ValidationFailed": "xdr_edge.errors",
-    "XdrError": "xdr_edge.errors",
-    "Finding": "xdr_edge.findings",
-    "Severity": "xdr_edge.findings",
-    "Association": "xdr_edge.model",
-    "Author": "xdr_edge.model",
-    "Code": "xdr_edge.model",
-    "DirectAddress": "xdr_edge.model",
-    "Document": "xdr_edge.model",
-    "DocumentEntry": "xdr_edge.model",
-    "Dtm": "xdr_edge.model",
-    "MetadataLevel": "xdr_edge.model",
-    "Organization": "xdr_edge.model",
-    "Patient": "xdr_edge.model",
-    "Person": "xdr_edge.model",
-    "Recipient": "xdr_edge.model",
-    "Submission": "xdr_edge.model",
-    "SubmissionSet": "xdr_edge.model",
-    "Telecom": "xdr_edge.model",
+    "Outcome": "xdr_edge.sender.client",
+    "RetryPolicy": "xdr_edge.sender.client",
+    "SendResult": "xdr_edge.sender.client",
+    "XdrClient": "xdr_edge.sender.client",
+    "SenderConfig": "xdr_edge.sender.config",
+    "load_sender_config": "xdr_edge.sender.config",
+    "XdsDefaults": "xdr_edge.protocol.compose",
+    "compose": "xdr_edge.protocol.compose",
+    "CertificateError": "xdr_edge.protocol.errors",
+    "ConfigurationError": "xdr_edge.protocol.errors",
+    "LimitExceeded": "xdr_edge.protocol.errors",
+    "LocalProtocolError": "xdr_edge.protocol.errors",
+    "NotBound": "xdr_edge.protocol.errors",
+    "RemoteProtocolError": "xdr_edge.protocol.errors",
+    "TransportError": "xdr_edge.protocol.errors",
+    "ValidationFailed": "xdr_edge.protocol.errors",
+    "XdrError": "xdr_edge.protocol.errors",
+    "Finding": "xdr_edge.protocol.findings",
+    "Severity": "xdr_edge.protocol.findings",
+    "Association": "xdr_edge.protocol.model",
+    "Author": "xdr_edge.protocol.model",
+    "Code": "xdr_edge.protocol.model",
+    "DirectAddress": "xdr_edge.protocol.model",
+    "Document": "xdr_edge.protocol.model",
+    "DocumentEntry": "xdr_edge.protocol.model",
+    "Dtm": "xdr_edge.protocol.model",
+    "MetadataLevel": "xdr_edge.protocol.model",
+    "Organization": "xdr_edge.protocol.model",
+    "Patient": "xdr_edge.protocol.model",
+    "Person": "xdr_edge.protocol.model",
+    "Recipient": "xdr_edge.protocol.model",
+    "Submission": "xdr_edge.protocol.model",
+    "SubmissionSet": "xdr_edge.protocol.model",
+    "Telecom": "xdr_edge.protocol.model",
     "Binding": "xdr_edge.practice",
     "ClientCredential": "xdr_edge.practice",
     "Practice": "xdr_edge.practice",
-    "check_documents": "xdr_edge.validate",
-    "validate": "xdr_edge.validate",
-    "build_request": "xdr_edge.wire",
-    "parse_request": "xdr_edge.wire",
-    "parse_response": "xdr_edge.wire",
+    "check_documents": "xdr_edge.protocol.validate",
+    "validate": "xdr_edge.protocol.validate",
+    "build_request": "xdr_edge.protocol.wire",
+    "parse_request": "xdr_edge.protocol.wire",
+    "parse_response": "xdr_edge.protocol.wire",
 }
 
 
@@ -151,6 +154,7 @@ __all__ = [
     "RemoteProtocolError",
     "RetryPolicy",
     "SendResult",
+    "SenderConfig",
     "Severity",
     "Submission",
     "SubmissionSet",
@@ -164,6 +168,7 @@ __all__ = [
     "build_request",
     "check_documents",
     "compose",
+    "load_sender_config",
     "parse_request",
     "parse_response",
     "validate",

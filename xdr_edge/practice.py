@@ -12,7 +12,7 @@ __all__ = ["Binding", "ClientCredential", "Practice"]
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdr_edge.model import DirectAddress
+from xdr_edge.protocol.model import DirectAddress
 
 
 @dataclass(frozen=True)

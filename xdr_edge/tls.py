@@ -51,8 +51,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from requests.adapters import HTTPAdapter
 
 from xdr_edge._version import __version__
-from xdr_edge.errors import CertificateError, ConfigurationError
 from xdr_edge.practice import ClientCredential, Practice
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+)
 
 #: (path, inode, mtime_ns, size) of every file a credential was loaded from: the cheap "did it change?" check.
 #: The inode catches a file replaced by rename within one coarse filesystem timestamp tick.

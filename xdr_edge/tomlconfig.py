@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xdr_edge.errors import ConfigurationError
+from xdr_edge.protocol.errors import ConfigurationError
 
 
 def load_toml(path: Path) -> dict[str, Any]:

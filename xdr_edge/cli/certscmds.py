@@ -15,8 +15,12 @@ from typing import Any
 import click
 
 from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
+from xdr_edge.devtools.pki import (
+    DEFAULT_DEMO_PRACTICES,
+    DemoPki,
+    write_demo_pki,
+)
+from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry import Identification, open_registry
 from xdr_edge.tls import CertificateInfo, describe_certificate, load_certificates
 

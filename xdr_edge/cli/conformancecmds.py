@@ -25,8 +25,8 @@ from xdr_edge.conformance.report import (
     write_junit,
 )
 from xdr_edge.conformance.sender import Respond, SenderEndpointConfig, run_sender, sender_catalogue
-from xdr_edge.model import DirectAddress
 from xdr_edge.practice import ClientCredential
+from xdr_edge.protocol.model import DirectAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)

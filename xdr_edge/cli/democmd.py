@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from xdr_edge.cli.common import EXIT_FAILURE, handle_errors
-from xdr_edge.demo import run_demo
+from xdr_edge.devtools.demo import run_demo
 
 
 @click.command("demo")

@@ -26,11 +26,19 @@ from xdr_edge.cli.common import (
     handle_errors,
 )
 from xdr_edge.cli.wirecmds import ContentOptions, check_output_path, metadata_options
-from xdr_edge.client import Outcome, RetryPolicy, SendResult, XdrClient
-from xdr_edge.config import load_sender_config
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    MetadataLevel,
+)
+from xdr_edge.sender.client import (
+    Outcome,
+    RetryPolicy,
+    SendResult,
+    XdrClient,
+)
+from xdr_edge.sender.config import load_sender_config
 
 #: ``xdr-edge send`` exit status per outcome (docs/sending.md "Exit statuses").
 EXIT_STATUS: dict[Outcome, int] = {

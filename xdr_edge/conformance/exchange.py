@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from xdr_edge.errors import ConfigurationError, RemoteProtocolError
 from xdr_edge.practice import ClientCredential
+from xdr_edge.protocol.errors import (
+    ConfigurationError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.wire import (
+    ParsedResponse,
+    parse_response,
+)
 from xdr_edge.tls import client_ssl_context, load_identity, verifying_client_context
-from xdr_edge.wire import ParsedResponse, parse_response
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 

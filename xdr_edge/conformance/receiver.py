@@ -38,18 +38,35 @@ from pathlib import Path
 
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.compose import compose
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases, select
 from xdr_edge.conformance.exchange import Exchange, ExchangeKind, post, tls_context
-from xdr_edge.model import DirectAddress, Document, MetadataLevel, Submission
-from xdr_edge.mtom import MtomBody, MtomPart
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
 from xdr_edge.practice import ClientCredential
-from xdr_edge.samples import sample_ccda, sample_pdf
-from xdr_edge.soap import FINAL_DESTINATION_DELIVERY
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    Document,
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import (
+    MtomBody,
+    MtomPart,
+)
+from xdr_edge.protocol.soap import FINAL_DESTINATION_DELIVERY
+from xdr_edge.protocol.wire import (
+    build_plain_request,
+    build_request,
+)
+from xdr_edge.protocol.xml import (
+    parse,
+    qname,
+)
 from xdr_edge.tls import client_ssl_context, load_identity
-from xdr_edge.wire import build_plain_request, build_request
-from xdr_edge.xml import parse, qname
 
 Mutation = Callable[[etree._Element, list[MtomPart]], list[MtomPart]]
 

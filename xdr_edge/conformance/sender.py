@@ -46,18 +46,32 @@ import multipart
 from cryptography import x509
 from lxml import etree
 
-from xdr_edge import ns
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases
-from xdr_edge.errors import RemoteProtocolError
-from xdr_edge.findings import Finding
-from xdr_edge.mtom import MtomLimits, parse_content_type
-from xdr_edge.pki import CertificateAuthority
+from xdr_edge.devtools.pki import CertificateAuthority
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import RemoteProtocolError
+from xdr_edge.protocol.findings import Finding
+from xdr_edge.protocol.mtom import (
+    MtomLimits,
+    parse_content_type,
+)
+from xdr_edge.protocol.response import (
+    RegistryErrorEntry,
+    RegistryResponse,
+)
+from xdr_edge.protocol.soap import (
+    Fault,
+    LevelPlacement,
+    RequestEnvelope,
+)
+from xdr_edge.protocol.wire import (
+    ReplyBytes,
+    build_reply,
+    parse_request,
+)
+from xdr_edge.protocol.xml import parse
 from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.response import RegistryErrorEntry, RegistryResponse
-from xdr_edge.soap import Fault, LevelPlacement, RequestEnvelope
 from xdr_edge.tls import fingerprint_sha256, server_ssl_context
-from xdr_edge.wire import ReplyBytes, build_reply, parse_request
-from xdr_edge.xml import parse
 
 MAX_BODY_BYTES = 512 * 1024 * 1024
 _READ = 256 * 1024

@@ -36,11 +36,33 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from cryptography import x509
 
-from xdr_edge.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import DirectAddress, Submission
-from xdr_edge.mtom import MtomLimits
 from xdr_edge.practice import Practice
+from xdr_edge.protocol.errors import (
+    ConfigurationError,
+    LimitExceeded,
+    RemoteProtocolError,
+    StoreError,
+)
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    Submission,
+)
+from xdr_edge.protocol.mtom import MtomLimits
+from xdr_edge.protocol.response import (
+    RegistryErrorEntry,
+    RegistryResponse,
+)
+from xdr_edge.protocol.soap import Fault
+from xdr_edge.protocol.wire import (
+    IncomingRequest,
+    ReplyBytes,
+    build_reply,
+    parse_request,
+)
 from xdr_edge.receiver.store import (
     DocumentConflict,
     Inbox,
@@ -48,9 +70,6 @@ from xdr_edge.receiver.store import (
     SubmissionInProgress,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.response import RegistryErrorEntry, RegistryResponse
-from xdr_edge.soap import Fault
-from xdr_edge.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
 
 log = logging.getLogger("xdr_edge.receiver")
 

@@ -41,7 +41,12 @@ from cheroot import wsgi
 from cheroot.ssl import Adapter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from xdr_edge.errors import CertificateError, ConfigurationError, LimitExceeded, RemoteProtocolError
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+    LimitExceeded,
+    RemoteProtocolError,
+)
 from xdr_edge.tls import server_ssl_context
 
 log = logging.getLogger("xdr_edge.receiver.server")

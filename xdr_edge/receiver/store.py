@@ -64,9 +64,9 @@ from typing import Any
 
 from lxml import etree
 
-from xdr_edge.errors import StoreError
-from xdr_edge.model import Submission
-from xdr_edge.mtom import MtomPackage
+from xdr_edge.protocol.errors import StoreError
+from xdr_edge.protocol.model import Submission
+from xdr_edge.protocol.mtom import MtomPackage
 
 log = logging.getLogger("xdr_edge.receiver.store")
 

@@ -32,8 +32,8 @@ from typing import TypeAlias
 
 from cryptography import x509
 
-from xdr_edge.errors import ConfigurationError
 from xdr_edge.practice import Practice
+from xdr_edge.protocol.errors import ConfigurationError
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
 

@@ -27,9 +27,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from xdr_edge.errors import CertificateError, ConfigurationError
-from xdr_edge.model import DirectAddress
 from xdr_edge.practice import Binding, Practice
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+)
+from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,

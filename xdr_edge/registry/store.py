@@ -39,9 +39,12 @@ from typing import Any, Protocol, TypeAlias
 
 from cryptography import x509
 
-from xdr_edge.errors import ConfigurationError, StoreError
-from xdr_edge.model import DirectAddress
 from xdr_edge.practice import Binding, Practice
+from xdr_edge.protocol.errors import (
+    ConfigurationError,
+    StoreError,
+)
+from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,

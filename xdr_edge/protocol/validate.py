@@ -46,10 +46,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from xdr_edge import ns
-from xdr_edge.errors import ValidationFailed
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import ValidationFailed
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,

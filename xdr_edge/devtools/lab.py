@@ -14,9 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
+from xdr_edge.devtools.pki import (
+    DEFAULT_DEMO_PRACTICES,
+    DemoPki,
+    write_demo_pki,
+)
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox, StoredSubmission

@@ -45,9 +45,13 @@ from urllib.parse import quote, unquote
 
 import multipart
 
-from xdr_edge import ns
-from xdr_edge.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from xdr_edge.model import Document
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    LimitExceeded,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.model import Document
 
 CRLF: Final = b"\r\n"
 READ_SIZE: Final = 256 * 1024  # fewer parser buffer joins than 64 KiB; measured ~2x faster

@@ -29,10 +29,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from xdr_edge import ns
-from xdr_edge.cda import CdaHeader, read_cda_header
-from xdr_edge.errors import LocalProtocolError
-from xdr_edge.model import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.cda import (
+    CdaHeader,
+    read_cda_header,
+)
+from xdr_edge.protocol.errors import LocalProtocolError
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,

@@ -35,9 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.model import DirectAddress, MetadataLevel
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    MetadataLevel,
+)
 from xdr_edge.tomlconfig import TableReader, load_toml
 
 _TOP_KEYS = frozenset({"endpoint", "ca_bundle", "metadata_level", "timeout_seconds", "practice"})

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xdr_edge.findings import Finding
+    from xdr_edge.protocol.findings import Finding
 
 
 class XdrError(Exception):

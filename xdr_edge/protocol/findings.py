@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from xdr_edge import ns
+from xdr_edge.protocol import ns
 
 
 class Severity(str, Enum):

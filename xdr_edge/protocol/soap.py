@@ -53,14 +53,31 @@ import zeep
 import zeep.transports
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import DirectAddress, MetadataLevel
-from xdr_edge.mtom import cid_href, content_id_of
-from xdr_edge.xml import parse, qname, tostring
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    ConfigurationError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    MetadataLevel,
+)
+from xdr_edge.protocol.mtom import (
+    cid_href,
+    content_id_of,
+)
+from xdr_edge.protocol.xml import (
+    parse,
+    qname,
+    tostring,
+)
 
-WSDL_DIR = Path(__file__).parent / "wsdl"
+WSDL_DIR = Path(__file__).parents[1] / "wsdl"
 WSDL_PATH = WSDL_DIR / "iti41.wsdl"
 _OPERATION = "ProvideAndRegisterDocumentSet-b"
 

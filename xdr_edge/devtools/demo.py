@@ -18,16 +18,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xdr_edge.client import SendResult, XdrClient
-from xdr_edge.compose import compose
 from xdr_edge.conformance.exchange import ExchangeKind, post, tls_context
-from xdr_edge.errors import ConfigurationError
-from xdr_edge.lab import Lab, start_lab
-from xdr_edge.model import MetadataLevel
+from xdr_edge.conformance.samples import (
+    sample_ccda,
+    sample_pdf,
+)
+from xdr_edge.devtools.lab import (
+    Lab,
+    start_lab,
+)
 from xdr_edge.practice import Practice
-from xdr_edge.samples import sample_ccda, sample_pdf
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.protocol.model import MetadataLevel
+from xdr_edge.protocol.wire import (
+    build_request,
+    parse_response,
+)
+from xdr_edge.sender.client import (
+    SendResult,
+    XdrClient,
+)
 from xdr_edge.tls import PracticeSession, load_identity
-from xdr_edge.wire import build_request, parse_response
 
 
 @dataclass(frozen=True)

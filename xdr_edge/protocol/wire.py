@@ -35,12 +35,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, NamedTuple, cast
 
-from xdr_edge import ns
-from xdr_edge.errors import LimitExceeded, RemoteProtocolError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.metadata import read_submit_objects, write_submit_objects
-from xdr_edge.model import Document, MetadataLevel, Submission
-from xdr_edge.mtom import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import (
+    LimitExceeded,
+    RemoteProtocolError,
+)
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.metadata import (
+    read_submit_objects,
+    write_submit_objects,
+)
+from xdr_edge.protocol.model import (
+    Document,
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import (
     MtomBody,
     MtomLimits,
     MtomPackage,
@@ -49,8 +62,12 @@ from xdr_edge.mtom import (
     parse_content_type,
     read_mtom,
 )
-from xdr_edge.response import RegistryResponse, read_registry_response, write_registry_response
-from xdr_edge.soap import (
+from xdr_edge.protocol.response import (
+    RegistryResponse,
+    read_registry_response,
+    write_registry_response,
+)
+from xdr_edge.protocol.soap import (
     DocumentRef,
     Fault,
     LevelPlacement,
@@ -63,7 +80,10 @@ from xdr_edge.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.validate import check_documents, validate
+from xdr_edge.protocol.validate import (
+    check_documents,
+    validate,
+)
 
 
 def new_message_id() -> str:

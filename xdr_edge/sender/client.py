@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from xdr_edge.errors import (
+from xdr_edge.practice import Practice
+from xdr_edge.protocol.errors import (
     CertificateError,
     ConfigurationError,
     LocalProtocolError,
@@ -40,17 +41,29 @@ from xdr_edge.errors import (
     RemoteProtocolError,
     ValidationFailed,
 )
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import DirectAddress, Submission
-from xdr_edge.mtom import MtomBody
-from xdr_edge.practice import Practice
-from xdr_edge.response import RegistryErrorEntry
-from xdr_edge.soap import Fault, LevelPlacement
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
+    DirectAddress,
+    Submission,
+)
+from xdr_edge.protocol.mtom import MtomBody
+from xdr_edge.protocol.response import RegistryErrorEntry
+from xdr_edge.protocol.soap import (
+    Fault,
+    LevelPlacement,
+)
+from xdr_edge.protocol.validate import validate
+from xdr_edge.protocol.wire import (
+    OutgoingRequest,
+    build_request,
+    parse_response,
+)
 from xdr_edge.tls import ClientIdentity, PracticeSession, SessionPool
-from xdr_edge.validate import validate
-from xdr_edge.wire import OutgoingRequest, build_request, parse_response
 
-log = logging.getLogger("xdr_edge.client")
+log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DUPLICATE_CODES = frozenset(

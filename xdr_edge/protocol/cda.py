@@ -25,10 +25,19 @@ from typing import Final, cast
 
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.errors import RemoteProtocolError
-from xdr_edge.model import Author, Code, DirectAddress, Dtm, Organization, Patient, Person, Telecom
-from xdr_edge.xml import qname
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import RemoteProtocolError
+from xdr_edge.protocol.model import (
+    Author,
+    Code,
+    DirectAddress,
+    Dtm,
+    Organization,
+    Patient,
+    Person,
+    Telecom,
+)
+from xdr_edge.protocol.xml import qname
 
 CONFIDENTIALITY_SYSTEM: Final = "2.16.840.1.113883.5.25"  # HL7 v3 Confidentiality
 LOINC: Final = "2.16.840.1.113883.6.1"

@@ -42,7 +42,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from xdr_edge import ns
+from xdr_edge.protocol import ns
 
 CHUNK_SIZE = 256 * 1024
 
@@ -472,7 +472,7 @@ class Document:
 
 @dataclass(frozen=True)
 class DocumentEntry:
-    """An XDS DocumentEntry (ebRIM ExtrinsicObject) with every attribute of ITI TF-3 4.2.3-9.
+    """An XDS DocumentEntry (ebRIM ExtrinsicObject) with every attribute of ITI TF-3 4.2.3.
 
     ``entry_id`` is the ExtrinsicObject ``@id`` (symbolic like ``Document01`` or ``urn:uuid:…``) and also the
     ``xdsb:Document/@id`` of its bytes. ``document`` does not take part in equality: two entries are equal when

@@ -16,16 +16,40 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
-from xdr_edge import ns, xml
-from xdr_edge.errors import RemoteProtocolError
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.metadata import read_submit_objects
-from xdr_edge.model import MetadataLevel, Submission
-from xdr_edge.mtom import MtomLimits, MtomPackage, parse_content_type, read_mtom
-from xdr_edge.response import RegistryResponse, read_registry_response
-from xdr_edge.soap import read_request_envelope, read_response_envelope
-from xdr_edge.validate import validate
-from xdr_edge.wire import interpret_request, read_bounded, read_entity
+from xdr_edge.protocol import (
+    ns,
+    xml,
+)
+from xdr_edge.protocol.errors import RemoteProtocolError
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.metadata import read_submit_objects
+from xdr_edge.protocol.model import (
+    MetadataLevel,
+    Submission,
+)
+from xdr_edge.protocol.mtom import (
+    MtomLimits,
+    MtomPackage,
+    parse_content_type,
+    read_mtom,
+)
+from xdr_edge.protocol.response import (
+    RegistryResponse,
+    read_registry_response,
+)
+from xdr_edge.protocol.soap import (
+    read_request_envelope,
+    read_response_envelope,
+)
+from xdr_edge.protocol.validate import validate
+from xdr_edge.protocol.wire import (
+    interpret_request,
+    read_bounded,
+    read_entity,
+)
 
 
 @dataclass

@@ -23,9 +23,12 @@ from typing import Final
 
 from lxml import etree
 
-from xdr_edge import ns
-from xdr_edge.findings import Finding, Severity
-from xdr_edge.model import (
+from xdr_edge.protocol import ns
+from xdr_edge.protocol.findings import (
+    Finding,
+    Severity,
+)
+from xdr_edge.protocol.model import (
     Association,
     Author,
     Code,
@@ -39,7 +42,7 @@ from xdr_edge.model import (
     SubmissionSet,
     Telecom,
 )
-from xdr_edge.xml import qname
+from xdr_edge.protocol.xml import qname
 
 _META_ERROR: Final = "XDSRegistryMetadataError"
 
