@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from xdr_edge.devtools.pki import CertificateAuthority
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.registry import open_registry
 
 

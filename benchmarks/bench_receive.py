@@ -73,6 +73,7 @@ def _one_chunk(request: Any) -> Any:
 
 
 def child_client(info: dict[str, Any], document: Path, chunked: bool = False) -> dict[str, Any]:
+    from xdr_edge.certs import load_identity
     from xdr_edge.practice import ClientCredential
     from xdr_edge.protocol.compose import compose
     from xdr_edge.protocol.model import Document
@@ -80,7 +81,7 @@ def child_client(info: dict[str, Any], document: Path, chunked: bool = False) ->
         build_request,
         parse_response,
     )
-    from xdr_edge.tls import client_ssl_context, load_identity
+    from xdr_edge.tls import client_ssl_context
 
     identity = load_identity(ClientCredential(cert=Path(info["cert"]), key=Path(info["key"])))
     context = client_ssl_context(identity, Path(info["ca"]))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from xdr_edge.devtools.pki import (
-    CertificateAuthority,
     DemoPki,
     write_demo_pki,
 )
+from xdr_edge.minting import CertificateAuthority
 
 
 @pytest.fixture(scope="session")

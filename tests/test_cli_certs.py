@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from xdr_edge.certs import load_identity
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from xdr_edge.devtools.pki import (
@@ -19,7 +20,6 @@ from xdr_edge.devtools.pki import (
 )
 from xdr_edge.practice import ClientCredential
 from xdr_edge.registry import open_registry
-from xdr_edge.tls import load_identity
 
 
 def run(*args: str | Path) -> Result:

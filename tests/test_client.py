@@ -26,10 +26,10 @@ from xdr_edge.devtools.lab import (
     start_lab,
 )
 from xdr_edge.devtools.pki import (
-    CertificateAuthority,
     DemoPki,
     write_demo_pki,
 )
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from xdr_edge.certs import load_identity
 from xdr_edge.devtools.pki import DemoPki
 from xdr_edge.practice import Binding
 from xdr_edge.protocol.errors import ConfigurationError
@@ -18,7 +19,6 @@ from xdr_edge.sender.config import (
     SenderConfig,
     load_sender_config,
 )
-from xdr_edge.tls import load_identity
 
 GOOD = """
 endpoint = "https://hisp.example.org/xdr"

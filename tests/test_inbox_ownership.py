@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from xdr_edge.certs import load_identity
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import (
     Lab,
@@ -30,7 +31,7 @@ from xdr_edge.protocol.wire import (
     build_request,
     parse_response,
 )
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import client_ssl_context
 
 SENDER_A = "dr.smith@direct.practice-a.org"
 SENDER_B = "dr.jones@direct.practice-b.org"

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from xdr_edge.devtools.pki import (
+from xdr_edge.devtools.pki import DemoPki
+from xdr_edge.minting import (
     CLIENT_URI_PREFIX,
     CertificateAuthority,
-    DemoPki,
 )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from xdr_edge.certs import load_identity
 from xdr_edge.conformance.samples import (
     sample_ccda,
     sample_pdf,
@@ -37,7 +38,7 @@ from xdr_edge.devtools.lab import (
     Lab,
     start_lab,
 )
-from xdr_edge.devtools.pki import CertificateAuthority
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
@@ -63,7 +64,7 @@ from xdr_edge.protocol.wire import (
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox, StoredSubmission
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import client_ssl_context
 
 SENDER_A = "dr.smith@direct.practice-a.org"
 SENDER_B = "dr.jones@direct.practice-b.org"

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from xdr_edge.devtools.pki import CertificateAuthority
+from xdr_edge.certs import parse_certificates
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import (
     CertificateError,
@@ -28,7 +29,6 @@ from xdr_edge.registry import (
     MappingKind,
     Registry,
     SqliteStore,
-    load_certificates,
     normalize_fingerprint,
     open_registry,
     parse_registry_url,
@@ -736,11 +736,11 @@ def test_a_foreign_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:
 
 def test_certificate_and_fingerprint_inputs(root: CertificateAuthority) -> None:
     issued = root.issue_client("x")
-    assert load_certificates(issued.cert.public_bytes(Encoding.DER))[0] == issued.cert
-    both = load_certificates(issued.cert_pem + root.cert_pem)
+    assert parse_certificates(issued.cert.public_bytes(Encoding.DER))[0] == issued.cert
+    both = parse_certificates(issued.cert_pem + root.cert_pem)
     assert [c.subject for c in both] == [issued.cert.subject, root.cert.subject]
     with pytest.raises(CertificateError, match="not a PEM or DER"):
-        load_certificates(b"garbage")
+        parse_certificates(b"garbage")
     assert normalize_fingerprint(issued.fingerprint_sha256.upper()) == issued.fingerprint_sha256
     with pytest.raises(ConfigurationError, match="not a SHA-256 fingerprint"):
         normalize_fingerprint("abc")

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from xdr_edge.cli import main
 from xdr_edge.devtools.pki import (
-    CertificateAuthority,
     DemoPki,
     write_demo_pki,
 )
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.registry import open_registry
 from xdr_edge.registry.verify import public_key_id
 

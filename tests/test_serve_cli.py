@@ -16,13 +16,14 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
+from xdr_edge.certs import load_identity
 from xdr_edge.cli import main
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.pki import (
-    CertificateAuthority,
     DemoPki,
     write_demo_pki,
 )
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
@@ -36,7 +37,7 @@ from xdr_edge.protocol.wire import (
 from xdr_edge.receiver.app import PeerIdentitySource
 from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
 from xdr_edge.registry import open_registry
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import client_ssl_context
 
 SENDER = "dr.smith@direct.practice-a.org"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from xdr_edge.certs import load_identity
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import (
     Lab,
@@ -44,7 +45,7 @@ from xdr_edge.protocol.wire import (
     parse_response,
 )
 from xdr_edge.receiver.server import ServerConfig, XdrServer, _ChunkedBody
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import client_ssl_context
 
 SENDER = "dr.smith@direct.practice-a.org"
 RECIPIENT = "inbox@direct.hisp.example"

@@ -17,9 +17,15 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from xdr_edge.devtools.pki import (
+from xdr_edge.certs import (
+    describe_certificate,
+    load_certificates,
+    load_identity,
+    parse_certificates,
+)
+from xdr_edge.devtools.pki import DemoPki
+from xdr_edge.minting import (
     CertificateAuthority,
-    DemoPki,
     IssuedCert,
 )
 from xdr_edge.practice import ClientCredential, Practice
@@ -27,14 +33,12 @@ from xdr_edge.protocol.errors import (
     CertificateError,
     ConfigurationError,
 )
-from xdr_edge.tls import (
+from xdr_edge.sender.sessions import (
     PracticeSession,
     SessionPool,
+)
+from xdr_edge.tls import (
     client_ssl_context,
-    describe_certificate,
-    load_certificates,
-    load_identity,
-    parse_certificates,
     server_ssl_context,
 )
 

@@ -14,6 +14,11 @@ from typing import Any
 
 import click
 
+from xdr_edge.certs import (
+    CertificateInfo,
+    describe_certificate,
+    load_certificates,
+)
 from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.devtools.pki import (
     DEFAULT_DEMO_PRACTICES,
@@ -22,7 +27,6 @@ from xdr_edge.devtools.pki import (
 )
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry import Identification, open_registry
-from xdr_edge.tls import CertificateInfo, describe_certificate, load_certificates
 
 
 @click.group("certs")

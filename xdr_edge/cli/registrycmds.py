@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
+from xdr_edge.certs import load_certificates
 from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry import CertificateRecord, MappingKind, Registry, open_registry
-from xdr_edge.tls import load_certificates
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from xdr_edge.certs import load_identity
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.errors import (
     ConfigurationError,
@@ -31,7 +32,10 @@ from xdr_edge.protocol.wire import (
     ParsedResponse,
     parse_response,
 )
-from xdr_edge.tls import client_ssl_context, load_identity, verifying_client_context
+from xdr_edge.tls import (
+    client_ssl_context,
+    verifying_client_context,
+)
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 

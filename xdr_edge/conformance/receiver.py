@@ -38,6 +38,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from xdr_edge.certs import load_identity
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases, select
 from xdr_edge.conformance.exchange import Exchange, ExchangeKind, post, tls_context
 from xdr_edge.conformance.samples import (
@@ -66,7 +67,7 @@ from xdr_edge.protocol.xml import (
     parse,
     qname,
 )
-from xdr_edge.tls import client_ssl_context, load_identity
+from xdr_edge.tls import client_ssl_context
 
 Mutation = Callable[[etree._Element, list[MtomPart]], list[MtomPart]]
 

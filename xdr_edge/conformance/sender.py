@@ -46,8 +46,9 @@ import multipart
 from cryptography import x509
 from lxml import etree
 
+from xdr_edge.certs import fingerprint_sha256
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases
-from xdr_edge.devtools.pki import CertificateAuthority
+from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
@@ -71,7 +72,7 @@ from xdr_edge.protocol.wire import (
 )
 from xdr_edge.protocol.xml import parse
 from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.tls import fingerprint_sha256, server_ssl_context
+from xdr_edge.tls import server_ssl_context
 
 MAX_BODY_BYTES = 512 * 1024 * 1024
 _READ = 256 * 1024

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xdr_edge.certs import load_identity
 from xdr_edge.conformance.exchange import ExchangeKind, post, tls_context
 from xdr_edge.conformance.samples import (
     sample_ccda,
@@ -39,7 +40,7 @@ from xdr_edge.sender.client import (
     SendResult,
     XdrClient,
 )
-from xdr_edge.tls import PracticeSession, load_identity
+from xdr_edge.sender.sessions import PracticeSession
 
 
 @dataclass(frozen=True)

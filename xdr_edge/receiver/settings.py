@@ -54,6 +54,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from xdr_edge.certs import parse_certificates
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.soap import header_qname
@@ -61,7 +62,6 @@ from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox
 from xdr_edge.registry import Registry, open_registry, parse_registry_url
-from xdr_edge.tls import parse_certificates
 from xdr_edge.tomlconfig import TableReader, load_toml
 
 _SECTIONS: dict[str, frozenset[str]] = {

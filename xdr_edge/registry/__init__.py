@@ -23,7 +23,6 @@ __all__ = [
     "RegistryStore",
     "SqliteStore",
     "TrustAnchor",
-    "load_certificates",
     "normalize_fingerprint",
     "open_registry",
     "parse_registry_url",
@@ -41,6 +40,6 @@ from xdr_edge.registry.records import (
     TrustAnchor,
     normalize_fingerprint,
 )
-from xdr_edge.registry.registry import NOT_ENROLLED, Registry, load_certificates, open_registry
+from xdr_edge.registry.registry import NOT_ENROLLED, Registry, open_registry
 from xdr_edge.registry.store import SCHEMA_VERSION, RegistryStore, SqliteStore, parse_registry_url
 from xdr_edge.registry.verify import ChainVerdict, verify_client_certificate

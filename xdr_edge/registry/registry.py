@@ -15,7 +15,7 @@ state besides the store reference, so one ``Registry`` serves all receiver threa
 
 from __future__ import annotations
 
-__all__ = ["NOT_ENROLLED", "Registry", "load_certificates", "open_registry"]
+__all__ = ["NOT_ENROLLED", "Registry", "open_registry"]
 
 import dataclasses
 import re
@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from xdr_edge.certs import fingerprint_sha256, parse_certificates, san_values
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import (
     CertificateError,
@@ -54,7 +55,6 @@ from xdr_edge.registry.verify import (
     utc_text,
     verify_client_certificate,
 )
-from xdr_edge.tls import fingerprint_sha256, parse_certificates, san_values
 
 NOT_ENROLLED = "trusted but not enrolled / maps to no practice"
 
@@ -83,16 +83,6 @@ def open_registry(url: str) -> Registry:
     another :class:`RegistryStore` implementation selected here.
     """
     return Registry(SqliteStore(parse_registry_url(url)))
-
-
-def load_certificates(data: bytes | str | x509.Certificate) -> list[x509.Certificate]:
-    """PEM (one or several, leaf first) or DER certificate bytes -> certificates (:func:`tls.parse_certificates`).
-
-    Also takes PEM text or a parsed certificate, so that library callers can pass what they have.
-    """
-    if isinstance(data, x509.Certificate):
-        return [data]
-    return parse_certificates(data.encode("ascii", "replace") if isinstance(data, str) else data)
 
 
 def _certificate_record(cert: x509.Certificate, practice_id: str | None, at: datetime) -> CertificateRecord:
@@ -227,7 +217,7 @@ class Registry:
         self, practice_id: str, cert: bytes | str | x509.Certificate, *, actor: str
     ) -> CertificateRecord:
         """Pin a certificate (by SHA-256 fingerprint) to a practice; enrolling it again there is a no-op."""
-        leaf = load_certificates(cert)[0]
+        leaf = parse_certificates(cert)[0]
         now = datetime.now(UTC)
         record = _certificate_record(leaf, practice_id, now)
         detail: dict[str, JsonValue] = {
@@ -310,7 +300,7 @@ class Registry:
 
     def add_trust_anchor(self, cert: bytes | str | x509.Certificate, *, actor: str) -> TrustAnchor:
         """Trust a CA for client certificates (Direct Edge Protocols IG §1.1, ETT tests 6-9: imported out of band, e.g. from the ETT)."""
-        ca = load_certificates(cert)[0]
+        ca = parse_certificates(cert)[0]
         anchor = TrustAnchor(fingerprint_sha256(ca), ca.subject.rfc4514_string(), _pem(ca))
         event = self._event(actor, "trust-anchor.add", anchor.fingerprint_sha256, {"subject": anchor.subject})
         self._store.add_trust_anchor(anchor, event.at, event)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from xdr_edge.certs import ClientIdentity
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import (
     CertificateError,
@@ -61,7 +62,10 @@ from xdr_edge.protocol.wire import (
     build_request,
     parse_response,
 )
-from xdr_edge.tls import ClientIdentity, PracticeSession, SessionPool
+from xdr_edge.sender.sessions import (
+    PracticeSession,
+    SessionPool,
+)
 
 log = logging.getLogger(__name__)
 
