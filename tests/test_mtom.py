@@ -21,6 +21,7 @@ from xdr_edge.protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom import (
     MtomBody,
@@ -30,7 +31,6 @@ from xdr_edge.protocol.mtom import (
     cid_href,
     content_id_of,
     new_content_id,
-    parse_content_type,
     read_mtom,
 )
 

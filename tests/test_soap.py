@@ -818,16 +818,16 @@ def test_request_reader_parse_is_hardened() -> None:
 
 
 def test_zeep_reads_only_our_wsdl_directory() -> None:
-    from xdr_edge.protocol import soap
+    from xdr_edge.protocol.soap import request_writer
 
-    transport = soap._WsdlOnlyTransport()  # type: ignore[no-untyped-call]
-    assert b"ProvideAndRegisterDocumentSet-b" in transport.load(str(soap.WSDL_PATH))
+    transport = request_writer._WsdlOnlyTransport()  # type: ignore[no-untyped-call]
+    assert b"ProvideAndRegisterDocumentSet-b" in transport.load(str(request_writer.wsdl_path()))
     with pytest.raises(LocalProtocolError, match="may only load files"):
         transport.load("/etc/hostname")
     with pytest.raises(LocalProtocolError, match="must not perform HTTP"):
         transport.post("https://example.org/", b"", {})
-    wsdl = etree.parse(str(soap.WSDL_PATH))
-    # STACK-NOTES: a wsaw:Action in the WSDL makes zeep add its own WS-A headers (duplicates).
+    wsdl = etree.parse(str(request_writer.wsdl_path()))
+    # A wsaw:Action in the WSDL makes zeep add its own WS-A headers (duplicates).
     assert not wsdl.xpath("//@*[local-name()='Action']")
 
 

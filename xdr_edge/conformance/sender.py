@@ -52,10 +52,8 @@ from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
-from xdr_edge.protocol.mtom import (
-    MtomLimits,
-    parse_content_type,
-)
+from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import (
     RegistryErrorEntry,
     RegistryResponse,

@@ -25,6 +25,7 @@ from xdr_edge.protocol.findings import (
     Finding,
     Severity,
 )
+from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.metadata import read_submit_objects
 from xdr_edge.protocol.model import (
     MetadataLevel,
@@ -33,7 +34,6 @@ from xdr_edge.protocol.model import (
 from xdr_edge.protocol.mtom import (
     MtomLimits,
     MtomPackage,
-    parse_content_type,
     read_mtom,
 )
 from xdr_edge.protocol.response import (

@@ -44,6 +44,7 @@ from xdr_edge.protocol.findings import (
     Finding,
     Severity,
 )
+from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.metadata import (
     read_submit_objects,
     write_submit_objects,
@@ -59,7 +60,6 @@ from xdr_edge.protocol.mtom import (
     MtomPackage,
     MtomPart,
     new_content_id,
-    parse_content_type,
     read_mtom,
 )
 from xdr_edge.protocol.response import (

@@ -1,32 +1,42 @@
-"""Submission <-> ebRIM 3.0 ``lcm:SubmitObjectsRequest``: writer and reader side by side (ITI TF-3 4.2, ebRIM 3.0).
+"""ebRIM 3.0 ``lcm:SubmitObjectsRequest`` -> Submission, leniently (ITI TF-3 4.2, 4.2.3, 4.2.5).
 
-Pure: elements in, elements out. No parsing of bytes (callers use :func:`xdr_edge.xml.parse`), no I/O, no
-logging (metadata holds PHI). The writer emits exactly what the model holds, in the child order rim.xsd
-demands (``Slot*, Name?, Description?, VersionInfo?, Classification*, ExternalIdentifier*``, ITI TF-3 4.2, ebRIM 3.0);
-profile rules (what is required at the minimal or XDS level) belong to :mod:`xdr_edge.validate`, not here.
-
-The reader is lenient on purpose: a receiver must be able to *hold* what a peer sent and name every problem,
-not stop at the first. What the model cannot hold (a missing ``@id``, a dangling ``classifiedObject``, an
-unknown ``objectType``, zero or several SubmissionSets, ...) becomes a :class:`~xdr_edge.findings.Finding`
-with an element path such as ``ExtrinsicObject[@id='Document01']/Slot[@name='creationTime']``. Values keep
-their wire text; the HL7 format checks run later through the model's ``format_problems()``.
+A receiver must be able to *hold* what a peer sent and name every problem, not stop at the first. What the
+model cannot hold (a missing ``@id``, a dangling ``classifiedObject``, an unknown ``objectType``, zero or
+several SubmissionSets, ...) becomes a :class:`~xdr_edge.protocol.findings.Finding` with an element path such as
+``ExtrinsicObject[@id='Document01']/Slot[@name='creationTime']``. Values keep their wire text; the HL7 format
+checks run later through the model's ``format_problems()``. Pure: elements in (callers parse bytes with
+:func:`xdr_edge.protocol.xml.parse`), no I/O, no logging (metadata holds PHI).
 """
 
 from __future__ import annotations
 
-__all__ = ["MetadataRead", "read_submit_objects", "write_submit_objects"]
+__all__ = ["MetadataRead", "read_submit_objects"]
 
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from lxml import etree
 
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
+from xdr_edge.protocol.codes import METADATA_ERROR
+from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.metadata.vocabulary import (
+    ASSOCIATION,
+    AUTHOR_MULTI,
+    AUTHOR_SINGLE,
+    CLASSIFICATION,
+    DE_CODE_SCHEMES,
+    DE_MODELLED_SLOTS,
+    DE_OTHER_LEGAL_SLOTS,
+    EXT_ID_NAMES,
+    EXTERNAL_ID,
+    EXTRINSIC,
+    KNOWN_OBJECT_TYPES,
+    PACKAGE,
+    SLOT,
+    SS_MODELLED_SLOTS,
+    rim,
 )
 from xdr_edge.protocol.model import (
     Association,
@@ -38,68 +48,10 @@ from xdr_edge.protocol.model import (
     Patient,
     Person,
     Recipient,
-    Submission,
     SubmissionSet,
     Telecom,
 )
 from xdr_edge.protocol.xml import qname
-
-_META_ERROR: Final = "XDSRegistryMetadataError"
-
-# Namespace for the deterministic ids of Classifications and ExternalIdentifiers: the same Submission always
-# produces the same bytes (reproducible output, stable fixtures), and every id is a valid urn:uuid (XD 104).
-_ID_NAMESPACE: Final = uuid.UUID("6f1d4a0e-8a57-4b0e-9a53-0c3a5e1f2d77")
-
-# ITI TF-3 4.2.3: DocumentEntry slots the model maps to fields, and the other legal names it keeps in ``extra_slots``.
-_DE_MODELLED_SLOTS: Final = frozenset(
-    {
-        "creationTime",
-        "hash",
-        "size",
-        "languageCode",
-        "legalAuthenticator",
-        "serviceStartTime",
-        "serviceStopTime",
-        "sourcePatientId",
-        "sourcePatientInfo",
-    }
-)
-_DE_OTHER_LEGAL_SLOTS: Final = frozenset({"URI", "repositoryUniqueId", "documentAvailability"})
-_SS_MODELLED_SLOTS: Final = frozenset({"submissionTime", "intendedRecipient"})
-
-_AUTHOR_SINGLE: Final = "authorPerson"
-_AUTHOR_MULTI: Final = ("authorInstitution", "authorRole", "authorSpecialty", "authorTelecommunication")
-
-# ITI TF-3 4.2.5: coded DocumentEntry classifications, in the order the writer emits them.
-_DE_CODE_SCHEMES: Final = {
-    ns.DE_CLASS_CODE: "classCode",
-    ns.DE_CONFIDENTIALITY_CODE: "confidentialityCode",
-    ns.DE_EVENT_CODE: "eventCodeList",
-    ns.DE_FORMAT_CODE: "formatCode",
-    ns.DE_HEALTHCARE_FACILITY_TYPE_CODE: "healthcareFacilityTypeCode",
-    ns.DE_PRACTICE_SETTING_CODE: "practiceSettingCode",
-    ns.DE_TYPE_CODE: "typeCode",
-}
-_KNOWN_OBJECT_TYPES: Final = frozenset({ns.DOC_ENTRY_STABLE, ns.DOC_ENTRY_ON_DEMAND})
-_EXT_ID_NAMES: Final = {
-    ns.DE_PATIENT_ID: "XDSDocumentEntry.patientId",
-    ns.DE_UNIQUE_ID: "XDSDocumentEntry.uniqueId",
-    ns.SS_UNIQUE_ID: "XDSSubmissionSet.uniqueId",
-    ns.SS_SOURCE_ID: "XDSSubmissionSet.sourceId",
-    ns.SS_PATIENT_ID: "XDSSubmissionSet.patientId",
-}
-
-
-def _rim(local: str) -> str:
-    return qname(ns.RIM, local)
-
-
-_EXTRINSIC: Final = _rim("ExtrinsicObject")
-_PACKAGE: Final = _rim("RegistryPackage")
-_CLASSIFICATION: Final = _rim("Classification")
-_EXTERNAL_ID: Final = _rim("ExternalIdentifier")
-_ASSOCIATION: Final = _rim("Association")
-_SLOT: Final = _rim("Slot")
 
 
 @dataclass(frozen=True)
@@ -110,217 +62,6 @@ class MetadataRead:
     document_entries: tuple[DocumentEntry, ...]
     associations: tuple[Association, ...]
     findings: list[Finding] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------------- writer
-
-
-class _Ids:
-    """Deterministic, unique ids for the Classifications and ExternalIdentifiers of one parent object."""
-
-    def __init__(self, parent_id: str) -> None:
-        self._parent = parent_id
-        self._count = 0
-
-    def next(self) -> str:
-        self._count += 1
-        return f"urn:uuid:{uuid.uuid5(_ID_NAMESPACE, f'{self._parent}#{self._count}')}"
-
-
-def _sub(parent: etree._Element, local: str, **attrs: str) -> etree._Element:
-    return etree.SubElement(parent, _rim(local), attrs)
-
-
-def _write_slot(parent: etree._Element, name: str, values: Sequence[str]) -> None:
-    slot = _sub(parent, "Slot", name=name)
-    value_list = _sub(slot, "ValueList")
-    for value in values:
-        _sub(value_list, "Value").text = value
-
-
-def _write_slots(parent: etree._Element, slots: Iterable[tuple[str, Sequence[str] | str | None]]) -> None:
-    """Writes each slot that has a value; ``None`` and empty lists are omitted (nothing the model lacks)."""
-    for name, value in slots:
-        if value is None:
-            continue
-        values = [value] if isinstance(value, str) else list(value)
-        if values:
-            _write_slot(parent, name, values)
-
-
-def _write_localized(parent: etree._Element, local: str, text: str | None) -> None:
-    if text is not None:
-        _sub(_sub(parent, local), "LocalizedString", value=text)
-
-
-def _write_author(parent: etree._Element, scheme: str, author: Author, ids: _Ids) -> None:
-    cl = _sub(
-        parent,
-        "Classification",
-        id=ids.next(),
-        objectType=ns.OT_CLASSIFICATION,
-        classificationScheme=scheme,
-        classifiedObject=parent.get("id", ""),
-        nodeRepresentation="",
-    )
-    _write_slots(
-        cl,
-        [
-            (_AUTHOR_SINGLE, author.person.xcn if author.person else None),
-            ("authorInstitution", [o.xon for o in author.institutions]),
-            ("authorRole", author.roles),
-            ("authorSpecialty", author.specialties),
-            ("authorTelecommunication", [t.xtn for t in author.telecoms]),
-        ],
-    )
-
-
-def _write_code(parent: etree._Element, scheme: str, code: Code, ids: _Ids) -> None:
-    cl = _sub(
-        parent,
-        "Classification",
-        id=ids.next(),
-        objectType=ns.OT_CLASSIFICATION,
-        classificationScheme=scheme,
-        classifiedObject=parent.get("id", ""),
-        nodeRepresentation=code.code,
-    )
-    _write_slot(cl, "codingScheme", [code.scheme])
-    if code.display:
-        _write_localized(cl, "Name", code.display)
-
-
-def _write_node(parent: etree._Element, object_id: str, node: str, class_id: str) -> None:
-    _sub(
-        parent,
-        "Classification",
-        id=class_id,
-        objectType=ns.OT_CLASSIFICATION,
-        classifiedObject=object_id,
-        classificationNode=node,
-    )
-
-
-def _write_external_id(parent: etree._Element, scheme: str, value: str, ids: _Ids) -> None:
-    ext = _sub(
-        parent,
-        "ExternalIdentifier",
-        id=ids.next(),
-        objectType=ns.OT_EXTERNAL_IDENTIFIER,
-        registryObject=parent.get("id", ""),
-        identificationScheme=scheme,
-        value=value,
-    )
-    _write_localized(ext, "Name", _EXT_ID_NAMES[scheme])
-
-
-def _text(value: object | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _write_entry(parent: etree._Element, entry: DocumentEntry) -> None:
-    eo = _sub(
-        parent, "ExtrinsicObject", id=entry.entry_id, mimeType=entry.mime_type, objectType=entry.object_type
-    )
-    ids = _Ids(entry.entry_id)
-    _write_slots(
-        eo,
-        [
-            ("creationTime", _text(entry.creation_time)),
-            ("hash", entry.hash),
-            ("size", _text(entry.size)),
-            ("languageCode", entry.language_code),
-            ("legalAuthenticator", _text(entry.legal_authenticator)),
-            ("serviceStartTime", _text(entry.service_start_time)),
-            ("serviceStopTime", _text(entry.service_stop_time)),
-            ("sourcePatientId", _text(entry.source_patient_id)),
-            ("sourcePatientInfo", entry.source_patient_info),
-        ],
-    )
-    for name, values in entry.extra_slots:
-        _write_slot(eo, name, values)
-    _write_localized(eo, "Name", entry.title)
-    _write_localized(eo, "Description", entry.comments)
-    for author in entry.authors:
-        _write_author(eo, ns.DE_AUTHOR, author, ids)
-    coded: list[tuple[str, Code | None]] = [
-        (ns.DE_CLASS_CODE, entry.class_code),
-        *((ns.DE_CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
-        *((ns.DE_EVENT_CODE, c) for c in entry.event_codes),
-        (ns.DE_FORMAT_CODE, entry.format_code),
-        (ns.DE_HEALTHCARE_FACILITY_TYPE_CODE, entry.healthcare_facility_type_code),
-        (ns.DE_PRACTICE_SETTING_CODE, entry.practice_setting_code),
-        (ns.DE_TYPE_CODE, entry.type_code),
-    ]
-    for scheme, code in coded:
-        if code is not None:
-            _write_code(eo, scheme, code, ids)
-    if entry.limited_metadata:
-        _write_node(eo, entry.entry_id, ns.DE_LIMITED_METADATA, ids.next())
-    if entry.patient_id is not None:
-        _write_external_id(eo, ns.DE_PATIENT_ID, entry.patient_id.cx, ids)
-    _write_external_id(eo, ns.DE_UNIQUE_ID, entry.unique_id, ids)
-
-
-def _write_submission_set(parent: etree._Element, ss: SubmissionSet) -> None:
-    pkg = _sub(parent, "RegistryPackage", id=ss.entry_id, objectType=ns.OT_REGISTRY_PACKAGE)
-    ids = _Ids(ss.entry_id)
-    _write_slots(
-        pkg,
-        [
-            ("submissionTime", _text(ss.submission_time)),
-            ("intendedRecipient", [r.value for r in ss.intended_recipients]),
-        ],
-    )
-    for name, values in ss.extra_slots:
-        _write_slot(pkg, name, values)
-    _write_localized(pkg, "Name", ss.title)
-    _write_localized(pkg, "Description", ss.comments)
-    for author in ss.authors:
-        _write_author(pkg, ns.SS_AUTHOR, author, ids)
-    if ss.content_type_code is not None:
-        _write_code(pkg, ns.SS_CONTENT_TYPE_CODE, ss.content_type_code, ids)
-    if ss.limited_metadata:
-        _write_node(pkg, ss.entry_id, ns.SS_LIMITED_METADATA, ids.next())
-    _write_external_id(pkg, ns.SS_UNIQUE_ID, ss.unique_id, ids)
-    _write_external_id(pkg, ns.SS_SOURCE_ID, ss.source_id, ids)
-    if ss.patient_id is not None:
-        _write_external_id(pkg, ns.SS_PATIENT_ID, ss.patient_id.cx, ids)
-    # The classification that makes this RegistryPackage the SubmissionSet sits beside it (ITI TF-3 4.2, ebRIM 3.0); its id
-    # continues the package's sequence so it cannot collide with the package's own children.
-    _write_node(parent, ss.entry_id, ns.SUBMISSION_SET, ids.next())
-
-
-def _write_association(parent: etree._Element, assoc: Association) -> None:
-    el = _sub(
-        parent,
-        "Association",
-        id=assoc.entry_id,
-        objectType=ns.OT_ASSOCIATION,
-        associationType=assoc.type,
-        sourceObject=assoc.source,
-        targetObject=assoc.target,
-    )
-    if assoc.submission_set_status is not None:
-        _write_slot(el, "SubmissionSetStatus", [assoc.submission_set_status])
-
-
-def write_submit_objects(submission: Submission) -> etree._Element:
-    """The ``lcm:SubmitObjectsRequest`` for ``submission`` (ITI TF-3 4.2, ebRIM 3.0): DocumentEntries, the SubmissionSet,
-    its a54d6aa5 classification, then the associations. Ids of Classifications and ExternalIdentifiers are
-    derived from their parent's id, so the output is reproducible.
-    """
-    root = etree.Element(qname(ns.LCM, "SubmitObjectsRequest"), nsmap={"lcm": ns.LCM, "rim": ns.RIM})
-    object_list = _sub(root, "RegistryObjectList")
-    for entry in submission.document_entries:
-        _write_entry(object_list, entry)
-    _write_submission_set(object_list, submission.submission_set)
-    for assoc in submission.associations:
-        _write_association(object_list, assoc)
-    return root
-
-
-# --------------------------------------------------------------------------------------------------- reader
 
 
 def _local(el: etree._Element) -> str:
@@ -340,10 +81,10 @@ class _Context:
         self.findings: list[Finding] = []
 
     def error(self, location: str, message: str, rule: str) -> None:
-        self.findings.append(Finding(_META_ERROR, Severity.ERROR, location, message, rule))
+        self.findings.append(Finding(METADATA_ERROR, Severity.ERROR, location, message, rule))
 
     def warning(self, location: str, message: str, rule: str) -> None:
-        self.findings.append(Finding(_META_ERROR, Severity.WARNING, location, message, rule))
+        self.findings.append(Finding(METADATA_ERROR, Severity.WARNING, location, message, rule))
 
 
 def _value_text(value: etree._Element) -> str:
@@ -352,15 +93,15 @@ def _value_text(value: etree._Element) -> str:
 
 
 def _slot_values(slot: etree._Element) -> tuple[str, ...]:
-    return tuple(_value_text(v) for v in slot.iterfind(f"{_rim('ValueList')}/{_rim('Value')}"))
+    return tuple(_value_text(v) for v in slot.iterfind(f"{rim('ValueList')}/{rim('Value')}"))
 
 
 def _localized(el: etree._Element, local: str) -> str | None:
     """``Name``/``Description`` text from ``LocalizedString/@value``; None when absent or empty of strings."""
-    holder = el.find(_rim(local))
+    holder = el.find(rim(local))
     if holder is None:
         return None
-    string = holder.find(_rim("LocalizedString"))
+    string = holder.find(rim("LocalizedString"))
     return None if string is None else string.get("value", "")
 
 
@@ -372,7 +113,7 @@ class _Slots:
         self.ctx = ctx
         self.ordered: list[tuple[str, tuple[str, ...]]] = []
         self._by_name: dict[str, tuple[str, ...]] = {}
-        for slot in owner.iterfind(_SLOT):
+        for slot in owner.iterfind(SLOT):
             name = slot.get("name")
             if not name:
                 ctx.error(where + "/Slot", "a Slot has no name attribute", "slot-name-missing")
@@ -433,18 +174,18 @@ class _Index:
             for child in el.iterchildren(etree.Element):
                 if child.get("id"):
                     self.ids.add(child.get("id", ""))
-            if el.tag == _CLASSIFICATION:
+            if el.tag == CLASSIFICATION:
                 self.loose_classifications.setdefault(el.get("classifiedObject", ""), []).append(el)
-            elif el.tag == _EXTERNAL_ID:
+            elif el.tag == EXTERNAL_ID:
                 self.loose_external_ids.setdefault(el.get("registryObject", ""), []).append(el)
 
     def classifications(self, owner: etree._Element) -> list[etree._Element]:
         loose = self.loose_classifications.get(owner.get("id", ""), []) if owner.get("id") else []
-        return [*owner.iterfind(_CLASSIFICATION), *loose]
+        return [*owner.iterfind(CLASSIFICATION), *loose]
 
     def external_ids(self, owner: etree._Element) -> list[etree._Element]:
         loose = self.loose_external_ids.get(owner.get("id", ""), []) if owner.get("id") else []
-        return [*owner.iterfind(_EXTERNAL_ID), *loose]
+        return [*owner.iterfind(EXTERNAL_ID), *loose]
 
 
 def _check_reference(
@@ -470,9 +211,9 @@ def _check_reference(
 
 def _read_author(cl: etree._Element, here: str, ctx: _Context) -> Author:
     slots = _Slots(cl, here, ctx)
-    person = slots.single(_AUTHOR_SINGLE)
+    person = slots.single(AUTHOR_SINGLE)
     for name, _values in slots.ordered:
-        if name != _AUTHOR_SINGLE and name not in _AUTHOR_MULTI:
+        if name != AUTHOR_SINGLE and name not in AUTHOR_MULTI:
             ctx.warning(slots.at(name), f"slot {name!r} is not an author slot", "author-slot-unknown")
     return Author(
         person=Person(person) if person is not None else None,
@@ -547,12 +288,12 @@ def _identifier_scheme(ext: etree._Element, here: str, ctx: _Context, known: fro
     """
     scheme = ext.get("identificationScheme", "")
     name = _localized(ext, "Name")
-    by_name = next((s for s in known if _EXT_ID_NAMES[s] == name), None)
+    by_name = next((s for s in known if EXT_ID_NAMES[s] == name), None)
     if scheme in known:
         if name is not None and by_name != scheme:
             ctx.warning(
                 here,
-                f"Name {name!r} does not match identificationScheme {scheme} ({_EXT_ID_NAMES[scheme]})",
+                f"Name {name!r} does not match identificationScheme {scheme} ({EXT_ID_NAMES[scheme]})",
                 "identifier-name-mismatch",
             )
         return scheme
@@ -578,10 +319,10 @@ def _read_external_ids(
             continue
         value = ext.get("value")
         if value is None:
-            ctx.error(here, f"{_EXT_ID_NAMES[scheme]} has no value attribute", "identifier-value-missing")
+            ctx.error(here, f"{EXT_ID_NAMES[scheme]} has no value attribute", "identifier-value-missing")
             continue
         if scheme in found:
-            ctx.error(here, f"{_EXT_ID_NAMES[scheme]} appears more than once", "identifier-duplicate")
+            ctx.error(here, f"{EXT_ID_NAMES[scheme]} appears more than once", "identifier-duplicate")
             continue
         found[scheme] = value
     return found
@@ -590,7 +331,7 @@ def _read_external_ids(
 def _single_code(classified: _Classified, scheme: str, where: str, ctx: _Context) -> Code | None:
     codes = classified.codes.get(scheme, [])
     if len(codes) > 1:
-        name = _DE_CODE_SCHEMES.get(scheme, "contentTypeCode")
+        name = DE_CODE_SCHEMES.get(scheme, "contentTypeCode")
         ctx.error(where, f"{name} must appear at most once, found {len(codes)}", "code-single")
     return codes[0] if codes else None
 
@@ -603,7 +344,7 @@ def _read_entry(eo: etree._Element, position: int, index: _Index, ctx: _Context)
     object_type = eo.get("objectType")
     if object_type is None:
         ctx.error(where, "ExtrinsicObject has no objectType attribute", "object-type-missing")
-    elif object_type not in _KNOWN_OBJECT_TYPES:
+    elif object_type not in KNOWN_OBJECT_TYPES:
         ctx.error(
             where, f"ExtrinsicObject objectType {object_type!r} is not a DocumentEntry type", "object-type"
         )
@@ -614,7 +355,7 @@ def _read_entry(eo: etree._Element, position: int, index: _Index, ctx: _Context)
         index,
         ctx,
         author_scheme=ns.DE_AUTHOR,
-        code_schemes=_DE_CODE_SCHEMES,
+        code_schemes=DE_CODE_SCHEMES,
         known_nodes=frozenset({ns.DE_LIMITED_METADATA}),
     )
     ext = _read_external_ids(eo, where, index, ctx, frozenset({ns.DE_PATIENT_ID, ns.DE_UNIQUE_ID}))
@@ -648,7 +389,7 @@ def _read_entry(eo: etree._Element, position: int, index: _Index, ctx: _Context)
         legal_authenticator=_opt_person(slots.single("legalAuthenticator")),
         limited_metadata=ns.DE_LIMITED_METADATA in classified.nodes,
         object_type=object_type or "",
-        extra_slots=slots.extras(_DE_MODELLED_SLOTS, _DE_OTHER_LEGAL_SLOTS),
+        extra_slots=slots.extras(DE_MODELLED_SLOTS, DE_OTHER_LEGAL_SLOTS),
     )
 
 
@@ -703,7 +444,7 @@ def _read_submission_set(pkg: etree._Element, position: int, index: _Index, ctx:
         intended_recipients=tuple(Recipient(v) for v in slots.multi("intendedRecipient")),
         patient_id=_opt_patient(ext.get(ns.SS_PATIENT_ID)),
         limited_metadata=ns.SS_LIMITED_METADATA in classified.nodes,
-        extra_slots=slots.extras(_SS_MODELLED_SLOTS),
+        extra_slots=slots.extras(SS_MODELLED_SLOTS),
     )
 
 
@@ -787,7 +528,7 @@ def _check_loose(index: _Index, ctx: _Context) -> None:
         if target and target in index.ids:
             continue
         for el in elements:
-            attr = "classifiedObject" if el.tag == _CLASSIFICATION else "registryObject"
+            attr = "classifiedObject" if el.tag == CLASSIFICATION else "registryObject"
             ctx.error(
                 _where(el, 0) if el.get("id") else _local(el),
                 f"{attr} {target!r} references no object in this submission",
@@ -796,11 +537,11 @@ def _check_loose(index: _Index, ctx: _Context) -> None:
 
 
 def _object_list(element: etree._Element) -> etree._Element | None:
-    if element.tag == _rim("RegistryObjectList"):
+    if element.tag == rim("RegistryObjectList"):
         return element
     if element.tag == qname(ns.LCM, "SubmitObjectsRequest"):
-        return element.find(_rim("RegistryObjectList"))
-    return element.find(f"{qname(ns.LCM, 'SubmitObjectsRequest')}/{_rim('RegistryObjectList')}")
+        return element.find(rim("RegistryObjectList"))
+    return element.find(f"{qname(ns.LCM, 'SubmitObjectsRequest')}/{rim('RegistryObjectList')}")
 
 
 def read_submit_objects(element: etree._Element) -> MetadataRead:
@@ -815,9 +556,9 @@ def read_submit_objects(element: etree._Element) -> MetadataRead:
         )
         return MetadataRead(None, (), (), ctx.findings)
     index = _Index(object_list)
-    extrinsic = [el for el in object_list if el.tag == _EXTRINSIC]
-    packages = list(enumerate((el for el in object_list if el.tag == _PACKAGE), start=1))
-    associations = [el for el in object_list if el.tag == _ASSOCIATION]
+    extrinsic = [el for el in object_list if el.tag == EXTRINSIC]
+    packages = list(enumerate((el for el in object_list if el.tag == PACKAGE), start=1))
+    associations = [el for el in object_list if el.tag == ASSOCIATION]
     entries = tuple(_read_entry(eo, i, index, ctx) for i, eo in enumerate(extrinsic, start=1))
     chosen = _choose_submission_set(packages, index, ctx)
     submission_set = _read_submission_set(chosen[1], chosen[0], index, ctx) if chosen else None
@@ -831,7 +572,7 @@ def read_submit_objects(element: etree._Element) -> MetadataRead:
 # ExternalIdentifier*, then ExtrinsicObject's ContentVersionInfo?. The XSD enforces it; a reader that does not
 # validate against the schema must check it itself (NIST pnr-element-order.xml is the negative example).
 _CHILD_RANK: Final = {
-    _rim(name): rank
+    rim(name): rank
     for rank, name in enumerate(
         (
             "Slot",
