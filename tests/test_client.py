@@ -32,6 +32,7 @@ from xdr_edge.devtools.pki import (
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import (
     CertificateError,
@@ -59,7 +60,6 @@ from xdr_edge.protocol.wire import (
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.sender.client import (
-    Outcome,
     RetryPolicy,
     SendResult,
     XdrClient,

@@ -35,6 +35,7 @@ from xdr_edge.devtools.pki import (
 )
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.model import (
     DirectAddress,
@@ -43,7 +44,6 @@ from xdr_edge.protocol.model import (
 )
 from xdr_edge.protocol.mtom import MtomPart
 from xdr_edge.sender.client import (
-    Outcome,
     RetryPolicy,
     SendResult,
     XdrClient,

@@ -23,6 +23,7 @@ from xdr_edge.conformance.samples import (
     sample_pdf,
 )
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import (
     LocalProtocolError,
@@ -64,7 +65,6 @@ from xdr_edge.protocol.wire import (
     build_request,
     parse_request,
     parse_response,
-    read_entity,
     request_envelope,
 )
 

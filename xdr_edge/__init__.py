@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         ClientCredential,
         Practice,
     )
+    from xdr_edge.protocol.classify import Outcome
     from xdr_edge.protocol.compose import (
         XdsDefaults,
         compose,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
         parse_response,
     )
     from xdr_edge.sender.client import (
-        Outcome,
         RetryPolicy,
         SendResult,
         XdrClient,
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from xdr_edge.sender.config import SenderConfig, load_sender_config
 
 _EXPORTS: dict[str, str] = {
-    "Outcome": "xdr_edge.sender.client",
+    "Outcome": "xdr_edge.protocol.classify",
     "RetryPolicy": "xdr_edge.sender.client",
     "SendResult": "xdr_edge.sender.client",
     "XdrClient": "xdr_edge.sender.client",

@@ -27,13 +27,13 @@ from xdr_edge.cli.common import (
 )
 from xdr_edge.cli.wirecmds import ContentOptions, check_output_path, metadata_options
 from xdr_edge.practice import Binding, ClientCredential, Practice
+from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import (
     DirectAddress,
     MetadataLevel,
 )
 from xdr_edge.sender.client import (
-    Outcome,
     RetryPolicy,
     SendResult,
     XdrClient,

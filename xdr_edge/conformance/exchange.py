@@ -24,14 +24,12 @@ from pathlib import Path
 
 from xdr_edge.certs import load_identity
 from xdr_edge.practice import ClientCredential
+from xdr_edge.protocol.classify import Reply, ReplyKind, classify_response
 from xdr_edge.protocol.errors import (
     ConfigurationError,
     RemoteProtocolError,
 )
-from xdr_edge.protocol.wire import (
-    ParsedResponse,
-    parse_response,
-)
+from xdr_edge.protocol.wire import ParsedResponse
 from xdr_edge.tls import (
     client_ssl_context,
     verifying_client_context,
@@ -61,9 +59,14 @@ class Exchange:
     kind: ExchangeKind
     http_status: int | None = None
     content_type: str = ""
-    response: ParsedResponse | None = None
+    reply: Reply | None = None
     problem: str = ""
     elapsed: float = 0.0
+
+    @property
+    def response(self) -> ParsedResponse | None:
+        """The SOAP answer as read, when the peer's body was one."""
+        return self.reply.parsed if self.reply is not None else None
 
     @property
     def error_codes(self) -> tuple[str, ...]:
@@ -108,17 +111,13 @@ def _split(endpoint: str) -> tuple[str, int, str]:
     return url.hostname, url.port or 443, path
 
 
-def _classify(parsed: ParsedResponse) -> ExchangeKind:
-    if parsed.fault is not None:
-        return ExchangeKind.FAULT
-    rr = parsed.registry_response
-    if rr is None:
-        return ExchangeKind.NOT_SOAP
-    if rr.is_success:
-        return ExchangeKind.SUCCESS
-    if rr.is_partial:
-        return ExchangeKind.PARTIAL
-    return ExchangeKind.FAILURE
+_KINDS = {
+    ReplyKind.SUCCESS: ExchangeKind.SUCCESS,
+    ReplyKind.PARTIAL_SUCCESS: ExchangeKind.PARTIAL,
+    ReplyKind.FAILURE: ExchangeKind.FAILURE,
+    ReplyKind.FAULT: ExchangeKind.FAULT,
+    ReplyKind.NOT_SOAP: ExchangeKind.NOT_SOAP,
+}
 
 
 def _read_reply(response: http.client.HTTPResponse) -> bytes:
@@ -186,15 +185,13 @@ def post(
             return done(ExchangeKind.NOT_SOAP, f"reply unreadable: {exc}", http_status=status)
     finally:
         connection.close()
-    try:
-        parsed = parse_response(reply_type, data)
-    except RemoteProtocolError as exc:
-        return done(ExchangeKind.NOT_SOAP, exc.message, http_status=status, content_type=reply_type)
+    reply = classify_response(status, reply_type, data, message_id=message_id or "", peer=endpoint)
     return Exchange(
         message_id,
-        _classify(parsed),
+        _KINDS[reply.kind],
         http_status=status,
         content_type=reply_type,
-        response=parsed,
+        reply=reply,
+        problem=reply.problem,
         elapsed=time.monotonic() - started,
     )

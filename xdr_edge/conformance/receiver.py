@@ -47,6 +47,19 @@ from xdr_edge.conformance.samples import (
 )
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.codes import (
+    ALREADY_STORED,
+    DUPLICATE_IN_REGISTRY,
+    INFORMATIONAL,
+    METADATA_ERRORS,
+    MISSING_DOCUMENT,
+    MISSING_DOCUMENT_METADATA,
+    NON_IDENTICAL_HASH,
+    NON_IDENTICAL_SIZE,
+    REPOSITORY_ERROR,
+    REPOSITORY_METADATA_ERROR,
+    TRANSIENT,
+)
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.model import (
     DirectAddress,
@@ -75,32 +88,6 @@ _SOAP12_NS = ns.SOAP
 _SOAP_2005_03 = (
     "http://www.w3.org/2005/03/soap-envelope"  # ETT negative_bad_soap_body.xml (ONC ETT XDR tests, 4b)
 )
-
-#: errorCodes that tell a sender something other than "this submission is wrong": retry later (transient),
-#: "already delivered" (duplicates; our client treats them so), or "accepted with remarks" (ITI TF-3 4.2.4, ebRS 3.0).
-TRANSIENT_CODES = frozenset(
-    {
-        "XDSRegistryBusy",
-        "XDSRepositoryBusy",
-        "XDSRegistryOutOfResources",
-        "XDSRepositoryOutOfResources",
-        "XDSRegistryNotAvailable",
-    }
-)
-DUPLICATE_CODES = frozenset({"XDSDuplicateUniqueIdInRegistry"})
-INFORMATIONAL_CODES = frozenset(
-    {
-        "PartialFolderContentNotProcessed",
-        "PartialReplaceContentNotProcessed",
-        "PartialTransformNotProcessed",
-        "PartialAppendContentNotProcessed",
-        "PartialRelationshipContentNotProcessed",
-        "PartialTransformReplaceNotProcessed",
-        "DocumentQueued",
-        "XDSExtraMetadataNotSaved",
-    }
-)
-METADATA_CODES = ("XDSRegistryMetadataError", "XDSRepositoryMetadataError")
 
 
 @dataclass(frozen=True)
@@ -518,9 +505,9 @@ def judge_fault_code(code: str, subcode: str | None = None) -> Callable[[Exchang
 
 
 def _wrong_class(codes: Sequence[str], allowed_duplicates: bool = False) -> list[str]:
-    wrong = set(TRANSIENT_CODES | INFORMATIONAL_CODES)
+    wrong = set(TRANSIENT | INFORMATIONAL)
     if not allowed_duplicates:
-        wrong |= DUPLICATE_CODES
+        wrong |= ALREADY_STORED
     return [c for c in codes if c in wrong or not c.strip()]
 
 
@@ -663,7 +650,7 @@ def _duplicate(ctx: ReceiverContext) -> Verdict:
         return Verdict.fail(
             observed, f"errorCode {', '.join(wrong)} would make a sender retry or give up wrongly"
         )
-    return Verdict.ok(observed, _code_note(second.error_codes, ("XDSDuplicateUniqueIdInRegistry",)))
+    return Verdict.ok(observed, _code_note(second.error_codes, (DUPLICATE_IN_REGISTRY,)))
 
 
 def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
@@ -682,7 +669,7 @@ def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
             observed,
             f"DocumentEntry uniqueId {reused_uid} was accepted again for different bytes (ITI TF-3 4.2.4, ebRS 3.0)",
         )
-    verdict = judge_failure(("XDSNonIdenticalHash",), allow_fault=True)(second)
+    verdict = judge_failure((NON_IDENTICAL_HASH,), allow_fault=True)(second)
     return Verdict(verdict.status, observed, verdict.detail)
 
 
@@ -801,7 +788,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "Delivery Notification IG §1.3",
             reject,
             _mutated(_unreadable_delivery_request),
-            judge_failure(METADATA_CODES, allow_fault=True),
+            judge_failure(METADATA_ERRORS, allow_fault=True),
         ),
         _case(
             "valid-pdf",
@@ -968,7 +955,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4c, XDR and XDM for Direct Messaging §4.1",
             reject,
             _mutated(_no_sender_anywhere),
-            judge_failure(METADATA_CODES, allow_fault=True),
+            judge_failure(METADATA_ERRORS, allow_fault=True),
         ),
         _case(
             "metadata-de-unique-id",
@@ -977,7 +964,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4d (1)",
             failure,
             _mutated(_drop_external_identifier(ns.DE_UNIQUE_ID)),
-            judge_failure(METADATA_CODES),
+            judge_failure(METADATA_ERRORS),
         ),
         _case(
             "metadata-ss-source-id",
@@ -986,7 +973,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4d (2)",
             failure,
             _mutated(_drop_external_identifier(ns.SS_SOURCE_ID)),
-            judge_failure(METADATA_CODES),
+            judge_failure(METADATA_ERRORS),
         ),
         _case(
             "metadata-mime-type",
@@ -995,7 +982,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4d (3)",
             failure,
             _mutated(_drop_attribute("mimeType")),
-            judge_failure(METADATA_CODES),
+            judge_failure(METADATA_ERRORS),
         ),
         _case(
             "metadata-entry-id",
@@ -1004,7 +991,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4d (4)",
             failure,
             _mutated(_drop_attribute("id")),
-            judge_failure((*METADATA_CODES, "XDSMissingDocumentMetadata")),
+            judge_failure((*METADATA_ERRORS, MISSING_DOCUMENT_METADATA)),
         ),
         _case(
             "metadata-creation-time",
@@ -1013,7 +1000,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4d (5)",
             failure,
             _mutated(_drop_creation_time, ("ccda",), xds),
-            judge_failure(METADATA_CODES),
+            judge_failure(METADATA_ERRORS),
         ),
         _case(
             "association-missing",
@@ -1022,7 +1009,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ETT 4e",
             failure,
             _mutated(_drop_associations),
-            judge_failure(METADATA_CODES),
+            judge_failure(METADATA_ERRORS),
         ),
         _case(
             "hash-mismatch",
@@ -1031,7 +1018,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ITI TF-3 4.2.4, ebRS 3.0; NIST XDS toolkit validators",
             failure,
             _mutated(_wrong_hash),
-            judge_failure(("XDSRepositoryMetadataError", "XDSNonIdenticalHash")),
+            judge_failure((REPOSITORY_METADATA_ERROR, NON_IDENTICAL_HASH)),
         ),
         _case(
             "size-mismatch",
@@ -1040,7 +1027,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ITI TF-3 4.2.4, ebRS 3.0; NIST XDS toolkit validators",
             failure,
             _mutated(_wrong_size),
-            judge_failure(("XDSRepositoryMetadataError", "XDSNonIdenticalSize")),
+            judge_failure((REPOSITORY_METADATA_ERROR, NON_IDENTICAL_SIZE)),
         ),
         _case(
             "document-without-metadata",
@@ -1049,7 +1036,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ITI TF-3 4.2.4, NIST repository checks",
             failure,
             _mutated(_drop_second_entry, ("ccda", "pdf")),
-            judge_failure(("XDSMissingDocumentMetadata",)),
+            judge_failure((MISSING_DOCUMENT_METADATA,)),
         ),
         _case(
             "metadata-without-document",
@@ -1058,7 +1045,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "ITI TF-3 4.2.4, NIST repository checks",
             failure,
             _mutated(_drop_document),
-            judge_failure(("XDSMissingDocument",)),
+            judge_failure((MISSING_DOCUMENT,)),
         ),
         _case(
             "unbound-sender",
@@ -1067,7 +1054,7 @@ def receiver_catalogue() -> tuple[TestCase[ReceiverContext], ...]:
             "our practice-binding rule",
             reject,
             _unbound,
-            judge_failure(("XDSRepositoryError",), allow_fault=True),
+            judge_failure((REPOSITORY_ERROR,), allow_fault=True),
         ),
         TestCase(
             "duplicate-submission",

@@ -50,6 +50,7 @@ from xdr_edge.certs import fingerprint_sha256
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.codes import MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.mediatype import parse_content_type
@@ -451,7 +452,7 @@ class RecordingEndpoint:
             return build_reply(fault, relates_to=relates_to, mtom=analysis.mtom)
         if respond is Respond.FAILURE:
             entry = RegistryErrorEntry(
-                "XDSRepositoryError", "xdr-edge conformance endpoint: Failure on request (--respond failure)"
+                REPOSITORY_ERROR, "xdr-edge conformance endpoint: Failure on request (--respond failure)"
             )
             return build_reply(RegistryResponse.failure([entry]), relates_to=relates_to, mtom=analysis.mtom)
         return build_reply(RegistryResponse.success(), relates_to=relates_to, mtom=analysis.mtom)
@@ -710,7 +711,7 @@ def _check_level(a: RequestAnalysis) -> list[str]:
     return []
 
 
-_DOCUMENT_CODES = frozenset({"XDSMissingDocument", "XDSMissingDocumentMetadata"})
+_DOCUMENT_CODES = frozenset({MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA})
 _HASH_RULES = frozenset({"de-hash-mismatch", "de-size-mismatch"})
 _SENDER_RULES = frozenset({"sender-mismatch", "sender-unknown"})
 _ADDRESS_BLOCK_RULES = frozenset({"direct-bad-address", "direct-bad-delivery-request"})

@@ -30,6 +30,8 @@ __all__ = [
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from xdr_edge.protocol.codes import METADATA_ERROR
+
 if TYPE_CHECKING:
     from xdr_edge.protocol.findings import Finding
 
@@ -83,7 +85,7 @@ class RemoteProtocolError(XdrError):
         *,
         code: str | None = None,
         location: str | None = None,
-        xds_error_code: str = "XDSRegistryMetadataError",
+        xds_error_code: str = METADATA_ERROR,
         fault_code: str | None = None,
         fault_subcode: str | None = None,
         fault_detail: str | None = None,

@@ -20,6 +20,7 @@ from xdr_edge.protocol import (
     ns,
     xml,
 )
+from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import (
     Finding,
@@ -48,7 +49,6 @@ from xdr_edge.protocol.validate import validate
 from xdr_edge.protocol.wire import (
     interpret_request,
     read_bounded,
-    read_entity,
 )
 
 

@@ -8,7 +8,6 @@ Pure: byte streams in, byte iterables out. No sockets, no logging of content.
 from __future__ import annotations
 
 __all__ = [
-    "Entity",
     "IncomingRequest",
     "OutgoingRequest",
     "ParsedResponse",
@@ -21,21 +20,20 @@ __all__ = [
     "parse_request",
     "parse_response",
     "read_bounded",
-    "read_entity",
     "request_envelope",
     "soap_content_type",
 ]
 
 import dataclasses
 import io
-import re
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, NamedTuple, cast
+from typing import IO, BinaryIO
 
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.codes import METADATA_ERROR, MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA
 from xdr_edge.protocol.errors import (
     LimitExceeded,
     RemoteProtocolError,
@@ -250,9 +248,7 @@ def _attach_documents(
         where = f"S:Body/xdsb:Document[@id='{ref.entry_id}']"
         if ref.entry_id in documents:
             findings.append(
-                _finding(
-                    "XDSRegistryMetadataError", where, "two Document elements have the same id", "doc-dup-id"
-                )
+                _finding(METADATA_ERROR, where, "two Document elements have the same id", "doc-dup-id")
             )
             continue
         if ref.inline is not None:
@@ -262,7 +258,7 @@ def _attach_documents(
         if package is None:
             findings.append(
                 _finding(
-                    "XDSMissingDocument",
+                    MISSING_DOCUMENT,
                     where,
                     f"xop:Include references cid:{ref.content_id}, but the message is plain SOAP, not an MTOM "
                     "package: there is no MIME part to resolve it (ITI TF-2b 3.41.5, W3C MTOM/XOP)",
@@ -274,7 +270,7 @@ def _attach_documents(
         if part is None:
             findings.append(
                 _finding(
-                    "XDSMissingDocument",
+                    MISSING_DOCUMENT,
                     where,
                     f"xop:Include references cid:{ref.content_id}, which is not a part of this package",
                     "xop-unresolved",
@@ -288,7 +284,7 @@ def _attach_documents(
             if cid not in used:
                 findings.append(
                     _finding(
-                        "XDSMissingDocumentMetadata",
+                        MISSING_DOCUMENT_METADATA,
                         f"MIME part <{cid}>",
                         "MIME part is not referenced by any xdsb:Document",
                         "part-orphan",
@@ -376,7 +372,7 @@ def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> I
         if entry_id not in known:
             findings.append(
                 _finding(
-                    "XDSMissingDocumentMetadata",
+                    MISSING_DOCUMENT_METADATA,
                     f"S:Body/xdsb:Document[@id='{entry_id}']",
                     "Document has no DocumentEntry (ExtrinsicObject) with this id",
                     "doc-no-metadata",
@@ -479,145 +475,3 @@ def parse_response(content_type: str, body: bytes) -> ParsedResponse:
     if envelope.body is not None:
         registry_response, findings = read_registry_response(envelope.body)
     return ParsedResponse(envelope, registry_response, envelope.fault, findings)
-
-
-class Entity(NamedTuple):
-    """A stored message split into its Content-Type and a stream positioned at the body.
-
-    ``line_ends_restored`` says the body was stored as text with its CRLF line ends turned into LF (and, in NIST
-    toolkit logs, a space added before each line end); the reader restored CRLF framing, so the MIME structure
-    reads, but document bytes may differ from what was sent (hash findings on such a capture are expected).
-    """
-
-    content_type: str
-    body: BinaryIO
-    line_ends_restored: bool = False
-
-
-def read_entity(data_stream: BinaryIO) -> Entity:
-    """Split a stored message into its Content-Type and a stream positioned at the body.
-
-    Accepts what ``xdr-edge pack`` writes (``Content-Type:`` line, blank line, body), a raw HTTP capture (request
-    or status line, headers, blank line, body; without a Content-Type an XML body is taken as
-    ``application/soap+xml``) and a bare XML document (treated as ``application/soap+xml``). MIME over HTTP is
-    CRLF-framed (RFC 2046 §5.1.1): a capture whose header lines end in bare LF was saved as text, so CRLF line
-    ends are restored in its body while streaming.
-    """
-    head = data_stream.read(_ENTITY_HEAD)
-    while len(head) < _ENTITY_HEAD:
-        more = data_stream.read(_ENTITY_HEAD - len(head))
-        if not more:
-            break
-        head += more
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"<"):
-        return Entity("application/soap+xml", cast(BinaryIO, _Chain(head, data_stream)))
-    content_type = ""
-    offset = 0
-    bare_lf = False
-    for raw, line in _split_header_lines(head):
-        offset += len(raw)
-        if offset == len(raw):
-            bare_lf = not raw.endswith(b"\r\n")
-        text = line.decode("latin-1").strip()
-        if not text:
-            break
-        name, sep, value = text.partition(":")
-        if sep and name.strip().lower() == "content-type":
-            content_type = value.strip()
-    else:
-        raise RemoteProtocolError(
-            "no blank line after the headers within the first 64 KiB", code="bad-entity", location="headers"
-        )
-    body: BinaryIO = cast(BinaryIO, _Chain(head[offset:], data_stream))
-    if not content_type:
-        if not head[offset:].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-            raise RemoteProtocolError(
-                "the entity has no Content-Type header", code="bad-entity", location="headers"
-            )
-        content_type = "application/soap+xml"
-    if bare_lf and parse_content_type(content_type)[0] == "multipart/related":
-        return Entity(content_type, cast(BinaryIO, _CrlfRestorer(body)), line_ends_restored=True)
-    return Entity(content_type, body)
-
-
-_ENTITY_HEAD = 65536
-
-
-def _split_header_lines(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    start = 0
-    while True:
-        end = data.find(b"\n", start)
-        if end < 0:
-            return
-        raw = data[start : end + 1]
-        yield raw, raw.rstrip(b"\r\n")
-        start = end + 1
-
-
-class _Chain:
-    """A minimal read-only binary stream: some already-read bytes followed by the rest of a stream.
-
-    ``read(n)`` returns ``n`` bytes unless the stream ends first: callers bound what they hold by asking for
-    ``limit + 1`` bytes once, so a short read would silently truncate the message.
-    """
-
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
-        self._prefix = prefix
-        self._rest = rest
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            data = self._prefix + self._rest.read()
-            self._prefix = b""
-            return data
-        data, self._prefix = self._prefix[:n], self._prefix[n:]
-        while len(data) < n:
-            more = self._rest.read(n - len(data))
-            if not more:
-                break
-            data += more
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-class _CrlfRestorer:
-    """Streams a body saved as text back into CRLF framing: each line end (with any spaces or tabs before it)
-    becomes CRLF. Holds back only a trailing run of blanks between reads, so memory stays bounded."""
-
-    _LINE_END = re.compile(rb"[ \t]*\r?\n")
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._pending = b""
-        self._out = b""
-        self._eof = False
-
-    def _fill(self, want: int) -> None:
-        while len(self._out) < want and not self._eof:
-            chunk = self._raw.read(max(want, 65536))
-            if not chunk:
-                self._eof = True
-                data, self._pending = self._pending, b""
-            else:
-                data = self._pending + chunk
-                cut = len(data.rstrip(b" \t\r"))
-                data, self._pending = data[:cut], data[cut:]
-            self._out += self._LINE_END.sub(b"\r\n", data)
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            chunks = []
-            while not self._eof:
-                self._fill(len(self._out) + 65536)
-                chunks.append(self._out)
-                self._out = b""
-            return b"".join(chunks) + self._out
-        self._fill(n)
-        data, self._out = self._out[:n], self._out[n:]
-        return data
-
-    def readable(self) -> bool:
-        return True

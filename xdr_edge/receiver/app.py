@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Protocol, cast
 from cryptography import x509
 
 from xdr_edge.practice import Practice
+from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import (
     ConfigurationError,
     LimitExceeded,
@@ -73,7 +74,7 @@ from xdr_edge.receiver.store import (
 
 log = logging.getLogger("xdr_edge.receiver")
 
-UNBOUND_SENDER_CODE = "XDSRepositoryError"
+UNBOUND_SENDER_CODE = REPOSITORY_ERROR
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
     200: "OK",
@@ -303,7 +304,7 @@ class XdrEdgeApp:
             entry.outcome = "metadata-failure"
             findings = request.findings or [
                 Finding(
-                    "XDSRegistryMetadataError",
+                    METADATA_ERROR,
                     Severity.ERROR,
                     "RegistryObjectList",
                     "no SubmissionSet",
@@ -329,7 +330,7 @@ class XdrEdgeApp:
             log.exception("store failed message_id=%s", entry.message_id)
             entry.outcome = "store-error"
             return RegistryResponse.failure(
-                [RegistryErrorEntry("XDSRepositoryError", "the submission could not be stored; retry later")]
+                [RegistryErrorEntry(REPOSITORY_ERROR, "the submission could not be stored; retry later")]
             )
         if stored is None:
             entry.outcome = "duplicate"
@@ -337,7 +338,7 @@ class XdrEdgeApp:
             return RegistryResponse.failure(
                 [
                     RegistryErrorEntry(
-                        "XDSDuplicateUniqueIdInRegistry",
+                        DUPLICATE_IN_REGISTRY,
                         f"SubmissionSet uniqueId {uid} was already received",
                         location="RegistryPackage/ExternalIdentifier[uniqueId]",
                     )

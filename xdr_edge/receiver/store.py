@@ -64,6 +64,7 @@ from typing import Any
 
 from lxml import etree
 
+from xdr_edge.protocol.codes import NON_IDENTICAL_HASH, NON_IDENTICAL_SIZE, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import StoreError
 from xdr_edge.protocol.model import Submission
 from xdr_edge.protocol.mtom import MtomPackage
@@ -200,7 +201,7 @@ class UniqueIdOwnedElsewhere(DocumentConflict):
         message = f"{kind} uniqueId {unique_id} is already used by a submission from another sender"
         super().__init__(
             unique_id,
-            "XDSRepositoryError",
+            REPOSITORY_ERROR,
             message=message,
             code_context=message,
             location=_SS_LOCATION if submission_set else _DOC_LOCATION,
@@ -503,8 +504,8 @@ class Inbox:
                 )
                 raise UniqueIdOwnedElsewhere(unique_id, submission_set=False)
             if held.get("sha1") != content["sha1"]:
-                raise DocumentConflict(unique_id, "XDSNonIdenticalHash")
-            raise DocumentConflict(unique_id, "XDSNonIdenticalSize")
+                raise DocumentConflict(unique_id, NON_IDENTICAL_HASH)
+            raise DocumentConflict(unique_id, NON_IDENTICAL_SIZE)
         raise StoreError(f"cannot record DocumentEntry uniqueId {unique_id}: its index record keeps changing")
 
     def _write(

@@ -13,7 +13,7 @@ attempt answers with a duplicate-uniqueId Failure, which we report as already de
 
 from __future__ import annotations
 
-__all__ = ["Outcome", "RetryPolicy", "SendResult", "XdrClient"]
+__all__ = ["RetryPolicy", "SendResult", "XdrClient"]
 
 import logging
 import math
@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,17 +33,17 @@ import requests
 
 from xdr_edge.certs import ClientIdentity
 from xdr_edge.practice import Practice
+from xdr_edge.protocol.classify import Outcome, classify_response
+from xdr_edge.protocol.codes import ALREADY_STORED
 from xdr_edge.protocol.errors import (
     CertificateError,
     ConfigurationError,
     LocalProtocolError,
     NotBound,
-    RemoteProtocolError,
     ValidationFailed,
 )
 from xdr_edge.protocol.findings import (
     Finding,
-    Severity,
 )
 from xdr_edge.protocol.model import (
     DirectAddress,
@@ -60,7 +59,6 @@ from xdr_edge.protocol.validate import validate
 from xdr_edge.protocol.wire import (
     OutgoingRequest,
     build_request,
-    parse_response,
 )
 from xdr_edge.sender.sessions import (
     PracticeSession,
@@ -70,22 +68,6 @@ from xdr_edge.sender.sessions import (
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-DUPLICATE_CODES = frozenset(
-    {
-        "XDSDuplicateUniqueIdInRegistry",
-        "XDSRegistryDuplicateUniqueIdInMessage",
-        "XDSRepositoryDuplicateUniqueIdInMessage",
-    }
-)
-
-
-class Outcome(str, Enum):
-    SUCCESS = "Success"
-    PARTIAL_SUCCESS = "PartialSuccess"
-    FAILURE = "Failure"
-    FAULT = "Fault"
-    TRANSPORT_ERROR = "TransportError"
-    OUTCOME_UNKNOWN = "OutcomeUnknown"
 
 
 @dataclass(frozen=True)
@@ -184,25 +166,6 @@ class _Attempt:
     raw: bytes | None = None
     content_type: str | None = None
     bytes_sent: int = 0
-
-
-def _missing_relates_to(relates: str | None) -> tuple[Finding, ...]:
-    """A warning when the response names no request at all (no or empty ``wsa:RelatesTo``).
-
-    Still accepted: real HISPs omit it, and the answer arrived on our own connection. But the pairing of request
-    and response then rests on the connection alone, which an operator chasing a mix-up should be able to see.
-    """
-    if relates:
-        return ()
-    return (
-        Finding(
-            "missing-relates-to",
-            Severity.WARNING,
-            "S:Header/wsa:RelatesTo",
-            "the response has no wsa:RelatesTo naming our MessageID; accepted as the answer on this connection",
-            "wsa-relates-to",
-        ),
-    )
 
 
 class _DocumentChanged(Exception):
@@ -515,7 +478,7 @@ class XdrClient:
         errors = [e for e in attempt.errors if e.severity.value == "Error"]
         ids = {submission.submission_set.unique_id, *(e.unique_id for e in submission.document_entries)}
         return bool(errors) and all(
-            e.error_code in DUPLICATE_CODES and (not e.code_context or any(i in e.code_context for i in ids))
+            e.error_code in ALREADY_STORED and (not e.code_context or any(i in e.code_context for i in ids))
             for e in errors
         )
 
@@ -601,96 +564,22 @@ class XdrClient:
                 http_status=status,
                 bytes_sent=sent,
             )
-        if status == 503:
-            return _Attempt(
-                Outcome.TRANSPORT_ERROR,
-                f"the HISP is unavailable (HTTP 503 from {self.endpoint})",
-                True,
-                http_status=status,
-                raw=raw,
-                content_type=content_type,
-                bytes_sent=sent,
-            )
-        if 300 <= status < 400:
-            return _Attempt(
-                Outcome.TRANSPORT_ERROR,
-                f"HTTP {status} redirect to {response.headers.get('Location', '?')} refused: redirects are not "
-                "followed for a POST of clinical documents",
-                False,
-                http_status=status,
-                bytes_sent=sent,
-            )
-        try:
-            parsed = parse_response(content_type, raw)
-        except RemoteProtocolError as exc:
-            kind = content_type.split(";")[0].strip() or "no Content-Type"
-            return _Attempt(
-                Outcome.TRANSPORT_ERROR if status >= 400 else Outcome.OUTCOME_UNKNOWN,
-                f"HTTP {status} from {self.endpoint} is not a SOAP response ({kind}): {exc.message}",
-                False,  # only 503 says "not processed, come back"; a 502/504 page may hide a stored request
-                http_status=status,
-                raw=raw,
-                content_type=content_type,
-                bytes_sent=sent,
-            )
-        relates = parsed.envelope.relates_to
-        if relates and relates != request.message_id:
-            return _Attempt(
-                Outcome.OUTCOME_UNKNOWN,
-                f"the response relates to {relates}, not to our MessageID {request.message_id}",
-                True,
-                http_status=status,
-                raw=raw,
-                content_type=content_type,
-                findings=tuple(parsed.findings),
-                bytes_sent=sent,
-            )
-        findings = tuple(parsed.findings) + _missing_relates_to(relates)
-        if parsed.fault is not None:
-            fault = parsed.fault
-            sub = f" / {fault.subcode}" if fault.subcode else ""
-            return _Attempt(
-                Outcome.FAULT,
-                f"SOAP fault {fault.code}{sub} from {self.endpoint}: {fault.reason}",
-                False,
-                http_status=status,
-                fault=fault,
-                findings=findings,
-                raw=raw,
-                content_type=content_type,
-                bytes_sent=sent,
-            )
-        rr = parsed.registry_response
-        if rr is None:
-            return _Attempt(
-                Outcome.OUTCOME_UNKNOWN,
-                "the response has neither a RegistryResponse nor a fault",
-                False,
-                http_status=status,
-                raw=raw,
-                content_type=content_type,
-                bytes_sent=sent,
-            )
-        if rr.is_success:
-            outcome, text = Outcome.SUCCESS, "Success: the HISP accepted the submission"
-        elif rr.is_partial:
-            outcome, text = (
-                Outcome.PARTIAL_SUCCESS,
-                "PartialSuccess: the HISP accepted part of the submission",
-            )
-        else:
-            outcome = Outcome.FAILURE
-            first = rr.errors[0] if rr.errors else None
-            text = (
-                f"Failure: {first.error_code}: {first.code_context}" if first else "Failure (no error given)"
-            )
+        reply = classify_response(
+            status,
+            content_type,
+            raw,
+            message_id=request.message_id,
+            peer=self.endpoint,
+            redirect_to=response.headers.get("Location"),
+        )
         return _Attempt(
-            outcome,
-            text,
-            False,
+            reply.outcome,
+            reply.message,
+            reply.retryable,
             http_status=status,
-            errors=rr.errors,
-            findings=findings,
+            errors=reply.errors,
+            fault=reply.fault,
+            findings=reply.findings,
             raw=raw,
             content_type=content_type,
             bytes_sent=sent,

@@ -22,6 +22,7 @@ from typing import IO, BinaryIO, Final
 
 import multipart
 
+from xdr_edge.protocol.codes import MISSING_DOCUMENT
 from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
 from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.model import Document
@@ -169,7 +170,7 @@ class MtomPackage:
                 f"xop:Include href {href!r} names no MIME part of the request",
                 code="mtom-unknown-cid",
                 location="xop:Include/@href",
-                xds_error_code="XDSMissingDocument",
+                xds_error_code=MISSING_DOCUMENT,
             )
         return part
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.codes import MISSING_DOCUMENT_METADATA, REPOSITORY_METADATA_ERROR
 from xdr_edge.protocol.errors import ConfigurationError, RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.model import DirectAddress, MetadataLevel
@@ -52,7 +53,7 @@ _WSA_KNOWN = frozenset({*_WSA_SINGLE, "RelatesTo"})
 _LEVELS = {"minimal": MetadataLevel.MINIMAL, "XDS": MetadataLevel.XDS}
 _HUGE_INPUT = 9 * 1024 * 1024  # libxml2 refuses text nodes over 10 MB unless huge_tree (STACK-NOTES)
 _BAD_ADDRESS_CODE = (
-    "XDSRepositoryMetadataError"  # our practice-binding rule: an unusable address block is a metadata error
+    REPOSITORY_METADATA_ERROR  # our practice-binding rule: an unusable address block is a metadata error
 )
 
 
@@ -363,7 +364,7 @@ def _read_document(slot: etree._Element, index: int, findings: list[Finding]) ->
     if not entry_id:
         findings.append(
             Finding(
-                "XDSMissingDocumentMetadata",
+                MISSING_DOCUMENT_METADATA,
                 Severity.ERROR,
                 f"{where}/@id",
                 "xdsb:Document has no @id",
