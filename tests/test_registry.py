@@ -34,8 +34,8 @@ from xdr_edge.registry import (
     parse_registry_url,
     verify_client_certificate,
 )
+from xdr_edge.registry.migrations import MIGRATIONS
 from xdr_edge.registry.records import AuditEvent
-from xdr_edge.registry.store import MIGRATIONS
 from xdr_edge.registry.verify import public_key_id
 
 ACTOR = "alice-admin"

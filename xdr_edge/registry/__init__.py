@@ -29,6 +29,7 @@ __all__ = [
     "verify_client_certificate",
 ]
 
+from xdr_edge.registry.migrations import SCHEMA_VERSION
 from xdr_edge.registry.records import (
     AuditEntry,
     CertificateRecord,
@@ -41,5 +42,5 @@ from xdr_edge.registry.records import (
     normalize_fingerprint,
 )
 from xdr_edge.registry.registry import NOT_ENROLLED, Registry, open_registry
-from xdr_edge.registry.store import SCHEMA_VERSION, RegistryStore, SqliteStore, parse_registry_url
+from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
 from xdr_edge.registry.verify import ChainVerdict, verify_client_certificate

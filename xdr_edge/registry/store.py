@@ -1,11 +1,8 @@
 """Storage of the certificate registry: the ``RegistryStore`` interface and its SQLite implementation.
 
-This is the only module of :mod:`xdr_edge.registry` that does I/O. It owns the schema, its migrations and the
-transactions; it does not decide anything about trust (that is :mod:`.verify` and :mod:`.registry`): the
-one place it looks inside a certificate, the data step of schema version 2, asks
-:func:`.verify.crl_signer_key_id`.
-Integrity rules that must hold under concurrent writers, "an address belongs to one practice" (issue #4 item
-1) and "a certificate is enrolled to one practice", are checked inside the writing transaction, and every
+This is the module of :mod:`xdr_edge.registry` that does I/O: connections and transactions. The schema and its
+migrations are :mod:`.migrations`; it decides nothing about trust (that is :mod:`.verify` and :mod:`.registry`).
+Integrity rules that must hold under concurrent writers, "an address belongs to one practice" and "a certificate is enrolled to one practice", are checked inside the writing transaction, and every
 change writes its audit row in that same transaction, so a change is never recorded without its audit row or
 the other way round.
 
@@ -19,9 +16,6 @@ deferred transaction that later upgrades to a write lock can fail with "database
 from __future__ import annotations
 
 __all__ = [
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "MigrationStep",
     "RegistryStore",
     "SqliteStore",
     "parse_registry_url",
@@ -31,13 +25,11 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
-
-from cryptography import x509
+from typing import Any, Protocol
 
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import (
@@ -45,6 +37,7 @@ from xdr_edge.protocol.errors import (
     StoreError,
 )
 from xdr_edge.protocol.model import DirectAddress
+from xdr_edge.registry.migrations import MIGRATIONS, NO_KEY, SCHEMA_VERSION, write_audit
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,
@@ -55,148 +48,6 @@ from xdr_edge.registry.records import (
     MappingRule,
     TrustAnchor,
 )
-from xdr_edge.registry.verify import crl_signer_key_id
-
-_KINDS = ", ".join(f"'{kind.value}'" for kind in MappingKind)
-
-#: One step of a migration: an SQL statement, or a Python data step run on the migrating connection (inside
-#: the migration's transaction) for what SQL alone cannot compute.
-MigrationStep: TypeAlias = str | Callable[[sqlite3.Connection], None]
-
-#: The key id of a CRL whose issuer is not a trust anchor (see :class:`CrlRecord`). A real value, not NULL:
-#: NULLs in a primary key are distinct in SQLite (two rows of one name would both be kept) and not allowed
-#: at all in other databases.
-_NO_KEY = ""
-
-_MIGRATION_ACTOR = "xdr-edge schema migration"
-
-
-def _attribute_v1_crls(conn: sqlite3.Connection) -> None:
-    """Data step of schema version 2: give each CRL carried over from version 1 the key id of its signer.
-
-    Why a Python step and not a lazy fill later: the key id needs a signature check, which SQL cannot do, and
-    doing it here, in the migration's own transaction, means no database is ever at version 2 with rows
-    still waiting for their key id: the rest of the code never meets a half-migrated row, and the work is
-    done exactly once. Version 1 loaded a CRL of a trust anchor's name only if one of the anchors of that
-    name verified it, so the check finds that anchor; a CRL whose name matched no anchor (an intermediate
-    CA's) keeps the "not an anchor" key id, as a newly loaded one would. Each re-keyed row is audited.
-    A server-database store migrating its own schema runs the same check (:func:`.verify.crl_signer_key_id`);
-    the :class:`RegistryStore` interface itself only ever sees :class:`CrlRecord` values with the key id set.
-    """
-    anchors: list[x509.Certificate] = []
-    for row in conn.execute("SELECT pem FROM trust_anchors ORDER BY added_at, fingerprint_sha256"):
-        try:
-            anchors.append(x509.load_pem_x509_certificate(str(row[0]).encode("ascii")))
-        except ValueError:
-            continue  # unreadable anchors cannot have signed anything we could check
-    rows = conn.execute("SELECT issuer, der FROM crls WHERE issuer_key_id = ?", (_NO_KEY,)).fetchall()
-    for issuer, der in rows:
-        try:
-            key_id = crl_signer_key_id(x509.load_der_x509_crl(bytes(der)), anchors)
-        except ValueError:
-            key_id = None
-        if key_id is None:
-            continue
-        conn.execute(
-            "UPDATE crls SET issuer_key_id = ? WHERE issuer = ? AND issuer_key_id = ?",
-            (key_id, issuer, _NO_KEY),
-        )
-        detail: dict[str, JsonValue] = {"issuer_key_id": key_id, "schema_version": 2}
-        _write_audit(conn, AuditEvent(datetime.now(UTC), _MIGRATION_ACTOR, "crl.migrate", issuer, detail))
-
-
-#: Schema migrations, in order: ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``. Append
-#: new steps; never edit a released one (databases in the field were made by it).
-MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
-    (
-        """CREATE TABLE schema_version (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            version INTEGER NOT NULL
-        )""",
-        """CREATE TABLE practices (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-            created_at TEXT NOT NULL
-        )""",
-        """CREATE TABLE certificates (
-            fingerprint_sha256 TEXT PRIMARY KEY,
-            practice_id TEXT REFERENCES practices(id),
-            subject TEXT NOT NULL,
-            issuer TEXT NOT NULL,
-            serial TEXT NOT NULL,
-            not_before TEXT NOT NULL,
-            not_after TEXT NOT NULL,
-            pem TEXT NOT NULL,
-            enrolled_at TEXT NOT NULL,
-            revoked_at TEXT,
-            revoked_reason TEXT
-        )""",
-        "CREATE INDEX certificates_practice ON certificates(practice_id)",
-        # address is unique case-insensitively: two practices must not own "Alice@x" and "alice@x", whatever
-        # the receiving domain does with local-part case (our practice-binding rule).
-        """CREATE TABLE bindings (
-            id INTEGER PRIMARY KEY,
-            practice_id TEXT NOT NULL REFERENCES practices(id),
-            address TEXT COLLATE NOCASE UNIQUE,
-            domain TEXT UNIQUE,
-            created_at TEXT NOT NULL,
-            CHECK ((address IS NULL) <> (domain IS NULL))
-        )""",
-        "CREATE INDEX bindings_practice ON bindings(practice_id)",
-        """CREATE TABLE trust_anchors (
-            fingerprint_sha256 TEXT PRIMARY KEY,
-            subject TEXT NOT NULL,
-            pem TEXT NOT NULL,
-            added_at TEXT NOT NULL
-        )""",
-        """CREATE TABLE crls (
-            issuer TEXT PRIMARY KEY,
-            this_update TEXT NOT NULL,
-            next_update TEXT,
-            der BLOB NOT NULL,
-            loaded_at TEXT NOT NULL
-        )""",
-        f"""CREATE TABLE mapping_rules (
-            position INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL CHECK (kind IN ({_KINDS})),
-            attribute TEXT,
-            issuer_fingerprint TEXT REFERENCES trust_anchors(fingerprint_sha256),
-            created_at TEXT NOT NULL,
-            CHECK ((kind = 'subject-attribute') = (attribute IS NOT NULL))
-        )""",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            detail TEXT NOT NULL
-        )""",
-    ),
-    # Version 2: CRLs per (issuer name, issuer key id) instead of per name, so that two trusted CAs of one
-    # name (a CA re-keyed under its old name, both anchors kept during the rollover) do not replace each
-    # other's CRL. SQLite cannot change a primary key in place: the table is rebuilt, rows copied with the
-    # placeholder key id, then the data step fills in the key id of the anchor that signed each.
-    (
-        """CREATE TABLE crls_v2 (
-            issuer TEXT NOT NULL,
-            issuer_key_id TEXT NOT NULL DEFAULT '',
-            this_update TEXT NOT NULL,
-            next_update TEXT,
-            der BLOB NOT NULL,
-            loaded_at TEXT NOT NULL,
-            PRIMARY KEY (issuer, issuer_key_id)
-        )""",
-        "INSERT INTO crls_v2 (issuer, issuer_key_id, this_update, next_update, der, loaded_at) "
-        "SELECT issuer, '', this_update, next_update, der, loaded_at FROM crls",
-        "DROP TABLE crls",
-        "ALTER TABLE crls_v2 RENAME TO crls",
-        _attribute_v1_crls,
-    ),
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class RegistryStore(Protocol):
@@ -354,19 +205,6 @@ def _certificate(row: sqlite3.Row) -> CertificateRecord:
         enrolled_at=_dt(row["enrolled_at"]),
         revoked_at=_opt_dt(row["revoked_at"]),
         revoked_reason=row["revoked_reason"],
-    )
-
-
-def _write_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-        (
-            _ts(event.at),
-            event.actor,
-            event.action,
-            event.subject,
-            json.dumps(dict(event.detail), sort_keys=True),
-        ),
     )
 
 
@@ -529,7 +367,7 @@ class SqliteStore:
         created = self._migrate(create=True)
         if created:
             with self._transaction(write=True) as conn:
-                _write_audit(conn, event)
+                write_audit(conn, event)
         return created
 
     # -- practices ------------------------------------------------------------------------------------
@@ -546,7 +384,7 @@ class SqliteStore:
                 "INSERT INTO practices (id, name, active, created_at) VALUES (?, ?, ?, ?)",
                 (practice.id, practice.name, int(practice.active), _ts(created_at)),
             )
-            _write_audit(conn, event)
+            write_audit(conn, event)
 
     def set_active(self, practice_id: str, active: bool, event: AuditEvent) -> bool:
         with self._transaction(write=True) as conn:
@@ -556,7 +394,7 @@ class SqliteStore:
             if bool(row["active"]) == active:
                 return False
             conn.execute("UPDATE practices SET active = ? WHERE id = ?", (int(active), practice_id))
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     def _bindings_of(self, conn: sqlite3.Connection, practice_ids: Sequence[str]) -> dict[str, list[Binding]]:
@@ -634,7 +472,7 @@ class SqliteStore:
                 "INSERT INTO bindings (practice_id, address, domain, created_at) VALUES (?, ?, ?, ?)",
                 (practice_id, address, domain, _ts(at)),
             )
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     @staticmethod
@@ -672,7 +510,7 @@ class SqliteStore:
                 )
             if cursor.rowcount == 0:
                 return False
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     def address_owner(self, address: DirectAddress) -> str | None:
@@ -707,7 +545,7 @@ class SqliteStore:
                 _INSERT_CERTIFICATE,
                 _certificate_values(record),
             )
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     @staticmethod
@@ -779,7 +617,7 @@ class SqliteStore:
                     "UPDATE certificates SET revoked_at = ?, revoked_reason = ? WHERE fingerprint_sha256 = ?",
                     (_ts(at), reason, fingerprint),
                 )
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     # -- trust anchors, CRLs, mapping rules -----------------------------------------------------------
@@ -793,7 +631,7 @@ class SqliteStore:
             )
             if cursor.rowcount == 0:
                 return False
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     def trust_anchors(self) -> list[TrustAnchor]:
@@ -807,7 +645,7 @@ class SqliteStore:
     def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool:
         """Keep the newest CRL per (issuer, issuer key id); an older one than what is loaded for that key is
         refused (a replayed CRL must not bring back a revoked certificate)."""
-        key_id = _NO_KEY if crl.issuer_key_id is None else crl.issuer_key_id
+        key_id = NO_KEY if crl.issuer_key_id is None else crl.issuer_key_id
         with self._transaction(write=True) as conn:
             row = conn.execute(
                 "SELECT this_update FROM crls WHERE issuer = ? AND issuer_key_id = ?", (crl.issuer, key_id)
@@ -834,7 +672,7 @@ class SqliteStore:
                     _ts(at),
                 ),
             )
-            _write_audit(conn, event)
+            write_audit(conn, event)
             return True
 
     def crls(self) -> list[CrlRecord]:
@@ -849,7 +687,7 @@ class SqliteStore:
                 _dt(row["this_update"]),
                 _opt_dt(row["next_update"]),
                 bytes(row["der"]),
-                issuer_key_id=None if row["issuer_key_id"] == _NO_KEY else row["issuer_key_id"],
+                issuer_key_id=None if row["issuer_key_id"] == NO_KEY else row["issuer_key_id"],
             )
             for row in rows
         ]
@@ -880,7 +718,7 @@ class SqliteStore:
             )
             position = int(cursor.lastrowid or 0)
             detail: dict[str, JsonValue] = {**event.detail, "position": position}
-            _write_audit(conn, AuditEvent(event.at, event.actor, event.action, event.subject, detail))
+            write_audit(conn, AuditEvent(event.at, event.actor, event.action, event.subject, detail))
             return MappingRule(position, kind, attribute, issuer_fingerprint)
 
     def mapping_rules(self) -> list[MappingRule]:
