@@ -17,7 +17,7 @@ from lxml import etree
 
 from xdr_edge.cli import main
 from xdr_edge.conformance.cases import CaseStatus
-from xdr_edge.conformance.receiver import Mutation, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.samples import (
     sample_ccda,
     sample_pdf,
