@@ -18,14 +18,13 @@ from lxml import etree
 from xdr_edge.cli import main
 from xdr_edge.conformance.cases import CaseStatus
 from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.recording import RecordingEndpoint, Respond, SenderEndpointConfig
 from xdr_edge.conformance.samples import (
     sample_ccda,
     sample_pdf,
 )
 from xdr_edge.conformance.sender import (
-    RecordingEndpoint,
-    Respond,
-    SenderEndpointConfig,
+    judge_recorded,
     run_sender,
     sender_catalogue,
 )
@@ -114,7 +113,7 @@ def test_our_client_passes_every_required_case(
     ]
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 3
     assert endpoint.wait(3, timeout=5)
-    report = endpoint.report(expect=3)
+    report = judge_recorded(endpoint, expect=3)
     not_passed = {
         r.case.id: f"{r.status.value}: {r.observed} | {r.detail}" for r in report.results if not r.passed
     }
@@ -192,7 +191,7 @@ def test_a_delivery_request_is_checked_with_the_address_block(
     for prepared in (sender.frame(asking), sender.frame(sender.submission(), _unreadable_delivery_request)):
         sender.send(prepared)
     assert endpoint.wait(2, timeout=5)
-    report = endpoint.report(expect=2)
+    report = judge_recorded(endpoint, expect=2)
     assert {r.case.id for r in report.results if r.failed} == {"direct-address-block"}
     observed = report.result("direct-address-block").observed
     assert observed.startswith("request 2: XDSRepositoryMetadataError")
@@ -217,7 +216,7 @@ def test_broken_sender_fails_the_matching_checks(
         "Success"
     ] * 4  # the endpoint records and answers; it judges later
     assert endpoint.wait(4, timeout=5)
-    report = endpoint.report(expect=4)
+    report = judge_recorded(endpoint, expect=4)
     failed = {r.case.id for r in report.results if r.failed}
     assert failed == {"wsa-message-id", "direct-address-block", "hash-size"}
     assert first.message_id in report.result("wsa-message-id").detail
@@ -251,7 +250,7 @@ def test_respond_modes_reach_our_client(
     with RecordingEndpoint(_config(pki, respond=respond)) as ep:
         result = _send(ep.url, pki, practice, [sample_ccda()], MetadataLevel.MINIMAL, timeout=(5.0, 3.0))
         assert ep.wait(1, timeout=5)
-        report = ep.report(expect=1)
+        report = judge_recorded(ep, expect=1)
     assert result.outcome is outcome, result.message
     assert report.ok  # the request itself was conformant whatever the answer
     if respond is Respond.FAULT:
@@ -268,7 +267,7 @@ def test_bad_server_cert_our_client_refuses_and_sends_nothing(pki: DemoPki, prac
     with RecordingEndpoint(_config(pki, bad_server_cert=True)) as ep:
         result = _send(ep.url, pki, practice, [sample_ccda()], MetadataLevel.MINIMAL)
         assert ep.wait(1, timeout=5)
-        report = ep.report(expect=1)
+        report = judge_recorded(ep, expect=1)
         attempts = list(ep.attempts)
     assert result.outcome is Outcome.TRANSPORT_ERROR
     assert "server certificate not trusted" in result.message
@@ -291,7 +290,7 @@ def test_bad_server_cert_a_sender_ignoring_it_fails(pki: DemoPki, tmp_path: Path
             with careless.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 tls.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         assert ep.wait(1, timeout=5)
-        report = ep.report(expect=1)
+        report = judge_recorded(ep, expect=1)
     case = report.result("tls-bad-server-certificate")
     assert case.failed
     assert "sent application data" in case.detail

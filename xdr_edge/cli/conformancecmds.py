@@ -17,6 +17,10 @@ from xdr_edge.cli.common import handle_errors
 from xdr_edge.cli.wirecmds import check_output_path
 from xdr_edge.conformance.cases import CaseResult, Report, TestCase, select
 from xdr_edge.conformance.receiver import ReceiverTarget, receiver_catalogue, run_receiver
+from xdr_edge.conformance.recording import (
+    Respond,
+    SenderEndpointConfig,
+)
 from xdr_edge.conformance.report import (
     catalogue_markdown,
     catalogue_table,
@@ -24,7 +28,10 @@ from xdr_edge.conformance.report import (
     write_json,
     write_junit,
 )
-from xdr_edge.conformance.sender import Respond, SenderEndpointConfig, run_sender, sender_catalogue
+from xdr_edge.conformance.sender import (
+    run_sender,
+    sender_catalogue,
+)
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.model import DirectAddress
 
