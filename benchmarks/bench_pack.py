@@ -5,7 +5,7 @@ Usage: ``.venv/bin/python benchmarks/bench_pack.py [--size-mb 1024] [--rounds 2]
 Each measurement runs in its own child process (so one measurement's peak cannot hide another's); the parent
 collects each child's peak RSS with ``os.wait4`` (the per-child form of ``getrusage(RUSAGE_CHILDREN)``,
 which would report the maximum over *all* children so far). The child reports the wall time of the operation
-alone, excluding interpreter start-up. Every child imports ``xdr_edge.mtom``, so import cost is common to all
+alone, excluding interpreter start-up. Every child imports ``xdr_edge.protocol.mtom``, so import cost is common to all
 rows and the ratios show what streaming through the MTOM code costs over ``shutil.copyfileobj``. Rounds of
 copy, pack, read are interleaved (``--rounds``, default 2); each row shows its fastest round.
 User and system CPU seconds (``os.wait4``) are reported too: wall and system time vary with disk write-back.

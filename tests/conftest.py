@@ -1,4 +1,4 @@
-"""Shared fixtures. PKI fixtures (xdr_edge.pki): a fresh CA and a demo PKI written to a temp directory."""
+"""Shared fixtures. PKI fixtures (xdr_edge.devtools.pki): a fresh CA and a demo PKI written to a temp directory."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.minting import CertificateAuthority
 
 

@@ -1,25 +1,12 @@
-"""Tests for xdr_edge.cda: C-CDA header extraction from a document's head, stopping before the body."""
+"""Tests for xdr_edge.protocol.cda: C-CDA header extraction from a document's head, stopping before the body."""
 
 from __future__ import annotations
 
 import pytest
 
-from xdr_edge.protocol.cda import (
-    CdaHeader,
-    cda_ts_to_dtm,
-    read_cda_header,
-)
+from xdr_edge.protocol.cda import CdaHeader, cda_ts_to_dtm, read_cda_header
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.model import (
-    Author,
-    Code,
-    DirectAddress,
-    Dtm,
-    Organization,
-    Patient,
-    Person,
-    Telecom,
-)
+from xdr_edge.protocol.model import Author, Code, DirectAddress, Dtm, Organization, Patient, Person, Telecom
 
 # A small, realistic C-CDA R2.1 CCD written for these tests (fictional patient and providers).
 HEADER = """<?xml version="1.0" encoding="UTF-8"?>

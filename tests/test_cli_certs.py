@@ -14,10 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from xdr_edge.certs import load_identity
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.practice import ClientCredential
 from xdr_edge.registry import open_registry
 

@@ -12,10 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_TRANSPORT, handle_errors
-from xdr_edge.protocol.errors import (
-    ConfigurationError,
-    TransportError,
-)
+from xdr_edge.protocol.errors import ConfigurationError, TransportError
 
 
 def _command(exc: BaseException) -> click.Command:

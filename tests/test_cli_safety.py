@@ -11,10 +11,7 @@ from click.testing import CliRunner, Result
 
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 
 FROM = "dr.a@direct.a.example.org"
 TO = "dr.b@direct.b.example.org"

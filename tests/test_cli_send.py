@@ -13,22 +13,10 @@ from click.testing import CliRunner, Result
 
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_TRANSPORT
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
-from xdr_edge.protocol.response import (
-    RegistryErrorEntry,
-    RegistryResponse,
-)
-from xdr_edge.protocol.wire import (
-    build_reply,
-    parse_request,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
+from xdr_edge.protocol.wire import build_reply, parse_request
 from xdr_edge.receiver.app import ReceiverConfig
 
 A_FROM = "dr.smith@direct.practice-a.org"

@@ -1,5 +1,5 @@
-"""XdrClient over real mutual TLS on loopback (issue #3 "Must show"): certificates made by xdr_edge.pki, the real
-receiver of a lab (xdr_edge.lab) or a scripted WSGI app on the same cheroot server (xdr_edge.receiver.server)."""
+"""XdrClient over real mutual TLS on loopback (issue #3 "Must show"): certificates made by xdr_edge.devtools.pki, the real
+receiver of a lab (xdr_edge.devtools.lab) or a scripted WSGI app on the same cheroot server (xdr_edge.receiver.server)."""
 
 from __future__ import annotations
 
@@ -21,49 +21,23 @@ from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    ConfigurationError,
-    LocalProtocolError,
-    NotBound,
-)
+from xdr_edge.protocol.errors import CertificateError, ConfigurationError, LocalProtocolError, NotBound
 from xdr_edge.protocol.findings import Severity
-from xdr_edge.protocol.model import (
-    MetadataLevel,
-    Submission,
-)
+from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomLimits
-from xdr_edge.protocol.response import (
-    RegistryErrorEntry,
-    RegistryResponse,
-)
+from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import (
-    IncomingRequest,
-    ReplyBytes,
-    build_reply,
-    parse_request,
-)
+from xdr_edge.protocol.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.sender.client import (
-    RetryPolicy,
-    SendResult,
-    XdrClient,
-)
+from xdr_edge.sender.client import RetryPolicy, SendResult, XdrClient
 
 A_FROM = "dr.smith@direct.practice-a.org"
 B_FROM = "dr.jones@direct.practice-b.org"

@@ -10,29 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.compose import (
-    compose,
-    guess_mime_type,
-    new_unique_id,
-)
+from xdr_edge.protocol.compose import compose, guess_mime_type, new_unique_id
 from xdr_edge.protocol.errors import LocalProtocolError
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    Document,
-    MetadataLevel,
-    Patient,
-    Submission,
-    is_oid,
-)
-from xdr_edge.protocol.validate import (
-    check_documents,
-    validate,
-)
+from xdr_edge.protocol.model import DirectAddress, Document, MetadataLevel, Patient, Submission, is_oid
+from xdr_edge.protocol.validate import check_documents, validate
 
 FROM = "dr.a@direct.a.example.org"
 TO = ["dr.b@direct.b.example.org", "front.desk@direct.c.example.org"]

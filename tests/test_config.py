@@ -11,14 +11,8 @@ from xdr_edge.certs import load_identity
 from xdr_edge.devtools.pki import DemoPki
 from xdr_edge.practice import Binding
 from xdr_edge.protocol.errors import ConfigurationError
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    MetadataLevel,
-)
-from xdr_edge.sender.config import (
-    SenderConfig,
-    load_sender_config,
-)
+from xdr_edge.protocol.model import DirectAddress, MetadataLevel
+from xdr_edge.sender.config import SenderConfig, load_sender_config
 
 GOOD = """
 endpoint = "https://hisp.example.org/xdr"

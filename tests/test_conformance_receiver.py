@@ -19,18 +19,12 @@ from xdr_edge.cli import main
 from xdr_edge.conformance import ReceiverTarget, Report, receiver_catalogue, run_receiver
 from xdr_edge.conformance.cases import CaseStatus
 from xdr_edge.conformance.report import catalogue_markdown, format_table, junit_xml, write_json, write_junit
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
+from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.protocol.response import RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import (
-    build_reply,
-    parse_request,
-)
+from xdr_edge.protocol.wire import build_reply, parse_request
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.registry import Decision
 

@@ -19,34 +19,16 @@ from xdr_edge.cli import main
 from xdr_edge.conformance.cases import CaseStatus
 from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.recording import RecordingEndpoint, Respond, SenderEndpointConfig
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
-from xdr_edge.conformance.sender import (
-    judge_recorded,
-    run_sender,
-    sender_catalogue,
-)
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.conformance.sender import judge_recorded, run_sender, sender_catalogue
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    Document,
-    MetadataLevel,
-)
+from xdr_edge.protocol.model import DirectAddress, Document, MetadataLevel
 from xdr_edge.protocol.mtom import MtomPart
-from xdr_edge.sender.client import (
-    RetryPolicy,
-    SendResult,
-    XdrClient,
-)
+from xdr_edge.sender.client import RetryPolicy, SendResult, XdrClient
 
 RECIPIENT = "records@direct.hospital.example"
 

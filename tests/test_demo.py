@@ -1,4 +1,4 @@
-"""``xdr-edge demo`` (xdr_edge.demo): the whole loopback tour runs and every step meets its expectation."""
+"""``xdr-edge demo`` (xdr_edge.devtools.demo): the whole loopback tour runs and every step meets its expectation."""
 
 from __future__ import annotations
 

@@ -16,21 +16,11 @@ import pytest
 
 from xdr_edge.certs import load_identity
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
+from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.model import (
-    Document,
-    MetadataLevel,
-    Submission,
-)
+from xdr_edge.protocol.model import Document, MetadataLevel, Submission
 from xdr_edge.protocol.response import RegistryResponse
-from xdr_edge.protocol.wire import (
-    build_request,
-    parse_response,
-)
+from xdr_edge.protocol.wire import build_request, parse_response
 from xdr_edge.tls import client_ssl_context
 
 SENDER_A = "dr.smith@direct.practice-a.org"

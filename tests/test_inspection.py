@@ -10,22 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.reference import SAMPLES
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.inspection import (
-    Inspection,
-    inspect_stream,
-)
+from xdr_edge.protocol.inspection import Inspection, inspect_stream
 from xdr_edge.protocol.model import MetadataLevel
 from xdr_edge.protocol.response import RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import (
-    build_reply,
-    build_request,
-)
+from xdr_edge.protocol.wire import build_reply, build_request
 
 
 @dataclass(frozen=True)

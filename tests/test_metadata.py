@@ -1,4 +1,4 @@
-"""Tests for xdr_edge.metadata: the writer against the official XSDs, the reader against real samples, and
+"""Tests for xdr_edge.protocol.metadata: the writer against the official XSDs, the reader against real samples, and
 both against each other (property test over tests.strategies)."""
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ from lxml import etree
 from tests.reference import official_schema, sample_path
 from tests.strategies import submissions
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
-from xdr_edge.protocol.metadata import (
-    MetadataRead,
-    read_submit_objects,
-    write_submit_objects,
-)
+from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.metadata import MetadataRead, read_submit_objects, write_submit_objects
 from xdr_edge.protocol.model import (
     Association,
     Author,
@@ -39,11 +32,7 @@ from xdr_edge.protocol.model import (
     SubmissionSet,
     Telecom,
 )
-from xdr_edge.protocol.xml import (
-    parse,
-    qname,
-    tostring,
-)
+from xdr_edge.protocol.xml import parse, qname, tostring
 
 RIM = f"{{{ns.RIM}}}"
 NSMAP = {"rim": ns.RIM, "lcm": ns.LCM}

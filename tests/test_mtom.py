@@ -1,4 +1,4 @@
-"""Tests for xdr_edge.mtom: the writer and the reader against each other, awkward bytes and chunkings, every
+"""Tests for xdr_edge.protocol.mtom: the writer and the reader against each other, awkward bytes and chunkings, every
 limit and error, requests' treatment of the body, and the real NIST/ETT captures."""
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from hypothesis import strategies as st
 
 from tests.reference import sample_path
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.errors import (
-    LimitExceeded,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from xdr_edge.protocol.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom import (

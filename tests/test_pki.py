@@ -19,10 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from xdr_edge.devtools.pki import DemoPki
-from xdr_edge.minting import (
-    CLIENT_URI_PREFIX,
-    CertificateAuthority,
-)
+from xdr_edge.minting import CLIENT_URI_PREFIX, CertificateAuthority
 
 
 def _mode(path: Path) -> int:

@@ -1,10 +1,10 @@
 """The receiver end to end (issue #4 "Must show"): a real cheroot server on loopback with mutual TLS, a PKI made
-for the test (``xdr_edge.lab``), real requests over real sockets, and the inbox on disk.
+for the test (``xdr_edge.devtools.lab``), real requests over real sockets, and the inbox on disk.
 
 One lab serves the whole module: tests that change registry state do it with certificates of their own, and
 every submission has fresh uniqueIds, so tests do not see each other's results. Invalid requests are made by
 building a valid one (compose + wire.build_request) and mutating the root XML with lxml before framing it again
-with :class:`~xdr_edge.mtom.MtomBody`.
+with :class:`~xdr_edge.protocol.mtom.MtomBody`.
 """
 
 from __future__ import annotations
@@ -30,27 +30,14 @@ import pytest
 from lxml import etree
 
 from xdr_edge.certs import load_identity
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.model import (
-    Document,
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.mtom import (
-    MtomBody,
-    MtomLimits,
-)
+from xdr_edge.protocol.model import Document, MetadataLevel, Submission
+from xdr_edge.protocol.mtom import MtomBody, MtomLimits
 from xdr_edge.protocol.response import RegistryResponse
 from xdr_edge.protocol.soap import header_qname
 from xdr_edge.protocol.wire import (

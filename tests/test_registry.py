@@ -1,4 +1,4 @@
-"""Certificate registry: real SQLite files in tmp_path, real certificates from xdr_edge.pki (issue #4)."""
+"""Certificate registry: real SQLite files in tmp_path, real certificates from xdr_edge.devtools.pki (issue #4)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from xdr_edge.certs import parse_certificates
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Practice
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    ConfigurationError,
-    StoreError,
-)
+from xdr_edge.protocol.errors import CertificateError, ConfigurationError, StoreError
 from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry import (
     NOT_ENROLLED,

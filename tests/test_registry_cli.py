@@ -12,10 +12,7 @@ from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import hashes, serialization
 
 from xdr_edge.cli import main
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.registry import open_registry
 from xdr_edge.registry.verify import public_key_id

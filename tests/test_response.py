@@ -9,14 +9,8 @@ from lxml import etree
 
 from tests.reference import official_schema, sample_path
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.errors import (
-    LocalProtocolError,
-    RemoteProtocolError,
-)
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.response import (
     RegistryErrorEntry,
     RegistryResponse,

@@ -19,21 +19,14 @@ from cryptography.hazmat.primitives import serialization
 from xdr_edge.certs import load_identity
 from xdr_edge.cli import main
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.pki import (
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import Document
-from xdr_edge.protocol.wire import (
-    ParsedResponse,
-    build_request,
-    parse_response,
-)
+from xdr_edge.protocol.wire import ParsedResponse, build_request, parse_response
 from xdr_edge.receiver.app import PeerIdentitySource
 from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
 from xdr_edge.registry import open_registry

@@ -2,7 +2,7 @@
 peer cannot stall the accept thread, bounded request headers, our streaming chunked-body decoder, and a clear
 error for a key that does not fit the certificate.
 
-Real sockets and real TLS against the lab (``xdr_edge.lab``); the chunked decoder is also fed scripted bytes.
+Real sockets and real TLS against the lab (``xdr_edge.devtools.lab``); the chunked decoder is also fed scripted bytes.
 Servers with other settings are started on the lab's app, as tests/test_receiver.py does.
 """
 
@@ -23,27 +23,12 @@ import pytest
 
 from xdr_edge.certs import load_identity
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
+from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    LimitExceeded,
-    RemoteProtocolError,
-)
-from xdr_edge.protocol.model import (
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.wire import (
-    OutgoingRequest,
-    ParsedResponse,
-    build_request,
-    parse_response,
-)
+from xdr_edge.protocol.errors import CertificateError, LimitExceeded, RemoteProtocolError
+from xdr_edge.protocol.model import MetadataLevel, Submission
+from xdr_edge.protocol.wire import OutgoingRequest, ParsedResponse, build_request, parse_response
 from xdr_edge.receiver.server import ServerConfig, XdrServer, _ChunkedBody
 from xdr_edge.tls import client_ssl_context
 

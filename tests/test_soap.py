@@ -18,10 +18,7 @@ from xdr_edge.protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    MetadataLevel,
-)
+from xdr_edge.protocol.model import DirectAddress, MetadataLevel
 from xdr_edge.protocol.response import (
     RegistryErrorEntry,
     RegistryResponse,
@@ -44,10 +41,7 @@ from xdr_edge.protocol.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.protocol.xml import (
-    MAX_ELEMENTS,
-    parse,
-)
+from xdr_edge.protocol.xml import MAX_ELEMENTS, parse
 
 S = ns.SOAP
 WSA = ns.WSA

@@ -16,21 +16,12 @@ from typing import Any
 
 import pytest
 
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import StoreError
 from xdr_edge.protocol.metadata import write_submit_objects
-from xdr_edge.protocol.model import (
-    Document,
-    Submission,
-)
-from xdr_edge.protocol.wire import (
-    build_request,
-    parse_request,
-)
+from xdr_edge.protocol.model import Document, Submission
+from xdr_edge.protocol.wire import build_request, parse_request
 from xdr_edge.receiver.store import (
     DocumentConflict,
     Inbox,

@@ -1,4 +1,4 @@
-"""Per-practice TLS over real loopback handshakes, with certificates made by xdr_edge.pki (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule)."""
+"""Per-practice TLS over real loopback handshakes, with certificates made by xdr_edge.devtools.pki (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule)."""
 
 from __future__ import annotations
 
@@ -17,30 +17,13 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from xdr_edge.certs import (
-    describe_certificate,
-    load_certificates,
-    load_identity,
-    parse_certificates,
-)
+from xdr_edge.certs import describe_certificate, load_certificates, load_identity, parse_certificates
 from xdr_edge.devtools.pki import DemoPki
-from xdr_edge.minting import (
-    CertificateAuthority,
-    IssuedCert,
-)
+from xdr_edge.minting import CertificateAuthority, IssuedCert
 from xdr_edge.practice import ClientCredential, Practice
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    ConfigurationError,
-)
-from xdr_edge.sender.sessions import (
-    PracticeSession,
-    SessionPool,
-)
-from xdr_edge.tls import (
-    client_ssl_context,
-    server_ssl_context,
-)
+from xdr_edge.protocol.errors import CertificateError, ConfigurationError
+from xdr_edge.sender.sessions import PracticeSession, SessionPool
+from xdr_edge.tls import client_ssl_context, server_ssl_context
 
 # ----------------------------------------------------------------------------------------------------------
 # A tiny HTTPS server that requires a client certificate and records who connected.

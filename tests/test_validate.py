@@ -1,4 +1,4 @@
-"""Tests for xdr_edge.validate: valid minimal and XDS submissions pass; each rule fires on its own defect."""
+"""Tests for xdr_edge.protocol.validate: valid minimal and XDS submissions pass; each rule fires on its own defect."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from lxml import etree
 from tests.reference import official_schema, sample_path
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import ValidationFailed
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.metadata import write_submit_objects
 from xdr_edge.protocol.model import (
     Association,
@@ -51,15 +48,8 @@ from xdr_edge.protocol.validate import (
     raise_for_errors,
     validate,
 )
-from xdr_edge.protocol.wire import (
-    build_request,
-    parse_request,
-)
-from xdr_edge.protocol.xml import (
-    parse,
-    qname,
-    tostring,
-)
+from xdr_edge.protocol.wire import build_request, parse_request
+from xdr_edge.protocol.xml import parse, qname, tostring
 
 SENDER = DirectAddress("sender@direct.clinic.example")
 RECEIVER = DirectAddress("doctor@direct.hospital.example")

@@ -1,4 +1,4 @@
-"""Whole messages on the wire (xdr_edge.wire): reader(writer(s)) == s for generated submissions, official-schema
+"""Whole messages on the wire (xdr_edge.protocol.wire): reader(writer(s)) == s for generated submissions, official-schema
 validity of produced requests and responses after XOP decoding, and the document/part pairing findings of
 ITI TF-2b 3.41.5, W3C MTOM/XOP; ITI TF-3 4.2.4, ebRS 3.0. Real bytes end to end: the MTOM body is streamed and parsed back with spooled parts."""
 
@@ -18,46 +18,17 @@ from lxml import etree
 
 from tests import strategies
 from tests.reference import official_schema
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.errors import (
-    LocalProtocolError,
-    RemoteProtocolError,
-)
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
-from xdr_edge.protocol.model import (
-    Document,
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.mtom import (
-    MtomBody,
-    MtomLimits,
-    MtomPart,
-    new_content_id,
-    read_mtom,
-)
-from xdr_edge.protocol.response import (
-    RegistryErrorEntry,
-    RegistryResponse,
-)
-from xdr_edge.protocol.soap import (
-    DocumentRef,
-    Fault,
-    LevelPlacement,
-)
-from xdr_edge.protocol.validate import (
-    check_documents,
-    validate,
-)
+from xdr_edge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.model import Document, MetadataLevel, Submission
+from xdr_edge.protocol.mtom import MtomBody, MtomLimits, MtomPart, new_content_id, read_mtom
+from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
+from xdr_edge.protocol.soap import DocumentRef, Fault, LevelPlacement
+from xdr_edge.protocol.validate import check_documents, validate
 from xdr_edge.protocol.wire import (
     IncomingRequest,
     build_plain_request,

@@ -1,11 +1,10 @@
 """xdr-edge: an XDR/SOAP Direct edge connector (IHE ITI-41 over mutual TLS), sender and receiver.
 
-The public API is re-exported here; submodules hold the details:
-:mod:`~xdr_edge.model` (typed submission), :mod:`~xdr_edge.compose` (defaults), :mod:`~xdr_edge.validate`,
-:mod:`~xdr_edge.wire` (whole messages), :mod:`~xdr_edge.client` (sending), :mod:`~xdr_edge.registry` and
-:mod:`~xdr_edge.receiver` (receiving), :mod:`~xdr_edge.conformance`.
+The public API is re-exported here. The parts: :mod:`xdr_edge.protocol` (the pure core: typed submission,
+metadata, SOAP, MTOM, validation, whole messages), :mod:`xdr_edge.sender` (sending), :mod:`xdr_edge.receiver` and
+:mod:`xdr_edge.registry` (receiving), :mod:`xdr_edge.conformance`, :mod:`xdr_edge.devtools`, :mod:`xdr_edge.cli`.
 
-Re-exports load on first use (PEP 562), so that importing one submodule (``xdr_edge.mtom``) does not pull in
+Re-exports load on first use (PEP 562), so that importing one module (``xdr_edge.protocol.mtom``) does not pull in
 TLS, zeep and the client: a benchmark child process or a hook stays small.
 """
 

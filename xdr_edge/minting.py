@@ -330,7 +330,7 @@ class CertificateAuthority:
         """A CRL from this CA listing ``revoked`` (which must be certificates this CA issued).
 
         An empty CRL is still useful: with CRL checking on, OpenSSL refuses every certificate whose issuer has
-        no current CRL loaded (STACK-NOTES "cryptography").
+        no current CRL loaded (OpenSSL's ``VERIFY_CRL_CHECK_LEAF`` needs one per issuer).
         """
         now = _now()
         builder = (

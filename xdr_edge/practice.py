@@ -2,7 +2,7 @@
 
 The sender uses it for pre-flight (is this ``From`` address bound to the practice whose certificate we will
 present?) and to find the practice's client credential; the receiver's certificate registry stores the same
-objects. Pure values; loading from TOML lives in :mod:`xdr_edge.config`, storage in :mod:`xdr_edge.registry`.
+objects. Pure values; loading from TOML lives in :mod:`xdr_edge.sender.config`, storage in :mod:`xdr_edge.registry`.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def server_ssl_context(
 
     An untrusted or expired client certificate is refused by the handshake itself, not by a SOAP fault later
     (Direct Edge Protocols IG §1.1, ETT tests 9/19). With ``crls`` every issuing CA of a client needs a current CRL in
-    them: OpenSSL then also refuses revoked clients (``VERIFY_CRL_CHECK_LEAF``, STACK-NOTES "cryptography").
+    them: OpenSSL then also refuses revoked clients (``VERIFY_CRL_CHECK_LEAF``).
     ``require_client_cert=False`` (``CERT_OPTIONAL``) is only for a receiver behind a TLS-terminating proxy.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -2,7 +2,8 @@
 
 Commands live in small modules by topic (``wirecmds``: pack/inspect, ``sendcmd``, ``servecmd``, ``registrycmds``,
 ``certscmds``, ``conformancecmds``, ``democmd``) and are registered here, so that adding one does not touch the
-others. Exit statuses are shared by all commands (:mod:`xdr_edge.cli.common`).
+others. Exit statuses are shared by all commands (:mod:`xdr_edge.cli.common`). May import any part of xdr_edge; heavy
+libraries are imported by the command that needs them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(verbose: int) -> None:
     """XDR/SOAP Direct edge connector: send, receive and test IHE ITI-41 over mutual TLS."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # zeep's transport logs whole envelopes at DEBUG (PHI): keep it quiet whatever -v says (STACK-NOTES).
+    # zeep's transport logs whole envelopes at DEBUG (PHI): keep it quiet whatever -v says.
     logging.getLogger("zeep").setLevel(logging.WARNING)
 
 

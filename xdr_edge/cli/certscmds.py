@@ -1,6 +1,6 @@
 """``xdr-edge certs ...``: make a demo PKI, and inspect a certificate (and what the registry maps it to).
 
-Thin: :func:`xdr_edge.pki.write_demo_pki`, :func:`xdr_edge.tls.describe_certificate` and
+Thin: :func:`xdr_edge.devtools.pki.write_demo_pki`, :func:`xdr_edge.certs.describe_certificate` and
 :meth:`xdr_edge.registry.Registry.identify` plus printing. Never prints or reads key material beyond what
 ``write_demo_pki`` writes to files of mode 0600.
 """
@@ -14,17 +14,9 @@ from typing import Any
 
 import click
 
-from xdr_edge.certs import (
-    CertificateInfo,
-    describe_certificate,
-    load_certificates,
-)
+from xdr_edge.certs import CertificateInfo, describe_certificate, load_certificates
 from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
-from xdr_edge.devtools.pki import (
-    DEFAULT_DEMO_PRACTICES,
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry import Identification, open_registry
 

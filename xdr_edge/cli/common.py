@@ -23,12 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    TransportError,
-    ValidationFailed,
-    XdrError,
-)
+from xdr_edge.protocol.errors import CertificateError, TransportError, ValidationFailed, XdrError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the peer said Failure / fault, or inspected content has errors

@@ -17,10 +17,7 @@ from xdr_edge.cli.common import handle_errors
 from xdr_edge.cli.wirecmds import check_output_path
 from xdr_edge.conformance.cases import CaseResult, Report, TestCase, select
 from xdr_edge.conformance.receiver import ReceiverTarget, receiver_catalogue, run_receiver
-from xdr_edge.conformance.recording import (
-    Respond,
-    SenderEndpointConfig,
-)
+from xdr_edge.conformance.recording import Respond, SenderEndpointConfig
 from xdr_edge.conformance.report import (
     catalogue_markdown,
     catalogue_table,
@@ -28,10 +25,7 @@ from xdr_edge.conformance.report import (
     write_json,
     write_junit,
 )
-from xdr_edge.conformance.sender import (
-    run_sender,
-    sender_catalogue,
-)
+from xdr_edge.conformance.sender import run_sender, sender_catalogue
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.model import DirectAddress
 
@@ -100,7 +94,7 @@ def _report_options(func: F) -> F:
 
 @click.group("conformance")
 def conformance() -> None:
-    """Edge conformance suite: test an XDR endpoint (receiver) or an XDR sender against the digest and ETT."""
+    """Edge conformance suite: test an XDR endpoint (receiver) or an XDR sender against the standards and the ONC Edge Testing Tool's tests."""
 
 
 @conformance.command("receiver")
@@ -252,7 +246,7 @@ def sender(
 @click.option("--markdown", is_flag=True, help="Print Markdown tables (as in docs/conformance.md).")
 @handle_errors
 def list_cases(mode: str, markdown: bool) -> None:
-    """Print the catalogue: id, required, source (ETT test / digest section), case and expectation."""
+    """Print the catalogue: id, required, source (ETT test / standard section), case and expectation."""
     catalogues: list[tuple[str, Sequence[TestCase[Any]]]] = [
         ("receiver", receiver_catalogue()),
         ("sender", sender_catalogue()),

@@ -1,4 +1,4 @@
-"""``xdr-edge registry ...``: administer the receiver's certificate registry (issue #4 item 1).
+"""``xdr-edge registry ...``: administer the receiver's certificate registry.
 
 Thin: each command is one :class:`~xdr_edge.registry.Registry` call plus printing. Every change is recorded in
 the registry's audit log with the OS user as the actor. ``--registry`` (or ``XDR_EDGE_REGISTRY``) names the

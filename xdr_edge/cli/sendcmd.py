@@ -3,11 +3,11 @@
 Thin (STYLE "Habits"): the practice comes from a sender configuration file (``--config`` + ``--practice``) or
 from options naming the endpoint, the HISP's CA bundle and one credential; everything else is
 :class:`~xdr_edge.cli.wirecmds.ContentOptions` (shared with ``pack``) and
-:meth:`xdr_edge.client.XdrClient.send`. Pre-flight problems (an unbound or uncovered sender, an expired
+:meth:`xdr_edge.sender.client.XdrClient.send`. Pre-flight problems (an unbound or uncovered sender, an expired
 certificate, invalid metadata) stop before any network I/O, with exit status 2.
 
 No password is ever taken from the command line (it would show in ``ps`` and shell history): a PKCS#12
-password comes from an environment variable or a file (issue #3 item 1).
+password comes from an environment variable or a file.
 """
 
 from __future__ import annotations
@@ -18,26 +18,13 @@ from pathlib import Path
 
 import click
 
-from xdr_edge.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_TRANSPORT,
-    echo_json,
-    handle_errors,
-)
+from xdr_edge.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_TRANSPORT, echo_json, handle_errors
 from xdr_edge.cli.wirecmds import ContentOptions, check_output_path, metadata_options
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.errors import ConfigurationError
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    MetadataLevel,
-)
-from xdr_edge.sender.client import (
-    RetryPolicy,
-    SendResult,
-    XdrClient,
-)
+from xdr_edge.protocol.model import DirectAddress, MetadataLevel
+from xdr_edge.sender.client import RetryPolicy, SendResult, XdrClient
 from xdr_edge.sender.config import load_sender_config
 
 #: ``xdr-edge send`` exit status per outcome (docs/sending.md "Exit statuses").

@@ -1,4 +1,4 @@
-"""``xdr-edge serve``: run the XDR edge endpoint until Ctrl-C or SIGTERM (issue #4 item 2).
+"""``xdr-edge serve``: run the XDR edge endpoint until Ctrl-C or SIGTERM.
 
 Thin: the options become :func:`xdr_edge.receiver.settings.load_receiver_settings` overrides (a ``--config``
 TOML file supplies the rest), :func:`~xdr_edge.receiver.settings.build_server` assembles the parts, and this

@@ -15,18 +15,9 @@ import click
 
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.errors import (
-    ConfigurationError,
-    ValidationFailed,
-)
-from xdr_edge.protocol.inspection import (
-    Inspection,
-    inspect_stream,
-)
-from xdr_edge.protocol.model import (
-    MetadataLevel,
-    Submission,
-)
+from xdr_edge.protocol.errors import ConfigurationError, ValidationFailed
+from xdr_edge.protocol.inspection import Inspection, inspect_stream
+from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.soap import LevelPlacement
 from xdr_edge.protocol.validate import validate
 from xdr_edge.protocol.wire import build_request

@@ -1,7 +1,10 @@
-"""The edge conformance suite (issue #5): catalogues of test cases for an XDR receiver (the HISP side) and for
+"""The edge conformance suite: catalogues of test cases for an XDR receiver (the HISP side) and for
 an XDR sender (the edge), their runners and their reports (terminal table, JUnit XML, JSON).
 
 See docs/conformance.md for how to run both modes, the case list and how required cases were chosen.
+
+May import: :mod:`xdr_edge.protocol`, the shared modules, and :mod:`xdr_edge.receiver` (the recording endpoint
+runs on the receiver's server); never devtools.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Raw HTTPS exchanges for the receiver catalogue: send exactly the bytes a case built, read what came back.
 
-Why not :class:`xdr_edge.client.XdrClient`: the client refuses to send what it would not send in production
+Why not :class:`xdr_edge.sender.client.XdrClient`: the client refuses to send what it would not send in production
 (pre-flight validation, binding checks), and the suite must send deliberately wrong messages so that a peer's
 failure to reject them is observable. Why not requests: a client-certificate refusal in TLS 1.3 arrives as an
 alert on the first read, after the request went out; ``http.client`` lets us tell "refused at the TLS layer or
@@ -25,15 +25,9 @@ from pathlib import Path
 from xdr_edge.certs import load_identity
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.classify import Reply, ReplyKind, classify_response
-from xdr_edge.protocol.errors import (
-    ConfigurationError,
-    RemoteProtocolError,
-)
+from xdr_edge.protocol.errors import ConfigurationError, RemoteProtocolError
 from xdr_edge.protocol.wire import ParsedResponse
-from xdr_edge.tls import (
-    client_ssl_context,
-    verifying_client_context,
-)
+from xdr_edge.tls import client_ssl_context, verifying_client_context
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 

@@ -15,27 +15,13 @@ from lxml import etree
 
 from xdr_edge.certs import load_identity
 from xdr_edge.conformance.exchange import Exchange, post
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    Document,
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.mtom import (
-    MtomBody,
-    MtomPart,
-)
-from xdr_edge.protocol.wire import (
-    build_plain_request,
-    build_request,
-)
+from xdr_edge.protocol.model import DirectAddress, Document, MetadataLevel, Submission
+from xdr_edge.protocol.mtom import MtomBody, MtomPart
+from xdr_edge.protocol.wire import build_plain_request, build_request
 from xdr_edge.protocol.xml import parse, qname
 from xdr_edge.tls import client_ssl_context
 

@@ -50,19 +50,9 @@ from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.mtom import MtomLimits
-from xdr_edge.protocol.response import (
-    RegistryErrorEntry,
-    RegistryResponse,
-)
-from xdr_edge.protocol.soap import (
-    Fault,
-    RequestEnvelope,
-)
-from xdr_edge.protocol.wire import (
-    ReplyBytes,
-    build_reply,
-    parse_request,
-)
+from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
+from xdr_edge.protocol.soap import Fault, RequestEnvelope
+from xdr_edge.protocol.wire import ReplyBytes, build_reply, parse_request
 from xdr_edge.protocol.xml import parse
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.tls import server_ssl_context
@@ -209,7 +199,7 @@ def _root_bytes(record: RecordedRequest, incoming_root: bytes | None) -> bytes |
 
 
 def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAnalysis:
-    """Read one recorded request with our own reader (:func:`xdr_edge.wire.parse_request`) plus the raw header
+    """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`) plus the raw header
     scans the reader is lenient about."""
     result = RequestAnalysis(record)
     problems, params, mtom = _content_type_problems(record.content_type)

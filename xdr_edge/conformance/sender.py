@@ -1,4 +1,4 @@
-"""The sender catalogue: after a run of the recording endpoint (:mod:`.recording`), it judges the recorded requests: HTTP Content-Type and MIME parts (digest
+"""The sender catalogue: after a run of the recording endpoint (:mod:`.recording`), it judges the recorded requests: HTTP Content-Type and MIME parts (
 ITI TF-2b 3.41.5, W3C MTOM/XOP), SOAP and WS-Addressing (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; MessageIDs unique across sends, ETT MT 19/48), the Direct address block (XDR and XDM for Direct Messaging §4,
 ETT MT 49), metadata for the declared level (ITI TF-3 4.3.1, XDR Limited Metadata), hash and size against the bytes (NIST XDS toolkit validators), the client certificate.
 Documents are never logged or printed (PHI); they live in the spool directory until :meth:`close`.
@@ -27,9 +27,7 @@ from xdr_edge.protocol.codes import MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.mediatype import parse_content_type
-from xdr_edge.protocol.soap import (
-    LevelPlacement,
-)
+from xdr_edge.protocol.soap import LevelPlacement
 
 _MU = f"{{{ns.SOAP}}}mustUnderstand"
 

@@ -1,4 +1,4 @@
-"""``xdr-edge demo``: the whole system working, end to end, on loopback, in one command (issue #5 item 4).
+"""``xdr-edge demo``: the whole system working, end to end, on loopback, in one command.
 
 In a temporary folder: a PKI (CA, HISP server certificate, two practices' client certificates), a registry with
 bindings, the receiver on a free loopback port with mutual TLS. Then it sends a C-CDA with full (XDS) metadata,
@@ -20,26 +20,14 @@ from pathlib import Path
 
 from xdr_edge.certs import load_identity
 from xdr_edge.conformance.exchange import ExchangeKind, post, tls_context
-from xdr_edge.conformance.samples import (
-    sample_ccda,
-    sample_pdf,
-)
-from xdr_edge.devtools.lab import (
-    Lab,
-    start_lab,
-)
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import MetadataLevel
-from xdr_edge.protocol.wire import (
-    build_request,
-    parse_response,
-)
-from xdr_edge.sender.client import (
-    SendResult,
-    XdrClient,
-)
+from xdr_edge.protocol.wire import build_request, parse_response
+from xdr_edge.sender.client import SendResult, XdrClient
 from xdr_edge.sender.sessions import PracticeSession
 
 

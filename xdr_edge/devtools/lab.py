@@ -14,11 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdr_edge.devtools.pki import (
-    DEFAULT_DEMO_PRACTICES,
-    DemoPki,
-    write_demo_pki,
-)
+from xdr_edge.devtools.pki import DEFAULT_DEMO_PRACTICES, DemoPki, write_demo_pki
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp

@@ -1,13 +1,13 @@
 """C-CDA header extraction: DocumentEntry metadata from the head of a ClinicalDocument (pure, no I/O).
 
 Why: a sender composing a submission from a C-CDA file should not make its user type what the document already
-says (patient, author, type, confidentiality, language, dates), and the values must be the XDS forms of digest
+says (patient, author, type, confidentiality, language, dates), and the values must be the XDS forms of
 ITI TF-3 4.2.3 (CX, XCN, XON, UTC DTM, ``sourcePatientInfo`` ``PID-n|...``).
 
 Only the header is read. It precedes the first ``component`` child of ``ClinicalDocument``, so callers pass
 the document's head (``Document.head()``, 64 KiB by default) and the parser stops at ``component``: a 500 MB
 C-CDA is never parsed whole, and a head cut off mid-header still yields what it holds. Parsing is incremental
-(:class:`lxml.etree.XMLPullParser`) with the same hardening as :mod:`xdr_edge.xml` (no DTD loading, no entity
+(:class:`lxml.etree.XMLPullParser`) with the same hardening as :mod:`xdr_edge.protocol.xml` (no DTD loading, no entity
 resolution, no network), and a DOCTYPE is refused as it is everywhere else in xdr-edge.
 
 Nothing here logs: every value is PHI.
@@ -27,16 +27,7 @@ from lxml import etree
 
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.model import (
-    Author,
-    Code,
-    DirectAddress,
-    Dtm,
-    Organization,
-    Patient,
-    Person,
-    Telecom,
-)
+from xdr_edge.protocol.model import Author, Code, DirectAddress, Dtm, Organization, Patient, Person, Telecom
 from xdr_edge.protocol.xml import qname
 
 CONFIDENTIALITY_SYSTEM: Final = "2.16.840.1.113883.5.25"  # HL7 v3 Confidentiality
@@ -287,7 +278,7 @@ def _source_patient_info(
 def read_cda_header(head: bytes) -> CdaHeader | None:
     """The header of the C-CDA whose first bytes are ``head``; None when they are not a CDA document.
 
-    Raises :class:`~xdr_edge.errors.RemoteProtocolError` (``doctype-forbidden``) when it has a DOCTYPE.
+    Raises :class:`~xdr_edge.protocol.errors.RemoteProtocolError` (``doctype-forbidden``) when it has a DOCTYPE.
     """
     root = _header_root(head)
     if root is None:

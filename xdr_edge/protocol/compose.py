@@ -1,5 +1,5 @@
-"""Compose a complete :class:`~xdr_edge.model.Submission` from documents and Direct addresses, with the defaults
-a user expects (issue #2 item 2), so that a caller can send a C-CDA with only the from and to addresses.
+"""Compose a complete :class:`~xdr_edge.protocol.model.Submission` from documents and Direct addresses, with the defaults
+a user expects, so that a caller can send a C-CDA with only the from and to addresses.
 
 What is filled in, and why:
 - uniqueIds as OIDs: ``2.25.<uuid>`` (ITU-T X.667, needs no registered root) or under a configured root;
@@ -11,7 +11,7 @@ What is filled in, and why:
 - ``intendedRecipient`` (``||^^Internet^addr``) and ``authorTelecommunication`` from the Direct addresses (DTS
   433/434), and the HasMember associations with ``SubmissionSetStatus=Original``;
 - for a C-CDA document, patient id and name, title, type code, author, confidentiality, language, creation and
-  service times from the CDA header (:mod:`xdr_edge.cda`);
+  service times from the CDA header (:mod:`xdr_edge.protocol.cda`);
 - at the minimal level, both limitedMetadata classifications (ITI TF-3 4.3.1, XDR Limited Metadata: harmless for XDS receivers, required
   by IHE Metadata-Limited).
 
@@ -30,10 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.cda import (
-    CdaHeader,
-    read_cda_header,
-)
+from xdr_edge.protocol.cda import CdaHeader, read_cda_header
 from xdr_edge.protocol.errors import LocalProtocolError
 from xdr_edge.protocol.model import (
     Association,

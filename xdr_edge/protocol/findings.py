@@ -1,4 +1,4 @@
-"""Findings: validation results as data (issue #2 item 7).
+"""Findings: validation results as data.
 
 A :class:`Finding` names one problem: the XDS ``errorCode`` a receiver answers with (for a tolerated envelope
 deviation, the header family it concerns, such as ``WS-Addressing``; the inspector reports a would-be SOAP fault

@@ -16,40 +16,18 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
-from xdr_edge.protocol import (
-    ns,
-    xml,
-)
+from xdr_edge.protocol import ns, xml
 from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.metadata import read_submit_objects
-from xdr_edge.protocol.model import (
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.mtom import (
-    MtomLimits,
-    MtomPackage,
-    read_mtom,
-)
-from xdr_edge.protocol.response import (
-    RegistryResponse,
-    read_registry_response,
-)
-from xdr_edge.protocol.soap import (
-    read_request_envelope,
-    read_response_envelope,
-)
+from xdr_edge.protocol.model import MetadataLevel, Submission
+from xdr_edge.protocol.mtom import MtomLimits, MtomPackage, read_mtom
+from xdr_edge.protocol.response import RegistryResponse, read_registry_response
+from xdr_edge.protocol.soap import read_request_envelope, read_response_envelope
 from xdr_edge.protocol.validate import validate
-from xdr_edge.protocol.wire import (
-    interpret_request,
-    read_bounded,
-)
+from xdr_edge.protocol.wire import interpret_request, read_bounded
 
 
 @dataclass
@@ -134,7 +112,7 @@ def _body_child(root_el: etree._Element) -> etree._Element | None:
 def inspect_stream(
     stream: BinaryIO, *, show_phi: bool = False, limits: MtomLimits | None = None
 ) -> Inspection:
-    """Inspect one stored entity (see :func:`xdr_edge.wire.read_entity` for the accepted framings).
+    """Inspect one stored entity (see :func:`xdr_edge.protocol.capture.read_entity` for the accepted framings).
 
     Never raises for what the message holds: whatever makes it unreadable (no headers, broken MIME, XML that is
     not well-formed) becomes an error finding, so a batch of captures can be inspected in one go.

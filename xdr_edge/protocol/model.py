@@ -7,7 +7,7 @@ able to *hold* what a peer sent, including malformed values, so that validation 
 :meth:`Patient.of` produce well-formed text for callers creating submissions.
 
 A :class:`Document` is a byte source (a path, a seekable binary file, or small in-memory bytes), never required
-to be one ``bytes`` object: MTOM writing and reading stream it in chunks (issue #2, memory stays flat).
+to be one ``bytes`` object: MTOM writing and reading stream it in chunks (memory stays flat whatever the document size).
 """
 
 from __future__ import annotations

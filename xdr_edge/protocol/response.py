@@ -24,14 +24,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.errors import (
-    LocalProtocolError,
-    RemoteProtocolError,
-)
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.xml import qname
 
 #: The ``Finding.code`` of problems found in a peer's RegistryResponse. Nobody answers a response, so there is

@@ -34,37 +34,13 @@ from typing import IO, BinaryIO
 
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.codes import METADATA_ERROR, MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA
-from xdr_edge.protocol.errors import (
-    LimitExceeded,
-    RemoteProtocolError,
-)
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.mediatype import parse_content_type
-from xdr_edge.protocol.metadata import (
-    read_submit_objects,
-    write_submit_objects,
-)
-from xdr_edge.protocol.model import (
-    Document,
-    MetadataLevel,
-    Submission,
-)
-from xdr_edge.protocol.mtom import (
-    MtomBody,
-    MtomLimits,
-    MtomPackage,
-    MtomPart,
-    new_content_id,
-    read_mtom,
-)
-from xdr_edge.protocol.response import (
-    RegistryResponse,
-    read_registry_response,
-    write_registry_response,
-)
+from xdr_edge.protocol.metadata import read_submit_objects, write_submit_objects
+from xdr_edge.protocol.model import Document, MetadataLevel, Submission
+from xdr_edge.protocol.mtom import MtomBody, MtomLimits, MtomPackage, MtomPart, new_content_id, read_mtom
+from xdr_edge.protocol.response import RegistryResponse, read_registry_response, write_registry_response
 from xdr_edge.protocol.soap import (
     DocumentRef,
     Fault,
@@ -78,10 +54,7 @@ from xdr_edge.protocol.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.protocol.validate import (
-    check_documents,
-    validate,
-)
+from xdr_edge.protocol.validate import check_documents, validate
 
 
 def new_message_id() -> str:
@@ -120,7 +93,7 @@ def build_request(
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
 ) -> OutgoingRequest:
     """Build the MTOM request for ``submission``. Each document becomes one MIME part whose bytes are re-checked
-    against the entry's declared hash and size while streaming (:class:`~xdr_edge.mtom.MtomPart`)."""
+    against the entry's declared hash and size while streaming (:class:`~xdr_edge.protocol.mtom.MtomPart`)."""
     message_id = message_id or new_message_id()
     refs: list[DocumentRef] = []
     parts: list[MtomPart] = []
@@ -320,7 +293,7 @@ def parse_request(
 ) -> IncomingRequest:
     """Read a request (MTOM or plain SOAP with inline base64). SOAP-level problems raise
     :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
-    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.soap.read_request_envelope`."""
+    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`."""
     limits = limits or MtomLimits()
     mime, _params = parse_content_type(content_type)
     package: MtomPackage | None = None

@@ -15,10 +15,7 @@ from typing import Any
 
 from lxml import etree
 
-from xdr_edge.protocol.errors import (
-    LimitExceeded,
-    RemoteProtocolError,
-)
+from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
 
 
 def _parser(huge: bool) -> etree.XMLParser:

@@ -1,4 +1,4 @@
-"""The XDR edge endpoint as a WSGI application (issue #4 items 3 and 5).
+"""The XDR edge endpoint as a WSGI application.
 
 Processing order, each step able to stop the request:
 
@@ -11,7 +11,7 @@ Processing order, each step able to stop the request:
    that practice -> else RegistryResponse Failure, errorCode ``XDSRepositoryError`` with a codeContext naming
    the address (our practice-binding rule: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
    for a refusal that is not a metadata defect).
-4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the digest's codes.
+4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the XDS codes (ITI TF-3 4.2.4).
 5. store whole-or-nothing; the same SubmissionSet uniqueId twice -> Failure ``XDSDuplicateUniqueIdInRegistry``.
 6. answer: MTOM response to an MTOM request, plain SOAP otherwise; RelatesTo = the request's MessageID.
 
@@ -38,32 +38,13 @@ from cryptography import x509
 
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
-from xdr_edge.protocol.errors import (
-    ConfigurationError,
-    LimitExceeded,
-    RemoteProtocolError,
-    StoreError,
-)
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    Submission,
-)
+from xdr_edge.protocol.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
+from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomLimits
-from xdr_edge.protocol.response import (
-    RegistryErrorEntry,
-    RegistryResponse,
-)
+from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import (
-    IncomingRequest,
-    ReplyBytes,
-    build_reply,
-    parse_request,
-)
+from xdr_edge.protocol.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
 from xdr_edge.receiver.store import (
     DocumentConflict,
     Inbox,

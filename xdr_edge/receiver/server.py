@@ -1,8 +1,8 @@
 """Run the XDR edge app on cheroot: mutual TLS on our own socket, or plain HTTP on loopback behind a
-TLS-terminating proxy that forwards the verified client certificate (issue #4 item 2).
+TLS-terminating proxy that forwards the verified client certificate.
 
 Why cheroot: it is the one pure-Python WSGI server that hands the verified peer certificate to the application
-(``SSL_CLIENT_CERT``); gunicorn hides it, uvicorn/hypercorn do not expose it, waitress has no TLS (STACK-NOTES).
+(``SSL_CLIENT_CERT``); gunicorn hides it, uvicorn/hypercorn do not expose it, waitress has no TLS.
 Its TLS context is :func:`xdr_edge.tls.server_ssl_context`, which requires a client certificate from the
 configured CA (and checks CRLs), so an untrusted or expired client certificate fails the handshake itself.
 
@@ -41,12 +41,7 @@ from cheroot import wsgi
 from cheroot.ssl import Adapter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    ConfigurationError,
-    LimitExceeded,
-    RemoteProtocolError,
-)
+from xdr_edge.protocol.errors import CertificateError, ConfigurationError, LimitExceeded, RemoteProtocolError
 from xdr_edge.tls import server_ssl_context
 
 log = logging.getLogger("xdr_edge.receiver.server")
@@ -478,7 +473,7 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
 
     Why: cheroot decides on its own whether to keep a connection, and when it keeps one it first *reads the
     rest of the request body* so that the next request starts at the right byte. A rejected client certificate
-    or an oversized request must be refused before the body is read (issue #4 item 3): when the app answers
+    or an oversized request must be refused before the body is read: when the app answers
     with ``Connection: close``, the connection is closed instead and the body is never processed.
 
     Closing a socket with unread bytes in its receive buffer makes the kernel send a TCP reset, and a client

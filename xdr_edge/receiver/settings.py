@@ -1,6 +1,6 @@
 """The receiver's settings: the TOML file of ``xdr-edge serve --config`` and the flags that override it, turned
 into a :class:`~xdr_edge.receiver.server.ServerConfig` and :class:`ReceiverOptions`; and :func:`build_server`,
-which opens the registry and the inbox and assembles the running parts (issue #4 item 2).
+which opens the registry and the inbox and assembles the running parts.
 
 Reading is strict: unknown keys and wrong types are errors naming the file and the dotted key (``serve.toml:
 server.port: must be an integer from 0 to 65535``), because a misspelt ``trusted_proxy`` silently trusting no

@@ -1,4 +1,4 @@
-"""The inbox: each accepted submission becomes one directory, all of it or none of it (issue #4 item 4).
+"""The inbox: each accepted submission becomes one directory, all of it or none of it.
 
 Layout::
 

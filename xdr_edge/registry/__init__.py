@@ -1,9 +1,13 @@
-"""The certificate registry of the receiving side (issue #4 item 1, Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule).
+"""The certificate registry of the receiving side: which practice a client certificate belongs to, and which Direct
+addresses that practice may send from (our practice-binding rule, docs/receiver.md).
 
 Practices (:class:`~xdr_edge.practice.Practice`), their enrolled certificates, address and domain
 bindings, trust anchors, CRLs (one per issuing CA name and key) and mapping rules, stored in SQLite by
 default (``open_registry(url)`` selects the backend), with every change audited. :meth:`Registry.identify`
-and :meth:`Registry.authorize_sender` are the two decisions the receiver makes for each request.
+and :meth:`Registry.authorize_sender` are the two decisions the receiver makes for each request. The schema and
+its migrations: :mod:`.migrations`; storage: :mod:`.store`; chain and CRL checks: :mod:`.verify`.
+
+May import: :mod:`xdr_edge.protocol` and the shared modules; never the sender, the receiver or devtools.
 """
 
 from __future__ import annotations

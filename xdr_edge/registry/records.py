@@ -62,7 +62,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 class MappingKind(StrEnum):
-    """How a trusted certificate that is not pinned names its practice (issue #4 item 1, our practice-binding rule)."""
+    """How a trusted certificate that is not pinned names its practice (our practice-binding rule)."""
 
     #: The enrolled-certificate pin. Pins are always consulted first; a rule of this kind only makes that
     #: explicit in the rule list and adds nothing.

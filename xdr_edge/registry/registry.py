@@ -1,6 +1,6 @@
 """The certificate registry: which practice a client certificate belongs to, and which senders it may use.
 
-Owns the decisions of our practice-binding rule for the receiving side (issue #4 item 1):
+Owns the decisions of our practice-binding rule for the receiving side:
 
 - :meth:`Registry.identify`: a client certificate must chain to a trust anchor, be within its validity and
   not be revoked (our own revoked flag, or a loaded CRL), and then map to exactly one active practice: first
@@ -29,10 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from xdr_edge.certs import fingerprint_sha256, parse_certificates, san_values
 from xdr_edge.practice import Binding, Practice
-from xdr_edge.protocol.errors import (
-    CertificateError,
-    ConfigurationError,
-)
+from xdr_edge.protocol.errors import CertificateError, ConfigurationError
 from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry.records import (
     AuditEntry,

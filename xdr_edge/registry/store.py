@@ -32,10 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from xdr_edge.practice import Binding, Practice
-from xdr_edge.protocol.errors import (
-    ConfigurationError,
-    StoreError,
-)
+from xdr_edge.protocol.errors import ConfigurationError, StoreError
 from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry.migrations import MIGRATIONS, NO_KEY, SCHEMA_VERSION, write_audit
 from xdr_edge.registry.records import (

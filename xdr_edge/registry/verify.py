@@ -2,14 +2,14 @@
 
 Pure: certificates, CRLs and the time come in as arguments; nothing is read from disk or the network here.
 
-Three checks, in order (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule; issue #4 item 1):
+Three checks, in order (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule):
 
 1. validity of the leaf at the given time, checked by us first so that the most common rejection reads
    "certificate expired on 2026-01-01" rather than a verifier message;
 2. chain and policy by ``cryptography.x509.verification`` (``PolicyBuilder().store(...).time(at)
    .build_client_verifier()``). Its policy is the web PKI's: a SAN is required and the EKU, when present, must
    include clientAuth. The validation time is fixed when the verifier is built, so one is built per call
-   (STACK-NOTES "cryptography"); building is cheap next to a TLS handshake;
+   (cryptography's verifier fixes it at build time); building is cheap next to a TLS handshake;
 3. revocation, which the verifier does not check: for each certificate of the verified chain below the anchor,
    the loaded CRL of its issuer (signature verified with the issuer's key) must not list its serial. A CRL
    past its ``nextUpdate`` means the revocation status is unknown, and unknown is treated as revoked: a

@@ -1,10 +1,10 @@
-"""XdrClient: send a Submission to a HISP's XDR edge with the right practice's client certificate (issue #3).
+"""XdrClient: send a Submission to a HISP's XDR edge with the right practice's client certificate.
 
 The I/O shell around the pure core: pre-flight (binding, certificate coverage, validation), then
 ``wire.build_request`` -> the practice's own TLS session (:mod:`xdr_edge.tls`) -> ``wire.parse_response`` ->
 a typed :class:`SendResult`. Library exceptions (requests, urllib3, ssl) are translated here, at one boundary.
 
-Retry rule (ARCHITECTURE "Rules that keep it correct"): retry only when nothing was sent (connect failure), on
+Retry rule (docs/design.md, "Retries"): retry only when nothing was sent (connect failure), on
 HTTP 503, when the connection closed before the whole body was written (nothing complete reached the HISP), and
 when the outcome is unknown (timeout or drop after the body went out); each attempt gets a new
 MessageID but keeps the SubmissionSet and DocumentEntry uniqueIds, so a receiver that already stored the first
@@ -18,8 +18,6 @@ __all__ = ["RetryPolicy", "SendResult", "XdrClient"]
 import logging
 import math
 import random
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -42,28 +39,15 @@ from xdr_edge.protocol.errors import (
     NotBound,
     ValidationFailed,
 )
-from xdr_edge.protocol.findings import (
-    Finding,
-)
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    Submission,
-)
+from xdr_edge.protocol.findings import Finding
+from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
-from xdr_edge.protocol.soap import (
-    Fault,
-    LevelPlacement,
-)
+from xdr_edge.protocol.soap import Fault, LevelPlacement
 from xdr_edge.protocol.validate import validate
-from xdr_edge.protocol.wire import (
-    OutgoingRequest,
-    build_request,
-)
-from xdr_edge.sender.sessions import (
-    PracticeSession,
-    SessionPool,
-)
+from xdr_edge.protocol.wire import OutgoingRequest, build_request
+from xdr_edge.sender.failures import alert_meaning, is_connection_drop, probe_client_auth, root_cause
+from xdr_edge.sender.sessions import PracticeSession, SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +258,7 @@ class XdrClient:
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
-        """Build from a :class:`xdr_edge.config.SenderConfig`."""
+        """Build from a :class:`xdr_edge.sender.config.SenderConfig`."""
         timeout = (10.0, float(config.timeout_seconds))
         return cls(
             endpoint=config.endpoint,
@@ -365,7 +349,7 @@ class XdrClient:
         """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
 
         Raises only for problems found before sending (configuration, certificate files, binding, validation),
-        and :class:`~xdr_edge.errors.LocalProtocolError` ``document-changed`` when a document changed on disk
+        and :class:`~xdr_edge.protocol.errors.LocalProtocolError` ``document-changed`` when a document changed on disk
         before any attempt sent a byte; everything that happens on the wire is reported in the returned
         :class:`SendResult`. A document that changes between attempts, after one was sent, is not re-sent and
         is not raised either: the earlier attempt's outcome (which may be "stored") must not be lost.
@@ -521,7 +505,7 @@ class XdrClient:
             if body.sent == 0:
                 return _Attempt(
                     Outcome.TRANSPORT_ERROR,
-                    f"could not connect to {self.endpoint}: {_root_cause(exc)}; nothing was sent",
+                    f"could not connect to {self.endpoint}: {root_cause(exc)}; nothing was sent",
                     True,
                 )
             return self._cut_off(exc, body)
@@ -533,7 +517,7 @@ class XdrClient:
         cannot have a complete request, so nothing was stored (a server that refuses early, as too large or for
         the certificate, and closes without waiting for the rest looks like this); with the whole body
         written, it may have stored it."""
-        cause = _root_cause(exc)
+        cause = root_cause(exc)
         if body.sent < body.total:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR,
@@ -559,7 +543,7 @@ class XdrClient:
         except requests.exceptions.RequestException as exc:
             return _Attempt(
                 Outcome.OUTCOME_UNKNOWN,
-                f"the response from {self.endpoint} was cut off: {_root_cause(exc)}",
+                f"the response from {self.endpoint} was cut off: {root_cause(exc)}",
                 True,
                 http_status=status,
                 bytes_sent=sent,
@@ -594,8 +578,8 @@ class XdrClient:
         so all we see is an EOF or a reset. In that case one diagnostic handshake that sends nothing and only
         waits reads the alert itself (an accepting server just waits for a request; the probe gives up)."""
         alert = self._tls_alert(exc)
-        if alert is None and _is_connection_drop(exc):
-            alert = _probe_client_auth(self.endpoint, session.ssl_context, self.timeout[0])
+        if alert is None and is_connection_drop(exc):
+            alert = probe_client_auth(self.endpoint, session.ssl_context, self.timeout[0])
         if alert is None:
             return None
         return f"{alert} (subject {session.identity.subject}, endpoint {self.endpoint})"
@@ -604,7 +588,7 @@ class XdrClient:
         alert = self._tls_alert(exc)
         if alert is not None:
             return f"{alert} (subject {subject}, endpoint {self.endpoint})"
-        text = _root_cause(exc)
+        text = root_cause(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             if "expired" in text:
                 return f"server certificate expired: {self.endpoint} presented an expired certificate"
@@ -616,81 +600,7 @@ class XdrClient:
     @staticmethod
     def _tls_alert(exc: Exception) -> str | None:
         """Recognise the TLS alerts a server sends when it rejects our client certificate."""
-        return _alert_meaning(_root_cause(exc))
-
-
-_REJECTION_ALERTS = (
-    "alert unknown ca",
-    "alert bad certificate",
-    "certificate required",
-    "alert certificate unknown",
-    "alert access denied",
-    "alert handshake failure",
-)
-
-
-def _alert_meaning(text: str) -> str | None:
-    """What a TLS alert in an OpenSSL error text says about our client certificate, if anything."""
-    text = text.lower()
-    if "alert certificate expired" in text:
-        return "our client certificate was rejected: certificate expired"
-    if "alert certificate revoked" in text:
-        return "our client certificate was rejected: certificate revoked"
-    for marker in _REJECTION_ALERTS:
-        if marker in text:
-            return f"our client certificate was rejected ({marker.replace('alert ', 'TLS alert: ')})"
-    return None
-
-
-_DROP_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)
-
-
-def _exception_chain(exc: BaseException, *, wrapped_arg: int) -> Iterator[BaseException]:
-    """``exc`` and what it wraps, outermost first: ``__cause__``/``__context__``, else an exception passed as
-    argument ``wrapped_arg`` (urllib3 and requests wrap that way), else a ``reason`` attribute."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        nxt = current.__cause__ or current.__context__
-        args = current.args
-        if nxt is None and args and isinstance(args[wrapped_arg], BaseException):
-            nxt = args[wrapped_arg]
-        reason = getattr(current, "reason", None)
-        if nxt is None and isinstance(reason, BaseException):
-            nxt = reason
-        current = nxt
-
-
-def _is_connection_drop(exc: BaseException) -> bool:
-    """The peer closed or reset the connection without a response (what a TLS 1.3 rejection looks like)."""
-    return any(
-        isinstance(e, _DROP_ERRORS) or type(e).__name__ == "RemoteDisconnected"
-        for e in _exception_chain(exc, wrapped_arg=-1)
-    )
-
-
-_PROBE_WAIT = 1.0  # a refusing server alerts within milliseconds; an accepting one waits for us
-
-
-def _probe_client_auth(endpoint: str, context: ssl.SSLContext, connect_timeout: float) -> str | None:
-    """Handshake with the practice's own context, send nothing, and read: a server that refuses our certificate
-    answers with an alert (returned as text), one that accepts it waits for a request (``None``)."""
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    try:
-        with socket.create_connection((host, parts.port or 443), timeout=connect_timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                tls.settimeout(_PROBE_WAIT)
-                tls.recv(1)
-    except ssl.SSLError as exc:
-        # str(exc), not _root_cause(exc): we are called while handling the original error, which Python
-        # chains into this one as __context__, and its EOF must not hide the alert read here.
-        return _alert_meaning(str(exc))
-    except OSError:
-        return None
-    return None
+        return alert_meaning(root_cause(exc))
 
 
 def _read_capped(response: requests.Response) -> bytes:
@@ -702,12 +612,3 @@ def _read_capped(response: requests.Response) -> bytes:
             raise requests.exceptions.ContentDecodingError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost meaningful message of a requests/urllib3/ssl exception chain."""
-    seen = list(_exception_chain(exc, wrapped_arg=0))
-    for candidate in reversed(seen):
-        if isinstance(candidate, ssl.SSLError | ConnectionError | OSError) and str(candidate):
-            return str(candidate)
-    return str(seen[-1]) if seen else str(exc)

@@ -2,7 +2,7 @@
 certificates and bound Direct addresses.
 
 Owns reading and checking that file; it opens no connection and loads no key (that is :mod:`xdr_edge.tls`,
-when a practice first sends). Every problem is a :class:`~xdr_edge.errors.ConfigurationError` naming the file
+when a practice first sends). Every problem is a :class:`~xdr_edge.protocol.errors.ConfigurationError` naming the file
 and the key, e.g. ``config.toml: practice[1].cert: file not found: certs/x.pem`` (practice indexes count from
 0, in file order). Relative paths are resolved against the directory of the configuration file, so the
 configuration means the same thing whatever the working directory.
@@ -37,10 +37,7 @@ from urllib.parse import urlsplit
 
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol.errors import ConfigurationError
-from xdr_edge.protocol.model import (
-    DirectAddress,
-    MetadataLevel,
-)
+from xdr_edge.protocol.model import DirectAddress, MetadataLevel
 from xdr_edge.tomlconfig import TableReader, load_toml
 
 _TOP_KEYS = frozenset({"endpoint", "ca_bundle", "metadata_level", "timeout_seconds", "practice"})

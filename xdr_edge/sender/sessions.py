@@ -114,7 +114,7 @@ class PracticeSession:
         """POST ``data`` (bytes or a re-iterable body with ``__len__``) without following redirects.
 
         requests exceptions propagate unchanged: the caller (``client.py``) classifies them, because whether a
-        failure may be retried depends on whether any byte was sent (ARCHITECTURE "Rules").
+        failure may be retried depends on whether any byte was sent (docs/design.md, "Retries").
         """
         if not url.lower().startswith("https://"):
             raise ConfigurationError(f"endpoint must be an https:// URL, got {url!r}")
@@ -144,7 +144,7 @@ class SessionPool:
     calls); when they changed, the identity is reloaded and a new session replaces the old one, which is
     closed. So a renewed certificate is used from the next send on, without a restart, and pooled connections
     made with the old certificate are never reused (requests keys its pools by certificate *path*,
-    STACK-NOTES). A session belongs to exactly one practice id; the lock makes sure two threads never build
+    a known requests behaviour). A session belongs to exactly one practice id; the lock makes sure two threads never build
     two sessions for one.
     """
 

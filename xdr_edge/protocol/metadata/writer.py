@@ -16,20 +16,8 @@ from collections.abc import Iterable, Sequence
 from lxml import etree
 
 from xdr_edge.protocol import ns
-from xdr_edge.protocol.metadata.vocabulary import (
-    AUTHOR_SINGLE,
-    EXT_ID_NAMES,
-    ID_NAMESPACE,
-    rim,
-)
-from xdr_edge.protocol.model import (
-    Association,
-    Author,
-    Code,
-    DocumentEntry,
-    Submission,
-    SubmissionSet,
-)
+from xdr_edge.protocol.metadata.vocabulary import AUTHOR_SINGLE, EXT_ID_NAMES, ID_NAMESPACE, rim
+from xdr_edge.protocol.model import Association, Author, Code, DocumentEntry, Submission, SubmissionSet
 from xdr_edge.protocol.xml import qname
 
 

@@ -35,7 +35,7 @@ from xdr_edge.protocol.mtom.framing import (
 )
 
 # Transfer encodings whose octets are the document itself; base64/quoted-printable would need decoding and
-# would break "hash and size are computed over the exact octets of each MIME part as sent" (ARCHITECTURE).
+# would break "hash and size are computed over the exact octets of each MIME part as sent" (docs/design.md).
 _IDENTITY_ENCODINGS: Final = frozenset({"binary", "8bit", "7bit"})
 
 

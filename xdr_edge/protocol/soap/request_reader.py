@@ -51,7 +51,7 @@ _OUR_ROLES = frozenset({"", _ROLE_NEXT, _ROLE_ULTIMATE, ns.DIRECT_ROLE})
 _WSA_SINGLE = ("To", "From", "ReplyTo", "FaultTo", "MessageID", "Action")
 _WSA_KNOWN = frozenset({*_WSA_SINGLE, "RelatesTo"})
 _LEVELS = {"minimal": MetadataLevel.MINIMAL, "XDS": MetadataLevel.XDS}
-_HUGE_INPUT = 9 * 1024 * 1024  # libxml2 refuses text nodes over 10 MB unless huge_tree (STACK-NOTES)
+_HUGE_INPUT = 9 * 1024 * 1024  # libxml2 refuses text nodes over 10 MB unless huge_tree
 _BAD_ADDRESS_CODE = (
     REPOSITORY_METADATA_ERROR  # our practice-binding rule: an unusable address block is a metadata error
 )
@@ -109,7 +109,7 @@ def header_qname(name: str) -> str:
     """A header block name as given by an operator (``{namespace}local`` or ``wsse:Security``, with the
     prefixes wsse, wsa, direct, soap) -> Clark notation, the form :func:`read_request_envelope` compares.
 
-    Raises :class:`~xdr_edge.errors.ConfigurationError` naming the text when it is neither."""
+    Raises :class:`~xdr_edge.protocol.errors.ConfigurationError` naming the text when it is neither."""
     text = name.strip()
     if text.startswith("{"):
         namespace, brace, local = text[1:].partition("}")

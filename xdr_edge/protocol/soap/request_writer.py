@@ -175,7 +175,7 @@ def build_request_envelope(
     """The ITI-41 request envelope (the MTOM root part), as UTF-8 bytes with an XML declaration.
 
     ``submit_objects`` is copied, not moved, so the caller's tree stays intact. Each ``DocumentRef`` becomes
-    an ``xdsb:Document`` with ``xop:Include href="cid:..."`` (percent-encoded Content-ID, RFC 2392; digest
+    an ``xdsb:Document`` with ``xop:Include href="cid:..."`` (percent-encoded Content-ID, RFC 2392;
     RFC 2392, XOP 1.0 §3) or base64 text when ``inline`` is given.
     """
     tag = etree.QName(submit_objects)

@@ -1,4 +1,4 @@
-"""Profile rules for an ITI-41 submission: a :class:`~xdr_edge.model.Submission` in, findings out.
+"""Profile rules for an ITI-41 submission: a :class:`~xdr_edge.protocol.model.Submission` in, findings out.
 
 This module owns the question "is this submission acceptable metadata?" for both directions: the sender
 runs :func:`validate` as a pre-flight before anything is written to the wire, the receiver runs it after the
@@ -6,7 +6,7 @@ metadata reader has turned the peer's ebRIM into the model. :func:`check_documen
 need the bytes (a document per entry, declared ``hash``/``size`` equal the octets, ITI TF-3 4.2.4, ebRS 3.0/NIST XDS toolkit validators).
 
 Pure: no sockets, no files, no logging. The only I/O is :func:`check_documents` reading a
-:class:`~xdr_edge.model.Document` through its own ``digest()``. Messages never carry document content and do
+:class:`~xdr_edge.protocol.model.Document` through its own ``digest()``. Messages never carry document content and do
 not repeat patient identifiers beyond what the model's ``format_problems()`` report about a malformed value.
 
 The R/R2/O/NA matrix of ITI TF-3 4.3.1, XDR Limited Metadata (the ONC checklist's PRDS and PRDSML columns, XD rows 149-198) is data:
@@ -14,7 +14,7 @@ The R/R2/O/NA matrix of ITI TF-3 4.3.1, XDR Limited Metadata (the ONC checklist'
 associations, Direct addressing) is a small function per concern, each yielding :class:`Finding` objects
 with a stable kebab-case ``rule`` and an element-path ``location``.
 
-The ``maxLength`` facets of rim.xsd are data too (:data:`DOCUMENT_ENTRY_LENGTH_RULES` and its siblings, digest
+The ``maxLength`` facets of rim.xsd are data too (:data:`DOCUMENT_ENTRY_LENGTH_RULES` and its siblings,
 ITI TF-3 4.2, ebRIM 3.0): a value the writer would put into a LongName or FreeFormText over its limit makes the request
 schema-invalid, so it is an error at both levels, reported with its length and the limit, never its text.
 """
@@ -40,10 +40,7 @@ from xdr_edge.protocol.codes import (
     REPOSITORY_METADATA_ERROR,
 )
 from xdr_edge.protocol.errors import ValidationFailed
-from xdr_edge.protocol.findings import (
-    Finding,
-    Severity,
-)
+from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.metadata.vocabulary import DE_OTHER_LEGAL_SLOTS
 from xdr_edge.protocol.model import (
     Association,
@@ -148,7 +145,7 @@ def check_documents(submission: Submission) -> list[Finding]:
 
 
 def raise_for_errors(findings: Iterable[Finding]) -> None:
-    """Raise :class:`~xdr_edge.errors.ValidationFailed` (carrying every finding) when any is an error.
+    """Raise :class:`~xdr_edge.protocol.errors.ValidationFailed` (carrying every finding) when any is an error.
 
     The sender's pre-flight: warnings alone never stop a send.
     """

@@ -28,14 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from xdr_edge.protocol.model import (
-    Association,
-    Author,
-    Code,
-    DocumentEntry,
-    MetadataLevel,
-    SubmissionSet,
-)
+from xdr_edge.protocol.model import Association, Author, Code, DocumentEntry, MetadataLevel, SubmissionSet
 
 # XDS error codes used here (ITI TF-3 4.2.4, ebRS 3.0).
 
@@ -357,7 +350,7 @@ _MIME_TYPE = RimString("LongName", 256, "rim:ExtrinsicObject/@mimeType")
 
 @dataclass(frozen=True)
 class LengthRule(Generic[_T]):
-    """One value :func:`xdr_edge.metadata.write_submit_objects` puts into a length-limited rim.xsd type.
+    """One value :func:`xdr_edge.protocol.metadata.write_submit_objects` puts into a length-limited rim.xsd type.
 
     A value over the limit makes the request schema-invalid, so it is an error at every metadata level: the
     sender refuses it before any network I/O and the receiver answers XDSRegistryMetadataError. ``values``
