@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = ["ServerConfig", "UploadTooSlow", "XdrServer"]
 
+import contextlib
 import functools
 import logging
 import re
@@ -639,9 +640,19 @@ class XdrServer:
         self._server.safe_start()
 
     def stop(self) -> None:
+        # cheroot's stop() waits for its selector loop to notice, which sleeps in select() for up to
+        # expiration_interval (0.5 s) first; ask the loop to stop and wake it with a connection of our own.
+        if self._server.ready:
+            self._server._connections._stop_requested = True  # type: ignore[attr-defined]
+            self._wake_selector()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def _wake_selector(self) -> None:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+        with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=1.0):
+            pass
 
     def __enter__(self) -> XdrServer:
         return self.start()
