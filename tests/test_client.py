@@ -347,6 +347,7 @@ def _send_through_stalling_lab(
     return result, recorder, stored
 
 
+@pytest.mark.slow
 def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, document: Path) -> None:
     result, _, _ = _send_through_stalling_lab(tmp_path, submission(document), RetryPolicy(max_attempts=1))
     assert result.outcome is Outcome.OUTCOME_UNKNOWN
@@ -354,6 +355,7 @@ def test_stall_after_body_gives_outcome_unknown_without_retries(tmp_path: Path, 
     assert result.attempts == 1 and result.http_status is None and not result.ok
 
 
+@pytest.mark.slow
 def test_stalled_request_is_retried_with_new_message_id_and_same_unique_ids(
     tmp_path: Path, document: Path
 ) -> None:
@@ -380,6 +382,7 @@ def test_stalled_request_is_retried_with_new_message_id_and_same_unique_ids(
     ],
     ids=["same-size", "grown"],
 )
+@pytest.mark.slow
 def test_document_changed_between_retries_keeps_the_earlier_outcome(
     tmp_path: Path, change: Callable[[bytes], bytes], found_by: str
 ) -> None:
@@ -817,6 +820,7 @@ def test_a_request_over_the_hisp_size_limit_is_a_fault_read_not_a_broken_pipe(tm
     assert result.fault is not None and "exceeds the limit" in result.fault.reason
 
 
+@pytest.mark.slow
 def test_a_hisp_that_hangs_up_mid_upload_is_reported_as_not_stored(tmp_path: Path) -> None:
     """The same refusal from a server that closes at once (no lingering close): the reset destroys its 413,
     and all the client knows is that the connection closed before the whole body was written. That proves the

@@ -207,6 +207,7 @@ def test_broken_sender_fails_the_matching_checks(
     assert report.exit_status == 1
 
 
+@pytest.mark.slow
 def test_expected_count_fails_on_timeout(pki: DemoPki) -> None:
     report = run_sender(_config(pki), expect=1, timeout=1)
     assert report.result("expected-count").failed
@@ -226,6 +227,7 @@ def test_expected_count_fails_on_timeout(pki: DemoPki) -> None:
         (Respond.STALL, Outcome.OUTCOME_UNKNOWN),
     ],
 )
+@pytest.mark.slow
 def test_respond_modes_reach_our_client(
     pki: DemoPki, practice: Practice, respond: Respond, outcome: Outcome
 ) -> None:
@@ -279,6 +281,7 @@ def test_bad_server_cert_a_sender_ignoring_it_fails(pki: DemoPki, tmp_path: Path
     assert report.exit_status == 1
 
 
+@pytest.mark.slow
 def test_cli_sender_reports_and_exit_status(pki: DemoPki, tmp_path: Path) -> None:
     args = [
         "conformance", "sender", "--listen", "127.0.0.1:0", "--cert", str(pki.server_cert),

@@ -507,6 +507,7 @@ def _new_client(env: Env, tmp_path: Path, name: str) -> tuple[Path, Path, str]:
     return cert, key, issued.fingerprint_sha256
 
 
+@pytest.mark.slow
 def test_trusted_but_not_enrolled_gets_403_before_the_body_is_read(env: Env, tmp_path: Path) -> None:
     cert, key, _ = _new_client(env, tmp_path, "not-enrolled")
     # Headers announce 50 MB but no body byte is sent: the answer can only come if the body is not read.
@@ -529,6 +530,7 @@ def test_not_enrolled_client_sending_a_whole_body_still_reads_the_403(env: Env, 
     assert_nothing_stored(env, submission)
 
 
+@pytest.mark.slow
 def test_lingering_after_a_refusal_is_bounded(env: Env, tmp_path: Path) -> None:
     """A refused client that keeps trickling body bytes cannot hold a server thread: after answering, the
     server discards for at most ``linger_seconds`` and then closes."""

@@ -163,6 +163,7 @@ def test_silent_connections_do_not_hold_up_a_mutual_tls_request(lab: Lab) -> Non
     assert lab.inbox.contains(submission.submission_set.unique_id)
 
 
+@pytest.mark.slow
 def test_a_silent_peer_is_dropped_after_the_handshake_timeout(lab: Lab) -> None:
     with _server(lab, handshake_timeout=0.5, socket_timeout=60.0) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=20) as silent:
@@ -172,6 +173,7 @@ def test_a_silent_peer_is_dropped_after_the_handshake_timeout(lab: Lab) -> None:
                 pass  # closed too
 
 
+@pytest.mark.slow
 def test_a_peer_stalling_mid_handshake_is_dropped_with_one_log_line(
     lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -443,6 +445,7 @@ def test_the_default_header_limit_is_set() -> None:
 # Slow bodies and refusals with a body
 
 
+@pytest.mark.slow
 def test_a_trickled_chunk_size_line_is_cut_off_by_the_upload_deadline(lab: Lab) -> None:
     """A buffered readline would wait the socket timeout per byte (a day for a 4 KiB line); the framing lines
     of a chunked body are read under the same rate deadline as its data."""
