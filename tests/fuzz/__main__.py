@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -307,8 +306,5 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-_entry: Callable[[], int] = main
-
 if __name__ == "__main__":
-    sys.exit(_entry())
-    os._exit(0)  # pragma: no cover
+    sys.exit(main())

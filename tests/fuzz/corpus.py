@@ -14,7 +14,7 @@ import contextlib
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,8 +104,9 @@ _MUTATIONS: dict[str, tuple[Mutation, tuple[str, ...], MetadataLevel]] = {
 
 
 class Corpus:
-    """Every seed, made once per process from one :class:`ReceiverWorld` (its practice credential is what the
-    conformance suite's request builder signs nothing with, but needs to exist)."""
+    """Every seed, made once per process. The requests are built by the conformance suite's own request builder
+    (:class:`~xdr_edge.conformance.receiver_context.ReceiverContext`), which wants the practice credential of a
+    :class:`ReceiverWorld` (it builds a TLS context; nothing is sent)."""
 
     def __init__(self, world: ReceiverWorld, seed: int = 15) -> None:
         self._world = world
@@ -250,6 +251,3 @@ def regression_inputs(target: str) -> list[Path]:
     """The committed regression inputs of ``target`` (each was a crash, or stands for one)."""
     directory = REGRESSIONS / target
     return sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
-
-
-SeedMaker = Callable[[Corpus], list[bytes]]
