@@ -39,7 +39,10 @@ def _blank_run(n: int) -> Callable[[], object]:
 
 def _one_byte_chunks(n: int) -> Callable[[], object]:
     chunks = b"1\r\nx\r\n" * (n // 6) + b"0\r\n\r\n"
-    data = b"POST / HTTP/1.1\r\nContent-Type: application/soap+xml\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    data = (
+        b"POST / HTTP/1.1\r\nContent-Type: application/soap+xml\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks
+    )
     return lambda: inspect_stream(io.BytesIO(data))
 
 
@@ -112,7 +115,9 @@ def main() -> int:
         worst = max(worst, ratio)
         print(f"{name:42} {small * 1000:10.2f}ms {large * 1000:10.2f}ms {ratio:7.1f}")
     if worst > LINEAR_RATIO_LIMIT:
-        print(f"a shape scales worse than linearly (ratio {worst:.1f} > {LINEAR_RATIO_LIMIT})", file=sys.stderr)
+        print(
+            f"a shape scales worse than linearly (ratio {worst:.1f} > {LINEAR_RATIO_LIMIT})", file=sys.stderr
+        )
         return 1
     return 0
 
