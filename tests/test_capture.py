@@ -336,3 +336,19 @@ def test_inspect_json_of_every_shape_parses(tmp_path: Path, packed: tuple[str, b
         result = _run("inspect", "--json", str(path))
         assert isinstance(json.loads(result.stdout), dict), (i, result.output)
         assert result.exit_code in (EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT)
+
+
+def test_inspect_json_of_an_internal_error_is_still_one_json_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> Inspection:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("xdr_edge.cli.wirecmds.inspect_stream", broken)
+    path = tmp_path / "x.xml"
+    path.write_bytes(b"<a/>")
+    result = CliRunner().invoke(main, ["inspect", "--json", str(path)])
+    assert result.exit_code == 4
+    report = json.loads(result.stdout)
+    assert report["kind"] == "none" and report["error"]["code"] == "internal-error"
+    assert "this is a bug in xdr-edge" in result.stderr
