@@ -20,7 +20,9 @@ import pytest
 from tests.fuzz.corpus import regression_inputs, split_entity
 from tests.fuzz.world import ReceiverWorld
 from tests.reference import fuzz_finding
+from xdr_edge.protocol import xml
 from xdr_edge.protocol.inspection import Inspection, inspect_stream
+from xdr_edge.protocol.metadata import read_submit_objects
 from xdr_edge.protocol.wire import ParsedResponse, parse_response
 from xdr_edge.protocol.xml import REPLY_TEXT_LIMIT
 
@@ -99,7 +101,21 @@ _OURS = Path(__file__).resolve().parent / "fuzz" / "regressions"
 @pytest.mark.parametrize("path", regression_inputs("app"), ids=lambda p: p.name)
 def test_committed_app_regressions(world: ReceiverWorld, path: Path) -> None:
     texts = _assert_refused_as_the_peers_defect(*_post(world, path.read_bytes()))
-    assert any("\\x" in text for text in texts), texts  # the control characters, shown escaped
+    if "control-character" in path.name:
+        assert any("\\x" in text for text in texts), texts  # the control characters, shown escaped
+
+
+@pytest.mark.parametrize("path", regression_inputs("metadata"), ids=lambda p: p.name)
+def test_committed_metadata_regressions(path: Path) -> None:
+    """A size slot that ``str.isdigit`` calls digits but ``int()`` refuses ("²", 5000 digits) is a finding."""
+    read = read_submit_objects(xml.parse(path.read_bytes()))
+    assert "size-format" in [f.rule for f in read.findings if f.is_error]
+
+
+def test_a_size_slot_int_refuses_is_a_failure_not_a_500(world: ReceiverWorld) -> None:
+    status, parsed = _post(world, (_OURS / "app" / "size-slot-superscript-digit.mime").read_bytes())
+    texts = _assert_refused_as_the_peers_defect(status, parsed)
+    assert "size '²' is not a non-negative integer" in texts
 
 
 @pytest.mark.parametrize("path", regression_inputs("inspect"), ids=lambda p: p.name)

@@ -135,7 +135,7 @@ class Dtm:
         return cls.from_datetime(datetime.now(UTC))
 
     def format_problems(self) -> list[str]:
-        if not self.text.isdigit() or len(self.text) not in (4, 6, 8, 10, 12, 14):
+        if not (self.text.isascii() and self.text.isdigit()) or len(self.text) not in (4, 6, 8, 10, 12, 14):
             return [f"{self.text!r} is not an HL7 DTM (YYYY[MM[DD[hh[mm[ss]]]]], digits only)"]
         try:
             self.to_datetime()
