@@ -1,7 +1,9 @@
-"""The sender catalogue: after a run of the recording endpoint (:mod:`.recording`), it judges the recorded requests: HTTP Content-Type and MIME parts (
-ITI TF-2b 3.41.5, W3C MTOM/XOP), SOAP and WS-Addressing (ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; MessageIDs unique across sends, ETT MT 19/48), the Direct address block (XDR and XDM for Direct Messaging §4,
-ETT MT 49), metadata for the declared level (ITI TF-3 4.3.1, XDR Limited Metadata), hash and size against the bytes (NIST XDS toolkit validators), the client certificate.
-Documents are never logged or printed (PHI); they live in the spool directory until :meth:`close`.
+"""The sender catalogue: what an edge sent, judged after a run of the recording endpoint (:mod:`.recording`).
+
+The cases check the HTTP Content-Type and MIME parts (XOP 1.0 §4.1, ITI TF-2b 3.41.5), SOAP and WS-Addressing
+(ITI TF-2x V.3.2, WS-Addressing 1.0; MessageIDs unique across sends, ETT MT 19/48), the Direct address block
+("XDR and XDM for Direct Messaging" §4.1, ETT MT 49), metadata for the declared level (ITI TF-3 4.3.1), hash and
+size against the bytes, and the client certificate. Documents are never logged or printed (PHI).
 """
 
 from __future__ import annotations
