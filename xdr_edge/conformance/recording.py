@@ -43,12 +43,12 @@ from cryptography import x509
 from lxml import etree
 
 from xdr_edge.certs import fingerprint_sha256
+from xdr_edge.conformance.wireform import request_content_type
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.codes import REPOSITORY_ERROR
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
-from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault, RequestEnvelope
@@ -102,6 +102,7 @@ class RecordedRequest:
     client_subject: str | None
     client_fingerprint: str | None
     client_verified: bool
+    client_certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -163,33 +164,6 @@ def _scan_part_headers(path: Path, boundary: str) -> list[tuple[tuple[str, str],
     return headers
 
 
-def _content_type_problems(content_type: str) -> tuple[list[str], dict[str, str], bool]:
-    """XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 (and NIST's MtomMessageValidator): the exact MTOM Content-Type parameters."""
-    try:
-        media, params = parse_content_type(content_type)
-    except RemoteProtocolError as exc:
-        return [f"Content-Type unreadable: {exc.message}"], {}, False
-    if media != "multipart/related":
-        return (
-            [
-                f"Content-Type is {media or 'missing'}, not multipart/related (MTOM is required, ITI TF-2b 3.41.5, W3C MTOM/XOP)"
-            ],
-            {},
-            False,
-        )
-    problems = []
-    if params.get("type", "").lower() != "application/xop+xml":
-        problems.append(f'type parameter is {params.get("type")!r}, expected "application/xop+xml"')
-    if not params.get("boundary"):
-        problems.append("no boundary parameter")
-    if params.get("start-info", "").lower() != "application/soap+xml":
-        problems.append(f'start-info is {params.get("start-info")!r}, expected "application/soap+xml"')
-    start = params.get("start")
-    if start is not None and not (start.startswith("<") and start.endswith(">")):
-        problems.append(f"start {start!r} is not wrapped in < >")
-    return problems, params, True
-
-
 def _root_bytes(record: RecordedRequest, incoming_root: bytes | None) -> bytes | None:
     if incoming_root is not None:
         return incoming_root
@@ -202,7 +176,7 @@ def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAn
     """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`) plus the raw header
     scans the reader is lenient about."""
     result = RequestAnalysis(record)
-    problems, params, mtom = _content_type_problems(record.content_type)
+    problems, params, mtom = request_content_type(record.content_type)
     result.content_type_problems = problems
     result.mtom = mtom
     if mtom and params.get("boundary"):
@@ -383,6 +357,7 @@ class RecordingEndpoint:
                 handle.write(chunk)
         pem = environ.get("SSL_CLIENT_CERT")
         subject = fingerprint = None
+        cert: x509.Certificate | None = None
         if pem:
             cert = x509.load_pem_x509_certificate(str(pem).encode("ascii"))
             subject, fingerprint = cert.subject.rfc4514_string(), fingerprint_sha256(cert)
@@ -398,6 +373,7 @@ class RecordingEndpoint:
             client_subject=subject,
             client_fingerprint=fingerprint,
             client_verified=environ.get("SSL_CLIENT_VERIFY") == "SUCCESS",
+            client_certificate=cert,
         )
         return record
 
