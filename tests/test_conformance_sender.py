@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from lxml import etree
 
 from xdr_edge.cli import main
+from xdr_edge.conformance.bindings import DeclaredBindings
 from xdr_edge.conformance.cases import CaseStatus
 from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.recording import RecordingEndpoint, Respond, SenderEndpointConfig
@@ -95,7 +96,9 @@ def test_our_client_passes_every_required_case(
     ]
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 3
     assert endpoint.wait(3, timeout=5)
-    report = judge_recorded(endpoint, expect=3)
+    demo = pki.practices["practice-a"]
+    bindings = DeclaredBindings.parse([(str(demo.cert), a) for a in demo.addresses])
+    report = judge_recorded(endpoint, expect=3, bindings=bindings)
     not_passed = {
         r.case.id: f"{r.status.value}: {r.observed} | {r.detail}" for r in report.results if not r.passed
     }
@@ -104,6 +107,7 @@ def test_our_client_passes_every_required_case(
     }
     assert report.exit_status == 0
     assert report.result("wsa-message-id").observed == "3 request(s), 3 distinct MessageIDs"
+    assert report.result("practice-binding").passed
     recorded_ids = [a.message_id for a in endpoint.analyses]
     assert sorted(str(m) for m in recorded_ids) == sorted(r.message_id for r in results)
     assert "UID=practice-a" in report.result("tls-client-certificate").observed
