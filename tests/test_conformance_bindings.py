@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,7 +63,7 @@ def _registry(lab: Lab) -> RegistryBindings:
     return RegistryBindings(lab.registry, tuple(load_certificates(lab.pki.ca_cert)))
 
 
-BINDINGS = {"registry": _registry, "declared": _declared}
+BINDINGS: dict[str, Callable[[Lab], SenderBindings]] = {"registry": _registry, "declared": _declared}
 
 
 def _send(lab: Lab, url: str, document: Path, *, practice: str, sender: str) -> Result:
@@ -91,7 +91,9 @@ def _send_raw(lab: Lab, url: str, *, practice: str, sender: str) -> None:
     )
     ctx = ReceiverContext(target)
     answer = ctx.send(ctx.frame(ctx.submission()))
-    assert answer.kind is ExchangeKind.SUCCESS, answer.describe()  # the endpoint records; it judges afterwards
+    assert answer.kind is ExchangeKind.SUCCESS, (
+        answer.describe()
+    )  # the endpoint records; it judges afterwards
 
 
 def _endpoint(lab: Lab) -> RecordingEndpoint:
@@ -172,7 +174,10 @@ def test_declared_bindings_read_files_fingerprints_addresses_and_domains(lab: La
     assert fingerprint_sha256(cert) == a.fingerprint_sha256
     other = DirectAddress.parse("anyone@direct.practice-a.org")
     assert bindings.problems(cert, [("authorTelecommunication", other)], at=datetime.now(UTC)) == []
-    for bad, where in [(("not-a-file-nor-hex", A_FROM), "neither a certificate file"), ((colons, "x"), "domain")]:
+    for bad, where in [
+        (("not-a-file-nor-hex", A_FROM), "neither a certificate file"),
+        ((colons, "x"), "domain"),
+    ]:
         with pytest.raises(ConfigurationError, match=where):
             DeclaredBindings.parse([bad])
 

@@ -4,6 +4,7 @@ certificate) with our client and with a sender that ignores certificate errors."
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import socket
 import ssl
@@ -18,6 +19,7 @@ from lxml import etree
 from xdr_edge.cli import main
 from xdr_edge.conformance.bindings import DeclaredBindings
 from xdr_edge.conformance.cases import CaseStatus
+from xdr_edge.conformance.messages import remove_wsa, unknown_action
 from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.recording import RecordingEndpoint, Respond, SenderEndpointConfig
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
@@ -209,6 +211,38 @@ def test_broken_sender_fails_the_matching_checks(
     assert report.result("direct-address-block").observed.startswith("request 3: no direct:addressBlock")
     assert "request 4: XDSRepositoryMetadataError" in report.result("hash-size").observed
     assert report.exit_status == 1
+
+
+def _duplicate_to(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
+    to = next(root.iter(f"{{{ns.WSA}}}To"))
+    to.addnext(copy.deepcopy(to))
+    return parts
+
+
+def test_a_wsa_header_defect_fails_only_the_case_about_it(
+    endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice
+) -> None:
+    """Our reader stops on these headers (a receiver must fault); the sender catalogue reads past them, so each
+    defect is reported once, by its own case, and every other case still judges the request."""
+    sender = _raw_sender(endpoint, pki, practice)
+    for mutate in (remove_wsa("MessageID"), unknown_action, _duplicate_to):
+        sender.send(sender.frame(sender.submission(), mutate))
+    assert endpoint.wait(3, timeout=5)
+    report = judge_recorded(endpoint, expect=3)
+    assert {r.case.id for r in report.results if r.failed} == {"wsa-message-id", "wsa-action", "wsa-to"}
+    assert report.result("wsa-message-id").observed.startswith("request 1: S:Header/wsa:MessageID is missing")
+    assert report.result("wsa-action").observed.startswith(
+        "request 2: wsa:Action is 'urn:ihe:iti:2007:RegistryStoredQuery'"
+    )
+    assert report.result("wsa-to").observed.startswith("request 3: 2 wsa:To headers")
+    for judged in (
+        "soap-envelope",
+        "metadata-valid",
+        "direct-address-block",
+        "documents-attached",
+        "hash-size",
+    ):
+        assert report.result(judged).observed == "3 request(s), all conform", judged
 
 
 @pytest.mark.slow

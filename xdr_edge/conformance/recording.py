@@ -43,6 +43,7 @@ from cryptography import x509
 from lxml import etree
 
 from xdr_edge.certs import fingerprint_sha256
+from xdr_edge.conformance.lenient import MESSAGE_ID, read_leniently
 from xdr_edge.conformance.wireform import request_content_type
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
@@ -52,7 +53,7 @@ from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault, RequestEnvelope
-from xdr_edge.protocol.wire import ReplyBytes, build_reply, parse_request
+from xdr_edge.protocol.wire import ReplyBytes, build_reply
 from xdr_edge.protocol.xml import parse
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.tls import server_ssl_context
@@ -139,10 +140,15 @@ class RequestAnalysis:
     mtom: bool = False
     included: list[str] = field(default_factory=list)
     senders_in_metadata: list[str] = field(default_factory=list)
+    #: WS-Addressing header problems the reader stopped on and was read past (location -> message, .lenient)
+    header_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def message_id(self) -> str | None:
-        return self.envelope.message_id if self.envelope is not None else None
+        """The request's own MessageID: None when it had none, or none the reader could use."""
+        if self.envelope is None or MESSAGE_ID in self.header_problems:
+            return None
+        return self.envelope.message_id
 
 
 class _HeaderScanner(multipart.PushMultipartParser):  # type: ignore[misc]  # multipart ships no type hints
@@ -173,8 +179,9 @@ def _root_bytes(record: RecordedRequest, incoming_root: bytes | None) -> bytes |
 
 
 def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAnalysis:
-    """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`) plus the raw header
-    scans the reader is lenient about."""
+    """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`), past the
+    WS-Addressing header defects it stops on (:mod:`.lenient`), plus the raw header scans the reader is lenient
+    about."""
     result = RequestAnalysis(record)
     problems, params, mtom = request_content_type(record.content_type)
     result.content_type_problems = problems
@@ -188,21 +195,21 @@ def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAn
         result.start = start[1:-1] if start and start.startswith("<") and start.endswith(">") else None
     root_bytes: bytes | None = None
     try:
-        with record.body_path.open("rb") as stream:
-            with parse_request(
-                record.content_type,
-                stream,
-                limits=MtomLimits(max_total_bytes=MAX_BODY_BYTES),
-                spool_dir=spool_dir,
-                content_length=record.body_size,
-            ) as incoming:
-                result.envelope = incoming.envelope
-                result.findings = list(incoming.findings)
-                if incoming.package is not None:
-                    root_bytes = incoming.package.root
-                if incoming.submission is not None:
-                    ss = incoming.submission.submission_set
-                    result.senders_in_metadata = [str(a) for author in ss.authors for a in author.addresses]
+        read, result.header_problems = read_leniently(
+            record.content_type,
+            record.body_path,
+            record.body_size,
+            limits=MtomLimits(max_total_bytes=MAX_BODY_BYTES),
+            spool_dir=spool_dir,
+        )
+        with read as incoming:
+            result.envelope = incoming.envelope
+            result.findings = list(incoming.findings)
+            if incoming.package is not None:
+                root_bytes = incoming.package.root
+            if incoming.submission is not None:
+                ss = incoming.submission.submission_set
+                result.senders_in_metadata = [str(a) for author in ss.authors for a in author.addresses]
     except RemoteProtocolError as exc:
         result.envelope_error = str(exc)
     raw = _root_bytes(record, root_bytes) if result.envelope is not None else None

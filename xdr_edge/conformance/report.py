@@ -59,7 +59,7 @@ def format_table(report: Report, *, width: int = 110, details: bool = True) -> s
         else:
             lines += [head.rstrip(), *expected]
         lines += _wrap("-> ", r.observed, rest, indent)
-        if details and r.detail and not r.passed:
+        if details and r.detail and not r.passed and r.detail != r.observed:
             lines += _wrap("why: ", r.detail, rest, indent)
         lines += _wrap("source: ", r.case.source, rest, indent)
     c = report.counts()
