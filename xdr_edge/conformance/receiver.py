@@ -59,8 +59,9 @@ from xdr_edge.conformance.messages import (
     wrong_hash,
     wrong_size,
 )
-from xdr_edge.conformance.receiver_context import Prepared, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.receiver_context import Answer, Prepared, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.replies import (
+    AnswerCheck,
     Probe,
     check_action_must_understand,
     check_fault_action,
@@ -159,7 +160,7 @@ _PROBES: tuple[Probe, ...] = (
 
 
 def _every(
-    check: Callable[..., tuple[str, str] | None], applies: Callable[..., bool], what: str
+    check: AnswerCheck, applies: Callable[[Answer], bool], what: str
 ) -> Callable[[ReceiverContext], Verdict]:
     return every_answer(check, applies=applies, what=what, probes=_PROBES)
 

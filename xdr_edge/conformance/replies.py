@@ -16,6 +16,7 @@ Answers that are not SOAP at all are left to the case that sent them (it fails, 
 from __future__ import annotations
 
 __all__ = [
+    "AnswerCheck",
     "Probe",
     "check_action_must_understand",
     "check_fault_action",
