@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "sender": {"protocol", "shared", "sender"},
     "registry": {"protocol", "shared", "registry"},
     "receiver": {"protocol", "shared", "registry", "receiver"},
-    "conformance": {"protocol", "shared", "receiver", "conformance"},
+    "conformance": {"protocol", "shared", "registry", "receiver", "conformance"},
     "devtools": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools"},
     "cli": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools", "cli"},
     "root": {"protocol", "shared", "sender", "root"},  # xdr_edge/__init__.py re-exports the public API
