@@ -24,6 +24,7 @@ __all__ = [
     "LoginRecord",
     "MessageRecord",
     "SqliteAccountStore",
+    "open_accounts",
 ]
 
 import json
@@ -36,7 +37,7 @@ from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry.migrations import write_audit
 from xdr_edge.registry.records import AuditEvent, JsonValue
-from xdr_edge.registry.store import SqliteStore
+from xdr_edge.registry.store import SqliteStore, parse_registry_url
 
 
 @dataclass(frozen=True)
@@ -425,3 +426,13 @@ class SqliteAccountStore(SqliteStore):
         with self._connection() as conn:
             row = conn.execute("SELECT * FROM api_messages WHERE id = ?", (message_id,)).fetchone()
         return None if row is None else _message(row)
+
+
+def open_accounts(url: str) -> SqliteAccountStore:
+    """The registry database a URL names (as :func:`~xdr_edge.registry.open_registry`), with the API's tables.
+
+    The database must exist (``xdr-edge registry init``); opening it brings its schema up to date.
+    """
+    store = SqliteAccountStore(parse_registry_url(url))
+    store.schema_version()  # a missing file fails here, saying how to create it
+    return store
