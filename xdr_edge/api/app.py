@@ -74,6 +74,7 @@ class _CallLog:
     started: float = field(default_factory=time.monotonic)
     call: str = "-"
     principal: Principal | None = None
+    claimed: tuple[str, str] = ("-", "-")  # (applicationId, loginId) as presented, for refused credentials
     outcome: str = "-"
     status: int = 0
 
@@ -154,14 +155,15 @@ class ApiApp:
 
     def _log(self, entry: _CallLog, environ: dict[str, Any]) -> None:
         p = entry.principal
+        application, login = (p.application_id or "-", p.login_id or "-") if p is not None else entry.claimed
         log.info(
             "api call=%s request_id=%s flavour=%s application=%s login=%s account=%s user=%s outcome=%s "
             "status=%d client=%s duration_ms=%d",
             _log_safe(entry.call),
             entry.request_id,
             p.flavour.value if p is not None else "-",
-            _log_safe(p.application_id or "-") if p is not None else "-",
-            _log_safe(p.login_id or "-") if p is not None else "-",
+            _log_safe(application),
+            _log_safe(login),
             _log_safe(p.account_id or "-") if p is not None else "-",
             _log_safe(p.user_id or "-") if p is not None else "-",
             entry.outcome,
@@ -224,6 +226,7 @@ class ApiApp:
         if auth is None:
             raise Refusal(401, "missing-credentials", "no auth object in the request", field="auth")
         check(auth, AUTH, "auth")
+        entry.claimed = (str(auth.get("applicationId", "-")), str(auth.get("loginId", "-")))
         principal = self.authenticator.authenticate(auth, str(environ.get("REMOTE_ADDR", "")))
         entry.principal = principal
         if principal.flavour not in spec.flavours:
