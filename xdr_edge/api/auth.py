@@ -69,7 +69,6 @@ class _Presented:
     flavour: Flavour
     identity: str
     password: str
-    password_field: str
 
 
 _MEMO_SECONDS = 300.0
@@ -213,4 +212,4 @@ def _presented(auth: Mapping[str, Any]) -> _Presented:
                 "an individual login acts as its own user: auth.userId is for application authentication",
                 field="auth.userId",
             )
-    return _Presented(flavour, identity, auth[names[1]], f"auth.{names[1]}")
+    return _Presented(flavour, identity, auth[names[1]])
