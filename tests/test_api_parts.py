@@ -63,7 +63,12 @@ def _field(body: object, call: str = "MessageSend") -> tuple[str, str | None]:
 
 def test_requests_are_checked_against_the_published_schema_naming_the_field() -> None:
     auth = {"applicationId": "a", "applicationPassword": "p"}
-    base: dict[str, object] = {"auth": auth, "from": "a@b.example", "to": ["c@d.example"], "documents": [{"content": "QQ=="}]}
+    base: dict[str, object] = {
+        "auth": auth,
+        "from": "a@b.example",
+        "to": ["c@d.example"],
+        "documents": [{"content": "QQ=="}],
+    }
     check(base, request_schema(CALLS["MessageSend"]))
     assert _field({**base, "documents": [{"content": "QQ=="}, {"content": 5}]}) == (
         "wrong-type",
