@@ -28,8 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"protocol", "shared", "registry"},
     "receiver": {"protocol", "shared", "registry", "receiver"},
     "conformance": {"protocol", "shared", "registry", "receiver", "conformance"},
-    "devtools": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools"},
-    "cli": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools", "cli"},
+    "api": {"protocol", "shared", "sender", "registry", "receiver", "api"},
+    "devtools": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "api", "devtools"},
+    "cli": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "api", "devtools", "cli"},
     "root": {"protocol", "shared", "sender", "root"},  # xdr_edge/__init__.py re-exports the public API
 }
 
