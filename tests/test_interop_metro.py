@@ -31,7 +31,10 @@ from lxml import etree
 from tests import metro as metro_peers
 from tests.metro import ClientRun, Endpoint, Identity, Metro
 from xdr_edge.cli import main
+from xdr_edge.conformance.cases import CaseStatus
+from xdr_edge.conformance.recording import RecordingEndpoint, SenderEndpointConfig
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.conformance.sender import judge_recorded
 from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.minting import write_atomic
 from xdr_edge.protocol import ns
@@ -226,8 +229,9 @@ UNKNOWN_MANDATORY_HEADER = (
 def test_metro_reads_our_faults_with_relates_to(
     metro: Metro, site: Site, case: str, code: str, subcodes: list[str], status: int, reason: str
 ) -> None:
-    """Without RelatesTo Metro would report "A required header representing a Message Addressing Property is not
-    present" instead of our reason; with it, Metro hands the application our code, subcode and reason."""
+    """Metro hands the application our code, subcodes and reason, and the RelatesTo naming its request, whatever
+    we refused: the MIME framing (this path's start-info is made SOAP 1.1's on the way in), the action, a
+    mandatory header we do not understand, a header block given twice."""
     message_id = f"uuid:{uuid.uuid4()}"
     extra: list[bytes] = []
     kwargs: dict[str, Any] = {"message_id": message_id}
@@ -330,3 +334,29 @@ def test_metro_reports_a_request_over_our_size_limit_by_its_http_status(metro: M
     assert "413" in str(run["error"])
     assert str(run["response_content_type"]).startswith("multipart/related")
     assert request.submission.submission_set.unique_id not in site.stored.by_uid
+
+
+def test_metro_request_passes_our_sender_conformance_suite(metro: Metro, site: Site) -> None:
+    """``xdr-edge conformance sender`` judging what Metro sends: every required case passes (the framing cases
+    read start-info and the root part's type as media types); the one optional case Metro fails is ReplyTo
+    without mustUnderstand (ONC XDR checklist DTS 420)."""
+    config = SenderEndpointConfig(
+        cert=site.lab.pki.server_cert, key=site.lab.pki.server_key, client_ca=site.lab.ca_bundle
+    )
+    request = metro_request(site, "conformance")
+    with RecordingEndpoint(config) as endpoint:
+        run = metro_peers.run_client(
+            metro,
+            url=endpoint.url,
+            identity=site.identity(),
+            submit_objects=request.submit_objects,
+            documents=request.documents,
+            headers=request.headers,
+        )
+        assert run["registry_status"] == "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success", run
+        assert endpoint.wait(1, timeout=60)
+        report = judge_recorded(endpoint, expect=1)
+    assert report.ok, [(r.case.id, r.observed) for r in report.required_failures]
+    for case in ("http-content-type", "mtom-root-part", "mtom-document-parts", "hash-size"):
+        assert report.result(case).status is CaseStatus.PASS, report.result(case).observed
+    assert {r.case.id for r in report.results if r.failed} == {"wsa-reply-to"}

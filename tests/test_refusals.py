@@ -21,6 +21,7 @@ from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import RemoteProtocolError
+from xdr_edge.protocol.inspection import inspect_stream
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.soap import Fault, message_id_in_prefix
@@ -342,3 +343,30 @@ def test_receiver_stores_metro_framing(lab: Lab) -> None:
     assert parsed.registry_response is not None and parsed.registry_response.is_success
     assert parsed.envelope.relates_to == "uuid:5b0c1f0e-1d36-4c6a-9d53-7c6c3a1b2f10"
     assert lab.inbox.contains(request.submission.submission_set.unique_id)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# xdr-edge inspect reads the same framing
+
+
+def _capture(content_type: str, body: bytes) -> io.BytesIO:
+    head = f"POST /xdr HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return io.BytesIO(head.encode("latin-1") + body)
+
+
+def test_inspect_reads_a_metro_capture_and_reports_an_action_mismatch() -> None:
+    content_type, body = metro_framing(_request())
+    result = inspect_stream(_capture(content_type, body))
+    assert result.kind == "request" and result.mtom
+    assert not result.has_errors, [f.message for f in result.findings if f.is_error]
+    assert result.summary["message_id"] == MESSAGE_ID
+    content_type, body = metro_framing(_request(), root_type=METRO_ROOT.replace(PNR, "urn:other"))
+    mismatch = inspect_stream(_capture(content_type, body))
+    codes = [f.code for f in mismatch.findings if f.is_error]
+    assert codes == ["env:Sender / wsa:InvalidAddressingHeader / wsa:ActionMismatch"]
+
+
+def test_inspect_reports_an_unreadable_content_type_instead_of_failing() -> None:
+    result = inspect_stream(_capture('multipart/related; boundary="open', b"--x--"))
+    assert result.kind == "unknown" and result.has_errors
+    assert result.findings[0].rule == "malformed-media-type"

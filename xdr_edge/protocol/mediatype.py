@@ -14,8 +14,8 @@ grammar in RFC 822 tokens, between which whitespace may appear; the NIST toolkit
 space), empty parameters (``;;``, a trailing ``;``, RFC 9110 §5.6.6), and an unquoted value that is not a token
 (``type=application/xop+xml``) as long as it holds no whitespace, quote or ``;``.
 
-Shared by the MTOM reader and writer's tests, the SOAP readers, the response and capture readers and the
-conformance suite. Pure.
+The one reader of media types: the MTOM reader, the request and response readers, the capture reader,
+``inspect``, the receiver and the conformance suite all use it. Pure.
 """
 
 from __future__ import annotations

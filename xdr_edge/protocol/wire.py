@@ -8,6 +8,7 @@ Pure: byte streams in, byte iterables out. No sockets, no logging of content.
 from __future__ import annotations
 
 __all__ = [
+    "SALVAGE_BYTES",
     "IncomingRequest",
     "OutgoingRequest",
     "ParsedResponse",

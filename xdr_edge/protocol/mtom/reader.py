@@ -584,8 +584,8 @@ def root_part_prefix(content_type: str, body: bytes, *, limits: MtomLimits | Non
     part, or None when that cannot be found.
 
     Why: a fault answers a refused package too, and it should carry ``wsa:RelatesTo`` (WS-Addressing 1.0 Core
-    §3.4) when the request's MessageID can be read; a sender such as Metro otherwise reports a missing addressing
-    header instead of our reason. Only the boundary and ``start`` are needed: the other rules (``type``,
+    §3.4) when the request's MessageID can be read: senders match an answer to their request by it. Only the
+    boundary and ``start`` are needed: the other rules (``type``,
     ``start-info``, the root part's media type) are what may have been refused. Never raises for what ``body``
     holds; the bytes returned may be cut short.
     """

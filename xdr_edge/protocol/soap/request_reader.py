@@ -466,9 +466,9 @@ def message_id_in_prefix(prefix: bytes) -> str | None:
 
     Why: a request refused before its envelope could be read (the MIME framing, a size limit, malformed XML
     after the header) still deserves a fault that says which request it answers (``wsa:RelatesTo``, WS-Addressing
-    1.0 Core §3.4); Metro, for one, shows a fault without it as "a required addressing header is not present"
-    and hides our reason. Reads only ``Envelope/Header/wsa:MessageID``, with the same rules as a full read: one
-    usable MessageID or none. ``prefix`` may be cut anywhere or broken after the header.
+    1.0 Core §3.4): senders match an answer to their request by it, and one that requires addressing on answers
+    may refuse a fault without it. Reads only ``Envelope/Header/wsa:MessageID``, with the same rules as a full
+    read: one usable MessageID or none. ``prefix`` may be cut anywhere or broken after the header.
     """
     found: list[str] = []
     for element in readable_elements(prefix):
