@@ -1,6 +1,7 @@
 """Metro (the JAX-WS reference implementation, Debian's ``libjaxws-java``) as a real peer for interoperability
-tests: our own two small Java programs in ``tests/interop/java`` (an ITI-41 client and a ``Provider`` endpoint),
-compiled once per test session into a temporary directory and run as child processes on loopback.
+tests: our own small Java programs in ``tests/interop/java`` (an ITI-41 client and a ``Provider`` endpoint, with
+the TLS set-up they share), compiled once per test session into a temporary directory and run as child processes
+on loopback.
 
 Nothing here downloads anything: the programs compile against the Debian jar, whose manifest ``Class-Path`` brings
 in the rest of Metro. When ``javac``, ``java`` or the jar is missing, :func:`missing` says so and the tests skip.
@@ -21,7 +22,7 @@ from typing import IO, Any
 
 JAXWS_JAR = Path("/usr/share/java/jaxws-rt.jar")
 SOURCES = Path(__file__).resolve().parent / "interop" / "java"
-PROGRAMS = ("MetroXdrClient.java", "MetroXdrEndpoint.java")
+PROGRAMS = ("MetroXdrClient.java", "MetroXdrEndpoint.java", "PeerTls.java")
 #: Quiet flags only (no behaviour change): SAAJ's deprecated factory lookup warning, and Metro's monitoring,
 #: which needs a library Debian's Metro does not depend on and logs a stack trace without it.
 JVM_FLAGS = (
@@ -76,6 +77,11 @@ class Identity:
     password_file: Path
     ca: Path
 
+    def options(self) -> list[str]:
+        """The command-line options both peers take for it."""
+        keystore = ["--keystore", str(self.keystore), "--keystore-password-file", str(self.password_file)]
+        return [*keystore, "--ca", str(self.ca)]
+
 
 @dataclass(frozen=True)
 class ClientRun:
@@ -109,12 +115,7 @@ def run_client(
         url,
         "--submit-objects",
         str(submit_objects),
-        "--keystore",
-        str(identity.keystore),
-        "--keystore-password-file",
-        str(identity.password_file),
-        "--ca",
-        str(identity.ca),
+        *identity.options(),
         "--timeout-seconds",
         str(int(CLIENT_TIMEOUT / 2)),
     ]
@@ -151,17 +152,7 @@ class Endpoint:
     def __init__(self, metro: Metro, identity: Identity, log: Path) -> None:
         self._stderr: IO[bytes] = log.open("wb")
         self._process = subprocess.Popen(
-            metro.command(
-                "MetroXdrEndpoint",
-                "--port",
-                "0",
-                "--keystore",
-                str(identity.keystore),
-                "--keystore-password-file",
-                str(identity.password_file),
-                "--ca",
-                str(identity.ca),
-            ),
+            metro.command("MetroXdrEndpoint", "--port", "0", *identity.options()),
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,

@@ -1,12 +1,8 @@
-import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
-import java.security.KeyStore;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -14,9 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 
-import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
-import javax.net.ssl.TrustManagerFactory;
 import javax.xml.namespace.QName;
 import javax.xml.parsers.DocumentBuilderFactory;
 import javax.xml.soap.AttachmentPart;
@@ -140,7 +134,7 @@ public final class MetroXdrClient {
         try {
             opts = Options.parse(args);
             request = buildRequest(opts);
-            tls = sslContext(opts.keystore, readPassword(opts.keystorePasswordFile), opts.ca);
+            tls = PeerTls.context(opts.keystore, opts.keystorePasswordFile, opts.ca);
         } catch (IllegalArgumentException | IOException | SOAPException | GeneralSecurityException
                 | org.xml.sax.SAXException | javax.xml.parsers.ParserConfigurationException e) {
             Map<String, Object> out = new LinkedHashMap<>();
@@ -254,38 +248,6 @@ public final class MetroXdrClient {
         try (InputStream in = Files.newInputStream(file)) {
             return f.newDocumentBuilder().parse(in).getDocumentElement();
         }
-    }
-
-    /** The first line of a password file (the file a PKCS#12 identity's password is kept in). */
-    static char[] readPassword(Path file) throws IOException {
-        String text = Files.readString(file);
-        int end = text.indexOf('\n');
-        return (end < 0 ? text : text.substring(0, end)).strip().toCharArray();
-    }
-
-    /** Mutual-TLS context: client key from PKCS#12, trust anchors from a PEM bundle. */
-    static SSLContext sslContext(Path keystore, char[] password, Path caPem)
-            throws IOException, GeneralSecurityException {
-        KeyStore keys = KeyStore.getInstance("PKCS12");
-        try (InputStream in = Files.newInputStream(keystore)) {
-            keys.load(in, password);
-        }
-        KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-        kmf.init(keys, password);
-
-        KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
-        trust.load(null, null);
-        int i = 0;
-        for (Certificate cert : CertificateFactory.getInstance("X.509")
-                .generateCertificates(new ByteArrayInputStream(Files.readAllBytes(caPem)))) {
-            trust.setCertificateEntry("ca" + (i++), cert);
-        }
-        TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        tmf.init(trust);
-
-        SSLContext ctx = SSLContext.getInstance("TLS");
-        ctx.init(kmf.getKeyManagers(), tmf.getTrustManagers(), null);
-        return ctx;
     }
 
     static void describeBody(SOAPBody body, Map<String, Object> out) {

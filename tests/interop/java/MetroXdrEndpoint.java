@@ -1,24 +1,13 @@
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
 import java.net.InetSocketAddress;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.GeneralSecurityException;
-import java.security.KeyStore;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateFactory;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.UUID;
 import java.util.concurrent.Executors;
 
-import javax.net.ssl.KeyManagerFactory;
-import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
-import javax.net.ssl.TrustManagerFactory;
 import javax.xml.namespace.QName;
 import javax.xml.soap.MessageFactory;
 import javax.xml.soap.SOAPConstants;
@@ -169,31 +158,6 @@ public final class MetroXdrEndpoint implements Provider<SOAPMessage> {
         return response;
     }
 
-    /** Server TLS: key from PKCS#12, client certificates must chain to the PEM CA(s). */
-    static SSLContext sslContext(Path keystore, char[] password, Path caPem)
-            throws IOException, GeneralSecurityException {
-        KeyStore keys = KeyStore.getInstance("PKCS12");
-        try (InputStream in = Files.newInputStream(keystore)) {
-            keys.load(in, password);
-        }
-        KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-        kmf.init(keys, password);
-
-        KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
-        trust.load(null, null);
-        int i = 0;
-        for (Certificate cert : CertificateFactory.getInstance("X.509")
-                .generateCertificates(new ByteArrayInputStream(Files.readAllBytes(caPem)))) {
-            trust.setCertificateEntry("ca" + (i++), cert);
-        }
-        TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        tmf.init(trust);
-
-        SSLContext ctx = SSLContext.getInstance("TLS");
-        ctx.init(kmf.getKeyManagers(), tmf.getTrustManagers(), null);
-        return ctx;
-    }
-
     public static void main(String[] args) throws Exception {
         int port = -1;
         String path = "/xdr";
@@ -215,12 +179,9 @@ public final class MetroXdrEndpoint implements Provider<SOAPMessage> {
                     + " --keystore-password-file FILE --ca ca.pem [--path /xdr]");
             System.exit(1);
         }
-        String text = Files.readString(passwordFile);
-        int end = text.indexOf('\n');
-        char[] password = (end < 0 ? text : text.substring(0, end)).strip().toCharArray();
 
         HttpsServer server = HttpsServer.create(new InetSocketAddress("127.0.0.1", port), 0);
-        server.setHttpsConfigurator(new HttpsConfigurator(sslContext(keystore, password, ca)) {
+        server.setHttpsConfigurator(new HttpsConfigurator(PeerTls.context(keystore, passwordFile, ca)) {
             @Override
             public void configure(HttpsParameters params) {
                 SSLParameters ssl = getSSLContext().getDefaultSSLParameters();
