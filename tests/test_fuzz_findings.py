@@ -60,7 +60,7 @@ def _assert_refused_as_the_peers_defect(status: int, parsed: ParsedResponse) -> 
 @pytest.mark.parametrize(
     ("name", "shown"),
     [
-        ("wsgi_500_fault_reason_ctrlchar.mime", "start parameter <a\\x01>"),
+        ("wsgi_500_fault_reason_ctrlchar.mime", "<a\\x01>"),
         ("wsgi_500_unreferenced_part_cid_ctrlchar.mime", "MIME part <\\x01>"),
         ("wsgi_500_xop_href_pct_ctrlchar.mime", "cid:\\x01"),
     ],
@@ -79,17 +79,18 @@ def _inspected(data: bytes) -> Inspection:
 
 @pytest.mark.shared
 @pytest.mark.parametrize(
-    ("name", "rule"),
+    ("name", "where"),
     [
-        ("inspect_bad_content_type.txt", "mtom-content-type"),
-        ("inspect_registryresponse_wrong_ns.xml", ""),
-        ("inspect_slow_crlf_restorer_spaces.txt", "mtom-truncated"),
-        ("inspect_slow_250KB.bin.gz", "mtom-malformed"),
+        ("inspect_bad_content_type.txt", "Content-Type"),
+        ("inspect_registryresponse_wrong_ns.xml", "Body"),
+        ("inspect_slow_crlf_restorer_spaces.txt", "message"),  # the MIME body ends before any part
+        ("inspect_slow_250KB.bin.gz", "Content-Type"),
     ],
 )
-def test_shared_inputs_that_broke_inspect(name: str, rule: str) -> None:
+def test_shared_inputs_that_broke_inspect(name: str, where: str) -> None:
+    """Findings, not an exception; each names where the message is wrong."""
     result = _inspected(fuzz_finding(name))
-    assert any(f.is_error and f.rule == rule for f in result.findings), result.as_dict()
+    assert any(f.is_error and f.location.startswith(where) for f in result.findings), result.as_dict()
 
 
 # ----------------------------------------------------------------------------------------------------------

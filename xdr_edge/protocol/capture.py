@@ -19,7 +19,7 @@ from typing import BinaryIO, Final, cast
 
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 
 #: ``Finding.code`` (and rule) of a raw capture whose HTTP framing disagrees with its body.
 LENGTH_FINDING: Final = "capture-content-length"
@@ -99,7 +99,8 @@ def read_entity(data_stream: BinaryIO) -> Entity:
         content_type = "application/soap+xml"
     chunked = _is_chunked(headers.get("transfer-encoding"))
     stream: BinaryIO = cast(BinaryIO, _Chain(head[offset:], data_stream))
-    restore = bare_lf and (chunked or _media_type(content_type) == "multipart/related")
+    media = MediaType.parse_or_none(content_type)  # a malformed one is reported by the reader of the body
+    restore = bare_lf and (chunked or (media is not None and media.matches("multipart/related")))
     if restore:
         stream = cast(BinaryIO, _CrlfRestorer(stream))
     transferred = _Counted(stream)
@@ -155,13 +156,6 @@ def length_findings(entity: Entity) -> list[Finding]:
 
 def _length_finding(severity: Severity, message: str) -> Finding:
     return Finding(LENGTH_FINDING, severity, "Content-Length", message, LENGTH_FINDING)
-
-
-def _media_type(content_type: str) -> str | None:
-    try:
-        return parse_content_type(content_type)[0]
-    except RemoteProtocolError:
-        return None  # the reader of the body reports the malformed Content-Type
 
 
 def _is_chunked(transfer_encoding: str | None) -> bool:

@@ -20,7 +20,7 @@ from xdr_edge.protocol import ns, xml
 from xdr_edge.protocol.capture import length_findings, read_entity
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.metadata import read_submit_objects
 from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomLimits, MtomPackage, read_mtom
@@ -59,6 +59,8 @@ def _fault_finding(exc: RemoteProtocolError) -> Finding:
     code = f"env:{exc.fault_code}" if exc.fault_code else exc.xds_error_code
     if exc.fault_subcode:
         code += f" / {exc.fault_subcode}"
+        if exc.fault_subsubcode:
+            code += f" / {exc.fault_subsubcode}"
     return Finding(code, Severity.ERROR, exc.location or "message", exc.message, exc.code)
 
 
@@ -152,7 +154,7 @@ def inspect_stream(
 def _read_and_dispatch(
     result: Inspection, content_type: str, body: BinaryIO, show_phi: bool, limits: MtomLimits
 ) -> None:
-    result.mtom = parse_content_type(content_type)[0] == "multipart/related"
+    result.mtom = MediaType.parse(content_type).matches("multipart/related")
     package: MtomPackage | None = None
     try:
         if result.mtom:
@@ -218,7 +220,7 @@ def _inspect_unknown_envelope(result: Inspection, root_el: etree._Element, shown
 def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | None, show_phi: bool) -> None:
     result.kind = "request"
     try:
-        request = interpret_request(root, package)
+        request = interpret_request(root, package, media_type=MediaType.parse_or_none(result.content_type))
     except RemoteProtocolError as exc:
         result.findings.append(_fault_finding(exc))
         return
