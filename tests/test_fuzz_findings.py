@@ -21,9 +21,10 @@ from tests.fuzz.corpus import regression_inputs, split_entity
 from tests.fuzz.world import ReceiverWorld
 from tests.reference import fuzz_finding
 from xdr_edge.protocol import xml
+from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.inspection import Inspection, inspect_stream
 from xdr_edge.protocol.metadata import read_submit_objects
-from xdr_edge.protocol.wire import ParsedResponse, parse_response
+from xdr_edge.protocol.wire import ParsedResponse, parse_request, parse_response
 from xdr_edge.protocol.xml import REPLY_TEXT_LIMIT
 
 
@@ -171,3 +172,24 @@ def test_xml_a_peer_sends_that_does_not_parse_is_refused_in_our_words(
     assert reason.startswith("SOAP envelope ") and "line 1, column" in reason, reason
     for word in ("XML_PARSE", "HUGE", "libxml", "Excessive", "Premature", "try "):
         assert word not in reason, reason
+
+
+def test_a_refused_envelope_with_an_undeclared_prefix_is_a_400_not_a_500(world: ReceiverWorld) -> None:
+    """Found by fuzzing the merged tree: reading the MessageID of a refused request from its first bytes met
+    ``<rim:Value/>`` (a prefix no declaration binds) and lxml raised ValueError. Reading stops there now, and
+    the MessageID before it still correlates the fault (wsa:RelatesTo)."""
+    data = (_OURS / "app" / "undeclared-prefix-in-refused-envelope.txt").read_bytes()
+    content_type, body = split_entity(data, "application/soap+xml")
+    reply = world.post(content_type, body)
+    parsed = parse_response(reply.content_type, reply.body)
+    _assert_refused_as_the_peers_defect(reply.status, parsed)
+    assert parsed.envelope.relates_to == "urn:uuid:7c2b9e1a-4d3f-4a8b-9c0d-1e2f3a4b5c6d"
+    assert parsed.fault is not None and "namespace prefix is not declared" in parsed.fault.reason
+
+
+@pytest.mark.parametrize("path", regression_inputs("parse-request"), ids=lambda p: p.name)
+def test_committed_parse_request_regressions(path: Path) -> None:
+    content_type, body = split_entity(path.read_bytes(), "multipart/related")
+    with pytest.raises(RemoteProtocolError) as err:
+        parse_request(content_type, io.BytesIO(body))
+    assert err.value.fault_code == "Sender"

@@ -20,6 +20,7 @@ from xdr_edge.protocol.findings import Severity
 from xdr_edge.protocol.model import DirectAddress, is_oid
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault
+from xdr_edge.protocol.soap.request_reader import message_id_in_prefix
 from xdr_edge.protocol.validate import checks
 from xdr_edge.protocol.wire import build_reply, parse_response
 from xdr_edge.protocol.xml import REPLY_TEXT_LIMIT, reply_text
@@ -225,3 +226,22 @@ def test_the_certificate_a_chain_check_failed_at_is_named() -> None:
         "validation failed: something else" + " " * 200_000 + "(encountered processing"
     )
     assert _explain(blanks, leaf).startswith("certificate chain rejected: something else")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "found"),
+    [
+        (b"<S:Envelope xmlns:S='http://www.w3.org/2003/05/soap-envelope'><S:Header><rim:Value/>", None),
+        (b"<x:Envelope><S:Header/></x:Envelope>", None),
+        (
+            b"<S:Envelope xmlns:S='http://www.w3.org/2003/05/soap-envelope' xmlns:wsa='http://www.w3.org/2005/08/"
+            b"addressing'><S:Header><wsa:MessageID>urn:uuid:1</wsa:MessageID><rim:Value/></S:Header>",
+            "urn:uuid:1",
+        ),
+    ],
+)
+def test_reading_a_prefix_stops_at_an_undeclared_namespace_prefix(prefix: bytes, found: str | None) -> None:
+    """Namespaces in XML 1.0 §5: libxml2 reads past an unbound prefix and leaves a name lxml's QName refuses;
+    readable_elements stops there, so the MessageID reader never meets one (it raised ValueError before)."""
+    assert message_id_in_prefix(prefix) == found
+    assert all(":" not in str(e.tag).rpartition("}")[2] for e in xml.readable_elements(prefix))

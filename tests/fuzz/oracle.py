@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import resource
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,7 +72,8 @@ class Oracle:
         except allowed:
             pass
         except Exception as exc:
-            raise Crash(f"{type(exc).__name__} escaped: {exc!s:.300}") from exc
+            where = "".join(traceback.format_exception(exc))[-3000:]  # CI logs show where, not only what
+            raise Crash(f"{type(exc).__name__} escaped: {exc!s:.300}\n{where}") from exc
         return self.clock() - start
 
 

@@ -165,23 +165,31 @@ def readable_elements(data: bytes) -> Iterator[etree._Element]:
 
     Why: a request refused for its framing, its size or a defect further on still starts with a readable SOAP
     header, and a fault should say which request it answers (its MessageID). ``data`` may be cut anywhere; reading
-    stops silently at the first malformed byte or at the end. A document with a DOCTYPE yields nothing, and the
-    parser settings are those of :func:`parse` (no entities, no network). The elements belong to a partial tree:
-    read what is needed as they come.
+    stops silently at the first malformed byte or at the end, and at the first start tag whose prefix is not
+    declared (namespace well-formedness, Namespaces in XML 1.0 §5): libxml2 reads past that error and leaves a
+    name such as ``rim:Value`` that lxml's ``QName`` refuses with a ``ValueError``, so every element yielded, and
+    each of its ancestors, has a valid name. A document with a DOCTYPE yields nothing, and the parser settings are
+    those of :func:`parse` (no entities, no network). The elements belong to a partial tree: read what is needed
+    as they come.
     """
     if b"<!DOCTYPE" in data:
         return
     parser = etree.XMLPullParser(
-        events=("end",), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+        events=("start", "end"), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
     for offset in range(0, len(data), _PREFIX_STEP):
         try:
             parser.feed(data[offset : offset + _PREFIX_STEP])
         except etree.XMLSyntaxError:
             return
-        for _event, element in parser.read_events():
-            if isinstance(element, etree._Element):  # "end" events carry elements only
-                yield element
+        for event, element in parser.read_events():
+            if not isinstance(element, etree._Element):
+                continue
+            if event == "start":
+                if ":" in str(element.tag).rpartition("}")[2]:
+                    return  # a prefix that no declaration binds: not namespace-well-formed from here on
+                continue
+            yield element
 
 
 def qname(ns: str, local: str) -> str:
