@@ -23,6 +23,7 @@ from collections.abc import Callable
 from cryptography.x509.verification import VerificationError
 
 from xdr_edge.minting import CertificateAuthority
+from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.inspection import inspect_stream
 from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.model import DirectAddress, is_oid
@@ -77,8 +78,15 @@ def _reply_text(n: int) -> Callable[[], object]:
 
 
 def _content_type(n: int) -> Callable[[], object]:
-    value = "multipart/related" + "; a=b" * (n // 5)
-    return lambda: parse_content_type(value)
+    value = "multipart/related" + "".join(f"; p{i}=v" for i in range(n // 10))
+
+    def parse() -> object:
+        try:
+            return parse_content_type(value)
+        except RemoteProtocolError:  # a refusal costs what reading to it cost: that is what is measured
+            return None
+
+    return parse
 
 
 SHAPES: dict[str, Callable[[int], Callable[[], object]]] = {

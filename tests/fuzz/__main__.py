@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the modules under test are imported inside atheris's instru
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ARTIFACTS = ROOT / ".fuzz" / "crashes"
 CI_SEED = 15
-#: Executions per target in the CI run, sized for about 15-25 s each on a 2-core machine (instrumented). A
+#: Executions per target in the CI run, sized for about 10-30 s each on a 2-core machine (instrumented). A
 #: target that executes more slowly on the machine at hand is cut at ``CI_SECONDS`` (the runs it did are the
 #: same as on a fast one: fixed seed, same corpus).
 CI_RUNS = {
