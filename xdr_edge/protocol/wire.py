@@ -55,6 +55,7 @@ from xdr_edge.protocol.soap import (
     read_response_envelope,
 )
 from xdr_edge.protocol.validate import check_documents, validate
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 
 
 def new_message_id() -> str:
@@ -194,12 +195,26 @@ class IncomingRequest:
         self.close()
 
 
+_READ_PIECE = 1024 * 1024
+
+
 def read_bounded(stream: BinaryIO, limit: int) -> bytes:
-    """A whole simple-SOAP message, refused with :class:`LimitExceeded` beyond ``limit`` bytes."""
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise LimitExceeded(f"request body exceeds the limit of {limit} bytes", location="HTTP body")
-    return data
+    """A whole simple-SOAP message (the SOAP envelope), refused with :class:`LimitExceeded` beyond ``limit``
+    bytes.
+
+    Read a piece at a time into one growing buffer, which ``getvalue`` hands over without a copy: one read of
+    the whole body would hold it twice while its pieces are joined (100 MB for a 50 MB envelope)."""
+    buffer = io.BytesIO()
+    while True:
+        piece = stream.read(min(_READ_PIECE, limit + 1 - buffer.tell()))
+        if not piece:
+            return buffer.getvalue()
+        buffer.write(piece)
+        if buffer.tell() > limit:
+            raise LimitExceeded(
+                f"the SOAP envelope (the request body) exceeds the limit of {limit} bytes",
+                location="HTTP body",
+            )
 
 
 def _finding(
@@ -290,10 +305,14 @@ def parse_request(
     spool_dir: Path | None = None,
     content_length: int | None = None,
     understood_headers: Collection[str] = frozenset(),
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET,
 ) -> IncomingRequest:
     """Read a request (MTOM or plain SOAP with inline base64). SOAP-level problems raise
     :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
-    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`."""
+    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`.
+
+    Memory: the SOAP envelope (the root part, or the whole plain-SOAP body) is held whole, up to
+    ``limits.max_root_bytes``; documents are spooled to files. The envelope's tree is bounded by ``xml_budget``."""
     limits = limits or MtomLimits()
     mime, _params = parse_content_type(content_type)
     package: MtomPackage | None = None
@@ -311,15 +330,19 @@ def parse_request(
             location="HTTP Content-Type",
             fault_code="Sender",
         )
-    return interpret_request(root, package, understood_headers=understood_headers)
+    return interpret_request(root, package, understood_headers=understood_headers, xml_budget=xml_budget)
 
 
 def interpret_request(
-    root: bytes, package: MtomPackage | None, *, understood_headers: Collection[str] = frozenset()
+    root: bytes,
+    package: MtomPackage | None,
+    *,
+    understood_headers: Collection[str] = frozenset(),
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET,
 ) -> IncomingRequest:
     """Interpret an already-read root part (and its MTOM package, if any); closes the package on error."""
     try:
-        envelope = read_request_envelope(root, understood_headers=understood_headers)
+        envelope = read_request_envelope(root, understood_headers=understood_headers, budget=xml_budget)
         return _build_incoming(envelope, package)
     except BaseException:
         if package is not None:
