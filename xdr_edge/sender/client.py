@@ -51,7 +51,7 @@ from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
 from xdr_edge.protocol.soap import Fault, LevelPlacement
-from xdr_edge.protocol.validate import validate
+from xdr_edge.protocol.validate import check_outgoing
 from xdr_edge.protocol.wire import OutgoingRequest, build_request
 from xdr_edge.sender.failures import alert_meaning, is_connection_drop, probe_client_auth, root_cause
 from xdr_edge.sender.sessions import PracticeSession, SessionPool
@@ -356,7 +356,7 @@ class XdrClient:
                 code="sender-not-in-certificate",
                 location="direct:from",
             )
-        findings = validate(submission)
+        findings = check_outgoing(submission)  # metadata for its level, and no empty document
         if any(f.is_error for f in findings):
             raise ValidationFailed(findings)
         return findings
