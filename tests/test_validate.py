@@ -1355,7 +1355,8 @@ def test_generated_submissions() -> None:
         findings = validate(submission)
         assert [f for f in findings if f.is_error and f.rule not in _NOT_PROMISED] == []
         assert all(f.rule and f.location and f.message for f in findings)
-        assert check_documents(submission) == []
+        # its documents match what it declares; an empty one (which the strategy may draw) is only a warning
+        assert all(f.rule == "de-empty-document" and not f.is_error for f in check_documents(submission))
         completed = _complete(submission)
         assert [f for f in validate(completed) if f.is_error] == []
         if completed.level is MetadataLevel.XDS:
