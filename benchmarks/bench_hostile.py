@@ -43,14 +43,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,17 +328,16 @@ class Bench:
 
     def response(self, size: int) -> None:
         rows: list[Row] = []
+        from xdr_edge.devtools.floods import HugeAnswer
+
         for label, body_size in (("1 KB", None), (f"{size // MIB} MiB", size)):
-            server = _HugeAnswer(self.info["server_cert"], self.info["server_key"], body_size)
-            server.start()
-            try:
+            cert, key = Path(self.info["server_cert"]), Path(self.info["server_key"])
+            with HugeAnswer(cert, key, body_size) as server:
                 started = time.perf_counter()
                 code, output, peak = self.run_child(
-                    sys.executable, str(HERE), "_send", str(self.site), f"https://127.0.0.1:{server.port}/xdr"
+                    sys.executable, str(HERE), "_send", str(self.site), server.url
                 )
                 seconds = time.perf_counter() - started
-            finally:
-                server.stop()
             try:
                 result = json.loads(output.strip().splitlines()[-1])
                 note = f"{result['outcome']}: {result['message'][:90]}"
@@ -349,81 +346,6 @@ class Bench:
             rows.append(Row(f"client: {label} response", peak, None, "", seconds, note))
         rows[1].baseline_mb = rows[0].peak_mb
         self.rows.extend(rows)
-
-
-class _HugeAnswer:
-    """A stand-in HISP on loopback: reads one request, answers 200 with a RegistryResponse of about 1 KB, or
-    with ``size`` bytes (an envelope start, then spaces) generated as they are sent."""
-
-    def __init__(self, cert: str, key: str, size: int | None) -> None:
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.size = size
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.listener.close()
-        self.thread.join(timeout=10)
-
-    def _serve(self) -> None:
-        try:
-            raw, _ = self.listener.accept()
-        except OSError:
-            return
-        try:
-            with self.context.wrap_socket(raw, server_side=True) as tls:
-                _read_request(tls)
-                for piece in self._answer():
-                    tls.sendall(piece)
-        except OSError:
-            pass  # the client stopped reading and closed: what a bounded reader does
-
-    def _answer(self) -> Iterator[bytes]:
-        small = (
-            b'<?xml version="1.0" encoding="UTF-8"?><S:Envelope xmlns:S="http://www.w3.org/2003/05/soap-envelope">'
-            b'<S:Body><rs:RegistryResponse xmlns:rs="urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0" '
-            b'status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"/></S:Body></S:Envelope>'
-        )
-        size = len(small) if self.size is None else self.size
-        yield (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml; charset=UTF-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size
-        )
-        if self.size is None:
-            yield small
-            return
-        start = small[: small.index(b"<S:Body>")]
-        yield start
-        block = b" " * MIB
-        left = size - len(start)
-        while left > 0:
-            yield block[: min(left, MIB)]
-            left -= min(left, MIB)
-
-
-def _read_request(tls: ssl.SSLSocket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = tls.recv(65536)
-        if not piece:
-            return
-        data += piece
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        piece = tls.recv(65536)
-        if not piece:
-            return
-        rest += piece
 
 
 def _vm(pid: int) -> dict[str, float]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.floods import FLOOD_KINDS, write_flood
+from xdr_edge.devtools.floods import FLOOD_KINDS, HugeAnswer, write_flood
 from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol.classify import Outcome
@@ -419,52 +419,6 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 # A huge answer
 
 
-class _HugeAnswer:
-    """A stand-in HISP on loopback: reads one request and answers 200 with ``size`` bytes (the start of an
-    envelope, then spaces), made as they are sent; stops when the client hangs up."""
-
-    def __init__(self, site: Site, size: int) -> None:
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(str(site.pki.server_cert), str(site.pki.server_key))
-        self.size = size
-        self.sent = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(timeout=30)
-
-    def _serve(self) -> None:
-        try:
-            raw, _ = self.listener.accept()
-            with self.context.wrap_socket(raw, server_side=True) as tls:
-                tls.settimeout(30)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += tls.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                while len(rest) < length:
-                    rest += tls.recv(65536)
-                start = b'<?xml version="1.0"?><S:Envelope xmlns:S="http://www.w3.org/2003/05/soap-envelope">'
-                tls.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: %d\r\n\r\n"
-                    % self.size
-                    + start
-                )
-                self.sent = len(start)
-                block = b" " * MIB
-                while self.sent < self.size:
-                    piece = block[: min(MIB, self.size - self.sent)]
-                    tls.sendall(piece)
-                    self.sent += len(piece)
-        except OSError:
-            pass  # the client stopped reading and hung up
-
-
 _CLIENT = """
 import json, sys
 from pathlib import Path
@@ -501,12 +455,9 @@ def _client_child(site: Site, endpoint: str, what: str) -> tuple[dict[str, str],
 
 
 def test_a_2_gib_answer_is_read_up_to_the_cap_in_bounded_memory(site: Site) -> None:
-    huge = _HugeAnswer(site, 2 * 1024 * MIB)
-    try:
-        _, baseline = _client_child(site, f"https://127.0.0.1:{huge.port}/xdr", "preflight")
-        printed, peak = _client_child(site, f"https://127.0.0.1:{huge.port}/xdr", "send")
-    finally:
-        huge.close()
+    with HugeAnswer(site.pki.server_cert, site.pki.server_key, 2 * 1024 * MIB) as huge:
+        _, baseline = _client_child(site, huge.url, "preflight")
+        printed, peak = _client_child(site, huge.url, "send")
     assert printed["outcome"] == "OutcomeUnknown"
     assert "is larger than the 16777216 bytes xdr-edge reads of a response" in printed["message"]
     assert peak - baseline < 48, (peak, baseline)  # the cap (16 MiB) and buffers; before: 4.6 GB

@@ -247,11 +247,11 @@ def test_enroll_refuses_an_unanchored_certificate_unless_pinned_ahead(db: Path, 
 
 def test_unenroll_deactivate_and_activate(db: Path, pki: DemoPki) -> None:
     practice = pki.practices["practice-a"]
-    assert "deactivated practice-a" in ok(run(db, "deactivate", "practice-a"))
+    assert "practice-a is now inactive" in ok(run(db, "deactivate", "practice-a"))
     assert "already inactive" in ok(run(db, "deactivate", "practice-a"))
     refused = run(db, "check", str(practice.cert), ADDRESS)
     assert refused.exit_code == 1 and "inactive" in refused.output
-    assert "activated practice-a" in ok(run(db, "activate", "practice-a"))
+    assert "practice-a is now active" in ok(run(db, "activate", "practice-a"))
     assert run(db, "check", str(practice.cert), ADDRESS).exit_code == 0
 
     text = ok(run(db, "unenroll", str(practice.cert)))

@@ -142,8 +142,7 @@ def unenroll(registry_url: str, certificate: str) -> None:
 @handle_errors
 def deactivate(registry_url: str, practice_id: str) -> None:
     """Refuse every request of a practice from the next one on (its certificates and bindings are kept)."""
-    changed = _open(registry_url).set_active(practice_id, False, actor=_actor())
-    click.echo(f"deactivated {practice_id}" if changed else f"{practice_id} was already inactive")
+    _set_active(registry_url, practice_id, False)
 
 
 @registry.command("activate")
@@ -152,8 +151,13 @@ def deactivate(registry_url: str, practice_id: str) -> None:
 @handle_errors
 def activate(registry_url: str, practice_id: str) -> None:
     """Accept a deactivated practice's requests again."""
-    changed = _open(registry_url).set_active(practice_id, True, actor=_actor())
-    click.echo(f"activated {practice_id}" if changed else f"{practice_id} was already active")
+    _set_active(registry_url, practice_id, True)
+
+
+def _set_active(registry_url: str, practice_id: str, active: bool) -> None:
+    state = "active" if active else "inactive"
+    changed = _open(registry_url).set_active(practice_id, active, actor=_actor())
+    click.echo(f"{practice_id} is now {state}" if changed else f"{practice_id} was already {state}")
 
 
 @registry.command("bind")

@@ -199,6 +199,10 @@ def _binding_columns(binding: Binding) -> tuple[str | None, str | None]:
     return (str(binding.address) if binding.address is not None else None, binding.domain)
 
 
+def _mapping_rule(row: sqlite3.Row) -> MappingRule:
+    return MappingRule(row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"])
+
+
 def _certificate(row: sqlite3.Row) -> CertificateRecord:
     return CertificateRecord(
         fingerprint_sha256=row["fingerprint_sha256"],
@@ -781,21 +785,14 @@ class SqliteStore:
                 return None
             conn.execute("DELETE FROM mapping_rules WHERE position = ?", (position,))
             write_audit(conn, event)
-            return MappingRule(
-                row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"]
-            )
+            return _mapping_rule(row)
 
     def mapping_rules(self) -> list[MappingRule]:
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules ORDER BY position"
             ).fetchall()
-        return [
-            MappingRule(
-                row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"]
-            )
-            for row in rows
-        ]
+        return [_mapping_rule(row) for row in rows]
 
     # -- audit ---------------------------------------------------------------------------------------
 
