@@ -156,10 +156,9 @@ def test_limits_against_hostile_peers_from_the_file_flags_and_defaults(
     assert server.header_timeout == 5.0
     assert options.max_requests_per_practice == 1  # half of threads = 2
     assert (options.max_envelope_bytes, options.max_xml_nodes) == (50 * 1024 * 1024, 200_000)
-    text = TLS_TOML.replace(
-        "threads = 2",
-        "threads = 2\nheader_timeout_seconds = 2.5\nmax_requests_per_practice = 3\n"
-        "max_envelope_bytes = 1048576\nmax_xml_nodes = 5000",
+    text = TLS_TOML.replace("threads = 2", "threads = 2\nheader_timeout_seconds = 2.5").replace(
+        'path = "/xdr"',
+        'path = "/xdr"\nmax_requests_per_practice = 3\nmax_envelope_bytes = 1048576\nmax_xml_nodes = 5000',
     )
     config = _write(root / "serve-limits.toml", text)
     server, options = load_receiver_settings(config)
@@ -201,13 +200,14 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
             "server.header_timeout_seconds: must be a positive",
         ),
         (
-            ("threads = 2", "threads = 2\nmax_requests_per_practice = 0"),
-            "server.max_requests_per_practice: must be",
+            ('path = "/xdr"', 'path = "/xdr"\nmax_requests_per_practice = 0'),
+            "receiver.max_requests_per_practice: must be",
         ),
         (
-            ("threads = 2", "threads = 2\nmax_xml_nodes = 10"),
-            "server.max_xml_nodes: must be an integer of at least 100",
+            ('path = "/xdr"', 'path = "/xdr"\nmax_xml_nodes = 10'),
+            "receiver.max_xml_nodes: must be an integer of at least 100",
         ),
+        (("threads = 2", "threads = 2\nmax_xml_nodes = 5000"), "server.max_xml_nodes: unknown key"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
         (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),

@@ -25,9 +25,6 @@ Example::
     header_timeout_seconds = 5         # the request line and headers must all arrive within this: else 408
     max_header_bytes = 65536           # larger HTTP request headers: 413
     min_upload_bytes_per_second = 500  # a body slower than this on average (after 20 s of grace): 408
-    max_requests_per_practice = 5      # in progress at once per practice (default: half the threads): else 503
-    max_envelope_bytes = 52428800      # the SOAP envelope (MTOM root part, or a plain-SOAP body): else 413
-    max_xml_nodes = 200000             # elements + attributes + namespace declarations in the envelope: else 400
 
     [receiver]
     registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
@@ -36,6 +33,9 @@ Example::
     path = "/xdr"                      # optional: accept POSTs only on this path
     understood_headers = ["wsse:Security"]  # optional: accepted even when marked mustUnderstand
     intermediates = "certs/intermediates.pem"  # optional: CAs between client certificates and the anchors
+    max_requests_per_practice = 5      # in progress at once per practice (default: half the threads): else 503
+    max_envelope_bytes = 52428800      # the SOAP envelope (MTOM root part, or a plain-SOAP body): else 413
+    max_xml_nodes = 200000             # elements + attributes + namespace declarations in the envelope: else 400
 
     [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
     enabled = false
@@ -48,7 +48,17 @@ No I/O here besides reading the file; :func:`build_server` opens the registry an
 
 from __future__ import annotations
 
-__all__ = ["BuiltServer", "ReceiverOptions", "build_server", "load_receiver_settings"]
+__all__ = [
+    "SERVER_KEYS",
+    "BuiltServer",
+    "ReceiverOptions",
+    "SettingsTable",
+    "build_server",
+    "load_receiver_settings",
+    "read_settings_file",
+    "server_config",
+    "server_values",
+]
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -69,30 +79,41 @@ from xdr_edge.receiver.store import Inbox
 from xdr_edge.registry import Registry, open_registry, parse_registry_url
 from xdr_edge.tomlconfig import TableReader, load_toml
 
+#: The ``[server]`` keys (socket, TLS, limits): the receiver's file and the JSON API's file share them.
+SERVER_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "cert",
+        "key",
+        "client_ca",
+        "crls",
+        "threads",
+        "timeout_seconds",
+        "max_request_bytes",
+        "linger_seconds",
+        "handshake_timeout_seconds",
+        "header_timeout_seconds",
+        "max_header_bytes",
+        "min_upload_bytes_per_second",
+        "upload_grace_seconds",
+    }
+)
 _SECTIONS: dict[str, frozenset[str]] = {
-    "server": frozenset(
+    "server": SERVER_KEYS,
+    "receiver": frozenset(
         {
-            "host",
-            "port",
-            "cert",
-            "key",
-            "client_ca",
-            "crls",
-            "threads",
-            "timeout_seconds",
-            "max_request_bytes",
-            "linger_seconds",
-            "handshake_timeout_seconds",
-            "header_timeout_seconds",
-            "max_header_bytes",
-            "min_upload_bytes_per_second",
-            "upload_grace_seconds",
+            "registry",
+            "inbox",
+            "hook",
+            "path",
+            "understood_headers",
+            "intermediates",
             "max_requests_per_practice",
             "max_envelope_bytes",
             "max_xml_nodes",
         }
     ),
-    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
     "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
 }
 _DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
@@ -126,16 +147,16 @@ class ReceiverOptions:
         return self.identity_source is PeerIdentitySource.PROXY
 
 
-class _Table(TableReader):
-    """One section of the receiver's file: absent values are None; relative paths resolve against ``base``."""
+class SettingsTable(TableReader):
+    """One section of a settings file: absent values are None; relative paths resolve against ``base``."""
 
     def __init__(self, source: str, name: str, table: Mapping[str, Any], base: Path) -> None:
         super().__init__(source, table, f"{name}.")
         self.name = name
         self.base = base
 
-    def check_keys(self) -> None:
-        self.refuse_unknown(_SECTIONS[self.name])
+    def check_keys(self, allowed: frozenset[str] | None = None) -> None:
+        self.refuse_unknown(_SECTIONS[self.name] if allowed is None else allowed)
 
     def string(self, key: str) -> str | None:
         value = self.table.get(key)
@@ -207,14 +228,19 @@ class _Table(TableReader):
         return str(database if database.is_absolute() else self.base / database)
 
 
-def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+def read_settings_file(
+    path: Path, sections: Mapping[str, frozenset[str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The file's tables by section name; a section not in ``sections`` (the receiver's by default) is an
+    error naming the file."""
     source = str(path)
+    known = _SECTIONS if sections is None else sections
     data = load_toml(path)
     out: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
-        if name not in _SECTIONS:
+        if name not in known:
             raise ConfigurationError(
-                f"{source}: {name}: unknown section (expected: {', '.join(sorted(_SECTIONS))})",
+                f"{source}: {name}: unknown section (expected: {', '.join(sorted(known))})",
                 location=f"{source}:{name}",
             )
         if not isinstance(table, dict):
@@ -228,13 +254,36 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
 def _values_from_file(path: Path) -> dict[str, Any]:
     """The file's settings as flat option names (the same names as the overrides)."""
     base = path.resolve().parent
-    data = _read_file(path)
-    server = _Table(str(path), "server", data.get("server", {}), base)
-    receiver = _Table(str(path), "receiver", data.get("receiver", {}), base)
-    proxy = _Table(str(path), "proxy", data.get("proxy", {}), base)
+    data = read_settings_file(path)
+    server = SettingsTable(str(path), "server", data.get("server", {}), base)
+    receiver = SettingsTable(str(path), "receiver", data.get("receiver", {}), base)
+    proxy = SettingsTable(str(path), "proxy", data.get("proxy", {}), base)
     for table in (server, receiver, proxy):
         table.check_keys()
     values: dict[str, Any] = {
+        **server_values(server),
+        "max_requests_per_practice": receiver.integer("max_requests_per_practice", 1),
+        "max_envelope_bytes": receiver.integer("max_envelope_bytes", 1024),
+        "max_xml_nodes": receiver.integer("max_xml_nodes", 100),
+        "registry": receiver.registry("registry"),
+        "inbox": receiver.path("inbox"),
+        "hook": receiver.string("hook"),
+        "path": receiver.string("path"),
+        "understood_headers": receiver.strings("understood_headers"),
+        "intermediates": receiver.path("intermediates"),
+        "behind_proxy": proxy.boolean("enabled"),
+        "trusted_proxies": proxy.strings("trusted"),
+        "proxy_cert_header": proxy.string("cert_header"),
+        "proxy_verify_header": proxy.string("verify_header"),
+    }
+    if values["path"] is not None and not values["path"].startswith("/"):
+        raise receiver.error("path", "must start with '/'")
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def server_values(server: SettingsTable) -> dict[str, Any]:
+    """The ``[server]`` table as override names (None where absent)."""
+    return {
         "host": server.string("host"),
         "port": server.integer("port", 0, 65535),
         "cert": server.path("cert"),
@@ -250,23 +299,35 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "max_header_bytes": server.integer("max_header_bytes", 1024),
         "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
         "upload_grace_seconds": server.number("upload_grace_seconds"),
-        "max_requests_per_practice": server.integer("max_requests_per_practice", 1),
-        "max_envelope_bytes": server.integer("max_envelope_bytes", 1024),
-        "max_xml_nodes": server.integer("max_xml_nodes", 100),
-        "registry": receiver.registry("registry"),
-        "inbox": receiver.path("inbox"),
-        "hook": receiver.string("hook"),
-        "path": receiver.string("path"),
-        "understood_headers": receiver.strings("understood_headers"),
-        "intermediates": receiver.path("intermediates"),
-        "behind_proxy": proxy.boolean("enabled"),
-        "trusted_proxies": proxy.strings("trusted"),
-        "proxy_cert_header": proxy.string("cert_header"),
-        "proxy_verify_header": proxy.string("verify_header"),
     }
-    if values["path"] is not None and not values["path"].startswith("/"):
-        raise receiver.error("path", "must start with '/'")
-    return {k: v for k, v in values.items() if v is not None}
+
+
+def server_config(
+    values: Mapping[str, Any], *, plain_http: bool = False, require_client_cert: bool = True
+) -> ServerConfig:
+    """A :class:`ServerConfig` from override names (:func:`server_values` and flags); defaults elsewhere."""
+    return replace(
+        _DEFAULTS,
+        host=values.get("host", _DEFAULTS.host),
+        port=int(values.get("port", _DEFAULTS.port)),
+        cert=values.get("cert"),
+        key=values.get("key"),
+        client_ca=values.get("client_ca"),
+        require_client_cert=require_client_cert,
+        crls=tuple(values.get("crls", ())),
+        threads=int(values.get("threads", _DEFAULTS.threads)),
+        socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
+        max_request_bytes=int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes)),
+        linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
+        handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
+        header_timeout=float(values.get("header_timeout", _DEFAULTS.header_timeout)),
+        max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
+        min_upload_bytes_per_second=int(
+            values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
+        ),
+        upload_grace_seconds=float(values.get("upload_grace_seconds", _DEFAULTS.upload_grace_seconds)),
+        plain_http=plain_http,
+    )  # ServerConfig checks that TLS has its certificate and key (and client CA when required)
 
 
 def load_receiver_settings(
@@ -294,27 +355,7 @@ def load_receiver_settings(
             )
     behind_proxy = bool(values.get("behind_proxy", False))
     max_bytes = int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes))
-    server = replace(
-        _DEFAULTS,
-        host=values.get("host", _DEFAULTS.host),
-        port=int(values.get("port", _DEFAULTS.port)),
-        cert=values.get("cert"),
-        key=values.get("key"),
-        client_ca=values.get("client_ca"),
-        crls=tuple(values.get("crls", ())),
-        threads=int(values.get("threads", _DEFAULTS.threads)),
-        socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
-        max_request_bytes=max_bytes,
-        linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
-        handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
-        header_timeout=float(values.get("header_timeout", _DEFAULTS.header_timeout)),
-        max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
-        min_upload_bytes_per_second=int(
-            values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
-        ),
-        upload_grace_seconds=float(values.get("upload_grace_seconds", _DEFAULTS.upload_grace_seconds)),
-        plain_http=behind_proxy,
-    )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
+    server = server_config(values, plain_http=behind_proxy)
     options = ReceiverOptions(
         registry=str(values["registry"]),
         inbox=Path(values["inbox"]),

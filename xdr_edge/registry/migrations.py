@@ -169,6 +169,53 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         "ALTER TABLE crls_v2 RENAME TO crls",
         _attribute_v1_crls,
     ),
+    # Version 3: the JSON API's data (xdr_edge.api), beside the registry it acts on. Integrators' applications
+    # and their passwords (slow salted hashes only), which application owns which practice under which of its
+    # own keys (accountId), individual logins of one practice, and the record of every message sent through
+    # the API. Standard SQL only (a server database runs the same statements).
+    (
+        """CREATE TABLE api_applications (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL,
+            password_changed_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE api_accounts (
+            practice_id TEXT PRIMARY KEY REFERENCES practices(id),
+            application_id TEXT NOT NULL REFERENCES api_applications(id),
+            account_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (application_id, account_id)
+        )""",
+        """CREATE TABLE api_logins (
+            login_id TEXT PRIMARY KEY,
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            user_id TEXT,
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX api_logins_practice ON api_logins(practice_id)",
+        """CREATE TABLE api_messages (
+            id TEXT PRIMARY KEY,
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            application_id TEXT,
+            login_id TEXT,
+            user_id TEXT,
+            sender TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            document_count INTEGER NOT NULL,
+            total_bytes INTEGER NOT NULL,
+            outcome TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+        "CREATE INDEX api_messages_practice ON api_messages(practice_id, created_at)",
+    ),
 )
 
 
