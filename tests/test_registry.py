@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from xdr_edge.certs import parse_certificates
 from xdr_edge.minting import CertificateAuthority
@@ -177,7 +178,7 @@ def test_intermediate_ca_chain_is_verified_with_the_sent_intermediates(
 ) -> None:
     intermediate = CertificateAuthority.create("Practices Issuing CA", parent=root)
     issued = intermediate.issue_client("via intermediate")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     assert registry.identify(issued.cert, issued.chain).practice_id == "p-100"
     missing = registry.identify(issued.cert)
     assert not missing.accepted and "not issued by a trusted CA" in missing.reason
@@ -190,7 +191,7 @@ def test_untrusted_issuer_is_rejected_even_when_enrolled(
     registry: Registry, other_root: CertificateAuthority
 ) -> None:
     issued = other_root.issue_client("impostor", practice_id="p-100")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, ahead_of_anchor=True)
     ident = registry.identify(issued.cert)
     assert not ident.accepted
     assert ident.reason.startswith("not issued by a trusted CA")
@@ -271,14 +272,14 @@ def test_crl_of_an_intermediate_is_checked_against_the_chain(
 ) -> None:
     intermediate = CertificateAuthority.create("Issuing CA", parent=root)
     issued = intermediate.issue_client("behind intermediate")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     registry.load_crl(intermediate.crl([issued.cert]).public_bytes(Encoding.DER), actor=ACTOR)
     ident = registry.identify(issued.cert, issued.chain)
     assert not ident.accepted and "CN=behind intermediate revoked on" in ident.reason
 
     registry.load_crl(root.crl([intermediate.cert]), actor=ACTOR)
     other = intermediate.issue_client("sibling")
-    registry.enroll("p-100", other.cert, actor=ACTOR)
+    registry.enroll("p-100", other.cert, actor=ACTOR, chain=other.chain)
     sibling = registry.identify(other.cert, other.chain)
     assert not sibling.accepted and "issuing CA CN=Issuing CA revoked on" in sibling.reason
 
@@ -436,6 +437,150 @@ def test_inactive_practice_is_rejected_and_reactivated(
     assert not decision.allowed and "inactive" in decision.reason
     registry.set_active("p-100", True, actor=ACTOR)
     assert registry.identify(issued.cert).accepted
+
+
+# -- guard rails: what may be an anchor, what may be enrolled, and taking things away -------------------
+
+
+def test_a_certificate_that_is_not_a_ca_cannot_be_a_trust_anchor(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    leaf = root.issue_client("riverside edge")
+    before = _audit_actions(registry)
+    with pytest.raises(
+        CertificateError, match=r"CN=riverside edge cannot be a trust anchor: .*not a CA"
+    ) as caught:
+        registry.add_trust_anchor(leaf.cert, actor=ACTOR)
+    assert caught.value.code == "not-a-ca"
+    no_cert_sign = _self_signed_ca("Signs nothing", key_cert_sign=False)
+    with pytest.raises(CertificateError, match="keyCertSign"):
+        registry.add_trust_anchor(no_cert_sign, actor=ACTOR)
+    assert _audit_actions(registry) == before
+    intermediate = CertificateAuthority.create("Issuing CA", parent=root)
+    assert registry.add_trust_anchor(intermediate.cert, actor=ACTOR).subject == "CN=Issuing CA"
+
+
+def test_enrolling_a_certificate_no_anchor_vouches_for_is_refused_unless_pinned_ahead(
+    registry: Registry, other_root: CertificateAuthority
+) -> None:
+    issued = other_root.issue_client("next year's partner")
+    with pytest.raises(
+        CertificateError, match=r"does not chain to a trust anchor .*issuer CN=Untrusted Root"
+    ) as caught:
+        registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert caught.value.code == "certificate-not-anchored"
+    assert registry.certificate(issued.fingerprint_sha256) is None
+    record = registry.enroll("p-100", issued.cert, actor=ACTOR, ahead_of_anchor=True)
+    assert record.practice_id == "p-100"
+    (entry,) = [e for e in registry.audit_log(5) if e.action == "certificate.enroll"]
+    assert entry.detail["ahead_of_anchor"] is True and entry.detail["anchor"] is None
+    assert not registry.identify(issued.cert).accepted  # pinned, but no anchor yet
+    registry.add_trust_anchor(other_root.cert, actor=ACTOR)
+    assert registry.identify(issued.cert).practice_id == "p-100"
+
+
+def test_a_certificate_behind_an_intermediate_is_enrolled_with_its_chain(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    intermediate = CertificateAuthority.create("Practices Issuing CA", parent=root)
+    issued = intermediate.issue_client("via intermediate")
+    with pytest.raises(CertificateError, match="give its intermediate CAs"):
+        registry.enroll("p-100", issued.cert, actor=ACTOR)
+    record = registry.enroll("p-100", issued.cert_pem + issued.chain_pem, actor=ACTOR)  # a file as shipped
+    assert record.fingerprint_sha256 == issued.fingerprint_sha256
+    (entry,) = [e for e in registry.audit_log(5) if e.action == "certificate.enroll"]
+    assert entry.detail["anchor"] == "CN=Test Practices Root"
+
+
+def test_removing_a_trust_anchor_refuses_its_certificates(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert registry.identify(issued.cert).accepted
+    fingerprint = registry.trust_anchors()[0].fingerprint_sha256
+    rule = registry.add_mapping_rule("san-dns", issuer_fingerprint=fingerprint, actor=ACTOR)
+    with pytest.raises(
+        ConfigurationError, match=rf"named by mapping rule\(s\) {rule.position}; remove them first"
+    ):
+        registry.remove_trust_anchor(fingerprint, actor=ACTOR)
+    registry.remove_mapping_rule(rule.position, actor=ACTOR)
+    removed = registry.remove_trust_anchor(fingerprint.upper(), actor="carol")
+    assert removed.subject == "CN=Test Practices Root"
+    assert registry.trust_anchors() == []
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted and ident.reason.startswith("not issued by a trusted CA")
+    newest = registry.audit_log(1)[0]
+    assert (newest.action, newest.actor, newest.subject) == ("trust-anchor.remove", "carol", fingerprint)
+    assert newest.detail == {"subject": "CN=Test Practices Root"}
+    with pytest.raises(ConfigurationError, match="no trust anchor with fingerprint"):
+        registry.remove_trust_anchor(fingerprint, actor=ACTOR)
+
+
+def test_unenrolling_removes_the_pin_but_keeps_a_revocation(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    removed = registry.unenroll(issued.cert, actor=ACTOR)
+    assert removed.practice_id == "p-100" and registry.certificate(issued.fingerprint_sha256) is None
+    assert registry.identify(issued.cert).reason == NOT_ENROLLED
+    newest = registry.audit_log(1)[0]
+    assert newest.action == "certificate.unenroll" and newest.detail["practice_id"] == "p-100"
+    with pytest.raises(ConfigurationError, match="is enrolled"):
+        registry.unenroll(issued.fingerprint_sha256, actor=ACTOR)
+
+    revoked = root.issue_client("lost laptop")
+    registry.enroll("p-100", revoked.cert, actor=ACTOR)
+    registry.revoke(revoked.fingerprint_sha256, "lost", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="record is kept so that it stays refused"):
+        registry.unenroll(revoked.fingerprint_sha256, actor=ACTOR)
+    assert registry.identify(revoked.cert).reason.startswith("certificate revoked on")
+
+
+def test_removing_a_mapping_rule_keeps_the_others_in_place(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    registry.add_mapping_rule("san-email", actor=ACTOR)
+    second = registry.add_mapping_rule("subject-attribute", attribute="UID", actor=ACTOR)
+    third = registry.add_mapping_rule("san-dns", actor=ACTOR)
+    issued = root.issue_client("by uid", practice_id="p-100")
+    assert registry.identify(issued.cert).matched_by == "subject-attribute:UID"
+    assert registry.remove_mapping_rule(second.position, actor=ACTOR).attribute == "UID"
+    assert [r.position for r in registry.mapping_rules()] == [1, third.position]
+    assert registry.identify(issued.cert).reason == NOT_ENROLLED
+    assert registry.audit_log(1)[0].detail == {"rule": "subject-attribute:UID"}
+    with pytest.raises(ConfigurationError, match=r"no mapping rule at position 2 \(rules: 1, 3\)"):
+        registry.remove_mapping_rule(2, actor=ACTOR)
+
+
+def _self_signed_ca(name: str, *, key_cert_sign: bool) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
 
 
 # -- bindings --------------------------------------------------------------------------------------
@@ -683,7 +828,7 @@ def test_a_version_1_database_is_migrated_and_its_crls_keep_taking_effect(
 
     reg.add_practice("p-100", "Riverside Clinic", actor=ACTOR)
     for issued in (revoked, kept, behind):
-        reg.enroll("p-100", issued.cert, actor=ACTOR)
+        reg.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     ident = reg.identify(revoked.cert)
     assert not ident.accepted and "CN=revoked under v1 revoked on" in ident.reason
     assert reg.identify(kept.cert).accepted

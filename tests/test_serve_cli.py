@@ -4,6 +4,7 @@ answering a real request and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import signal
@@ -147,6 +148,36 @@ def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:
     assert server.linger_seconds == 0.5
 
 
+def test_limits_against_hostile_peers_from_the_file_flags_and_defaults(
+    site: tuple[Path, DemoPki], tmp_path: Path
+) -> None:
+    root, _ = site
+    server, options = load_receiver_settings(_write(root / "serve-plain.toml", TLS_TOML))
+    assert server.header_timeout == 5.0
+    assert options.max_requests_per_practice == 1  # half of threads = 2
+    assert (options.max_envelope_bytes, options.max_xml_nodes) == (50 * 1024 * 1024, 200_000)
+    text = TLS_TOML.replace("threads = 2", "threads = 2\nheader_timeout_seconds = 2.5").replace(
+        'path = "/xdr"',
+        'path = "/xdr"\nmax_requests_per_practice = 3\nmax_envelope_bytes = 1048576\nmax_xml_nodes = 5000',
+    )
+    config = _write(root / "serve-limits.toml", text)
+    server, options = load_receiver_settings(config)
+    assert server.header_timeout == 2.5
+    assert (options.max_requests_per_practice, options.max_envelope_bytes, options.max_xml_nodes) == (
+        3,
+        1048576,
+        5000,
+    )
+    server, options = load_receiver_settings(
+        config, overrides={"header_timeout": 7.0, "max_xml_nodes": 9000, "max_requests_per_practice": 4}
+    )
+    assert (server.header_timeout, options.max_xml_nodes, options.max_requests_per_practice) == (7.0, 9000, 4)
+    built = build_server(server, dataclasses.replace(options, inbox=tmp_path / "inbox"))
+    app = built.server.app.config
+    assert app.limits.max_root_bytes == 1048576 and app.xml_budget.max_nodes == 9000
+    assert app.max_requests_per_practice == 4
+
+
 def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
     root, _ = site
     text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:data/reg.db"')
@@ -164,6 +195,19 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
         (("threads = 2", 'threads = "two"'), "server.threads: must be an integer"),
         (("threads = 2", "thread = 2"), "server.thread: unknown key"),
         (("linger_seconds = 2.5", "linger_seconds = -1"), "server.linger_seconds: must be a positive number"),
+        (
+            ("threads = 2", "threads = 2\nheader_timeout_seconds = 0"),
+            "server.header_timeout_seconds: must be a positive",
+        ),
+        (
+            ('path = "/xdr"', 'path = "/xdr"\nmax_requests_per_practice = 0'),
+            "receiver.max_requests_per_practice: must be",
+        ),
+        (
+            ('path = "/xdr"', 'path = "/xdr"\nmax_xml_nodes = 10'),
+            "receiver.max_xml_nodes: must be an integer of at least 100",
+        ),
+        (("threads = 2", "threads = 2\nmax_xml_nodes = 5000"), "server.max_xml_nodes: unknown key"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
         (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),

@@ -44,6 +44,26 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--max-request-bytes", type=click.IntRange(1), help="Largest request accepted [default: 2 GiB]."
 )
 @click.option(
+    "--max-envelope-bytes",
+    type=click.IntRange(1024),
+    help="Largest SOAP envelope (MTOM root part, or plain-SOAP body) accepted [default: 50 MiB].",
+)
+@click.option(
+    "--max-xml-nodes",
+    type=click.IntRange(100),
+    help="Most elements, attributes and namespace declarations in an envelope [default: 200000].",
+)
+@click.option(
+    "--max-requests-per-practice",
+    type=click.IntRange(1),
+    help="Requests one practice may have in progress at once; more get 503 [default: half the threads].",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds for the request line and all headers to arrive; slower clients get 408 [default: 5].",
+)
+@click.option(
     "--timeout",
     "socket_timeout",
     type=click.FloatRange(min=0, min_open=True),

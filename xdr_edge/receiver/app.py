@@ -4,9 +4,12 @@ Processing order, each step able to stop the request:
 
 1. peer identity: the verified client certificate (from the TLS layer, or from a trusted proxy's header) ->
    ``registry.identify`` -> the practice. Trusted but unknown, expired or revoked: rejected *before the body is
-   read* (HTTP 403, SOAP Sender fault, connection closed).
-2. read the MTOM or plain SOAP request within limits, spooling documents to disk (``wire.parse_request``);
-   SOAP and WS-Addressing errors -> SOAP fault.
+   read* (HTTP 403, SOAP Sender fault, connection closed). A practice that already has
+   ``max_requests_per_practice`` requests in progress: 503 with ``Retry-After``, body unread
+   (:mod:`xdr_edge.receiver.admission`).
+2. read the MTOM or plain SOAP request within limits (the envelope within ``limits.max_root_bytes`` and
+   ``xml_budget``), spooling documents to disk (``wire.parse_request``); SOAP and WS-Addressing errors -> SOAP
+   fault.
 3. the sender (``direct:from``, and the SubmissionSet ``authorTelecommunication`` when present) must be bound to
    that practice -> else RegistryResponse Failure, errorCode ``XDSRepositoryError`` with a codeContext naming
    the address (our practice-binding rule: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
@@ -52,6 +55,8 @@ from xdr_edge.protocol.wire import (
     message_id_of_unread,
     parse_request,
 )
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
+from xdr_edge.receiver.admission import PracticeSlots
 from xdr_edge.receiver.store import (
     DocumentConflict,
     Inbox,
@@ -112,6 +117,12 @@ class ReceiverConfig:
     # (before 3.13) does not hand the application the chain a client sent, only its leaf; the registry then
     # needs the intermediates from configuration (the client CA bundle, or an intermediates file).
     intermediates: tuple[x509.Certificate, ...] = ()
+    # How much structure the SOAP envelope may make the parser build (elements, attributes, namespace
+    # declarations); its size is limits.max_root_bytes.
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET
+    # Requests one practice may have in progress at once (None: no limit); over it, 503 with Retry-After, so
+    # that no single certificate can take every worker thread. build_server sets half the threads.
+    max_requests_per_practice: int | None = None
 
     def __post_init__(self) -> None:
         if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
@@ -169,6 +180,7 @@ class XdrEdgeApp:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
         self._proxies = tuple(ipaddress.ip_network(p, strict=False) for p in config.trusted_proxies)
+        self._slots = PracticeSlots(config.max_requests_per_practice)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         entry = _RequestLog()
@@ -227,7 +239,6 @@ class XdrEdgeApp:
         practice: Practice = ident.practice
         entry.practice = practice.id
         length = _content_length(environ)
-        upload = _PeerInput(environ["wsgi.input"])
         if length is not None and length > self.config.limits.max_total_bytes:
             entry.outcome = "too-large"
             fault = Fault(
@@ -236,10 +247,32 @@ class XdrEdgeApp:
             )
             # Only the first bytes are read, for the MessageID the fault relates to (a bounded read).
             relates_to = message_id_of_unread(
-                environ.get("CONTENT_TYPE", ""), cast(BinaryIO, upload), content_length=length
+                environ.get("CONTENT_TYPE", ""),
+                cast(BinaryIO, _PeerInput(environ["wsgi.input"])),
+                content_length=length,
             )
             entry.message_id = relates_to or "-"
             return self._fault(fault, relates_to, _is_mtom(environ), 413), True
+        with self._slots.holding(practice.id) as admitted:
+            if not admitted:
+                entry.outcome = "practice-busy"
+                fault = Fault(
+                    "Receiver",
+                    f"{self._slots.limit} requests of this practice are already in progress here; retry later",
+                )
+                return self._fault(fault, None, False, 503), True
+            return self._receive(environ, practice, ident.fingerprint, length, entry)
+
+    def _receive(
+        self,
+        environ: dict[str, Any],
+        practice: Practice,
+        fingerprint: str,
+        length: int | None,
+        entry: _RequestLog,
+    ) -> tuple[ReplyBytes, bool]:
+        """Steps 2 to 6 for an identified practice: read the request, check, store, answer."""
+        upload = _PeerInput(environ["wsgi.input"])
         try:
             request = parse_request(
                 environ.get("CONTENT_TYPE", ""),
@@ -248,6 +281,7 @@ class XdrEdgeApp:
                 spool_dir=self.config.inbox.spool_dir,
                 content_length=length,
                 understood_headers=self.config.understood_headers,
+                xml_budget=self.config.xml_budget,
             )
         except OSError as exc:
             if exc is not upload.failure:
@@ -276,7 +310,7 @@ class XdrEdgeApp:
         with request:
             entry.message_id = request.envelope.message_id or "-"
             try:
-                response = self._process(request, practice, ident.fingerprint, entry)
+                response = self._process(request, practice, fingerprint, entry)
             except SubmissionInProgress as exc:
                 # A copy of this submission is being stored by another request (a retry that overtook a slow
                 # first attempt): "busy, retry" (503 + Retry-After); the retry learns the first copy's fate.

@@ -22,6 +22,7 @@ Example::
     max_request_bytes = 2147483648
     linger_seconds = 5                 # after a refusal, discard what the client still sends this long
     handshake_timeout_seconds = 10     # a client that does not complete the TLS handshake is dropped
+    header_timeout_seconds = 5         # the request line and headers must all arrive within this: else 408
     max_header_bytes = 65536           # larger HTTP request headers: 413
     min_upload_bytes_per_second = 500  # a body slower than this on average (after 20 s of grace): 408
 
@@ -32,6 +33,9 @@ Example::
     path = "/xdr"                      # optional: accept POSTs only on this path
     understood_headers = ["wsse:Security"]  # optional: accepted even when marked mustUnderstand
     intermediates = "certs/intermediates.pem"  # optional: CAs between client certificates and the anchors
+    max_requests_per_practice = 5      # in progress at once per practice (default: half the threads): else 503
+    max_envelope_bytes = 52428800      # the SOAP envelope (MTOM root part, or a plain-SOAP body): else 413
+    max_xml_nodes = 200000             # elements + attributes + namespace declarations in the envelope: else 400
 
     [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
     enabled = false
@@ -68,6 +72,7 @@ from xdr_edge.certs import parse_certificates
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.soap import header_qname
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp, load_hook
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox
@@ -88,6 +93,7 @@ SERVER_KEYS = frozenset(
         "max_request_bytes",
         "linger_seconds",
         "handshake_timeout_seconds",
+        "header_timeout_seconds",
         "max_header_bytes",
         "min_upload_bytes_per_second",
         "upload_grace_seconds",
@@ -95,10 +101,23 @@ SERVER_KEYS = frozenset(
 )
 _SECTIONS: dict[str, frozenset[str]] = {
     "server": SERVER_KEYS,
-    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
+    "receiver": frozenset(
+        {
+            "registry",
+            "inbox",
+            "hook",
+            "path",
+            "understood_headers",
+            "intermediates",
+            "max_requests_per_practice",
+            "max_envelope_bytes",
+            "max_xml_nodes",
+        }
+    ),
     "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
 }
 _DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
+_LIMITS = MtomLimits()
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,10 @@ class ReceiverOptions:
     proxy_cert_header: str = "X-SSL-Client-Cert"
     proxy_verify_header: str = "X-SSL-Client-Verify"
     max_request_bytes: int = _DEFAULTS.max_request_bytes
+    max_envelope_bytes: int = _LIMITS.max_root_bytes
+    max_xml_nodes: int = DEFAULT_XML_BUDGET.max_nodes
+    # None: half the server's worker threads (at least one), so that one practice never takes them all
+    max_requests_per_practice: int | None = None
     understood_headers: frozenset[str] = frozenset()  # Clark names
     intermediates: Path | None = (
         None  # PEM bundle of intermediate CAs (besides those in the client CA bundle)
@@ -239,6 +262,9 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         table.check_keys()
     values: dict[str, Any] = {
         **server_values(server),
+        "max_requests_per_practice": receiver.integer("max_requests_per_practice", 1),
+        "max_envelope_bytes": receiver.integer("max_envelope_bytes", 1024),
+        "max_xml_nodes": receiver.integer("max_xml_nodes", 100),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
         "hook": receiver.string("hook"),
@@ -269,6 +295,7 @@ def server_values(server: SettingsTable) -> dict[str, Any]:
         "max_request_bytes": server.integer("max_request_bytes", 1),
         "linger_seconds": server.number("linger_seconds"),
         "handshake_timeout": server.number("handshake_timeout_seconds"),
+        "header_timeout": server.number("header_timeout_seconds"),
         "max_header_bytes": server.integer("max_header_bytes", 1024),
         "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
         "upload_grace_seconds": server.number("upload_grace_seconds"),
@@ -293,6 +320,7 @@ def server_config(
         max_request_bytes=int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes)),
         linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
         handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
+        header_timeout=float(values.get("header_timeout", _DEFAULTS.header_timeout)),
         max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
         min_upload_bytes_per_second=int(
             values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
@@ -309,9 +337,10 @@ def load_receiver_settings(
     the result as a whole.
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
-    linger_seconds, handshake_timeout, max_header_bytes, min_upload_bytes_per_second, upload_grace_seconds,
-    registry, inbox, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies,
-    proxy_cert_header, proxy_verify_header.
+    linger_seconds, handshake_timeout, header_timeout, max_header_bytes, min_upload_bytes_per_second,
+    upload_grace_seconds, max_requests_per_practice, max_envelope_bytes, max_xml_nodes, registry, inbox, hook,
+    path, understood_headers, intermediates, behind_proxy, trusted_proxies, proxy_cert_header,
+    proxy_verify_header.
     """
     values = _values_from_file(Path(path)) if path is not None else {}
     for key, value in (overrides or {}).items():
@@ -337,6 +366,9 @@ def load_receiver_settings(
         proxy_cert_header=values.get("proxy_cert_header", ReceiverOptions.proxy_cert_header),
         proxy_verify_header=values.get("proxy_verify_header", ReceiverOptions.proxy_verify_header),
         max_request_bytes=max_bytes,
+        max_envelope_bytes=int(values.get("max_envelope_bytes", _LIMITS.max_root_bytes)),
+        max_xml_nodes=int(values.get("max_xml_nodes", DEFAULT_XML_BUDGET.max_nodes)),
+        max_requests_per_practice=int(values.get("max_requests_per_practice", max(1, server.threads // 2))),
         understood_headers=_understood(values.get("understood_headers", ()), where),
         intermediates=values.get("intermediates"),
     )
@@ -409,7 +441,11 @@ def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
     config = ReceiverConfig(
         registry=registry,
         inbox=inbox,
-        limits=replace(MtomLimits(), max_total_bytes=options.max_request_bytes),
+        limits=replace(
+            _LIMITS, max_total_bytes=options.max_request_bytes, max_root_bytes=options.max_envelope_bytes
+        ),
+        xml_budget=replace(DEFAULT_XML_BUDGET, max_nodes=options.max_xml_nodes),
+        max_requests_per_practice=options.max_requests_per_practice,
         identity_source=options.identity_source,
         trusted_proxies=options.trusted_proxies,
         proxy_cert_header=options.proxy_cert_header,

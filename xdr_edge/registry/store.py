@@ -81,6 +81,10 @@ class RegistryStore(Protocol):
 
     def enroll(self, record: CertificateRecord, event: AuditEvent) -> bool: ...
 
+    def remove_certificate(self, fingerprint: str, event: AuditEvent) -> CertificateRecord | None:
+        """Remove an enrolled, unrevoked certificate; None when there is none (a revoked one is refused)."""
+        ...
+
     def certificate(self, fingerprint: str) -> CertificateRecord | None: ...
 
     def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]: ...
@@ -96,6 +100,10 @@ class RegistryStore(Protocol):
     ) -> bool: ...
 
     def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool: ...
+
+    def remove_trust_anchor(self, fingerprint: str, event: AuditEvent) -> TrustAnchor | None:
+        """Remove an anchor; None when there is none. Refused while a mapping rule is limited to it."""
+        ...
 
     def trust_anchors(self) -> list[TrustAnchor]: ...
 
@@ -113,6 +121,8 @@ class RegistryStore(Protocol):
         at: datetime,
         event: AuditEvent,
     ) -> MappingRule: ...
+
+    def remove_mapping_rule(self, position: int, event: AuditEvent) -> MappingRule | None: ...
 
     def mapping_rules(self) -> list[MappingRule]: ...
 
@@ -187,6 +197,10 @@ def _binding(address: str | None, domain: str | None) -> Binding:
 
 def _binding_columns(binding: Binding) -> tuple[str | None, str | None]:
     return (str(binding.address) if binding.address is not None else None, binding.domain)
+
+
+def _mapping_rule(row: sqlite3.Row) -> MappingRule:
+    return MappingRule(row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"])
 
 
 def _certificate(row: sqlite3.Row) -> CertificateRecord:
@@ -576,6 +590,24 @@ class SqliteStore:
             )
         return False
 
+    def remove_certificate(self, fingerprint: str, event: AuditEvent) -> CertificateRecord | None:
+        with self._transaction(write=True) as conn:
+            row = conn.execute(
+                "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
+            ).fetchone()
+            if row is None or row["practice_id"] is None:
+                return None
+            record = _certificate(row)
+            if record.revoked_at is not None:
+                raise ConfigurationError(
+                    f"certificate {record.subject} ({fingerprint}) was revoked on {record.revoked_at:%Y-%m-%d} "
+                    f"({record.revoked_reason}); its record is kept so that it stays refused",
+                    location=fingerprint,
+                )
+            conn.execute("DELETE FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,))
+            write_audit(conn, event)
+            return record
+
     def certificate(self, fingerprint: str) -> CertificateRecord | None:
         with self._connection() as conn:
             row = conn.execute(
@@ -645,6 +677,31 @@ class SqliteStore:
                 return False
             write_audit(conn, event)
             return True
+
+    def remove_trust_anchor(self, fingerprint: str, event: AuditEvent) -> TrustAnchor | None:
+        with self._transaction(write=True) as conn:
+            row = conn.execute(
+                "SELECT fingerprint_sha256, subject, pem FROM trust_anchors WHERE fingerprint_sha256 = ?",
+                (fingerprint,),
+            ).fetchone()
+            if row is None:
+                return None
+            rules = [
+                str(r["position"])
+                for r in conn.execute(
+                    "SELECT position FROM mapping_rules WHERE issuer_fingerprint = ? ORDER BY position",
+                    (fingerprint,),
+                )
+            ]
+            if rules:
+                raise ConfigurationError(
+                    f"trust anchor {row['subject']} is named by mapping rule(s) {', '.join(rules)}; remove "
+                    "them first (registry remove-rule)",
+                    location=fingerprint,
+                )
+            conn.execute("DELETE FROM trust_anchors WHERE fingerprint_sha256 = ?", (fingerprint,))
+            write_audit(conn, event)
+            return TrustAnchor(row["fingerprint_sha256"], row["subject"], row["pem"])
 
     def trust_anchors(self) -> list[TrustAnchor]:
         with self._connection() as conn:
@@ -733,17 +790,24 @@ class SqliteStore:
             write_audit(conn, AuditEvent(event.at, event.actor, event.action, event.subject, detail))
             return MappingRule(position, kind, attribute, issuer_fingerprint)
 
+    def remove_mapping_rule(self, position: int, event: AuditEvent) -> MappingRule | None:
+        with self._transaction(write=True) as conn:
+            row = conn.execute(
+                "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules WHERE position = ?",
+                (position,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM mapping_rules WHERE position = ?", (position,))
+            write_audit(conn, event)
+            return _mapping_rule(row)
+
     def mapping_rules(self) -> list[MappingRule]:
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules ORDER BY position"
             ).fetchall()
-        return [
-            MappingRule(
-                row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"]
-            )
-            for row in rows
-        ]
+        return [_mapping_rule(row) for row in rows]
 
     # -- audit ---------------------------------------------------------------------------------------
 
