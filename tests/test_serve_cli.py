@@ -165,7 +165,7 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
         (("threads = 2", "thread = 2"), "server.thread: unknown key"),
         (("linger_seconds = 2.5", "linger_seconds = -1"), "server.linger_seconds: must be a positive number"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
-        (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
+        (('registry = "registry.db"', 'registry = "mysql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),
         (("[receiver]", "[reciever]"), "reciever: unknown section"),
         (('cert = "pki/server.pem"', ""), "mutual TLS needs cert"),
@@ -242,15 +242,20 @@ def test_build_server_runs_the_hook_and_recovers_the_inbox(
     )
     monkeypatch.syspath_prepend(str(hook_dir))
     inbox = tmp_path / "inbox"
-    (inbox / ".tmp" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-1" / "staging" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-2" / "staging" / "another-receivers").mkdir(parents=True)
     server_config, options = load_receiver_settings(
         _write(root / "serve-hook.toml", TLS_TOML),
-        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver"},
+        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver", "receiver_name": "rx-1"},
     )
     built = build_server(server_config, options)
-    assert built.recovered == 1
-    with built.server:
-        reply = _send(built.server.port, pki)
+    try:
+        assert built.recovered.removed == 1 and built.recovered.completed == 0
+        assert (inbox / ".work" / "rx-2" / "staging" / "another-receivers").is_dir()  # not ours to touch
+        with built.server:
+            reply = _send(built.server.port, pki)
+    finally:
+        built.close()
     assert reply.registry_response is not None and reply.registry_response.is_success
     assert (inbox / "delivered.txt").read_text() == "practice-a"
 
