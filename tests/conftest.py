@@ -8,6 +8,7 @@ A test that needs PostgreSQL or nginx skips with the reason when the binary (or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -63,19 +64,26 @@ def nginx_binary() -> Path:
         raise  # unreachable: unavailable() skips or fails
 
 
-@pytest.fixture
-def postgres_url(postgres_dsn: str) -> Iterator[str]:
-    """A registry URL naming an empty schema of its own (dropped afterwards) in the session's server."""
+@contextlib.contextmanager
+def postgres_schema(dsn: str) -> Iterator[str]:
+    """A registry URL naming an empty schema of its own (dropped afterwards) in the server at ``dsn``."""
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")  # generated, not user input
     try:
-        yield f"{postgres_dsn}&options=-csearch_path%3D{schema}"
+        yield f"{dsn}&options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url(postgres_dsn: str) -> Iterator[str]:
+    """A registry URL naming an empty schema of its own in the session's server."""
+    with postgres_schema(postgres_dsn) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
