@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -245,10 +245,13 @@ def _pg_ready(pidfile: Path) -> bool:
 
 
 @contextlib.contextmanager
-def postgres_server(tmp_dir: Path, *, startup_timeout: float = 60.0) -> Iterator[str]:
+def postgres_server(
+    tmp_dir: Path, *, settings: Mapping[str, str] | None = None, startup_timeout: float = 60.0
+) -> Iterator[str]:
     """A throwaway PostgreSQL cluster listening on a private unix socket only; yields its libpq URI.
 
-    Authentication is ``trust`` for the superuser ``postgres``; the log is ``tmp_dir/postgres-*/postgres.log``.
+    ``settings`` override :data:`PG_TEST_SETTINGS` (a benchmark turns durability back on). Authentication is
+    ``trust`` for the superuser ``postgres``; the log is ``tmp_dir/postgres-*/postgres.log``.
     """
     bindir = find_postgres_bindir()
     run_as = _unprivileged(("postgres", "nobody"))
@@ -285,9 +288,14 @@ def postgres_server(tmp_dir: Path, *, startup_timeout: float = 60.0) -> Iterator
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise ServerStartError(f"initdb failed ({exc}); {log}:\n{_tail(log)}") from exc
-        settings = {**PG_TEST_SETTINGS, "unix_socket_directories": str(sockets), "listen_addresses": ""}
+        server_settings = {
+            **PG_TEST_SETTINGS,
+            **(settings or {}),
+            "unix_socket_directories": str(sockets),
+            "listen_addresses": "",
+        }
         arguments = [str(bindir / "postgres"), "-D", str(data)]
-        for key, value in settings.items():
+        for key, value in server_settings.items():
             arguments += ["-c", f"{key}={value}"]
         proc = subprocess.Popen(
             arguments,
