@@ -142,13 +142,19 @@ class Cluster:
             time.sleep(0.05)
         raise AssertionError(f"no receiver logged {message_id}")
 
-    def context(self, practice: str = "practice-a") -> ssl.SSLContext:
+    def context(
+        self, practice: str = "practice-a", *, identity: tuple[Path, Path] | None = None
+    ) -> ssl.SSLContext:
+        """A client context with ``practice``'s demo certificate, or ``identity`` (certificate and key files)."""
         demo = self.pki.practices[practice]
-        identity = load_identity(ClientCredential(cert=demo.cert, key=demo.key))
-        return client_ssl_context(identity, self.pki.ca_cert)
+        cert, key = identity or (demo.cert, demo.key)
+        return client_ssl_context(load_identity(ClientCredential(cert=cert, key=key)), self.pki.ca_cert)
 
-    def connect(self, practice: str = "practice-a") -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context(practice), timeout=60)
+    def connect(
+        self, practice: str = "practice-a", *, identity: tuple[Path, Path] | None = None
+    ) -> http.client.HTTPSConnection:
+        context = self.context(practice, identity=identity)
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=60)
 
 
 def submission(practice: str = "practice-a", *, size: int = 0, sender: str | None = None) -> Submission:
@@ -198,9 +204,15 @@ def post(
     return Answer(reply.status, response, request.message_id, body)
 
 
-def send(cluster: Cluster, item: Submission, practice: str = "practice-a") -> Answer:
+def send(
+    cluster: Cluster,
+    item: Submission,
+    practice: str = "practice-a",
+    *,
+    identity: tuple[Path, Path] | None = None,
+) -> Answer:
     """One submission on a connection of its own."""
-    connection = cluster.connect(practice)
+    connection = cluster.connect(practice, identity=identity)
     try:
         return post(connection, item)
     finally:

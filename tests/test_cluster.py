@@ -25,7 +25,7 @@ from tests.cluster import Answer, Cluster, Receiver, post, registry_command, sen
 from tests.concurrency import run_together
 from tests.conftest import postgres_schema
 from xdr_edge.protocol.model import Submission
-from xdr_edge.registry import open_database
+from xdr_edge.registry import open_database, open_registry
 
 DUPLICATE = "XDSDuplicateUniqueIdInRegistry"
 
@@ -92,7 +92,7 @@ def _rejections(receiver: Receiver, fingerprint: str) -> int:
 def test_a_certificate_revoked_through_the_cli_is_refused_by_every_receiver_on_the_next_request(
     cluster: Cluster,
 ) -> None:
-    before = [send(cluster, submission("practice-b"), "practice-b") for _ in range(2)]
+    before = [send(cluster, submission("practice-b"), "practice-b") for _ in range(4)]
     assert all(a.success for a in before) and _handlers(cluster, before) == {"rx-1", "rx-2"}
     fingerprint = cluster.pki.practices["practice-b"].fingerprint_sha256
     revoke = subprocess.run(
@@ -111,10 +111,44 @@ def test_a_certificate_revoked_through_the_cli_is_refused_by_every_receiver_on_t
     assert all(_rejections(r, fingerprint) >= 1 for r in cluster.receivers)  # both refused it
 
 
+def test_an_enrolment_and_a_deactivation_count_on_every_receiver_at_the_next_request(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    second = cluster.pki.ca.issue_client("practice-a second edge")
+    identity = (tmp_path / "second.pem", tmp_path / "second.key")
+    second.write_pem(*identity)
+
+    def four() -> list[Answer]:  # nginx takes turns: each receiver gets some
+        return [send(cluster, submission(), identity=identity) for _ in range(4)]
+
+    def refused_by_both(since: list[int]) -> bool:
+        return all(
+            _rejections(r, second.fingerprint_sha256) > n
+            for r, n in zip(cluster.receivers, since, strict=True)
+        )
+
+    before = four()
+    assert [a.status for a in before] == [403] * 4 and all(b"not enrolled" in a.body for a in before)
+    assert refused_by_both([0, 0])
+    registry_command(cluster.registry, "enroll", "practice-a", str(identity[0]))
+    enrolled = four()
+    assert all(a.success for a in enrolled) and _handlers(cluster, enrolled) == {"rx-1", "rx-2"}
+    counts = [_rejections(r, second.fingerprint_sha256) for r in cluster.receivers]
+    with open_registry(cluster.registry) as registry:  # another process than the receivers, as the CLI is
+        registry.set_active("practice-a", False, actor="test")
+        try:
+            inactive = four()
+        finally:
+            registry.set_active("practice-a", True, actor="test")
+    assert [a.status for a in inactive] == [403] * 4 and all(b"inactive" in a.body for a in inactive)
+    assert refused_by_both(counts)
+    assert send(cluster, submission(), identity=identity).success
+
+
 def test_an_address_unbound_through_the_cli_is_refused_by_every_receiver(cluster: Cluster) -> None:
     extra = "dr.locum@direct.practice-a.org"
     registry_command(cluster.registry, "bind", "practice-a", extra)
-    allowed = [send(cluster, submission(sender=extra)) for _ in range(2)]
+    allowed = [send(cluster, submission(sender=extra)) for _ in range(4)]
     assert all(a.success for a in allowed) and _handlers(cluster, allowed) == {"rx-1", "rx-2"}
     registry_command(cluster.registry, "unbind", "practice-a", extra)
     refused = [send(cluster, submission(sender=extra)) for _ in range(4)]

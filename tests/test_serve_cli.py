@@ -28,7 +28,13 @@ from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.wire import ParsedResponse, build_request, parse_response
 from xdr_edge.receiver.app import PeerIdentitySource
-from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
+from xdr_edge.receiver.settings import (
+    build_server,
+    default_receiver_name,
+    load_intermediates,
+    load_receiver_settings,
+)
+from xdr_edge.receiver.store import RECEIVER_NAME
 from xdr_edge.registry import open_registry
 from xdr_edge.tls import client_ssl_context
 
@@ -155,6 +161,22 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
     text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:///var/lib/reg.db"')
     _, options = load_receiver_settings(_write(root / "serve-abs.toml", text))
     assert options.registry == "/var/lib/reg.db"
+    url = "postgresql://xdr@db.internal/xdr_edge?sslmode=verify-full"
+    text = TLS_TOML.replace('registry = "registry.db"', f'registry = "{url}"')
+    _, options = load_receiver_settings(_write(root / "serve-pg.toml", text))
+    assert options.registry == url  # a server database: no path to resolve
+
+
+def test_receiver_name_from_file_flag_or_host(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    text = TLS_TOML.replace('inbox = "inbox"', 'inbox = "inbox"\n    name = "rx-7"')
+    config = _write(root / "serve-name.toml", text)
+    assert load_receiver_settings(config)[1].receiver_name == "rx-7"
+    assert load_receiver_settings(config, overrides={"receiver_name": "rx-8"})[1].receiver_name == "rx-8"
+    plain = load_receiver_settings(_write(root / "serve-noname.toml", TLS_TOML))[1]
+    assert plain.receiver_name == default_receiver_name() and RECEIVER_NAME.match(plain.receiver_name)
+    with pytest.raises(ConfigurationError, match="receiver name 'a/b' is not usable"):
+        load_receiver_settings(config, overrides={"receiver_name": "a/b"})
 
 
 @pytest.mark.parametrize(
