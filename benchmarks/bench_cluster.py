@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -59,10 +60,53 @@ class Measurement:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu: dict[str, float]  # CPU seconds (user + system) spent during the measurement, by kind of process
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+    def cpu_ms_per_message(self, kind: str) -> float:
+        return self.cpu.get(kind, 0.0) * 1000 / self.messages
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process and of every process it started (receivers, nginx, PostgreSQL and their
+    children), by kind; other processes on the machine are not counted."""
+    parents: dict[int, int] = {}
+    usage: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        usage[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
+    me = os.getpid()
+    totals: dict[str, float] = {}
+    for pid, (name, seconds) in usage.items():
+        ancestor = pid
+        while ancestor not in (me, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor != me:
+            continue
+        if pid == me:
+            kind = "clients"
+        elif name.startswith("postgres"):
+            kind = "postgres"
+        elif name.startswith("nginx"):
+            kind = "nginx"
+        else:
+            kind = "receivers"
+        totals[kind] = totals.get(kind, 0.0) + seconds
+    return totals
 
 
 def prepare(clients: int, per_client: int, size: int, extra: dict[str, str]) -> Prepared:
@@ -109,10 +153,12 @@ def measure(
     threads = [threading.Thread(target=client, args=(requests,)) for requests in prepared]
     for thread in threads:
         thread.start()
+    cpu_before = cpu_seconds()
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
+    cpu_after = cpu_seconds()
     if failures:
         raise SystemExit(f"{config}: {len(failures)} requests failed, e.g. {failures[0]}")
     ordered = sorted(latencies)
@@ -122,6 +168,7 @@ def measure(
         max(finished) - started,
         ordered[len(ordered) // 2] * 1000,
         ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        {kind: cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0) for kind in cpu_after},
     )
 
 
@@ -221,6 +268,15 @@ def main() -> int:
             f"{name:<22}{rates[name]:9.1f}{statistics.median(r.p50_ms for r in mine):9.1f}"
             f"{statistics.median(r.p99_ms for r in mine):9.1f}{rates[name] / rates['nginx, 1 receiver']:8.2f}"
         )
+    kinds = ["receivers", "nginx", "postgres", "clients"]
+    print()
+    print("CPU ms per message (user + system), medians:")
+    print(f"{'configuration':<22}" + "".join(f"{k:>11}" for k in kinds) + f"{'total':>9}")
+    for name in names:
+        mine = [r for r in results if r.config == name]
+        per = {k: statistics.median(r.cpu_ms_per_message(k) for r in mine) for k in kinds}
+        print(f"{name:<22}" + "".join(f"{per[k]:11.1f}" for k in kinds) + f"{sum(per.values()):9.1f}")
+    print(f"({os.cpu_count()} CPUs; at 100% of them, total CPU ms per message bounds msg/s)")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -231,6 +287,7 @@ def main() -> int:
                     "rounds": args.rounds,
                     "median_msg_per_s": rates,
                     "measurements": [r.__dict__ | {"msg_per_s": r.rate} for r in results],
+                    "cpu_count": os.cpu_count(),
                 },
                 indent=2,
             )
