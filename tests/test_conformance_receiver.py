@@ -103,7 +103,10 @@ def test_reused_document_unique_id_is_refused(good_run: Report) -> None:
 
 
 def test_good_run_observations_are_precise(good_run: Report) -> None:
-    assert "RelatesTo matches" in good_run.result("valid-minimal").observed
+    assert good_run.result("valid-minimal").observed == "HTTP 200 Success"
+    relates = good_run.result("reply-relates-to").observed
+    assert re.fullmatch(r"all \d+ answers that must name our MessageID conform", relates), relates
+    assert re.fullmatch(r"all \d+ faults conform", good_run.result("reply-fault-action").observed)
     assert "VersionMismatch" in good_run.result("soap-version").observed
     assert "wsa:ActionNotSupported" in good_run.result("wsa-action-unknown").observed
     assert "XDSRepositoryMetadataError" in good_run.result("hash-mismatch").observed
@@ -176,6 +179,12 @@ def _accept_any_sender(config: ReceiverConfig) -> object:
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def _message_id(body: bytes) -> str | None:
+    """The request's wsa:MessageID read off the raw bytes (the broken apps below answer without parsing)."""
+    found = re.search(rb"MessageID[^>]*>([^<]+)<", body)
+    return found.group(1).decode() if found else None
+
+
 def _always_success(config: ReceiverConfig) -> Wsgi:
     """Reads the request (SOAP errors still fault) but never validates, binds or stores: always Success."""
     proper = XdrEdgeApp(config)
@@ -210,9 +219,7 @@ def _success_instead_of_faults(config: ReceiverConfig) -> Wsgi:
         out = b"".join(proper(environ, lambda status, headers: captured.append((status, headers))))
         status, headers = captured[0]
         if status.startswith(("400", "500")):
-            found = re.search(rb"MessageID[^>]*>([^<]+)<", body)
-            relates = found.group(1).decode() if found else None
-            reply = build_reply(RegistryResponse.success(), relates_to=relates, mtom=True)
+            reply = build_reply(RegistryResponse.success(), relates_to=_message_id(body), mtom=True)
             status, out = "200 OK", reply.body
             headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(out)))]
         start_response(status, headers)
@@ -231,7 +238,7 @@ def _fault_on_delivery_requests(config: ReceiverConfig) -> Wsgi:
         if b"X-DIRECT-FINAL-DESTINATION-DELIVERY" not in body:
             return proper(environ, start_response)
         fault = Fault("Sender", "unexpected element direct:X-DIRECT-FINAL-DESTINATION-DELIVERY")
-        reply = build_reply(fault, relates_to=None, mtom=True)
+        reply = build_reply(fault, relates_to=_message_id(body), mtom=True)
         start_response(
             "400 Bad Request",
             [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))],
@@ -323,7 +330,7 @@ def test_cli_exit_status_and_reports(tmp_path: Path) -> None:
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
     assert fine.exit_code == 0, fine.output
-    assert json.loads((tmp_path / "r.json").read_text())["counts"]["total"] == 7
+    assert json.loads((tmp_path / "r.json").read_text())["counts"]["total"] == 6
     assert bad_option.exit_code == 2
     assert "--untrusted-key" in bad_option.output
 

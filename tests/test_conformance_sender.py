@@ -4,6 +4,7 @@ certificate) with our client and with a sender that ignores certificate errors."
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import socket
 import ssl
@@ -16,7 +17,9 @@ from click.testing import CliRunner
 from lxml import etree
 
 from xdr_edge.cli import main
+from xdr_edge.conformance.bindings import DeclaredBindings
 from xdr_edge.conformance.cases import CaseStatus
+from xdr_edge.conformance.messages import remove_wsa, unknown_action
 from xdr_edge.conformance.receiver_context import Mutation, ReceiverContext, ReceiverTarget
 from xdr_edge.conformance.recording import RecordingEndpoint, Respond, SenderEndpointConfig
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
@@ -95,7 +98,9 @@ def test_our_client_passes_every_required_case(
     ]
     assert [r.outcome for r in results] == [Outcome.SUCCESS] * 3
     assert endpoint.wait(3, timeout=5)
-    report = judge_recorded(endpoint, expect=3)
+    demo = pki.practices["practice-a"]
+    bindings = DeclaredBindings.parse([(str(demo.cert), a) for a in demo.addresses])
+    report = judge_recorded(endpoint, expect=3, bindings=bindings)
     not_passed = {
         r.case.id: f"{r.status.value}: {r.observed} | {r.detail}" for r in report.results if not r.passed
     }
@@ -104,6 +109,7 @@ def test_our_client_passes_every_required_case(
     }
     assert report.exit_status == 0
     assert report.result("wsa-message-id").observed == "3 request(s), 3 distinct MessageIDs"
+    assert report.result("practice-binding").passed
     recorded_ids = [a.message_id for a in endpoint.analyses]
     assert sorted(str(m) for m in recorded_ids) == sorted(r.message_id for r in results)
     assert "UID=practice-a" in report.result("tls-client-certificate").observed
@@ -205,6 +211,38 @@ def test_broken_sender_fails_the_matching_checks(
     assert report.result("direct-address-block").observed.startswith("request 3: no direct:addressBlock")
     assert "request 4: XDSRepositoryMetadataError" in report.result("hash-size").observed
     assert report.exit_status == 1
+
+
+def _duplicate_to(root: etree._Element, parts: list[MtomPart]) -> list[MtomPart]:
+    to = next(root.iter(f"{{{ns.WSA}}}To"))
+    to.addnext(copy.deepcopy(to))
+    return parts
+
+
+def test_a_wsa_header_defect_fails_only_the_case_about_it(
+    endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice
+) -> None:
+    """Our reader stops on these headers (a receiver must fault); the sender catalogue reads past them, so each
+    defect is reported once, by its own case, and every other case still judges the request."""
+    sender = _raw_sender(endpoint, pki, practice)
+    for mutate in (remove_wsa("MessageID"), unknown_action, _duplicate_to):
+        sender.send(sender.frame(sender.submission(), mutate))
+    assert endpoint.wait(3, timeout=5)
+    report = judge_recorded(endpoint, expect=3)
+    assert {r.case.id for r in report.results if r.failed} == {"wsa-message-id", "wsa-action", "wsa-to"}
+    assert report.result("wsa-message-id").observed.startswith("request 1: S:Header/wsa:MessageID is missing")
+    assert report.result("wsa-action").observed.startswith(
+        "request 2: wsa:Action is 'urn:ihe:iti:2007:RegistryStoredQuery'"
+    )
+    assert report.result("wsa-to").observed.startswith("request 3: 2 wsa:To headers")
+    for judged in (
+        "soap-envelope",
+        "metadata-valid",
+        "direct-address-block",
+        "documents-attached",
+        "hash-size",
+    ):
+        assert report.result(judged).observed == "3 request(s), all conform", judged
 
 
 @pytest.mark.slow

@@ -27,9 +27,10 @@ ALLOWED: dict[str, set[str]] = {
     "sender": {"protocol", "shared", "sender"},
     "registry": {"protocol", "shared", "registry"},
     "receiver": {"protocol", "shared", "registry", "receiver"},
-    "conformance": {"protocol", "shared", "receiver", "conformance"},
-    "devtools": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools"},
-    "cli": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "devtools", "cli"},
+    "conformance": {"protocol", "shared", "registry", "receiver", "conformance"},
+    "api": {"protocol", "shared", "sender", "registry", "receiver", "api"},
+    "devtools": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "api", "devtools"},
+    "cli": {"protocol", "shared", "sender", "registry", "receiver", "conformance", "api", "devtools", "cli"},
     "root": {"protocol", "shared", "sender", "root"},  # xdr_edge/__init__.py re-exports the public API
 }
 

@@ -693,7 +693,7 @@ def test_a_version_1_database_is_migrated_and_its_crls_keep_taking_effect(
     _insert_v1_crl(db_path, intermediate.crl([behind.cert]))
 
     store = SqliteStore(db_path)  # opening migrates
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION >= 4
     reg = Registry(store)
     by_issuer = {c.issuer: c for c in reg.crls()}
     assert by_issuer["CN=Test Practices Root"].issuer_key_id == public_key_id(root.cert)
@@ -919,7 +919,7 @@ def test_a_shared_postgresql_database_keeps_other_tables_and_refuses_a_foreign_r
     with database.connection() as conn:
         assert "customers" in database.table_names(conn)
         conn.execute("DROP TABLE schema_version")
-    with pytest.raises(ConfigurationError, match=r"not an xdr-edge registry: it has tables \(audit, "):
+    with pytest.raises(ConfigurationError, match=r"not an xdr-edge registry: it has tables \(.*audit, bindings"):
         open_registry(postgres_url).init(actor=ACTOR)  # ... but a half-known one of ours is not taken over
     database.close()
 

@@ -86,7 +86,7 @@ def client_ssl_context(identity: ClientIdentity, ca_bundle: Path) -> ssl.SSLCont
 def server_ssl_context(
     cert: Path,
     key: Path,
-    client_ca: Path,
+    client_ca: Path | None,
     *,
     crls: Sequence[Path] = (),
     require_client_cert: bool = True,
@@ -96,8 +96,12 @@ def server_ssl_context(
     An untrusted or expired client certificate is refused by the handshake itself, not by a SOAP fault later
     (Direct Edge Protocols IG §1.1, ETT tests 9/19). With ``crls`` every issuing CA of a client needs a current CRL in
     them: OpenSSL then also refuses revoked clients (``VERIFY_CRL_CHECK_LEAF``).
-    ``require_client_cert=False`` (``CERT_OPTIONAL``) is only for a receiver behind a TLS-terminating proxy.
+    ``require_client_cert=False`` (``CERT_OPTIONAL``) is for a receiver behind a TLS-terminating proxy, and for
+    the JSON API, where a client certificate is an optional extra; with no ``client_ca`` as well, no client
+    certificate is asked for at all (the API's callers authenticate with passwords).
     """
+    if client_ca is None and require_client_cert:
+        raise CertificateError("a client CA is needed to require client certificates", location="client_ca")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     for path, what in ((cert, "server certificate"), (key, "server key")):
@@ -110,6 +114,9 @@ def server_ssl_context(
             f"server certificate or key refused ({exc.reason}); does the key match the certificate?",
             location=str(cert),
         ) from None
+    if client_ca is None:
+        context.verify_mode = ssl.CERT_NONE
+        return context
     context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     _load_trust(context, client_ca, "client CA")
     for crl in crls:

@@ -6,6 +6,7 @@ Exit status 0 only when every required case passed, 1 otherwise, 2 for bad optio
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any, TypeVar
 
 import click
 
+from xdr_edge.certs import load_certificates
 from xdr_edge.cli.common import handle_errors
 from xdr_edge.cli.wirecmds import check_output_path
+from xdr_edge.conformance.bindings import DeclaredBindings, RegistryBindings, SenderBindings
 from xdr_edge.conformance.cases import CaseResult, Report, TestCase, select
 from xdr_edge.conformance.receiver import ReceiverTarget, receiver_catalogue, run_receiver
 from xdr_edge.conformance.recording import Respond, SenderEndpointConfig
@@ -27,7 +30,9 @@ from xdr_edge.conformance.report import (
 )
 from xdr_edge.conformance.sender import run_sender, sender_catalogue
 from xdr_edge.practice import ClientCredential
+from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import DirectAddress
+from xdr_edge.registry import open_registry, parse_registry_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -66,7 +71,8 @@ def _progress(result: CaseResult) -> None:
 
 def _finish(report: Report, junit: Path | None, json_file: Path | None) -> None:
     click.echo("", err=True)
-    click.echo(format_table(report))
+    width = min(max(shutil.get_terminal_size((110, 24)).columns, 80), 160)
+    click.echo(format_table(report, width=width))
     if junit is not None:
         write_junit(report, junit)
         click.echo(f"JUnit XML written to {junit}")
@@ -178,6 +184,24 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _bindings(
+    registry_url: str | None, practices: tuple[tuple[str, str], ...], client_ca: Path
+) -> SenderBindings | None:
+    """The bindings the sender must keep: the receiver's registry, or ``--practice`` pairs (or none)."""
+    if registry_url is not None and practices:
+        raise click.UsageError("give the bindings either as --registry or as --practice pairs, not both")
+    if registry_url is not None:
+        if not parse_registry_url(registry_url).is_file():
+            raise ConfigurationError(
+                f"registry {registry_url} does not exist (the receiver's registry, made by 'xdr-edge registry init')",
+                location="--registry",
+            )
+        return RegistryBindings(open_registry(registry_url), tuple(load_certificates(client_ca)))
+    if practices:
+        return DeclaredBindings.parse(practices)
+    return None
+
+
 @conformance.command("sender")
 @click.option("--listen", required=True, metavar="HOST:PORT", help="Where the recording endpoint listens.")
 @click.option("--cert", type=_FILE, required=True, help="The endpoint's server certificate (PEM).")
@@ -198,6 +222,22 @@ def _listen(value: str) -> tuple[str, int]:
     help="Present a server certificate from an untrusted CA (ETT 7): the sender must hang up without data.",
 )
 @click.option(
+    "--registry",
+    "registry_url",
+    metavar="URL",
+    help="The receiver's certificate registry: each request's sender addresses must be bound to the practice "
+    "its client certificate maps to.",
+)
+@click.option(
+    "--practice",
+    "practices",
+    nargs=2,
+    multiple=True,
+    metavar="CERT_OR_FINGERPRINT ADDRESS_OR_DOMAIN",
+    help="Instead of --registry: a certificate file or SHA-256 fingerprint and an address or domain bound to its "
+    "practice; repeat for each binding.",
+)
+@click.option(
     "--expect", type=click.IntRange(min=1), default=1, show_default=True, help="Messages to wait for."
 )
 @click.option(
@@ -212,6 +252,8 @@ def sender(
     client_ca: Path,
     respond: str,
     bad_server_cert: bool,
+    registry_url: str | None,
+    practices: tuple[tuple[str, str], ...],
     expect: int,
     timeout: float,
     junit: Path | None,
@@ -220,6 +262,7 @@ def sender(
     """Run a recording XDR endpoint, wait for a sender's messages, and judge them with the sender catalogue."""
     _check_reports(junit, json_file)
     host, port = _listen(listen)
+    bindings = _bindings(registry_url, practices, client_ca)
     config = SenderEndpointConfig(
         cert=cert,
         key=key,
@@ -235,7 +278,9 @@ def sender(
         click.echo(f"listening on {url}; waiting for {expect} {what} (up to {timeout:g} s) ...", err=True)
 
     _finish(
-        run_sender(config, expect=expect, timeout=timeout, on_ready=ready, on_result=_progress),
+        run_sender(
+            config, expect=expect, timeout=timeout, bindings=bindings, on_ready=ready, on_result=_progress
+        ),
         junit,
         json_file,
     )

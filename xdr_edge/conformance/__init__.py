@@ -3,8 +3,9 @@ an XDR sender (the edge), their runners and their reports (terminal table, JUnit
 
 See docs/conformance.md for how to run both modes, the case list and how required cases were chosen.
 
-May import: :mod:`xdr_edge.protocol`, the shared modules, and :mod:`xdr_edge.receiver` (the recording endpoint
-runs on the receiver's server); never devtools.
+May import: :mod:`xdr_edge.protocol`, the shared modules, :mod:`xdr_edge.receiver` (the recording endpoint
+runs on the receiver's server) and :mod:`xdr_edge.registry` (the sender catalogue judges sender addresses by the
+receiver's own registry decisions); never devtools.
 """
 
 from __future__ import annotations

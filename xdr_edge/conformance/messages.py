@@ -235,9 +235,15 @@ def valid(
 
 
 def mutated(
-    mutate: Mutation, kinds: Sequence[str] = ("ccda",), level: MetadataLevel = MetadataLevel.MINIMAL
+    mutate: Mutation,
+    kinds: Sequence[str] = ("ccda",),
+    level: MetadataLevel = MetadataLevel.MINIMAL,
+    *,
+    envelope_intact: bool = True,
 ) -> Callable[[ReceiverContext], Prepared]:
-    return lambda ctx: ctx.frame(ctx.submission(kinds, level=level), mutate)
+    """A valid request with ``mutate`` applied; ``envelope_intact=False`` when the mutation breaks the SOAP 1.2
+    envelope itself (the answer then need not name our MessageID, :class:`.receiver_context.Prepared`)."""
+    return lambda ctx: ctx.frame(ctx.submission(kinds, level=level), mutate, envelope_intact=envelope_intact)
 
 
 def several_recipients(ctx: ReceiverContext) -> Prepared:

@@ -1,12 +1,13 @@
 """The receiver catalogue: test an XDR edge endpoint (the HISP side) the way the ONC Edge Testing Tool's XDR
 receiver tests do (ETT 3add, 4a-4e, 5, 8, 9, 15a/b, 18, 19), and further (the Direct Edge Protocols IG, "XDR and
-XDM for Direct Messaging", SOAP 1.2 Part 1, our practice-binding rule).
+XDM for Direct Messaging", SOAP 1.2 Part 1 and 2, WS-Addressing 1.0, our practice-binding rule).
 
 The catalogue is a table (:data:`RECEIVER_CASES`): each row names its id, title, whether it is required, its
 source, what it expects, and either the request it sends with the judge of the answer, or a runner for cases
-that need several exchanges or a TLS handshake of their own. Messages go out raw over the practice's TLS context
-(:mod:`.exchange`), so a peer that fails to reject one is observed doing so. What the messages are:
-:mod:`.messages`; how one answer is judged: :mod:`.judges`.
+that need several exchanges, a TLS handshake of their own, or every answer of the run. Messages go out raw over
+the practice's TLS context (:mod:`.exchange`), so a peer that fails to reject one is observed doing so. What the
+messages are: :mod:`.messages`; how one answer is judged: :mod:`.judges`; the cases of several exchanges:
+:mod:`.scenarios`; what every answer must carry (RelatesTo, Action, media type, ...): :mod:`.replies`.
 """
 
 from __future__ import annotations
@@ -20,22 +21,17 @@ __all__ = [
     "run_receiver",
 ]
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from xdr_edge.conformance.cases import CaseResult, Report, TestCase, Verdict, run_cases, select
-from xdr_edge.conformance.exchange import Exchange, ExchangeKind, tls_context
+from xdr_edge.conformance.exchange import Exchange
 from xdr_edge.conformance.judges import (
-    code_note,
     judge_failure,
     judge_fault,
     judge_fault_code,
     judge_registry_answer,
     judge_success,
-    not_answered,
-    wrong_class,
 )
 from xdr_edge.conformance.messages import (
     UNREACHABLE_RECIPIENT,
@@ -63,10 +59,33 @@ from xdr_edge.conformance.messages import (
     wrong_hash,
     wrong_size,
 )
-from xdr_edge.conformance.receiver_context import Prepared, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.receiver_context import Answer, Prepared, ReceiverContext, ReceiverTarget
+from xdr_edge.conformance.replies import (
+    AnswerCheck,
+    Probe,
+    check_action_must_understand,
+    check_fault_action,
+    check_http_status,
+    check_media_type,
+    check_mtom_form,
+    check_relates_to,
+    check_response_action,
+    every_answer,
+    is_answer,
+    is_answer_to_mtom,
+    is_fault_to_intact_envelope,
+    is_registry_response,
+    relates_to_applies,
+)
+from xdr_edge.conformance.scenarios import (
+    document_unique_id_reused,
+    duplicate,
+    tls_mutual,
+    tls_no_certificate,
+    tls_refused,
+)
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.codes import (
-    DUPLICATE_IN_REGISTRY,
     METADATA_ERRORS,
     MISSING_DOCUMENT,
     MISSING_DOCUMENT_METADATA,
@@ -83,7 +102,8 @@ class ReceiverCase:
     """One row of the receiver catalogue.
 
     A case either sends one request (``send``) and judges the answer (``judge``), or runs itself (``run``: several
-    exchanges, or a TLS handshake). ``shares`` names the case whose request this one judges again (sent once).
+    exchanges, a TLS handshake, or every answer of the run). ``shares`` names the case whose request this one
+    judges again (sent once).
     """
 
     id: str
@@ -101,137 +121,49 @@ class ReceiverCase:
             raise ValueError(f"receiver case {self.id!r}: give send and judge, or run")
 
     def test_case(self) -> TestCase[ReceiverContext]:
-        if self.run is not None:
-            return TestCase(self.id, self.title, self.required, self.source, self.expect, self.run)
-        send, judge, key = self.send, self.judge, self.shares or self.id
-        assert send is not None and judge is not None  # checked in __post_init__
-        return TestCase(
-            self.id,
-            self.title,
-            self.required,
-            self.source,
-            self.expect,
-            lambda ctx: judge(ctx.exchange(key, send)),
-        )
+        case_id, run, send, judge, key = self.id, self.run, self.send, self.judge, self.shares or self.id
+
+        def run_case(ctx: ReceiverContext) -> Verdict:
+            ctx.current_case = case_id  # every answer this case gets is logged under its id
+            if run is not None:
+                return run(ctx)
+            assert send is not None and judge is not None  # checked in __post_init__
+            return judge(ctx.exchange(key, send))
+
+        return TestCase(self.id, self.title, self.required, self.source, self.expect, run_case)
 
 
-def _reply_form(ctx: ReceiverContext) -> Verdict:
-    ex = ctx.exchange("valid-minimal", valid())
-    problem = not_answered(ex)
-    if problem is not None:
-        return problem
-    notes = []
-    action = ex.response.envelope.action if ex.response is not None else None
-    if action != ns.ACTION_PNR_RESPONSE:
-        notes.append(f"wsa:Action is {action!r}, expected {ns.ACTION_PNR_RESPONSE}")
-    if not ex.content_type.lower().startswith("multipart/related"):
-        notes.append(
-            f"reply to an MTOM request is {ex.content_type.split(';')[0]!r}, not MTOM (ITI TF-2x V.3.6)"
-        )
-    observed = f"Action {action}, {ex.content_type.split(';')[0] or 'no Content-Type'}"
-    return Verdict.check(not notes, observed, "; ".join(notes))
-
-
-def _duplicate(ctx: ReceiverContext) -> Verdict:
-    submission = ctx.submission()
-    first = ctx.send(ctx.frame(submission))
-    second = ctx.send(ctx.frame(submission))  # a retry: new MessageID, same uniqueIds
-    observed = f"first: {first.describe()}; second: {second.describe()}"
-    if first.kind is not ExchangeKind.SUCCESS:
-        return Verdict.fail(observed, "the first submission was not accepted, so nothing can be a duplicate")
-    if second.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
-        return Verdict.fail(
-            observed,
-            "the same SubmissionSet and DocumentEntry uniqueIds were accepted twice (ITI TF-3 4.2.4, ebRS 3.0)",
-        )
-    if second.kind is ExchangeKind.FAULT:
-        return Verdict.ok(observed)
-    if second.kind is not ExchangeKind.FAILURE:
-        return Verdict.fail(observed, "the second answer is neither a Failure nor a fault")
-    wrong = wrong_class(second.error_codes, allowed_duplicates=True)
-    if wrong:
-        return Verdict.fail(
-            observed, f"errorCode {', '.join(wrong)} would make a sender retry or give up wrongly"
-        )
-    return Verdict.ok(observed, code_note(second.error_codes, (DUPLICATE_IN_REGISTRY,)))
-
-
-def _document_unique_id_reused(ctx: ReceiverContext) -> Verdict:
-    """A new SubmissionSet whose DocumentEntry reuses an accepted entry's uniqueId with other bytes (ITI TF-3 4.2.4, ebRS 3.0)."""
-    first_submission = ctx.submission(("ccda",))
-    first = ctx.send(ctx.frame(first_submission))
-    reused_uid = first_submission.document_entries[0].unique_id
-    other = ctx.submission(("pdf",))
-    entry = dataclasses.replace(other.document_entries[0], unique_id=reused_uid)
-    second = ctx.send(ctx.frame(dataclasses.replace(other, document_entries=(entry,))))
-    observed = f"first: {first.describe()}; second: {second.describe()}"
-    if first.kind is not ExchangeKind.SUCCESS:
-        return Verdict.fail(observed, "the first submission was not accepted")
-    if second.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
-        return Verdict.fail(
-            observed,
-            f"DocumentEntry uniqueId {reused_uid} was accepted again for different bytes (ITI TF-3 4.2.4, ebRS 3.0)",
-        )
-    verdict = judge_failure((NON_IDENTICAL_HASH,), allow_fault=True)(second)
-    return Verdict(verdict.status, observed, verdict.detail)
-
-
-def _tls_mutual(ctx: ReceiverContext) -> Verdict:
-    ex = ctx.exchange("valid-minimal", valid())
-    if ex.kind in (ExchangeKind.REFUSED, ExchangeKind.ERROR, ExchangeKind.SERVER_UNTRUSTED):
-        return Verdict.fail(ex.describe(), "mutual TLS with the practice's certificate did not complete")
-    return Verdict.ok(f"handshake completed; {ex.describe()}")
-
-
-def _tls_refused(
-    material: Callable[[ReceiverTarget], tuple[Path, Path] | None], what: str
-) -> Callable[[ReceiverContext], Verdict]:
-    def run(ctx: ReceiverContext) -> Verdict:
-        pair = material(ctx.target)
-        if pair is None:
-            return Verdict.skip(f"no {what} certificate given (--{what}-cert/--{what}-key)")
-        context = tls_context(ctx.target.ca_bundle, pair[0], pair[1])
-        ex = ctx.send(ctx.frame(ctx.submission()), context=context)
-        if ex.kind is ExchangeKind.REFUSED:
-            return Verdict.ok(ex.describe())
-        if ex.kind is ExchangeKind.SERVER_UNTRUSTED:
-            return Verdict.fail(ex.describe(), "the endpoint's server certificate is not issued by --ca")
-        if ex.kind is ExchangeKind.ERROR:
-            return Verdict.fail(ex.describe())
-        accepted = ex.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL)
-        return Verdict.fail(
-            ex.describe(),
-            f"the TLS handshake with an {what} client certificate completed and the endpoint "
-            + ("accepted the submission" if accepted else "answered over HTTP")
-            + "; it must be refused in the handshake (Direct Edge Protocols IG §1.1, ETT tests 6-9; our practice-binding rule; ETT 9/19)",
-        )
-
-    return run
-
-
-def _tls_no_certificate(ctx: ReceiverContext) -> Verdict:
-    context = tls_context(ctx.target.ca_bundle)
-    ex = ctx.send(ctx.frame(ctx.submission()), context=context)
-    if ex.kind is ExchangeKind.REFUSED:
-        return Verdict.ok(ex.describe())
-    if ex.kind is ExchangeKind.SERVER_UNTRUSTED:
-        return Verdict.fail(ex.describe(), "the endpoint's server certificate is not issued by --ca")
-    if ex.kind in (ExchangeKind.SUCCESS, ExchangeKind.PARTIAL):
-        return Verdict.fail(
-            ex.describe(),
-            "a submission without any client certificate was accepted (Direct Edge Protocols IG §1.1, ETT tests 6-9)",
-        )
-    if ex.kind is ExchangeKind.ERROR:
-        return Verdict.fail(ex.describe())
-    return Verdict.ok(ex.describe(), "handshake allowed, request refused (a handshake refusal is preferred)")
-
-
-_SUCCESS = "RegistryResponse Success, wsa:RelatesTo = request MessageID"
+_SUCCESS = "RegistryResponse Success"
 _FAULT = "SOAP Fault (any code)"
 _FAILURE = "RegistryResponse Failure (errorCode reported)"
 _REJECT = "RegistryResponse Failure or SOAP Sender fault"
 _XDS = MetadataLevel.XDS
 _MH = "wsa:MessageAddressingHeaderRequired"
+
+# Messages several rows send (a ``-code`` row shares its parent's exchange; the reply cases probe with them).
+_VALID = valid()
+_HEADER_UNQUALIFIED = mutated(header_unqualified, envelope_intact=False)
+_BODY_WRONG_NAMESPACE = mutated(body_wrong_namespace, envelope_intact=False)
+_SOAP11 = mutated(soap11, envelope_intact=False)
+_NO_ACTION = mutated(remove_wsa("Action"))
+_NO_MESSAGE_ID = mutated(remove_wsa("MessageID"))
+_UNKNOWN_ACTION = mutated(unknown_action)
+_NO_DE_UNIQUE_ID = mutated(drop_external_identifier(ns.DE_UNIQUE_ID))
+
+#: What the ``reply-*`` cases make sure the run has answers to: a Success, a Failure and a fault whose request
+#: MessageID was readable (sent only when a partial run, ``--only reply``, has not sent them already).
+_PROBES: tuple[Probe, ...] = (
+    ("valid-minimal", _VALID),
+    ("metadata-de-unique-id", _NO_DE_UNIQUE_ID),
+    ("wsa-action-unknown", _UNKNOWN_ACTION),
+)
+
+
+def _every(
+    check: AnswerCheck, applies: Callable[[Answer], bool], what: str
+) -> Callable[[ReceiverContext], Verdict]:
+    return every_answer(check, applies=applies, what=what, probes=_PROBES)
+
 
 #: Every receiver case, in the order they run (valid first, then SOAP, metadata, documents, TLS).
 RECEIVER_CASES: tuple[ReceiverCase, ...] = (
@@ -241,7 +173,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 3add",
         expect=_SUCCESS,
-        send=valid(),
+        send=_VALID,
         judge=judge_success,
     ),
     ReceiverCase(
@@ -293,7 +225,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="valid-pdf",
         title="valid PDF, minimal metadata",
         required=True,
-        source="xdr-edge",
+        source="ITI TF-2b 3.41 (documents of any mimeType), XDR and XDM for Direct Messaging",
         expect=_SUCCESS,
         send=valid(("pdf",)),
         judge=judge_success,
@@ -302,18 +234,10 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="valid-documents",
         title="valid, two documents (C-CDA + PDF)",
         required=True,
-        source="xdr-edge",
+        source="ITI TF-2b 3.41 (one or more documents per submission)",
         expect=_SUCCESS,
         send=valid(("ccda", "pdf")),
         judge=judge_success,
-    ),
-    ReceiverCase(
-        id="valid-reply-form",
-        title="reply Action ...-bResponse, MTOM reply to MTOM request",
-        required=False,
-        source="ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; ITI TF-2b 3.41.5, W3C MTOM/XOP",
-        expect="Action ...-bResponse and a multipart/related reply",
-        run=_reply_form,
     ),
     ReceiverCase(
         id="valid-no-address-block",
@@ -339,16 +263,16 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 4a / 15a",
         expect=_FAULT,
-        send=mutated(header_unqualified),
+        send=_HEADER_UNQUALIFIED,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="soap-header-namespace-code",
-        title="... _FAULT code is Sender",
+        title="... the fault code is Sender",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="SOAP 1.2 Part 1 §5.4.6 (Sender)",
         expect="SOAP Fault Sender",
-        send=mutated(header_unqualified),
+        send=_HEADER_UNQUALIFIED,
         judge=judge_fault_code("Sender"),
         shares="soap-header-namespace",
     ),
@@ -358,16 +282,16 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 4b / 15b",
         expect=_FAULT,
-        send=mutated(body_wrong_namespace),
+        send=_BODY_WRONG_NAMESPACE,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="soap-body-namespace-code",
-        title="... _FAULT code is Sender",
+        title="... the fault code is Sender",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="SOAP 1.2 Part 1 §5.4.6 (Sender)",
         expect="SOAP Fault Sender",
-        send=mutated(body_wrong_namespace),
+        send=_BODY_WRONG_NAMESPACE,
         judge=judge_fault_code("Sender"),
         shares="soap-body-namespace",
     ),
@@ -375,18 +299,18 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="soap-version",
         title="SOAP 1.1 envelope",
         required=True,
-        source="ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="ITI TF-2x V.3 (SOAP 1.2 only), SOAP 1.2 Part 1 §5.4",
         expect=_FAULT,
-        send=mutated(soap11),
+        send=_SOAP11,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="soap-version-code",
-        title="... _FAULT code is VersionMismatch",
+        title="... the fault code is VersionMismatch",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (SOAP 1.2 §5.4.6)",
+        source="SOAP 1.2 Part 1 §5.4.6 (VersionMismatch)",
         expect="SOAP Fault VersionMismatch",
-        send=mutated(soap11),
+        send=_SOAP11,
         judge=judge_fault_code("VersionMismatch"),
         shares="soap-version",
     ),
@@ -394,18 +318,18 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="wsa-action-missing",
         title="no wsa:Action",
         required=True,
-        source="ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="WS-Addressing 1.0 Core §3.1 (Action is required), ITI TF-2x V.3.2, SOAP 1.2 Part 1 §5.4",
         expect=_FAULT,
-        send=mutated(remove_wsa("Action")),
+        send=_NO_ACTION,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="wsa-action-missing-code",
         title=f"... Sender / {_MH}",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (WS-A SOAP binding §6.4)",
+        source="WS-Addressing 1.0 SOAP Binding §6.4 (MessageAddressingHeaderRequired)",
         expect=f"SOAP Fault Sender / {_MH}",
-        send=mutated(remove_wsa("Action")),
+        send=_NO_ACTION,
         judge=judge_fault_code("Sender", _MH),
         shares="wsa-action-missing",
     ),
@@ -413,18 +337,18 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="wsa-message-id-missing",
         title="no wsa:MessageID",
         required=True,
-        source="ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding (DTS 425), SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="ITI TF-2x V.3.2 (ONC XDR checklist DTS 425), SOAP 1.2 Part 1 §5.4",
         expect=_FAULT,
-        send=mutated(remove_wsa("MessageID")),
+        send=_NO_MESSAGE_ID,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="wsa-message-id-missing-code",
         title=f"... Sender / {_MH}",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3 (WS-A SOAP binding §6.4)",
+        source="WS-Addressing 1.0 SOAP Binding §6.4 (MessageAddressingHeaderRequired)",
         expect=f"SOAP Fault Sender / {_MH}",
-        send=mutated(remove_wsa("MessageID")),
+        send=_NO_MESSAGE_ID,
         judge=judge_fault_code("Sender", _MH),
         shares="wsa-message-id-missing",
     ),
@@ -432,18 +356,18 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         id="wsa-action-unknown",
         title="wsa:Action of another transaction",
         required=True,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="WS-Addressing 1.0 SOAP Binding §6.4, SOAP 1.2 Part 1 §5.4",
         expect=_FAULT,
-        send=mutated(unknown_action),
+        send=_UNKNOWN_ACTION,
         judge=judge_fault,
     ),
     ReceiverCase(
         id="wsa-action-unknown-code",
         title="... Sender / wsa:ActionNotSupported",
         required=False,
-        source="SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3",
+        source="WS-Addressing 1.0 SOAP Binding §6.4 (ActionNotSupported)",
         expect="SOAP Fault Sender / wsa:ActionNotSupported",
-        send=mutated(unknown_action),
+        send=_UNKNOWN_ACTION,
         judge=judge_fault_code("Sender", "wsa:ActionNotSupported"),
         shares="wsa-action-unknown",
     ),
@@ -462,7 +386,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 4d (1)",
         expect=_FAILURE,
-        send=mutated(drop_external_identifier(ns.DE_UNIQUE_ID)),
+        send=_NO_DE_UNIQUE_ID,
         judge=judge_failure(METADATA_ERRORS),
     ),
     ReceiverCase(
@@ -560,16 +484,16 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         title="the same uniqueIds submitted twice",
         required=True,
         source="ITI TF-3 4.2.4, ebRS 3.0",
-        expect="first Success; second Failure (or _FAULT), not Success",
-        run=_duplicate,
+        expect="first Success; second Failure (or a fault), not Success",
+        run=duplicate,
     ),
     ReceiverCase(
         id="document-unique-id-reused",
         title="a new SubmissionSet reusing an accepted DocumentEntry uniqueId for other bytes",
         required=False,
         source="ITI TF-3 4.2.4, ebRS 3.0 (XDSNonIdenticalHash, ONC XDR checklist DTS 239)",
-        expect="second submission refused (Failure or _FAULT)",
-        run=_document_unique_id_reused,
+        expect="second submission refused (Failure or fault)",
+        run=document_unique_id_reused,
     ),
     ReceiverCase(
         id="tls-mutual",
@@ -577,7 +501,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 8 / 18",
         expect="handshake completes, HTTP answer",
-        run=_tls_mutual,
+        run=tls_mutual,
     ),
     ReceiverCase(
         id="tls-untrusted-ca",
@@ -585,7 +509,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 9 / 19",
         expect="TLS handshake refused",
-        run=_tls_refused(lambda t: t.untrusted, "untrusted"),
+        run=tls_refused(lambda t: t.untrusted, "untrusted"),
     ),
     ReceiverCase(
         id="tls-expired",
@@ -593,7 +517,7 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="ETT 9 (expired material), our practice-binding rule",
         expect="TLS handshake refused",
-        run=_tls_refused(lambda t: t.expired, "expired"),
+        run=tls_refused(lambda t: t.expired, "expired"),
     ),
     ReceiverCase(
         id="tls-no-certificate",
@@ -601,7 +525,67 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         required=True,
         source="Direct Edge Protocols IG §1.1, ETT tests 6-9",
         expect="TLS handshake or request refused",
-        run=_tls_no_certificate,
+        run=tls_no_certificate,
+    ),
+    # Properties of every answer, judged once over all answers of the run (see .replies), so a receiver that
+    # gets one wrong fails one case naming every answer that has it, and the cases above judge what they send.
+    ReceiverCase(
+        id="reply-relates-to",
+        title="wsa:RelatesTo on every answer: Success, PartialSuccess, Failure and faults",
+        required=True,
+        source="WS-Addressing 1.0 Core §3.4, ITI TF-2x V.3.2",
+        expect="wsa:RelatesTo = the request's MessageID on every RegistryResponse, and on every fault to a "
+        "request whose MessageID was readable",
+        run=_every(check_relates_to, relates_to_applies, "answers that must name our MessageID"),
+    ),
+    ReceiverCase(
+        id="reply-action",
+        title="wsa:Action on every RegistryResponse, Success or Failure",
+        required=True,
+        source="ITI TF-2b 3.41.5 (ITI-41 WSDL output action), ITI TF-2x V.3.2, WS-Addressing 1.0 Core §3.1",
+        expect=f"wsa:Action = {ns.ACTION_PNR_RESPONSE}",
+        run=_every(check_response_action, is_registry_response, "RegistryResponse answers"),
+    ),
+    ReceiverCase(
+        id="reply-content-type",
+        title="HTTP Content-Type of every answer",
+        required=True,
+        source="RFC 3902, SOAP 1.2 Part 2 §7, W3C SOAP 1.2 MTOM §3, XOP 1.0 §4.1",
+        expect='application/soap+xml, or multipart/related; type="application/xop+xml"; '
+        'start-info="application/soap+xml"; boundary',
+        run=_every(check_media_type, is_answer, "SOAP answers"),
+    ),
+    ReceiverCase(
+        id="reply-fault-action",
+        title="wsa:Action on every fault to a readable SOAP 1.2 envelope",
+        required=False,
+        source="WS-Addressing 1.0 SOAP Binding §6, WS-Addressing 1.0 Core §3.1",
+        expect=f"wsa:Action = {ns.ACTION_WSA_FAULT} (WS-Addressing faults) or {ns.ACTION_FAULT}",
+        run=_every(check_fault_action, is_fault_to_intact_envelope, "faults"),
+    ),
+    ReceiverCase(
+        id="reply-mtom",
+        title="MTOM answer to every MTOM request, faults included",
+        required=False,
+        source="ITI TF-2x V.3.6, ITI TF-2b 3.41.5, W3C MTOM/XOP",
+        expect="multipart/related answer to an MTOM request",
+        run=_every(check_mtom_form, is_answer_to_mtom, "answers to MTOM requests"),
+    ),
+    ReceiverCase(
+        id="reply-http-status",
+        title="HTTP status of every answer",
+        required=False,
+        source="SOAP 1.2 Part 2 §7.5.2.2 (Table 23)",
+        expect="200 for a RegistryResponse; 400 for a Sender fault, 500 for other faults",
+        run=_every(check_http_status, is_answer, "SOAP answers"),
+    ),
+    ReceiverCase(
+        id="reply-action-must-understand",
+        title="mustUnderstand on the response wsa:Action",
+        required=False,
+        source="ITI TF-2x V.3.2 (IHE_WSA101), SOAP 1.2 Part 1 §5.2.3",
+        expect='wsa:Action S:mustUnderstand="true" on every RegistryResponse',
+        run=_every(check_action_must_understand, is_registry_response, "RegistryResponse answers"),
     ),
 )
 

@@ -1,10 +1,12 @@
 """What the receiver cases share while they run: the endpoint under test and its material (:class:`ReceiverTarget`),
 the requests they build (:class:`Prepared`), and :class:`ReceiverContext`, which builds valid submissions with our
-own composer and wire writer, frames mutated ones, sends them raw and remembers exchanges several cases judge."""
+own composer and wire writer, frames mutated ones, sends them raw, remembers exchanges several cases judge, and logs
+every answer made to the practice's own requests (:class:`Answer`) for the cases that judge how *every* answer is
+formed (``reply-*``: RelatesTo, Action, media type; WS-Addressing 1.0 Core §3.4, SOAP 1.2 Part 2 §7)."""
 
 from __future__ import annotations
 
-__all__ = ["Mutation", "Prepared", "ReceiverContext", "ReceiverTarget"]
+__all__ = ["Answer", "Mutation", "Prepared", "ReceiverContext", "ReceiverTarget"]
 
 import ssl
 from collections.abc import Callable, Sequence
@@ -53,21 +55,58 @@ class ReceiverTarget:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request ready to send: Content-Type, body bytes, its MessageID (None when a case removed it)."""
+    """A request ready to send: Content-Type, body bytes, its MessageID (None when a case removed it).
+
+    ``envelope_intact`` is False when the defect breaks the SOAP 1.2 envelope itself (Header or Body out of the
+    envelope namespace, a SOAP 1.1 envelope): a receiver then rejects the envelope before it reads any header
+    block (SOAP 1.2 Part 1 §5), so its fault cannot be expected to name our MessageID or to use WS-Addressing.
+    """
 
     content_type: str
     body: bytes
     message_id: str | None
     submission: Submission
+    envelope_intact: bool = True
+
+    @property
+    def mtom(self) -> bool:
+        return self.content_type.lower().startswith("multipart/related")
+
+    @property
+    def correlatable(self) -> bool:
+        """A conformant receiver can read our MessageID, so every answer must name it in ``wsa:RelatesTo``."""
+        return self.message_id is not None and self.envelope_intact
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One exchange made with the practice's own certificate during a run, and what its request was.
+
+    ``case_id`` is the case that sent it (a ``-code`` case shares its parent's). The ``reply-*`` cases judge
+    these together, so a property every answer must have is reported once, as one cause, instead of failing
+    every case whose answer lacks it.
+    """
+
+    case_id: str
+    exchange: Exchange
+    request_mtom: bool
+    correlatable: bool
+    envelope_intact: bool
 
 
 @dataclass
 class ReceiverContext:
-    """What the cases share during one run: the target, the practice's TLS context and the exchanges already
-    made (a ``-code`` case reads the exchange of its parent case instead of sending again)."""
+    """What the cases share during one run: the target, the practice's TLS context, the exchanges already
+    made (a ``-code`` case reads the exchange of its parent case instead of sending again) and the log of every
+    answer to the practice's own requests. ``current_case`` is set by the catalogue before each case runs.
+
+    One context per run, used by one thread: the cases of a run are sequential.
+    """
 
     target: ReceiverTarget
+    current_case: str = ""
     _exchanges: dict[str, Exchange] = field(default_factory=dict, repr=False)
+    _answers: list[Answer] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.context = client_ssl_context(load_identity(self.target.credential), self.target.ca_bundle)
@@ -96,8 +135,11 @@ class ReceiverContext:
             level=level,
         )
 
-    def frame(self, submission: Submission, mutate: Mutation | None = None) -> Prepared:
-        """Build the MTOM request for ``submission``; ``mutate`` may change the root XML and the part list."""
+    def frame(
+        self, submission: Submission, mutate: Mutation | None = None, *, envelope_intact: bool = True
+    ) -> Prepared:
+        """Build the MTOM request for ``submission``; ``mutate`` may change the root XML and the part list
+        (``envelope_intact=False`` when it breaks the SOAP envelope itself, see :class:`Prepared`)."""
         request = build_request(submission, endpoint=self.target.endpoint)
         body = request.body
         if mutate is None:
@@ -108,7 +150,7 @@ class ReceiverContext:
         message_id = (found.text or "").strip() if found is not None else None
         xml = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
         framed = MtomBody(xml, parts, root_content_id=body.root_content_id)
-        return Prepared(framed.content_type, b"".join(framed), message_id, submission)
+        return Prepared(framed.content_type, b"".join(framed), message_id, submission, envelope_intact)
 
     def plain_soap(self, submission: Submission) -> Prepared:
         """The non-MTOM form (ITI TF-2x V.3.6, inline base64): base64 text inside ``xdsb:Document``."""
@@ -117,8 +159,13 @@ class ReceiverContext:
 
     # -- sending ---------------------------------------------------------------------------------------------
 
-    def send(self, prepared: Prepared, *, context: ssl.SSLContext | None = None) -> Exchange:
-        return post(
+    def send(
+        self, prepared: Prepared, *, context: ssl.SSLContext | None = None, case_id: str | None = None
+    ) -> Exchange:
+        """POST ``prepared``; with the practice's own context (no ``context``) the answer joins the log under
+        ``case_id`` (default: the running case). Other contexts are the TLS cases' own handshakes: their
+        answers, if any, are judged by those cases alone."""
+        exchange = post(
             self.target.endpoint,
             context or self.context,
             prepared.content_type,
@@ -126,9 +173,24 @@ class ReceiverContext:
             message_id=prepared.message_id,
             timeout=self.target.timeout,
         )
+        if context is None:
+            self._answers.append(
+                Answer(
+                    case_id or self.current_case or "?",
+                    exchange,
+                    prepared.mtom,
+                    prepared.correlatable,
+                    prepared.envelope_intact,
+                )
+            )
+        return exchange
 
     def exchange(self, key: str, build: Callable[[ReceiverContext], Prepared]) -> Exchange:
         """Send what ``build`` makes, once per run and ``key``."""
         if key not in self._exchanges:
-            self._exchanges[key] = self.send(build(self))
+            self._exchanges[key] = self.send(build(self), case_id=key)
         return self._exchanges[key]
+
+    def answers(self) -> tuple[Answer, ...]:
+        """Every answer to the practice's own requests so far, in the order they came."""
+        return tuple(self._answers)

@@ -43,16 +43,17 @@ from cryptography import x509
 from lxml import etree
 
 from xdr_edge.certs import fingerprint_sha256
+from xdr_edge.conformance.lenient import MESSAGE_ID, read_leniently
+from xdr_edge.conformance.wireform import request_content_type
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.codes import REPOSITORY_ERROR
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
-from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault, RequestEnvelope
-from xdr_edge.protocol.wire import ReplyBytes, build_reply, parse_request
+from xdr_edge.protocol.wire import ReplyBytes, build_reply
 from xdr_edge.protocol.xml import parse
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.tls import server_ssl_context
@@ -102,6 +103,7 @@ class RecordedRequest:
     client_subject: str | None
     client_fingerprint: str | None
     client_verified: bool
+    client_certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -138,10 +140,15 @@ class RequestAnalysis:
     mtom: bool = False
     included: list[str] = field(default_factory=list)
     senders_in_metadata: list[str] = field(default_factory=list)
+    #: WS-Addressing header problems the reader stopped on and was read past (location -> message, .lenient)
+    header_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def message_id(self) -> str | None:
-        return self.envelope.message_id if self.envelope is not None else None
+        """The request's own MessageID: None when it had none, or none the reader could use."""
+        if self.envelope is None or MESSAGE_ID in self.header_problems:
+            return None
+        return self.envelope.message_id
 
 
 class _HeaderScanner(multipart.PushMultipartParser):  # type: ignore[misc]  # multipart ships no type hints
@@ -163,33 +170,6 @@ def _scan_part_headers(path: Path, boundary: str) -> list[tuple[tuple[str, str],
     return headers
 
 
-def _content_type_problems(content_type: str) -> tuple[list[str], dict[str, str], bool]:
-    """XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 (and NIST's MtomMessageValidator): the exact MTOM Content-Type parameters."""
-    try:
-        media, params = parse_content_type(content_type)
-    except RemoteProtocolError as exc:
-        return [f"Content-Type unreadable: {exc.message}"], {}, False
-    if media != "multipart/related":
-        return (
-            [
-                f"Content-Type is {media or 'missing'}, not multipart/related (MTOM is required, ITI TF-2b 3.41.5, W3C MTOM/XOP)"
-            ],
-            {},
-            False,
-        )
-    problems = []
-    if params.get("type", "").lower() != "application/xop+xml":
-        problems.append(f'type parameter is {params.get("type")!r}, expected "application/xop+xml"')
-    if not params.get("boundary"):
-        problems.append("no boundary parameter")
-    if params.get("start-info", "").lower() != "application/soap+xml":
-        problems.append(f'start-info is {params.get("start-info")!r}, expected "application/soap+xml"')
-    start = params.get("start")
-    if start is not None and not (start.startswith("<") and start.endswith(">")):
-        problems.append(f"start {start!r} is not wrapped in < >")
-    return problems, params, True
-
-
 def _root_bytes(record: RecordedRequest, incoming_root: bytes | None) -> bytes | None:
     if incoming_root is not None:
         return incoming_root
@@ -199,10 +179,11 @@ def _root_bytes(record: RecordedRequest, incoming_root: bytes | None) -> bytes |
 
 
 def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAnalysis:
-    """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`) plus the raw header
-    scans the reader is lenient about."""
+    """Read one recorded request with our own reader (:func:`xdr_edge.protocol.wire.parse_request`), past the
+    WS-Addressing header defects it stops on (:mod:`.lenient`), plus the raw header scans the reader is lenient
+    about."""
     result = RequestAnalysis(record)
-    problems, params, mtom = _content_type_problems(record.content_type)
+    problems, params, mtom = request_content_type(record.content_type)
     result.content_type_problems = problems
     result.mtom = mtom
     if mtom and params.get("boundary"):
@@ -214,21 +195,21 @@ def analyse(record: RecordedRequest, spool_dir: Path | None = None) -> RequestAn
         result.start = start[1:-1] if start and start.startswith("<") and start.endswith(">") else None
     root_bytes: bytes | None = None
     try:
-        with record.body_path.open("rb") as stream:
-            with parse_request(
-                record.content_type,
-                stream,
-                limits=MtomLimits(max_total_bytes=MAX_BODY_BYTES),
-                spool_dir=spool_dir,
-                content_length=record.body_size,
-            ) as incoming:
-                result.envelope = incoming.envelope
-                result.findings = list(incoming.findings)
-                if incoming.package is not None:
-                    root_bytes = incoming.package.root
-                if incoming.submission is not None:
-                    ss = incoming.submission.submission_set
-                    result.senders_in_metadata = [str(a) for author in ss.authors for a in author.addresses]
+        read, result.header_problems = read_leniently(
+            record.content_type,
+            record.body_path,
+            record.body_size,
+            limits=MtomLimits(max_total_bytes=MAX_BODY_BYTES),
+            spool_dir=spool_dir,
+        )
+        with read as incoming:
+            result.envelope = incoming.envelope
+            result.findings = list(incoming.findings)
+            if incoming.package is not None:
+                root_bytes = incoming.package.root
+            if incoming.submission is not None:
+                ss = incoming.submission.submission_set
+                result.senders_in_metadata = [str(a) for author in ss.authors for a in author.addresses]
     except RemoteProtocolError as exc:
         result.envelope_error = str(exc)
     raw = _root_bytes(record, root_bytes) if result.envelope is not None else None
@@ -383,6 +364,7 @@ class RecordingEndpoint:
                 handle.write(chunk)
         pem = environ.get("SSL_CLIENT_CERT")
         subject = fingerprint = None
+        cert: x509.Certificate | None = None
         if pem:
             cert = x509.load_pem_x509_certificate(str(pem).encode("ascii"))
             subject, fingerprint = cert.subject.rfc4514_string(), fingerprint_sha256(cert)
@@ -398,6 +380,7 @@ class RecordingEndpoint:
             client_subject=subject,
             client_fingerprint=fingerprint,
             client_verified=environ.get("SSL_CLIENT_VERIFY") == "SUCCESS",
+            client_certificate=cert,
         )
         return record
 

@@ -26,25 +26,42 @@ from xml.etree import ElementTree as ET
 from xdr_edge.conformance.cases import CaseStatus, Report, TestCase
 
 
-def _cell(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+def _wrap(first: str, text: str, width: int, indent: int) -> list[str]:
+    """``text`` wrapped to ``width`` columns after ``indent`` spaces, ``first`` leading its first line and its
+    width of blanks the others: nothing is ever cut, and a word (a URN, a case id) is never split, so a long
+    observation simply takes more lines."""
+    pieces = textwrap.wrap(
+        text, max(width - len(first), 20), break_long_words=False, break_on_hyphens=False
+    ) or [""]
+    pad = " " * indent
+    return [f"{pad}{first if i == 0 else ' ' * len(first)}{piece}" for i, piece in enumerate(pieces)]
 
 
 def format_table(report: Report, *, width: int = 110, details: bool = True) -> str:
-    """The terminal table: id, R(equired)/o(ptional), PASS/FAIL/SKIP, expected vs observed; for every case
-    that did not pass, its reason on the next line."""
+    """The terminal table. Per case: id, R(equired)/o(ptional), PASS/FAIL/SKIP and the expectation; then ``->``
+    what was observed, ``why:`` the reason for every case that did not pass, and ``source:`` the rule it checks
+    (ETT test, IHE ITI TF section, SOAP 1.2 / WS-Addressing rule). Long texts are wrapped, never cut; on a
+    narrow terminal the texts go under the id instead of beside it."""
     id_w = max([len(r.case.id) for r in report.results] + [2])
-    rest = max(width - id_w - 11, 40)
+    indent = id_w + 15
+    if width - indent < 60:
+        indent = 4
+    rest = max(width - indent, 40)
     lines = [f"{report.mode} conformance: {report.target}", ""]
-    lines.append(f"{'id'.ljust(id_w)}  req  {'result':<6} expected -> observed")
-    lines.append(f"{'-' * id_w}  ---  ------ {'-' * min(rest, 60)}")
+    lines.append(f"{'id'.ljust(id_w)}  req  result  expected -> observed")
+    lines.append(f"{'-' * id_w}  ---  ------  {'-' * max(min(width - id_w - 15, 60), 8)}")
     for r in report.results:
-        req = " R " if r.case.required else " o "
-        lines.append(f"{r.case.id.ljust(id_w)}  {req}  {r.status.value:<6} {_cell(r.expected, rest)}")
-        lines.append(f"{''.ljust(id_w)}              -> {_cell(r.observed, rest - 3)}")
-        if details and r.detail and not r.passed:
-            for piece in textwrap.wrap(r.detail, rest - 3) or [""]:
-                lines.append(f"{''.ljust(id_w)}                 {piece}")
+        req = "R" if r.case.required else "o"
+        head = f"{r.case.id.ljust(id_w)}   {req}   {r.status.value:<6}  "
+        expected = _wrap("", r.expected, rest, indent)
+        if indent == len(head):
+            lines += [head + expected[0][indent:], *expected[1:]]
+        else:
+            lines += [head.rstrip(), *expected]
+        lines += _wrap("-> ", r.observed, rest, indent)
+        if details and r.detail and not r.passed and r.detail != r.observed:
+            lines += _wrap("why: ", r.detail, rest, indent)
+        lines += _wrap("source: ", r.case.source, rest, indent)
     c = report.counts()
     verdict = (
         "OK: every required case passed"
@@ -93,7 +110,9 @@ def junit_xml(report: Report) -> bytes:
                 "failure",
                 {"message": r.detail or r.observed, "type": "required" if r.case.required else "optional"},
             )
-            failure.text = f"expected: {r.expected}\nobserved: {r.observed}\n{r.detail}".rstrip()
+            failure.text = (
+                f"expected: {r.expected}\nobserved: {r.observed}\n{r.detail}\nsource: {r.case.source}"
+            )
         elif r.status is CaseStatus.SKIP:
             ET.SubElement(case, "skipped", {"message": r.detail})
         out = ET.SubElement(case, "system-out")

@@ -3,7 +3,9 @@
 The cases check the HTTP Content-Type and MIME parts (XOP 1.0 §4.1, ITI TF-2b 3.41.5), SOAP and WS-Addressing
 (ITI TF-2x V.3.2, WS-Addressing 1.0; MessageIDs unique across sends, ETT MT 19/48), the Direct address block
 ("XDR and XDM for Direct Messaging" §4.1, ETT MT 49), metadata for the declared level (ITI TF-3 4.3.1), hash and
-size against the bytes, and the client certificate. Documents are never logged or printed (PHI).
+size against the bytes, the client certificate, and, given the bindings (:mod:`.bindings`: the receiver's registry
+or ``--practice`` pairs), that every sender address is bound to the practice of the certificate that carried it
+(our practice-binding rule). Documents are never logged or printed (PHI).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from urllib.parse import unquote
 
 from lxml import etree
 
+from xdr_edge.conformance.bindings import SenderBindings
 from xdr_edge.conformance.cases import CaseResult, CaseStatus, Report, TestCase, Verdict, run_cases
+from xdr_edge.conformance.lenient import ACTION, MESSAGE_ID, TO
 from xdr_edge.conformance.recording import (
     ConnectionAttempt,
     RecordingEndpoint,
@@ -29,6 +33,7 @@ from xdr_edge.protocol.codes import MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.protocol.soap import LevelPlacement
 
 _MU = f"{{{ns.SOAP}}}mustUnderstand"
@@ -36,12 +41,14 @@ _MU = f"{{{ns.SOAP}}}mustUnderstand"
 
 @dataclass(frozen=True)
 class SenderContext:
-    """Everything the sender cases judge: the analysed requests, or the connection attempts (ETT 7 mode)."""
+    """Everything the sender cases judge: the analysed requests, or the connection attempts (ETT 7 mode), and the
+    bindings the sender must keep (None: not given, the ``practice-binding`` case is skipped)."""
 
     analyses: tuple[RequestAnalysis, ...]
     attempts: tuple[ConnectionAttempt, ...] = ()
     bad_server_cert: bool = False
     expect: int | None = None
+    bindings: SenderBindings | None = None
 
 
 Check = Callable[[RequestAnalysis], list[str]]
@@ -146,7 +153,11 @@ def _check_document_parts(a: RequestAnalysis) -> list[str]:
 
 
 def _check_soap(a: RequestAnalysis) -> list[str]:
-    return [] if a.envelope is not None else [f"not a readable ITI-41 SOAP 1.2 request: {a.envelope_error}"]
+    """A readable SOAP 1.2 ITI-41 envelope, and no WS-Addressing header the reader had to read past other than
+    MessageID, Action and To (the ``wsa-message-id``, ``wsa-action`` and ``wsa-to`` cases report those)."""
+    if a.envelope is None:
+        return [f"not a readable ITI-41 SOAP 1.2 request: {a.envelope_error}"]
+    return [p for where, p in a.header_problems.items() if not where.startswith((MESSAGE_ID, ACTION, TO))]
 
 
 def _wsa_elements(a: RequestAnalysis, local: str) -> list[etree._Element]:
@@ -265,8 +276,16 @@ def _check_sender(a: RequestAnalysis) -> list[str]:
     return []
 
 
+def _message_id_present(a: RequestAnalysis) -> list[str]:
+    """A usable MessageID; when the reader had to read past it, its reason (missing, empty, not a URI, twice)."""
+    problem = next((p for where, p in a.header_problems.items() if where.startswith(MESSAGE_ID)), None)
+    if problem is not None:
+        return [problem]
+    return [] if a.message_id else ["no wsa:MessageID"]
+
+
 def _message_ids_unique(ctx: SenderContext) -> Verdict:
-    base = _per_request(lambda a: [] if a.message_id else ["no wsa:MessageID"])(ctx)
+    base = _per_request(_message_id_present)(ctx)
     if base.status is not CaseStatus.PASS:
         return base
     counts = Counter(a.message_id for a in ctx.analyses)
@@ -304,6 +323,58 @@ def _bad_server_cert(ctx: SenderContext) -> Verdict:
     return Verdict.ok(f"{len(ctx.attempts)} connection(s), no application data: {ctx.attempts[0].detail}")
 
 
+def _senders(a: RequestAnalysis) -> list[tuple[str, DirectAddress]]:
+    """Every sender address the request claims, where it claims it (the receiver checks the same ones)."""
+    found: list[tuple[str, DirectAddress]] = []
+    if a.envelope is not None and a.envelope.direct_from is not None:
+        found.append(("direct:from", a.envelope.direct_from))
+    for text in a.senders_in_metadata:
+        try:
+            address = DirectAddress.parse(text)
+        except ValueError:
+            continue  # a malformed address is the metadata case's to report
+        if all(address != known for _, known in found):
+            found.append(("authorTelecommunication", address))
+    return found
+
+
+def _practice_binding(ctx: SenderContext) -> Verdict:
+    """Our practice-binding rule from the sending side: the sender addresses of each request are bound to the
+    practice of the client certificate it came with (a sender using practice B's certificate for practice A's
+    address is refused by a careful receiver, or worse, accepted by a careless one)."""
+    if ctx.bad_server_cert:
+        return Verdict.skip("--bad-server-cert run: no request is expected to arrive")
+    if ctx.bindings is None:
+        return Verdict.skip(
+            "no bindings given (--registry URL, or --practice CERT_OR_FINGERPRINT ADDRESS_OR_DOMAIN): without "
+            "them nobody can tell which practice an address belongs to"
+        )
+    if not ctx.analyses:
+        return Verdict.fail("no request recorded", "the sender sent nothing that reached the endpoint")
+    problems: list[str] = []
+    judged = 0
+    for a in ctx.analyses:
+        cert = a.record.client_certificate
+        senders = _senders(a)
+        if cert is None or not senders:
+            continue  # tls-client-certificate, direct-address-block and author-telecommunication report these
+        judged += 1
+        found = ctx.bindings.problems(cert, senders, at=a.record.received_at)
+        problems += [f"request {a.record.index}: {p}" for p in found]
+    if not judged:
+        return Verdict.skip(
+            "no request came with both a client certificate and a sender address (see tls-client-certificate, "
+            "direct-address-block and author-telecommunication)"
+        )
+    if problems:
+        extra = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Verdict.fail(problems[0] + extra, "; ".join(problems))
+    return Verdict.ok(
+        f"{judged} request(s): every sender address bound to the certificate's practice "
+        f"({ctx.bindings.describe()})"
+    )
+
+
 def _expected_count(ctx: SenderContext) -> Verdict:
     have = len(ctx.attempts) if ctx.bad_server_cert else len(ctx.analyses)
     if ctx.expect is None:
@@ -319,7 +390,7 @@ SENDER_CASES: tuple[TestCase[SenderContext], ...] = (
         id="expected-count",
         title="the expected number of messages arrived",
         required=True,
-        source="xdr-edge",
+        source="ETT 1 / 2, MT 19 / 48 (the sender sends what the test asks for)",
         expectation="--expect N messages (or connections) before --timeout",
         run=_expected_count,
     ),
@@ -343,7 +414,7 @@ SENDER_CASES: tuple[TestCase[SenderContext], ...] = (
         id="http-content-type",
         title="MTOM HTTP Content-Type parameters",
         required=True,
-        source="W3C SOAP 1.2 MTOM §3",
+        source="W3C SOAP 1.2 MTOM §3, XOP 1.0 §4.1, ITI TF-2b 3.41.5",
         expectation='multipart/related; type="application/xop+xml"; boundary; start=<...>; start-info',
         run=_per_request(_check_content_type, needs_envelope=False),
     ),
@@ -436,6 +507,15 @@ SENDER_CASES: tuple[TestCase[SenderContext], ...] = (
         run=_per_request(_check_sender),
     ),
     TestCase(
+        id="practice-binding",
+        title="sender addresses bound to the practice of the client certificate",
+        required=True,
+        source="our practice-binding rule, Direct Edge Protocols IG §1.1, XDR and XDM for Direct Messaging §4.1, §4.2",
+        expectation="direct:from and authorTelecommunication bound to the certificate's practice "
+        "(--registry or --practice)",
+        run=_practice_binding,
+    ),
+    TestCase(
         id="documents-attached",
         title="every DocumentEntry has its document and vice versa",
         required=True,
@@ -464,22 +544,25 @@ def run_sender(
     *,
     expect: int,
     timeout: float,
+    bindings: SenderBindings | None = None,
     on_ready: Callable[[str], None] | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
 ) -> Report:
-    """Start the endpoint, wait for ``expect`` messages (or connections) or ``timeout`` seconds, judge, stop."""
+    """Start the endpoint, wait for ``expect`` messages (or connections) or ``timeout`` seconds, judge, stop.
+    ``bindings`` are the addresses each certificate may send from (the ``practice-binding`` case)."""
     with RecordingEndpoint(config) as endpoint:
         if on_ready is not None:
             on_ready(endpoint.url)
         endpoint.wait(expect, timeout)
         endpoint.stop()
-        return judge_recorded(endpoint, expect=expect, on_result=on_result)
+        return judge_recorded(endpoint, expect=expect, bindings=bindings, on_result=on_result)
 
 
 def judge_recorded(
     endpoint: RecordingEndpoint,
     *,
     expect: int | None = None,
+    bindings: SenderBindings | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
 ) -> Report:
     """Judge everything ``endpoint`` recorded so far with the sender catalogue."""
@@ -489,5 +572,6 @@ def judge_recorded(
         attempts=attempts,
         bad_server_cert=endpoint.config.bad_server_cert,
         expect=expect,
+        bindings=bindings,
     )
     return run_cases(sender_catalogue(), context, mode="sender", target=endpoint.url, on_result=on_result)

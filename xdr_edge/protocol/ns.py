@@ -37,6 +37,8 @@ NSMAP: Final = {
 ACTION_PNR: Final = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ACTION_PNR_RESPONSE: Final = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-bResponse"
 ACTION_FAULT: Final = "http://www.w3.org/2005/08/addressing/soap/fault"
+# WS-Addressing 1.0 SOAP Binding §6: the action of the faults WS-Addressing itself defines (ActionNotSupported, ...)
+ACTION_WSA_FAULT: Final = "http://www.w3.org/2005/08/addressing/fault"
 WSA_ANONYMOUS: Final = "http://www.w3.org/2005/08/addressing/anonymous"
 DIRECT_ROLE: Final = "urn:direct:addressing:destination"
 

@@ -61,6 +61,9 @@ class ServerConfig:
     cert: Path | None = None  # server certificate (PEM, chain allowed); None only in proxy (plain HTTP) mode
     key: Path | None = None
     client_ca: Path | None = None  # CA bundle for client certificates
+    # False: a client certificate is optional (verified against client_ca when one is given and sent), or not
+    # asked for at all without client_ca. The JSON API's setting; the receiver always requires one.
+    require_client_cert: bool = True
     crls: tuple[Path, ...] = ()
     threads: int = 10
     socket_timeout: float = 60.0  # a client that sends nothing for this long is dropped
@@ -85,7 +88,8 @@ class ServerConfig:
             if self.host not in ("127.0.0.1", "::1", "localhost"):
                 log.warning("plain HTTP on %s: only safe on loopback behind the TLS proxy", self.host)
             return
-        missing = [n for n in ("cert", "key", "client_ca") if getattr(self, n) is None]
+        needed = ("cert", "key", "client_ca") if self.require_client_cert else ("cert", "key")
+        missing = [n for n in needed if getattr(self, n) is None]
         if missing:
             raise ConfigurationError(
                 "mutual TLS needs "
@@ -664,9 +668,15 @@ class XdrServer:
 def _tls_context(config: ServerConfig) -> ssl.SSLContext:
     """The server's context; an error names the key file as well as the certificate (a mismatched pair is
     reported at the certificate, and the operator needs to know which key was tried with it)."""
-    assert config.cert is not None and config.key is not None and config.client_ca is not None
+    assert config.cert is not None and config.key is not None
     try:
-        return server_ssl_context(config.cert, config.key, config.client_ca, crls=config.crls)
+        return server_ssl_context(
+            config.cert,
+            config.key,
+            config.client_ca,
+            crls=config.crls,
+            require_client_cert=config.require_client_cert,
+        )
     except CertificateError as exc:
         if str(config.key) in str(exc):
             raise

@@ -46,11 +46,16 @@ No I/O here besides reading the file; :func:`build_server` opens the registry an
 from __future__ import annotations
 
 __all__ = [
+    "SERVER_KEYS",
     "BuiltServer",
     "ReceiverOptions",
+    "SettingsTable",
     "build_server",
     "default_receiver_name",
     "load_receiver_settings",
+    "read_settings_file",
+    "server_config",
+    "server_values",
 ]
 
 import re
@@ -80,25 +85,27 @@ from xdr_edge.registry import (
 )
 from xdr_edge.tomlconfig import TableReader, load_toml
 
+#: The ``[server]`` keys (socket, TLS, limits): the receiver's file and the JSON API's file share them.
+SERVER_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "cert",
+        "key",
+        "client_ca",
+        "crls",
+        "threads",
+        "timeout_seconds",
+        "max_request_bytes",
+        "linger_seconds",
+        "handshake_timeout_seconds",
+        "max_header_bytes",
+        "min_upload_bytes_per_second",
+        "upload_grace_seconds",
+    }
+)
 _SECTIONS: dict[str, frozenset[str]] = {
-    "server": frozenset(
-        {
-            "host",
-            "port",
-            "cert",
-            "key",
-            "client_ca",
-            "crls",
-            "threads",
-            "timeout_seconds",
-            "max_request_bytes",
-            "linger_seconds",
-            "handshake_timeout_seconds",
-            "max_header_bytes",
-            "min_upload_bytes_per_second",
-            "upload_grace_seconds",
-        }
-    ),
+    "server": SERVER_KEYS,
     "receiver": frozenset(
         {"registry", "inbox", "name", "hook", "path", "understood_headers", "intermediates"}
     ),
@@ -139,16 +146,16 @@ class ReceiverOptions:
         return self.identity_source is PeerIdentitySource.PROXY
 
 
-class _Table(TableReader):
-    """One section of the receiver's file: absent values are None; relative paths resolve against ``base``."""
+class SettingsTable(TableReader):
+    """One section of a settings file: absent values are None; relative paths resolve against ``base``."""
 
     def __init__(self, source: str, name: str, table: Mapping[str, Any], base: Path) -> None:
         super().__init__(source, table, f"{name}.")
         self.name = name
         self.base = base
 
-    def check_keys(self) -> None:
-        self.refuse_unknown(_SECTIONS[self.name])
+    def check_keys(self, allowed: frozenset[str] | None = None) -> None:
+        self.refuse_unknown(_SECTIONS[self.name] if allowed is None else allowed)
 
     def string(self, key: str) -> str | None:
         value = self.table.get(key)
@@ -220,14 +227,19 @@ class _Table(TableReader):
         return str(database if database.is_absolute() else self.base / database)
 
 
-def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+def read_settings_file(
+    path: Path, sections: Mapping[str, frozenset[str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The file's tables by section name; a section not in ``sections`` (the receiver's by default) is an
+    error naming the file."""
     source = str(path)
+    known = _SECTIONS if sections is None else sections
     data = load_toml(path)
     out: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
-        if name not in _SECTIONS:
+        if name not in known:
             raise ConfigurationError(
-                f"{source}: {name}: unknown section (expected: {', '.join(sorted(_SECTIONS))})",
+                f"{source}: {name}: unknown section (expected: {', '.join(sorted(known))})",
                 location=f"{source}:{name}",
             )
         if not isinstance(table, dict):
@@ -241,27 +253,14 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
 def _values_from_file(path: Path) -> dict[str, Any]:
     """The file's settings as flat option names (the same names as the overrides)."""
     base = path.resolve().parent
-    data = _read_file(path)
-    server = _Table(str(path), "server", data.get("server", {}), base)
-    receiver = _Table(str(path), "receiver", data.get("receiver", {}), base)
-    proxy = _Table(str(path), "proxy", data.get("proxy", {}), base)
+    data = read_settings_file(path)
+    server = SettingsTable(str(path), "server", data.get("server", {}), base)
+    receiver = SettingsTable(str(path), "receiver", data.get("receiver", {}), base)
+    proxy = SettingsTable(str(path), "proxy", data.get("proxy", {}), base)
     for table in (server, receiver, proxy):
         table.check_keys()
     values: dict[str, Any] = {
-        "host": server.string("host"),
-        "port": server.integer("port", 0, 65535),
-        "cert": server.path("cert"),
-        "key": server.path("key"),
-        "client_ca": server.path("client_ca"),
-        "crls": server.paths("crls"),
-        "threads": server.integer("threads", 1, 1000),
-        "socket_timeout": server.number("timeout_seconds"),
-        "max_request_bytes": server.integer("max_request_bytes", 1),
-        "linger_seconds": server.number("linger_seconds"),
-        "handshake_timeout": server.number("handshake_timeout_seconds"),
-        "max_header_bytes": server.integer("max_header_bytes", 1024),
-        "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
-        "upload_grace_seconds": server.number("upload_grace_seconds"),
+        **server_values(server),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
         "receiver_name": receiver.string("name"),
@@ -277,6 +276,53 @@ def _values_from_file(path: Path) -> dict[str, Any]:
     if values["path"] is not None and not values["path"].startswith("/"):
         raise receiver.error("path", "must start with '/'")
     return {k: v for k, v in values.items() if v is not None}
+
+
+def server_values(server: SettingsTable) -> dict[str, Any]:
+    """The ``[server]`` table as override names (None where absent)."""
+    return {
+        "host": server.string("host"),
+        "port": server.integer("port", 0, 65535),
+        "cert": server.path("cert"),
+        "key": server.path("key"),
+        "client_ca": server.path("client_ca"),
+        "crls": server.paths("crls"),
+        "threads": server.integer("threads", 1, 1000),
+        "socket_timeout": server.number("timeout_seconds"),
+        "max_request_bytes": server.integer("max_request_bytes", 1),
+        "linger_seconds": server.number("linger_seconds"),
+        "handshake_timeout": server.number("handshake_timeout_seconds"),
+        "max_header_bytes": server.integer("max_header_bytes", 1024),
+        "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
+        "upload_grace_seconds": server.number("upload_grace_seconds"),
+    }
+
+
+def server_config(
+    values: Mapping[str, Any], *, plain_http: bool = False, require_client_cert: bool = True
+) -> ServerConfig:
+    """A :class:`ServerConfig` from override names (:func:`server_values` and flags); defaults elsewhere."""
+    return replace(
+        _DEFAULTS,
+        host=values.get("host", _DEFAULTS.host),
+        port=int(values.get("port", _DEFAULTS.port)),
+        cert=values.get("cert"),
+        key=values.get("key"),
+        client_ca=values.get("client_ca"),
+        require_client_cert=require_client_cert,
+        crls=tuple(values.get("crls", ())),
+        threads=int(values.get("threads", _DEFAULTS.threads)),
+        socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
+        max_request_bytes=int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes)),
+        linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
+        handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
+        max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
+        min_upload_bytes_per_second=int(
+            values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
+        ),
+        upload_grace_seconds=float(values.get("upload_grace_seconds", _DEFAULTS.upload_grace_seconds)),
+        plain_http=plain_http,
+    )  # ServerConfig checks that TLS has its certificate and key (and client CA when required)
 
 
 def load_receiver_settings(
@@ -303,26 +349,7 @@ def load_receiver_settings(
             )
     behind_proxy = bool(values.get("behind_proxy", False))
     max_bytes = int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes))
-    server = replace(
-        _DEFAULTS,
-        host=values.get("host", _DEFAULTS.host),
-        port=int(values.get("port", _DEFAULTS.port)),
-        cert=values.get("cert"),
-        key=values.get("key"),
-        client_ca=values.get("client_ca"),
-        crls=tuple(values.get("crls", ())),
-        threads=int(values.get("threads", _DEFAULTS.threads)),
-        socket_timeout=float(values.get("socket_timeout", _DEFAULTS.socket_timeout)),
-        max_request_bytes=max_bytes,
-        linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
-        handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
-        max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
-        min_upload_bytes_per_second=int(
-            values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
-        ),
-        upload_grace_seconds=float(values.get("upload_grace_seconds", _DEFAULTS.upload_grace_seconds)),
-        plain_http=behind_proxy,
-    )  # ServerConfig checks that mutual TLS has its certificate, key and client CA
+    server = server_config(values, plain_http=behind_proxy)
     options = ReceiverOptions(
         registry=str(values["registry"]),
         inbox=Path(values["inbox"]),

@@ -193,7 +193,55 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         "ALTER TABLE crls_v2 RENAME TO crls",
         _attribute_v1_crls,
     ),
-    # Version 3: one schema on SQLite and PostgreSQL, and the inbox index in the registry database.
+    # Version 3: the JSON API's data (xdr_edge.api), beside the registry it acts on. Integrators' applications
+    # and their passwords (slow salted hashes only), which application owns which practice under which of its
+    # own keys (accountId), individual logins of one practice, and the record of every message sent through
+    # the API. Standard SQL only (a server database runs the same statements). total_bytes: {bigint} renders as
+    # this step's released SQLite text (INTEGER, 64-bit there) and as BIGINT on PostgreSQL (INTEGER has 32 bits).
+    (
+        """CREATE TABLE api_applications (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL,
+            password_changed_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE api_accounts (
+            practice_id TEXT PRIMARY KEY REFERENCES practices(id),
+            application_id TEXT NOT NULL REFERENCES api_applications(id),
+            account_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (application_id, account_id)
+        )""",
+        """CREATE TABLE api_logins (
+            login_id TEXT PRIMARY KEY,
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            user_id TEXT,
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX api_logins_practice ON api_logins(practice_id)",
+        """CREATE TABLE api_messages (
+            id TEXT PRIMARY KEY,
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            application_id TEXT,
+            login_id TEXT,
+            user_id TEXT,
+            sender TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            document_count INTEGER NOT NULL,
+            total_bytes {bigint} NOT NULL,
+            outcome TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+        "CREATE INDEX api_messages_practice ON api_messages(practice_id, created_at)",
+    ),
+    # Version 4: one schema on SQLite and PostgreSQL, and the inbox index in the registry database.
     # - bindings: "an address is unique whatever the case of its letters" becomes a unique index on
     #   lower(address). The NOCASE collation of version 1 exists only in SQLite, and it made every comparison
     #   of the column case-insensitive, so an exact comparison needed SQLite-only syntax. Rebuilt (SQLite cannot
@@ -201,7 +249,7 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
     # - inbox_submissions, inbox_documents: the SubmissionSet and DocumentEntry uniqueIds stored by every
     #   receiver sharing this database, with the practice that sent each (xdr_edge.registry.submissions).
     (
-        """CREATE TABLE bindings_v3 (
+        """CREATE TABLE bindings_v4 (
             id {rowid},
             practice_id TEXT NOT NULL REFERENCES practices(id),
             address TEXT,
@@ -209,10 +257,10 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             created_at TEXT NOT NULL,
             CHECK ((address IS NULL) <> (domain IS NULL))
         )""",
-        "INSERT INTO bindings_v3 (practice_id, address, domain, created_at) "
+        "INSERT INTO bindings_v4 (practice_id, address, domain, created_at) "
         "SELECT practice_id, address, domain, created_at FROM bindings ORDER BY id",
         "DROP TABLE bindings",
-        "ALTER TABLE bindings_v3 RENAME TO bindings",
+        "ALTER TABLE bindings_v4 RENAME TO bindings",
         "CREATE UNIQUE INDEX bindings_address ON bindings (lower(address))",
         "CREATE INDEX bindings_practice ON bindings (practice_id)",
         # path: the submission's directory relative to the inbox root of `receiver` (one shared inbox, or each
@@ -251,6 +299,10 @@ _OWN_TABLES = frozenset(
         "crls",
         "mapping_rules",
         "audit",
+        "api_applications",
+        "api_accounts",
+        "api_logins",
+        "api_messages",
         "inbox_submissions",
         "inbox_documents",
     }

@@ -278,7 +278,9 @@ class Registry:
         event = self._event(actor, "binding.remove", practice_id, {"binding": str(binding)})
         if not self._store.remove_binding(practice_id, binding, event):
             raise ConfigurationError(
-                f"{binding} is not bound to practice {practice_id!r}", location=str(binding)
+                f"{binding} is not bound to practice {practice_id!r}",
+                code="binding-not-found",
+                location=str(binding),
             )
         return binding
 

@@ -231,6 +231,7 @@ class SqlStore:
             if existing is not None:
                 raise ConfigurationError(
                     f"practice {practice.id!r} already exists (named {existing['name']!r})",
+                    code="practice-exists",
                     location=practice.id,
                 )
             conn.execute(
@@ -243,7 +244,11 @@ class SqlStore:
         with self.database.transaction(Access.CHANGE) as conn:
             row = conn.execute("SELECT active FROM practices WHERE id = ?", (practice_id,)).fetchone()
             if row is None:
-                raise ConfigurationError(f"no practice {practice_id!r} in the registry", location=practice_id)
+                raise ConfigurationError(
+                    f"no practice {practice_id!r} in the registry",
+                    code="unknown-practice",
+                    location=practice_id,
+                )
             if bool(row["active"]) == active:
                 return False
             conn.execute("UPDATE practices SET active = ? WHERE id = ?", (int(active), practice_id))
@@ -312,12 +317,17 @@ class SqlStore:
         address, domain = _binding_columns(binding)
         with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM practices WHERE id = ?", (practice_id,)).fetchone() is None:
-                raise ConfigurationError(f"no practice {practice_id!r} in the registry", location=practice_id)
+                raise ConfigurationError(
+                    f"no practice {practice_id!r} in the registry",
+                    code="unknown-practice",
+                    location=practice_id,
+                )
             conflicts = self._binding_conflicts(conn, practice_id, binding)
             if conflicts:
                 raise ConfigurationError(
                     f"cannot bind {binding} to practice {practice_id!r}: an address belongs to one practice, "
                     f"and it is already covered by {', '.join(conflicts)}",
+                    code="binding-conflict",
                     location=str(binding),
                 )
             if self._already_bound(conn, practice_id, binding):
@@ -346,6 +356,7 @@ class SqlStore:
             raise ConfigurationError(
                 f"practice {practice_id!r} already has {row['address']!r}; {str(binding.address)!r} differs "
                 "only in the case of its local part, which counts as the same address for ownership",
+                code="binding-case-conflict",
                 location=str(binding.address),
             )
         return True
@@ -388,7 +399,9 @@ class SqlStore:
         with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM practices WHERE id = ?", (record.practice_id,)).fetchone() is None:
                 raise ConfigurationError(
-                    f"no practice {record.practice_id!r} in the registry", location=record.practice_id
+                    f"no practice {record.practice_id!r} in the registry",
+                    code="unknown-practice",
+                    location=record.practice_id,
                 )
             row = conn.execute(
                 "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (record.fingerprint_sha256,)
@@ -409,11 +422,13 @@ class SqlStore:
             raise ConfigurationError(
                 f"{where} was revoked on {existing.revoked_at:%Y-%m-%d} ({existing.revoked_reason}); "
                 "a revoked certificate cannot be enrolled again",
+                code="certificate-revoked",
                 location=record.fingerprint_sha256,
             )
         if existing.practice_id != record.practice_id:
             raise ConfigurationError(
                 f"{where} is already enrolled to practice {existing.practice_id!r}",
+                code="certificate-enrolled-elsewhere",
                 location=record.fingerprint_sha256,
             )
         return False

@@ -1,0 +1,621 @@
+"""The JSON API over real HTTPS on loopback: a lab (PKI, registry, mutual-TLS receiver) and the API on the lab's
+registry database, called with requests. Every test ends by reading every log record for the secrets it used."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from xdr_edge.api.applications import add_application
+from xdr_edge.api.passwords import PasswordHasher
+from xdr_edge.api.settings import ApiSettings, BuiltApi, build_api
+from xdr_edge.api.throttle import FailureThrottle
+from xdr_edge.conformance.samples import sample_ccda
+from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.minting import IssuedCert
+from xdr_edge.receiver.server import ServerConfig
+
+FAST = PasswordHasher(log2_n=10)  # real scrypt, cheaper: the tests check many passwords
+
+
+class ManualClock:
+    """The throttles' clock, moved by the test (no real waiting)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class ApiWorld:
+    lab: Lab
+    built: BuiltApi
+    clock: ManualClock
+    tmp: Path
+    secrets: set[str] = field(default_factory=set)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.built.url
+
+    def call(self, name: str, body: Any, **kwargs: Any) -> requests.Response:
+        return requests.post(
+            f"{self.url}/{name}", json=body, verify=str(self.lab.ca_bundle), timeout=60, **kwargs
+        )
+
+    def application(self, application_id: str) -> dict[str, str]:
+        password = add_application(
+            self.built.store, application_id, application_id.title(), actor="test", hasher=FAST
+        )
+        self.secrets.add(password)
+        self.passwords[application_id] = password
+        return {"applicationId": application_id, "applicationPassword": password}
+
+    def issue(self, name: str, address: str) -> IssuedCert:
+        return self.lab.pki.ca.issue_client(name, emails=(address,))
+
+
+@pytest.fixture
+def world(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[ApiWorld]:
+    caplog.set_level(logging.DEBUG)
+    lab = start_lab(tmp_path / "lab")
+    passphrase = tmp_path / "credential.pass"
+    passphrase.write_text("a passphrase only this test knows 3f9c\n")
+    passphrase.chmod(0o600)
+    settings = ApiSettings(
+        registry=str(lab.directory / "registry.db"),
+        credentials=tmp_path / "credentials",
+        credential_passphrase_file=passphrase,
+        spool=tmp_path / "spool",
+        endpoint=lab.endpoint,
+        ca_bundle=lab.ca_bundle,
+        timeout_seconds=30,
+    )
+    clock = ManualClock()
+    server = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        cert=lab.pki.server_cert,
+        key=lab.pki.server_key,
+        require_client_cert=False,
+        threads=4,
+        socket_timeout=30,
+    )
+    built = build_api(
+        server,
+        settings,
+        hasher=FAST,
+        identity_throttle=FailureThrottle(free=3, base=2.0, cap=60.0, clock=clock),
+        address_throttle=FailureThrottle(free=50, base=1.0, cap=30.0, clock=clock),
+    )
+    built.server.start()
+    state = ApiWorld(lab, built, clock, tmp_path, secrets={"a passphrase only this test knows 3f9c"})
+    try:
+        yield state
+    finally:
+        built.stop()
+        lab.stop()
+    # No secret in any log line, whatever the test did (formatted messages and tracebacks alike).
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    for record in records:
+        text = record.getMessage() + (
+            logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+        )
+        for secret in state.secrets:
+            assert secret not in text, f"a secret appeared in a log line of {record.name}"
+    assert any(r.name == "xdr_edge.api" and r.getMessage().startswith("api call=") for r in records)
+
+
+def _practice(
+    world: ApiWorld, auth: dict[str, str], account: str, address: str, *, key: bool = True
+) -> IssuedCert:
+    """An account with a certificate (and its key) from the lab's CA and one bound address."""
+    auth = {**auth, "accountId": account}
+    assert world.call("PracticeSave", {"auth": auth, "name": f"Clinic {account}"}).status_code == 200
+    issued = world.issue(f"{account} sender", address)
+    body: dict[str, Any] = {"auth": auth, "certificate": issued.cert_pem.decode()}
+    if key:
+        body["privateKey"] = issued.key_pem.decode()
+        world.secrets.add(issued.key_pem.decode().splitlines()[1])
+    answer = world.call("CertificateEnroll", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["certificate"]["canSend"] is key
+    assert world.call("AddressBind", {"auth": auth, "address": address}).status_code == 200
+    return issued
+
+
+def _login(world: ApiWorld, auth: dict[str, str], account: str, login_id: str) -> dict[str, str]:
+    answer = world.call("LoginSave", {"auth": {**auth, "accountId": account}, "login": {"loginId": login_id}})
+    assert answer.status_code == 200, answer.text
+    password = answer.json()["loginPassword"]
+    assert len(password) >= 32
+    world.secrets.add(password)
+    return {"loginId": login_id, "loginPassword": password}
+
+
+def _error(response: requests.Response) -> dict[str, str]:
+    error: dict[str, str] = response.json()["error"]
+    return error
+
+
+def _ccda_document() -> dict[str, str]:
+    return {"content": base64.b64encode(sample_ccda()).decode(), "name": "ccd.xml"}
+
+
+def _stored_summaries(lab: Lab) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in lab.inbox.root.glob("*/*/summary.json")]
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_ping_with_application_and_individual_authentication(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    answer = world.call("PingWithAuth", {"auth": {**alpha, "accountId": "acct-1", "userId": "u-7"}})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "flavour": "application",
+        "applicationId": "alpha",
+        "accountId": "acct-1",
+        "userId": "u-7",
+    }
+    assert answer.headers["Cache-Control"] == "no-store"
+    _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
+    login = _login(world, alpha, "acct-1", "FrontDesk.1")
+    answer = world.call("PingWithAuth", {"auth": login})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "flavour": "individual",
+        "applicationId": "alpha",
+        "loginId": "frontdesk.1",
+        "accountId": "acct-1",
+    }
+    # login ids are case-insensitive; passwords are not
+    assert world.call("PingWithAuth", {"auth": {**login, "loginId": "FRONTDESK.1"}}).status_code == 200
+    wrong_case = {**login, "loginPassword": login["loginPassword"].swapcase()}
+    assert world.call("PingWithAuth", {"auth": wrong_case}).status_code == 401
+
+
+def test_practice_calls_need_application_authentication(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
+    login = _login(world, alpha, "acct-1", "frontdesk")
+    for name, body in (
+        ("PracticeSave", {"name": "Renamed by a login"}),
+        ("PracticeGet", {}),
+        ("AddressBind", {"address": "other@direct.alpha.example"}),
+        ("LoginSave", {"login": {"loginId": "second"}}),
+    ):
+        answer = world.call(name, {"auth": login, **body})
+        assert answer.status_code == 403, name
+        assert _error(answer)["code"] == "flavour-not-allowed"
+        assert _error(answer)["field"] == "auth"
+    practice = world.call("PracticeGet", {"auth": {**alpha, "accountId": "acct-1"}}).json()["practice"]
+    assert practice["name"] == "Clinic acct-1"
+    assert practice["addresses"] == ["dr.who@direct.alpha.example"]
+    assert [x["loginId"] for x in practice["logins"]] == ["frontdesk"]
+
+
+def test_an_application_never_sees_or_changes_another_applications_practice(world: ApiWorld) -> None:
+    alpha, beta = world.application("alpha"), world.application("beta")
+    beta_cert = _practice(world, beta, "shared-1", "dr.beta@direct.beta.example")
+    beta_auth = {**beta, "accountId": "shared-1"}
+    alpha_on_shared = {**alpha, "accountId": "shared-1"}
+
+    answer = world.call("PracticeGet", {"auth": alpha_on_shared})
+    assert answer.status_code == 404 and _error(answer)["code"] == "account-not-found"
+    assert world.call("PracticeList", {"auth": alpha}).json() == {"practices": []}
+    # The same accountId in another application is another practice: saving it creates alpha's own.
+    answer = world.call("PracticeSave", {"auth": alpha_on_shared, "name": "Alpha's own"})
+    assert answer.status_code == 200 and answer.json()["created"] is True
+    # Beta's address, certificate and messages stay beta's.
+    answer = world.call("AddressBind", {"auth": alpha_on_shared, "address": "dr.beta@direct.beta.example"})
+    assert answer.status_code == 409 and _error(answer)["code"] == "address-taken"
+    assert "beta" not in _error(answer)["message"]
+    answer = world.call("AddressUnbind", {"auth": alpha_on_shared, "address": "dr.beta@direct.beta.example"})
+    assert answer.status_code == 404 and _error(answer)["code"] == "address-not-bound"
+    fingerprint = beta_cert.fingerprint_sha256
+    answer = world.call("CertificateRevoke", {"auth": alpha_on_shared, "fingerprint": fingerprint})
+    assert answer.status_code == 404 and _error(answer)["code"] == "certificate-not-found"
+    answer = world.call(
+        "CertificateEnroll", {"auth": alpha_on_shared, "certificate": beta_cert.cert_pem.decode()}
+    )
+    assert answer.status_code == 409 and _error(answer)["code"] == "certificate-taken"
+
+    practice = world.call("PracticeGet", {"auth": beta_auth}).json()["practice"]
+    assert practice["name"] == "Clinic shared-1"
+    assert practice["addresses"] == ["dr.beta@direct.beta.example"]
+    assert [(c["fingerprint"], c["revoked"]) for c in practice["certificates"]] == [(fingerprint, False)]
+    assert world.call("PracticeGet", {"auth": alpha_on_shared}).json()["practice"]["name"] == "Alpha's own"
+    assert [p["accountId"] for p in world.call("PracticeList", {"auth": beta}).json()["practices"]] == [
+        "shared-1"
+    ]
+    # The registry the receiver uses has both, under ids the integrators never see.
+    assert {p.id for p in world.lab.registry.practices()} >= {"alpha.shared-1", "beta.shared-1"}
+
+
+def test_message_send_reaches_the_receiver_with_the_practices_certificate(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    issued = _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
+    auth = {**alpha, "accountId": "acct-1", "userId": "u-7"}
+    body = {
+        "auth": auth,
+        "from": "dr.who@direct.alpha.example",
+        "to": ["records@direct.hospital.example"],
+        "documents": [_ccda_document()],
+        "metadata": {"level": "xds", "title": "Referral"},
+    }
+    answer = world.call("MessageSend", body)
+    assert answer.status_code == 200, answer.text
+    message = answer.json()["message"]
+    assert message["outcome"] == "Success" and message["ok"] is True and message["state"] == "done"
+    assert message["from"] == "dr.who@direct.alpha.example" and message["documents"] == 1
+    (summary,) = _stored_summaries(world.lab)
+    assert summary["practice"] == "alpha.acct-1"  # the receiver identified the practice by its certificate
+    assert summary["certificate_sha256"] == issued.fingerprint_sha256
+    assert summary["submission_set_unique_id"] == message["result"]["submission_set_unique_id"]
+
+    status = world.call("MessageStatus", {"auth": auth, "messageId": message["messageId"]})
+    assert status.status_code == 200 and status.json()["message"] == message
+
+    # A large document goes as a streamed multipart form: the request part first, then the documents.
+    pdf = b"%PDF-1.4\n" + os.urandom(3 * 1024 * 1024) + b"\n%%EOF\n"
+    request_part = {k: v for k, v in body.items() if k != "documents"}
+    answer = requests.post(
+        f"{world.url}/MessageSend",
+        files=[
+            ("request", (None, json.dumps(request_part), "application/json")),
+            ("document", ("scan.pdf", pdf, "application/pdf")),
+            ("document", ("ccd.xml", sample_ccda(), "text/xml")),
+        ],
+        verify=str(world.lab.ca_bundle),
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"]["outcome"] == "Success"
+    assert answer.json()["message"]["bytes"] == len(pdf) + len(sample_ccda())
+    stored = [s for s in _stored_summaries(world.lab) if len(s["document_unique_ids"]) == 2]
+    assert len(stored) == 1 and stored[0]["practice"] == "alpha.acct-1"
+    assert list((world.tmp / "spool").rglob("document-*")) == []  # uploads removed after the send
+
+    # The key is kept encrypted, readable only by us, and never answered.
+    (kept,) = (world.tmp / "credentials").iterdir()
+    assert kept.name == f"{issued.fingerprint_sha256}.p12" and kept.stat().st_mode & 0o077 == 0
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(kept.read_bytes(), None)
+    assert "PRIVATE KEY" not in world.call("PracticeGet", {"auth": auth}).text
+
+    # Revoking the certificate deletes its key: the practice can no longer send.
+    answer = world.call("CertificateRevoke", {"auth": auth, "fingerprint": issued.fingerprint_sha256})
+    assert answer.status_code == 200 and answer.json()["certificate"]["revoked"] is True
+    assert list((world.tmp / "credentials").iterdir()) == []
+    answer = world.call("MessageSend", body)
+    assert answer.status_code == 409 and _error(answer)["code"] == "no-sending-certificate"
+
+
+def test_an_unbound_sender_is_refused_before_anything_is_sent(
+    world: ApiWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    alpha = world.application("alpha")
+    _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
+    auth = {**alpha, "accountId": "acct-1"}
+    body = {
+        "auth": auth,
+        "from": "someone.else@direct.alpha.example",
+        "to": ["records@direct.hospital.example"],
+        "documents": [_ccda_document()],
+    }
+    answer = world.call("MessageSend", body)
+    assert answer.status_code == 422
+    assert _error(answer) == {
+        "code": "sender-not-bound",
+        "message": "from: someone.else@direct.alpha.example is not bound to this account; bind it with "
+        "AddressBind; nothing was sent",
+        "field": "from",
+    }
+    request_part = {k: v for k, v in body.items() if k != "documents"}
+    answer = requests.post(
+        f"{world.url}/MessageSend",
+        files=[
+            ("request", (None, json.dumps(request_part), "application/json")),
+            ("document", ("big.bin", os.urandom(2 * 1024 * 1024), "application/octet-stream")),
+        ],
+        verify=str(world.lab.ca_bundle),
+        timeout=60,
+    )
+    assert answer.status_code == 422 and _error(answer)["code"] == "sender-not-bound"
+    assert answer.headers.get("Connection") == "close"  # refused after the first part: the rest is not read
+    assert list((world.tmp / "spool").rglob("document-*")) == []
+    assert _stored_summaries(world.lab) == []
+    assert not [r for r in caplog.records if r.name == "xdr_edge.receiver"]  # the receiver never heard of it
+
+
+def test_a_login_acts_only_on_its_own_account(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    _practice(world, alpha, "acct-a", "dr.a@direct.alpha.example")
+    _practice(world, alpha, "acct-b", "dr.b@direct.alpha.example")
+    sent_by_b = world.call(
+        "MessageSend",
+        {
+            "auth": {**alpha, "accountId": "acct-b"},
+            "from": "dr.b@direct.alpha.example",
+            "to": ["records@direct.hospital.example"],
+            "documents": [_ccda_document()],
+        },
+    )
+    assert sent_by_b.status_code == 200, sent_by_b.text
+    b_message = sent_by_b.json()["message"]["messageId"]
+    login_a = _login(world, alpha, "acct-a", "desk-a")
+    to = ["records@direct.hospital.example"]
+
+    as_b = {"auth": {**login_a, "accountId": "acct-b"}, "from": "dr.b@direct.alpha.example", "to": to}
+    answer = world.call("MessageSend", {**as_b, "documents": [_ccda_document()]})
+    assert answer.status_code == 403 and _error(answer)["code"] == "account-forbidden"
+    from_b = {"auth": login_a, "from": "dr.b@direct.alpha.example", "to": to, "documents": [_ccda_document()]}
+    answer = world.call("MessageSend", from_b)
+    assert answer.status_code == 422 and _error(answer)["code"] == "sender-not-bound"
+    answer = world.call("MessageStatus", {"auth": login_a, "messageId": b_message})
+    assert answer.status_code == 404 and _error(answer)["code"] == "message-not-found"
+    answer = world.call("MessageStatus", {"auth": {**login_a, "accountId": "acct-b"}, "messageId": b_message})
+    assert answer.status_code == 403
+    assert len(_stored_summaries(world.lab)) == 1  # only b's own message reached the receiver
+
+    own = world.call("MessageSend", {**from_b, "from": "dr.a@direct.alpha.example"})
+    assert own.status_code == 200 and own.json()["message"]["outcome"] == "Success"
+    status = world.call("MessageStatus", {"auth": login_a, "messageId": own.json()["message"]["messageId"]})
+    assert status.status_code == 200 and status.json()["message"]["accountId"] == "acct-a"
+    assert (
+        world.call(
+            "MessageStatus", {"auth": {**alpha, "accountId": "acct-a"}, "messageId": b_message}
+        ).status_code
+        == 404
+    )
+
+
+def test_wrong_passwords_are_answered_identically_and_slowed_down(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
+    login = _login(world, alpha, "acct-1", "desk")
+    guesses = ["guess-number-one", "guess-number-two"]
+    world.secrets.update(guesses)
+
+    def attempt(auth: dict[str, str]) -> tuple[int, dict[str, str], str | None]:
+        answer = world.call("PingWithAuth", {"auth": auth})
+        return (
+            answer.status_code,
+            _error(answer) if answer.status_code != 200 else {},
+            answer.headers.get("Retry-After"),
+        )
+
+    pairs = [
+        (
+            {"applicationId": "alpha", "applicationPassword": guesses[0]},
+            {"applicationId": "nobody", "applicationPassword": guesses[0]},
+        ),
+        (
+            {"loginId": "desk", "loginPassword": guesses[1]},
+            {"loginId": "no-such-desk", "loginPassword": guesses[1]},
+        ),
+    ]
+    for known, unknown in pairs:
+        seen = []
+        for _ in range(4):  # three free failures, then the fourth imposes a wait
+            seen.append((attempt(known), attempt(unknown)))
+        for from_known, from_unknown in seen:
+            assert (
+                from_known
+                == from_unknown
+                == (
+                    401,
+                    {
+                        "code": "unauthenticated",
+                        "message": "unknown identity or wrong password",
+                        "field": "auth",
+                    },
+                    None,
+                )
+            )
+        # Now both identities must wait, identically, and even the right password is not checked.
+        known_wait, unknown_wait = attempt(known), attempt(unknown)
+        assert known_wait == unknown_wait
+        assert known_wait[0] == 429 and known_wait[1]["code"] == "too-many-failures" and known_wait[2] == "2"
+    right = {"loginId": "desk", "loginPassword": login["loginPassword"]}
+    assert attempt(right)[0] == 429
+    assert attempt({**alpha})[0] == 429
+    world.clock.now += 2.5
+    assert attempt(right)[0] == 200
+    assert attempt({**alpha})[0] == 200
+    # a success forgets the identity's failures; another failure is free again
+    assert attempt({"applicationId": "alpha", "applicationPassword": guesses[0]})[0] == 401
+    assert attempt({**alpha})[0] == 200
+
+
+def test_failures_from_one_address_are_slowed_down_across_identities(world: ApiWorld) -> None:
+    world.application("alpha")
+    world.secrets.add("not-the-password")
+    statuses = [
+        world.call(
+            "PingWithAuth", {"auth": {"applicationId": f"app-{i}", "applicationPassword": "not-the-password"}}
+        ).status_code
+        for i in range(52)
+    ]
+    assert statuses[:51] == [401] * 51  # 50 free failures per address in this fixture, then a wait
+    assert statuses[51] == 429
+    assert world.call("PingWithAuth", {"auth": {**world.application("beta")}}).status_code == 429
+    world.clock.now += 1.5
+    assert (
+        world.call(
+            "PingWithAuth",
+            {"auth": {"applicationId": "beta", "applicationPassword": world.passwords["beta"]}},
+        ).status_code
+        == 200
+    )
+
+
+def test_bad_input_names_the_field_and_never_echoes_it(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    auth = {**alpha, "accountId": "acct-1"}
+    cases: list[tuple[str, Any, int, str, str]] = [
+        ("PracticeSave", {"auth": auth}, 400, "missing-field", "name"),
+        ("PracticeSave", {"auth": auth, "name": 7}, 400, "wrong-type", "name"),
+        ("PracticeSave", {"auth": auth, "name": "x", "colour": "red"}, 400, "unknown-field", "colour"),
+        (
+            "PracticeSave",
+            {"auth": {**alpha, "accountId": "has space"}, "name": "x"},
+            400,
+            "invalid-field",
+            "auth.accountId",
+        ),
+        (
+            "PracticeSave",
+            {"auth": {**alpha, "loginId": "x", "loginPassword": "y" * 12}, "name": "x"},
+            400,
+            "invalid-auth",
+            "auth",
+        ),
+        ("PracticeSave", {"name": "x"}, 401, "missing-credentials", "auth"),
+        (
+            "PracticeSave",
+            {"auth": {**alpha, "applicationPassword": 12345}},
+            400,
+            "wrong-type",
+            "auth.applicationPassword",
+        ),
+        ("PracticeGet", {"auth": alpha}, 400, "missing-field", "auth.accountId"),
+        (
+            "LoginSave",
+            {"auth": auth, "login": {"loginId": "ok-id", "password": "short"}},
+            400,
+            "invalid-field",
+            "login.password",
+        ),
+        (
+            "MessageSend",
+            {"auth": auth, "from": "a@b.example", "to": [], "documents": [_ccda_document()]},
+            400,
+            "invalid-field",
+            "to",
+        ),
+    ]
+    world.call("PracticeSave", {"auth": auth, "name": "Clinic"})
+    for name, body, status, code, where in cases:
+        answer = world.call(name, body)
+        assert (answer.status_code, _error(answer)["code"], _error(answer).get("field")) == (
+            status,
+            code,
+            where,
+        ), (name, body)
+    # the wrongly typed password is not repeated back
+    answer = world.call(
+        "PracticeSave", {"auth": {**alpha, "applicationPassword": ["secret-in-a-list"]}, "name": "x"}
+    )
+    assert answer.status_code == 400 and "secret-in-a-list" not in answer.text
+    answer = requests.post(
+        f"{world.url}/PracticeSave",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+        verify=str(world.lab.ca_bundle),
+        timeout=30,
+    )
+    assert answer.status_code == 400 and _error(answer)["code"] == "invalid-json"
+    answer = requests.post(f"{world.url}/NoSuchCall", json={}, verify=str(world.lab.ca_bundle), timeout=30)
+    assert answer.status_code == 404 and _error(answer)["code"] == "unknown-call"
+    answer = world.call("PingWithAuth", {"auth": alpha}, headers={"Content-Type": "text/plain"})
+    assert answer.status_code == 415
+
+
+def test_the_served_openapi_document_is_valid_and_lists_every_call(world: ApiWorld) -> None:
+    from openapi_spec_validator import validate
+
+    answer = requests.get(f"{world.url}/openapi.json", verify=str(world.lab.ca_bundle), timeout=30)
+    assert answer.status_code == 200
+    document = answer.json()
+    validate(document)
+    assert {path.rsplit("/", 1)[1] for path in document["paths"]} == {
+        "PingWithAuth",
+        "PracticeSave",
+        "PracticeGet",
+        "PracticeList",
+        "CertificateEnroll",
+        "CertificateRevoke",
+        "AddressBind",
+        "AddressUnbind",
+        "LoginSave",
+        "MessageSend",
+        "MessageStatus",
+    }
+    assert "multipart/form-data" in document["paths"]["/api/v1/MessageSend"]["post"]["requestBody"]["content"]
+    world.application("alpha")  # the fixture's teardown wants at least one call line
+
+
+def test_pkcs12_enrolment_and_login_reset(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    auth = {**alpha, "accountId": "acct-1"}
+    world.call("PracticeSave", {"auth": auth, "name": "Clinic"})
+    issued = world.issue("p12 sender", "dr.p12@direct.alpha.example")
+    bundle = world.tmp / "sender.p12"
+    issued.write_p12(bundle, b"p12-password-for-the-test")
+    world.secrets.add("p12-password-for-the-test")
+    body = {
+        "auth": auth,
+        "pkcs12": base64.b64encode(bundle.read_bytes()).decode(),
+        "pkcs12Password": "wrong-p12-password",
+    }
+    world.secrets.add("wrong-p12-password")
+    answer = world.call("CertificateEnroll", body)
+    assert answer.status_code == 400 and _error(answer)["field"] == "pkcs12"
+    answer = world.call("CertificateEnroll", {**body, "pkcs12Password": "p12-password-for-the-test"})
+    assert answer.status_code == 200 and answer.json()["certificate"]["canSend"] is True
+    assert answer.json()["created"] is True
+    assert (
+        world.call("CertificateEnroll", {**body, "pkcs12Password": "p12-password-for-the-test"}).json()[
+            "created"
+        ]
+        is False
+    )
+
+    chosen = "a chosen login password"
+    world.secrets.add(chosen)
+    answer = world.call(
+        "LoginSave", {"auth": auth, "login": {"loginId": "desk", "password": chosen, "userId": "u-1"}}
+    )
+    assert answer.status_code == 200 and "loginPassword" not in answer.json() and chosen not in answer.text
+    assert (
+        world.call("PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": chosen}}).json()["userId"]
+        == "u-1"
+    )
+    reset = world.call("LoginSave", {"auth": auth, "login": {"loginId": "desk"}})
+    assert reset.json()["created"] is False
+    world.secrets.add(reset.json()["loginPassword"])
+    assert (
+        world.call("PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": chosen}}).status_code == 401
+    )
+    assert (
+        world.call(
+            "PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": reset.json()["loginPassword"]}}
+        ).status_code
+        == 200
+    )
+    beta = world.application("beta")
+    world.call("PracticeSave", {"auth": {**beta, "accountId": "b"}, "name": "B"})
+    taken = world.call("LoginSave", {"auth": {**beta, "accountId": "b"}, "login": {"loginId": "DESK"}})
+    assert taken.status_code == 409 and _error(taken)["code"] == "login-taken"
+    # every change is in the registry's audit log, with the application as the actor, and no secret
+    actions = {(e.actor, e.action) for e in world.lab.registry.audit_log(100)}
+    assert ("api application alpha", "login.save") in actions
+    assert ("api application alpha", "certificate.enroll") in actions
+    audit_text = json.dumps([e.as_dict() for e in world.lab.registry.audit_log(100)])
+    assert chosen not in audit_text and "scrypt$" not in audit_text
