@@ -919,7 +919,9 @@ def test_a_shared_postgresql_database_keeps_other_tables_and_refuses_a_foreign_r
     with database.connection() as conn:
         assert "customers" in database.table_names(conn)
         conn.execute("DROP TABLE schema_version")
-    with pytest.raises(ConfigurationError, match=r"not an xdr-edge registry: it has tables \(.*audit, bindings"):
+    with pytest.raises(
+        ConfigurationError, match=r"not an xdr-edge registry: it has tables \(.*audit, bindings"
+    ):
         open_registry(postgres_url).init(actor=ACTOR)  # ... but a half-known one of ours is not taken over
     database.close()
 
