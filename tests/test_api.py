@@ -535,6 +535,14 @@ def test_bad_input_names_the_field_and_never_echoes_it(world: ApiWorld) -> None:
     assert answer.status_code == 404 and _error(answer)["code"] == "unknown-call"
     answer = world.call("PingWithAuth", {"auth": alpha}, headers={"Content-Type": "text/plain"})
     assert answer.status_code == 415
+    # read as media types: case and parameters do not matter; an unreadable one is unsupported, not an error
+    answer = world.call(
+        "PingWithAuth", {"auth": alpha}, headers={"Content-Type": "Application/JSON; Charset=UTF-8"}
+    )
+    assert answer.status_code == 200, answer.text
+    for unreadable in ('application/json; charset="open', "application/json; a=1; a=2", "json"):
+        answer = world.call("PingWithAuth", {"auth": alpha}, headers={"Content-Type": unreadable})
+        assert answer.status_code == 415 and _error(answer)["code"] == "unsupported-media-type", unreadable
 
 
 def test_the_served_openapi_document_is_valid_and_lists_every_call(world: ApiWorld) -> None:

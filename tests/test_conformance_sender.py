@@ -245,6 +245,23 @@ def test_a_wsa_header_defect_fails_only_the_case_about_it(
         assert report.result(judged).observed == "3 request(s), all conform", judged
 
 
+def test_a_content_type_action_contradicting_wsa_action_fails_only_the_action_case(
+    endpoint: RecordingEndpoint, pki: DemoPki, practice: Practice
+) -> None:
+    """The MTOM Content-Type states another action than the envelope (WS-Addressing 1.0 SOAP Binding §6.4.1):
+    the wsa-action case reports the mismatch; the request is still read for every other case."""
+    sender = _raw_sender(endpoint, pki, practice)
+    prepared = sender.frame(sender.submission())
+    other = prepared.content_type.replace(ns.ACTION_PNR, "urn:ihe:iti:2007:RegistryStoredQuery")
+    assert other != prepared.content_type
+    sender.send(dataclasses.replace(prepared, content_type=other))
+    assert endpoint.wait(1, timeout=5)
+    report = judge_recorded(endpoint, expect=1)
+    assert {r.case.id for r in report.results if r.failed} == {"wsa-action"}
+    assert "RegistryStoredQuery" in report.result("wsa-action").observed
+    assert report.result("hash-size").observed == "1 request(s), all conform"
+
+
 @pytest.mark.slow
 def test_expected_count_fails_on_timeout(pki: DemoPki) -> None:
     report = run_sender(_config(pki), expect=1, timeout=1)

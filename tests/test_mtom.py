@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from tests.reference import sample_path
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from xdr_edge.protocol.mediatype import parse_content_type
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom import (
     MtomBody,
@@ -28,6 +27,7 @@ from xdr_edge.protocol.mtom import (
     content_id_of,
     new_content_id,
     read_mtom,
+    root_part_prefix,
 )
 
 ROOT = b'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="' + ns.SOAP.encode() + b'"/>'
@@ -623,35 +623,190 @@ def test_limits_must_be_positive() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# parse_content_type
+# Content-Type variants: media types read as media types (RFC 9110 §8.3.1, RFC 2045 §5.1, W3C SOAP 1.2 MTOM §3.2)
+# ---------------------------------------------------------------------------------------------------------
+
+PNR = ns.ACTION_PNR
+ESCAPED_START_INFO = f'"application/soap+xml;action=\\"{PNR}\\""'
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        # Metro (JAX-WS RI 2.3): no spaces, start first, start-info with the action as an escaped quoted string
+        f'multipart/related;start="<root@x>";type="application/xop+xml";boundary="{BOUNDARY}";'
+        f"start-info={ESCAPED_START_INFO}",
+        # Axis2 (the NIST capture): boundary unquoted first, a package-level action, a trailing space
+        f'multipart/related; boundary={BOUNDARY}; type="application/xop+xml"; start="<root@x>"; '
+        f'start-info="application/soap+xml"; action="{PNR}" ',
+        # parameters in yet another order, start-info last but one
+        f'multipart/related; start-info="application/soap+xml"; start="<root@x>"; boundary="{BOUNDARY}"; '
+        'type="application/xop+xml"',
+        # unquoted values, even the ones that are not tokens (type=application/xop+xml)
+        f"multipart/related; boundary={BOUNDARY}; type=application/xop+xml; start=<root@x>; "
+        "start-info=application/soap+xml",
+        # case: type, subtype, parameter names and the media types inside parameters
+        f'Multipart/Related; BOUNDARY="{BOUNDARY}"; Type="Application/XOP+XML"; START="<root@x>"; '
+        f'Start-Info="Application/SOAP+XML; Action=\\"{PNR}\\""',
+        # whitespace around ; and =, tabs, an empty parameter and a trailing ;
+        f'multipart/related ;\tboundary = "{BOUNDARY}" ;; type= "application/xop+xml" ; start ="<root@x>";',
+        # a quoted-pair resolving to an ordinary character inside the boundary and inside start-info
+        'multipart/related; boundary="MIMEBoundary\\_test0123456789"; type="application/xop+xml"; '
+        'start-info="application/soap\\+xml"; start="<root@x>"',
+        # start-info with its action parameter unquoted inside the quoted string
+        f'multipart/related; boundary={BOUNDARY}; type="application/xop+xml"; '
+        f'start-info="application/soap+xml; action={PNR}"; start="<root@x>"',
+    ],
+    ids=["metro", "axis2", "order", "unquoted", "case", "whitespace", "escapes", "inner-unquoted"],
+)
+def test_content_type_variants_are_read_as_media_types(content_type: str, spool: Path) -> None:
+    data = raw_package((ROOT_HEADERS, ROOT), (doc_headers(), b"DOC"))
+    with read(data, content_type, spool_dir=spool) as pkg:
+        assert pkg.root == ROOT
+        assert pkg.root_content_id == "root@x"
+        assert pkg.parts["d1@x"].path.read_bytes() == b"DOC"
+        assert pkg.media_type is not None and pkg.media_type.essence == "multipart/related"
+        assert pkg.media_type.param("boundary") == BOUNDARY
+        assert all(action == PNR for _, action in pkg.declared_actions)
+
+
+@pytest.mark.parametrize(
+    "root_type",
+    [
+        # Metro: lower-case charset, the SOAP media type with its action, escaped quotes, no spaces
+        f'application/xop+xml;charset=utf-8;type="application/soap+xml;action=\\"{PNR}\\""',
+        'application/xop+xml; type="application/soap+xml"; charset=UTF-8',  # parameters in another order
+        "application/xop+xml; type=application/soap+xml",  # unquoted
+        'APPLICATION/XOP+XML; CHARSET=UTF-8; Type="Application/Soap+Xml"',  # case
+        "application/xop+xml; charset=UTF-8",  # no type: the envelope's namespace says which SOAP it is
+    ],
+    ids=["metro", "order", "unquoted", "case", "no-type"],
+)
+def test_root_part_content_type_variants(root_type: str, spool: Path) -> None:
+    headers = [f"Content-Type: {root_type}", "Content-Transfer-Encoding: binary", "Content-ID: <root@x>"]
+    with read(raw_package((headers, ROOT)), HAND_CT, spool_dir=spool) as pkg:
+        assert pkg.root == ROOT
+        assert pkg.root_media_type is not None and pkg.root_media_type.matches("application/xop+xml")
+
+
+def test_declared_actions_name_where_each_action_was_stated(spool: Path) -> None:
+    metro_root = 'application/xop+xml;charset=utf-8;type="application/soap+xml;action=\\"urn:b\\""'
+    headers = [f"Content-Type: {metro_root}", "Content-ID: <root@x>"]
+    content_type = f'{HAND_CT}; start-info="application/soap+xml; action=\\"urn:a\\""; action=urn:c'
+    with read(raw_package((headers, ROOT)), content_type, spool_dir=spool) as pkg:
+        assert pkg.declared_actions == (
+            ("Content-Type action parameter", "urn:c"),
+            ("Content-Type start-info action parameter", "urn:a"),
+            ("root part Content-Type type action parameter", "urn:b"),
+        )
+    body = MtomBody(ROOT, [], action="urn:ours")  # our writer states the action at package level only
+    with read(body, spool_dir=spool) as pkg:
+        assert pkg.declared_actions == (("Content-Type action parameter", "urn:ours"),)
+    with read(raw_package((ROOT_HEADERS, ROOT)), f'{HAND_CT}; action=""', spool_dir=spool) as pkg:
+        assert pkg.declared_actions == ()  # an empty action states nothing
+
+
+@pytest.mark.parametrize(
+    ("content_type", "code", "fragment"),
+    [
+        (f'{HAND_CT}; start-info="text/xml; action=\\"{PNR}\\""', "mtom-content-type", "start-info"),
+        (
+            f'{HAND_CT}; start-info="application/soap+xml; action=\\"unterminated"',
+            "malformed-media-type",
+            "start-info",
+        ),
+        (f"{HAND_CT}; boundary=other", "malformed-media-type", "more than once"),
+        (
+            f'multipart/related; boundary={BOUNDARY}; type="application/xop+xml; x=\\"y"',
+            "malformed-media-type",
+            "type",
+        ),
+        (
+            f'multipart/related; boundary={BOUNDARY}; type="text/xml; charset=utf-8"',
+            "mtom-content-type",
+            "type parameter",
+        ),
+    ],
+    ids=["soap11-start-info", "broken-start-info", "duplicate-boundary", "broken-type", "swa-type"],
+)
+def test_content_types_refused_as_media_types(
+    content_type: str, code: str, fragment: str, spool: Path
+) -> None:
+    with pytest.raises(RemoteProtocolError) as err:
+        read(raw_package((ROOT_HEADERS, ROOT)), content_type, spool_dir=spool)
+    assert_sender_error(err.value, code)
+    assert fragment in err.value.message
+    assert list(spool.iterdir()) == []
+
+
+def test_root_part_declaring_soap_11_is_refused(spool: Path) -> None:
+    headers = ['Content-Type: application/xop+xml; type="text/xml"', "Content-ID: <root@x>"]
+    with pytest.raises(RemoteProtocolError) as err:
+        read(raw_package((headers, ROOT)), HAND_CT, spool_dir=spool)
+    assert_sender_error(err.value, "mtom-root-type")
+    assert "type parameter" in err.value.message
+
+
+_PARAMS = (
+    ("boundary", BOUNDARY),
+    ("type", "application/xop+xml"),
+    ("start", "<root@x>"),
+    ("start-info", f'application/soap+xml; action="{PNR}"'),
+    ("action", PNR),
+)
+
+
+def _written(name: str, value: str, *, quote: bool, upper: bool) -> str:
+    """One parameter as a sender might write it: name in either case, value quoted (escaping) or not."""
+    name = name.upper() if upper else name
+    if quote or any(c in value for c in ' ";\\'):
+        return name + '="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name}={value}"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    order=st.permutations(range(len(_PARAMS))),
+    quoting=st.lists(st.booleans(), min_size=len(_PARAMS), max_size=len(_PARAMS)),
+    upper=st.lists(st.booleans(), min_size=len(_PARAMS), max_size=len(_PARAMS)),
+    separator=st.sampled_from([";", "; ", " ; ", ";\t"]),
+)
+def test_any_order_quoting_and_case_reads_the_same_package(
+    order: list[int], quoting: list[bool], upper: list[bool], separator: str, spool: Path
+) -> None:
+    params = [_written(*_PARAMS[i], quote=quoting[i], upper=upper[i]) for i in order]
+    content_type = separator.join(["multipart/related", *params])
+    with read(
+        raw_package((ROOT_HEADERS, ROOT), (doc_headers(), b"DOC")), content_type, spool_dir=spool
+    ) as pkg:
+        assert pkg.root == ROOT and list(pkg.parts) == ["d1@x"]
+        assert [action for _, action in pkg.declared_actions] == [PNR, PNR]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a refused package still tells: the root part's first bytes (for the fault's wsa:RelatesTo)
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_parse_content_type_quotes_spaces_and_case() -> None:
-    media, params = parse_content_type(
-        ' Multipart/Related ;BOUNDARY=abc ; type = "application/xop+xml";start="<a;b@x>"; '
-        'x="q\\"uote" ; empty=""; dup=1; dup=2 '
-    )
-    assert media == "multipart/related"
-    assert params == {
-        "boundary": "abc",
-        "type": "application/xop+xml",
-        "start": "<a;b@x>",
-        "x": 'q"uote',
-        "empty": "",
-        "dup": "1",
-    }
+def test_root_part_prefix_of_a_refused_package() -> None:
+    refused = f'{HAND_CT}; start-info="text/xml"'  # refused by read_mtom, but the boundary is usable
+    body = raw_package((doc_headers(), b"DOC"), (ROOT_HEADERS, ROOT))
+    assert root_part_prefix(refused, body) == ROOT  # found by start, not by position
+    assert root_part_prefix(refused, body[: body.index(ROOT) + 20]) == ROOT[:20]  # cut short
+    first = f'multipart/related; boundary="{BOUNDARY}"'
+    assert root_part_prefix(first, raw_package((ROOT_HEADERS, ROOT), (doc_headers(), b"DOC"))) == ROOT
+    unterminated = raw_package((ROOT_HEADERS, ROOT)).replace(b"--" + BOUNDARY.encode() + b"--", b"JUNK")
+    assert (root_part_prefix(first, unterminated) or b"").startswith(ROOT)  # no closing delimiter
+    garbage = raw_package((ROOT_HEADERS, ROOT), tail=b"GARBAGE")  # broken framing after the root part
+    assert root_part_prefix(first, garbage) == ROOT
 
 
-def test_parse_content_type_without_parameters() -> None:
-    assert parse_content_type("text/plain") == ("text/plain", {})
-
-
-@pytest.mark.parametrize("value", ["", "text", "text/", "/plain", "text/plain; novalue", "a b/c"])
-def test_parse_content_type_rejects_malformed(value: str) -> None:
-    with pytest.raises(RemoteProtocolError) as err:
-        parse_content_type(value)
-    assert err.value.fault_code == "Sender"
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/soap+xml", "multipart/related", 'multipart/related; boundary=""', "not a media type"],
+)
+def test_root_part_prefix_without_a_usable_boundary(content_type: str) -> None:
+    assert root_part_prefix(content_type, raw_package((ROOT_HEADERS, ROOT))) is None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -678,7 +833,7 @@ def load_capture(name: str) -> tuple[str, bytes]:
 @pytest.mark.shared
 def test_nist_capture(spool: Path) -> None:
     content_type, body = load_capture("nist/http-mtom-pnr.txt")
-    assert content_type.endswith(" ")  # the trailing space parse_content_type must tolerate
+    assert content_type.endswith(" ")  # the trailing space the media type reader must tolerate
     with read(body, content_type, spool_dir=spool, step=7) as pkg:
         assert pkg.root.startswith(b"<?xml")
         assert pkg.root_content_id == "0.urn:uuid:3D4B161591CD1DEC0C1286850962203@apache.org"

@@ -844,10 +844,12 @@ def test_request_over_the_size_limit_gets_413_and_stores_nothing(env: Env) -> No
     after answering (a lingering close) instead of resetting the connection under the client's writes."""
     big = Document.from_bytes(b"%PDF-1.4\n" + b"x" * (LIMIT * 8), name="big.pdf")
     submission = make_submission(env, documents=[big])
-    reply = send(env, request_for(env, submission))
+    request = request_for(env, submission)
+    reply = send(env, request)
     assert reply.status == 413
     fault = reply.parsed().fault
     assert fault is not None and fault.code == "Sender"
+    assert reply.parsed().envelope.relates_to == request.message_id  # read from the body's first bytes only
     assert_nothing_stored(env, submission)
 
 
@@ -908,12 +910,13 @@ def test_chunked_request_over_the_size_limit_gets_413(env: Env) -> None:
         )
         response = connection.getresponse()
         status = response.status
-        response.read()
+        answer = parse_response(response.getheader("Content-Type", ""), response.read())
     except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
         pytest.fail("the server should answer 413, not drop the connection")
     finally:
         connection.close()
     assert status == 413
+    assert answer.envelope.relates_to == request.message_id
     assert_nothing_stored(env, submission)
 
 

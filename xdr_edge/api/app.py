@@ -34,7 +34,7 @@ from xdr_edge.api.refusals import Refusal
 from xdr_edge.api.schema import API_PREFIX, AUTH, CALLS, CallSpec, openapi_document, request_schema
 from xdr_edge.api.validation import check
 from xdr_edge.protocol.errors import ConfigurationError, StoreError
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.app import _log_safe
 
@@ -191,10 +191,11 @@ class ApiApp:
         entry.call = spec.name
         if method != "POST":
             raise Refusal(405, "method-not-allowed", f"{spec.name} is called with POST")
-        media = parse_content_type(str(environ.get("CONTENT_TYPE", "")))[0]
-        if media == "multipart/form-data" and spec.multipart:
+        # An unreadable Content-Type is as unsupported as another one (415), not an internal error.
+        media = MediaType.parse_or_none(environ.get("CONTENT_TYPE"))
+        if media is not None and media.matches("multipart/form-data") and spec.multipart:
             answer = self._send_form(environ, spec, entry)
-        elif media == "application/json":
+        elif media is not None and media.matches("application/json"):
             body = self._json_body(environ)
             principal = self._admit(spec, body, environ, entry)
             check(body, request_schema(spec))

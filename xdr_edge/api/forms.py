@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import multipart
 
 from xdr_edge.api.refusals import Refusal
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 
 _PIECE = 64 * 1024
 
@@ -57,9 +57,9 @@ class FormUpload:
         max_documents: int,
         on_request: Callable[[dict[str, Any]], None],
     ) -> None:
-        media, params = parse_content_type(content_type)
-        boundary = params.get("boundary")
-        if media != "multipart/form-data" or not boundary:
+        media = MediaType.parse_or_none(content_type)
+        boundary = media.param("boundary") if media is not None else None
+        if media is None or not media.matches("multipart/form-data") or not boundary:
             raise _bad("expected multipart/form-data with a boundary", "Content-Type")
         self._stream = stream
         self._parser = multipart.PushMultipartParser(boundary, max_header_count=16)

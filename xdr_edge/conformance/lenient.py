@@ -23,7 +23,7 @@ from lxml import etree
 
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.mtom import MtomLimits, read_mtom
 from xdr_edge.protocol.wire import IncomingRequest, interpret_request, parse_request, read_bounded
 from xdr_edge.protocol.xml import parse
@@ -80,11 +80,17 @@ def _read(
             return parse_request(
                 content_type, stream, limits=limits, spool_dir=spool_dir, content_length=size
             )
-        mime, _ = parse_content_type(content_type)
-        if mime == "multipart/related":
+        media = MediaType.parse(content_type)
+        # A mended Action is ours, not the sender's: the action its Content-Type states is not compared with it
+        # (a mismatch was already kept as the Action's problem).
+        actions = "Action" not in mend
+        if media.matches("multipart/related"):
             package = read_mtom(content_type, stream, limits=limits, spool_dir=spool_dir, content_length=size)
-            return interpret_request(_mend(package.root, mend), package)  # closes the package on error
-        return interpret_request(_mend(read_bounded(stream, limits.max_root_bytes), mend), None)
+            return interpret_request(  # closes the package on error
+                _mend(package.root, mend), package, media_type=media, check_actions=actions
+            )
+        root = read_bounded(stream, limits.max_root_bytes)
+        return interpret_request(_mend(root, mend), None, media_type=media, check_actions=actions)
 
 
 def read_leniently(

@@ -21,6 +21,7 @@ from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import DirectAddress, Document, MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomBody, MtomPart
 from xdr_edge.protocol.wire import build_plain_request, build_request
@@ -70,7 +71,8 @@ class Prepared:
 
     @property
     def mtom(self) -> bool:
-        return self.content_type.lower().startswith("multipart/related")
+        media = MediaType.parse_or_none(self.content_type)
+        return media is not None and media.matches("multipart/related")
 
     @property
     def correlatable(self) -> bool:

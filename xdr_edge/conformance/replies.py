@@ -41,6 +41,7 @@ from xdr_edge.conformance.exchange import ExchangeKind
 from xdr_edge.conformance.receiver_context import Answer, Prepared, ReceiverContext
 from xdr_edge.conformance.wireform import reply_content_type_problems
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.soap import Fault, fault_http_status
 
 #: A message the catalogue sends under a case id: ``(case id, how to build it)``.
@@ -171,10 +172,12 @@ def check_media_type(answer: Answer) -> tuple[str, str] | None:
 
 def check_mtom_form(answer: Answer) -> tuple[str, str] | None:
     """ITI TF-2x V.3.6, ITI TF-2b 3.41.5: an MTOM request is answered in MTOM."""
-    if answer.exchange.content_type.lower().startswith("multipart/related"):
+    content_type = answer.exchange.content_type
+    media = MediaType.parse_or_none(content_type)
+    if media is not None and media.matches("multipart/related"):
         return None
-    shown = answer.exchange.content_type.split(";")[0].strip() or "no Content-Type"
-    return f"{shown} answer to an MTOM request", ""
+    shown = media.essence if media is not None else repr(content_type) if content_type.strip() else None
+    return f"{shown or 'no Content-Type'} answer to an MTOM request", ""
 
 
 def check_http_status(answer: Answer) -> tuple[str, str] | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple, cast
 
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 
 
 class Entity(NamedTuple):
@@ -72,7 +72,8 @@ def read_entity(data_stream: BinaryIO) -> Entity:
                 "the entity has no Content-Type header", code="bad-entity", location="headers"
             )
         content_type = "application/soap+xml"
-    if bare_lf and parse_content_type(content_type)[0] == "multipart/related":
+    media = MediaType.parse_or_none(content_type)
+    if bare_lf and media is not None and media.matches("multipart/related"):
         return Entity(content_type, cast(BinaryIO, _CrlfRestorer(body)), line_ends_restored=True)
     return Entity(content_type, body)
 

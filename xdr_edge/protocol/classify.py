@@ -23,6 +23,7 @@ from enum import Enum
 
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap.envelope import Fault
 from xdr_edge.protocol.wire import ParsedResponse, parse_response
@@ -154,7 +155,10 @@ def classify_response(
             "clinical documents",
         )
     if parsed is None:
-        shown = content_type.split(";")[0].strip() or "no Content-Type"
+        media = MediaType.parse_or_none(content_type)
+        shown = (
+            media.essence if media is not None else repr(content_type) if content_type else "no Content-Type"
+        )
         return reply(
             Outcome.TRANSPORT_ERROR if status >= 400 else Outcome.OUTCOME_UNKNOWN,
             False,  # only 503 says "not processed, come back"; a 502/504 page may hide a stored request

@@ -89,11 +89,15 @@ class RemoteProtocolError(XdrError):
         fault_code: str | None = None,
         fault_subcode: str | None = None,
         fault_detail: str | None = None,
+        fault_subsubcode: str | None = None,
     ) -> None:
         super().__init__(message, code=code, location=location)
         self.xds_error_code = xds_error_code
         self.fault_code = fault_code
         self.fault_subcode = fault_subcode
+        # A second-level subcode under fault_subcode (WS-Addressing 1.0 SOAP Binding §6.4.1 names the kind of
+        # invalid header this way, e.g. wsa:ActionMismatch under wsa:InvalidAddressingHeader).
+        self.fault_subsubcode = fault_subsubcode
         # What the fault's machine-readable detail names: the unsupported action (wsa:ProblemAction), or the
         # Clark name of a header block not understood (env:NotUnderstood).
         self.fault_detail = fault_detail

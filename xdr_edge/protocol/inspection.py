@@ -20,7 +20,7 @@ from xdr_edge.protocol import ns, xml
 from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.metadata import read_submit_objects
 from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomLimits, MtomPackage, read_mtom
@@ -58,6 +58,8 @@ def _fault_finding(exc: RemoteProtocolError) -> Finding:
     code = f"env:{exc.fault_code}" if exc.fault_code else exc.xds_error_code
     if exc.fault_subcode:
         code += f" / {exc.fault_subcode}"
+        if exc.fault_subsubcode:
+            code += f" / {exc.fault_subsubcode}"
     return Finding(code, Severity.ERROR, exc.location or "message", exc.message, exc.code)
 
 
@@ -123,8 +125,15 @@ def inspect_stream(
         result = Inspection(kind="unknown", content_type="", mtom=False)
         result.findings.append(_fault_finding(exc))
         return result
-    mime, _ = parse_content_type(entity.content_type)
-    result = Inspection(kind="unknown", content_type=entity.content_type, mtom=mime == "multipart/related")
+    try:
+        media = MediaType.parse(entity.content_type)
+    except RemoteProtocolError as exc:
+        result = Inspection(kind="unknown", content_type=entity.content_type, mtom=False)
+        result.findings.append(_fault_finding(exc))
+        return result
+    result = Inspection(
+        kind="unknown", content_type=entity.content_type, mtom=media.matches("multipart/related")
+    )
     if entity.line_ends_restored:
         result.findings.append(
             Finding(
@@ -201,7 +210,7 @@ def _inspect_unknown_envelope(result: Inspection, root: bytes, local: str) -> No
 def _inspect_request(result: Inspection, root: bytes, package: MtomPackage | None, show_phi: bool) -> None:
     result.kind = "request"
     try:
-        request = interpret_request(root, package)
+        request = interpret_request(root, package, media_type=MediaType.parse_or_none(result.content_type))
     except RemoteProtocolError as exc:
         result.findings.append(_fault_finding(exc))
         return

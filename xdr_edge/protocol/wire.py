@@ -8,6 +8,7 @@ Pure: byte streams in, byte iterables out. No sockets, no logging of content.
 from __future__ import annotations
 
 __all__ = [
+    "SALVAGE_BYTES",
     "IncomingRequest",
     "OutgoingRequest",
     "ParsedResponse",
@@ -16,6 +17,7 @@ __all__ = [
     "build_reply",
     "build_request",
     "interpret_request",
+    "message_id_of_unread",
     "new_message_id",
     "parse_request",
     "parse_response",
@@ -30,16 +32,24 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.codes import METADATA_ERROR, MISSING_DOCUMENT, MISSING_DOCUMENT_METADATA
 from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.metadata import read_submit_objects, write_submit_objects
 from xdr_edge.protocol.model import Document, MetadataLevel, Submission
-from xdr_edge.protocol.mtom import MtomBody, MtomLimits, MtomPackage, MtomPart, new_content_id, read_mtom
+from xdr_edge.protocol.mtom import (
+    MtomBody,
+    MtomLimits,
+    MtomPackage,
+    MtomPart,
+    new_content_id,
+    read_mtom,
+    root_part_prefix,
+)
 from xdr_edge.protocol.response import RegistryResponse, read_registry_response, write_registry_response
 from xdr_edge.protocol.soap import (
     DocumentRef,
@@ -51,6 +61,7 @@ from xdr_edge.protocol.soap import (
     build_request_envelope,
     build_response_envelope,
     fault_http_status,
+    message_id_in_prefix,
     read_request_envelope,
     read_response_envelope,
 )
@@ -295,36 +306,142 @@ def parse_request(
     :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
     with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`."""
     limits = limits or MtomLimits()
-    mime, _params = parse_content_type(content_type)
-    package: MtomPackage | None = None
-    if mime == "multipart/related":
-        package = read_mtom(
-            content_type, stream, limits=limits, spool_dir=spool_dir, content_length=content_length
-        )
-        root = package.root
-    elif mime in ("application/soap+xml", "text/xml", "application/xml"):
-        root = read_bounded(stream, limits.max_root_bytes)
-    else:
-        raise RemoteProtocolError(
-            f"unsupported Content-Type {mime!r}: expected multipart/related (MTOM) or application/soap+xml",
-            code="bad-content-type",
-            location="HTTP Content-Type",
-            fault_code="Sender",
-        )
-    return interpret_request(root, package, understood_headers=understood_headers)
+    body = _RecordedBody(stream, content_length)
+    try:
+        media = MediaType.parse(content_type)
+        package: MtomPackage | None = None
+        if media.matches("multipart/related"):
+            package = read_mtom(
+                content_type,
+                cast(BinaryIO, body),  # read_mtom only calls read()
+                limits=limits,
+                spool_dir=spool_dir,
+                content_length=content_length,
+            )
+            root = package.root
+        elif media.essence in _PLAIN_SOAP_TYPES:
+            root = read_bounded(cast(BinaryIO, body), limits.max_root_bytes)
+        else:
+            raise RemoteProtocolError(
+                f"unsupported Content-Type {media.essence!r}: expected multipart/related (MTOM) or "
+                "application/soap+xml",
+                code="bad-content-type",
+                location="HTTP Content-Type",
+                fault_code="Sender",
+            )
+    except RemoteProtocolError as exc:
+        if exc.relates_to is None:
+            exc.relates_to = _message_id_in_body(content_type, body.first_bytes())
+        raise
+    return interpret_request(root, package, understood_headers=understood_headers, media_type=media)
+
+
+#: What a plain (not MTOM) SOAP request may be labelled: SOAP 1.2's own type (RFC 3902), and the XML types some
+#: stacks use (a SOAP 1.1 envelope in them gets a VersionMismatch fault, SOAP 1.2 Part 1 §5.4.7).
+_PLAIN_SOAP_TYPES = frozenset({"application/soap+xml", "text/xml", "application/xml"})
+
+#: How much of a refused request is read to find its MessageID (the SOAP header comes first and is small).
+SALVAGE_BYTES = 64 * 1024
+
+
+class _RecordedBody:
+    """A request body that keeps its first :data:`SALVAGE_BYTES` bytes as they are read, so that a refusal can
+    still name the request it answers (:func:`message_id_of_unread`)."""
+
+    def __init__(self, stream: BinaryIO | IO[bytes], content_length: int | None) -> None:
+        self._stream = stream
+        self._remaining = content_length
+        self._head = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._remaining is not None:
+            size = self._remaining if size < 0 else min(size, self._remaining)
+        data = self._stream.read(size)
+        if self._remaining is not None:
+            self._remaining -= len(data)
+        if len(self._head) < SALVAGE_BYTES:
+            self._head += data[: SALVAGE_BYTES - len(self._head)]
+        return data
+
+    def first_bytes(self) -> bytes:
+        """The first :data:`SALVAGE_BYTES` of the body (fewer when it is shorter): what was read, topped up from
+        the stream now, never beyond the Content-Length. A failing stream ends the top-up quietly: the refusal
+        being answered is what matters."""
+        try:
+            while len(self._head) < SALVAGE_BYTES and self._remaining != 0:
+                if not self.read(SALVAGE_BYTES - len(self._head)):
+                    break
+        except OSError:
+            pass
+        return bytes(self._head)
+
+
+def _message_id_in_body(content_type: str, head: bytes) -> str | None:
+    """The MessageID in the first bytes of a request body (MTOM: of its root part), or None."""
+    media = MediaType.parse_or_none(content_type)
+    if media is not None and media.matches("multipart/related"):
+        root = root_part_prefix(content_type, head)
+        return message_id_in_prefix(root) if root else None
+    return message_id_in_prefix(head)
+
+
+def message_id_of_unread(
+    content_type: str, stream: BinaryIO | IO[bytes], *, content_length: int | None
+) -> str | None:
+    """The MessageID of a request refused before its body was read (too large, say), from at most
+    :data:`SALVAGE_BYTES` of the body, so that the fault carries ``wsa:RelatesTo`` (WS-Addressing 1.0 Core §3.4)."""
+    return _message_id_in_body(content_type, _RecordedBody(stream, content_length).first_bytes())
 
 
 def interpret_request(
-    root: bytes, package: MtomPackage | None, *, understood_headers: Collection[str] = frozenset()
+    root: bytes,
+    package: MtomPackage | None,
+    *,
+    understood_headers: Collection[str] = frozenset(),
+    media_type: MediaType | None = None,
+    check_actions: bool = True,
 ) -> IncomingRequest:
-    """Interpret an already-read root part (and its MTOM package, if any); closes the package on error."""
+    """Interpret an already-read root part (and its MTOM package, if any); closes the package on error.
+
+    ``media_type`` is the request's Content-Type: every SOAP 1.2 ``action`` it (or the MTOM package) states must
+    be the envelope's ``wsa:Action`` unless ``check_actions`` is False (for a reader that replaced the
+    envelope's Action itself)."""
     try:
         envelope = read_request_envelope(root, understood_headers=understood_headers)
+        if package is not None:
+            declared = package.declared_actions
+        elif media_type is not None and (media_type.param("action") or "").strip():
+            declared = (("Content-Type action parameter", media_type.param("action") or ""),)
+        else:
+            declared = ()
+        if check_actions:
+            _check_declared_actions(envelope, declared)
         return _build_incoming(envelope, package)
-    except BaseException:
+    except BaseException as exc:
         if package is not None:
             package.close()
+        if isinstance(exc, RemoteProtocolError) and exc.relates_to is None:
+            exc.relates_to = message_id_in_prefix(root[:SALVAGE_BYTES])
         raise
+
+
+def _check_declared_actions(envelope: RequestEnvelope, declared: Sequence[tuple[str, str]]) -> None:
+    """An ``action`` stated by the media type (RFC 3902; the SOAP Action feature, SOAP 1.2 Part 2 §6.5) must be
+    the envelope's ``wsa:Action``: a mismatch is a Sender fault, ``wsa:InvalidAddressingHeader`` /
+    ``wsa:ActionMismatch`` (WS-Addressing 1.0 SOAP Binding §6.4.1). URIs compare as strings (RFC 3986 §6.2.1)."""
+    for where, action in declared:
+        if action.strip() != envelope.action:
+            error = RemoteProtocolError(
+                f"the {where} is {action.strip()[:200]!r}, but S:Header/wsa:Action is "
+                f"{envelope.action[:200]!r}; they must be the same (WS-Addressing 1.0 SOAP Binding §6.4.1)",
+                code="ws-addressing",
+                location="S:Header/wsa:Action",
+                fault_code="Sender",
+                fault_subcode="wsa:InvalidAddressingHeader",
+                fault_subsubcode="wsa:ActionMismatch",
+            )
+            error.relates_to = envelope.message_id
+            raise error
 
 
 def _build_incoming(envelope: RequestEnvelope, package: MtomPackage | None) -> IncomingRequest:
@@ -431,16 +548,18 @@ class ParsedResponse:
 def parse_response(content_type: str, body: bytes) -> ParsedResponse:
     """Read a response (MTOM or plain SOAP, or a bare RegistryResponse). Raises RemoteProtocolError when the
     bytes are not a SOAP response at all (an HTML error page, an empty body)."""
-    mime, _ = parse_content_type(content_type or "application/soap+xml")
+    media = MediaType.parse(content_type or "application/soap+xml")
     if not body.strip():
         raise RemoteProtocolError("the response body is empty", code="empty-response", location="HTTP body")
     root = body
-    if mime == "multipart/related":
+    if media.matches("multipart/related"):
         with read_mtom(content_type, io.BytesIO(body), limits=MtomLimits()) as package:
             root = package.root
-    elif mime not in ("application/soap+xml", "text/xml", "application/xml"):
+    elif media.essence not in _PLAIN_SOAP_TYPES:
         raise RemoteProtocolError(
-            f"the response is not SOAP (Content-Type {mime!r})", code="not-soap", location="HTTP Content-Type"
+            f"the response is not SOAP (Content-Type {media.essence!r})",
+            code="not-soap",
+            location="HTTP Content-Type",
         )
     envelope = read_response_envelope(root)
     findings: list[Finding] = []

@@ -9,8 +9,9 @@ which are bounded by the request size limit and decoded through :func:`parse` wi
 
 from __future__ import annotations
 
-__all__ = ["parse", "qname", "tostring"]
+__all__ = ["parse", "qname", "readable_elements", "tostring"]
 
+from collections.abc import Iterator
 from typing import Any
 
 from lxml import etree
@@ -79,6 +80,34 @@ def parse(
             fault_code="Sender",
         )
     return root
+
+
+#: How much :func:`readable_elements` feeds at a time: a malformed byte stops it within this distance.
+_PREFIX_STEP = 1024
+
+
+def readable_elements(data: bytes) -> Iterator[etree._Element]:
+    """Each element of ``data`` as its end tag is read, for as long as the bytes are well-formed XML.
+
+    Why: a request refused for its framing, its size or a defect further on still starts with a readable SOAP
+    header, and a fault should say which request it answers (its MessageID). ``data`` may be cut anywhere; reading
+    stops silently at the first malformed byte or at the end. A document with a DOCTYPE yields nothing, and the
+    parser settings are those of :func:`parse` (no entities, no network). The elements belong to a partial tree:
+    read what is needed as they come.
+    """
+    if b"<!DOCTYPE" in data:
+        return
+    parser = etree.XMLPullParser(
+        events=("end",), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    for offset in range(0, len(data), _PREFIX_STEP):
+        try:
+            parser.feed(data[offset : offset + _PREFIX_STEP])
+        except etree.XMLSyntaxError:
+            return
+        for _event, element in parser.read_events():
+            if isinstance(element, etree._Element):  # "end" events carry elements only
+                yield element
 
 
 def qname(ns: str, local: str) -> str:

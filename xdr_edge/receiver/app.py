@@ -46,11 +46,18 @@ from xdr_edge.practice import Practice
 from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
 from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
+from xdr_edge.protocol.wire import (
+    IncomingRequest,
+    ReplyBytes,
+    build_reply,
+    message_id_of_unread,
+    parse_request,
+)
 from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
 from xdr_edge.registry.database import UNAVAILABLE
 
@@ -205,7 +212,7 @@ class XdrEdgeApp:
     def _handle(self, environ: dict[str, Any], entry: _RequestLog) -> tuple[ReplyBytes, bool]:
         # A request refused before its body is read closes the connection when it has a body: keeping the
         # connection would make the server read (and, for some servers, hold) that body for nobody.
-        has_body = bool(_content_length(environ)) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+        has_body = bool(_content_length(environ)) or _is_chunked(environ)
         if environ.get("REQUEST_METHOD") != "POST":
             entry.outcome = "method-not-allowed"
             body = b"XDR edge endpoint: POST an ITI-41 request here\n"
@@ -230,14 +237,19 @@ class XdrEdgeApp:
         practice: Practice = ident.practice
         entry.practice = practice.id
         length = _content_length(environ)
+        upload = _PeerInput(environ["wsgi.input"])
         if length is not None and length > self.config.limits.max_total_bytes:
             entry.outcome = "too-large"
             fault = Fault(
                 "Sender",
                 f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}",
             )
-            return self._fault(fault, None, False, 413), True
-        upload = _PeerInput(environ["wsgi.input"])
+            # Only the first bytes are read, for the MessageID the fault relates to (a bounded read).
+            relates_to = message_id_of_unread(
+                environ.get("CONTENT_TYPE", ""), cast(BinaryIO, upload), content_length=length
+            )
+            entry.message_id = relates_to or "-"
+            return self._fault(fault, relates_to, _is_mtom(environ), 413), True
         try:
             request = parse_request(
                 environ.get("CONTENT_TYPE", ""),
@@ -527,4 +539,13 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 
 def _is_mtom(environ: dict[str, Any]) -> bool:
-    return str(environ.get("CONTENT_TYPE", "")).lower().startswith("multipart/related")
+    """Whether the request is an MTOM package, so that even a fault answers in kind (ITI TF-2x V.3.6); a
+    Content-Type too broken to read is answered in plain SOAP."""
+    media = MediaType.parse_or_none(environ.get("CONTENT_TYPE"))
+    return media is not None and media.matches("multipart/related")
+
+
+def _is_chunked(environ: dict[str, Any]) -> bool:
+    """Transfer-Encoding is a comma-separated list of case-insensitive codings (RFC 9112 §6.1)."""
+    codings = str(environ.get("HTTP_TRANSFER_ENCODING", "")).split(",")
+    return any(coding.strip().lower() == "chunked" for coding in codings)

@@ -17,8 +17,9 @@ __all__ = [
     "content_id_of",
     "new_content_id",
     "read_mtom",
+    "root_part_prefix",
 ]
 
 from xdr_edge.protocol.mtom.framing import cid_href, content_id_of, new_content_id
-from xdr_edge.protocol.mtom.reader import MtomLimits, MtomPackage, ReceivedPart, read_mtom
+from xdr_edge.protocol.mtom.reader import MtomLimits, MtomPackage, ReceivedPart, read_mtom, root_part_prefix
 from xdr_edge.protocol.mtom.writer import MtomBody, MtomPart

@@ -9,7 +9,7 @@ bytes (PHI).
 
 from __future__ import annotations
 
-__all__ = ["MtomLimits", "MtomPackage", "ReceivedPart", "read_mtom"]
+__all__ = ["MtomLimits", "MtomPackage", "ReceivedPart", "read_mtom", "root_part_prefix"]
 
 import errno
 import os
@@ -24,7 +24,7 @@ import multipart
 
 from xdr_edge.protocol.codes import MISSING_DOCUMENT
 from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
-from xdr_edge.protocol.mediatype import parse_content_type
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom.framing import (
     READ_SIZE,
@@ -133,8 +133,9 @@ class ReceivedPart:
 class MtomPackage:
     """A received MTOM package: the root part (the SOAP envelope) in memory and the other parts spooled.
 
-    ``parts`` is keyed by Content-ID without angle brackets. Use as a context manager (or call :meth:`close`)
-    so that spool files not detached are deleted.
+    ``parts`` is keyed by Content-ID without angle brackets. ``media_type`` is the package's (the HTTP
+    Content-Type) and ``root_media_type`` the root part's. Use as a context manager (or call :meth:`close`) so
+    that spool files not detached are deleted.
     """
 
     def __init__(
@@ -144,11 +145,36 @@ class MtomPackage:
         parts: dict[str, ReceivedPart],
         *,
         root_content_id: str | None = None,
+        media_type: MediaType | None = None,
     ) -> None:
         self.root = root
         self.root_content_type = root_content_type
         self.root_content_id = root_content_id
         self.parts = parts
+        self.media_type = media_type
+        self.root_media_type = MediaType.parse_or_none(root_content_type)
+
+    @property
+    def declared_actions(self) -> tuple[tuple[str, str], ...]:
+        """Every SOAP 1.2 ``action`` the framing states, as ``(where, action)``: the ``action`` parameter of
+        ``start-info`` (the root part's media type with its parameters, W3C SOAP 1.2 MTOM §3.2) and of the root
+        part's ``type`` (XOP 1.0 §4.1), and a package-level ``action`` parameter (Axis2 and CXF write one; RFC
+        2387 does not define it, but it can only mean the same). RFC 3902 defines ``action`` for
+        application/soap+xml. An empty value states nothing. The caller compares them with ``wsa:Action``."""
+        found: list[tuple[str, str]] = []
+        outer, root = self.media_type, self.root_media_type
+        if outer is not None:
+            found.append(("Content-Type action parameter", outer.param("action") or ""))
+            start_info = MediaType.parse_or_none(outer.param("start-info"))
+            if start_info is not None:
+                found.append(("Content-Type start-info action parameter", start_info.param("action") or ""))
+        if root is not None:
+            soap_type = MediaType.parse_or_none(root.param("type"))
+            if soap_type is not None:
+                found.append(
+                    ("root part Content-Type type action parameter", soap_type.param("action") or "")
+                )
+        return tuple((where, action) for where, action in found if action.strip())
 
     def resolve(self, href: str) -> ReceivedPart:
         """The part an ``xop:Include/@href`` points at (RFC 2392, XOP 1.0 §3: ``cid:`` + %-encoded Content-ID).
@@ -203,46 +229,57 @@ def _limit(message: str, location: str | None = None) -> LimitExceeded:
 class _Envelope:
     boundary: str
     start: str | None
+    media_type: MediaType
+
+
+def _boundary_and_start(media: MediaType) -> tuple[str | None, str | None]:
+    """The boundary (None when unusable) and the ``start`` Content-ID (None when absent or not in < >)."""
+    boundary = media.param("boundary") or ""
+    usable = bool(boundary) and len(boundary) <= 200 and "\r" not in boundary and "\n" not in boundary
+    start = media.param("start")
+    return (boundary if usable else None), (_strip_brackets(start.strip()) if start is not None else None)
 
 
 def _read_envelope_type(content_type: str) -> _Envelope:
-    """Check the HTTP Content-Type per XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5 and NIST XDS toolkit validators (what NIST's MtomMessageValidator checks)."""
-    media, params = parse_content_type(content_type)
-    if media != "multipart/related":
+    """Check the HTTP Content-Type per XOP 1.0 §4.1, RFC 2387, W3C SOAP 1.2 MTOM §3.2 and ITI TF-2b 3.41.5 (what
+    NIST's MtomMessageValidator checks), reading each parameter that holds a media type as a media type: Metro
+    sends ``start-info="application/soap+xml;action=\\"...\\""``, the root part's media type with its
+    parameters, as the MTOM Recommendation's own example does."""
+    media = MediaType.parse(content_type)
+    if not media.matches("multipart/related"):
         raise _sender_error(
-            f"Content-Type is {media!r}; an MTOM request must be multipart/related (ITI TF-2b 3.41.5, W3C MTOM/XOP)",
+            f"Content-Type is {media.essence!r}; an MTOM request must be multipart/related (ITI TF-2b 3.41.5, W3C MTOM/XOP)",
             "mtom-content-type",
             "Content-Type",
         )
-    if params.get("type", "").strip().lower() != XOP_MEDIA_TYPE:
+    package_type = media.param_media_type("type")
+    if package_type is None or not package_type.matches(XOP_MEDIA_TYPE):
         raise _sender_error(
-            f"multipart/related type parameter is {params.get('type')!r}; MTOM requires "
+            f"multipart/related type parameter is {media.param('type')!r}; MTOM requires "
             f'type="{XOP_MEDIA_TYPE}" (W3C SOAP 1.2 MTOM §3.2)',
             "mtom-content-type",
             "Content-Type",
         )
-    boundary = params.get("boundary", "")
-    if not boundary or "\n" in boundary or "\r" in boundary or len(boundary) > 200:
+    boundary, start = _boundary_and_start(media)
+    if boundary is None:
         raise _sender_error(
             "multipart/related has no usable boundary parameter", "mtom-content-type", "Content-Type"
         )
-    start_info = params.get("start-info")
-    if start_info is not None and start_info.strip().lower() != SOAP12_MEDIA_TYPE:
+    start_info = media.param_media_type("start-info")
+    if start_info is not None and not start_info.matches(SOAP12_MEDIA_TYPE):
         raise _sender_error(
-            f"start-info is {start_info!r}; a SOAP 1.2 MTOM request has start-info={SOAP12_MEDIA_TYPE!r}",
+            f"start-info is {media.param('start-info')!r}; a SOAP 1.2 MTOM request's root part is "
+            f"{SOAP12_MEDIA_TYPE} (W3C SOAP 1.2 MTOM §3.2)",
             "mtom-content-type",
             "Content-Type",
         )
-    start = params.get("start")
-    if start is not None:
-        start = _strip_brackets(start.strip())
-        if start is None:
-            raise _sender_error(
-                "the start parameter must be a Content-ID wrapped in < > (XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5)",
-                "mtom-start",
-                "Content-Type",
-            )
-    return _Envelope(boundary=boundary, start=start)
+    if media.param("start") is not None and start is None:
+        raise _sender_error(
+            "the start parameter must be a Content-ID wrapped in < > (XOP 1.0 §4.1, RFC 2387, ITI TF-2b 3.41.5)",
+            "mtom-start",
+            "Content-Type",
+        )
+    return _Envelope(boundary=boundary, start=start, media_type=media)
 
 
 def _strip_brackets(value: str) -> str | None:
@@ -255,6 +292,28 @@ def _strip_brackets(value: str) -> str | None:
     ):
         return value[1:-1]
     return None
+
+
+def _check_root_type(root_type: str | None, where: str) -> None:
+    """The root part is ``application/xop+xml`` (XOP 1.0 §4.1) whose ``type`` parameter, when given, is the SOAP
+    1.2 media type, with or without its ``action`` parameter (W3C SOAP 1.2 MTOM §3.2; Metro writes
+    ``type="application/soap+xml;action=\\"...\\""``). Without ``type`` the envelope's own namespace says which
+    SOAP version it is (SOAP 1.2 Part 1 §5.4.7), so its absence is not refused."""
+    media = MediaType.parse(root_type, where=f"{where} Content-Type") if root_type is not None else None
+    if media is None or not media.matches(XOP_MEDIA_TYPE):
+        raise _sender_error(
+            f"the root part's Content-Type is {root_type!r}; MTOM requires {XOP_MEDIA_TYPE} (XOP 1.0 §4.1)",
+            "mtom-root-type",
+            where,
+        )
+    soap_type = media.param_media_type("type", where=f"{where} Content-Type")
+    if soap_type is not None and not soap_type.matches(SOAP12_MEDIA_TYPE):
+        raise _sender_error(
+            f"the root part's type parameter is {media.param('type')!r}; a SOAP 1.2 MTOM envelope is "
+            f"{SOAP12_MEDIA_TYPE} (W3C SOAP 1.2 MTOM §3.2)",
+            "mtom-root-type",
+            where,
+        )
 
 
 class _Sink:
@@ -383,14 +442,7 @@ class _PackageReader:
         if not is_root:
             return _SpoolSink(self.index, content_id, headers, self.spool_dir)
         root = _RootSink(self.index, content_id, headers, self.limits.max_root_bytes)
-        root_type = root.header("Content-Type")
-        if root_type is None or parse_content_type(root_type)[0] != XOP_MEDIA_TYPE:
-            raise _sender_error(
-                f"the root part's Content-Type is {root_type!r}; MTOM requires {XOP_MEDIA_TYPE} "
-                "(XOP 1.0 §4.1)",
-                "mtom-root-type",
-                where,
-            )
+        _check_root_type(root.header("Content-Type"), where)
         self.root = root
         return root
 
@@ -453,7 +505,11 @@ class _PackageReader:
             raise _sender_error("the MTOM body has no MIME parts", "mtom-empty")
         root_type = self.root.header("Content-Type") or XOP_MEDIA_TYPE
         return MtomPackage(
-            bytes(self.root.buffer), root_type, self.parts, root_content_id=self.root.content_id
+            bytes(self.root.buffer),
+            root_type,
+            self.parts,
+            root_content_id=self.root.content_id,
+            media_type=self.envelope.media_type,
         )
 
     def discard(self) -> None:
@@ -521,3 +577,44 @@ def _pump(
         if total > limits.max_total_bytes:
             raise _limit(f"the request body exceeds max_total_bytes={limits.max_total_bytes}")
         reader.feed(chunk)
+
+
+def root_part_prefix(content_type: str, body: bytes, *, limits: MtomLimits | None = None) -> bytes | None:
+    """What ``body`` (the first bytes of an MTOM body, perhaps one :func:`read_mtom` refused) holds of the root
+    part, or None when that cannot be found.
+
+    Why: a fault answers a refused package too, and it should carry ``wsa:RelatesTo`` (WS-Addressing 1.0 Core
+    §3.4) when the request's MessageID can be read: senders match an answer to their request by it. Only the
+    boundary and ``start`` are needed: the other rules (``type``,
+    ``start-info``, the root part's media type) are what may have been refused. Never raises for what ``body``
+    holds; the bytes returned may be cut short.
+    """
+    limits = limits or MtomLimits()
+    media = MediaType.parse_or_none(content_type)
+    if media is None or not media.matches("multipart/related"):
+        return None
+    boundary, start = _boundary_and_start(media)
+    if boundary is None:
+        return None
+    parser = _MtomPushParser(
+        boundary, max_header_size=limits.max_header_bytes, max_header_count=limits.max_header_count
+    )
+    collected = bytearray()
+    index = 0
+    in_root = False
+    try:
+        for event in parser.parse(body):
+            if isinstance(event, multipart.MultipartSegment):
+                index += 1
+                raw_id = next((str(v) for k, v in event.headerlist if str(k).lower() == "content-id"), "")
+                in_root = _strip_brackets(raw_id.strip()) == start if start is not None else index == 1
+            elif isinstance(event, bytes | bytearray):
+                if in_root:
+                    collected += event
+            elif in_root:  # None: the end of the root part
+                break
+    except multipart.MultipartError:
+        pass  # what was read of the root part before the MIME framing broke is still the envelope's beginning
+    finally:
+        parser.close(check_complete=False)
+    return bytes(collected) or None

@@ -24,6 +24,7 @@ __all__ = [
     "build_response_envelope",
     "fault_http_status",
     "header_qname",
+    "message_id_in_prefix",
     "read_request_envelope",
     "read_response_envelope",
 ]
@@ -44,5 +45,10 @@ from xdr_edge.protocol.soap.reply import (
     fault_http_status,
     read_response_envelope,
 )
-from xdr_edge.protocol.soap.request_reader import RequestEnvelope, header_qname, read_request_envelope
+from xdr_edge.protocol.soap.request_reader import (
+    RequestEnvelope,
+    header_qname,
+    message_id_in_prefix,
+    read_request_envelope,
+)
 from xdr_edge.protocol.soap.request_writer import build_request_envelope

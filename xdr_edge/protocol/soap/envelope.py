@@ -85,12 +85,15 @@ class Fault:
     """A SOAP 1.2 fault: ``code`` is the local name of ``env:Code/env:Value`` (``Sender``, ``Receiver``,
     ``VersionMismatch``, ``MustUnderstand``); ``subcode`` a QName string such as
     ``wsa:MessageAddressingHeaderRequired`` (or Clark notation for other namespaces); ``detail`` a short text
-    (for WS-Addressing faults the problem header QName or action, WS-A SOAP binding §6)."""
+    (for WS-Addressing faults the problem header QName or action, WS-A SOAP binding §6); ``subsubcode`` the
+    Subcode nested in ``subcode`` (``wsa:ActionMismatch`` under ``wsa:InvalidAddressingHeader``, WS-A SOAP binding
+    §6.4.1)."""
 
     code: str
     reason: str
     subcode: str | None = None
     detail: str | None = None
+    subsubcode: str | None = None
 
     @classmethod
     def from_error(cls, exc: RemoteProtocolError) -> Fault:
@@ -101,7 +104,8 @@ class Fault:
             "wsa:InvalidAddressingHeader",
         )
         detail = exc.location if header_fault else exc.fault_detail
-        return cls(exc.fault_code or "Sender", str(exc), exc.fault_subcode, detail)
+        subsubcode = exc.fault_subsubcode if exc.fault_subcode is not None else None
+        return cls(exc.fault_code or "Sender", str(exc), exc.fault_subcode, detail, subsubcode)
 
 
 def must_understand(element: etree._Element) -> etree._Element:

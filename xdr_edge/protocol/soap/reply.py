@@ -80,9 +80,10 @@ def build_response_envelope(body: etree._Element, *, relates_to: str, message_id
     return _serialize(envelope)
 
 
-def _add_subcode(code: etree._Element, subcode: str) -> None:
+def _add_subcode(code: etree._Element, subcode: str) -> etree._Element:
     """``wsa:X`` is written as is (``wsa`` is bound on the envelope); Clark ``{ns}X`` gets a prefix of its own
-    declared on the Value element, since a QName in text content needs an in-scope prefix."""
+    declared on the Value element, since a QName in text content needs an in-scope prefix. Returns the Subcode
+    element, which may hold a nested Subcode (SOAP 1.2 Part 1 §5.4.1.3)."""
     sub = etree.SubElement(code, qname(SOAP_NS, "Subcode"))
     if subcode.startswith("{"):
         namespace, _, local = subcode[1:].partition("}")
@@ -96,6 +97,7 @@ def _add_subcode(code: etree._Element, subcode: str) -> None:
         raise LocalProtocolError(
             f"a fault subcode must be a wsa: QName or {{namespace}}local, got {subcode!r}"
         )
+    return sub
 
 
 def _fault_detail(fault: Fault, fault_el: etree._Element) -> None:
@@ -136,7 +138,9 @@ def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: st
     code = etree.SubElement(fault_el, qname(SOAP_NS, "Code"))
     etree.SubElement(code, qname(SOAP_NS, "Value")).text = f"S:{fault.code}"
     if fault.subcode is not None:
-        _add_subcode(code, fault.subcode)
+        sub = _add_subcode(code, fault.subcode)
+        if fault.subsubcode is not None:
+            _add_subcode(sub, fault.subsubcode)
     reason = etree.SubElement(etree.SubElement(fault_el, qname(SOAP_NS, "Reason")), qname(SOAP_NS, "Text"))
     reason.set(qname(ns.XML, "lang"), "en")
     reason.text = fault.reason
@@ -168,11 +172,15 @@ def _read_fault(element: etree._Element) -> Fault:
     namespace, code = _resolve_qname(value)
     if namespace != SOAP_NS:
         code = text_of(value).strip()
-    subcode: str | None = None
-    sub = element.find(f"{qname(SOAP_NS, 'Code')}/{qname(SOAP_NS, 'Subcode')}/{qname(SOAP_NS, 'Value')}")
-    if sub is not None:
+    subcodes: list[str] = []
+    parent = element.find(qname(SOAP_NS, "Code"))
+    while parent is not None and len(subcodes) < 2:
+        parent = parent.find(qname(SOAP_NS, "Subcode"))
+        sub = parent.find(qname(SOAP_NS, "Value")) if parent is not None else None
+        if sub is None:
+            break
         sub_ns, sub_local = _resolve_qname(sub)
-        subcode = (
+        subcodes.append(
             f"wsa:{sub_local}" if sub_ns == ns.WSA else f"{{{sub_ns}}}{sub_local}" if sub_ns else sub_local
         )
     texts = element.findall(f"{qname(SOAP_NS, 'Reason')}/{qname(SOAP_NS, 'Text')}")
@@ -180,7 +188,9 @@ def _read_fault(element: etree._Element) -> Fault:
     reason = text_of((english or texts)[0]).strip() if texts else ""
     detail_el = element.find(qname(SOAP_NS, "Detail"))
     detail = " ".join(text_of(detail_el).split()) if detail_el is not None else None
-    return Fault(code, reason, subcode, detail or None)
+    subcode = subcodes[0] if subcodes else None
+    subsubcode = subcodes[1] if len(subcodes) > 1 else None
+    return Fault(code, reason, subcode, detail or None, subsubcode)
 
 
 def read_response_envelope(xml: bytes) -> ResponseEnvelope:

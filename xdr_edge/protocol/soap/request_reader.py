@@ -8,7 +8,7 @@ Part 1 §5.4, WS-Addressing 1.0 SOAP Binding §6) for what makes a message unpro
 
 from __future__ import annotations
 
-__all__ = ["RequestEnvelope", "header_qname", "read_request_envelope"]
+__all__ = ["RequestEnvelope", "header_qname", "message_id_in_prefix", "read_request_envelope"]
 
 import base64
 import binascii
@@ -41,7 +41,7 @@ from xdr_edge.protocol.soap.envelope import (
     sender_fault,
     text_of,
 )
-from xdr_edge.protocol.xml import parse, qname
+from xdr_edge.protocol.xml import parse, qname, readable_elements
 
 _ROLE_NEXT = f"{ns.SOAP}/role/next"
 _ROLE_ULTIMATE = f"{ns.SOAP}/role/ultimateReceiver"
@@ -454,6 +454,41 @@ def _readable_message_id(header: etree._Element | None) -> str | None:
         return None
     text = text_of(found[0]).strip()
     return text if _message_id_problem(text) is None else None
+
+
+#: The envelope namespaces whose header may hold the MessageID of a request we refuse: a SOAP 1.1 envelope gets
+#: a VersionMismatch fault, which may as well say which request it answers.
+_ENVELOPE_NAMESPACES = frozenset({ns.SOAP, ns.SOAP11})
+
+
+def message_id_in_prefix(prefix: bytes) -> str | None:
+    """The request's MessageID read from the first bytes of its envelope alone, or None.
+
+    Why: a request refused before its envelope could be read (the MIME framing, a size limit, malformed XML
+    after the header) still deserves a fault that says which request it answers (``wsa:RelatesTo``, WS-Addressing
+    1.0 Core §3.4): senders match an answer to their request by it, and one that requires addressing on answers
+    may refuse a fault without it. Reads only ``Envelope/Header/wsa:MessageID``, with the same rules as a full
+    read: one usable MessageID or none. ``prefix`` may be cut anywhere or broken after the header.
+    """
+    found: list[str] = []
+    for element in readable_elements(prefix):
+        parent = element.getparent()
+        outer = parent.getparent() if parent is not None else None
+        if (
+            is_element(element, ns.WSA, "MessageID")
+            and parent is not None
+            and outer is not None
+            and outer.getparent() is None
+            and etree.QName(parent).localname == "Header"
+            and etree.QName(parent).namespace in _ENVELOPE_NAMESPACES
+            and etree.QName(outer).localname == "Envelope"
+        ):
+            found.append(text_of(element).strip())
+        elif etree.QName(element).localname == "Header" and parent is not None and parent.getparent() is None:
+            break  # the header is complete: the MessageID is never in the body
+    if len(found) != 1:
+        return None
+    return found[0] if _message_id_problem(found[0]) is None else None
 
 
 _MAX_MESSAGE_ID = 1024
