@@ -29,7 +29,13 @@ from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.wire import ParsedResponse, build_request, parse_response
 from xdr_edge.receiver.app import PeerIdentitySource
-from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
+from xdr_edge.receiver.settings import (
+    build_server,
+    default_receiver_name,
+    load_intermediates,
+    load_receiver_settings,
+)
+from xdr_edge.receiver.store import RECEIVER_NAME
 from xdr_edge.registry import open_registry
 from xdr_edge.tls import client_ssl_context
 
@@ -186,6 +192,22 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
     text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:///var/lib/reg.db"')
     _, options = load_receiver_settings(_write(root / "serve-abs.toml", text))
     assert options.registry == "/var/lib/reg.db"
+    url = "postgresql://xdr@db.internal/xdr_edge?sslmode=verify-full"
+    text = TLS_TOML.replace('registry = "registry.db"', f'registry = "{url}"')
+    _, options = load_receiver_settings(_write(root / "serve-pg.toml", text))
+    assert options.registry == url  # a server database: no path to resolve
+
+
+def test_receiver_name_from_file_flag_or_host(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    text = TLS_TOML.replace('inbox = "inbox"', 'inbox = "inbox"\n    name = "rx-7"')
+    config = _write(root / "serve-name.toml", text)
+    assert load_receiver_settings(config)[1].receiver_name == "rx-7"
+    assert load_receiver_settings(config, overrides={"receiver_name": "rx-8"})[1].receiver_name == "rx-8"
+    plain = load_receiver_settings(_write(root / "serve-noname.toml", TLS_TOML))[1]
+    assert plain.receiver_name == default_receiver_name() and RECEIVER_NAME.match(plain.receiver_name)
+    with pytest.raises(ConfigurationError, match="receiver name 'a/b' is not usable"):
+        load_receiver_settings(config, overrides={"receiver_name": "a/b"})
 
 
 @pytest.mark.parametrize(
@@ -209,7 +231,7 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
         ),
         (("threads = 2", "threads = 2\nmax_xml_nodes = 5000"), "server.max_xml_nodes: unknown key"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
-        (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
+        (('registry = "registry.db"', 'registry = "mysql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),
         (("[receiver]", "[reciever]"), "reciever: unknown section"),
         (('cert = "pki/server.pem"', ""), "mutual TLS needs cert"),
@@ -286,15 +308,20 @@ def test_build_server_runs_the_hook_and_recovers_the_inbox(
     )
     monkeypatch.syspath_prepend(str(hook_dir))
     inbox = tmp_path / "inbox"
-    (inbox / ".tmp" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-1" / "staging" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-2" / "staging" / "another-receivers").mkdir(parents=True)
     server_config, options = load_receiver_settings(
         _write(root / "serve-hook.toml", TLS_TOML),
-        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver"},
+        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver", "receiver_name": "rx-1"},
     )
     built = build_server(server_config, options)
-    assert built.recovered == 1
-    with built.server:
-        reply = _send(built.server.port, pki)
+    try:
+        assert built.recovered.removed == 1 and built.recovered.completed == 0
+        assert (inbox / ".work" / "rx-2" / "staging" / "another-receivers").is_dir()  # not ours to touch
+        with built.server:
+            reply = _send(built.server.port, pki)
+    finally:
+        built.close()
     assert reply.registry_response is not None and reply.registry_response.is_success
     assert (inbox / "delivered.txt").read_text() == "practice-a"
 

@@ -284,7 +284,7 @@ def test_a_chunked_body_over_the_limit_gets_413_and_nothing_is_stored(lab: Lab) 
     fault = reply.parsed().fault
     assert fault is not None and fault.code == "Sender" and "3145728" in fault.reason
     assert not lab.inbox.contains(submission.submission_set.unique_id)
-    assert list((lab.inbox.root / ".spool").iterdir()) == []
+    assert list(lab.inbox.spool_dir.iterdir()) == []
 
 
 def test_a_chunked_body_of_small_chunks_and_one_big_one_is_stored_byte_exact(lab: Lab) -> None:

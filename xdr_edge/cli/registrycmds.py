@@ -2,7 +2,8 @@
 
 Thin: each command is one :class:`~xdr_edge.registry.Registry` call plus printing. Every change is recorded in
 the registry's audit log with the OS user as the actor. ``--registry`` (or ``XDR_EDGE_REGISTRY``) names the
-database: a path, ``sqlite:relative.db`` or ``sqlite:///abs/path.db``. ``--json`` prints data for scripts.
+database: a path, ``sqlite:relative.db``, ``sqlite:///abs/path.db`` or ``postgresql://user@host/dbname``.
+``--json`` prints data for scripts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _registry_option(func: F) -> F:
         envvar="XDR_EDGE_REGISTRY",
         required=True,
         metavar="URL",
-        help="Registry database: a path, sqlite:relative.db or sqlite:///abs/path.db [env XDR_EDGE_REGISTRY].",
+        help="Registry database: a path, sqlite:///abs/path.db or postgresql://user@host/db [env XDR_EDGE_REGISTRY].",
     )
     return option(func)
 

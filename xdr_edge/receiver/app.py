@@ -15,8 +15,13 @@ Processing order, each step able to stop the request:
    the address (our practice-binding rule: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
    for a refusal that is not a metadata defect).
 4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the XDS codes (ITI TF-3 4.2.4).
-5. store whole-or-nothing; the same SubmissionSet uniqueId twice -> Failure ``XDSDuplicateUniqueIdInRegistry``.
+5. store whole-or-nothing; the same SubmissionSet uniqueId twice, through this receiver or any other sharing the
+   registry database -> Failure ``XDSDuplicateUniqueIdInRegistry``.
 6. answer: MTOM response to an MTOM request, plain SOAP otherwise; RelatesTo = the request's MessageID.
+
+The registry database unreachable: HTTP 503 with ``Retry-After`` (a sender retries; nothing was stored).
+``GET /healthz`` answers for a load balancer: 200 when the registry answers and the inbox's working area is
+writable, 503 naming the failing check otherwise (JSON; no detail beyond ok/failing, which goes to the log).
 
 One structured log line per request (practice, sender, message id, outcome, duration); never document content,
 patient data or certificate private material.
@@ -28,6 +33,7 @@ __all__ = ["PeerIdentitySource", "ReceiverConfig", "XdrEdgeApp"]
 
 import importlib
 import ipaddress
+import json
 import logging
 import time
 import urllib.parse
@@ -57,13 +63,8 @@ from xdr_edge.protocol.wire import (
 )
 from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 from xdr_edge.receiver.admission import PracticeSlots
-from xdr_edge.receiver.store import (
-    DocumentConflict,
-    Inbox,
-    StoredSubmission,
-    SubmissionInProgress,
-    UniqueIdOwnedElsewhere,
-)
+from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
 
@@ -113,6 +114,9 @@ class ReceiverConfig:
     # Header blocks (Clark names, soap.header_qname) accepted even when marked mustUnderstand, e.g. a sender's
     # wsse:Security when the client certificate is what authenticates; any other one gets a MustUnderstand fault.
     understood_headers: frozenset[str] = frozenset()
+    # Checks /healthz runs besides the inbox's own (its working area is writable), e.g. ("registry",
+    # registry.ping); each raises when failing.
+    health_checks: tuple[tuple[str, Callable[[], object]], ...] = ()
     # CA certificates a client certificate may chain through to a registry trust anchor. Python's ssl module
     # (before 3.13) does not hand the application the chain a client sent, only its leaf; the registry then
     # needs the intermediates from configuration (the client CA bundle, or an intermediates file).
@@ -163,7 +167,8 @@ class _RequestLog:
     status: int = 0
 
 
-_RETRY_AFTER_SECONDS = 5  # a store in progress takes about as long as writing the documents once
+_RETRY_AFTER_SECONDS = 5  # the registry database unreachable: long enough for a fail-over or a restart
+_HEALTH_PATH = "/healthz"
 
 
 def _log_safe(text: str) -> str:
@@ -183,6 +188,8 @@ class XdrEdgeApp:
         self._slots = PracticeSlots(config.max_requests_per_practice)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") == _HEALTH_PATH:
+            return self._health(start_response)  # polled every few seconds: no request log line
         entry = _RequestLog()
         try:
             reply, close = self._handle(environ, entry)
@@ -230,7 +237,10 @@ class XdrEdgeApp:
         if cert is None:
             entry.outcome = "no-client-certificate"
             return self._fault(Fault("Sender", problem), None, False, 403), True
-        ident = self.config.registry.identify(cert, self.config.intermediates)
+        try:
+            ident = self.config.registry.identify(cert, self.config.intermediates)
+        except StoreError as exc:
+            return self._registry_unavailable(exc, entry, None, False), True
         entry.fingerprint = ident.fingerprint
         if ident.practice is None:
             entry.outcome = "certificate-rejected"
@@ -310,20 +320,23 @@ class XdrEdgeApp:
         with request:
             entry.message_id = request.envelope.message_id or "-"
             try:
-                response = self._process(request, practice, fingerprint, entry)
-            except SubmissionInProgress as exc:
-                # A copy of this submission is being stored by another request (a retry that overtook a slow
-                # first attempt): "busy, retry" (503 + Retry-After); the retry learns the first copy's fate.
-                entry.outcome = "in-progress"
-                fault = Fault("Receiver", str(exc))
-                return self._fault(fault, request.envelope.message_id, request.mtom, 503), False
+                sender_problem = self._check_senders(request, practice, entry)
+                response = self._process(request, practice, fingerprint, entry, sender_problem)
+            except StoreError as exc:  # the registry database did not answer: nothing was stored
+                return self._registry_unavailable(
+                    exc, entry, request.envelope.message_id, request.mtom
+                ), False
             return build_reply(response, relates_to=request.envelope.message_id, mtom=request.mtom), False
 
     def _process(
-        self, request: IncomingRequest, practice: Practice, fingerprint: str, entry: _RequestLog
+        self,
+        request: IncomingRequest,
+        practice: Practice,
+        fingerprint: str,
+        entry: _RequestLog,
+        sender_problem: RegistryErrorEntry | None,
     ) -> RegistryResponse:
         submission = request.submission
-        sender_problem = self._check_senders(request, practice, entry)
         if sender_problem is not None:
             entry.outcome = "sender-not-bound"
             return RegistryResponse.failure([sender_problem])
@@ -353,7 +366,9 @@ class XdrEdgeApp:
             return RegistryResponse.failure(
                 [RegistryErrorEntry(exc.error_code, exc.code_context, location=exc.location)]
             )
-        except StoreError:
+        except StoreError as exc:
+            if exc.code == UNAVAILABLE:
+                raise  # "retry later" as a 503, which senders retry by themselves
             log.exception("store failed message_id=%s", entry.message_id)
             entry.outcome = "store-error"
             return RegistryResponse.failure(
@@ -438,6 +453,49 @@ class XdrEdgeApp:
             log.exception(
                 "hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory
             )
+
+    def _registry_unavailable(
+        self, exc: StoreError, entry: _RequestLog, relates_to: str | None, mtom: bool
+    ) -> ReplyBytes:
+        """The registry database did not answer: "busy, retry" (503 + Retry-After), never a refusal the sender
+        would take as final; the body was not stored."""
+        log.warning("registry unavailable message_id=%s: %s", entry.message_id, exc)
+        entry.outcome = "registry-unavailable"
+        fault = Fault("Receiver", "the certificate registry is unavailable; retry later")
+        return self._fault(fault, relates_to, mtom, 503)
+
+    # -- health -----------------------------------------------------------------------------------------------
+
+    def _health(self, start_response: StartResponse) -> Iterable[bytes]:
+        """``GET /healthz``: 200 when every check passes, 503 otherwise; what failed, and why, goes to the log
+        (the answer says only which check: it may be reachable by more than the load balancer)."""
+        checks: dict[str, str] = {}
+        for name, check in (*self.config.health_checks, ("inbox", self.config.inbox.probe)):
+            try:
+                check()
+            except Exception as exc:  # any failure of a check is the answer, never an error of the endpoint
+                log.warning("health check %s failing: %s", name, exc)
+                checks[name] = "failing"
+            else:
+                checks[name] = "ok"
+        healthy = all(value == "ok" for value in checks.values())
+        body = json.dumps(
+            {
+                "status": "ok" if healthy else "failing",
+                "receiver": self.config.inbox.receiver,
+                "checks": checks,
+            },
+            sort_keys=True,
+        ).encode("utf-8")
+        start_response(
+            "200 OK" if healthy else "503 Service Unavailable",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
 
     # -- identity ---------------------------------------------------------------------------------------------
 

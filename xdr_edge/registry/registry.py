@@ -31,6 +31,7 @@ from xdr_edge.certs import fingerprint_sha256, parse_certificates, san_values
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError
 from xdr_edge.protocol.model import DirectAddress
+from xdr_edge.registry.database import Database, open_database
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,
@@ -44,7 +45,7 @@ from xdr_edge.registry.records import (
     TrustAnchor,
     normalize_fingerprint,
 )
-from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
+from xdr_edge.registry.store import RegistryStore, SqlStore
 from xdr_edge.registry.verify import (
     ChainVerdict,
     LoadedCrl,
@@ -75,13 +76,14 @@ _CANONICAL = {"USERID": "UID", "E": "EMAILADDRESS"}
 _DOTTED = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
-def open_registry(url: str) -> Registry:
-    """The registry a URL names: ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path.
+def open_registry(url: str | Database, *, max_connections: int = 4) -> Registry:
+    """The registry a URL names: ``sqlite:///abs/path.db``, ``sqlite:relative.db``, a plain path, or
+    ``postgresql://user@host/dbname`` (the ``postgresql`` extra); or an already opened database.
 
-    Other schemes (``postgresql://...``) raise :class:`ConfigurationError`; a server-database backend is
-    another :class:`RegistryStore` implementation selected here.
+    ``max_connections`` bounds the PostgreSQL connection pool (:func:`.database.open_database`).
     """
-    return Registry(SqliteStore(parse_registry_url(url)))
+    database = url if isinstance(url, Database) else open_database(url, max_connections=max_connections)
+    return Registry(SqlStore(database))
 
 
 def _certificate_record(cert: x509.Certificate, practice_id: str | None, at: datetime) -> CertificateRecord:
@@ -181,6 +183,20 @@ class Registry:
     @property
     def location(self) -> str:
         return self._store.location
+
+    def ping(self) -> None:
+        """Raise :class:`~xdr_edge.protocol.errors.StoreError` unless the database answers (``/healthz``)."""
+        self._store.ping()
+
+    def close(self) -> None:
+        """Release the store's connections (a PostgreSQL pool); the registry may not be used afterwards."""
+        self._store.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- administration ------------------------------------------------------------------------------
 
