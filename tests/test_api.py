@@ -22,7 +22,7 @@ from xdr_edge.api.settings import ApiSettings, BuiltApi, build_api
 from xdr_edge.api.throttle import FailureThrottle
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import Lab, start_lab
-from xdr_edge.minting import IssuedCert
+from xdr_edge.minting import CertificateAuthority, IssuedCert
 from xdr_edge.receiver.server import ServerConfig
 
 FAST = PasswordHasher(log2_n=10)  # real scrypt, cheaper: the tests check many passwords
@@ -245,6 +245,18 @@ def test_an_application_never_sees_or_changes_another_applications_practice(worl
     ]
     # The registry the receiver uses has both, under ids the integrators never see.
     assert {p.id for p in world.lab.registry.practices()} >= {"alpha.shared-1", "beta.shared-1"}
+
+
+def test_a_certificate_no_trust_anchor_vouches_for_is_not_enrolled(world: ApiWorld) -> None:
+    alpha = world.application("alpha")
+    auth = {**alpha, "accountId": "stranger-1"}
+    assert world.call("PracticeSave", {"auth": auth, "name": "Stranger"}).status_code == 200
+    elsewhere = CertificateAuthority.create("Someone else's CA").issue_client(
+        "stranger", emails=("a@b.example",)
+    )
+    answer = world.call("CertificateEnroll", {"auth": auth, "certificate": elsewhere.cert_pem.decode()})
+    assert answer.status_code == 400 and _error(answer)["code"] == "certificate-not-anchored"
+    assert world.lab.registry.certificate(elsewhere.fingerprint_sha256) is None
 
 
 def test_message_send_reaches_the_receiver_with_the_practices_certificate(world: ApiWorld) -> None:

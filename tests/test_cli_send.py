@@ -167,6 +167,38 @@ def test_unbound_sender_with_config_exits_2_naming_the_address(
     assert result.stdout == ""
 
 
+def test_a_lone_pdf_at_the_xds_level_says_which_options_are_missing_then_sends_with_them(
+    lab: Lab, docs: tuple[Path, Path]
+) -> None:
+    refused = run("send", docs[1], "--from", A_FROM, "--to", TO, "--metadata", "xds", *adhoc(lab))
+    assert refused.exit_code == EXIT_BAD_INPUT
+    assert "--patient-id (for patientId, sourcePatientId) and --author-person" in refused.stderr
+    author = [
+        "--author-person",
+        "^Smith^John^^^Dr.",
+        "--author-institution",
+        "Riverside Clinic^^^^^^^^^1.2.3.4.5",
+    ]
+    patient = ["--patient-id", "8273^^^&1.3.6.1.4.1.21367.2005.3.7&ISO"]
+    result = run(
+        "send",
+        docs[1],
+        "--from",
+        A_FROM,
+        "--to",
+        TO,
+        "--metadata",
+        "xds",
+        *patient,
+        *author,
+        *adhoc(lab),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = _stored_summary(lab, json.loads(result.stdout)["submission_set_unique_id"])
+    assert summary["metadata_level"] == "XDS"
+
+
 def test_from_not_in_the_certificate_exits_2(lab: Lab, docs: tuple[Path, Path]) -> None:
     # ad hoc: the user asserts the binding, but the certificate's SAN names only dr.smith
     result = run("send", docs[0], "--from", "nurse@direct.practice-a.org", "--to", TO, *adhoc(lab))

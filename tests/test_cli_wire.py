@@ -11,6 +11,8 @@ from click.testing import CliRunner, Result
 
 from xdr_edge.cli import main
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.protocol.compose import compose
+from xdr_edge.protocol.wire import build_request
 
 FROM = "dr.a@direct.a.example.org"
 TO = "dr.b@direct.b.example.org"
@@ -123,6 +125,61 @@ def test_pack_xds_level_without_patient_is_refused(tmp_path: Path, docs: dict[st
     assert result.exit_code == 2
     assert "patient" in result.output.lower()
     assert not out.exists()
+
+
+def test_a_lone_pdf_at_the_xds_level_names_the_options_that_supply_what_is_missing(
+    tmp_path: Path, docs: dict[str, Path]
+) -> None:
+    out = tmp_path / "request.mime"
+    refused = _pack(out, docs["pdf"], extra=("--metadata", "xds"))
+    assert refused.exit_code == 2
+    assert "--patient-id (for patientId, sourcePatientId)" in refused.output
+    assert "--author-person (for authorPerson, author)" in refused.output
+    assert "--metadata minimal" in refused.output
+    author = (
+        "--patient-id",
+        "8273^^^&1.3.6.1.4.1.21367.2005.3.7&ISO",
+        "--author-person",
+        "^Smith^John^^^Dr.",
+        "--author-institution",
+        "Riverside Clinic^^^^^^^^^1.2.3.4.5",
+        "--author-role",
+        "Attending",
+        "--author-specialty",
+        "Family Medicine",
+    )
+    result = _pack(out, docs["pdf"], extra=("--metadata", "xds", *author))
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    for value in (
+        b"^Smith^John^^^Dr.",
+        b"Riverside Clinic^^^^^^^^^1.2.3.4.5",
+        b"Attending",
+        b"Family Medicine",
+    ):
+        assert data.count(value) == 2, value  # the SubmissionSet's author and the DocumentEntry's
+    report = json.loads(_run("inspect", "--json", str(out)).output)
+    assert report["errors"] == 0, report["findings"]
+
+
+def test_an_empty_document_is_refused_by_pack_and_flagged_by_inspect(tmp_path: Path) -> None:
+    empty = tmp_path / "note.txt"
+    empty.write_bytes(b"")
+    out = tmp_path / "request.mime"
+    refused = _pack(out, empty)
+    assert refused.exit_code == 2
+    assert "the document of DocumentEntry 'Document01' (note.txt) is empty (0 bytes)" in refused.output
+    assert not out.exists()
+
+    request = build_request(
+        compose([empty], sender=FROM, recipients=[TO]), endpoint="https://hisp.invalid/xdr"
+    )
+    with out.open("wb") as fh:  # what another sender might write, and our receiver still store
+        request.write_entity(fh)
+    report = json.loads(_run("inspect", "--json", str(out)).output)
+    (finding,) = [f for f in report["findings"] if f["rule"] == "de-empty-document"]
+    assert finding["severity"] == "Warning" and "is empty (0 bytes)" in finding["message"]
+    assert report["errors"] == 0
 
 
 def test_inspect_of_a_missing_file_exits_2(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,13 @@ from xdr_edge.practice import Binding, ClientCredential, Practice
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.compose import compose
-from xdr_edge.protocol.errors import CertificateError, ConfigurationError, LocalProtocolError, NotBound
+from xdr_edge.protocol.errors import (
+    CertificateError,
+    ConfigurationError,
+    LocalProtocolError,
+    NotBound,
+    ValidationFailed,
+)
 from xdr_edge.protocol.findings import Severity
 from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomLimits
@@ -585,6 +592,57 @@ def test_endpoint_down_is_retried_then_reported_as_transport_error(pki: DemoPki,
     assert result.message.startswith(f"could not connect to {url}") and "nothing was sent" in result.message
     assert result.attempts == 3 and len(set(result.message_ids)) == 3
     assert result.bytes_sent == 0
+
+
+def test_a_server_that_never_completes_the_handshake_means_nothing_was_sent(
+    pki: DemoPki, document: Path
+) -> None:
+    """A server whose workers are all busy accepts the TCP connection and never answers the ClientHello;
+    urllib3 reports that as a read timeout. No request byte left, so this is "nothing was sent" (retried),
+    never "the HISP may or may not have stored it"."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        url = f"https://127.0.0.1:{port}/xdr"
+        with client_for(url, pki, timeout=(0.5, 10.0)) as client:
+            result = client.send(submission(document), practice="practice-a")
+    assert result.outcome is Outcome.TRANSPORT_ERROR, result.message
+    assert "did not complete the connection within 0.5s" in result.message
+    assert result.message.endswith("nothing was sent")
+    assert result.bytes_sent == 0 and result.attempts == 3
+
+
+def test_an_oversized_answer_is_read_up_to_the_cap_then_the_outcome_is_unknown(
+    pki: DemoPki, scripted: Callable[..., tuple[ScriptedApp, XdrServer]], document: Path
+) -> None:
+    huge = b"<S:Envelope>" + b" " * (1024 * 1024)
+    app, server = scripted(raw(200, "application/soap+xml", huge))
+    with client_for(server.url, pki, max_response_bytes=64 * 1024) as client:
+        result = client.send(submission(document), practice="practice-a", keep_raw_response=True)
+    assert result.outcome is Outcome.OUTCOME_UNKNOWN
+    assert "is larger than the 65536 bytes xdr-edge reads of a response" in result.message
+    assert "may or may not have stored" in result.message
+    assert result.attempts == 1 and app.recorder.count == 1  # not retried: the answer would be the same
+    assert result.http_status == 200 and result.raw_response is None
+    with client_for(server.url, pki, max_response_bytes=2 * 1024 * 1024) as client:
+        within = client.send(submission(document), practice="practice-a")
+    # read whole, then judged: an answer that is not SOAP at all
+    assert within.message.startswith("HTTP 200") and "larger than" not in within.message
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="max_response_bytes"):
+            client_for(server.url, pki, max_response_bytes=bad)
+
+
+def test_an_empty_document_is_refused_before_anything_is_sent(
+    pki: DemoPki, scripted: Callable[..., tuple[ScriptedApp, XdrServer]], tmp_path: Path
+) -> None:
+    empty = tmp_path / "scan.pdf"
+    empty.write_bytes(b"")
+    app, server = scripted(soap(RegistryResponse.success()))
+    with client_for(server.url, pki) as client, pytest.raises(ValidationFailed) as caught:
+        client.send(submission(empty), practice="practice-a")
+    (finding,) = [f for f in caught.value.findings if f.is_error]
+    assert finding.rule == "de-empty-document" and "(scan.pdf) is empty (0 bytes)" in finding.message
+    assert app.recorder.count == 0
 
 
 # ----------------------------------------------------------------------------------------------------------

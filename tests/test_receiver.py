@@ -227,8 +227,8 @@ def assert_nothing_stored(env: Env, submission: Submission) -> None:
     uid = submission.submission_set.unique_id
     assert not env.lab.inbox.contains(uid)
     assert stored_dirs(env.lab.inbox, uid) == []
-    assert list((env.lab.inbox.root / ".tmp").iterdir()) == []
-    assert list((env.lab.inbox.root / ".spool").iterdir()) == []
+    assert list(env.lab.inbox.staging_dir.iterdir()) == []
+    assert list(env.lab.inbox.spool_dir.iterdir()) == []
 
 
 def find_one(root: etree._Element, path: str) -> etree._Element:
@@ -823,15 +823,11 @@ def test_concurrent_duplicates_are_stored_once(env: Env) -> None:
         t.join(timeout=60)
 
     def outcome(reply: Reply) -> str:
-        if reply.status == 503:  # the other copy was still being stored: busy, retry (never "duplicate" yet)
-            assert reply.headers["retry-after"] == "5"
-            fault = reply.parsed().fault
-            assert fault is not None and fault.code == "Receiver" and "retry" in fault.reason
-            return "busy"
         return "ok" if reply.registry_response().is_success else reply.error_codes()[0]
 
+    # the index decides at once which copy is first: the other is a duplicate, never "busy, retry"
     outcomes = sorted(outcome(r) for r in replies)
-    assert outcomes in (["XDSDuplicateUniqueIdInRegistry", "ok"], ["busy", "ok"])
+    assert outcomes == ["XDSDuplicateUniqueIdInRegistry", "ok"]
     assert len(stored_dirs(env.lab.inbox, submission.submission_set.unique_id)) == 1
     assert len(env.hook.for_uid(submission.submission_set.unique_id)) == 1
     # Whatever the race gave, a copy sent now, after the first is committed, is a duplicate.
@@ -1094,7 +1090,7 @@ def _forwarded(cert: Path) -> str:
 
 @pytest.fixture(scope="module")
 def proxy_server(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[XdrServer, Inbox]]:
-    inbox = Inbox(tmp_path_factory.mktemp("proxy-inbox"))
+    inbox = Inbox(tmp_path_factory.mktemp("proxy-inbox"), env.lab.inbox.index)
     config = ReceiverConfig(
         registry=env.lab.registry,
         inbox=inbox,
@@ -1170,7 +1166,7 @@ def test_proxy_mode_rejects_without_forwarded_certificate(
 
 def test_proxy_mode_rejects_a_peer_that_is_not_the_configured_proxy(env: Env, tmp_path: Path) -> None:
     """A real server whose only trusted proxy is another address: the loopback peer is refused."""
-    inbox = Inbox(tmp_path / "inbox")
+    inbox = Inbox(tmp_path / "inbox", env.lab.inbox.index)
     config = ReceiverConfig(
         registry=env.lab.registry,
         inbox=inbox,
@@ -1215,7 +1211,7 @@ def _environ(env: Env, request: OutgoingRequest, remote: str) -> dict[str, Any]:
 def test_proxy_mode_trusts_only_the_configured_proxy_address(env: Env, tmp_path: Path) -> None:
     """The WSGI app called directly with crafted peer addresses: the same forwarded headers are accepted from
     the configured proxy network and refused from any other address."""
-    inbox = Inbox(tmp_path / "inbox")
+    inbox = Inbox(tmp_path / "inbox", env.lab.inbox.index)
     app = XdrEdgeApp(
         ReceiverConfig(
             registry=env.lab.registry,
@@ -1238,7 +1234,9 @@ def test_proxy_mode_trusts_only_the_configured_proxy_address(env: Env, tmp_path:
 
 def test_tls_mode_ignores_forwarded_certificate_headers(env: Env, tmp_path: Path) -> None:
     """In TLS mode a client cannot claim an identity with proxy headers: only the TLS layer's variables count."""
-    app = XdrEdgeApp(ReceiverConfig(registry=env.lab.registry, inbox=Inbox(tmp_path / "inbox")))
+    app = XdrEdgeApp(
+        ReceiverConfig(registry=env.lab.registry, inbox=Inbox(tmp_path / "inbox", env.lab.inbox.index))
+    )
     submission = make_submission(env)
     status, _ = _call_app(app, _environ(env, request_for(env, submission), "127.0.0.1"))
     assert status.startswith("403")

@@ -1,10 +1,13 @@
-"""Certificate registry: real SQLite files in tmp_path, real certificates from xdr_edge.devtools.pki (issue #4)."""
+"""Certificate registry: one suite for both engines (real SQLite files in tmp_path, a real PostgreSQL server in a
+schema per test), real certificates from xdr_edge.minting. Tests of SQLite's own files (URLs, the version 1
+layout, WAL) use ``sqlite_registry``; every other test runs once per engine through ``registry``."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
+from tests.concurrency import run_together
 from xdr_edge.certs import parse_certificates
 from xdr_edge.minting import CertificateAuthority
 from xdr_edge.practice import Practice
@@ -22,10 +27,14 @@ from xdr_edge.protocol.model import DirectAddress
 from xdr_edge.registry import (
     NOT_ENROLLED,
     SCHEMA_VERSION,
+    Access,
     MappingKind,
     Registry,
+    SqliteDatabase,
     SqliteStore,
+    SqlStore,
     normalize_fingerprint,
+    open_database,
     open_registry,
     parse_registry_url,
     verify_client_certificate,
@@ -52,14 +61,25 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "registry.db"
 
 
-@pytest.fixture
-def registry(db_path: Path, root: CertificateAuthority) -> Registry:
-    reg = open_registry(str(db_path))
+def _populated(url: str, root: CertificateAuthority) -> Registry:
+    reg = open_registry(url)
     assert reg.init(actor=ACTOR) is True
     reg.add_trust_anchor(root.cert, actor=ACTOR)
     reg.add_practice("p-100", "Riverside Clinic", actor=ACTOR)
     reg.add_practice("p-200", "Hilltop Family Practice", actor=ACTOR)
     return reg
+
+
+@pytest.fixture
+def registry(registry_url: str, root: CertificateAuthority) -> Iterator[Registry]:
+    """A registry with a trust anchor and two practices, on SQLite and on PostgreSQL."""
+    with _populated(registry_url, root) as reg:
+        yield reg
+
+
+@pytest.fixture
+def sqlite_registry(db_path: Path, root: CertificateAuthority) -> Registry:
+    return _populated(str(db_path), root)
 
 
 def _audit_actions(reg: Registry) -> list[str]:
@@ -177,7 +197,7 @@ def test_intermediate_ca_chain_is_verified_with_the_sent_intermediates(
 ) -> None:
     intermediate = CertificateAuthority.create("Practices Issuing CA", parent=root)
     issued = intermediate.issue_client("via intermediate")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     assert registry.identify(issued.cert, issued.chain).practice_id == "p-100"
     missing = registry.identify(issued.cert)
     assert not missing.accepted and "not issued by a trusted CA" in missing.reason
@@ -190,7 +210,7 @@ def test_untrusted_issuer_is_rejected_even_when_enrolled(
     registry: Registry, other_root: CertificateAuthority
 ) -> None:
     issued = other_root.issue_client("impostor", practice_id="p-100")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, ahead_of_anchor=True)
     ident = registry.identify(issued.cert)
     assert not ident.accepted
     assert ident.reason.startswith("not issued by a trusted CA")
@@ -271,14 +291,14 @@ def test_crl_of_an_intermediate_is_checked_against_the_chain(
 ) -> None:
     intermediate = CertificateAuthority.create("Issuing CA", parent=root)
     issued = intermediate.issue_client("behind intermediate")
-    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    registry.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     registry.load_crl(intermediate.crl([issued.cert]).public_bytes(Encoding.DER), actor=ACTOR)
     ident = registry.identify(issued.cert, issued.chain)
     assert not ident.accepted and "CN=behind intermediate revoked on" in ident.reason
 
     registry.load_crl(root.crl([intermediate.cert]), actor=ACTOR)
     other = intermediate.issue_client("sibling")
-    registry.enroll("p-100", other.cert, actor=ACTOR)
+    registry.enroll("p-100", other.cert, actor=ACTOR, chain=other.chain)
     sibling = registry.identify(other.cert, other.chain)
     assert not sibling.accepted and "issuing CA CN=Issuing CA revoked on" in sibling.reason
 
@@ -438,6 +458,150 @@ def test_inactive_practice_is_rejected_and_reactivated(
     assert registry.identify(issued.cert).accepted
 
 
+# -- guard rails: what may be an anchor, what may be enrolled, and taking things away -------------------
+
+
+def test_a_certificate_that_is_not_a_ca_cannot_be_a_trust_anchor(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    leaf = root.issue_client("riverside edge")
+    before = _audit_actions(registry)
+    with pytest.raises(
+        CertificateError, match=r"CN=riverside edge cannot be a trust anchor: .*not a CA"
+    ) as caught:
+        registry.add_trust_anchor(leaf.cert, actor=ACTOR)
+    assert caught.value.code == "not-a-ca"
+    no_cert_sign = _self_signed_ca("Signs nothing", key_cert_sign=False)
+    with pytest.raises(CertificateError, match="keyCertSign"):
+        registry.add_trust_anchor(no_cert_sign, actor=ACTOR)
+    assert _audit_actions(registry) == before
+    intermediate = CertificateAuthority.create("Issuing CA", parent=root)
+    assert registry.add_trust_anchor(intermediate.cert, actor=ACTOR).subject == "CN=Issuing CA"
+
+
+def test_enrolling_a_certificate_no_anchor_vouches_for_is_refused_unless_pinned_ahead(
+    registry: Registry, other_root: CertificateAuthority
+) -> None:
+    issued = other_root.issue_client("next year's partner")
+    with pytest.raises(
+        CertificateError, match=r"does not chain to a trust anchor .*issuer CN=Untrusted Root"
+    ) as caught:
+        registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert caught.value.code == "certificate-not-anchored"
+    assert registry.certificate(issued.fingerprint_sha256) is None
+    record = registry.enroll("p-100", issued.cert, actor=ACTOR, ahead_of_anchor=True)
+    assert record.practice_id == "p-100"
+    (entry,) = [e for e in registry.audit_log(5) if e.action == "certificate.enroll"]
+    assert entry.detail["ahead_of_anchor"] is True and entry.detail["anchor"] is None
+    assert not registry.identify(issued.cert).accepted  # pinned, but no anchor yet
+    registry.add_trust_anchor(other_root.cert, actor=ACTOR)
+    assert registry.identify(issued.cert).practice_id == "p-100"
+
+
+def test_a_certificate_behind_an_intermediate_is_enrolled_with_its_chain(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    intermediate = CertificateAuthority.create("Practices Issuing CA", parent=root)
+    issued = intermediate.issue_client("via intermediate")
+    with pytest.raises(CertificateError, match="give its intermediate CAs"):
+        registry.enroll("p-100", issued.cert, actor=ACTOR)
+    record = registry.enroll("p-100", issued.cert_pem + issued.chain_pem, actor=ACTOR)  # a file as shipped
+    assert record.fingerprint_sha256 == issued.fingerprint_sha256
+    (entry,) = [e for e in registry.audit_log(5) if e.action == "certificate.enroll"]
+    assert entry.detail["anchor"] == "CN=Test Practices Root"
+
+
+def test_removing_a_trust_anchor_refuses_its_certificates(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    assert registry.identify(issued.cert).accepted
+    fingerprint = registry.trust_anchors()[0].fingerprint_sha256
+    rule = registry.add_mapping_rule("san-dns", issuer_fingerprint=fingerprint, actor=ACTOR)
+    with pytest.raises(
+        ConfigurationError, match=rf"named by mapping rule\(s\) {rule.position}; remove them first"
+    ):
+        registry.remove_trust_anchor(fingerprint, actor=ACTOR)
+    registry.remove_mapping_rule(rule.position, actor=ACTOR)
+    removed = registry.remove_trust_anchor(fingerprint.upper(), actor="carol")
+    assert removed.subject == "CN=Test Practices Root"
+    assert registry.trust_anchors() == []
+    ident = registry.identify(issued.cert)
+    assert not ident.accepted and ident.reason.startswith("not issued by a trusted CA")
+    newest = registry.audit_log(1)[0]
+    assert (newest.action, newest.actor, newest.subject) == ("trust-anchor.remove", "carol", fingerprint)
+    assert newest.detail == {"subject": "CN=Test Practices Root"}
+    with pytest.raises(ConfigurationError, match="no trust anchor with fingerprint"):
+        registry.remove_trust_anchor(fingerprint, actor=ACTOR)
+
+
+def test_unenrolling_removes_the_pin_but_keeps_a_revocation(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    issued = root.issue_client("riverside edge")
+    registry.enroll("p-100", issued.cert, actor=ACTOR)
+    removed = registry.unenroll(issued.cert, actor=ACTOR)
+    assert removed.practice_id == "p-100" and registry.certificate(issued.fingerprint_sha256) is None
+    assert registry.identify(issued.cert).reason == NOT_ENROLLED
+    newest = registry.audit_log(1)[0]
+    assert newest.action == "certificate.unenroll" and newest.detail["practice_id"] == "p-100"
+    with pytest.raises(ConfigurationError, match="is enrolled"):
+        registry.unenroll(issued.fingerprint_sha256, actor=ACTOR)
+
+    revoked = root.issue_client("lost laptop")
+    registry.enroll("p-100", revoked.cert, actor=ACTOR)
+    registry.revoke(revoked.fingerprint_sha256, "lost", actor=ACTOR)
+    with pytest.raises(ConfigurationError, match="record is kept so that it stays refused"):
+        registry.unenroll(revoked.fingerprint_sha256, actor=ACTOR)
+    assert registry.identify(revoked.cert).reason.startswith("certificate revoked on")
+
+
+def test_removing_a_mapping_rule_keeps_the_others_in_place(
+    registry: Registry, root: CertificateAuthority
+) -> None:
+    registry.add_mapping_rule("san-email", actor=ACTOR)
+    second = registry.add_mapping_rule("subject-attribute", attribute="UID", actor=ACTOR)
+    third = registry.add_mapping_rule("san-dns", actor=ACTOR)
+    issued = root.issue_client("by uid", practice_id="p-100")
+    assert registry.identify(issued.cert).matched_by == "subject-attribute:UID"
+    assert registry.remove_mapping_rule(second.position, actor=ACTOR).attribute == "UID"
+    assert [r.position for r in registry.mapping_rules()] == [1, third.position]
+    assert registry.identify(issued.cert).reason == NOT_ENROLLED
+    assert registry.audit_log(1)[0].detail == {"rule": "subject-attribute:UID"}
+    with pytest.raises(ConfigurationError, match=r"no mapping rule at position 2 \(rules: 1, 3\)"):
+        registry.remove_mapping_rule(2, actor=ACTOR)
+
+
+def _self_signed_ca(name: str, *, key_cert_sign: bool) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
 # -- bindings --------------------------------------------------------------------------------------
 
 
@@ -569,10 +733,8 @@ def test_registry_urls(tmp_path: Path) -> None:
     assert str(parse_registry_url("sqlite:////var/lib/xdr/registry.db")) == "/var/lib/xdr/registry.db"
     assert parse_registry_url("sqlite:registry.db") == Path("registry.db")
     assert parse_registry_url("data/registry.db") == Path("data/registry.db")
-    with pytest.raises(
-        ConfigurationError, match="unsupported registry backend 'postgresql'; only sqlite is built in"
-    ):
-        open_registry("postgresql://db.example/registry")
+    with pytest.raises(ConfigurationError, match="unsupported registry backend 'mysql'; use sqlite:"):
+        open_registry("mysql://db.example/registry")
     with pytest.raises(ConfigurationError, match="has a host part"):
         parse_registry_url("sqlite://host/registry.db")
     with pytest.raises(ConfigurationError, match="in-memory"):
@@ -596,7 +758,8 @@ def _schema_and_data(
     return schema, version, audit
 
 
-def test_reopening_a_current_database_changes_nothing(db_path: Path, registry: Registry) -> None:
+def test_reopening_a_current_database_changes_nothing(db_path: Path, sqlite_registry: Registry) -> None:
+    registry = sqlite_registry
     registry.bind("p-100", "intake@riverside.example", actor=ACTOR)
     before = _schema_and_data(db_path)
     assert before[1] == [(1, SCHEMA_VERSION)]
@@ -609,14 +772,18 @@ def test_reopening_a_current_database_changes_nothing(db_path: Path, registry: R
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_database_from_a_newer_version_is_refused(db_path: Path, registry: Registry) -> None:
-    with sqlite3.connect(db_path) as conn:
+def test_a_database_from_a_newer_version_is_refused(registry_url: str, registry: Registry) -> None:
+    database = open_database(registry_url)
+    with database.transaction(Access.CHANGE) as conn:
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 98,))
+    database.close()
     with pytest.raises(
         ConfigurationError,
         match=rf"schema version {SCHEMA_VERSION + 98}, newer than the {SCHEMA_VERSION} this",
     ):
-        open_registry(str(db_path))
+        open_registry(registry_url)
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 98}, this xdr-edge uses"):
+        registry.ping()  # a receiver already running turns unhealthy instead of misreading it
 
 
 def _version_1_database(path: Path, anchors: list[CertificateAuthority]) -> None:
@@ -626,7 +793,7 @@ def _version_1_database(path: Path, anchors: list[CertificateAuthority]) -> None
     with sqlite3.connect(path) as conn:
         for statement in MIGRATIONS[0]:
             assert isinstance(statement, str)
-            conn.execute(statement)
+            conn.execute(SqliteDatabase(path).render(statement))
         conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 1)")
         for ca in anchors:
             conn.execute(
@@ -671,7 +838,7 @@ def test_a_version_1_database_is_migrated_and_its_crls_keep_taking_effect(
     _insert_v1_crl(db_path, intermediate.crl([behind.cert]))
 
     store = SqliteStore(db_path)  # opening migrates
-    assert store.schema_version() == SCHEMA_VERSION >= 2
+    assert store.schema_version() == SCHEMA_VERSION >= 4
     reg = Registry(store)
     by_issuer = {c.issuer: c for c in reg.crls()}
     assert by_issuer["CN=Test Practices Root"].issuer_key_id == public_key_id(root.cert)
@@ -683,7 +850,7 @@ def test_a_version_1_database_is_migrated_and_its_crls_keep_taking_effect(
 
     reg.add_practice("p-100", "Riverside Clinic", actor=ACTOR)
     for issued in (revoked, kept, behind):
-        reg.enroll("p-100", issued.cert, actor=ACTOR)
+        reg.enroll("p-100", issued.cert, actor=ACTOR, chain=issued.chain)
     ident = reg.identify(revoked.cert)
     assert not ident.accepted and "CN=revoked under v1 revoked on" in ident.reason
     assert reg.identify(kept.cert).accepted
@@ -792,11 +959,11 @@ def test_concurrent_identify_while_the_cli_writes(registry: Registry, root: Cert
     assert _audit_actions(registry).count("binding.add") == 17
 
 
-def test_reading_block_is_one_snapshot_and_refuses_writes(db_path: Path, registry: Registry) -> None:
+def test_reading_block_is_one_snapshot_and_refuses_writes(registry_url: str, registry: Registry) -> None:
     """identify() and check() decide inside one reading() block: one connection, one state of the registry
     (a change committed meanwhile by another process is seen by the next decision, not half-way)."""
-    store = SqliteStore(db_path)
-    other_process = open_registry(str(db_path))
+    store = SqlStore(open_database(registry_url))
+    other_process = open_registry(registry_url)
     with store.reading():
         assert store.practice("p-300") is None
         other_process.add_practice("p-300", "Lakeside", actor="cli")
@@ -817,3 +984,109 @@ def test_reading_block_is_one_snapshot_and_refuses_writes(db_path: Path, registr
 
 def _fp(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+# -- both engines: one schema, concurrent processes --------------------------------------------------------
+
+
+def test_version_1_bindings_survive_the_version_3_rebuild(db_path: Path) -> None:
+    """Version 3 rebuilds the bindings table (case-insensitive uniqueness by lower(), not a collation): rows
+    keep their order, an address still belongs to one practice whatever its case, lookups stay exact."""
+    _version_1_database(db_path, [])
+    now = datetime.now(UTC).isoformat()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO practices (id, name, active, created_at) VALUES ('p-1', 'One', 1, ?)", (now,)
+        )
+        for address, domain in (("Intake@riverside.example", None), (None, "hilltop.example")):
+            conn.execute(
+                "INSERT INTO bindings (practice_id, address, domain, created_at) VALUES ('p-1', ?, ?, ?)",
+                (address, domain, now),
+            )
+    with open_registry(str(db_path)) as reg:
+        practice = reg.practice("p-1")
+        assert practice is not None
+        assert [str(b) for b in practice.bindings] == ["Intake@riverside.example", "@hilltop.example"]
+        reg.add_practice("p-2", "Two", actor=ACTOR)
+        with pytest.raises(ConfigurationError, match="practice 'p-1'"):
+            reg.bind("p-2", "intake@riverside.example", actor=ACTOR)
+        assert reg.authorize_sender(practice, "Intake@riverside.example").allowed
+        with pytest.raises(ConfigurationError, match="differs only in the case"):
+            reg.bind("p-1", "INTAKE@riverside.example", actor=ACTOR)
+
+
+def test_concurrent_changes_from_two_processes_keep_an_address_with_one_practice(
+    registry_url: str, registry: Registry
+) -> None:
+    """Two administrators (two connections, as two processes would have) bind an address and its whole domain
+    to two practices at the same moment: the checks run inside serialized changes, so one of them is refused
+    every time (PostgreSQL: the change lock; SQLite: BEGIN IMMEDIATE)."""
+    with open_registry(registry_url) as first, open_registry(registry_url) as second:
+        for n in range(8):
+            targets = [(first, "p-100", f"intake@d{n}.example"), (second, "p-200", f"d{n}.example")]
+
+            def bind(i: int, targets: list[tuple[Registry, str, str]] = targets) -> str:
+                reg, practice, target = targets[i]
+                try:
+                    reg.bind(practice, target, actor=ACTOR)
+                except ConfigurationError as exc:
+                    return "refused" if "belongs to one practice" in exc.message else str(exc)
+                return "bound"
+
+            outcomes = run_together(2, bind)
+            assert sorted(outcomes) == ["bound", "refused"], outcomes
+    owners = {str(b): p.id for p in registry.practices() for b in p.bindings}
+    assert len(owners) == 8
+
+
+def test_processes_opening_a_new_database_together_create_it_once(registry_url: str) -> None:
+    """Receivers of a cluster starting at the same moment: one creates the schema, the others find it."""
+
+    def start(_: int) -> bool:
+        with open_registry(registry_url) as reg:
+            return reg.init(actor=ACTOR)
+
+    created = run_together(4, start)
+    assert sorted(created) == [False, False, False, True]
+    with open_registry(registry_url) as reg:
+        assert [e.action for e in reg.audit_log(10)] == ["registry.init"]
+        assert SqlStore(open_database(registry_url)).schema_version() == SCHEMA_VERSION
+
+
+def test_a_shared_postgresql_database_keeps_other_tables_and_refuses_a_foreign_registry(
+    postgres_url: str,
+) -> None:
+    database = open_database(postgres_url)
+    with database.transaction(Access.CHANGE) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    with open_registry(postgres_url) as reg:
+        assert reg.init(actor=ACTOR) is True  # another application's table is no obstacle ...
+    with database.connection() as conn:
+        assert "customers" in database.table_names(conn)
+        conn.execute("DROP TABLE schema_version")
+    with pytest.raises(
+        ConfigurationError, match=r"not an xdr-edge registry: it has tables \(.*audit, bindings"
+    ):
+        open_registry(postgres_url).init(actor=ACTOR)  # ... but a half-known one of ours is not taken over
+    database.close()
+
+
+def test_an_uninitialized_postgresql_database_says_how_to_create_the_registry(postgres_url: str) -> None:
+    with open_registry(postgres_url) as reg:
+        with pytest.raises(ConfigurationError, match="holds no xdr-edge registry; create it with"):
+            reg.practices()
+        with pytest.raises(ConfigurationError, match="holds no xdr-edge registry"):
+            reg.ping()
+
+
+def test_a_postgresql_password_is_never_shown(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql://xdr:s3cret-pw@/registry?host={tmp_path}&port=5999&password=other-s3cret"
+    database = open_database(url)
+    assert "s3cret" not in database.location
+    assert database.location.startswith("postgresql://xdr@/registry?host=")
+    with pytest.raises(StoreError) as info:
+        with open_registry(database) as reg:
+            reg.practices()  # nothing listens on that socket
+    assert info.value.code == "store-unavailable"
+    assert "s3cret" not in str(info.value) and "unavailable" in str(info.value)

@@ -218,3 +218,62 @@ def test_commands_on_a_missing_database_fail_cleanly(tmp_path: Path) -> None:
     result = run(tmp_path / "absent.db", "list")
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_add_anchor_refuses_a_certificate_that_is_not_a_ca(db: Path, pki: DemoPki) -> None:
+    result = run(db, "add-anchor", str(pki.practices["practice-b"].cert))
+    assert result.exit_code == 2
+    assert "cannot be a trust anchor" in result.output and "not a CA" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_enroll_refuses_an_unanchored_certificate_unless_pinned_ahead(db: Path, tmp_path: Path) -> None:
+    elsewhere = CertificateAuthority.create("Partner CA")
+    issued = elsewhere.issue_client("partner edge", emails=(ADDRESS,))
+    cert = tmp_path / "partner.pem"
+    issued.write_pem(cert, tmp_path / "partner.key")
+    refused = run(db, "enroll", "practice-a", str(cert))
+    assert refused.exit_code == 2
+    assert "does not chain to a trust anchor" in refused.output and "--ahead-of-anchor" in refused.output
+    pinned = run(db, "enroll", "practice-a", str(cert), "--ahead-of-anchor")
+    assert pinned.exit_code == 0, pinned.output
+    assert "refused until a trust anchor it chains to is added" in pinned.output
+    assert run(db, "check", str(cert), ADDRESS).exit_code == 1
+    anchor = tmp_path / "partner-ca.pem"
+    anchor.write_bytes(elsewhere.cert.public_bytes(serialization.Encoding.PEM))
+    ok(run(db, "add-anchor", str(anchor)))
+    assert run(db, "check", str(cert), ADDRESS).exit_code == 0
+
+
+def test_unenroll_deactivate_and_activate(db: Path, pki: DemoPki) -> None:
+    practice = pki.practices["practice-a"]
+    assert "practice-a is now inactive" in ok(run(db, "deactivate", "practice-a"))
+    assert "already inactive" in ok(run(db, "deactivate", "practice-a"))
+    refused = run(db, "check", str(practice.cert), ADDRESS)
+    assert refused.exit_code == 1 and "inactive" in refused.output
+    assert "practice-a is now active" in ok(run(db, "activate", "practice-a"))
+    assert run(db, "check", str(practice.cert), ADDRESS).exit_code == 0
+
+    text = ok(run(db, "unenroll", str(practice.cert)))
+    assert f"unenrolled from practice-a: {practice.fingerprint_sha256}" in text
+    assert run(db, "check", str(practice.cert), ADDRESS).exit_code == 1
+    again = run(db, "unenroll", practice.fingerprint_sha256)
+    assert again.exit_code == 2 and "is enrolled" in again.output
+    actions = [e["action"] for e in json.loads(ok(run(db, "audit", "--json", "--limit", "4")))]
+    assert actions == ["certificate.unenroll", "practice.activate", "practice.deactivate", "binding.add"]
+
+
+def test_remove_rule_and_remove_anchor(db: Path, pki: DemoPki) -> None:
+    fingerprint = json.loads(ok(run(db, "list", "--json")))["trust_anchors"][0]["fingerprint_sha256"]
+    ok(run(db, "add-rule", "san-email"))
+    ok(run(db, "add-rule", "san-dns", "--issuer", fingerprint))
+    blocked = run(db, "remove-anchor", fingerprint)
+    assert blocked.exit_code == 2 and "remove them first" in blocked.output
+    assert "mapping rule 2 removed: san-dns" in ok(run(db, "remove-rule", "2"))
+    assert run(db, "remove-rule", "2").exit_code == 2
+    text = ok(run(db, "remove-anchor", fingerprint))
+    assert "trust anchor removed" in text and "1 enrolled certificate(s) issued by" in text
+    result = run(db, "check", str(pki.practices["practice-a"].cert), ADDRESS)
+    assert result.exit_code == 1 and "not issued by a trusted CA" in result.output
+    data = json.loads(ok(run(db, "list", "--json")))
+    assert data["trust_anchors"] == [] and [r["kind"] for r in data["mapping_rules"]] == ["san-email"]

@@ -4,6 +4,7 @@ answering a real request and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import signal
@@ -28,7 +29,13 @@ from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.wire import ParsedResponse, build_request, parse_response
 from xdr_edge.receiver.app import PeerIdentitySource
-from xdr_edge.receiver.settings import build_server, load_intermediates, load_receiver_settings
+from xdr_edge.receiver.settings import (
+    build_server,
+    default_receiver_name,
+    load_intermediates,
+    load_receiver_settings,
+)
+from xdr_edge.receiver.store import RECEIVER_NAME
 from xdr_edge.registry import open_registry
 from xdr_edge.tls import client_ssl_context
 
@@ -147,6 +154,36 @@ def test_flags_override_the_file(site: tuple[Path, DemoPki]) -> None:
     assert server.linger_seconds == 0.5
 
 
+def test_limits_against_hostile_peers_from_the_file_flags_and_defaults(
+    site: tuple[Path, DemoPki], tmp_path: Path
+) -> None:
+    root, _ = site
+    server, options = load_receiver_settings(_write(root / "serve-plain.toml", TLS_TOML))
+    assert server.header_timeout == 5.0
+    assert options.max_requests_per_practice == 1  # half of threads = 2
+    assert (options.max_envelope_bytes, options.max_xml_nodes) == (50 * 1024 * 1024, 200_000)
+    text = TLS_TOML.replace("threads = 2", "threads = 2\nheader_timeout_seconds = 2.5").replace(
+        'path = "/xdr"',
+        'path = "/xdr"\nmax_requests_per_practice = 3\nmax_envelope_bytes = 1048576\nmax_xml_nodes = 5000',
+    )
+    config = _write(root / "serve-limits.toml", text)
+    server, options = load_receiver_settings(config)
+    assert server.header_timeout == 2.5
+    assert (options.max_requests_per_practice, options.max_envelope_bytes, options.max_xml_nodes) == (
+        3,
+        1048576,
+        5000,
+    )
+    server, options = load_receiver_settings(
+        config, overrides={"header_timeout": 7.0, "max_xml_nodes": 9000, "max_requests_per_practice": 4}
+    )
+    assert (server.header_timeout, options.max_xml_nodes, options.max_requests_per_practice) == (7.0, 9000, 4)
+    built = build_server(server, dataclasses.replace(options, inbox=tmp_path / "inbox"))
+    app = built.server.app.config
+    assert app.limits.max_root_bytes == 1048576 and app.xml_budget.max_nodes == 9000
+    assert app.max_requests_per_practice == 4
+
+
 def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
     root, _ = site
     text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:data/reg.db"')
@@ -155,6 +192,22 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
     text = TLS_TOML.replace('registry = "registry.db"', 'registry = "sqlite:///var/lib/reg.db"')
     _, options = load_receiver_settings(_write(root / "serve-abs.toml", text))
     assert options.registry == "/var/lib/reg.db"
+    url = "postgresql://xdr@db.internal/xdr_edge?sslmode=verify-full"
+    text = TLS_TOML.replace('registry = "registry.db"', f'registry = "{url}"')
+    _, options = load_receiver_settings(_write(root / "serve-pg.toml", text))
+    assert options.registry == url  # a server database: no path to resolve
+
+
+def test_receiver_name_from_file_flag_or_host(site: tuple[Path, DemoPki]) -> None:
+    root, _ = site
+    text = TLS_TOML.replace('inbox = "inbox"', 'inbox = "inbox"\n    name = "rx-7"')
+    config = _write(root / "serve-name.toml", text)
+    assert load_receiver_settings(config)[1].receiver_name == "rx-7"
+    assert load_receiver_settings(config, overrides={"receiver_name": "rx-8"})[1].receiver_name == "rx-8"
+    plain = load_receiver_settings(_write(root / "serve-noname.toml", TLS_TOML))[1]
+    assert plain.receiver_name == default_receiver_name() and RECEIVER_NAME.match(plain.receiver_name)
+    with pytest.raises(ConfigurationError, match="receiver name 'a/b' is not usable"):
+        load_receiver_settings(config, overrides={"receiver_name": "a/b"})
 
 
 @pytest.mark.parametrize(
@@ -164,8 +217,21 @@ def test_registry_url_forms(site: tuple[Path, DemoPki]) -> None:
         (("threads = 2", 'threads = "two"'), "server.threads: must be an integer"),
         (("threads = 2", "thread = 2"), "server.thread: unknown key"),
         (("linger_seconds = 2.5", "linger_seconds = -1"), "server.linger_seconds: must be a positive number"),
+        (
+            ("threads = 2", "threads = 2\nheader_timeout_seconds = 0"),
+            "server.header_timeout_seconds: must be a positive",
+        ),
+        (
+            ('path = "/xdr"', 'path = "/xdr"\nmax_requests_per_practice = 0'),
+            "receiver.max_requests_per_practice: must be",
+        ),
+        (
+            ('path = "/xdr"', 'path = "/xdr"\nmax_xml_nodes = 10'),
+            "receiver.max_xml_nodes: must be an integer of at least 100",
+        ),
+        (("threads = 2", "threads = 2\nmax_xml_nodes = 5000"), "server.max_xml_nodes: unknown key"),
         (('path = "/xdr"', 'path = "xdr"'), "receiver.path: must start with '/'"),
-        (('registry = "registry.db"', 'registry = "postgresql://db/x"'), "receiver.registry: unsupported"),
+        (('registry = "registry.db"', 'registry = "mysql://db/x"'), "receiver.registry: unsupported"),
         (('crls = ["pki/crl.pem"]', 'crls = "pki/crl.pem"'), "server.crls: must be a list"),
         (("[receiver]", "[reciever]"), "reciever: unknown section"),
         (('cert = "pki/server.pem"', ""), "mutual TLS needs cert"),
@@ -242,15 +308,20 @@ def test_build_server_runs_the_hook_and_recovers_the_inbox(
     )
     monkeypatch.syspath_prepend(str(hook_dir))
     inbox = tmp_path / "inbox"
-    (inbox / ".tmp" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-1" / "staging" / "left-over").mkdir(parents=True)
+    (inbox / ".work" / "rx-2" / "staging" / "another-receivers").mkdir(parents=True)
     server_config, options = load_receiver_settings(
         _write(root / "serve-hook.toml", TLS_TOML),
-        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver"},
+        overrides={"inbox": inbox, "hook": "xdr_test_hook:deliver", "receiver_name": "rx-1"},
     )
     built = build_server(server_config, options)
-    assert built.recovered == 1
-    with built.server:
-        reply = _send(built.server.port, pki)
+    try:
+        assert built.recovered.removed == 1 and built.recovered.completed == 0
+        assert (inbox / ".work" / "rx-2" / "staging" / "another-receivers").is_dir()  # not ours to touch
+        with built.server:
+            reply = _send(built.server.port, pki)
+    finally:
+        built.close()
     assert reply.registry_response is not None and reply.registry_response.is_success
     assert (inbox / "delivered.txt").read_text() == "practice-a"
 

@@ -284,7 +284,7 @@ def test_a_chunked_body_over_the_limit_gets_413_and_nothing_is_stored(lab: Lab) 
     fault = reply.parsed().fault
     assert fault is not None and fault.code == "Sender" and "3145728" in fault.reason
     assert not lab.inbox.contains(submission.submission_set.unique_id)
-    assert list((lab.inbox.root / ".spool").iterdir()) == []
+    assert list(lab.inbox.spool_dir.iterdir()) == []
 
 
 def test_a_chunked_body_of_small_chunks_and_one_big_one_is_stored_byte_exact(lab: Lab) -> None:
@@ -439,6 +439,79 @@ def test_a_key_that_does_not_fit_the_certificate_is_named_with_both_files(lab: L
 def test_the_default_header_limit_is_set() -> None:
     assert ServerConfig(plain_http=True).max_header_bytes == 64 * 1024
     assert ServerConfig(plain_http=True).handshake_timeout == 10.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Slow headers
+
+
+def _trickle_headers(send: Callable[[bytes], None], recv: Callable[[], bytes]) -> tuple[bytes, float]:
+    """Send request headers a byte every 0.2 s until the server answers; the answer and how long it took."""
+    head = b"POST /xdr HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Padding: 0123456789\r\n" * 100
+    started = time.monotonic()
+    for byte in head:
+        send(bytes([byte]))
+        try:
+            answer = recv()
+        except TimeoutError:
+            continue
+        except (ssl.SSLError, ConnectionError):
+            break
+        return answer, time.monotonic() - started
+    return b"", time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_headers_trickled_past_the_header_deadline_get_408_and_a_log_line(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every byte arrives well within the socket timeout (a minute here), so only a deadline for the header
+    section as a whole stops this client; it gets a 408, and the connection is closed."""
+    caplog.set_level(logging.INFO, logger=SERVER_LOG)
+    with _server(lab, header_timeout=1.0, socket_timeout=60.0) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        with _context(lab).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.settimeout(0.2)
+            answer, waited = _trickle_headers(tls.sendall, lambda: tls.recv(4096))
+        _wait_for(lambda: any("408" in r.getMessage() for r in caplog.records if r.name == SERVER_LOG))
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
+    assert b"Connection: close" in answer and b"did not arrive within 1 s" in answer
+    assert waited < 10, f"the trickling client held a worker for {waited:.1f} s"
+    (line,) = [r.getMessage() for r in caplog.records if r.name == SERVER_LOG and "408" in r.getMessage()]
+    assert "the request line and headers did not arrive within 1 s" in line
+
+
+@pytest.mark.slow
+def test_the_header_deadline_also_holds_behind_a_proxy(lab: Lab) -> None:
+    """Plain HTTP (behind nginx) reads headers through the same deadline."""
+    with _server(lab, plain_http=True, header_timeout=1.0, socket_timeout=60.0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as plain:
+            plain.settimeout(0.2)
+            answer, waited = _trickle_headers(plain.sendall, lambda: plain.recv(4096))
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
+    assert waited < 10
+
+
+def test_headers_that_arrive_in_time_are_served_on_a_kept_alive_connection(lab: Lab) -> None:
+    """The deadline is per request: a kept-alive connection that waits between requests is not cut off."""
+    with _server(lab, header_timeout=1.0) as server:
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=_context(lab), timeout=30)
+        try:
+            ports = []
+            for _ in range(2):
+                request = _request(lab, _submission(lab))
+                reply = _exchange(connection, b"".join(request.body), request.headers())
+                assert reply.status == 200 and "connection" not in reply.headers
+                assert connection.sock is not None
+                ports.append(connection.sock.getsockname()[1])
+                time.sleep(1.5)  # longer than the header deadline, between requests
+        finally:
+            connection.close()
+    assert ports[0] == ports[1]  # the same connection served both
+
+
+def test_the_default_header_deadline_is_a_few_seconds() -> None:
+    assert ServerConfig(plain_http=True).header_timeout == 5.0
 
 
 # ----------------------------------------------------------------------------------------------------------

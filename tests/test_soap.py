@@ -41,7 +41,7 @@ from xdr_edge.protocol.soap import (
     read_request_envelope,
     read_response_envelope,
 )
-from xdr_edge.protocol.xml import MAX_ELEMENTS, parse
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget, parse
 
 S = ns.SOAP
 WSA = ns.WSA
@@ -389,14 +389,73 @@ def test_faults_carry_the_readable_message_id_and_their_machine_readable_detail(
 
 
 def test_an_envelope_with_more_elements_than_allowed_is_refused_before_parsing() -> None:
-    """A few MB of empty elements would take GBs as a tree: refused by counting, before lxml builds one."""
-    filler = "<x:a/>" * (MAX_ELEMENTS + 1)
+    """A few MB of empty elements would take GBs as a tree: refused by counting, before lxml builds one, as a
+    Sender fault (400), not a size limit (413): the envelope is not too large, it holds too much structure."""
+    filler = "<x:a/>" * (DEFAULT_XML_BUDGET.max_nodes + 1)
     xml = _template(extra=f'<x:Pad xmlns:x="urn:x">{filler}</x:Pad>')
-    with pytest.raises(LimitExceeded, match=r"more than the 500000 elements allowed") as caught:
+    with pytest.raises(RemoteProtocolError, match=r"more than the \d+ allowed") as caught:
         read_request_envelope(xml)
-    assert caught.value.fault_code == "Sender"
+    sparse = XmlBudget(bytes_per_node=1)  # only the absolute ceiling applies
+    with pytest.raises(RemoteProtocolError, match=r"more than the 200000 allowed .*at most 200000"):
+        read_request_envelope(xml, budget=sparse)
+    assert not isinstance(caught.value, LimitExceeded)
+    assert (caught.value.code, caught.value.fault_code) == ("xml-budget-exceeded", "Sender")
     within = _template(extra=f'<x:Pad xmlns:x="urn:x">{"<x:a/>" * 1000}</x:Pad>')
     assert read_request_envelope(within).action == ns.ACTION_PNR
+
+
+def _short_name(number: int) -> str:
+    """A distinct XML name per number, as short as base 23 makes it (``a`` to ``w``, then ``ba``, ...): no ``x``,
+    so never a name starting with the reserved ``xml``."""
+    letters = ""
+    while True:
+        number, digit = divmod(number, 23)
+        letters = chr(ord("a") + digit) + letters
+        if not number:
+            return letters
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [
+        # one element with many attributes, one with many namespace declarations, many small elements
+        "<x:a " + " ".join(f'a{i}=""' for i in range(30_000)) + "/>",
+        "<x:a " + " ".join(f'xmlns:{_short_name(i)}="u"' for i in range(30_000)) + "/>",
+        "<x:a/>" * 30_000,
+    ],
+    ids=["attributes", "namespace-declarations", "elements"],
+)
+def test_every_kind_of_node_counts_against_the_budget(flood: str) -> None:
+    """Elements, attributes and namespace declarations are counted together: 30,000 of any kind pass a budget
+    of 40,000 nodes and fail one of 20,000; and a document denser than its budget allows for its size is
+    refused whatever kind of node makes it dense."""
+    xml = _template(extra=f'<x:Pad xmlns:x="urn:x">{flood}</x:Pad>')
+    roomy = XmlBudget(max_nodes=40_000, bytes_per_node=1)
+    assert read_request_envelope(xml, budget=roomy).action == ns.ACTION_PNR
+    tight = XmlBudget(max_nodes=20_000, bytes_per_node=1)
+    with pytest.raises(RemoteProtocolError, match="too much structure") as caught:
+        read_request_envelope(xml, budget=tight)
+    assert caught.value.code == "xml-budget-exceeded"
+    dense = XmlBudget(bytes_per_node=64, free_nodes=1_000)  # allows one node per 64 bytes
+    with pytest.raises(RemoteProtocolError, match="one per 64 bytes beyond the first 1000"):
+        read_request_envelope(xml, budget=dense)
+
+
+def test_a_real_envelope_is_far_within_the_budget_for_its_size() -> None:
+    """The budget leaves real envelopes a wide margin: one node per 37 bytes is typical, 16 is allowed."""
+    xml = _template()
+    nodes = xml.count(b"<") - xml.count(b"</") + xml.count(b"=")
+    assert len(xml) / nodes > 2 * DEFAULT_XML_BUDGET.bytes_per_node
+    assert parse(xml, budget=XmlBudget(max_nodes=nodes, free_nodes=1, bytes_per_node=1)) is not None
+    with pytest.raises(RemoteProtocolError, match="too much structure"):
+        parse(xml, budget=XmlBudget(max_nodes=nodes - 1, free_nodes=1, bytes_per_node=1))
+
+
+@pytest.mark.parametrize("field", ["max_nodes", "bytes_per_node", "free_nodes"])
+def test_a_budget_needs_positive_whole_numbers(field: str) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=field):
+            XmlBudget(**{field: bad})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

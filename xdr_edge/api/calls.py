@@ -259,7 +259,17 @@ class AccountCalls:
                 field=_cert_field(body),
             )
         try:
-            record = self.registry.enroll(target.practice_id, cert, actor=principal.actor)
+            record = self.registry.enroll(target.practice_id, cert, actor=principal.actor, chain=chain)
+        except CertificateError as exc:
+            if exc.code == "certificate-not-anchored":
+                raise Refusal(
+                    400,
+                    "certificate-not-anchored",
+                    "the certificate does not chain to a CA this HISP trusts (give its intermediate CAs if it "
+                    "has any)",
+                    field=_cert_field(body),
+                ) from None
+            raise
         except ConfigurationError as exc:
             if exc.code == "certificate-revoked":
                 raise Refusal(

@@ -58,7 +58,7 @@ from xdr_edge.receiver.settings import (
     server_values,
 )
 from xdr_edge.registry import Registry
-from xdr_edge.registry.accounts import SqliteAccountStore, open_accounts
+from xdr_edge.registry.accounts import SqlAccountStore, open_accounts
 from xdr_edge.sender.client import XdrClient
 
 _SECTIONS: dict[str, frozenset[str]] = {
@@ -174,7 +174,7 @@ class BuiltApi:
 
     server: XdrServer
     app: ApiApp
-    store: SqliteAccountStore
+    store: SqlAccountStore
     client: XdrClient | None
 
     @property
@@ -186,6 +186,7 @@ class BuiltApi:
         self.server.stop()
         if self.client is not None:
             self.client.close()
+        self.store.close()
 
 
 def build_api(
@@ -198,7 +199,7 @@ def build_api(
 ) -> BuiltApi:
     """Open the registry database (which must exist), check the credential store, and assemble the app and
     its server. The hasher and throttles are parameters so that tests can make them cheaper and quicker."""
-    store = open_accounts(settings.registry)
+    store = open_accounts(settings.registry, max_connections=server.threads + 2)
     vault = CredentialVault(settings.credentials, settings.credential_passphrase_file)
     vault.check()
     hasher = hasher or PasswordHasher()

@@ -2,7 +2,8 @@
 
 Thin: each command is one :class:`~xdr_edge.registry.Registry` call plus printing. Every change is recorded in
 the registry's audit log with the OS user as the actor. ``--registry`` (or ``XDR_EDGE_REGISTRY``) names the
-database: a path, ``sqlite:relative.db`` or ``sqlite:///abs/path.db``. ``--json`` prints data for scripts.
+database: a path, ``sqlite:relative.db``, ``sqlite:///abs/path.db`` or ``postgresql://user@host/dbname``.
+``--json`` prints data for scripts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _registry_option(func: F) -> F:
         envvar="XDR_EDGE_REGISTRY",
         required=True,
         metavar="URL",
-        help="Registry database: a path, sqlite:relative.db or sqlite:///abs/path.db [env XDR_EDGE_REGISTRY].",
+        help="Registry database: a path, sqlite:///abs/path.db or postgresql://user@host/db [env XDR_EDGE_REGISTRY].",
     )
     return option(func)
 
@@ -105,11 +106,59 @@ def add_practice(registry_url: str, practice_id: str, name: str, inactive: bool)
 @_registry_option
 @click.argument("practice_id")
 @click.argument("cert_file", type=_FILE)
+@click.option(
+    "--ahead-of-anchor",
+    is_flag=True,
+    help="Pin it although it does not chain to a trust anchor yet (its CA is to be added later).",
+)
 @handle_errors
-def enroll(registry_url: str, practice_id: str, cert_file: Path) -> None:
-    """Pin a client certificate (PEM or DER) to a practice by its SHA-256 fingerprint."""
-    record = _open(registry_url).enroll(practice_id, load_certificates(cert_file)[0], actor=_actor())
+def enroll(registry_url: str, practice_id: str, cert_file: Path, ahead_of_anchor: bool) -> None:
+    """Pin a client certificate (PEM or DER; intermediate CAs may follow it in the file) to a practice by its
+    SHA-256 fingerprint. It must chain to a trust anchor (add-anchor), unless --ahead-of-anchor."""
+    leaf, *chain = load_certificates(cert_file)
+    record = _open(registry_url).enroll(
+        practice_id, leaf, actor=_actor(), chain=chain, ahead_of_anchor=ahead_of_anchor
+    )
     click.echo(f"enrolled for {record.practice_id}: {_cert_line(record)}")
+    if ahead_of_anchor:
+        click.echo("note: refused until a trust anchor it chains to is added (add-anchor)", err=True)
+
+
+@registry.command("unenroll")
+@_registry_option
+@click.argument("certificate")
+@handle_errors
+def unenroll(registry_url: str, certificate: str) -> None:
+    """Remove a certificate's pin: it is refused from the next request on, unless a mapping rule maps it.
+    CERTIFICATE is a SHA-256 fingerprint or a certificate file. A revoked certificate stays (and stays refused)."""
+    path = Path(certificate)
+    target: Any = load_certificates(path)[0] if path.is_file() else certificate
+    record = _open(registry_url).unenroll(target, actor=_actor())
+    click.echo(f"unenrolled from {record.practice_id}: {record.fingerprint_sha256}  {record.subject}")
+
+
+@registry.command("deactivate")
+@_registry_option
+@click.argument("practice_id")
+@handle_errors
+def deactivate(registry_url: str, practice_id: str) -> None:
+    """Refuse every request of a practice from the next one on (its certificates and bindings are kept)."""
+    _set_active(registry_url, practice_id, False)
+
+
+@registry.command("activate")
+@_registry_option
+@click.argument("practice_id")
+@handle_errors
+def activate(registry_url: str, practice_id: str) -> None:
+    """Accept a deactivated practice's requests again."""
+    _set_active(registry_url, practice_id, True)
+
+
+def _set_active(registry_url: str, practice_id: str, active: bool) -> None:
+    state = "active" if active else "inactive"
+    changed = _open(registry_url).set_active(practice_id, active, actor=_actor())
+    click.echo(f"{practice_id} is now {state}" if changed else f"{practice_id} was already {state}")
 
 
 @registry.command("bind")
@@ -158,6 +207,24 @@ def add_anchor(registry_url: str, ca_file: Path) -> None:
     click.echo(f"trust anchor added: {anchor.fingerprint_sha256}  {anchor.subject}")
 
 
+@registry.command("remove-anchor")
+@_registry_option
+@click.argument("fingerprint")
+@handle_errors
+def remove_anchor(registry_url: str, fingerprint: str) -> None:
+    """Stop trusting a CA (by SHA-256 fingerprint, as `list` shows it): certificates it issued are refused from
+    the next request on, enrolled or not."""
+    reg = _open(registry_url)
+    anchor = reg.remove_trust_anchor(fingerprint, actor=_actor())
+    click.echo(f"trust anchor removed: {anchor.fingerprint_sha256}  {anchor.subject}")
+    orphans = [c for c in reg.certificates() if c.issuer == anchor.subject and not c.revoked]
+    if orphans:
+        click.echo(
+            f"note: {len(orphans)} enrolled certificate(s) issued by {anchor.subject} are refused from now on",
+            err=True,
+        )
+
+
 @registry.command("load-crl")
 @_registry_option
 @click.argument("crl_file", type=_FILE)
@@ -200,6 +267,16 @@ def add_rule(registry_url: str, kind: str, attribute: str | None, issuer_fingerp
             "issue a certificate that names any practice; restrict it with --issuer unless they are all yours",
             err=True,
         )
+
+
+@registry.command("remove-rule")
+@_registry_option
+@click.argument("position", type=click.IntRange(1))
+@handle_errors
+def remove_rule(registry_url: str, position: int) -> None:
+    """Remove the mapping rule at POSITION (as `list` shows it); the others keep their positions and order."""
+    rule = _open(registry_url).remove_mapping_rule(position, actor=_actor())
+    click.echo(f"mapping rule {rule.position} removed: {rule.describe()}")
 
 
 @registry.command("list")

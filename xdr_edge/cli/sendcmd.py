@@ -250,14 +250,17 @@ def send(
     else:
         target = _from_options(ad_hoc, practice_id, content.sender)
     submission = content.compose(target.level)
-    with XdrClient(
-        endpoint=target.endpoint,
-        ca_bundle=target.ca_bundle,
-        practices=[target.practice],
-        timeout=(CONNECT_TIMEOUT, timeout or target.timeout),
-        retry=RetryPolicy(max_attempts=retries + 1),
-        placement=content.placement,
-    ) as client:
+    with (
+        XdrClient(
+            endpoint=target.endpoint,
+            ca_bundle=target.ca_bundle,
+            practices=[target.practice],
+            timeout=(CONNECT_TIMEOUT, timeout or target.timeout),
+            retry=RetryPolicy(max_attempts=retries + 1),
+            placement=content.placement,
+        ) as client,
+        content.explaining(),
+    ):
         result = client.send(
             submission, practice=target.practice, keep_raw_response=save_response is not None
         )

@@ -34,14 +34,40 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--crl", "crls", multiple=True, type=_FILE, help="CRL (PEM) checked in the TLS handshake; repeat."
 )
 @click.option(
-    "--registry", envvar="XDR_EDGE_REGISTRY", help="Certificate registry URL or path [env XDR_EDGE_REGISTRY]."
+    "--registry",
+    envvar="XDR_EDGE_REGISTRY",
+    help="Certificate registry: a path, sqlite:///abs/path.db or postgresql://... [env XDR_EDGE_REGISTRY].",
 )
 @click.option(
     "--inbox", type=click.Path(file_okay=False, path_type=Path), help="Directory for received submissions."
 )
+@click.option(
+    "--receiver-name",
+    help="This receiver's name: its working area in the inbox, in the index and in logs [default: host name].",
+)
 @click.option("--threads", type=click.IntRange(1, 1000), help="Worker threads [default: 10].")
 @click.option(
     "--max-request-bytes", type=click.IntRange(1), help="Largest request accepted [default: 2 GiB]."
+)
+@click.option(
+    "--max-envelope-bytes",
+    type=click.IntRange(1024),
+    help="Largest SOAP envelope (MTOM root part, or plain-SOAP body) accepted [default: 50 MiB].",
+)
+@click.option(
+    "--max-xml-nodes",
+    type=click.IntRange(100),
+    help="Most elements, attributes and namespace declarations in an envelope [default: 200000].",
+)
+@click.option(
+    "--max-requests-per-practice",
+    type=click.IntRange(1),
+    help="Requests one practice may have in progress at once; more get 503 [default: half the threads].",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds for the request line and all headers to arrive; slower clients get 408 [default: 5].",
 )
 @click.option(
     "--timeout",
@@ -115,6 +141,7 @@ def serve(config_file: Path | None, quiet: bool, **flags: object) -> None:
         click.echo("stopping: finishing requests in progress")
     finally:
         built.server.stop()
+        built.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("stopped")
@@ -129,10 +156,17 @@ def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
     base = built.server.url.removesuffix("/xdr")
     where = base + options.path if options.path else base + "/ (any path)"
     click.echo(f"xdr-edge receiver listening on {where} ({mode})")
+    click.echo(f"  receiver: {built.inbox.receiver}")
     click.echo(f"  registry: {built.registry.location}")
     click.echo(f"  inbox:    {built.inbox.root}")
-    if built.recovered:
-        click.echo(f"  removed {built.recovered} leftover(s) of interrupted writes from the inbox")
+    click.echo(f"  health:   {base}/healthz")
+    recovered = built.recovered
+    if recovered.removed:
+        click.echo(
+            f"  removed {recovered.removed} leftover(s) of interrupted writes from this receiver's work area"
+        )
+    if recovered.completed:
+        click.echo(f"  moved {recovered.completed} submission(s) recorded before an interruption into place")
     click.echo("Ctrl-C or SIGTERM stops it.", nl=True)
 
 

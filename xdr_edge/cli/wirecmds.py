@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
@@ -16,10 +17,11 @@ import click
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError, ValidationFailed
+from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.inspection import Inspection, inspect_stream
-from xdr_edge.protocol.model import MetadataLevel, Submission
+from xdr_edge.protocol.model import Author, MetadataLevel, Organization, Person, Submission
 from xdr_edge.protocol.soap import LevelPlacement
-from xdr_edge.protocol.validate import validate
+from xdr_edge.protocol.validate import check_outgoing
 from xdr_edge.protocol.wire import build_request
 
 DEFAULT_ENDPOINT = "https://hisp.invalid/xdr"
@@ -39,10 +41,40 @@ class ContentOptions:
     title: str | None
     final_delivery: bool
     level_placement: str
+    author_person: str | None
+    author_institutions: tuple[str, ...]
+    author_roles: tuple[str, ...]
+    author_specialties: tuple[str, ...]
 
     @property
     def placement(self) -> LevelPlacement:
         return _PLACEMENTS[self.level_placement]
+
+    @property
+    def author(self) -> Author | None:
+        """The ``--author-*`` options as one author (of the SubmissionSet, and of each document without its
+        own), or None when none is given."""
+        if not (
+            self.author_person or self.author_institutions or self.author_roles or self.author_specialties
+        ):
+            return None
+        return Author(
+            person=Person(self.author_person) if self.author_person else None,
+            institutions=tuple(Organization(i) for i in self.author_institutions),
+            roles=self.author_roles,
+            specialties=self.author_specialties,
+        )
+
+    @contextlib.contextmanager
+    def explaining(self) -> Iterator[None]:
+        """Re-raise a metadata validation failure with the options that supply what is missing."""
+        try:
+            yield
+        except ValidationFailed as exc:
+            hint = option_hints(exc.findings)
+            if hint is None:
+                raise
+            raise ValidationFailed(exc.findings, message=f"{exc.message}\n{hint}") from None
 
     def compose(self, default_level: MetadataLevel) -> Submission:
         """The submission; without ``--metadata`` the level is ``default_level`` (minimal for ``pack``, the
@@ -57,7 +89,47 @@ class ContentOptions:
             source_id=self.source_id,
             title=self.title,
             final_destination_delivery=self.final_delivery,
+            author=self.author,
         )
+
+
+#: What a missing attribute's ``*-missing-<name>`` rule is supplied by on the command line.
+_SUPPLIED_BY: dict[str, tuple[str, str]] = {
+    "patient-id": ("--patient-id", "patientId"),
+    "source-patient-id": ("--patient-id", "sourcePatientId"),
+    "author": ("--author-person", "author"),
+    "author-person": ("--author-person", "authorPerson"),
+    "author-institution": ("--author-institution", "authorInstitution"),
+    "author-role": ("--author-role", "authorRole"),
+    "author-specialty": ("--author-specialty", "authorSpecialty"),
+}
+
+
+def option_hints(findings: Sequence[Finding]) -> str | None:
+    """Which options supply the attributes the metadata errors say are missing, or None when none does.
+
+    A C-CDA's header supplies patient and author; a PDF or an image has no header, so at the XDS level
+    (ITI TF-3 4.3.1) they must come from the command line."""
+    wanted: dict[str, list[str]] = {}
+    for finding in findings:
+        if not finding.is_error or "-missing-" not in finding.rule:
+            continue
+        option, attribute = _SUPPLIED_BY.get(finding.rule.split("-missing-", 1)[1], ("", ""))
+        if option and attribute not in wanted.setdefault(option, []):
+            wanted[option].append(attribute)
+    if not wanted:
+        return None
+    parts = [f"{option} (for {', '.join(attributes)})" for option, attributes in wanted.items()]
+    extra = [o for o in ("--author-institution", "--author-role", "--author-specialty") if o not in wanted]
+    optional = f", optionally with {', '.join(extra)}" if "--author-person" in wanted else ""
+    return (
+        "A document without a C-CDA header (a PDF, an image, text) carries no patient or author: give "
+        + " and ".join(parts)
+        + optional
+        + ". Examples: --patient-id '8273^^^&1.3.6.1.4.1.21367.2005.3.7&ISO' --author-person '^Smith^John^^^Dr.' "
+        "--author-institution 'Riverside Clinic^^^^^^^^^1.2.3.4.5'. Or send minimal metadata (--metadata minimal), "
+        "which needs neither."
+    )
 
 
 _PLACEMENTS = {
@@ -92,6 +164,22 @@ def metadata_options(func: Any) -> Any:
             "--source-id", help="SubmissionSet sourceId OID (default derived from the sender's domain)."
         ),
         click.option("--title", help="SubmissionSet title (e.g. the mail Subject)."),
+        click.option(
+            "--author-person",
+            metavar="XCN",
+            help="Author as HL7 XCN, e.g. '^Smith^John^^^Dr.' (XDS level: required unless a C-CDA names one).",
+        ),
+        click.option(
+            "--author-institution",
+            "author_institutions",
+            multiple=True,
+            metavar="XON",
+            help="Author's institution as HL7 XON, e.g. 'Riverside Clinic^^^^^^^^^1.2.3.4.5'; repeat.",
+        ),
+        click.option("--author-role", "author_roles", multiple=True, help="Author's role; repeat."),
+        click.option(
+            "--author-specialty", "author_specialties", multiple=True, help="Author's specialty; repeat."
+        ),
         click.option(
             "--final-delivery-notification",
             "final_delivery",
@@ -162,9 +250,10 @@ def pack(content: ContentOptions, endpoint: str, output: Path) -> None:
     """Write one MIME entity: the Content-Type header, a blank line, then the body exactly as sent."""
     check_output_path(output, option="--output", inputs=content.files, nothing="nothing was written")
     submission = content.compose(MetadataLevel.MINIMAL)
-    findings = validate(submission)
+    findings = check_outgoing(submission)  # what a send's pre-flight checks, empty documents included
     if any(f.is_error for f in findings):
-        raise ValidationFailed(findings)
+        with content.explaining():
+            raise ValidationFailed(findings)
     request = build_request(submission, endpoint=endpoint, placement=content.placement)
     tmp = output.with_name(output.name + ".part")
     with tmp.open("wb") as out:

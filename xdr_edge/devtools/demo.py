@@ -68,8 +68,8 @@ def _send_unchecked(lab: Lab, practice: Practice, sender: str, recipient: str, d
     request = build_request(submission, endpoint=lab.endpoint)
     assert practice.credential is not None
     with PracticeSession(practice.id, load_identity(practice.credential), lab.ca_bundle) as session:
-        response = session.post(lab.endpoint, data=request.body, headers=request.headers(), timeout=30)
-    parsed = parse_response(response.headers.get("Content-Type", ""), response.content)
+        with session.post(lab.endpoint, data=request.body, headers=request.headers(), timeout=30) as response:
+            parsed = parse_response(response.headers.get("Content-Type", ""), response.content)
     rr = parsed.registry_response
     if rr is not None and rr.is_failure and rr.errors:
         observed = f"Failure ({rr.errors[0].error_code})"

@@ -20,7 +20,7 @@ from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.receiver.store import Inbox, StoredSubmission
-from xdr_edge.registry import Registry, open_registry
+from xdr_edge.registry import Registry, SqliteDatabase, SubmissionIndex, open_registry
 
 
 def _actor() -> str:
@@ -96,7 +96,8 @@ def build_edge(
     directory = Path(directory)
     _refuse_existing_lab(directory)
     pki = write_demo_pki(directory / "pki", practices=practices)
-    registry = open_registry(str(directory / "registry.db"))
+    database = SqliteDatabase(directory / "registry.db")
+    registry = open_registry(database)
     actor = _actor()
     registry.init(actor=actor)
     registry.add_trust_anchor(pki.ca_cert.read_bytes(), actor=actor)
@@ -113,8 +114,14 @@ def build_edge(
             bindings=tuple(Binding.parse(a) for a in addresses),
             credential=ClientCredential(cert=demo.cert, key=demo.key),
         )
-    inbox = Inbox(directory / "inbox")
-    config = ReceiverConfig(registry=registry, inbox=inbox, identity_source=PeerIdentitySource.TLS, hook=hook)
+    inbox = Inbox(directory / "inbox", SubmissionIndex(database), receiver="lab")
+    config = ReceiverConfig(
+        registry=registry,
+        inbox=inbox,
+        identity_source=PeerIdentitySource.TLS,
+        hook=hook,
+        health_checks=(("registry", registry.ping),),
+    )
     return Edge(directory, pki, registry, inbox, sending, config)
 
 

@@ -66,6 +66,7 @@ from xdr_edge.protocol.soap import (
     read_response_envelope,
 )
 from xdr_edge.protocol.validate import check_documents, validate
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 
 
 def new_message_id() -> str:
@@ -205,12 +206,26 @@ class IncomingRequest:
         self.close()
 
 
+_READ_PIECE = 1024 * 1024
+
+
 def read_bounded(stream: BinaryIO, limit: int) -> bytes:
-    """A whole simple-SOAP message, refused with :class:`LimitExceeded` beyond ``limit`` bytes."""
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise LimitExceeded(f"request body exceeds the limit of {limit} bytes", location="HTTP body")
-    return data
+    """A whole simple-SOAP message (the SOAP envelope), refused with :class:`LimitExceeded` beyond ``limit``
+    bytes.
+
+    Read a piece at a time into one growing buffer, which ``getvalue`` hands over without a copy: one read of
+    the whole body would hold it twice while its pieces are joined (100 MB for a 50 MB envelope)."""
+    buffer = io.BytesIO()
+    while True:
+        piece = stream.read(min(_READ_PIECE, limit + 1 - buffer.tell()))
+        if not piece:
+            return buffer.getvalue()
+        buffer.write(piece)
+        if buffer.tell() > limit:
+            raise LimitExceeded(
+                f"the SOAP envelope (the request body) exceeds the limit of {limit} bytes",
+                location="HTTP body",
+            )
 
 
 def _finding(
@@ -301,10 +316,14 @@ def parse_request(
     spool_dir: Path | None = None,
     content_length: int | None = None,
     understood_headers: Collection[str] = frozenset(),
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET,
 ) -> IncomingRequest:
     """Read a request (MTOM or plain SOAP with inline base64). SOAP-level problems raise
     :class:`RemoteProtocolError` (answer with a fault); metadata and document problems become findings (answer
-    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`."""
+    with a RegistryResponse Failure). ``understood_headers``: see :func:`xdr_edge.protocol.soap.read_request_envelope`.
+
+    Memory: the SOAP envelope (the root part, or the whole plain-SOAP body) is held whole, up to
+    ``limits.max_root_bytes``; documents are spooled to files. The envelope's tree is bounded by ``xml_budget``."""
     limits = limits or MtomLimits()
     body = _RecordedBody(stream, content_length)
     try:
@@ -333,7 +352,9 @@ def parse_request(
         if exc.relates_to is None:
             exc.relates_to = _message_id_in_body(content_type, body.first_bytes())
         raise
-    return interpret_request(root, package, understood_headers=understood_headers, media_type=media)
+    return interpret_request(
+        root, package, understood_headers=understood_headers, media_type=media, xml_budget=xml_budget
+    )
 
 
 #: What a plain (not MTOM) SOAP request may be labelled: SOAP 1.2's own type (RFC 3902), and the XML types some
@@ -400,6 +421,7 @@ def interpret_request(
     understood_headers: Collection[str] = frozenset(),
     media_type: MediaType | None = None,
     check_actions: bool = True,
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET,
 ) -> IncomingRequest:
     """Interpret an already-read root part (and its MTOM package, if any); closes the package on error.
 
@@ -407,7 +429,7 @@ def interpret_request(
     be the envelope's ``wsa:Action`` unless ``check_actions`` is False (for a reader that replaced the
     envelope's Action itself)."""
     try:
-        envelope = read_request_envelope(root, understood_headers=understood_headers)
+        envelope = read_request_envelope(root, understood_headers=understood_headers, budget=xml_budget)
         if package is not None:
             declared = package.declared_actions
         elif media_type is not None and (media_type.param("action") or "").strip():

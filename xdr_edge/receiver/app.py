@@ -4,16 +4,24 @@ Processing order, each step able to stop the request:
 
 1. peer identity: the verified client certificate (from the TLS layer, or from a trusted proxy's header) ->
    ``registry.identify`` -> the practice. Trusted but unknown, expired or revoked: rejected *before the body is
-   read* (HTTP 403, SOAP Sender fault, connection closed).
-2. read the MTOM or plain SOAP request within limits, spooling documents to disk (``wire.parse_request``);
-   SOAP and WS-Addressing errors -> SOAP fault.
+   read* (HTTP 403, SOAP Sender fault, connection closed). A practice that already has
+   ``max_requests_per_practice`` requests in progress: 503 with ``Retry-After``, body unread
+   (:mod:`xdr_edge.receiver.admission`).
+2. read the MTOM or plain SOAP request within limits (the envelope within ``limits.max_root_bytes`` and
+   ``xml_budget``), spooling documents to disk (``wire.parse_request``); SOAP and WS-Addressing errors -> SOAP
+   fault.
 3. the sender (``direct:from``, and the SubmissionSet ``authorTelecommunication`` when present) must be bound to
    that practice -> else RegistryResponse Failure, errorCode ``XDSRepositoryError`` with a codeContext naming
    the address (our practice-binding rule: no standard Direct code exists; XDSRepositoryError is what RI-style recipients use
    for a refusal that is not a metadata defect).
 4. metadata validation for the declared level, declared hash/size vs the bytes -> Failure with the XDS codes (ITI TF-3 4.2.4).
-5. store whole-or-nothing; the same SubmissionSet uniqueId twice -> Failure ``XDSDuplicateUniqueIdInRegistry``.
+5. store whole-or-nothing; the same SubmissionSet uniqueId twice, through this receiver or any other sharing the
+   registry database -> Failure ``XDSDuplicateUniqueIdInRegistry``.
 6. answer: MTOM response to an MTOM request, plain SOAP otherwise; RelatesTo = the request's MessageID.
+
+The registry database unreachable: HTTP 503 with ``Retry-After`` (a sender retries; nothing was stored).
+``GET /healthz`` answers for a load balancer: 200 when the registry answers and the inbox's working area is
+writable, 503 naming the failing check otherwise (JSON; no detail beyond ok/failing, which goes to the log).
 
 One structured log line per request (practice, sender, message id, outcome, duration); never document content,
 patient data or certificate private material.
@@ -25,6 +33,7 @@ __all__ = ["PeerIdentitySource", "ReceiverConfig", "XdrEdgeApp"]
 
 import importlib
 import ipaddress
+import json
 import logging
 import time
 import urllib.parse
@@ -52,13 +61,10 @@ from xdr_edge.protocol.wire import (
     message_id_of_unread,
     parse_request,
 )
-from xdr_edge.receiver.store import (
-    DocumentConflict,
-    Inbox,
-    StoredSubmission,
-    SubmissionInProgress,
-    UniqueIdOwnedElsewhere,
-)
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
+from xdr_edge.receiver.admission import PracticeSlots
+from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
 
@@ -108,10 +114,19 @@ class ReceiverConfig:
     # Header blocks (Clark names, soap.header_qname) accepted even when marked mustUnderstand, e.g. a sender's
     # wsse:Security when the client certificate is what authenticates; any other one gets a MustUnderstand fault.
     understood_headers: frozenset[str] = frozenset()
+    # Checks /healthz runs besides the inbox's own (its working area is writable), e.g. ("registry",
+    # registry.ping); each raises when failing.
+    health_checks: tuple[tuple[str, Callable[[], object]], ...] = ()
     # CA certificates a client certificate may chain through to a registry trust anchor. Python's ssl module
     # (before 3.13) does not hand the application the chain a client sent, only its leaf; the registry then
     # needs the intermediates from configuration (the client CA bundle, or an intermediates file).
     intermediates: tuple[x509.Certificate, ...] = ()
+    # How much structure the SOAP envelope may make the parser build (elements, attributes, namespace
+    # declarations); its size is limits.max_root_bytes.
+    xml_budget: XmlBudget = DEFAULT_XML_BUDGET
+    # Requests one practice may have in progress at once (None: no limit); over it, 503 with Retry-After, so
+    # that no single certificate can take every worker thread. build_server sets half the threads.
+    max_requests_per_practice: int | None = None
 
     def __post_init__(self) -> None:
         if self.identity_source is PeerIdentitySource.PROXY and not self.trusted_proxies:
@@ -152,7 +167,8 @@ class _RequestLog:
     status: int = 0
 
 
-_RETRY_AFTER_SECONDS = 5  # a store in progress takes about as long as writing the documents once
+_RETRY_AFTER_SECONDS = 5  # the registry database unreachable: long enough for a fail-over or a restart
+_HEALTH_PATH = "/healthz"
 
 
 def _log_safe(text: str) -> str:
@@ -169,8 +185,11 @@ class XdrEdgeApp:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
         self._proxies = tuple(ipaddress.ip_network(p, strict=False) for p in config.trusted_proxies)
+        self._slots = PracticeSlots(config.max_requests_per_practice)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") == _HEALTH_PATH:
+            return self._health(start_response)  # polled every few seconds: no request log line
         entry = _RequestLog()
         try:
             reply, close = self._handle(environ, entry)
@@ -218,7 +237,10 @@ class XdrEdgeApp:
         if cert is None:
             entry.outcome = "no-client-certificate"
             return self._fault(Fault("Sender", problem), None, False, 403), True
-        ident = self.config.registry.identify(cert, self.config.intermediates)
+        try:
+            ident = self.config.registry.identify(cert, self.config.intermediates)
+        except StoreError as exc:
+            return self._registry_unavailable(exc, entry, None, False), True
         entry.fingerprint = ident.fingerprint
         if ident.practice is None:
             entry.outcome = "certificate-rejected"
@@ -227,7 +249,6 @@ class XdrEdgeApp:
         practice: Practice = ident.practice
         entry.practice = practice.id
         length = _content_length(environ)
-        upload = _PeerInput(environ["wsgi.input"])
         if length is not None and length > self.config.limits.max_total_bytes:
             entry.outcome = "too-large"
             fault = Fault(
@@ -236,10 +257,32 @@ class XdrEdgeApp:
             )
             # Only the first bytes are read, for the MessageID the fault relates to (a bounded read).
             relates_to = message_id_of_unread(
-                environ.get("CONTENT_TYPE", ""), cast(BinaryIO, upload), content_length=length
+                environ.get("CONTENT_TYPE", ""),
+                cast(BinaryIO, _PeerInput(environ["wsgi.input"])),
+                content_length=length,
             )
             entry.message_id = relates_to or "-"
             return self._fault(fault, relates_to, _is_mtom(environ), 413), True
+        with self._slots.holding(practice.id) as admitted:
+            if not admitted:
+                entry.outcome = "practice-busy"
+                fault = Fault(
+                    "Receiver",
+                    f"{self._slots.limit} requests of this practice are already in progress here; retry later",
+                )
+                return self._fault(fault, None, False, 503), True
+            return self._receive(environ, practice, ident.fingerprint, length, entry)
+
+    def _receive(
+        self,
+        environ: dict[str, Any],
+        practice: Practice,
+        fingerprint: str,
+        length: int | None,
+        entry: _RequestLog,
+    ) -> tuple[ReplyBytes, bool]:
+        """Steps 2 to 6 for an identified practice: read the request, check, store, answer."""
+        upload = _PeerInput(environ["wsgi.input"])
         try:
             request = parse_request(
                 environ.get("CONTENT_TYPE", ""),
@@ -248,6 +291,7 @@ class XdrEdgeApp:
                 spool_dir=self.config.inbox.spool_dir,
                 content_length=length,
                 understood_headers=self.config.understood_headers,
+                xml_budget=self.config.xml_budget,
             )
         except OSError as exc:
             if exc is not upload.failure:
@@ -276,20 +320,23 @@ class XdrEdgeApp:
         with request:
             entry.message_id = request.envelope.message_id or "-"
             try:
-                response = self._process(request, practice, ident.fingerprint, entry)
-            except SubmissionInProgress as exc:
-                # A copy of this submission is being stored by another request (a retry that overtook a slow
-                # first attempt): "busy, retry" (503 + Retry-After); the retry learns the first copy's fate.
-                entry.outcome = "in-progress"
-                fault = Fault("Receiver", str(exc))
-                return self._fault(fault, request.envelope.message_id, request.mtom, 503), False
+                sender_problem = self._check_senders(request, practice, entry)
+                response = self._process(request, practice, fingerprint, entry, sender_problem)
+            except StoreError as exc:  # the registry database did not answer: nothing was stored
+                return self._registry_unavailable(
+                    exc, entry, request.envelope.message_id, request.mtom
+                ), False
             return build_reply(response, relates_to=request.envelope.message_id, mtom=request.mtom), False
 
     def _process(
-        self, request: IncomingRequest, practice: Practice, fingerprint: str, entry: _RequestLog
+        self,
+        request: IncomingRequest,
+        practice: Practice,
+        fingerprint: str,
+        entry: _RequestLog,
+        sender_problem: RegistryErrorEntry | None,
     ) -> RegistryResponse:
         submission = request.submission
-        sender_problem = self._check_senders(request, practice, entry)
         if sender_problem is not None:
             entry.outcome = "sender-not-bound"
             return RegistryResponse.failure([sender_problem])
@@ -319,7 +366,9 @@ class XdrEdgeApp:
             return RegistryResponse.failure(
                 [RegistryErrorEntry(exc.error_code, exc.code_context, location=exc.location)]
             )
-        except StoreError:
+        except StoreError as exc:
+            if exc.code == UNAVAILABLE:
+                raise  # "retry later" as a 503, which senders retry by themselves
             log.exception("store failed message_id=%s", entry.message_id)
             entry.outcome = "store-error"
             return RegistryResponse.failure(
@@ -404,6 +453,49 @@ class XdrEdgeApp:
             log.exception(
                 "hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory
             )
+
+    def _registry_unavailable(
+        self, exc: StoreError, entry: _RequestLog, relates_to: str | None, mtom: bool
+    ) -> ReplyBytes:
+        """The registry database did not answer: "busy, retry" (503 + Retry-After), never a refusal the sender
+        would take as final; the body was not stored."""
+        log.warning("registry unavailable message_id=%s: %s", entry.message_id, exc)
+        entry.outcome = "registry-unavailable"
+        fault = Fault("Receiver", "the certificate registry is unavailable; retry later")
+        return self._fault(fault, relates_to, mtom, 503)
+
+    # -- health -----------------------------------------------------------------------------------------------
+
+    def _health(self, start_response: StartResponse) -> Iterable[bytes]:
+        """``GET /healthz``: 200 when every check passes, 503 otherwise; what failed, and why, goes to the log
+        (the answer says only which check: it may be reachable by more than the load balancer)."""
+        checks: dict[str, str] = {}
+        for name, check in (*self.config.health_checks, ("inbox", self.config.inbox.probe)):
+            try:
+                check()
+            except Exception as exc:  # any failure of a check is the answer, never an error of the endpoint
+                log.warning("health check %s failing: %s", name, exc)
+                checks[name] = "failing"
+            else:
+                checks[name] = "ok"
+        healthy = all(value == "ok" for value in checks.values())
+        body = json.dumps(
+            {
+                "status": "ok" if healthy else "failing",
+                "receiver": self.config.inbox.receiver,
+                "checks": checks,
+            },
+            sort_keys=True,
+        ).encode("utf-8")
+        start_response(
+            "200 OK" if healthy else "503 Service Unavailable",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
 
     # -- identity ---------------------------------------------------------------------------------------------
 

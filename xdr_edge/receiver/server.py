@@ -6,7 +6,7 @@ Why cheroot: it is the one pure-Python WSGI server that hands the verified peer 
 Its TLS context is :func:`xdr_edge.tls.server_ssl_context`, which requires a client certificate from the
 configured CA (and checks CRLs), so an untrusted or expired client certificate fails the handshake itself.
 
-Three things cheroot does not do safely on its own, and this module changes:
+Four things cheroot does not do safely on its own, and this module changes:
 
 * **The TLS handshake.** cheroot's builtin adapter shakes hands in its single accept thread, for up to the
   socket timeout: one TCP connection that sends nothing stalled every new client. Here the accept thread only
@@ -16,6 +16,15 @@ Three things cheroot does not do safely on its own, and this module changes:
   against the size limit. Senders do use chunked uploads (Axis2, CONNECT), so they are accepted, through our own
   decoder that streams, enforces ``max_request_bytes`` on the decoded body (413) and refuses malformed framing.
 * **Header size.** cheroot reads request headers without limit unless told; ``max_header_bytes`` tells it.
+* **Header time.** cheroot gives each read of the request line and headers the full socket timeout, so a client
+  sending one byte a second held a worker for as long as it liked (ten of them, every worker). Here the request
+  line and headers must all arrive within ``header_timeout`` seconds, or the client gets a 408 and the
+  connection is closed (:mod:`xdr_edge.receiver.deadlines`); the body has its own rate deadline.
+
+What is left for any client with a trusted certificate: it can hold a worker for ``handshake_timeout`` plus
+``header_timeout`` per connection before anyone knows which practice it is. Once its practice is known, the
+app limits how many requests one practice has in progress (``max_requests_per_practice``). Bound how many
+connections one address may open in the firewall or a proxy in front.
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ from __future__ import annotations
 __all__ = ["ServerConfig", "UploadTooSlow", "XdrServer"]
 
 import contextlib
-import functools
 import logging
 import re
 import socket
@@ -31,7 +39,6 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,7 @@ from cheroot.ssl import Adapter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError, LimitExceeded, RemoteProtocolError
+from xdr_edge.receiver.deadlines import HeadersTooSlow, HeaderStream, PacedStream, UploadTooSlow
 from xdr_edge.tls import server_ssl_context
 
 log = logging.getLogger("xdr_edge.receiver.server")
@@ -75,6 +83,9 @@ class ServerConfig:
     # A new TLS connection must complete its handshake within this long (a client that connects and says
     # nothing is dropped); after it, socket_timeout applies.
     handshake_timeout: float = 10.0
+    # The request line and all header fields must arrive within this long of the server starting to read them
+    # (after the handshake, or when a kept-alive connection speaks again); a slower client gets 408.
+    header_timeout: float = 5.0
     # Request line plus headers; more gets cheroot's 413 (414 for the request line) without reading the rest.
     max_header_bytes: int = 64 * 1024
     # The request body must keep up an average rate: it has upload_grace_seconds plus one second per
@@ -217,6 +228,49 @@ class _Server(wsgi.Server):  # type: ignore[misc,unused-ignore]
             conn.last_used = time.time() - self.timeout + self.handshake_timeout
             return
         super().process_conn(conn)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The request line and headers, against a deadline
+
+
+class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
+    """cheroot's request, reading its request line and headers within ``header_timeout`` seconds in all.
+
+    cheroot reads them through ``conn.rfile`` (wrapped in its size check); for the duration of
+    ``parse_request`` that is a :class:`~xdr_edge.receiver.deadlines.HeaderStream` over the same buffer, so
+    nothing read is lost and the body is read as before. A client that is too slow gets a 408 with
+    ``Connection: close`` and one log line; the connection is closed.
+    """
+
+    header_timeout: float = 5.0
+
+    def parse_request(self) -> None:
+        conn = self.conn
+        raw = conn.rfile
+        idle = float(self.server.timeout)
+        conn.rfile = HeaderStream(raw, conn.socket, timeout=self.header_timeout, idle=idle)
+        try:
+            super().parse_request()
+        except HeadersTooSlow as exc:
+            self.ready = False
+            self.close_connection = True
+            log.info("request from %s:%s refused with 408: %s", conn.remote_addr, conn.remote_port, exc)
+            _answer_408(conn, str(exc))
+        finally:
+            conn.rfile = raw
+            with contextlib.suppress(OSError):
+                conn.socket.settimeout(idle)
+
+
+def _answer_408(conn: Any, reason: str) -> None:
+    body = f"{reason}\n".encode("ascii", "replace")
+    head = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    try:
+        conn.wfile.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        conn.wfile.flush()
+    except (OSError, ValueError):
+        pass  # the client is gone, or the socket is closed: nothing more to do
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -393,86 +447,6 @@ def _framing_error(message: str) -> RemoteProtocolError:
 # WSGI gateway
 
 
-class UploadTooSlow(TimeoutError):
-    """The request body fell behind the minimum average rate (a slow-client attack, or a dying link)."""
-
-
-class _PacedStream:
-    """The connection's read side for one request body, with a deadline that grows with what arrived.
-
-    Byte ``n`` of the body must arrive within ``grace + n / min_rate`` seconds of the headers; each socket read
-    waits at most until then (and never longer than ``idle``, the usual socket timeout). Reads return what is
-    available (``read1``) instead of waiting for a full buffer, so the deadline is checked as bytes trickle in:
-    a plain ``read(65536)`` would wait for all 64 KiB however slowly they came.
-    """
-
-    def __init__(self, rfile: Any, sock: Any, *, grace: float, min_rate: int, idle: float) -> None:
-        self._rfile = rfile
-        self._sock = sock
-        self._grace = grace
-        self._min_rate = min_rate
-        self._idle = idle
-        self._started = time.monotonic()
-        self.received = 0
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes, fewer only at the end of the stream (as a file's read, which WSGI apps expect);
-        the deadline is checked at every piece that arrives, however small."""
-        if size is None or size < 0:
-            size = _PIECE
-        pieces: list[bytes] = []
-        got = 0
-        while got < size:
-            data = self._paced(functools.partial(self._rfile.read1, size - got))
-            if not data:
-                break
-            self.received += len(data)
-            pieces.append(data)
-            got += len(data)
-        return b"".join(pieces)
-
-    def readline(self, size: int = -1) -> bytes:
-        """One line (up to ``size`` bytes), read in pieces so that the deadline is checked as bytes trickle
-        in: a buffered ``readline`` waits the whole socket timeout per byte, a day for a 4 KiB line."""
-        limit = sys.maxsize if size is None or size < 0 else size
-        pieces: list[bytes] = []
-        got = 0
-        while got < limit:
-            buffered = self._paced(functools.partial(self._rfile.peek, 1))
-            if not buffered:
-                break  # end of stream
-            end = buffered.find(b"\n")
-            take = min(limit - got, len(buffered) if end < 0 else end + 1)
-            data = self._rfile.read1(take)  # from the buffer that peek filled: no wait
-            self.received += len(data)
-            pieces.append(data)
-            got += len(data)
-            if data.endswith(b"\n"):
-                break
-        return b"".join(pieces)
-
-    def _paced(self, read: Callable[[], bytes]) -> bytes:
-        deadline = self._started + self._grace + (self.received + 1) / self._min_rate
-        wait = min(self._idle, deadline - time.monotonic())
-        if wait <= 0:
-            raise self._too_slow()
-        self._sock.settimeout(wait)
-        try:
-            data: bytes = read()
-        except TimeoutError as exc:
-            if time.monotonic() >= deadline:
-                raise self._too_slow() from exc
-            raise
-        return data
-
-    def _too_slow(self) -> UploadTooSlow:
-        elapsed = max(time.monotonic() - self._started, 0.001)
-        return UploadTooSlow(
-            f"the request body is arriving too slowly ({self.received} bytes in {elapsed:.0f} s; this endpoint "
-            f"needs {self._min_rate} bytes/s after {self._grace:g} s)"
-        )
-
-
 class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # cheroot: no type hints
     """cheroot's WSGI 1.0 gateway, honouring an application's ``Connection: close``, with our chunked decoder.
 
@@ -497,7 +471,7 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
 
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub says None
         req = self.req
-        paced = _PacedStream(
+        paced = PacedStream(
             req.conn.rfile,
             req.conn.socket,
             grace=self.upload_grace_seconds,
@@ -612,10 +586,17 @@ class XdrServer:
         # cheroot writes connection-level events (a refused TLS handshake, a dropped client) to stderr; route
         # them into our logging, where they belong with the per-request lines.
         self._server.error_log = _error_log  # type: ignore[method-assign]
+        request_class = type("_Request", (_DeadlineRequest,), {"header_timeout": config.header_timeout})
         if context is not None:
             self._server.ssl_adapter = _DeferredHandshakeAdapter(context)
             self._server.ConnectionClass = type(
-                "_Connection", (_TlsConnection,), {"handshake_timeout": config.handshake_timeout}
+                "_Connection",
+                (_TlsConnection,),
+                {"handshake_timeout": config.handshake_timeout, "RequestHandlerClass": request_class},
+            )
+        else:
+            self._server.ConnectionClass = type(
+                "_PlainConnection", (cheroot_server.HTTPConnection,), {"RequestHandlerClass": request_class}
             )
         self._thread: threading.Thread | None = None
 

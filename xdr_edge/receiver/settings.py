@@ -22,16 +22,21 @@ Example::
     max_request_bytes = 2147483648
     linger_seconds = 5                 # after a refusal, discard what the client still sends this long
     handshake_timeout_seconds = 10     # a client that does not complete the TLS handshake is dropped
+    header_timeout_seconds = 5         # the request line and headers must all arrive within this: else 408
     max_header_bytes = 65536           # larger HTTP request headers: 413
     min_upload_bytes_per_second = 500  # a body slower than this on average (after 20 s of grace): 408
 
     [receiver]
-    registry = "registry.db"           # a path, sqlite:relative.db or sqlite:///abs/path.db
+    registry = "registry.db"           # a path, sqlite:relative.db, sqlite:///abs/path.db or postgresql://...
     inbox = "inbox"
+    name = "rx-1"                      # this receiver's working area in the inbox (default: the host name)
     hook = "mypackage.downstream:deliver"
     path = "/xdr"                      # optional: accept POSTs only on this path
     understood_headers = ["wsse:Security"]  # optional: accepted even when marked mustUnderstand
     intermediates = "certs/intermediates.pem"  # optional: CAs between client certificates and the anchors
+    max_requests_per_practice = 5      # in progress at once per practice (default: half the threads): else 503
+    max_envelope_bytes = 52428800      # the SOAP envelope (MTOM root part, or a plain-SOAP body): else 413
+    max_xml_nodes = 200000             # elements + attributes + namespace declarations in the envelope: else 400
 
     [proxy]                            # plain HTTP on loopback behind a TLS-terminating proxy
     enabled = false
@@ -50,14 +55,17 @@ __all__ = [
     "ReceiverOptions",
     "SettingsTable",
     "build_server",
+    "default_receiver_name",
     "load_receiver_settings",
     "read_settings_file",
     "server_config",
     "server_values",
 ]
 
+import re
+import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +76,18 @@ from xdr_edge.certs import parse_certificates
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.soap import header_qname
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET
 from xdr_edge.receiver.app import PeerIdentitySource, ReceiverConfig, XdrEdgeApp, load_hook
 from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.receiver.store import Inbox
-from xdr_edge.registry import Registry, open_registry, parse_registry_url
+from xdr_edge.receiver.store import Inbox, Recovery, check_receiver_name
+from xdr_edge.registry import (
+    Registry,
+    SubmissionIndex,
+    is_postgresql_url,
+    open_database,
+    open_registry,
+    parse_registry_url,
+)
 from xdr_edge.tomlconfig import TableReader, load_toml
 
 #: The ``[server]`` keys (socket, TLS, limits): the receiver's file and the JSON API's file share them.
@@ -88,6 +104,7 @@ SERVER_KEYS = frozenset(
         "max_request_bytes",
         "linger_seconds",
         "handshake_timeout_seconds",
+        "header_timeout_seconds",
         "max_header_bytes",
         "min_upload_bytes_per_second",
         "upload_grace_seconds",
@@ -95,10 +112,32 @@ SERVER_KEYS = frozenset(
 )
 _SECTIONS: dict[str, frozenset[str]] = {
     "server": SERVER_KEYS,
-    "receiver": frozenset({"registry", "inbox", "hook", "path", "understood_headers", "intermediates"}),
+    "receiver": frozenset(
+        {
+            "registry",
+            "inbox",
+            "name",
+            "hook",
+            "path",
+            "understood_headers",
+            "intermediates",
+            "max_requests_per_practice",
+            "max_envelope_bytes",
+            "max_xml_nodes",
+        }
+    ),
     "proxy": frozenset({"enabled", "trusted", "cert_header", "verify_header"}),
 }
 _DEFAULTS = ServerConfig(plain_http=True)  # only to read the defaults; never served
+_LIMITS = MtomLimits()
+
+
+def default_receiver_name() -> str:
+    """The host's short name, as a receiver name: stable across restarts (so recovery finds its own working
+    area) and distinct between hosts. Two receivers on one host sharing an inbox need names of their own."""
+    short = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", short).strip("._-")[:64]
+    return name or "default"
 
 
 @dataclass(frozen=True)
@@ -107,6 +146,7 @@ class ReceiverOptions:
 
     registry: str
     inbox: Path
+    receiver_name: str = field(default_factory=default_receiver_name)
     hook: str | None = None
     path: str | None = None
     identity_source: PeerIdentitySource = PeerIdentitySource.TLS
@@ -114,6 +154,10 @@ class ReceiverOptions:
     proxy_cert_header: str = "X-SSL-Client-Cert"
     proxy_verify_header: str = "X-SSL-Client-Verify"
     max_request_bytes: int = _DEFAULTS.max_request_bytes
+    max_envelope_bytes: int = _LIMITS.max_root_bytes
+    max_xml_nodes: int = DEFAULT_XML_BUDGET.max_nodes
+    # None: half the server's worker threads (at least one), so that one practice never takes them all
+    max_requests_per_practice: int | None = None
     understood_headers: frozenset[str] = frozenset()  # Clark names
     intermediates: Path | None = (
         None  # PEM bundle of intermediate CAs (besides those in the client CA bundle)
@@ -196,8 +240,8 @@ class SettingsTable(TableReader):
     def registry(self, key: str) -> str | None:
         """A registry URL; a relative SQLite file is made absolute against the file's directory."""
         text = self.string(key)
-        if text is None:
-            return None
+        if text is None or is_postgresql_url(text):
+            return text
         try:
             database = parse_registry_url(text)
         except ConfigurationError as exc:
@@ -239,8 +283,12 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         table.check_keys()
     values: dict[str, Any] = {
         **server_values(server),
+        "max_requests_per_practice": receiver.integer("max_requests_per_practice", 1),
+        "max_envelope_bytes": receiver.integer("max_envelope_bytes", 1024),
+        "max_xml_nodes": receiver.integer("max_xml_nodes", 100),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
+        "receiver_name": receiver.string("name"),
         "hook": receiver.string("hook"),
         "path": receiver.string("path"),
         "understood_headers": receiver.strings("understood_headers"),
@@ -269,6 +317,7 @@ def server_values(server: SettingsTable) -> dict[str, Any]:
         "max_request_bytes": server.integer("max_request_bytes", 1),
         "linger_seconds": server.number("linger_seconds"),
         "handshake_timeout": server.number("handshake_timeout_seconds"),
+        "header_timeout": server.number("header_timeout_seconds"),
         "max_header_bytes": server.integer("max_header_bytes", 1024),
         "min_upload_bytes_per_second": server.integer("min_upload_bytes_per_second", 1),
         "upload_grace_seconds": server.number("upload_grace_seconds"),
@@ -293,6 +342,7 @@ def server_config(
         max_request_bytes=int(values.get("max_request_bytes", _DEFAULTS.max_request_bytes)),
         linger_seconds=float(values.get("linger_seconds", _DEFAULTS.linger_seconds)),
         handshake_timeout=float(values.get("handshake_timeout", _DEFAULTS.handshake_timeout)),
+        header_timeout=float(values.get("header_timeout", _DEFAULTS.header_timeout)),
         max_header_bytes=int(values.get("max_header_bytes", _DEFAULTS.max_header_bytes)),
         min_upload_bytes_per_second=int(
             values.get("min_upload_bytes_per_second", _DEFAULTS.min_upload_bytes_per_second)
@@ -309,9 +359,10 @@ def load_receiver_settings(
     the result as a whole.
 
     Override names: host, port, cert, key, client_ca, crls, threads, socket_timeout, max_request_bytes,
-    linger_seconds, handshake_timeout, max_header_bytes, min_upload_bytes_per_second, upload_grace_seconds,
-    registry, inbox, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies,
-    proxy_cert_header, proxy_verify_header.
+    linger_seconds, handshake_timeout, header_timeout, max_header_bytes, min_upload_bytes_per_second,
+    upload_grace_seconds, max_requests_per_practice, max_envelope_bytes, max_xml_nodes, registry, inbox,
+    receiver_name, hook, path, understood_headers, intermediates, behind_proxy, trusted_proxies, proxy_cert_header,
+    proxy_verify_header.
     """
     values = _values_from_file(Path(path)) if path is not None else {}
     for key, value in (overrides or {}).items():
@@ -330,6 +381,7 @@ def load_receiver_settings(
     options = ReceiverOptions(
         registry=str(values["registry"]),
         inbox=Path(values["inbox"]),
+        receiver_name=check_receiver_name(values.get("receiver_name") or default_receiver_name()),
         hook=values.get("hook"),
         path=values.get("path"),
         identity_source=PeerIdentitySource.PROXY if behind_proxy else PeerIdentitySource.TLS,
@@ -337,6 +389,9 @@ def load_receiver_settings(
         proxy_cert_header=values.get("proxy_cert_header", ReceiverOptions.proxy_cert_header),
         proxy_verify_header=values.get("proxy_verify_header", ReceiverOptions.proxy_verify_header),
         max_request_bytes=max_bytes,
+        max_envelope_bytes=int(values.get("max_envelope_bytes", _LIMITS.max_root_bytes)),
+        max_xml_nodes=int(values.get("max_xml_nodes", DEFAULT_XML_BUDGET.max_nodes)),
+        max_requests_per_practice=int(values.get("max_requests_per_practice", max(1, server.threads // 2))),
         understood_headers=_understood(values.get("understood_headers", ()), where),
         intermediates=values.get("intermediates"),
     )
@@ -391,32 +446,55 @@ class BuiltServer:
     server: XdrServer
     registry: Registry
     inbox: Inbox
-    recovered: int  # leftovers of interrupted writes removed from the inbox
+    recovered: Recovery  # what start-up recovery did with this receiver's leftovers of interrupted writes
+
+    def close(self) -> None:
+        """After the server stopped: release the inbox's working area and the database connections."""
+        self.inbox.close()
+        self.registry.close()
 
 
 def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
-    """Open the registry (which must exist: ``xdr-edge registry init``) and the inbox, clean the inbox of
-    interrupted writes (:meth:`Inbox.recover`, before any request can be in flight), load the hook, and
-    assemble the WSGI app on its cheroot server."""
-    if not parse_registry_url(options.registry).is_file():
+    """Open the registry (which must exist: ``xdr-edge registry init``) and the inbox, finish or undo this
+    receiver's interrupted writes (:meth:`Inbox.recover`, before any request can be in flight), load the hook,
+    and assemble the WSGI app on its cheroot server.
+
+    The inbox index lives in the registry database, so receivers sharing that database (PostgreSQL for
+    several hosts) agree on which submissions are stored; its connection pool is sized to the worker threads.
+    """
+    if not is_postgresql_url(options.registry) and not parse_registry_url(options.registry).is_file():
         raise ConfigurationError(
             f"registry {options.registry} does not exist; create it with 'xdr-edge registry init'",
             location="registry",
         )
-    registry = open_registry(options.registry)
-    inbox = Inbox(options.inbox)
-    recovered = inbox.recover()
-    config = ReceiverConfig(
-        registry=registry,
-        inbox=inbox,
-        limits=replace(MtomLimits(), max_total_bytes=options.max_request_bytes),
-        identity_source=options.identity_source,
-        trusted_proxies=options.trusted_proxies,
-        proxy_cert_header=options.proxy_cert_header,
-        proxy_verify_header=options.proxy_verify_header,
-        hook=load_hook(options.hook) if options.hook else None,
-        path=options.path,
-        understood_headers=options.understood_headers,
-        intermediates=load_intermediates(server, options),
-    )
-    return BuiltServer(XdrServer(XdrEdgeApp(config), server), registry, inbox, recovered)
+    database = open_database(options.registry, max_connections=server.threads + 2)
+    registry = open_registry(database)
+    inbox: Inbox | None = None
+    try:
+        registry.ping()  # an uninitialized or unreachable database is a start-up error, not a first-request one
+        inbox = Inbox(options.inbox, SubmissionIndex(database), receiver=options.receiver_name)
+        recovered = inbox.recover()
+        config = ReceiverConfig(
+            registry=registry,
+            inbox=inbox,
+            limits=replace(
+                _LIMITS, max_total_bytes=options.max_request_bytes, max_root_bytes=options.max_envelope_bytes
+            ),
+            xml_budget=replace(DEFAULT_XML_BUDGET, max_nodes=options.max_xml_nodes),
+            max_requests_per_practice=options.max_requests_per_practice,
+            identity_source=options.identity_source,
+            trusted_proxies=options.trusted_proxies,
+            proxy_cert_header=options.proxy_cert_header,
+            proxy_verify_header=options.proxy_verify_header,
+            hook=load_hook(options.hook) if options.hook else None,
+            path=options.path,
+            understood_headers=options.understood_headers,
+            health_checks=(("registry", registry.ping),),
+            intermediates=load_intermediates(server, options),
+        )
+        return BuiltServer(XdrServer(XdrEdgeApp(config), server), registry, inbox, recovered)
+    except BaseException:
+        if inbox is not None:
+            inbox.close()
+        registry.close()
+        raise

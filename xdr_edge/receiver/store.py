@@ -1,80 +1,93 @@
-"""The inbox: each accepted submission becomes one directory, all of it or none of it.
+"""The inbox: each accepted submission becomes one directory, all of it or none of it, recorded once in the
+index that every receiver sharing the registry database sees (:class:`xdr_edge.registry.SubmissionIndex`).
 
 Layout::
 
     <inbox>/
-      .spool/                 MTOM parts being received (same filesystem, so keeping one is a rename)
-      .tmp/<random>/          a submission being written
-      .ids/<sha256>           SubmissionSet uniqueId index: JSON {unique_id, practice, path}
-      .docs/<sha256>          DocumentEntry uniqueId index: JSON {unique_id, sha1, size, practice, submission}
       <YYYY-MM-DD>/<ss-uniqueId>/
         summary.json          practice, sender, recipients, message id, uniqueIds, received time, fingerprint
         metadata.xml          the lcm:SubmitObjectsRequest as received
         documents/<n>-<entry-id>.<ext>   byte-exact documents
+      .work/<receiver>/       one receiver's working area (same filesystem, so keeping a file is a rename)
+        lock                  held while that receiver runs
+        spool/                MTOM parts being received
+        staging/<token>/      a submission being written
 
-A submission directory is assembled under ``.tmp`` (files fsynced), then renamed into place in one step; a crash
-leaves either the complete directory or a ``.tmp`` leftover that :meth:`Inbox.recover` removes at start-up. The
-directory name is a readable form of the SubmissionSet uniqueId (``_safe``); two uniqueIds with the same readable
-form get a random suffix, so the name is for people and the indexes are what identify a submission.
+Storing a submission, in this order:
 
-Index records. A record is named by the SHA-256 (hex) of the uniqueId, not by a cleaned-up form of it: cleaning
-maps ``a^ref:7`` and ``a^ref/7`` to one name, and the second, different document would be refused. Each record
-is written whole to a ``~<random>`` file in the same directory, fsynced, and published with ``os.link``, which
-fails when the name exists: claiming a uniqueId is atomic across threads and hosts sharing the directory, and a
-reader never sees a half-written record (with ``O_EXCL``-then-write it could read an empty one and answer a
-false XDSNonIdenticalHash). The filesystem must support hard links (any local POSIX one does).
+1. write it whole into ``staging/<token>/`` (every file, and the directories, fsynced);
+2. record it in the index: one transaction, and the commit point. A copy already stored, by this receiver or
+   any other, or a uniqueId of another practice is found here, and the staging directory is deleted;
+3. rename the staging directory into place (one step) and fsync the folder it went to;
+4. only then answer Success.
 
-Ownership. Both records name the practice that sent the uniqueId first (``summary["practice"]``). uniqueIds are
-OIDs, unique worldwide (ITI TF-3 4.2.3), so one practice's uniqueId is refused to another; but the answer must differ
-from a duplicate: XDSDuplicateUniqueIdInRegistry tells a sender its submission was already delivered, and another
-practice sending a uniqueId first would otherwise make the owner's real submission silently lost. A uniqueId held
-by another practice raises :class:`UniqueIdOwnedElsewhere` (XDSRepositoryError, without naming the holder). A
-DocumentEntry with identical bytes from another practice is accepted (a forwarded document: nothing differs, so
-nothing can be lost); with other bytes it is refused the same way.
+Start-up recovery (:meth:`Inbox.recover`) touches only this receiver's working area. It empties ``spool/``
+and asks the index about each staging directory: a recorded one is moved into place (the crash came between
+steps 2 and 3; the sender had no answer, and a copy sent meanwhile was answered "duplicate", truthfully: it
+was committed), an unrecorded one is deleted (the crash came before step 2; the sender had no answer and its
+retry is accepted). So Success always means the submission is in an inbox, and no crash leaves half a
+submission in place or a uniqueId held by nothing.
 
-Recovery. A crash after claiming the uniqueIds but before the rename leaves records whose submission does not
-exist. :meth:`Inbox.recover` removes a ``.ids`` record whose ``path`` is unset or names no directory, then every ``.docs``
-record whose claiming ``.ids`` record (``submission``) is gone, and ``~`` temporaries, so the sender's retry is
-accepted rather than refused for a uniqueId nobody holds.
+Several receivers may share one inbox directory (on a shared filesystem), each with its own working area named
+by its receiver name, or each keep an inbox of its own; the index records each submission's path relative to
+the inbox of the receiver that stored it. Two running receivers may not share a name on one inbox: the
+working area's lock refuses the second.
 
-Inboxes made by the previous layout (``.ids/<cleaned uniqueId>/`` directories, ``.docs/<cleaned uniqueId>`` files
-holding ``"<sha1> <size>"``) are left as they are: their names are never looked up, ``recover`` neither reads nor
-removes them, and nothing crashes on them. The consequence, acceptable before the first release, is that a
-submission stored before the upgrade is not recognised as a duplicate if it is sent again; delete the old entries
-by hand when convenient.
+The directory name is a readable form of the SubmissionSet uniqueId (``_safe``); two uniqueIds with the same
+readable form, or a name taken meanwhile by another receiver, get a random suffix. The name is for people; the
+index is what identifies a submission.
+
+Ownership. uniqueIds are OIDs, unique worldwide (ITI TF-3 4.2.3), so one practice's uniqueId is refused to
+another; but the answer must differ from a duplicate: XDSDuplicateUniqueIdInRegistry tells a sender its
+submission was already delivered, and another practice sending a uniqueId first would otherwise make the
+owner's real submission silently lost. A uniqueId held by another practice raises
+:class:`UniqueIdOwnedElsewhere` (XDSRepositoryError, without naming the holder). A DocumentEntry with identical
+bytes from another practice is accepted (a forwarded document: nothing differs, so nothing can be lost); with
+other bytes it is refused the same way.
+
+Inboxes written by earlier versions keep their ``.ids``, ``.docs``, ``.tmp`` and ``.spool`` folders: nothing
+reads or removes them, and the submissions they list are not in the index (one sent again is stored again).
+Delete them when convenient.
 """
 
 from __future__ import annotations
 
-__all__ = ["DocumentConflict", "Inbox", "StoredSubmission", "SubmissionInProgress", "UniqueIdOwnedElsewhere"]
+__all__ = ["DocumentConflict", "Inbox", "Recovery", "StoredSubmission", "UniqueIdOwnedElsewhere"]
 
 import errno
-import hashlib
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lxml import etree
 
 from xdr_edge.protocol.codes import NON_IDENTICAL_HASH, NON_IDENTICAL_SIZE, REPOSITORY_ERROR
-from xdr_edge.protocol.errors import StoreError
+from xdr_edge.protocol.errors import ConfigurationError, StoreError, XdrError
 from xdr_edge.protocol.model import Submission
 from xdr_edge.protocol.mtom import MtomPackage
+from xdr_edge.registry import (
+    ConflictKind,
+    IndexConflict,
+    IndexedDocument,
+    IndexedSubmission,
+    SubmissionIndex,
+)
 
 log = logging.getLogger("xdr_edge.receiver.store")
 
+DEFAULT_RECEIVER = "default"
+RECEIVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_RECORD_NAME = re.compile(r"[0-9a-f]{64}")
-_TEMP_PREFIX = "~"  # outside _safe's alphabet and hex: a temporary never looks like an old or a new record
-_CLAIM_ATTEMPTS = 5
+_NAME_ATTEMPTS = 5
 _SS_LOCATION = "RegistryPackage/ExternalIdentifier[uniqueId]"
 _DOC_LOCATION = "ExtrinsicObject/ExternalIdentifier[uniqueId]"
 _EXT = {
@@ -95,10 +108,6 @@ def _safe(name: str) -> str:
     return cleaned if cleaned.strip("._") else "x"
 
 
-def _record_name(unique_id: str) -> str:
-    return hashlib.sha256(unique_id.encode("utf-8")).hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -107,61 +116,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(directory: Path, content: Mapping[str, Any]) -> Path:
-    """Write ``content`` whole to a new temporary file in ``directory`` (so a link or rename stays on it)."""
-    tmp = directory / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
-    try:
-        with tmp.open("x", encoding="utf-8") as fh:
-            json.dump(content, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _publish(record: Path, content: Mapping[str, Any]) -> bool:
-    """Create ``record`` holding ``content``, complete from its first moment; False when it already exists."""
-    tmp = _write_temp(record.parent, content)
-    try:
-        os.link(tmp, record)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
-
-
-def _replace(record: Path, content: Mapping[str, Any]) -> None:
-    """Rewrite a record this store owns; readers see the old or the new content, never a mix."""
-    tmp = _write_temp(record.parent, content)
-    try:
-        os.replace(tmp, record)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _is_stored(record: Mapping[str, Any]) -> bool:
-    """Committed: marked so after the rename, or (a record without the mark) its directory exists."""
-    if "stored" in record:
-        return record["stored"] is True
-    path = record.get("path")
-    return isinstance(path, str) and Path(path).exists()
-
-
-def _read_record(record: Path) -> dict[str, Any] | None:
-    """The record's content; None when it vanished (a concurrent store undid its claim)."""
-    try:
-        content = json.loads(record.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot read inbox index record: {exc}", location=str(record)) from exc
-    if not isinstance(content, dict):
-        raise StoreError("inbox index record is not a JSON object", location=str(record))
-    return content
+def check_receiver_name(name: str) -> str:
+    """A receiver name names a folder: 1-64 letters, digits, ``.``, ``_`` and ``-``, starting with a letter or
+    digit."""
+    if not RECEIVER_NAME.match(name):
+        raise ConfigurationError(
+            f"receiver name {name!r} is not usable: 1-64 letters, digits and ._- only, starting with a letter "
+            "or digit",
+            location="receiver name",
+        )
+    return name
 
 
 class DocumentConflict(Exception):
@@ -209,20 +173,6 @@ class UniqueIdOwnedElsewhere(DocumentConflict):
         self.submission_set = submission_set
 
 
-class SubmissionInProgress(Exception):
-    """The same practice's submission with this SubmissionSet uniqueId is being stored by another request.
-
-    Not a duplicate yet: that store may still fail, and a sender told "duplicate" would believe it delivered
-    (typically a retry after a timeout arriving while the first copy is still being written). The answer is
-    "busy, retry" (HTTP 503); the retry then learns the first copy's fate."""
-
-    def __init__(self, unique_id: str) -> None:
-        super().__init__(
-            f"SubmissionSet {unique_id} is being stored from an earlier request of the same sender; retry shortly"
-        )
-        self.unique_id = unique_id
-
-
 @dataclass(frozen=True)
 class StoredSubmission:
     """Where an accepted submission was stored, and its summary (what the hook receives)."""
@@ -232,95 +182,117 @@ class StoredSubmission:
     document_paths: tuple[Path, ...]
 
 
-class Inbox:
-    """Atomic, whole-or-nothing storage of accepted submissions in a directory tree."""
+def _in_place(written: StoredSubmission, staging: Path, final: Path) -> StoredSubmission:
+    """What was written in ``staging``, as it is now that it was moved to ``final``."""
+    return StoredSubmission(
+        directory=final,
+        summary=written.summary,
+        document_paths=tuple(final / p.relative_to(staging) for p in written.document_paths),
+    )
 
-    def __init__(self, root: Path | str) -> None:
+
+@dataclass(frozen=True)
+class Recovery:
+    """What start-up recovery did with the leftovers of interrupted writes in this receiver's working area."""
+
+    removed: int  # spooled parts and unrecorded staging directories deleted
+    completed: int  # recorded submissions moved into place
+
+
+class Inbox:
+    """Atomic, whole-or-nothing storage of accepted submissions in a directory tree, indexed in the database.
+
+    Thread-safe: every request works in a staging directory of its own, and the index decides which copy of a
+    submission is the first.
+    """
+
+    def __init__(self, root: Path | str, index: SubmissionIndex, *, receiver: str = DEFAULT_RECEIVER) -> None:
         self.root = Path(root)
-        for sub in (".spool", ".tmp", ".ids", ".docs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.index = index
+        self.receiver = check_receiver_name(receiver)
+        self.work_dir = self.root / ".work" / receiver
+        for sub in ("spool", "staging"):
+            (self.work_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
 
     @property
     def spool_dir(self) -> Path:
-        return self.root / ".spool"
+        return self.work_dir / "spool"
 
-    def recover(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many were removed.
+    @property
+    def staging_dir(self) -> Path:
+        return self.work_dir / "staging"
 
-        ``.tmp`` and ``.spool`` are emptied; a ``.ids`` record whose submission never reached its final place is
-        removed, then every ``.docs`` record claimed by a submission that has no ``.ids`` record any more, so
-        that the sender's retry is accepted rather than reported as a duplicate or a conflict with nothing. Run
-        it at start-up, before serving: a store in progress has exactly such records, and this would remove
-        them. Entries of the previous layout are left alone (module docstring)."""
-        removed = 0
-        for sub in (".tmp", ".spool"):
-            for child in (self.root / sub).iterdir():
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+    # -- the working area -----------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold this receiver's working area until :meth:`close`: a second receiver of the same name on this
+        inbox is refused (its recovery would take our work in progress for leftovers)."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.work_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise ConfigurationError(
+                f"another receiver named {self.receiver!r} is running on inbox {self.root}; give each receiver "
+                "its own name (--receiver-name, or receiver.name)",
+                location=str(self.work_dir),
+            ) from exc
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the working area (closing the descriptor releases the lock)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def recover(self) -> Recovery:
+        """Take this receiver's working area (:meth:`lock`) and finish or undo what a crash left in it.
+
+        Run it at start-up, before serving. Spooled parts are removed; each staging directory the index has a
+        record of is moved into place, every other one is removed (module docstring). Another receiver's
+        working area is never touched, so receivers sharing an inbox start and stop independently.
+        """
+        self.lock()
+        removed = completed = 0
+        for child in self.spool_dir.iterdir():
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+            removed += 1
+        for staging in self.staging_dir.iterdir():
+            recorded = self.index.staged(self.receiver, staging.name) if staging.is_dir() else None
+            if recorded is None:
+                shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink()
                 removed += 1
-        removed += self._sweep(self.root / ".ids", self._submission_missing)
-        removed += self._sweep(self.root / ".docs", self._claimer_missing)
-        self._mark_stored(self.root / ".ids")
-        return removed
-
-    @staticmethod
-    def _sweep(directory: Path, orphaned: Callable[[Mapping[str, Any]], bool]) -> int:
-        """Remove ``~`` temporaries and the records ``orphaned`` judges so; anything else is left alone."""
-        removed = 0
-        for child in directory.iterdir():
-            if not child.is_file():
-                continue  # previous layout: .ids/<cleaned uniqueId>/ directories
-            if child.name.startswith(_TEMP_PREFIX):
-                stale = True
-            elif _RECORD_NAME.fullmatch(child.name):
-                try:
-                    content = _read_record(child)
-                except StoreError as exc:
-                    log.warning("left an unreadable inbox index record alone: %s", exc)
-                    continue
-                stale = content is not None and orphaned(content)
-            else:
-                stale = False  # previous layout: .docs/<cleaned uniqueId>
-            if stale:
-                child.unlink(missing_ok=True)
-                removed += 1
-        return removed
-
-    @staticmethod
-    def _submission_missing(content: Mapping[str, Any]) -> bool:
-        path = content.get("path")
-        return not isinstance(path, str) or not Path(path).exists()
-
-    @staticmethod
-    def _mark_stored(directory: Path) -> int:
-        """Mark records whose directory exists but which a crash left unmarked (renamed, not yet marked)."""
-        marked = 0
-        for child in directory.iterdir():
-            if not child.is_file() or not _RECORD_NAME.fullmatch(child.name):
                 continue
-            try:
-                content = _read_record(child)
-            except StoreError:
-                continue
-            if (
-                content is not None
-                and content.get("stored") is False
-                and isinstance(content.get("path"), str)
-            ):
-                if Path(content["path"]).exists():
-                    _replace(child, {**content, "stored": True})
-                    marked += 1
-        return marked
+            final = self._move_into_place(
+                staging, recorded.unique_id, staging.name, self.root / recorded.path
+            )
+            log.warning(
+                "recovery: submission %s, recorded before an interruption, moved into place at %s",
+                recorded.unique_id,
+                final,
+            )
+            completed += 1
+        return Recovery(removed, completed)
 
-    def _claimer_missing(self, content: Mapping[str, Any]) -> bool:
-        claimer = content.get("submission")
-        return not isinstance(claimer, str) or not (self.root / ".ids" / claimer).exists()
+    def probe(self) -> None:
+        """Raise :class:`OSError` unless a file can be written and synced in the working area (``/healthz``)."""
+        path = self.work_dir / f"probe-{uuid.uuid4().hex}"
+        try:
+            with path.open("xb") as fh:
+                fh.write(b"xdr-edge health probe\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            path.unlink(missing_ok=True)
 
-    def _ss_record(self, unique_id: str) -> Path:
-        return self.root / ".ids" / _record_name(unique_id)
+    # -- storing --------------------------------------------------------------------------------------
 
     def contains(self, unique_id: str) -> bool:
-        """Whether a SubmissionSet with this uniqueId is stored (or being stored), from any practice."""
-        return self._ss_record(unique_id).exists()
+        """Whether a SubmissionSet with this uniqueId is stored, from any practice, through any receiver."""
+        return self.index.contains(unique_id)
 
     def store(
         self,
@@ -335,178 +307,135 @@ class Inbox:
         Returns None when the same practice already stored its SubmissionSet uniqueId (a duplicate). Raises
         :class:`UniqueIdOwnedElsewhere` when another practice holds the SubmissionSet uniqueId or holds a
         DocumentEntry uniqueId with other bytes, :class:`DocumentConflict` when the practice itself stored a
-        DocumentEntry uniqueId with other bytes, :class:`StoreError` when the disk fails; nothing is kept then.
+        DocumentEntry uniqueId with other bytes, :class:`StoreError` when the disk or the database fails;
+        nothing is kept then.
 
         Documents are moved out of the MTOM spool when possible (a rename on the same filesystem), otherwise
         copied; either way the bytes are the ones whose SHA-1 was checked while they arrived."""
         unique_id = submission.submission_set.unique_id
         practice = summary.get("practice")
-        record = self._ss_record(unique_id)
-        content: dict[str, Any] = {
-            "unique_id": unique_id,
-            "practice": practice,
-            "path": None,
-            "stored": False,
-        }
-        if not self._claim_submission(record, content):
-            return None
-        claimed: list[Path] = []
-        tmp = self.root / ".tmp" / uuid.uuid4().hex
+        token = uuid.uuid4().hex
+        staging = self.staging_dir / token
         try:
-            claimed = self._claim_documents(submission, practice, record.name)
-            stored = self._write(submission, tmp, metadata, package, summary)
-            final_parent = self.root / datetime.now(UTC).strftime("%Y-%m-%d")
-            final_parent.mkdir(exist_ok=True)
-            final = self._commit(tmp, final_parent, _safe(unique_id), record, content)
+            written = self._write(submission, staging, metadata, package, summary)
+            now = datetime.now(UTC)
+            final = self._free_name(self.root / now.strftime("%Y-%m-%d"), _safe(unique_id))
+            record = IndexedSubmission(
+                unique_id, practice, self.receiver, token, self._relative(final), now.replace(microsecond=0)
+            )
+            documents = []
+            for entry in submission.document_entries:
+                if entry.document is not None:
+                    sha1, size = entry.document.digest()
+                    documents.append(IndexedDocument(entry.unique_id, sha1, size))
         except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            record.unlink(missing_ok=True)
-            for path in claimed:
-                path.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise StoreError(f"could not store submission {unique_id}: {exc.strerror or exc}") from exc
             raise
-        for directory in (final_parent, self.root / ".ids", self.root / ".docs"):
-            try:
-                _fsync_dir(directory)
-            except OSError as exc:
-                # Renamed, so stored: a failure answer now would only turn the sender's retry into a duplicate.
-                log.warning(
-                    "stored %s but could not fsync %s: %s", final.name, directory, exc.strerror or exc
-                )
-        return StoredSubmission(
-            directory=final,
-            summary=stored.summary,
-            document_paths=tuple(final / p.relative_to(tmp) for p in stored.document_paths),
-        )
+        try:
+            conflict = self.index.record(record, documents)
+        except Exception:  # (an interrupt leaves the staging directory to recovery, which asks the index)
+            settled = self._settle(staging, record)
+            if settled is None:
+                raise
+            return _in_place(written, staging, settled)
+        if conflict is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            if conflict.kind is ConflictKind.DUPLICATE:
+                return None
+            self._refuse(conflict, practice)
+        try:
+            final = self._move_into_place(staging, unique_id, token, final)
+        except (OSError, StoreError) as exc:
+            self._undo(staging, record)
+            raise StoreError(f"could not store submission {unique_id}: {exc}") from exc
+        return _in_place(written, staging, final)
 
-    def _claim_submission(self, record: Path, content: Mapping[str, Any]) -> bool:
-        """Publish the SubmissionSet record; False for a duplicate from the same practice.
-
-        Raises :class:`UniqueIdOwnedElsewhere` when another practice holds the uniqueId."""
-        unique_id = content["unique_id"]
-        for _ in range(_CLAIM_ATTEMPTS):
-            try:
-                if _publish(record, content):
-                    return True
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot record submission {unique_id}: {exc.strerror or exc}", location=str(record)
-                ) from exc
-            held = _read_record(record)
-            if held is None:
-                continue  # the holder's store failed and undid its claim: try again
-            if held.get("practice") == content["practice"]:
-                if _is_stored(held) or self._stored_unmarked(record, held):
-                    return False
-                raise SubmissionInProgress(unique_id)
-            log.warning(
-                "SubmissionSet uniqueId %s from practice %s refused: already held by practice %s",
-                unique_id,
-                content["practice"],
-                held.get("practice"),
+    def _settle(self, staging: Path, record: IndexedSubmission) -> Path | None:
+        """Recording failed, perhaps after the database committed (a connection lost while committing): ask it.
+        Recorded after all: move it into place and return where (the submission is stored). Certainly not:
+        remove the staging directory. No answer: leave it to :meth:`recover` at the next start, which asks
+        again. None unless stored."""
+        try:
+            recorded = self.index.staged(self.receiver, record.staged_as)
+        except XdrError:
+            log.error(
+                "submission %s: whether it was recorded is unknown; recovery will settle it", record.unique_id
             )
-            raise UniqueIdOwnedElsewhere(unique_id, submission_set=True)
-        raise StoreError(f"cannot record submission {unique_id}: its index record keeps changing")
+            return None
+        if recorded is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return None
+        try:
+            return self._move_into_place(
+                staging, record.unique_id, record.staged_as, self.root / recorded.path
+            )
+        except (OSError, StoreError):
+            log.exception("submission %s recorded but not moved into place; recovery will", record.unique_id)
+            return None
+
+    def _undo(self, staging: Path, record: IndexedSubmission) -> None:
+        """Moving into place failed after recording: undo the record so the sender's retry is accepted. If the
+        database cannot be reached either, the staging directory stays and recovery moves it into place."""
+        try:
+            self.index.forget(record.unique_id, record.staged_as)
+        except StoreError:
+            log.exception(
+                "submission %s recorded but not in place; recovery will finish it", record.unique_id
+            )
+            return
+        shutil.rmtree(staging, ignore_errors=True)
 
     @staticmethod
-    def _stored_unmarked(record: Path, held: Mapping[str, Any]) -> bool:
-        """A record left unmarked although its submission is in place (the rename succeeded, marking it
-        failed): the directory's own summary says which SubmissionSet it holds. Marks it when so; otherwise
-        every later copy would be answered "busy" until the next start-up."""
-        path = held.get("path")
-        if not isinstance(path, str):
-            return False
-        try:
-            summary = json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False  # not there yet (a store in progress), or not ours to judge
-        if not isinstance(summary, dict) or summary.get("submission_set_unique_id") != held.get("unique_id"):
-            return False
-        try:
-            _replace(record, {**held, "stored": True})
-        except OSError as exc:
-            log.warning("could not mark the index record of %s: %s", held.get("unique_id"), exc)
-        return True
+    def _refuse(conflict: IndexConflict, practice: str | None) -> NoReturn:
+        unique_id = conflict.unique_id
+        if conflict.kind in (ConflictKind.SUBMISSION_ELSEWHERE, ConflictKind.DOCUMENT_ELSEWHERE):
+            submission_set = conflict.kind is ConflictKind.SUBMISSION_ELSEWHERE
+            log.warning(
+                "%s uniqueId %s from practice %s refused: already held by practice %s",
+                "SubmissionSet" if submission_set else "DocumentEntry",
+                unique_id,
+                practice,
+                conflict.holder,
+            )
+            raise UniqueIdOwnedElsewhere(unique_id, submission_set=submission_set)
+        code = NON_IDENTICAL_HASH if conflict.kind is ConflictKind.DOCUMENT_HASH else NON_IDENTICAL_SIZE
+        raise DocumentConflict(unique_id, code)
 
-    def _commit(self, tmp: Path, parent: Path, name: str, record: Path, content: dict[str, Any]) -> Path:
-        """Rename the assembled submission into place; the rename is the commit point.
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
-        The record names its target before the rename: after a crash in between, recover() sees a record whose
-        target does not exist and removes it, so the sender's retry is accepted. Another uniqueId with the same
-        readable name (or arriving at the same moment) gets a suffixed name instead."""
+    @staticmethod
+    def _free_name(parent: Path, name: str) -> Path:
         final = parent / name
-        for _ in range(_CLAIM_ATTEMPTS):
-            if final.exists():
-                final = parent / f"{name}-{uuid.uuid4().hex[:8]}"
-            _replace(record, {**content, "path": str(final)})
+        while final.exists():
+            final = parent / f"{name}-{uuid.uuid4().hex[:8]}"
+        return final
+
+    def _move_into_place(self, staging: Path, unique_id: str, token: str, final: Path) -> Path:
+        """Rename the staging directory to ``final`` (another free name, recorded in the index, when another
+        receiver took that one meanwhile) and make the rename durable."""
+        parent = final.parent
+        if not parent.is_dir():
+            parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(parent.parent)  # a new date folder must survive a power loss as well
+        for _ in range(_NAME_ATTEMPTS):
             try:
-                os.rename(tmp, final)
+                os.rename(staging, final)
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
+                final = self._free_name(parent, _safe(unique_id))
+                self.index.relocate(unique_id, token, self._relative(final))
                 continue
             try:
-                _replace(record, {**content, "path": str(final), "stored": True})
+                _fsync_dir(parent)
             except OSError as exc:
-                # Stored all the same (the rename was the commit); recover() marks it at the next start.
-                log.warning("stored %s but could not mark its index record: %s", final.name, exc)
+                # Renamed, so stored: a failure answer now would only turn the sender's retry into a duplicate.
+                log.warning("stored %s but could not fsync %s: %s", final.name, parent, exc.strerror or exc)
             return final
-        raise StoreError(
-            f"no free directory name for submission {content['unique_id']}", location=str(parent)
-        )
-
-    def _claim_documents(self, submission: Submission, practice: str | None, claimer: str) -> list[Path]:
-        """Record each DocumentEntry uniqueId with its SHA-1, size, practice and claiming SubmissionSet record.
-        Returns the records this call created; raises :class:`DocumentConflict` (after undoing them) when a
-        uniqueId is already held by other bytes."""
-        created: list[Path] = []
-        try:
-            for entry in submission.document_entries:
-                if entry.document is None:
-                    continue
-                sha1, size = entry.document.digest()
-                content = {
-                    "unique_id": entry.unique_id,
-                    "sha1": sha1,
-                    "size": size,
-                    "practice": practice,
-                    "submission": claimer,
-                }
-                record = self.root / ".docs" / _record_name(entry.unique_id)
-                if self._claim_document(record, content):
-                    created.append(record)
-        except BaseException:
-            for path in created:
-                path.unlink(missing_ok=True)
-            raise
-        return created
-
-    @staticmethod
-    def _claim_document(record: Path, content: Mapping[str, Any]) -> bool:
-        """True when this call published the record; False when it is already held with the same bytes."""
-        unique_id = content["unique_id"]
-        for _ in range(_CLAIM_ATTEMPTS):
-            if _publish(record, content):
-                return True
-            held = _read_record(record)
-            if held is None:
-                continue  # the holder's store failed and undid its claim: try again
-            same_bytes = held.get("sha1") == content["sha1"] and held.get("size") == content["size"]
-            if same_bytes:
-                return False  # a re-registration (or a forwarded document): nothing differs
-            if held.get("practice") != content["practice"]:
-                log.warning(
-                    "DocumentEntry uniqueId %s from practice %s refused: held with other bytes by practice %s",
-                    unique_id,
-                    content["practice"],
-                    held.get("practice"),
-                )
-                raise UniqueIdOwnedElsewhere(unique_id, submission_set=False)
-            if held.get("sha1") != content["sha1"]:
-                raise DocumentConflict(unique_id, NON_IDENTICAL_HASH)
-            raise DocumentConflict(unique_id, NON_IDENTICAL_SIZE)
-        raise StoreError(f"cannot record DocumentEntry uniqueId {unique_id}: its index record keeps changing")
+        raise StoreError(f"no free directory name for submission {unique_id}", location=str(parent))
 
     def _write(
         self,

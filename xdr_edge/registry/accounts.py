@@ -7,8 +7,8 @@ practice created through the API is the practice the receiver identifies), writt
 and audit rows, and a server-database backend ports both together. Why a Protocol of its own
 (:class:`AccountStore`) and not more methods on :class:`~xdr_edge.registry.store.RegistryStore`: the receiver's
 decisions and the registry commands never need these; keeping them apart keeps the receiver's interface small,
-and a backend implements the second Protocol over the same connections (:class:`SqliteAccountStore` is a
-:class:`~xdr_edge.registry.store.SqliteStore` with these methods).
+and one store implements both over the same database (:class:`SqlAccountStore` is a
+:class:`~xdr_edge.registry.store.SqlStore` with these methods, on SQLite or PostgreSQL alike).
 
 Passwords are stored only as the encoded slow hashes the API computes (this module never sees a password).
 Records carry no PHI: a message record has addresses, counts, sizes, identifiers and the outcome, never
@@ -23,21 +23,23 @@ __all__ = [
     "ApplicationRecord",
     "LoginRecord",
     "MessageRecord",
+    "SqlAccountStore",
     "SqliteAccountStore",
     "open_accounts",
 ]
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.registry.database import Access, Row, SqliteDatabase, open_database
 from xdr_edge.registry.migrations import write_audit
 from xdr_edge.registry.records import AuditEvent, JsonValue
-from xdr_edge.registry.store import SqliteStore, parse_registry_url
+from xdr_edge.registry.store import SqlStore
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _application(row: sqlite3.Row) -> ApplicationRecord:
+def _application(row: Row) -> ApplicationRecord:
     return ApplicationRecord(
         id=row["id"],
         name=row["name"],
@@ -182,11 +184,11 @@ def _application(row: sqlite3.Row) -> ApplicationRecord:
     )
 
 
-def _account(row: sqlite3.Row) -> AccountRecord:
+def _account(row: Row) -> AccountRecord:
     return AccountRecord(row["application_id"], row["account_id"], row["practice_id"], _dt(row["created_at"]))
 
 
-def _login(row: sqlite3.Row) -> LoginRecord:
+def _login(row: Row) -> LoginRecord:
     return LoginRecord(
         login_id=row["login_id"],
         practice_id=row["practice_id"],
@@ -198,7 +200,7 @@ def _login(row: sqlite3.Row) -> LoginRecord:
     )
 
 
-def _message(row: sqlite3.Row) -> MessageRecord:
+def _message(row: Row) -> MessageRecord:
     detail: Any = json.loads(row["detail"]) if row["detail"] else {}
     return MessageRecord(
         id=row["id"],
@@ -217,15 +219,17 @@ def _message(row: sqlite3.Row) -> MessageRecord:
     )
 
 
-class SqliteAccountStore(SqliteStore):
-    """The registry's SQLite store with the API's tables: one object serves as both
+class SqlAccountStore(SqlStore):
+    """The registry's store with the API's tables: one object serves as both
     :class:`~xdr_edge.registry.store.RegistryStore` (give it to :class:`~xdr_edge.registry.Registry`) and
-    :class:`AccountStore`, over the same file and the same connection rules."""
+    :class:`AccountStore`, over the same database (SQLite or PostgreSQL) and the same connection rules.
+    Changes that are audited run as ``CHANGE`` transactions (one at a time, as every registry change);
+    message records, written for every MessageSend, as ``RECORD`` transactions (concurrently)."""
 
     # -- applications ----------------------------------------------------------------------------------
 
     def add_application(self, application: ApplicationRecord, event: AuditEvent) -> None:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM api_applications WHERE id = ?", (application.id,)).fetchone():
                 raise ConfigurationError(
                     f"application {application.id!r} already exists",
@@ -249,7 +253,7 @@ class SqliteAccountStore(SqliteStore):
     def set_application_password(
         self, application_id: str, password_hash: str, at: datetime, event: AuditEvent
     ) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
                 "UPDATE api_applications SET password_hash = ?, password_changed_at = ? WHERE id = ?",
                 (password_hash, _ts(at), application_id),
@@ -260,7 +264,7 @@ class SqliteAccountStore(SqliteStore):
             return True
 
     def set_application_active(self, application_id: str, active: bool, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
                 "UPDATE api_applications SET active = ? WHERE id = ? AND active <> ?",
                 (int(active), application_id, int(active)),
@@ -271,12 +275,12 @@ class SqliteAccountStore(SqliteStore):
             return True
 
     def application(self, application_id: str) -> ApplicationRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute("SELECT * FROM api_applications WHERE id = ?", (application_id,)).fetchone()
         return None if row is None else _application(row)
 
     def applications(self) -> list[ApplicationRecord]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute("SELECT * FROM api_applications ORDER BY id").fetchall()
         return [_application(row) for row in rows]
 
@@ -285,7 +289,7 @@ class SqliteAccountStore(SqliteStore):
     def create_account(
         self, account: AccountRecord, practice: Practice, practice_event: AuditEvent, owner_event: AuditEvent
     ) -> None:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM practices WHERE id = ?", (practice.id,)).fetchone() is not None:
                 raise ConfigurationError(
                     f"practice {practice.id!r} already exists", code="practice-exists", location=practice.id
@@ -303,7 +307,7 @@ class SqliteAccountStore(SqliteStore):
             write_audit(conn, owner_event)
 
     def account(self, application_id: str, account_id: str) -> AccountRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute(
                 "SELECT * FROM api_accounts WHERE application_id = ? AND account_id = ?",
                 (application_id, account_id),
@@ -311,12 +315,12 @@ class SqliteAccountStore(SqliteStore):
         return None if row is None else _account(row)
 
     def account_of_practice(self, practice_id: str) -> AccountRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute("SELECT * FROM api_accounts WHERE practice_id = ?", (practice_id,)).fetchone()
         return None if row is None else _account(row)
 
     def accounts(self, application_id: str, *, after: str | None, limit: int) -> list[AccountRecord]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT * FROM api_accounts WHERE application_id = ? AND account_id > ? "
                 "ORDER BY account_id LIMIT ?",
@@ -325,7 +329,7 @@ class SqliteAccountStore(SqliteStore):
         return [_account(row) for row in rows]
 
     def rename_practice(self, practice_id: str, name: str, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
                 "UPDATE practices SET name = ? WHERE id = ? AND name <> ?", (name, practice_id, name)
             )
@@ -337,7 +341,7 @@ class SqliteAccountStore(SqliteStore):
     # -- logins --------------------------------------------------------------------------------------------
 
     def save_login(self, login: LoginRecord, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             row = conn.execute(
                 "SELECT practice_id FROM api_logins WHERE login_id = ?", (login.login_id,)
             ).fetchone()
@@ -377,12 +381,12 @@ class SqliteAccountStore(SqliteStore):
             return row is None
 
     def login(self, login_id: str) -> LoginRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute("SELECT * FROM api_logins WHERE login_id = ?", (login_id,)).fetchone()
         return None if row is None else _login(row)
 
     def logins(self, practice_id: str) -> list[LoginRecord]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT * FROM api_logins WHERE practice_id = ? ORDER BY login_id", (practice_id,)
             ).fetchall()
@@ -391,7 +395,7 @@ class SqliteAccountStore(SqliteStore):
     # -- messages ------------------------------------------------------------------------------------------
 
     def add_message(self, record: MessageRecord) -> None:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             conn.execute(
                 "INSERT INTO api_messages (id, practice_id, application_id, login_id, user_id, sender, "
                 "recipients, document_count, total_bytes, outcome, detail, created_at, finished_at) "
@@ -416,23 +420,32 @@ class SqliteAccountStore(SqliteStore):
     def finish_message(
         self, message_id: str, outcome: str, detail: dict[str, JsonValue], at: datetime
     ) -> None:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             conn.execute(
                 "UPDATE api_messages SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
                 (outcome, json.dumps(detail, sort_keys=True), _ts(at), message_id),
             )
 
     def message(self, message_id: str) -> MessageRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute("SELECT * FROM api_messages WHERE id = ?", (message_id,)).fetchone()
         return None if row is None else _message(row)
 
 
-def open_accounts(url: str) -> SqliteAccountStore:
+class SqliteAccountStore(SqlAccountStore):
+    """:class:`SqlAccountStore` on one SQLite file."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        database = SqliteDatabase(path, busy_timeout_ms=busy_timeout_ms)
+        self.path = database.path
+        super().__init__(database)
+
+
+def open_accounts(url: str, *, max_connections: int = 4) -> SqlAccountStore:
     """The registry database a URL names (as :func:`~xdr_edge.registry.open_registry`), with the API's tables.
 
     The database must exist (``xdr-edge registry init``); opening it brings its schema up to date.
     """
-    store = SqliteAccountStore(parse_registry_url(url))
-    store.schema_version()  # a missing file fails here, saying how to create it
+    store = SqlAccountStore(open_database(url, max_connections=max_connections))
+    store.ping()  # a missing or uninitialized database fails here, saying how to create it
     return store

@@ -1,21 +1,45 @@
-"""The registry's SQLite schema, as migrations: ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to
-``n``, in one transaction (:meth:`.store.SqliteStore.migrate`). Append new steps; never edit a released one
-(databases in the field were made by it). Also the audit row, which every migration data step and every
-change writes in its own transaction.
+"""The registry database's schema, as migrations: ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to
+``n``, in one transaction (:func:`migrate`), on SQLite and PostgreSQL alike. Append new steps; never edit a
+released one (databases in the field were made by it). Also the audit row, which every migration data step and
+every change writes in its own transaction.
+
+How to add a table or a column (it then works on both engines):
+
+1. Append a tuple of steps to :data:`MIGRATIONS`. A step is portable SQL: ``TEXT`` for strings and for
+   timestamps (ISO 8601, UTC), ``INTEGER``/``BIGINT`` for numbers, 0/1 ``INTEGER`` for booleans with a
+   ``CHECK``, ``{serial}`` for a generated integer primary key, ``{blob}`` for bytes; a case-insensitive
+   uniqueness is a ``CREATE UNIQUE INDEX ... (lower(column))``, not a collation. (The words in braces are
+   filled in per engine from :data:`.database.DDL_WORDS`, so a literal brace is written ``{{``.) A step that
+   SQL cannot express is a Python callable taking the migrating :class:`.database.Connection`.
+2. Write the queries once with ``?`` placeholders in :mod:`.store` (or a module beside it), inside
+   ``database.transaction(Access.CHANGE)`` for an audited change (calling :func:`write_audit` in it) or
+   ``Access.READ`` / ``connection()`` for reads; a generated id comes from ``conn.insert(sql, params, column)``.
+   Compare text case-insensitively with ``lower(column) = lower(?)`` (SQLite's ``LIKE`` ignores ASCII case,
+   PostgreSQL's does not: lower both sides there too).
+3. Run the registry test suite: it runs against SQLite and, where PostgreSQL is installed, PostgreSQL.
 """
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "NO_KEY", "SCHEMA_VERSION", "MigrationStep", "write_audit"]
+__all__ = [
+    "MIGRATIONS",
+    "NO_KEY",
+    "SCHEMA_VERSION",
+    "MigrationStep",
+    "migrate",
+    "schema_version",
+    "write_audit",
+]
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeAlias
 
 from cryptography import x509
 
+from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.registry.database import Connection, Database
 from xdr_edge.registry.records import AuditEvent, JsonValue, MappingKind
 from xdr_edge.registry.verify import crl_signer_key_id
 
@@ -23,7 +47,7 @@ _KINDS = ", ".join(f"'{kind.value}'" for kind in MappingKind)
 
 #: One step of a migration: an SQL statement, or a Python data step run on the migrating connection (inside
 #: the migration's transaction) for what SQL alone cannot compute.
-MigrationStep: TypeAlias = str | Callable[[sqlite3.Connection], None]
+MigrationStep: TypeAlias = str | Callable[[Connection], None]
 
 #: The key id of a CRL whose issuer is not a trust anchor (see :class:`CrlRecord`). A real value, not NULL:
 #: NULLs in a primary key are distinct in SQLite (two rows of one name would both be kept) and not allowed
@@ -33,7 +57,7 @@ NO_KEY = ""
 MIGRATION_ACTOR = "xdr-edge schema migration"
 
 
-def write_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
+def write_audit(conn: Connection, event: AuditEvent) -> None:
     conn.execute(
         "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
         (
@@ -46,7 +70,7 @@ def write_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
     )
 
 
-def _attribute_v1_crls(conn: sqlite3.Connection) -> None:
+def _attribute_v1_crls(conn: Connection) -> None:
     """Data step of schema version 2: give each CRL carried over from version 1 the key id of its signer.
 
     Why a Python step and not a lazy fill later: the key id needs a signature check, which SQL cannot do, and
@@ -55,19 +79,19 @@ def _attribute_v1_crls(conn: sqlite3.Connection) -> None:
     done exactly once. Version 1 loaded a CRL of a trust anchor's name only if one of the anchors of that
     name verified it, so the check finds that anchor; a CRL whose name matched no anchor (an intermediate
     CA's) keeps the "not an anchor" key id, as a newly loaded one would. Each re-keyed row is audited.
-    A server-database store migrating its own schema runs the same check (:func:`.verify.crl_signer_key_id`);
-    the :class:`RegistryStore` interface itself only ever sees :class:`CrlRecord` values with the key id set.
+    (A PostgreSQL database is created at version 3 and later, so there the step finds no rows.)
     """
     anchors: list[x509.Certificate] = []
-    for row in conn.execute("SELECT pem FROM trust_anchors ORDER BY added_at, fingerprint_sha256"):
+    for row in conn.all("SELECT pem FROM trust_anchors ORDER BY added_at, fingerprint_sha256"):
         try:
-            anchors.append(x509.load_pem_x509_certificate(str(row[0]).encode("ascii")))
+            anchors.append(x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii")))
         except ValueError:
             continue  # unreadable anchors cannot have signed anything we could check
-    rows = conn.execute("SELECT issuer, der FROM crls WHERE issuer_key_id = ?", (NO_KEY,)).fetchall()
-    for issuer, der in rows:
+    rows = conn.all("SELECT issuer, der FROM crls WHERE issuer_key_id = ?", (NO_KEY,))
+    for row in rows:
+        issuer = str(row["issuer"])
         try:
-            key_id = crl_signer_key_id(x509.load_der_x509_crl(bytes(der)), anchors)
+            key_id = crl_signer_key_id(x509.load_der_x509_crl(bytes(row["der"])), anchors)
         except ValueError:
             key_id = None
         if key_id is None:
@@ -111,9 +135,9 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         # address is unique case-insensitively: two practices must not own "Alice@x" and "alice@x", whatever
         # the receiving domain does with local-part case (our practice-binding rule).
         """CREATE TABLE bindings (
-            id INTEGER PRIMARY KEY,
+            id {rowid},
             practice_id TEXT NOT NULL REFERENCES practices(id),
-            address TEXT COLLATE NOCASE UNIQUE,
+            address TEXT {nocase} UNIQUE,
             domain TEXT UNIQUE,
             created_at TEXT NOT NULL,
             CHECK ((address IS NULL) <> (domain IS NULL))
@@ -129,11 +153,11 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             issuer TEXT PRIMARY KEY,
             this_update TEXT NOT NULL,
             next_update TEXT,
-            der BLOB NOT NULL,
+            der {blob} NOT NULL,
             loaded_at TEXT NOT NULL
         )""",
         f"""CREATE TABLE mapping_rules (
-            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            position {{serial}},
             kind TEXT NOT NULL CHECK (kind IN ({_KINDS})),
             attribute TEXT,
             issuer_fingerprint TEXT REFERENCES trust_anchors(fingerprint_sha256),
@@ -141,7 +165,7 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             CHECK ((kind = 'subject-attribute') = (attribute IS NOT NULL))
         )""",
         """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id {serial},
             at TEXT NOT NULL,
             actor TEXT NOT NULL,
             action TEXT NOT NULL,
@@ -159,7 +183,7 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             issuer_key_id TEXT NOT NULL DEFAULT '',
             this_update TEXT NOT NULL,
             next_update TEXT,
-            der BLOB NOT NULL,
+            der {blob} NOT NULL,
             loaded_at TEXT NOT NULL,
             PRIMARY KEY (issuer, issuer_key_id)
         )""",
@@ -172,7 +196,8 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
     # Version 3: the JSON API's data (xdr_edge.api), beside the registry it acts on. Integrators' applications
     # and their passwords (slow salted hashes only), which application owns which practice under which of its
     # own keys (accountId), individual logins of one practice, and the record of every message sent through
-    # the API. Standard SQL only (a server database runs the same statements).
+    # the API. Standard SQL only (a server database runs the same statements). total_bytes: {bigint} renders as
+    # this step's released SQLite text (INTEGER, 64-bit there) and as BIGINT on PostgreSQL (INTEGER has 32 bits).
     (
         """CREATE TABLE api_applications (
             id TEXT PRIMARY KEY,
@@ -208,7 +233,7 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
             sender TEXT NOT NULL,
             recipients TEXT NOT NULL,
             document_count INTEGER NOT NULL,
-            total_bytes INTEGER NOT NULL,
+            total_bytes {bigint} NOT NULL,
             outcome TEXT,
             detail TEXT,
             created_at TEXT NOT NULL,
@@ -216,7 +241,124 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         )""",
         "CREATE INDEX api_messages_practice ON api_messages(practice_id, created_at)",
     ),
+    # Version 4: one schema on SQLite and PostgreSQL, and the inbox index in the registry database.
+    # - bindings: "an address is unique whatever the case of its letters" becomes a unique index on
+    #   lower(address). The NOCASE collation of version 1 exists only in SQLite, and it made every comparison
+    #   of the column case-insensitive, so an exact comparison needed SQLite-only syntax. Rebuilt (SQLite cannot
+    #   change a column's collation in place), rows copied in their order.
+    # - inbox_submissions, inbox_documents: the SubmissionSet and DocumentEntry uniqueIds stored by every
+    #   receiver sharing this database, with the practice that sent each (xdr_edge.registry.submissions).
+    (
+        """CREATE TABLE bindings_v4 (
+            id {rowid},
+            practice_id TEXT NOT NULL REFERENCES practices(id),
+            address TEXT,
+            domain TEXT UNIQUE,
+            created_at TEXT NOT NULL,
+            CHECK ((address IS NULL) <> (domain IS NULL))
+        )""",
+        "INSERT INTO bindings_v4 (practice_id, address, domain, created_at) "
+        "SELECT practice_id, address, domain, created_at FROM bindings ORDER BY id",
+        "DROP TABLE bindings",
+        "ALTER TABLE bindings_v4 RENAME TO bindings",
+        "CREATE UNIQUE INDEX bindings_address ON bindings (lower(address))",
+        "CREATE INDEX bindings_practice ON bindings (practice_id)",
+        # path: the submission's directory relative to the inbox root of `receiver` (one shared inbox, or each
+        # receiver's own); staged_as: the name of its staging directory in that receiver's working area, which
+        # is how that receiver's start-up recovery finds a submission recorded but not yet moved into place.
+        """CREATE TABLE inbox_submissions (
+            unique_id TEXT PRIMARY KEY,
+            practice_id TEXT,
+            receiver TEXT NOT NULL,
+            staged_as TEXT NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            stored_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE inbox_documents (
+            unique_id TEXT PRIMARY KEY,
+            sha1 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            practice_id TEXT,
+            submission_id TEXT NOT NULL REFERENCES inbox_submissions(unique_id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX inbox_documents_submission ON inbox_documents (submission_id)",
+    ),
 )
 
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The tables the migrations create: in a shared (server) database, only these mean "someone else's registry".
+_OWN_TABLES = frozenset(
+    {
+        "schema_version",
+        "practices",
+        "certificates",
+        "bindings",
+        "trust_anchors",
+        "crls",
+        "mapping_rules",
+        "audit",
+        "api_applications",
+        "api_accounts",
+        "api_logins",
+        "api_messages",
+        "inbox_submissions",
+        "inbox_documents",
+    }
+)
+
+
+def _current_version(database: Database, conn: Connection) -> int:
+    tables = database.table_names(conn)
+    if "schema_version" not in tables:
+        foreign = tables & _OWN_TABLES if database.shared else tables
+        if foreign:
+            raise ConfigurationError(
+                f"{database.location} is a database but not an xdr-edge registry: it has tables "
+                f"({', '.join(sorted(foreign))}) and no schema_version",
+                location=database.location,
+            )
+        return 0
+    row = conn.one("SELECT version FROM schema_version WHERE id = 1")
+    version = int(row["version"]) if row is not None else 0
+    if version > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"registry database {database.location} has schema version {version}, newer than the "
+            f"{SCHEMA_VERSION} this xdr-edge knows; upgrade xdr-edge (it will not downgrade or misread "
+            "the database)",
+            location=database.location,
+        )
+    return version
+
+
+def schema_version(database: Database) -> int:
+    """The database's schema version (0: no registry yet)."""
+    with database.connection() as conn:
+        return _current_version(database, conn)
+
+
+def migrate(database: Database, *, create: bool = False) -> bool:
+    """Bring the schema to :data:`SCHEMA_VERSION` in one transaction; True when anything was applied.
+
+    Safe when several processes open the database at once (receivers of a cluster starting together): the
+    migration is a ``CHANGE`` transaction, so they run one after the other and the later ones find the
+    schema current. ``create`` allows an SQLite file that does not exist yet (``registry init``).
+    """
+    if create:
+        database.prepare()
+    with database.schema_transaction(create=create) as conn:
+        current = _current_version(database, conn)
+        for steps in MIGRATIONS[current:]:
+            for step in steps:
+                if isinstance(step, str):
+                    conn.execute(database.render(step))
+                else:
+                    step(conn)
+        if current < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+            )
+    return current < SCHEMA_VERSION

@@ -31,6 +31,7 @@ from xdr_edge.certs import fingerprint_sha256, parse_certificates, san_values
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError
 from xdr_edge.protocol.model import DirectAddress
+from xdr_edge.registry.database import Database, open_database
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,
@@ -44,10 +45,12 @@ from xdr_edge.registry.records import (
     TrustAnchor,
     normalize_fingerprint,
 )
-from xdr_edge.registry.store import RegistryStore, SqliteStore, parse_registry_url
+from xdr_edge.registry.store import RegistryStore, SqlStore
 from xdr_edge.registry.verify import (
     ChainVerdict,
     LoadedCrl,
+    anchor_of,
+    ca_problem,
     crl_signer_key_id,
     utc_text,
     verify_client_certificate,
@@ -73,13 +76,14 @@ _CANONICAL = {"USERID": "UID", "E": "EMAILADDRESS"}
 _DOTTED = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
-def open_registry(url: str) -> Registry:
-    """The registry a URL names: ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path.
+def open_registry(url: str | Database, *, max_connections: int = 4) -> Registry:
+    """The registry a URL names: ``sqlite:///abs/path.db``, ``sqlite:relative.db``, a plain path, or
+    ``postgresql://user@host/dbname`` (the ``postgresql`` extra); or an already opened database.
 
-    Other schemes (``postgresql://...``) raise :class:`ConfigurationError`; a server-database backend is
-    another :class:`RegistryStore` implementation selected here.
+    ``max_connections`` bounds the PostgreSQL connection pool (:func:`.database.open_database`).
     """
-    return Registry(SqliteStore(parse_registry_url(url)))
+    database = url if isinstance(url, Database) else open_database(url, max_connections=max_connections)
+    return Registry(SqlStore(database))
 
 
 def _certificate_record(cert: x509.Certificate, practice_id: str | None, at: datetime) -> CertificateRecord:
@@ -180,6 +184,20 @@ class Registry:
     def location(self) -> str:
         return self._store.location
 
+    def ping(self) -> None:
+        """Raise :class:`~xdr_edge.protocol.errors.StoreError` unless the database answers (``/healthz``)."""
+        self._store.ping()
+
+    def close(self) -> None:
+        """Release the store's connections (a PostgreSQL pool); the registry may not be used afterwards."""
+        self._store.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- administration ------------------------------------------------------------------------------
 
     def _event(self, actor: str, action: str, subject: str, detail: dict[str, JsonValue]) -> AuditEvent:
@@ -211,10 +229,37 @@ class Registry:
         )
 
     def enroll(
-        self, practice_id: str, cert: bytes | str | x509.Certificate, *, actor: str
+        self,
+        practice_id: str,
+        cert: bytes | str | x509.Certificate,
+        *,
+        actor: str,
+        chain: Sequence[x509.Certificate] = (),
+        ahead_of_anchor: bool = False,
     ) -> CertificateRecord:
-        """Pin a certificate (by SHA-256 fingerprint) to a practice; enrolling it again there is a no-op."""
-        leaf = parse_certificates(cert)[0]
+        """Pin a certificate (by SHA-256 fingerprint) to a practice; enrolling it again there is a no-op.
+
+        The certificate must chain to one of the registry's trust anchors (by name and signature, through
+        ``chain``, the intermediates; PEM bytes may carry them after the leaf): a pin for a certificate no
+        anchor vouches for would never let it in, and usually means the wrong file or a forgotten anchor.
+        ``ahead_of_anchor`` pins it all the same, for a certificate whose CA will be added later (recorded in
+        the audit entry). Validity is not checked here: a renewal may be enrolled before it starts.
+        """
+        certificates = parse_certificates(cert)
+        leaf = certificates[0]
+        anchor = anchor_of(
+            leaf, [*certificates[1:], *chain], anchors=[a.certificate() for a in self.trust_anchors()]
+        )
+        if anchor is None and not ahead_of_anchor:
+            subject = leaf.subject.rfc4514_string()
+            raise CertificateError(
+                f"certificate {subject} does not chain to a trust anchor of the registry (issuer "
+                f"{leaf.issuer.rfc4514_string()}; give its intermediate CAs if it has any): not enrolled. "
+                "Add the CA that issued it first (registry add-anchor), or pin it ahead of its anchor "
+                "explicitly (registry enroll --ahead-of-anchor)",
+                code="certificate-not-anchored",
+                location=subject,
+            )
         now = datetime.now(UTC)
         record = _certificate_record(leaf, practice_id, now)
         detail: dict[str, JsonValue] = {
@@ -223,12 +268,36 @@ class Registry:
             "issuer": record.issuer,
             "serial": record.serial,
             "not_after": record.not_after.isoformat(),
+            "anchor": anchor.subject.rfc4514_string() if anchor is not None else None,
         }
+        if anchor is None:
+            detail["ahead_of_anchor"] = True
         self._store.enroll(
             record, self._event(actor, "certificate.enroll", record.fingerprint_sha256, detail)
         )
         stored = self._store.certificate(record.fingerprint_sha256)
         return stored if stored is not None else record
+
+    def unenroll(self, certificate: str | x509.Certificate, *, actor: str) -> CertificateRecord:
+        """Remove a certificate's pin (by fingerprint, or the certificate itself); it is then refused unless a
+        mapping rule maps it. A revoked certificate's record is kept, so that it stays refused."""
+        fingerprint = (
+            fingerprint_sha256(certificate)
+            if isinstance(certificate, x509.Certificate)
+            else normalize_fingerprint(certificate)
+        )
+        existing = self._store.certificate(fingerprint)
+        detail: dict[str, JsonValue] = {
+            "practice_id": existing.practice_id if existing is not None else None,
+            "subject": existing.subject if existing is not None else None,
+        }
+        event = self._event(actor, "certificate.unenroll", fingerprint, detail)
+        removed = self._store.remove_certificate(fingerprint, event)
+        if removed is None:
+            raise ConfigurationError(
+                f"no certificate with fingerprint {fingerprint} is enrolled", location=fingerprint
+            )
+        return removed
 
     def _binding(self, address_or_domain: str | Binding) -> Binding:
         if isinstance(address_or_domain, Binding):
@@ -298,12 +367,39 @@ class Registry:
         return stored
 
     def add_trust_anchor(self, cert: bytes | str | x509.Certificate, *, actor: str) -> TrustAnchor:
-        """Trust a CA for client certificates (Direct Edge Protocols IG §1.1, ETT tests 6-9: imported out of band, e.g. from the ETT)."""
+        """Trust a CA for client certificates (Direct Edge Protocols IG §1.1, ETT tests 6-9: imported out of band, e.g. from the ETT).
+
+        Refused, with the reason, for a certificate that is not a CA certificate (:func:`.verify.ca_problem`).
+        """
         ca = parse_certificates(cert)[0]
+        problem = ca_problem(ca)
+        if problem is not None:
+            subject = ca.subject.rfc4514_string()
+            raise CertificateError(
+                f"{subject} cannot be a trust anchor: {problem}. Add the CA that issued it; to let this "
+                "certificate in, enrol it (registry enroll)",
+                code="not-a-ca",
+                location=subject,
+            )
         anchor = TrustAnchor(fingerprint_sha256(ca), ca.subject.rfc4514_string(), _pem(ca))
         event = self._event(actor, "trust-anchor.add", anchor.fingerprint_sha256, {"subject": anchor.subject})
         self._store.add_trust_anchor(anchor, event.at, event)
         return anchor
+
+    def remove_trust_anchor(self, fingerprint: str, *, actor: str) -> TrustAnchor:
+        """Stop trusting a CA: its certificates (enrolled or not) are refused from the next request on.
+
+        Refused while a mapping rule is limited to this anchor (remove the rule first), since the rule would
+        then name an anchor that is not there. Its CRLs stay loaded (harmless, and kept if it comes back).
+        """
+        wanted = normalize_fingerprint(fingerprint)
+        anchor = next((a for a in self.trust_anchors() if a.fingerprint_sha256 == wanted), None)
+        detail: dict[str, JsonValue] = {"subject": anchor.subject if anchor is not None else None}
+        event = self._event(actor, "trust-anchor.remove", wanted, detail)
+        removed = self._store.remove_trust_anchor(wanted, event)
+        if removed is None:
+            raise ConfigurationError(f"no trust anchor with fingerprint {wanted}", location=wanted)
+        return removed
 
     def load_crl(self, crl: bytes | str | x509.CertificateRevocationList, *, actor: str) -> CrlRecord:
         """Load (or replace with a newer) CRL of one issuing CA key; an anchor's CRL must verify against it.
@@ -373,6 +469,19 @@ class Registry:
         }
         event = self._event(actor, "mapping-rule.add", rule_kind.value, detail)
         return self._store.add_mapping_rule(rule_kind, attribute, issuer, event.at, event)
+
+    def remove_mapping_rule(self, position: int, *, actor: str) -> MappingRule:
+        """Remove the mapping rule at ``position`` (as ``list`` shows it); the others keep their positions."""
+        rule = next((r for r in self.mapping_rules() if r.position == position), None)
+        detail: dict[str, JsonValue] = {"rule": rule.describe() if rule is not None else None}
+        event = self._event(actor, "mapping-rule.remove", str(position), detail)
+        removed = self._store.remove_mapping_rule(position, event)
+        if removed is None:
+            known = ", ".join(str(r.position) for r in self.mapping_rules()) or "none"
+            raise ConfigurationError(
+                f"no mapping rule at position {position} (rules: {known})", location=str(position)
+            )
+        return removed
 
     # -- reading -------------------------------------------------------------------------------------
 

@@ -1,32 +1,32 @@
-"""Storage of the certificate registry: the ``RegistryStore`` interface and its SQLite implementation.
+"""Storage of the certificate registry: the ``RegistryStore`` interface and its SQL implementation.
 
-This is the module of :mod:`xdr_edge.registry` that does I/O: connections and transactions. The schema and its
-migrations are :mod:`.migrations`; it decides nothing about trust (that is :mod:`.verify` and :mod:`.registry`).
-Integrity rules that must hold under concurrent writers, "an address belongs to one practice" and "a certificate is enrolled to one practice", are checked inside the writing transaction, and every
-change writes its audit row in that same transaction, so a change is never recorded without its audit row or
-the other way round.
+This is the module of :mod:`xdr_edge.registry` that reads and writes the registry's tables. The SQL is written
+once and runs on SQLite and PostgreSQL alike: what differs between them (connections, how a transaction
+begins, placeholders, a few DDL words) is :mod:`.database`; the schema and its migrations are
+:mod:`.migrations`. It decides nothing about trust (that is :mod:`.verify` and :mod:`.registry`).
+Integrity rules that must hold under concurrent writers, "an address belongs to one practice" and "a
+certificate is enrolled to one practice", are checked inside the writing transaction (a ``CHANGE``: changes
+run one at a time on either engine), and every change writes its audit row in that same transaction, so a
+change is never recorded without its audit row or the other way round.
 
-SQLite concurrency (the receiver is multi-threaded, the CLI may write at the same time): WAL mode so readers
-never block on a writer, ``busy_timeout`` so a writer waits for another instead of failing, and one connection
-per operation (or per :meth:`SqliteStore.reading` block, on one thread), so no connection is ever shared between
-threads. Writes start with ``BEGIN IMMEDIATE``: a
-deferred transaction that later upgrades to a write lock can fail with "database is locked" without waiting.
+Nothing read is kept between calls: every decision reads the database afresh, so a change made by any process
+(the CLI, another receiver of a cluster) counts from the next request on. A cache added later must be
+invalidated by something the database itself says changed, never by time alone.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "RegistryStore",
+    "SqlStore",
     "SqliteStore",
+    "is_postgresql_url",
     "parse_registry_url",
 ]
 
 import json
-import re
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +34,16 @@ from typing import Any, Protocol
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import ConfigurationError, StoreError
 from xdr_edge.protocol.model import DirectAddress
-from xdr_edge.registry.migrations import MIGRATIONS, NO_KEY, SCHEMA_VERSION, write_audit
+from xdr_edge.registry.database import (
+    Access,
+    Connection,
+    Database,
+    Row,
+    SqliteDatabase,
+    is_postgresql_url,
+    parse_registry_url,
+)
+from xdr_edge.registry.migrations import NO_KEY, SCHEMA_VERSION, migrate, schema_version, write_audit
 from xdr_edge.registry.records import (
     AuditEntry,
     AuditEvent,
@@ -63,6 +72,12 @@ class RegistryStore(Protocol):
 
     def initialize(self, event: AuditEvent) -> bool: ...
 
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the database answers with the schema this code knows."""
+        ...
+
+    def close(self) -> None: ...
+
     def add_practice(self, practice: Practice, created_at: datetime, event: AuditEvent) -> None: ...
 
     def set_active(self, practice_id: str, active: bool, event: AuditEvent) -> bool: ...
@@ -81,6 +96,10 @@ class RegistryStore(Protocol):
 
     def enroll(self, record: CertificateRecord, event: AuditEvent) -> bool: ...
 
+    def remove_certificate(self, fingerprint: str, event: AuditEvent) -> CertificateRecord | None:
+        """Remove an enrolled, unrevoked certificate; None when there is none (a revoked one is refused)."""
+        ...
+
     def certificate(self, fingerprint: str) -> CertificateRecord | None: ...
 
     def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]: ...
@@ -96,6 +115,10 @@ class RegistryStore(Protocol):
     ) -> bool: ...
 
     def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool: ...
+
+    def remove_trust_anchor(self, fingerprint: str, event: AuditEvent) -> TrustAnchor | None:
+        """Remove an anchor; None when there is none. Refused while a mapping rule is limited to it."""
+        ...
 
     def trust_anchors(self) -> list[TrustAnchor]: ...
 
@@ -114,6 +137,8 @@ class RegistryStore(Protocol):
         event: AuditEvent,
     ) -> MappingRule: ...
 
+    def remove_mapping_rule(self, position: int, event: AuditEvent) -> MappingRule | None: ...
+
     def mapping_rules(self) -> list[MappingRule]: ...
 
     def audit_log(self, limit: int) -> list[AuditEntry]: ...
@@ -123,48 +148,6 @@ _INSERT_CERTIFICATE = (
     "INSERT INTO certificates (fingerprint_sha256, practice_id, subject, issuer, serial, not_before, "
     "not_after, pem, enrolled_at, revoked_at, revoked_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
-
-
-def parse_registry_url(url: str) -> Path:
-    """The SQLite file a registry URL names: ``sqlite:///abs/path.db`` (or SQLAlchemy's absolute form
-    ``sqlite:////abs/path.db``), ``sqlite:rel.db`` or a plain path.
-
-    Any other scheme is refused by name, so ``postgresql://...`` says "not built in" rather than creating a
-    file called ``postgresql:``. In-memory databases are refused: each operation opens its own connection.
-    """
-    text = url.strip()
-    if not text:
-        raise ConfigurationError("empty registry URL", location="--registry")
-    match = _SCHEME.match(text)
-    if match is None:
-        path_text = text
-    else:
-        scheme = match.group(1).lower()
-        if scheme != "sqlite":
-            raise ConfigurationError(
-                f"unsupported registry backend {scheme!r}; only sqlite is built in", location="--registry"
-            )
-        rest = text[match.end() :]
-        if rest.startswith("//"):
-            authority, slash, path_part = rest[2:].partition("/")
-            if authority or not slash:
-                raise ConfigurationError(
-                    f"registry URL {url!r} has a host part; use sqlite:///abs/path.db or sqlite:relative.db",
-                    location="--registry",
-                )
-            # sqlite:///abs.db and SQLAlchemy's absolute form sqlite:////abs.db name the same file; without
-            # the lstrip the latter became "//abs.db", which POSIX leaves implementation-defined.
-            path_text = "/" + path_part.lstrip("/")
-        else:
-            path_text = rest
-    if path_text in ("", ":memory:", "/") or path_text.startswith("file:"):
-        raise ConfigurationError(
-            f"registry URL {url!r} names no database file (in-memory databases are not supported)",
-            location="--registry",
-        )
-    return Path(path_text).expanduser()
 
 
 def _ts(moment: datetime) -> str:
@@ -189,7 +172,11 @@ def _binding_columns(binding: Binding) -> tuple[str | None, str | None]:
     return (str(binding.address) if binding.address is not None else None, binding.domain)
 
 
-def _certificate(row: sqlite3.Row) -> CertificateRecord:
+def _mapping_rule(row: Row) -> MappingRule:
+    return MappingRule(row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"])
+
+
+def _certificate(row: Row) -> CertificateRecord:
     return CertificateRecord(
         fingerprint_sha256=row["fingerprint_sha256"],
         practice_id=row["practice_id"],
@@ -205,172 +192,55 @@ def _certificate(row: sqlite3.Row) -> CertificateRecord:
     )
 
 
-class SqliteStore:
-    """The built-in :class:`RegistryStore`: one SQLite file, schema migrated when opened.
+class SqlStore:
+    """The :class:`RegistryStore` over a :class:`~.database.Database` (SQLite or PostgreSQL); schema migrated
+    when opened.
 
-    Opening a file that does not exist yet is allowed (so ``registry init`` can create it); every other
-    operation on a missing file says how to create it. A file made by a newer xdr-edge is refused rather
-    than misread.
+    Opening an SQLite file that does not exist yet is allowed (so ``registry init`` can create it); every
+    other operation on a missing file, or on a PostgreSQL database without a registry, says how to create it.
+    A database made by a newer xdr-edge is refused rather than misread.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
-        self.path = Path(path).expanduser().resolve()
-        self._busy_timeout_ms = busy_timeout_ms
-        self._pinned = threading.local()  # the connection of this thread's reading() block, if any
-        if self.path.exists():
-            self._migrate()
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        if database.exists() and schema_version(database) > 0:
+            migrate(database)
 
     @property
     def location(self) -> str:
-        return f"sqlite:///{self.path.as_posix().lstrip('/')}"
+        return self.database.location
 
-    # -- connections and transactions -------------------------------------------------------------------
+    def reading(self) -> AbstractContextManager[None]:
+        """Serve every read of this thread from one connection and one snapshot until the block ends
+        (:meth:`.database.Database.reading`)."""
+        return self.database.reading()
 
-    def _missing(self) -> ConfigurationError:
-        return ConfigurationError(
-            f"registry database {self.path} does not exist; create it with `xdr-edge registry init`",
-            location=str(self.path),
-        )
+    def close(self) -> None:
+        self.database.close()
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Serve every read of this thread from one connection and one snapshot until the block ends.
-
-        Why: the receiver's per-request decision reads the certificate, the trust anchors, the CRLs, the
-        mapping rules and the practice; a connection for each (open, two PRAGMAs, close) was most of its cost.
-        One snapshot also means the decision never mixes two states of the registry. A nested block joins the
-        outer one. Writes inside the block are refused (they would need their own ``BEGIN IMMEDIATE``).
-        """
-        if getattr(self._pinned, "conn", None) is not None:
-            yield
-            return
-        with self._transaction(write=False) as conn:
-            self._pinned.conn = conn
-            try:
-                yield
-            finally:
-                self._pinned.conn = None
-
-    @contextmanager
-    def _connection(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
-        pinned: sqlite3.Connection | None = getattr(self._pinned, "conn", None)
-        if pinned is not None:
-            yield pinned  # errors are mapped where reading() opened it
-            return
-        if not create and not self.path.exists():
-            raise self._missing()
-        uri = f"{self.path.as_uri()}?mode={'rwc' if create else 'rw'}"
-        try:
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                isolation_level=None,
-                timeout=self._busy_timeout_ms / 1000,
-                check_same_thread=True,
-            )
-        except sqlite3.OperationalError as exc:
-            if not self.path.exists():
-                raise self._missing() from exc
+    def ping(self) -> None:
+        version = self.database.ping()
+        if version != SCHEMA_VERSION:
             raise StoreError(
-                f"cannot open registry database {self.path}: {exc}", location=str(self.path)
-            ) from exc
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            yield conn
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise ConfigurationError(
-                    f"registry change refused by the database: {exc}", location=str(self.path)
-                ) from exc
-            raise StoreError(f"registry database {self.path}: {exc}", location=str(self.path)) from exc
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _transaction(self, *, write: bool, create: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` for writes, a consistent snapshot for multi-step reads."""
-        pinned: sqlite3.Connection | None = getattr(self._pinned, "conn", None)
-        if pinned is not None:
-            if write:
-                raise StoreError("a registry change was attempted inside a read-only reading() block")
-            yield pinned  # already inside reading()'s snapshot
-            return
-        with self._connection(create=create) as conn:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    # -- schema -------------------------------------------------------------------------------------------
-
-    def _migrate(self, *, create: bool = False) -> bool:
-        """Bring the schema to :data:`SCHEMA_VERSION` in one transaction; True when anything was applied."""
-        with self._connection(create=create) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._current_version(conn)
-                for steps in MIGRATIONS[current:]:
-                    for step in steps:
-                        if isinstance(step, str):
-                            conn.execute(step)
-                        else:
-                            step(conn)
-                if current < SCHEMA_VERSION:
-                    conn.execute(
-                        "INSERT INTO schema_version (id, version) VALUES (1, ?) "
-                        "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                        (SCHEMA_VERSION,),
-                    )
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return current < SCHEMA_VERSION
-
-    def _current_version(self, conn: sqlite3.Connection) -> int:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "schema_version" not in tables:
-            if tables - {"sqlite_sequence"}:
-                raise ConfigurationError(
-                    f"{self.path} is an SQLite database but not an xdr-edge registry (no schema_version)",
-                    location=str(self.path),
-                )
-            return 0
-        row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
-        version = int(row[0]) if row is not None else 0
-        if version > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"registry database {self.path} has schema version {version}, newer than the "
-                f"{SCHEMA_VERSION} this xdr-edge knows; upgrade xdr-edge (it will not downgrade or misread "
-                "the database)",
-                location=str(self.path),
+                f"registry database {self.location} has schema version {version}, this xdr-edge uses "
+                f"{SCHEMA_VERSION}",
+                location=self.location,
             )
-        return version
 
     def schema_version(self) -> int:
-        with self._transaction(write=False) as conn:
-            return self._current_version(conn)
+        return schema_version(self.database)
 
     def initialize(self, event: AuditEvent) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = self._migrate(create=True)
+        created = migrate(self.database, create=True)
         if created:
-            with self._transaction(write=True) as conn:
+            with self.database.transaction(Access.CHANGE) as conn:
                 write_audit(conn, event)
         return created
 
     # -- practices ------------------------------------------------------------------------------------
 
     def add_practice(self, practice: Practice, created_at: datetime, event: AuditEvent) -> None:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             existing = conn.execute("SELECT name FROM practices WHERE id = ?", (practice.id,)).fetchone()
             if existing is not None:
                 raise ConfigurationError(
@@ -385,7 +255,7 @@ class SqliteStore:
             write_audit(conn, event)
 
     def set_active(self, practice_id: str, active: bool, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             row = conn.execute("SELECT active FROM practices WHERE id = ?", (practice_id,)).fetchone()
             if row is None:
                 raise ConfigurationError(
@@ -399,7 +269,7 @@ class SqliteStore:
             write_audit(conn, event)
             return True
 
-    def _bindings_of(self, conn: sqlite3.Connection, practice_ids: Sequence[str]) -> dict[str, list[Binding]]:
+    def _bindings_of(self, conn: Connection, practice_ids: Sequence[str]) -> dict[str, list[Binding]]:
         result: dict[str, list[Binding]] = {pid: [] for pid in practice_ids}
         rows = conn.execute("SELECT practice_id, address, domain FROM bindings ORDER BY id").fetchall()
         for row in rows:
@@ -408,7 +278,7 @@ class SqliteStore:
         return result
 
     def practice(self, practice_id: str) -> Practice | None:
-        with self._transaction(write=False) as conn:
+        with self.database.transaction(Access.READ) as conn:
             row = conn.execute(
                 "SELECT id, name, active FROM practices WHERE id = ?", (practice_id,)
             ).fetchone()
@@ -425,8 +295,9 @@ class SqliteStore:
         )
 
     def practices(self) -> list[Practice]:
-        with self._transaction(write=False) as conn:
-            rows = conn.execute("SELECT id, name, active FROM practices ORDER BY id").fetchall()
+        with self.database.transaction(Access.READ) as conn:
+            # ordered here, not by the database's collation (PostgreSQL's may differ from SQLite's bytes)
+            rows = sorted(conn.all("SELECT id, name, active FROM practices"), key=lambda row: str(row["id"]))
             bindings = self._bindings_of(conn, [row["id"] for row in rows])
         return [
             Practice(
@@ -440,25 +311,25 @@ class SqliteStore:
 
     # -- bindings -----------------------------------------------------------------------------------
 
-    def _binding_conflicts(self, conn: sqlite3.Connection, practice_id: str, binding: Binding) -> list[str]:
+    def _binding_conflicts(self, conn: Connection, practice_id: str, binding: Binding) -> list[str]:
         """Bindings of *other* practices that would cover an address this binding covers."""
         if binding.address is not None:
             rows = conn.execute(
                 "SELECT practice_id, address, domain FROM bindings WHERE practice_id <> ? "
-                "AND (address = ? OR domain = ?)",
+                "AND (lower(address) = lower(?) OR domain = ?)",
                 (practice_id, str(binding.address), binding.address.domain),
             ).fetchall()
         else:
             rows = conn.execute(
                 "SELECT practice_id, address, domain FROM bindings WHERE practice_id <> ? "
-                "AND (domain = ? OR address LIKE ? ESCAPE '\\')",
+                "AND (domain = ? OR lower(address) LIKE ? ESCAPE '\\')",
                 (practice_id, binding.domain, "%@" + _like_escape(binding.domain or "")),
             ).fetchall()
         return [f"{_binding(r['address'], r['domain'])} of practice {r['practice_id']!r}" for r in rows]
 
     def add_binding(self, practice_id: str, binding: Binding, at: datetime, event: AuditEvent) -> bool:
         address, domain = _binding_columns(binding)
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM practices WHERE id = ?", (practice_id,)).fetchone() is None:
                 raise ConfigurationError(
                     f"no practice {practice_id!r} in the registry",
@@ -483,14 +354,14 @@ class SqliteStore:
             return True
 
     @staticmethod
-    def _already_bound(conn: sqlite3.Connection, practice_id: str, binding: Binding) -> bool:
+    def _already_bound(conn: Connection, practice_id: str, binding: Binding) -> bool:
         if binding.address is None:
             row = conn.execute(
                 "SELECT 1 FROM bindings WHERE practice_id = ? AND domain = ?", (practice_id, binding.domain)
             ).fetchone()
             return row is not None
         row = conn.execute(
-            "SELECT address FROM bindings WHERE practice_id = ? AND address = ?",
+            "SELECT address FROM bindings WHERE practice_id = ? AND lower(address) = lower(?)",
             (practice_id, str(binding.address)),
         ).fetchone()
         if row is None:
@@ -506,10 +377,10 @@ class SqliteStore:
 
     def remove_binding(self, practice_id: str, binding: Binding, event: AuditEvent) -> bool:
         address, domain = _binding_columns(binding)
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if address is not None:
                 cursor = conn.execute(
-                    "DELETE FROM bindings WHERE practice_id = ? AND address = ? COLLATE BINARY",
+                    "DELETE FROM bindings WHERE practice_id = ? AND address = ?",
                     (practice_id, address),
                 )
             else:
@@ -523,14 +394,14 @@ class SqliteStore:
 
     def address_owner(self, address: DirectAddress) -> str | None:
         """The practice an exact address binding gives this address to (local part compared exactly)."""
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute(
-                "SELECT practice_id FROM bindings WHERE address = ? COLLATE BINARY", (str(address),)
+                "SELECT practice_id FROM bindings WHERE address = ?", (str(address),)
             ).fetchone()
         return None if row is None else str(row["practice_id"])
 
     def domain_owner(self, domain: str) -> str | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute(
                 "SELECT practice_id FROM bindings WHERE domain = ?", (domain.lower(),)
             ).fetchone()
@@ -539,7 +410,7 @@ class SqliteStore:
     # -- certificates --------------------------------------------------------------------------------
 
     def enroll(self, record: CertificateRecord, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if conn.execute("SELECT 1 FROM practices WHERE id = ?", (record.practice_id,)).fetchone() is None:
                 raise ConfigurationError(
                     f"no practice {record.practice_id!r} in the registry",
@@ -576,15 +447,33 @@ class SqliteStore:
             )
         return False
 
+    def remove_certificate(self, fingerprint: str, event: AuditEvent) -> CertificateRecord | None:
+        with self.database.transaction(Access.CHANGE) as conn:
+            row = conn.execute(
+                "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
+            ).fetchone()
+            if row is None or row["practice_id"] is None:
+                return None
+            record = _certificate(row)
+            if record.revoked_at is not None:
+                raise ConfigurationError(
+                    f"certificate {record.subject} ({fingerprint}) was revoked on {record.revoked_at:%Y-%m-%d} "
+                    f"({record.revoked_reason}); its record is kept so that it stays refused",
+                    location=fingerprint,
+                )
+            conn.execute("DELETE FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,))
+            write_audit(conn, event)
+            return record
+
     def certificate(self, fingerprint: str) -> CertificateRecord | None:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             row = conn.execute(
                 "SELECT * FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
             ).fetchone()
         return None if row is None else _certificate(row)
 
     def certificates(self, practice_id: str | None = None) -> list[CertificateRecord]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             if practice_id is None:
                 rows = conn.execute(
                     "SELECT * FROM certificates ORDER BY enrolled_at, fingerprint_sha256"
@@ -607,7 +496,7 @@ class SqliteStore:
         block: CertificateRecord | None,
     ) -> bool:
         """Mark a certificate revoked; with ``block``, an unknown certificate is recorded as revoked too."""
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             row = conn.execute(
                 "SELECT revoked_at FROM certificates WHERE fingerprint_sha256 = ?", (fingerprint,)
             ).fetchone()
@@ -635,7 +524,7 @@ class SqliteStore:
     # -- trust anchors, CRLs, mapping rules -----------------------------------------------------------
 
     def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
                 "INSERT INTO trust_anchors (fingerprint_sha256, subject, pem, added_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (fingerprint_sha256) DO NOTHING",
@@ -646,8 +535,33 @@ class SqliteStore:
             write_audit(conn, event)
             return True
 
+    def remove_trust_anchor(self, fingerprint: str, event: AuditEvent) -> TrustAnchor | None:
+        with self.database.transaction(Access.CHANGE) as conn:
+            row = conn.execute(
+                "SELECT fingerprint_sha256, subject, pem FROM trust_anchors WHERE fingerprint_sha256 = ?",
+                (fingerprint,),
+            ).fetchone()
+            if row is None:
+                return None
+            rules = [
+                str(r["position"])
+                for r in conn.all(
+                    "SELECT position FROM mapping_rules WHERE issuer_fingerprint = ? ORDER BY position",
+                    (fingerprint,),
+                )
+            ]
+            if rules:
+                raise ConfigurationError(
+                    f"trust anchor {row['subject']} is named by mapping rule(s) {', '.join(rules)}; remove "
+                    "them first (registry remove-rule)",
+                    location=fingerprint,
+                )
+            conn.execute("DELETE FROM trust_anchors WHERE fingerprint_sha256 = ?", (fingerprint,))
+            write_audit(conn, event)
+            return TrustAnchor(row["fingerprint_sha256"], row["subject"], row["pem"])
+
     def trust_anchors(self) -> list[TrustAnchor]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT fingerprint_sha256, subject, pem FROM trust_anchors "
                 "ORDER BY added_at, fingerprint_sha256"
@@ -658,7 +572,7 @@ class SqliteStore:
         """Keep the newest CRL per (issuer, issuer key id); an older one than what is loaded for that key is
         refused (a replayed CRL must not bring back a revoked certificate)."""
         key_id = NO_KEY if crl.issuer_key_id is None else crl.issuer_key_id
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             row = conn.execute(
                 "SELECT this_update FROM crls WHERE issuer = ? AND issuer_key_id = ?", (crl.issuer, key_id)
             ).fetchone()
@@ -688,7 +602,7 @@ class SqliteStore:
             return True
 
     def crls(self) -> list[CrlRecord]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT issuer, issuer_key_id, this_update, next_update, der FROM crls "
                 "ORDER BY issuer, issuer_key_id"
@@ -712,7 +626,7 @@ class SqliteStore:
         at: datetime,
         event: AuditEvent,
     ) -> MappingRule:
-        with self._transaction(write=True) as conn:
+        with self.database.transaction(Access.CHANGE) as conn:
             if issuer_fingerprint is not None and (
                 conn.execute(
                     "SELECT 1 FROM trust_anchors WHERE fingerprint_sha256 = ?", (issuer_fingerprint,)
@@ -723,33 +637,40 @@ class SqliteStore:
                     f"no trust anchor with fingerprint {issuer_fingerprint}; add the issuing CA first",
                     location=issuer_fingerprint,
                 )
-            cursor = conn.execute(
+            position = conn.insert(
                 "INSERT INTO mapping_rules (kind, attribute, issuer_fingerprint, created_at) "
                 "VALUES (?, ?, ?, ?)",
                 (kind.value, attribute, issuer_fingerprint, _ts(at)),
+                "position",
             )
-            position = int(cursor.lastrowid or 0)
             detail: dict[str, JsonValue] = {**event.detail, "position": position}
             write_audit(conn, AuditEvent(event.at, event.actor, event.action, event.subject, detail))
             return MappingRule(position, kind, attribute, issuer_fingerprint)
 
+    def remove_mapping_rule(self, position: int, event: AuditEvent) -> MappingRule | None:
+        with self.database.transaction(Access.CHANGE) as conn:
+            row = conn.execute(
+                "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules WHERE position = ?",
+                (position,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM mapping_rules WHERE position = ?", (position,))
+            write_audit(conn, event)
+            return _mapping_rule(row)
+
     def mapping_rules(self) -> list[MappingRule]:
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT position, kind, attribute, issuer_fingerprint FROM mapping_rules ORDER BY position"
             ).fetchall()
-        return [
-            MappingRule(
-                row["position"], MappingKind(row["kind"]), row["attribute"], row["issuer_fingerprint"]
-            )
-            for row in rows
-        ]
+        return [_mapping_rule(row) for row in rows]
 
     # -- audit ---------------------------------------------------------------------------------------
 
     def audit_log(self, limit: int) -> list[AuditEntry]:
         """The ``limit`` most recent changes, newest first."""
-        with self._connection() as conn:
+        with self.database.connection() as conn:
             rows = conn.execute(
                 "SELECT id, at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
@@ -759,6 +680,15 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+
+class SqliteStore(SqlStore):
+    """The registry in one SQLite file, the embedded default: ``SqlStore(SqliteDatabase(path))``."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        database = SqliteDatabase(path, busy_timeout_ms=busy_timeout_ms)
+        self.path = database.path
+        super().__init__(database)
 
 
 def _json(text: str) -> dict[str, JsonValue]:

@@ -29,6 +29,8 @@ from __future__ import annotations
 __all__ = [
     "ChainVerdict",
     "LoadedCrl",
+    "anchor_of",
+    "ca_problem",
     "crl_signed_by",
     "crl_signer_key_id",
     "public_key_id",
@@ -41,7 +43,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -218,3 +220,68 @@ def verify_client_certificate(
         if problem is not None:
             return ChainVerdict(False, problem, chain)
     return ChainVerdict(True, f"chains to trust anchor {_subject(chain[-1])}", chain)
+
+
+def ca_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot be a trust anchor, or None when it is a CA certificate.
+
+    A trust anchor vouches for the certificates it issued, so it must be a CA: basicConstraints ``cA`` true,
+    and, when a keyUsage extension is present, ``keyCertSign`` (RFC 5280 §4.2.1.9, §4.2.1.3). A leaf added as
+    an anchor would make the registry "trust" a certificate that issues nothing, and hide the mistake of
+    meaning to enrol it.
+    """
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return "it has no basicConstraints extension, so it is not a CA certificate"
+    if not constraints.ca:
+        return "its basicConstraints say it is not a CA (cA is false): it is an end-entity certificate"
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if not usage.key_cert_sign:
+        return "its keyUsage does not allow signing certificates (keyCertSign)"
+    return None
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def anchor_of(
+    cert: x509.Certificate,
+    intermediates: Sequence[x509.Certificate] = (),
+    *,
+    anchors: Sequence[x509.Certificate],
+    max_depth: int = 8,
+) -> x509.Certificate | None:
+    """The trust anchor ``cert`` chains to by issuer name and signature, through ``intermediates``; or None.
+
+    Only the chain: validity, the client-certificate policy and revocation are :func:`verify_client_certificate`'s,
+    checked on every request. This is what enrolling a certificate asks ("would any anchor of ours vouch for
+    it?"), and a certificate enrolled for later (not valid yet) or a renewal must pass it too.
+    """
+    current = cert
+    used: set[bytes] = set()
+    for _ in range(max_depth):
+        for anchor in anchors:
+            if _issued_by(current, anchor):
+                return anchor
+        step = next(
+            (
+                c
+                for c in intermediates
+                if c.fingerprint(hashes.SHA256()) not in used and _issued_by(current, c)
+            ),
+            None,
+        )
+        if step is None:
+            return None
+        used.add(step.fingerprint(hashes.SHA256()))
+        current = step
+    return None

@@ -4,6 +4,12 @@ The I/O shell around the pure core: pre-flight (binding, certificate coverage, v
 ``wire.build_request`` -> the practice's own TLS session (:mod:`xdr_edge.tls`) -> ``wire.parse_response`` ->
 a typed :class:`SendResult`. Library exceptions (requests, urllib3, ssl) are translated here, at one boundary.
 
+What was sent decides what a failure means: when no request byte left the machine (a refused or timed-out
+connection or TLS handshake) the result is TransportError, "nothing was sent"; a request cut off before its
+last byte cannot have been stored either (TransportError); only after the whole request went out is an
+unanswered or unreadable answer OutcomeUnknown. Answers are read up to ``max_response_bytes`` (16 MiB by
+default), never further: memory stays bounded whatever the peer sends.
+
 Retry rule (docs/design.md, "Retries"): retry only when nothing was sent (connect failure), on
 HTTP 503, when the connection closed before the whole body was written (nothing complete reached the HISP), and
 when the outcome is unknown (timeout or drop after the body went out); each attempt gets a new
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 __all__ = ["RetryPolicy", "SendResult", "XdrClient"]
 
+import io
 import logging
 import math
 import random
@@ -44,13 +51,15 @@ from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
 from xdr_edge.protocol.soap import Fault, LevelPlacement
-from xdr_edge.protocol.validate import validate
+from xdr_edge.protocol.validate import check_outgoing
 from xdr_edge.protocol.wire import OutgoingRequest, build_request
 from xdr_edge.sender.failures import alert_meaning, is_connection_drop, probe_client_auth, root_cause
 from xdr_edge.sender.sessions import PracticeSession, SessionPool
 
 log = logging.getLogger(__name__)
 
+#: The largest answer read from a HISP. An ITI-41 response is a few KB (a RegistryResponse, or a fault); past
+#: this, reading stops, the connection is closed and the outcome is unknown (see :meth:`XdrClient._interpret`).
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
@@ -237,6 +246,7 @@ class XdrClient:
         placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not endpoint.lower().startswith("https://"):
             raise ConfigurationError(
@@ -249,6 +259,16 @@ class XdrClient:
         items = practices.values() if isinstance(practices, Mapping) else practices
         self._practices = {p.id: p for p in items}
         self.timeout = _checked_timeout(timeout)
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"XdrClient max_response_bytes must be a whole number of bytes above 0, not {max_response_bytes!r}",
+                location="max_response_bytes",
+            )
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
         self.placement = placement
         self._sleep = sleep
@@ -336,7 +356,7 @@ class XdrClient:
                 code="sender-not-in-certificate",
                 location="direct:from",
             )
-        findings = validate(submission)
+        findings = check_outgoing(submission)  # metadata for its level, and no empty document
         if any(f.is_error for f in findings):
             raise ValidationFailed(findings)
         return findings
@@ -490,7 +510,18 @@ class XdrClient:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR, f"connection to {self.endpoint} timed out; nothing was sent", True
             )
-        except requests.exceptions.ReadTimeout:
+        except requests.exceptions.ReadTimeout as exc:
+            if body.sent == 0:
+                # A TLS handshake that never completes is reported by urllib3 as a read timeout (of the connect
+                # timeout): a server whose every worker is busy looks like this. No request byte left.
+                return _Attempt(
+                    Outcome.TRANSPORT_ERROR,
+                    f"{self.endpoint} did not complete the connection within {self.timeout[0]:g}s (the server may "
+                    f"be overloaded): {root_cause(exc)}; nothing was sent",
+                    True,
+                )
+            if body.sent < body.total:
+                return self._cut_off(exc, body)
             return _Attempt(
                 Outcome.OUTCOME_UNKNOWN,
                 f"no response from {self.endpoint} within {self.timeout[1]:g}s after the request was sent; "
@@ -539,7 +570,21 @@ class XdrClient:
         status = response.status_code
         content_type = response.headers.get("Content-Type", "")
         try:
-            raw = _read_capped(response)
+            raw = _read_capped(response, self.max_response_bytes)
+        except _ResponseTooLarge:
+            # Reading stopped at the cap and the connection is closed (``with response`` in _attempt) without
+            # reading the rest. What the HISP decided is in the part not read; retrying would likely get the
+            # same answer, after sending the documents again to a peer that misbehaves.
+            return _Attempt(
+                Outcome.OUTCOME_UNKNOWN,
+                f"the response from {self.endpoint} (HTTP {status}) is larger than the {self.max_response_bytes} "
+                "bytes xdr-edge reads of a response; reading stopped there, so what the HISP decided is unknown: "
+                "it may or may not have stored the submission (not retried)",
+                False,
+                http_status=status,
+                content_type=content_type,
+                bytes_sent=sent,
+            )
         except requests.exceptions.RequestException as exc:
             return _Attempt(
                 Outcome.OUTCOME_UNKNOWN,
@@ -603,12 +648,16 @@ class XdrClient:
         return alert_meaning(root_cause(exc))
 
 
-def _read_capped(response: requests.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+class _ResponseTooLarge(Exception):
+    """The response went past the cap; what was read is dropped."""
+
+
+def _read_capped(response: requests.Response, cap: int) -> bytes:
+    """The response body (decoded), read as it streams in; :class:`_ResponseTooLarge` as soon as it passes
+    ``cap`` bytes, without reading further. Held in one buffer that ``getvalue`` hands over without a copy."""
+    buffer = io.BytesIO()
     for chunk in response.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise requests.exceptions.ContentDecodingError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        buffer.write(chunk)
+        if buffer.tell() > cap:
+            raise _ResponseTooLarge
+    return buffer.getvalue()

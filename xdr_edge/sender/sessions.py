@@ -89,6 +89,9 @@ class PracticeSession:
         # ``r._next``), and 0 would make that raise TooManyRedirects, hiding the 3xx the caller must report.
         session.max_redirects = 1
         session.headers["User-Agent"] = _USER_AGENT
+        # An ITI-41 answer is a few KB: nothing to gain from compression, and a compressed answer is one whose
+        # size says nothing about what it decodes to.
+        session.headers["Accept-Encoding"] = "identity"
         session.adapters.clear()
         session.mount("https://", _PracticeAdapter(context, self._verify))
         self._session = session
@@ -113,6 +116,9 @@ class PracticeSession:
     ) -> requests.Response:
         """POST ``data`` (bytes or a re-iterable body with ``__len__``) without following redirects.
 
+        The response body is not read here (``stream=True``): the caller reads it within its own cap and must
+        close the response (``with response:``), which closes a connection whose answer was not read to the end.
+
         requests exceptions propagate unchanged: the caller (``client.py``) classifies them, because whether a
         failure may be retried depends on whether any byte was sent (docs/design.md, "Retries").
         """
@@ -125,6 +131,7 @@ class PracticeSession:
             timeout=timeout,
             allow_redirects=False,
             verify=self._verify,
+            stream=True,
         )
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ from xdr_edge.protocol.soap.envelope import (
     sender_fault,
     text_of,
 )
-from xdr_edge.protocol.xml import parse, qname, readable_elements
+from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget, parse, qname, readable_elements
 
 _ROLE_NEXT = f"{ns.SOAP}/role/next"
 _ROLE_ULTIMATE = f"{ns.SOAP}/role/ultimateReceiver"
@@ -423,7 +423,10 @@ def _read_body(
 
 
 def read_request_envelope(
-    xml: bytes, *, understood_headers: Collection[str] = frozenset()
+    xml: bytes,
+    *,
+    understood_headers: Collection[str] = frozenset(),
+    budget: XmlBudget = DEFAULT_XML_BUDGET,
 ) -> RequestEnvelope:
     """Read an ITI-41 request envelope (the XOP root part, or a whole simple-SOAP request).
 
@@ -435,8 +438,9 @@ def read_request_envelope(
     (treated as XDS by the caller, XDR and XDM for Direct Messaging §6.1.1), no addressBlock (sender from the metadata, XDR and XDM for Direct Messaging §4.1). A direct:from or
     direct:to that is not a Direct address is an error finding (XDSRepositoryMetadataError, our practice-binding rule) and is left
     out of ``direct_from``/``direct_to``, so the caller answers with a Failure that lists every problem.
+    ``budget`` bounds the tree the envelope may make (:class:`~xdr_edge.protocol.xml.XmlBudget`).
     """
-    root = parse(xml, what="SOAP envelope", huge=len(xml) > _HUGE_INPUT)
+    root = parse(xml, what="SOAP envelope", huge=len(xml) > _HUGE_INPUT, budget=budget)
     header, body = check_envelope(root)
     try:
         return _read_request(header, body, understood_headers)

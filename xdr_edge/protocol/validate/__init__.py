@@ -1,7 +1,8 @@
 """Is this submission acceptable metadata? The profile rules as data (:mod:`.rules`) and the checks that run
 them and everything else (formats, identifiers, associations, Direct addressing, documents against their
-declared hash and size) in :mod:`.checks`. The sender runs :func:`validate` as a pre-flight, the receiver after
-reading the peer's metadata. Pure; imports only from :mod:`xdr_edge.protocol`.
+declared hash and size) in :mod:`.checks`. The sender runs :func:`check_outgoing` (:func:`validate`, and no
+empty documents) as a pre-flight, the receiver :func:`validate` and :func:`check_documents` after reading the
+peer's metadata. Pure; imports only from :mod:`xdr_edge.protocol`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ __all__ = [
     "Requirement",
     "RimString",
     "check_documents",
+    "check_outgoing",
     "raise_for_errors",
     "validate",
 ]
 
-from xdr_edge.protocol.validate.checks import check_documents, raise_for_errors, validate
+from xdr_edge.protocol.validate.checks import check_documents, check_outgoing, raise_for_errors, validate
 from xdr_edge.protocol.validate.rules import (
     ASSOCIATION_LENGTH_RULES,
     AUTHOR_LENGTH_RULES,

@@ -21,7 +21,7 @@ schema-invalid, so it is an error at both levels, reported with its length and t
 
 from __future__ import annotations
 
-__all__ = ["check_documents", "raise_for_errors", "validate"]
+__all__ = ["check_documents", "check_outgoing", "raise_for_errors", "validate"]
 
 import re
 import uuid
@@ -131,12 +131,43 @@ def validate(submission: Submission, level: MetadataLevel | None = None) -> list
     return findings
 
 
+def check_outgoing(submission: Submission) -> list[Finding]:
+    """The sender's pre-flight: :func:`validate`, and an error for every document that is empty.
+
+    An empty document is not invalid metadata (XDS ``size`` may be 0), so a receiver only warns about one
+    (:func:`check_documents`); but nobody sends an empty file on purpose (a failed export, a file truncated by
+    a crash), and once it is stored the mistake is in the recipient's record. The size is the declared one
+    when known (:func:`~xdr_edge.protocol.compose.compose` always declares it), else the document's own.
+    """
+    findings = validate(submission)
+    for index, entry in enumerate(submission.document_entries, start=1):
+        if entry.document is None:
+            continue
+        size = entry.size if entry.size is not None else entry.document.digest()[1]
+        if size == 0:
+            findings.append(_empty_document(entry, _de_path(entry, index), Severity.ERROR))
+    return findings
+
+
+def _empty_document(entry: DocumentEntry, path: str, severity: Severity) -> Finding:
+    name = f" ({entry.document.name})" if entry.document is not None and entry.document.name else ""
+    return Finding(
+        code=MISSING_DOCUMENT,
+        severity=severity,
+        location=path,
+        message=f"the document of DocumentEntry {entry.entry_id!r}{name} is empty (0 bytes)",
+        rule="de-empty-document",
+    )
+
+
 def check_documents(submission: Submission) -> list[Finding]:
-    """Each DocumentEntry has its document, and declared ``hash``/``size`` equal the document's bytes.
+    """Each DocumentEntry has its document, and declared ``hash``/``size`` equal the document's bytes; an empty
+    document is a warning (see :func:`check_outgoing` for why a sender refuses one).
 
     ``hash``/``size`` are optional for a Document Source but, when sent, a repository compares them with what
     it received (case-insensitively for the hex hash) and answers XDSRepositoryMetadataError on a mismatch
-    (ITI TF-3 4.2.3; NIST XDS toolkit validators; NIST RepPnRSim). The bytes are read only when something was declared.
+    (ITI TF-3 4.2.3; NIST XDS toolkit validators; NIST RepPnRSim). Received documents were hashed while they
+    were spooled, so this reads nothing of them; a document given as a file is read once.
     """
     findings: list[Finding] = []
     for index, entry in enumerate(submission.document_entries, start=1):
@@ -721,8 +752,6 @@ def _document_findings(entry: DocumentEntry, path: str) -> Iterator[Finding]:
             code=MISSING_DOCUMENT,
         )
         return
-    if entry.hash is None and entry.size is None:
-        return
     try:
         sha1, size = document.digest()
     except OSError as exc:
@@ -748,3 +777,5 @@ def _document_findings(entry: DocumentEntry, path: str) -> Iterator[Finding]:
             f"DocumentEntry {entry.entry_id!r}: declared size {entry.size} does not match the document's {size} bytes",
             code=REPOSITORY_METADATA_ERROR,
         )
+    if size == 0:
+        yield _empty_document(entry, path, Severity.WARNING)
