@@ -1,7 +1,7 @@
 """The ``xdr-edge`` command. Thin: every command parses options, calls the library and prints the result.
 
 Commands live in small modules by topic (``wirecmds``: pack/inspect, ``sendcmd``, ``servecmd``, ``registrycmds``,
-``certscmds``, ``conformancecmds``, ``democmd``) and are registered here, so that adding one does not touch the
+``certscmds``, ``conformancecmds``, ``democmd``, ``outboxcmds``) and are registered here, so that adding one does not touch the
 others. Exit statuses are shared by all commands (:mod:`xdr_edge.cli.common`). May import any part of xdr_edge; heavy
 libraries are imported by the command that needs them.
 """
@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "certscmds",
     "conformancecmds",
     "democmd",
+    "outboxcmds",
 )
 
 

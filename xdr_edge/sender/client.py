@@ -109,6 +109,9 @@ class SendResult:
     response_findings: tuple[Finding, ...] = ()
     raw_response: bytes | None = field(default=None, repr=False)
     response_content_type: str | None = None
+    #: The last attempt failed in a way a later attempt may cure (connect failure, HTTP 503, a connection
+    #: closed mid-upload, an unknown outcome): what a caller that keeps retrying for longer (the outbox) reads.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -130,6 +133,7 @@ class SendResult:
             "attempts": self.attempts,
             "bytes_sent": self.bytes_sent,
             "already_delivered": self.already_delivered,
+            "retryable": self.retryable,
             "errors": [e.as_dict() for e in self.errors],
             "fault": None
             if self.fault is None
@@ -344,7 +348,12 @@ class XdrClient:
     # -- sending ----------------------------------------------------------------------------------------------
 
     def send(
-        self, submission: Submission, *, practice: Practice | str, keep_raw_response: bool = False
+        self,
+        submission: Submission,
+        *,
+        practice: Practice | str,
+        keep_raw_response: bool = False,
+        maybe_stored: bool = False,
     ) -> SendResult:
         """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
 
@@ -353,6 +362,10 @@ class XdrClient:
         before any attempt sent a byte; everything that happens on the wire is reported in the returned
         :class:`SendResult`. A document that changes between attempts, after one was sent, is not re-sent and
         is not raised either: the earlier attempt's outcome (which may be "stored") must not be lost.
+
+        ``maybe_stored`` says an earlier send of this same submission (same uniqueIds), made by another call or
+        before a restart, may have been stored: a duplicate-uniqueId answer then means already delivered from the
+        first attempt on, as it does after an unknown outcome within one call.
         """
         prac = self.practice(practice)
         self.preflight(submission, prac)
@@ -362,7 +375,7 @@ class XdrClient:
         total_sent = 0
         already = False
         changed: LocalProtocolError | None = None
-        maybe_stored = False  # an earlier attempt may have been stored (its outcome is unknown)
+        # an earlier attempt (of this call, or of an earlier call the caller told us of) may have been stored
         for number in range(1, self.retry.max_attempts + 1):
             try:
                 request = self._build(submission)
@@ -427,6 +440,7 @@ class XdrClient:
             response_findings=attempt_result.findings,
             raw_response=attempt_result.raw if keep_raw_response else None,
             response_content_type=attempt_result.content_type,
+            retryable=attempt_result.retryable,
         )
         log.info(
             "send practice=%s message_id=%s outcome=%s http_status=%s duration_ms=%d bytes=%d attempts=%d",
