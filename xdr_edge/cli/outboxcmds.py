@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -106,16 +107,24 @@ def _clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _on_signals(outbox: Outbox) -> None:
-    """First SIGTERM/SIGINT: stop gracefully. Then the default action, so a second one ends the process."""
+@contextmanager
+def _stopped_by_signals(outbox: Outbox) -> Iterator[None]:
+    """First SIGTERM/SIGINT: stop gracefully. Then the default action, so a second one ends the process. The
+    handlers in place before are put back afterwards (the command may run inside a longer-lived process)."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def stop(signum: int, frame: FrameType | None) -> None:
         outbox.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in before:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 @click.group("outbox")
@@ -163,11 +172,11 @@ def run(directory: Path, config_path: Path, workers: int | None, once: bool, pol
         settings=settings,
         on_event=display.event if display is not None else lines.event,
     )
-    _on_signals(engine)
     if display is not None:
         display.start(engine.progress)
     try:
-        summary = engine.run(once=once)
+        with _stopped_by_signals(engine):
+            summary = engine.run(once=once)
     finally:
         if display is not None:
             display.stop()

@@ -425,7 +425,7 @@ def compose_drop(
     uniqueIds with the old bytes, and a document under an old uniqueId with new bytes would be refused there
     (XDSNonIdenticalHash) or, worse, taken for the old one."""
     paths = request.paths()
-    if record is not None and not _matches(record, request, paths):
+    if record is not None and not _matches(record, request, paths, by_content=renew):
         if not renew:
             raise _bad(
                 "the drop changed after it was sent (other documents or other bytes): it cannot be sent again "
@@ -474,11 +474,15 @@ def compose_drop(
     return submission, record
 
 
-def _matches(record: SubmissionRecord, request: DropRequest, paths: list[Path]) -> bool:
+def _matches(record: SubmissionRecord, request: DropRequest, paths: list[Path], *, by_content: bool) -> bool:
+    """Same documents, same sizes and, with ``by_content``, the same SHA-1. Without it a change of the same size
+    is still caught, by the MTOM writer, which checks every byte against the recorded hash while sending."""
     if tuple(d[0] for d in record.documents) != request.documents:
         return False
-    for path, (_, _, _, size) in zip(paths, record.documents, strict=True):
+    for path, (_, _, sha1, size) in zip(paths, record.documents, strict=True):
         info = _regular(path)
         if info is None or info.st_size != size:
+            return False
+        if by_content and Document(path=path).digest()[0] != sha1:
             return False
     return True
