@@ -131,9 +131,7 @@ def stored_unique_ids(lab: Lab) -> list[str]:
 
 def results(folder: Path) -> dict[str, dict[str, Any]]:
     """result.json of every drop in ``sent/`` or ``failed/``, by folder name."""
-    return {
-        path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("*/result.json"))
-    }
+    return {path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("*/result.json"))}
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, what: str = "condition") -> None:

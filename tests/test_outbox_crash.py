@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.outbox_helpers import drop, results, stored_unique_ids, valid_manifest, wait_until, write_config
 from xdr_edge.devtools.lab import Lab, start_lab
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.store import StoredSubmission
@@ -31,7 +32,6 @@ from xdr_edge.sender.outbox.drop import compose_drop, read_drop
 from xdr_edge.sender.outbox.journal import ACTIVE, Journal, State
 from xdr_edge.sender.outbox.layout import OutboxLayout
 from xdr_edge.sender.outbox.verdict import Step, result_document
-from tests.outbox_helpers import drop, results, stored_unique_ids, valid_manifest, wait_until, write_config
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -51,7 +51,17 @@ class Runner:
         err = (self.logs / f"run{self.rounds}.err").open("wb")
         with self.lock:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xdr_edge", "outbox", "run", str(self.outbox), "--config", str(self.config), *extra],
+                [
+                    sys.executable,
+                    "-m",
+                    "xdr_edge",
+                    "outbox",
+                    "run",
+                    str(self.outbox),
+                    "--config",
+                    str(self.config),
+                    *extra,
+                ],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
@@ -149,10 +159,14 @@ def test_sigkill_at_several_points_then_a_restart_finishes_the_work(tmp_path: Pa
         assert duplicates, "the drop whose answer was lost must be recognised as already delivered"
         for name in duplicates:
             doc = sent[name]
-            assert doc["already_delivered"] and doc["attempts"] >= 2 and doc["errors"][0]["error_code"] == (
-                "XDSDuplicateUniqueIdInRegistry"
+            assert (
+                doc["already_delivered"]
+                and doc["attempts"] >= 2
+                and doc["errors"][0]["error_code"] == ("XDSDuplicateUniqueIdInRegistry")
             )
-        assert stores["count"] == len(good)  # the receiver stored each once; the re-send was answered duplicate
+        assert stores["count"] == len(
+            good
+        )  # the receiver stored each once; the re-send was answered duplicate
 
 
 def test_sigterm_mid_run_exits_0_after_the_drops_in_flight_and_a_restart_finishes(tmp_path: Path) -> None:
@@ -206,7 +220,15 @@ def _claimed(layout: OutboxLayout, journal: Journal, name: str, state: State, *,
     source = drop(layout.incoming, name, manifest=valid_manifest("practice-a"))
     drop_id = f"{name}-id"
     with journal.transaction() as conn:
-        journal.insert(conn, drop_id=drop_id, name=name, kind="folder", practice="practice-a", state=state, now=time.time())
+        journal.insert(
+            conn,
+            drop_id=drop_id,
+            name=name,
+            kind="folder",
+            practice="practice-a",
+            state=state,
+            now=time.time(),
+        )
     if rename:
         os.rename(source, layout.claimed_dir(drop_id))
     return drop_id
@@ -230,13 +252,31 @@ def test_recovery_finishes_every_window_of_claim_send_finish_and_retry(lab: Lab,
     # the decision recorded, the folder not yet moved
     decided = _claimed(layout, journal, "decided", State.CLAIMED)
     document = result_document(
-        drop="decided", drop_id=decided, state=Step.FAILED, outcome="BadDrop", code="bad-manifest",
-        message="decided before the crash", practice="practice-a", sender=None, recipients=[], documents=[],
-        submission_set_unique_id=None, document_unique_ids=[], message_ids=[], attempts=0, result=None,
-        problems=[], gave_up=False, response=None, received_at=time.time(), first_attempt_at=None,
+        drop="decided",
+        drop_id=decided,
+        state=Step.FAILED,
+        outcome="BadDrop",
+        code="bad-manifest",
+        message="decided before the crash",
+        practice="practice-a",
+        sender=None,
+        recipients=[],
+        documents=[],
+        submission_set_unique_id=None,
+        document_unique_ids=[],
+        message_ids=[],
+        attempts=0,
+        result=None,
+        problems=[],
+        gave_up=False,
+        response=None,
+        received_at=time.time(),
+        first_attempt_at=None,
         finished_at=time.time(),
-    )  # fmt: skip
-    journal.change(decided, expect=(State.CLAIMED,), state=State.FINISHING, final="failed/decided", result=document)
+    )
+    journal.change(
+        decided, expect=(State.CLAIMED,), state=State.FINISHING, final="failed/decided", result=document
+    )
     # a retry moved the folder back but did not commit
     retried = _claimed(layout, journal, "retried", State.CLAIMED)
     journal.change(retried, expect=(State.CLAIMED,), state=State.FAILED, final="failed/retried")

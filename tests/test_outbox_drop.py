@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.outbox_helpers import A_FROM, B_FROM, TO
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.devtools.pki import DemoPki
 from xdr_edge.protocol.errors import ConfigurationError, LocalProtocolError
@@ -17,7 +18,6 @@ from xdr_edge.protocol.model import MetadataLevel
 from xdr_edge.sender.config import OutboxSettings, SenderConfig, load_sender_config
 from xdr_edge.sender.outbox.drop import SubmissionRecord, compose_drop, peek_practice, read_drop
 from xdr_edge.sender.outbox.layout import set_aside
-from tests.outbox_helpers import A_FROM, B_FROM, TO
 
 
 def _config_text(pki: DemoPki, *, outbox: str = "", a_defaults: str = "") -> str:
@@ -64,7 +64,9 @@ def _error(demo_pki: DemoPki, tmp_path: Path, **parts: str) -> str:
 # -- configuration ----------------------------------------------------------------------------------------------
 
 
-def test_config_reads_outbox_settings_and_practice_defaults(config: SenderConfig, demo_pki: DemoPki, tmp_path: Path) -> None:
+def test_config_reads_outbox_settings_and_practice_defaults(
+    config: SenderConfig, demo_pki: DemoPki, tmp_path: Path
+) -> None:
     assert config.outbox == OutboxSettings()  # every setting has a default
     defaults = config.outbox_defaults["practice-a"]
     assert str(defaults.sender) == A_FROM and [str(r) for r in defaults.recipients] == [TO]
@@ -85,9 +87,18 @@ def test_config_reads_outbox_settings_and_practice_defaults(config: SenderConfig
 @pytest.mark.parametrize(
     ("parts", "expected"),
     [
-        ({"outbox": "[outbox]\nworkers = 0\n"}, "bad.toml: outbox.workers: must be a whole number of at least 1"),
-        ({"outbox": "[outbox]\npoll_seconds = 0\n"}, "bad.toml: outbox.poll_seconds: must be a number above 0"),
-        ({"outbox": "[outbox]\nretry_max_seconds = -1\n"}, "outbox.retry_max_seconds: must be a number 0 or more"),
+        (
+            {"outbox": "[outbox]\nworkers = 0\n"},
+            "bad.toml: outbox.workers: must be a whole number of at least 1",
+        ),
+        (
+            {"outbox": "[outbox]\npoll_seconds = 0\n"},
+            "bad.toml: outbox.poll_seconds: must be a number above 0",
+        ),
+        (
+            {"outbox": "[outbox]\nretry_max_seconds = -1\n"},
+            "outbox.retry_max_seconds: must be a number 0 or more",
+        ),
         ({"outbox": "[outbox]\nworker = 2\n"}, "bad.toml: outbox.worker: unknown key"),
         (
             {"a_defaults": f'[practice.outbox]\nfrom = "{B_FROM}"\nto = ["{TO}"]\n'},
@@ -126,7 +137,9 @@ def test_outbox_settings_refuse_nonsense_from_library_callers() -> None:
 # -- reading drops ----------------------------------------------------------------------------------------------
 
 
-def _folder(tmp_path: Path, manifest: str | None, files: dict[str, bytes] | None = None, fmt: str = "toml") -> Path:
+def _folder(
+    tmp_path: Path, manifest: str | None, files: dict[str, bytes] | None = None, fmt: str = "toml"
+) -> Path:
     root = tmp_path / "drop"
     root.mkdir()
     for name, data in (files if files is not None else {"ccd.xml": sample_ccda()}).items():
@@ -140,7 +153,9 @@ def _folder(tmp_path: Path, manifest: str | None, files: dict[str, bytes] | None
 GOOD_TOML = f'practice = "practice-b"\nfrom = "{B_FROM}"\nto = ["{TO}"]\n'
 
 
-def test_a_folder_drop_with_toml_manifest_sends_every_other_file_sorted(config: SenderConfig, tmp_path: Path) -> None:
+def test_a_folder_drop_with_toml_manifest_sends_every_other_file_sorted(
+    config: SenderConfig, tmp_path: Path
+) -> None:
     root = _folder(
         tmp_path,
         GOOD_TOML + 'metadata = "xds"\ntitle = "Referral"\nfinal_delivery_notification = true\n',
@@ -151,7 +166,11 @@ def test_a_folder_drop_with_toml_manifest_sends_every_other_file_sorted(config: 
     request = read_drop(root, kind="folder", practice_folder=None, config=config)
     assert request.practice == "practice-b" and str(request.sender) == B_FROM
     assert request.documents == ("a.xml", "b.pdf")  # hidden files, our outputs and sub-folders are not sent
-    assert request.level is MetadataLevel.XDS and request.title == "Referral" and request.final_delivery_notification
+    assert (
+        request.level is MetadataLevel.XDS
+        and request.title == "Referral"
+        and request.final_delivery_notification
+    )
     submission, record = compose_drop(request, None, renew=True)
     assert submission.submission_set.title == "Referral" and submission.final_destination_delivery
     assert [name for name, *_ in record.documents] == ["a.xml", "b.pdf"]
@@ -166,9 +185,15 @@ def test_a_json_manifest_lists_documents_in_its_order_and_may_name_sub_folders(
         "to": [TO, "care@direct.clinic.example"],
         "documents": ["sub/letter.pdf", "ccd.xml"],
         "patient_id": "77^^^&2.16.840.1.113883.19.5&ISO",
-        "author": {"person": {"family": "Smith", "given": "John"}, "institution": "Practice A", "role": "Attending"},
+        "author": {
+            "person": {"family": "Smith", "given": "John"},
+            "institution": "Practice A",
+            "role": "Attending",
+        },
     }
-    root = _folder(tmp_path, json.dumps(manifest), {"ccd.xml": sample_ccda(), "sub/letter.pdf": sample_pdf()}, "json")
+    root = _folder(
+        tmp_path, json.dumps(manifest), {"ccd.xml": sample_ccda(), "sub/letter.pdf": sample_pdf()}, "json"
+    )
     request = read_drop(root, kind="folder", practice_folder=None, config=config)
     assert request.documents == ("sub/letter.pdf", "ccd.xml")
     assert [str(r) for r in request.recipients] == [TO, "care@direct.clinic.example"]
@@ -191,16 +216,36 @@ def test_a_json_manifest_lists_documents_in_its_order_and_may_name_sub_folders(
             "unknown-practice",
             "unknown practice 'practice-z' (configured: practice-a, practice-b)",
         ),
-        (f'practice = "practice-a"\nfrom = "{A_FROM}"\nto = "{TO}"\n', "toml", "bad-manifest", "message.toml: to: must be"),
-        (f'practice = "practice-a"\nfrom = "nobody"\nto = ["{TO}"]\n', "toml", "bad-manifest", "from: not a Direct address"),
-        (GOOD_TOML + 'metadata = "rich"\n', "toml", "bad-manifest", "message.toml: metadata: unknown metadata level"),
+        (
+            f'practice = "practice-a"\nfrom = "{A_FROM}"\nto = "{TO}"\n',
+            "toml",
+            "bad-manifest",
+            "message.toml: to: must be",
+        ),
+        (
+            f'practice = "practice-a"\nfrom = "nobody"\nto = ["{TO}"]\n',
+            "toml",
+            "bad-manifest",
+            "from: not a Direct address",
+        ),
+        (
+            GOOD_TOML + 'metadata = "rich"\n',
+            "toml",
+            "bad-manifest",
+            "message.toml: metadata: unknown metadata level",
+        ),
         (GOOD_TOML + 'documents = ["../../etc/passwd"]\n', "toml", "path-outside-drop", "leaves the drop"),
         (GOOD_TOML + 'documents = ["/etc/passwd"]\n', "toml", "path-outside-drop", "leaves the drop"),
         (GOOD_TOML + 'documents = ["missing.pdf"]\n', "toml", "document-not-found", "is not in the drop"),
         (GOOD_TOML + 'documents = ["message.toml"]\n', "toml", "bad-manifest", "is not a document"),
         (GOOD_TOML + 'documents = ["ccd.xml", "ccd.xml"]\n', "toml", "bad-manifest", "listed twice"),
         (GOOD_TOML + "final_delivery_notification = 1\n", "toml", "bad-manifest", "must be true or false"),
-        (GOOD_TOML + '[author]\nperson = {nick = "x"}\n', "toml", "bad-manifest", "author.person.nick: unknown key"),
+        (
+            GOOD_TOML + '[author]\nperson = {nick = "x"}\n',
+            "toml",
+            "bad-manifest",
+            "author.person.nick: unknown key",
+        ),
         (None, "toml", "no-manifest", "no message.toml or message.json"),
     ],
 )
@@ -228,7 +273,7 @@ def test_a_symlink_anywhere_in_the_drop_refuses_it(config: SenderConfig, tmp_pat
 def test_both_manifests_is_ambiguous(config: SenderConfig, tmp_path: Path) -> None:
     root = _folder(tmp_path, GOOD_TOML)
     (root / "message.json").write_text("{}")
-    with pytest.raises(LocalProtocolError, match="both message.toml and message.json"):
+    with pytest.raises(LocalProtocolError, match=r"both message\.toml and message\.json"):
         read_drop(root, kind="folder", practice_folder=None, config=config)
 
 
@@ -237,7 +282,11 @@ def test_a_single_file_takes_the_practice_defaults(config: SenderConfig, tmp_pat
     root.mkdir()
     (root / "referral.xml").write_bytes(sample_ccda(title="Referral note"))
     request = read_drop(root, kind="file", practice_folder="practice-a", config=config)
-    assert (request.practice, str(request.sender), request.documents) == ("practice-a", A_FROM, ("referral.xml",))
+    assert (request.practice, str(request.sender), request.documents) == (
+        "practice-a",
+        A_FROM,
+        ("referral.xml",),
+    )
     assert request.level is MetadataLevel.XDS
     submission, _ = compose_drop(request, None, renew=True)
     assert submission.document_entries[0].title == "Referral note"  # from the C-CDA header
@@ -248,7 +297,9 @@ def test_a_folder_in_a_practice_folder_needs_no_manifest_but_may_not_change_prac
     config: SenderConfig, tmp_path: Path
 ) -> None:
     root = _folder(tmp_path, None)
-    assert read_drop(root, kind="folder", practice_folder="practice-a", config=config).practice == "practice-a"
+    assert (
+        read_drop(root, kind="folder", practice_folder="practice-a", config=config).practice == "practice-a"
+    )
     (root / "message.toml").write_text(GOOD_TOML)
     with pytest.raises(LocalProtocolError, match="'practice-b' in the folder of practice 'practice-a'"):
         read_drop(root, kind="folder", practice_folder="practice-a", config=config)

@@ -18,16 +18,6 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 
-from xdr_edge.certs import fingerprint_sha256
-from xdr_edge.cli import main
-from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
-from xdr_edge.conformance.samples import sample_ccda, sample_pdf
-from xdr_edge.devtools.lab import Lab, start_lab
-from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
-from xdr_edge.receiver.server import ServerConfig, XdrServer
-from xdr_edge.sender.config import load_sender_config
-from xdr_edge.sender.outbox import DropEvent, Outbox, outbox_status
-from xdr_edge.sender.outbox.journal import Journal, State
 from tests.outbox_helpers import (
     A_FROM,
     B_FROM,
@@ -41,8 +31,20 @@ from tests.outbox_helpers import (
     wait_until,
     write_config,
 )
+from xdr_edge.certs import fingerprint_sha256
+from xdr_edge.cli import main
+from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
+from xdr_edge.receiver.server import ServerConfig, XdrServer
+from xdr_edge.sender.config import load_sender_config
+from xdr_edge.sender.outbox import DropEvent, Outbox, outbox_status
+from xdr_edge.sender.outbox.journal import Journal, State
 
-EXTRA_A = "dr.extra@direct.practice-a.org"  # in practice-a's certificate and sender config; unbound at the HISP
+EXTRA_A = (
+    "dr.extra@direct.practice-a.org"  # in practice-a's certificate and sender config; unbound at the HISP
+)
 PRACTICES = (("practice-a", ("dr.smith@direct.practice-a.org", EXTRA_A)), ("practice-b", (B_FROM,)))
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -74,10 +76,16 @@ def _mixed_drops(incoming: Path) -> tuple[set[str], dict[str, str]]:
             drop(incoming, name, manifest={**valid_manifest(practice), "practice": "practice-z"})
             bad[name] = "unknown-practice"
         elif kind == 2:
-            drop(incoming, name, manifest={**valid_manifest("practice-b"), "from": B_FROM, "practice": "practice-a"})
+            drop(
+                incoming,
+                name,
+                manifest={**valid_manifest("practice-b"), "from": B_FROM, "practice": "practice-a"},
+            )
             bad[name] = "sender-not-bound"
         elif kind == 3:
-            drop(incoming, name, manifest=valid_manifest(practice), files=pdf_files(f"scan {n}"))  # XDS, no author
+            drop(
+                incoming, name, manifest=valid_manifest(practice), files=pdf_files(f"scan {n}")
+            )  # XDS, no author
             bad[name] = "validation-failed"
         elif kind == 4:
             folder = drop(incoming, name, manifest=valid_manifest(practice))
@@ -87,23 +95,38 @@ def _mixed_drops(incoming: Path) -> tuple[set[str], dict[str, str]]:
             drop(incoming, name, manifest=valid_manifest(practice, documents=["../../sent/x"]))
             bad[name] = "path-outside-drop"
         elif kind == 6:
-            drop(incoming, name, manifest={**valid_manifest("practice-a"), "from": EXTRA_A})  # the HISP refuses
+            drop(
+                incoming, name, manifest={**valid_manifest("practice-a"), "from": EXTRA_A}
+            )  # the HISP refuses
             bad[name] = "XDSRepositoryError"
         elif kind == 7:
             single_file(incoming, "practice-a", f"note-{n:03d}.xml", sample_ccda(patient_id=f"P{n}"))
             good.add(f"note-{n:03d}.xml")
         elif kind == 8:
             files = {"ccd.xml": sample_ccda(patient_id=f"P{n}"), "letter.pdf": sample_pdf(f"letter {n}")}
-            drop(incoming, name, manifest=valid_manifest(practice, title=f"Referral {n}"), files=files, fmt="json")
+            drop(
+                incoming,
+                name,
+                manifest=valid_manifest(practice, title=f"Referral {n}"),
+                files=files,
+                fmt="json",
+            )
             good.add(name)
         else:
-            drop(incoming, name, manifest=valid_manifest(practice), files={"ccd.xml": sample_ccda(patient_id=f"P{n}")})
+            drop(
+                incoming,
+                name,
+                manifest=valid_manifest(practice),
+                files={"ccd.xml": sample_ccda(patient_id=f"P{n}")},
+            )
             good.add(name)
     return good, bad
 
 
 def test_200_mixed_drops_for_two_practices_are_drained_with_once(lab: Lab, tmp_path: Path) -> None:
-    config = write_config(lab, tmp_path / "sender.toml", defaults={"practice-a": {"from": A_FROM, "to": [TO]}})
+    config = write_config(
+        lab, tmp_path / "sender.toml", defaults={"practice-a": {"from": A_FROM, "to": [TO]}}
+    )
     outbox = tmp_path / "outbox"
     (outbox / "incoming").mkdir(parents=True)
     good, bad = _mixed_drops(outbox / "incoming")
@@ -130,7 +153,9 @@ def test_200_mixed_drops_for_two_practices_are_drained_with_once(lab: Lab, tmp_p
             assert doc["outcome"] == "Failure" and doc["errors"][0]["error_code"] == "XDSRepositoryError"
         else:
             assert doc["outcome"] == "BadDrop" and doc["attempts"] == 0
-    assert (outbox / "sent" / "drop-008" / "letter.pdf").read_bytes() == sample_pdf("letter 8")  # originals kept
+    assert (outbox / "sent" / "drop-008" / "letter.pdf").read_bytes() == sample_pdf(
+        "letter 8"
+    )  # originals kept
     # one structured line per drop on stdout, without names (they can carry PHI)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     drops = [line for line in lines if line["event"] == "drop"]
@@ -138,7 +163,14 @@ def test_200_mixed_drops_for_two_practices_are_drained_with_once(lab: Lab, tmp_p
     assert lines[-1]["event"] == "summary" and (lines[-1]["sent"], lines[-1]["failed"]) == (130, 70)
     assert "drop-0" not in result.stdout and "note-" not in result.stdout
     status = json.loads(run("outbox", "status", outbox, "--json").stdout)
-    assert status["counts"] == {"incoming": 0, "claimed": 0, "sending": 0, "waiting": 0, "sent": 130, "failed": 70}
+    assert status["counts"] == {
+        "incoming": 0,
+        "claimed": 0,
+        "sending": 0,
+        "waiting": 0,
+        "sent": 130,
+        "failed": 70,
+    }
     assert status["running"] is False and status["last_error"]["where"].startswith("failed/")
 
 
@@ -165,7 +197,7 @@ class Running:
         self.events: list[DropEvent] = []
         self._lock = threading.Lock()
         self.summary: Any = None
-        outbox._on_event = self._event  # noqa: SLF001 - the test's collector, set before run
+        outbox._on_event = self._event
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _event(self, event: DropEvent) -> None:
@@ -196,7 +228,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_drops_wait_while_the_receiver_is_down_and_go_through_when_it_is_back(lab: Lab, tmp_path: Path) -> None:
+def test_drops_wait_while_the_receiver_is_down_and_go_through_when_it_is_back(
+    lab: Lab, tmp_path: Path
+) -> None:
     # the lab's own server listens on a port chosen by the kernel, which cannot be bound again at once; this
     # receiver (same app, same registry and inbox) gets a fixed port so that it can come back on it
     lab.server.stop()
@@ -223,7 +257,9 @@ def test_drops_wait_while_the_receiver_is_down_and_go_through_when_it_is_back(la
         assert "could not connect" in (waiting.oldest_waiting["last_error"] or "")
         server = _server(lab, port)
         try:
-            wait_until(lambda: len(running.states("sent")) == 40, what="every drop sent once the receiver is back")
+            wait_until(
+                lambda: len(running.states("sent")) == 40, what="every drop sent once the receiver is back"
+            )
         finally:
             running.outbox.stop()
             running.thread.join(timeout=60)
@@ -244,7 +280,9 @@ def test_a_slow_practice_does_not_hold_up_a_quick_one(tmp_path: Path) -> None:
 
         def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
             pem = environ.get("SSL_CLIENT_CERT") or ""
-            if pem and fingerprint_sha256(x509.load_pem_x509_certificate(pem.encode())) == slow_fingerprint.get("a"):
+            if pem and fingerprint_sha256(
+                x509.load_pem_x509_certificate(pem.encode())
+            ) == slow_fingerprint.get("a"):
                 time.sleep(1.0)
             return real(environ, start_response)
 
@@ -280,7 +318,10 @@ def test_retry_sends_a_refused_drop_again_with_the_same_unique_ids(lab: Lab, tmp
     assert "retry" in (outbox / "failed" / "refused" / "error.txt").read_text()
 
     unknown = run("outbox", "retry", outbox, "nothing-like-it")
-    assert unknown.exit_code == EXIT_BAD_INPUT and "not a failed drop of this outbox: nothing-like-it" in unknown.output
+    assert (
+        unknown.exit_code == EXIT_BAD_INPUT
+        and "not a failed drop of this outbox: nothing-like-it" in unknown.output
+    )
     lab.registry.bind("practice-a", EXTRA_A, actor="test")  # the HISP's side is fixed
     retried = run("outbox", "retry", outbox, "refused")
     assert retried.exit_code == 0 and "refused: back in the queue (uniqueIds kept)" in retried.output
@@ -304,13 +345,18 @@ def test_retry_with_new_ids_after_a_document_was_fixed(lab: Lab, tmp_path: Path)
     assert results(outbox / "failed")["scan"]["code"] == "validation-failed"
     folder = outbox / "failed" / "scan"
     (folder / "message.toml").write_text(
-        (folder / "message.toml").read_text() + '\n[author]\nperson = "^Jones^Pat"\ninstitution = "Practice B"\n'
+        (folder / "message.toml").read_text()
+        + '\n[author]\nperson = "^Jones^Pat"\ninstitution = "Practice B"\n'
         'role = "Attending"\nspecialty = "Family medicine"\n'
     )
     (folder / "message.toml").write_text(
-        (folder / "message.toml").read_text().replace("[author]", 'patient_id = "9^^^&2.16.840.1.113883.19.5&ISO"\n[author]')
+        (folder / "message.toml")
+        .read_text()
+        .replace("[author]", 'patient_id = "9^^^&2.16.840.1.113883.19.5&ISO"\n[author]')
     )
-    assert run("outbox", "retry", outbox, "scan").exit_code == 0  # nothing was sent: new uniqueIds are harmless
+    assert (
+        run("outbox", "retry", outbox, "scan").exit_code == 0
+    )  # nothing was sent: new uniqueIds are harmless
     assert run("outbox", "run", outbox, "--config", config, "--once").exit_code == 0
     assert results(outbox / "sent")["scan"]["outcome"] == "Success"
 
@@ -367,4 +413,7 @@ def test_the_journal_records_every_change_of_a_drop(lab: Lab, tmp_path: Path) ->
         states = [state for _, state, _ in journal.events(row.id)]
         assert states == ["claiming", "claimed", "sending", "finishing", "sent"]
         assert row.submission is not None and row.final == "sent/one"
-        assert row.submission["submission_set_unique_id"] == results(outbox / "sent")["one"]["submission_set_unique_id"]
+        assert (
+            row.submission["submission_set_unique_id"]
+            == results(outbox / "sent")["one"]["submission_set_unique_id"]
+        )

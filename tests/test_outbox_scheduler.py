@@ -29,7 +29,12 @@ def test_a_practice_with_a_backlog_does_not_starve_another() -> None:
     queue.put("b1", "practice-b", 1000.0)
     taken = [queue.take(timeout=0) for _ in range(4)]
     assert [j.practice for j in taken if j] == ["practice-a", "practice-b", "practice-a", "practice-b"]
-    assert [j.drop_id for j in taken if j] == ["a0", "b0", "a1", "b1"]  # first in, first out within a practice
+    assert [j.drop_id for j in taken if j] == [
+        "a0",
+        "b0",
+        "a1",
+        "b1",
+    ]  # first in, first out within a practice
 
 
 def test_the_practice_with_fewer_drops_in_flight_goes_first() -> None:

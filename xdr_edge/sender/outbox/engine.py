@@ -118,7 +118,6 @@ class Outbox:
 
     def progress(self) -> Progress:
         journal, queue = self._journal, self._queue
-        counts = journal.counts() if journal is not None else {}
         with self._lock:
             sent, failed = self._sent, self._failed
         return Progress(
@@ -126,9 +125,11 @@ class Outbox:
             now=self._clock(),
             sent=sent,
             failed=failed,
-            waiting=counts.get(State.WAITING.value, 0),
+            waiting=journal.count((State.WAITING,)) if journal is not None else 0,
             in_flight=queue.in_flight() if queue is not None else 0,
-            claimed=sum(counts.get(s.value, 0) for s in (State.CLAIMED, State.SENDING, State.FINISHING)),
+            claimed=journal.count((State.CLAIMED, State.SENDING, State.FINISHING))
+            if journal is not None
+            else 0,
             total=self._total,
         )
 
@@ -165,8 +166,7 @@ class Outbox:
         initial: set[str] | None = None
         if once:
             initial = {a.name for a in find_arrivals(self.layout.incoming, self._practice_folders)}
-            active = sum(journal.counts().get(s.value, 0) for s in ACTIVE)
-            self._total = len(initial) + active
+            self._total = len(initial) + journal.count(ACTIVE)
         threads = [
             threading.Thread(target=self._work, args=(client,), name=f"xdr-edge-outbox-{n}", daemon=True)
             for n in range(workers)
@@ -181,40 +181,43 @@ class Outbox:
             recovered.total,
         )
         try:
-            while not self._stop.is_set():
-                self._wake.clear()
-                self._claim(journal, queue, initial)
-                self._schedule(journal, queue)
-                if once and not initial and queue.pending() == 0 and not self._active(journal):
-                    break
-                self._wake.wait(self._pause(journal, once))
+            self._loop(journal, queue, initial, once)
         finally:
             queue.close()
             for thread in threads:
                 thread.join()
             self._queue = None
-        counts = journal.counts()
         with self._lock:
             return RunSummary(
                 sent=self._sent,
                 failed=self._failed,
-                waiting=counts.get(State.WAITING.value, 0),
-                claimed=sum(counts.get(s.value, 0) for s in (State.CLAIMED, State.SENDING, State.FINISHING)),
+                waiting=journal.count((State.WAITING,)),
+                claimed=journal.count((State.CLAIMED, State.SENDING, State.FINISHING)),
                 stopped=self._stop.is_set(),
                 recovered=recovered,
             )
 
-    def _active(self, journal: Journal) -> bool:
-        counts = journal.counts()
-        return any(counts.get(s.value, 0) for s in ACTIVE)
-
-    def _pause(self, journal: Journal, once: bool) -> float:
-        """Until the next poll, or sooner when a waiting drop falls due."""
-        pause = self.settings.poll_seconds
-        due = journal.next_due()
-        if due is not None:
-            pause = min(pause, max(0.01, due - self._clock()))
-        return pause
+    def _loop(self, journal: Journal, queue: FairQueue, initial: set[str] | None, once: bool) -> None:
+        """Scan ``incoming/`` every poll; queue waiting drops when they fall due; with ``once``, end when nothing
+        is left. A worker finishing a drop wakes the loop only to check that (no rescan: cheap per drop)."""
+        next_scan = 0.0
+        next_due: float | None = None
+        everything = True  # the first pass queues every workable drop (recovery); later ones only the due
+        while not self._stop.is_set():
+            self._wake.clear()
+            now = self._clock()
+            if now >= next_scan:
+                self._claim(journal, queue, initial)
+                self._schedule(journal, queue, everything=everything)
+                everything = False
+                next_scan = now + self.settings.poll_seconds
+            elif next_due is not None and now >= next_due:
+                self._schedule(journal, queue, everything=False)
+            if once and not initial and queue.pending() == 0 and not journal.count(ACTIVE):
+                return
+            next_due = journal.next_due(after=now)
+            deadline = next_scan if next_due is None else min(next_scan, next_due)
+            self._wake.wait(max(0.0, deadline - self._clock()))
 
     # -- claiming ---------------------------------------------------------------------------------------------
 
@@ -270,8 +273,10 @@ class Outbox:
         journal.change(drop_id, expect=(State.CLAIMING,), state=State.CLAIMED)
         queue.put(drop_id, practice or "", now)
 
-    def _schedule(self, journal: Journal, queue: FairQueue) -> None:
-        for drop_id, practice, since in journal.due(WORKABLE, self._clock()):
+    def _schedule(self, journal: Journal, queue: FairQueue, *, everything: bool) -> None:
+        """Queue the drops that are due. Claimed drops are queued when claimed, so after the first pass only the
+        drops with a time set are looked at: waiting ones, parked ones, and those `outbox retry` put back."""
+        for drop_id, practice, since in journal.due(WORKABLE, self._clock(), timed_only=not everything):
             queue.put(drop_id, practice or "", since)
 
     # -- working ----------------------------------------------------------------------------------------------

@@ -280,13 +280,16 @@ class Journal:
             found = self._conn.execute(sql + " ORDER BY claimed_at, id", params).fetchall()
         return [DropRow._from(r) for r in found]
 
-    def due(self, states: Iterable[State], before: float) -> list[tuple[str, str | None, float]]:
-        """``(id, practice, since)`` of the drops in ``states`` with no ``next_at`` or one before ``before``,
-        oldest claim first: the light query a run makes at every poll."""
+    def due(
+        self, states: Iterable[State], before: float, *, timed_only: bool = False
+    ) -> list[tuple[str, str | None, float]]:
+        """``(id, practice, since)`` of the drops in ``states`` with no ``next_at`` (unless ``timed_only``) or one
+        before ``before``, oldest claim first: the light query a run makes at every poll."""
         names = [s.value for s in states]
+        timed = "next_at <= ?" if timed_only else "(next_at IS NULL OR next_at <= ?)"
         sql = (
             f"SELECT id, practice, since FROM drops WHERE state IN ({','.join('?' * len(names))}) "  # noqa: S608
-            "AND (next_at IS NULL OR next_at <= ?) ORDER BY claimed_at, id"
+            f"AND {timed} ORDER BY claimed_at, id"
         )
         with self._lock:
             found = self._conn.execute(sql, [*names, before]).fetchall()
@@ -302,11 +305,24 @@ class Journal:
             found = self._conn.execute("SELECT state, count(*) FROM drops GROUP BY state").fetchall()
         return {state: count for state, count in found}
 
-    def next_due(self) -> float | None:
-        """The earliest ``next_at`` of a waiting drop."""
+    def count(self, states: Iterable[State]) -> int:
+        """How many drops are in ``states`` (an index range per state: cheap however long the history)."""
+        names = [s.value for s in states]
         with self._lock:
             row = self._conn.execute(
-                "SELECT min(next_at) FROM drops WHERE state = ?", (State.WAITING.value,)
+                f"SELECT count(*) FROM drops WHERE state IN ({','.join('?' * len(names))})",  # noqa: S608
+                names,
+            ).fetchone()
+        return int(row[0])
+
+    def next_due(self, *, after: float) -> float | None:
+        """The earliest ``next_at`` after ``after`` of a drop a worker would pick up."""
+        names = [s.value for s in WORKABLE]
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT min(next_at) FROM drops WHERE state IN ({','.join('?' * len(names))}) "  # noqa: S608
+                "AND next_at > ?",
+                [*names, after],
             ).fetchone()
         return row[0] if row is not None else None
 

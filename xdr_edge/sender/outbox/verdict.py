@@ -174,7 +174,9 @@ def error_text(document: dict[str, Any], name: str) -> str:
     if fault:
         sub = f" / {fault['subcode']}" if fault.get("subcode") else ""
         lines.append(f"SOAP fault: {fault['code']}{sub}: {fault['reason']}")
-    details = [e for e in document["errors"] if not e.get("message") or e["message"] not in document["message"]]
+    details = [
+        e for e in document["errors"] if not e.get("message") or e["message"] not in document["message"]
+    ]
     if details:
         lines.append("errors:")
         for error in details:
