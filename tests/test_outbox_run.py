@@ -6,6 +6,7 @@ a slow practice next to a quick one; `outbox retry` after a refusal; `outbox sta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -304,6 +305,20 @@ def test_a_slow_practice_does_not_hold_up_a_quick_one(tmp_path: Path) -> None:
     # with two workers and two practices each practice holds one: every quick drop is through while the slow
     # practice has had time for only one or two of its own
     assert order.index("b") < 2 and order[: order.index("b") + 8].count("a") <= 2, order
+
+
+def test_many_workers_for_one_practice_reuse_their_connections(
+    lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_sender_config(write_config(lab, tmp_path / "sender.toml", outbox={"workers": 7}))
+    incoming = tmp_path / "outbox" / "incoming"
+    incoming.mkdir(parents=True)
+    for n in range(36):
+        drop(incoming, f"d{n:02d}", manifest=valid_manifest("practice-a"))
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        summary = Outbox(tmp_path / "outbox", config=config).run(once=True)
+    assert summary.sent == 36
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 def test_retry_sends_a_refused_drop_again_with_the_same_unique_ids(lab: Lab, tmp_path: Path) -> None:

@@ -241,6 +241,7 @@ class XdrClient:
         placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        connections_per_practice: int = 4,
     ) -> None:
         if not endpoint.lower().startswith("https://"):
             raise ConfigurationError(
@@ -258,7 +259,18 @@ class XdrClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        self._pool = SessionPool(self.ca_bundle)
+        if (
+            isinstance(connections_per_practice, bool)
+            or not isinstance(connections_per_practice, int)
+            or (connections_per_practice < 1)
+        ):
+            raise ConfigurationError(
+                f"XdrClient connections_per_practice must be a whole number of at least 1, not "
+                f"{connections_per_practice!r}",
+                location="connections_per_practice",
+            )
+        # Connections kept open per practice: as many as the threads that send for one practice at once.
+        self._pool = SessionPool(self.ca_bundle, connections=connections_per_practice)
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:

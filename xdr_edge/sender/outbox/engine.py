@@ -142,7 +142,9 @@ class Outbox:
             try:
                 journal.set_meta("practice_folders", sorted(self._practice_folders))
                 recovered = recover(self.layout, journal, clock=self._clock)
-                client = self._client or XdrClient.from_config(self.config, retry=CLIENT_RETRY)
+                client = self._client or XdrClient.from_config(
+                    self.config, retry=CLIENT_RETRY, connections_per_practice=max(4, self.settings.workers)
+                )
                 try:
                     return self._run(journal, client, recovered, once)
                 finally:
