@@ -29,7 +29,7 @@ from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
 from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import DropEvent, Outbox, Progress, RunSummary, outbox_status, retry_failed
 from xdr_edge.sender.outbox.admin import STATUS_STATES, OutboxStatus
-from xdr_edge.sender.outbox.verdict import iso
+from xdr_edge.sender.outbox.events import iso
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 

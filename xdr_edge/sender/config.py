@@ -30,7 +30,7 @@ The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, bo
     [outbox]                              # how `xdr-edge outbox run` works (defaults shown)
     workers = 4
     poll_seconds = 2                      # how often incoming/ is scanned (polling works on network shares)
-    settle_seconds = 1                    # a drop whose files changed more recently than this waits a scan
+    settle_seconds = 1                    # a drop is claimed once it looked unchanged this long
     retry_base_seconds = 5                # first wait after a transient failure, doubled each time ...
     retry_max_seconds = 300               # ... up to this (with jitter)
     give_up_after_hours = 72              # then a drop still not delivered is failed

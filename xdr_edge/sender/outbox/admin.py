@@ -17,9 +17,9 @@ from typing import Any
 
 from xdr_edge.protocol.errors import ConfigurationError, LocalProtocolError, StoreError
 from xdr_edge.sender.outbox.arrivals import find_arrivals
+from xdr_edge.sender.outbox.events import iso
 from xdr_edge.sender.outbox.journal import DropRow, Journal, State
 from xdr_edge.sender.outbox.layout import OUTPUT_NAMES, OutboxLayout, RunnerLock, rename_durably
-from xdr_edge.sender.outbox.verdict import iso
 
 #: The states ``outbox status`` counts, in the order a drop goes through them.
 STATUS_STATES = ("incoming", "claimed", "sending", "waiting", "sent", "failed")

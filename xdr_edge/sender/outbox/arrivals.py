@@ -12,13 +12,15 @@ What counts as a drop:
 - names starting with ``.`` are never touched: that is work in progress.
 
 Settling: a writer that does not rename (a copy onto a share, a folder made in place) would be caught half
-written. A drop is therefore claimed only when nothing in it has been modified for ``settle_seconds``; a folder
-built elsewhere and renamed in keeps its files' times, so it is claimed at once.
+written. A drop is therefore claimed only once its :func:`fingerprint` (latest modification time, total size,
+number of entries) has stayed the same for ``settle_seconds`` by the outbox's own clock. Comparing what the outbox
+saw, not the files' times with its clock, keeps this right when the share's clock (or the writer's) differs from
+ours, in either direction; size and count catch writes within a filesystem's coarse time steps (2 s on FAT/SMB).
 """
 
 from __future__ import annotations
 
-__all__ = ["Arrival", "find_arrivals", "newest_change"]
+__all__ = ["Arrival", "Settling", "find_arrivals", "fingerprint"]
 
 import os
 from dataclasses import dataclass
@@ -63,17 +65,45 @@ def find_arrivals(incoming: Path, practice_folders: frozenset[str]) -> list[Arri
     return found
 
 
-def newest_change(path: Path) -> float:
-    """The latest modification time of ``path`` and, for a folder, of everything in it (links not followed)."""
+def fingerprint(path: Path) -> tuple[float, int, int]:
+    """``(latest modification time, total size, entries)`` of ``path`` and, for a folder, of everything in it
+    (links not followed): what changes while a writer is still at work."""
     try:
-        newest = path.lstat().st_mtime
+        info = path.lstat()
     except FileNotFoundError:
-        return 0.0
+        return (0.0, 0, 0)
+    newest, size, count = info.st_mtime, info.st_size, 1
     if path.is_dir() and not path.is_symlink():
         for directory, subdirs, files in os.walk(path, followlinks=False):
             for name in (*subdirs, *files):
                 try:
-                    newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime)
+                    entry = os.lstat(os.path.join(directory, name))
                 except FileNotFoundError:
                     continue
-    return newest
+                newest, size, count = max(newest, entry.st_mtime), size + entry.st_size, count + 1
+    return (newest, size, count)
+
+
+class Settling:
+    """Which drops have stayed unchanged for ``settle_seconds`` (one instance per run; not thread-safe: the
+    run's loop alone uses it)."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
+        self._seen: dict[str, tuple[tuple[float, int, int], float]] = {}
+
+    def settled(self, arrival: Arrival, now: float) -> bool:
+        """True once ``arrival`` looked the same for ``settle_seconds`` (``now`` is the outbox's monotonic clock)."""
+        if self.settle_seconds <= 0:
+            return True
+        current = fingerprint(arrival.path)
+        seen = self._seen.get(arrival.name)
+        if seen is None or seen[0] != current:
+            self._seen[arrival.name] = (current, now)
+            return False
+        return now - seen[1] >= self.settle_seconds
+
+    def forget(self, present: set[str]) -> None:
+        """Drop what is no longer in ``incoming/`` (claimed, or taken back by its writer)."""
+        for name in [n for n in self._seen if n not in present]:
+            del self._seen[name]

@@ -20,7 +20,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +35,13 @@ from xdr_edge.protocol.errors import (
 )
 from xdr_edge.sender.client import RetryPolicy, SendResult, XdrClient
 from xdr_edge.sender.config import OutboxSettings, SenderConfig
-from xdr_edge.sender.outbox.arrivals import Arrival, find_arrivals, newest_change
-from xdr_edge.sender.outbox.drop import DropRequest, SubmissionRecord, compose_drop, peek_practice, read_drop
+from xdr_edge.sender.outbox.arrivals import Arrival, Settling, find_arrivals
+from xdr_edge.sender.outbox.claiming import BATCH, claim
+from xdr_edge.sender.outbox.drop import DropRequest, SubmissionRecord, compose_drop, read_drop
 from xdr_edge.sender.outbox.events import DropEvent, Progress
 from xdr_edge.sender.outbox.finishing import Finisher
 from xdr_edge.sender.outbox.journal import ACTIVE, WORKABLE, DropRow, Journal, State
-from xdr_edge.sender.outbox.layout import OutboxLayout, RunnerLock, fsync_dir, rename_durably
+from xdr_edge.sender.outbox.layout import OutboxLayout, RunnerLock
 from xdr_edge.sender.outbox.recovery import Recovered, recover
 from xdr_edge.sender.outbox.scheduler import FairQueue, Job
 from xdr_edge.sender.outbox.verdict import BAD_DROP, Judgement, Step, judge
@@ -107,6 +107,7 @@ class Outbox:
         self._journal: Journal | None = None
         self._queue: FairQueue | None = None
         self._finisher: Finisher | None = None
+        self._settling = Settling(self.settings.settle_seconds)
 
     # -- control ----------------------------------------------------------------------------------------------
 
@@ -165,6 +166,9 @@ class Outbox:
         self._journal, self._queue = journal, queue
         self._finisher = Finisher(self.layout, journal, self._emit, self._clock)
         self._started_at = self._clock()
+        self._settling = Settling(self.settings.settle_seconds)
+        with self._lock:
+            self._sent = self._failed = 0
         initial: set[str] | None = None
         if once:
             initial = {a.name for a in find_arrivals(self.layout.incoming, self._practice_folders)}
@@ -224,56 +228,33 @@ class Outbox:
     # -- claiming ---------------------------------------------------------------------------------------------
 
     def _claim(self, journal: Journal, queue: FairQueue, only: set[str] | None) -> None:
-        now = self._clock()
+        """Claim the settled drops of ``incoming/`` (with ``only``, of those names), a batch at a time."""
         arrivals = find_arrivals(self.layout.incoming, self._practice_folders)
+        present = {a.name for a in arrivals}
+        self._settling.forget(present)
         if only is not None:
-            only &= {a.name for a in arrivals}  # gone meanwhile: nothing left to wait for
-        settle = self.settings.settle_seconds
+            only &= present  # gone meanwhile: nothing left to wait for
+        now = time.monotonic()
+        batch: list[Arrival] = []
         for arrival in arrivals:
             if self._stop.is_set():
-                return
+                break
             if only is not None and arrival.name not in only:
                 continue
-            if settle > 0 and newest_change(arrival.path) > now - settle:
-                continue  # still being written (or just written): next poll
-            self._claim_one(journal, queue, arrival)
+            if not self._settling.settled(arrival, now):
+                continue  # new, or still changing: looked at again at the next poll
+            batch.append(arrival)
             if only is not None:
                 only.discard(arrival.name)
+            if len(batch) == BATCH:
+                self._claim_batch(journal, queue, batch)
+                batch = []
+        if batch:
+            self._claim_batch(journal, queue, batch)
 
-    def _claim_one(self, journal: Journal, queue: FairQueue, arrival: Arrival) -> None:
-        """Intent in the journal, then the rename, then ``claimed`` (recovery knows what to make of each gap)."""
-        drop_id = uuid.uuid4().hex[:20]
-        practice = peek_practice(arrival.path, arrival.practice_folder)
-        now = self._clock()
-        with journal.transaction() as conn:
-            journal.insert(
-                conn,
-                drop_id=drop_id,
-                name=arrival.name,
-                kind=arrival.kind,
-                practice=practice,
-                state=State.CLAIMING,
-                now=now,
-            )
-        root = self.layout.claimed_dir(drop_id)
-        target = root if arrival.kind == "folder" else root / arrival.path.name
-        try:
-            if arrival.kind != "folder":
-                root.mkdir()
-                fsync_dir(self.layout.claimed)
-            rename_durably(arrival.path, target)
-        except OSError as exc:
-            if not (target.exists() or target.is_symlink()):
-                if root.is_dir() and not any(root.iterdir()):
-                    root.rmdir()
-                with journal.transaction() as conn:
-                    journal.delete(conn, drop_id)
-                if not isinstance(exc, FileNotFoundError):  # taken back by its writer: not an error
-                    log.warning("could not claim a drop (%s): %s", drop_id, exc.strerror or exc)
-                return
-            log.warning("drop %s claimed, but flushing the rename failed: %s", drop_id, exc.strerror or exc)
-        journal.change(drop_id, expect=(State.CLAIMING,), state=State.CLAIMED)
-        queue.put(drop_id, practice or "", now)
+    def _claim_batch(self, journal: Journal, queue: FairQueue, batch: list[Arrival]) -> None:
+        for item in claim(self.layout, journal, batch, self._clock):
+            queue.put(item.drop_id, item.practice or "", item.since)
 
     def _schedule(self, journal: Journal, queue: FairQueue, *, everything: bool) -> None:
         """Queue the drops that are due. Claimed drops are queued when claimed, so after the first pass only the

@@ -7,10 +7,18 @@ and messages can quote metadata values.
 
 from __future__ import annotations
 
-__all__ = ["DropEvent", "Progress"]
+__all__ = ["DropEvent", "Progress", "iso"]
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+
+def iso(moment: float | None) -> str | None:
+    """A time as ISO 8601 UTC to the second (``2026-12-06T06:01:49Z``), the form of every time the outbox writes."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class DropEvent:
             "submission_set_unique_id": self.submission_set_unique_id,
             "http_status": self.http_status,
             "age_ms": int(self.age_seconds * 1000),
-            "next_attempt_at": self.next_attempt_at,
+            "next_attempt_at": iso(self.next_attempt_at),
         }
 
 

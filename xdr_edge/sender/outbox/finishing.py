@@ -30,6 +30,7 @@ from xdr_edge.sender.outbox.journal import DropRow, Journal, State
 from xdr_edge.sender.outbox.layout import (
     OUTPUT_NAMES,
     OutboxLayout,
+    fsync_dir,
     remove_temporaries,
     rename_durably,
     set_aside,
@@ -145,11 +146,15 @@ class Finisher:
         if root.is_dir() and not root.is_symlink():
             remove_temporaries(root)
             if row.response is not None:
-                write_durably(root / RESPONSE_NAME, response_entity(row.response_type, row.response))
+                write_durably(
+                    root / RESPONSE_NAME, response_entity(row.response_type, row.response), flush_directory=False
+                )
             name = PurePosixPath(final).name
             if document["state"] == Step.FAILED.value:
-                write_durably(root / "error.txt", error_text(document, name).encode("utf-8"))
-            write_durably(root / "result.json", (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+                write_durably(root / "error.txt", error_text(document, name).encode("utf-8"), flush_directory=False)
+            result = (json.dumps(document, indent=2) + "\n").encode("utf-8")
+            write_durably(root / "result.json", result, flush_directory=False)
+            fsync_dir(root)  # the three names, before the folder moves
             final = self._move(row, root, final)
         elif not (self.layout.root / final).exists():
             log.error(

@@ -132,8 +132,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: temporary file, fsync, rename over ``path``, fsync the directory."""
+def write_durably(path: Path, data: bytes, *, flush_directory: bool = True) -> None:
+    """Write ``path`` whole or not at all: temporary file, fsync, rename over ``path``, fsync the directory (left
+    to the caller with ``flush_directory=False``, to flush once after several files)."""
     tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
     try:
         with tmp.open("xb") as out:
@@ -144,7 +145,8 @@ def write_durably(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if flush_directory:
+        fsync_dir(path.parent)
 
 
 def rename_durably(source: Path, target: Path) -> None:

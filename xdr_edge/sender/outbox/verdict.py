@@ -22,13 +22,13 @@ __all__ = ["Judgement", "Step", "error_text", "judge", "response_entity", "resul
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from xdr_edge.protocol.classify import Outcome
 from xdr_edge.protocol.codes import TRANSIENT
 from xdr_edge.sender.client import SendResult
+from xdr_edge.sender.outbox.events import iso
 
 ALREADY_DELIVERED = "AlreadyDelivered"
 BAD_DROP = "BadDrop"
@@ -92,12 +92,6 @@ def judge(result: SendResult) -> Judgement:
     return Judgement(
         Step.FAILED, result.outcome.value, f"HTTP {status}" if status else "TransportError", result.message
     )
-
-
-def iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def result_document(
