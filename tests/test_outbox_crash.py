@@ -148,7 +148,9 @@ def test_sigkill_at_several_points_then_a_restart_finishes_the_work(tmp_path: Pa
         wait_until(lambda: _entries(outbox / "sent") >= before + 10, what="ten more drops sent")
         runner.kill()
         # the run after the kill in the hook found the send it had cut off, and sends it again
-        assert re.search(r"outbox recovery: .* [1-9]\d* sends interrupted", runner.stderr(3)), runner.stderr(3)
+        assert re.search(r"outbox recovery: .* [1-9]\d* sends interrupted", runner.stderr(3)), runner.stderr(
+            3
+        )
         # 4. at an arbitrary moment of a run at work
         runner.start()
         before = _entries(outbox / "sent")
@@ -174,17 +176,19 @@ def test_sigkill_at_several_points_then_a_restart_finishes_the_work(tmp_path: Pa
         )  # the receiver stored each once; the re-send was answered duplicate
 
 
+def _slow(config: ReceiverConfig) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The real receiver, 0.3 s slower per request: drops are in flight long enough to be caught there."""
+    real = XdrEdgeApp(config)
+
+    def slow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        time.sleep(0.3)
+        return real(environ, start_response)
+
+    return slow
+
+
 def test_sigterm_mid_run_exits_0_after_the_drops_in_flight_and_a_restart_finishes(tmp_path: Path) -> None:
-    def factory(config: ReceiverConfig) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-        real = XdrEdgeApp(config)
-
-        def slow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-            time.sleep(0.3)
-            return real(environ, start_response)
-
-        return slow
-
-    with start_lab(tmp_path / "lab", app_factory=factory) as lab:
+    with start_lab(tmp_path / "lab", app_factory=_slow) as lab:
         config = write_config(lab, tmp_path / "sender.toml", outbox={"workers": 2})
         outbox = tmp_path / "outbox"
         incoming = outbox / "incoming"
@@ -209,6 +213,27 @@ def test_sigterm_mid_run_exits_0_after_the_drops_in_flight_and_a_restart_finishe
         assert runner.start("--once").wait(timeout=120) == 0, runner.stderr()
         sent = _assert_accounted_for(lab, outbox, good, set())
         assert all(doc["outcome"] == "Success" for doc in sent.values())
+
+
+def test_a_second_ctrl_c_stops_at_once_and_a_restart_finishes(tmp_path: Path) -> None:
+    with start_lab(tmp_path / "lab", app_factory=_slow) as lab:
+        config = write_config(lab, tmp_path / "sender.toml", outbox={"workers": 2})
+        outbox = tmp_path / "outbox"
+        good = {f"d{n:02d}" for n in range(12)}
+        for n, name in enumerate(sorted(good)):
+            drop(outbox / "incoming", name, manifest=valid_manifest("practice-a" if n % 2 else "practice-b"))
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        runner = Runner(outbox, config, logs)
+        proc = runner.start()
+        wait_until(lambda: _entries(outbox / "sent") >= 1, what="a drop sent")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted: stopped at once" in runner.stderr() and "Traceback" not in runner.stderr()
+        assert runner.start("--once").wait(timeout=120) == 0, runner.stderr()
+        _assert_accounted_for(lab, outbox, good, set())
 
 
 # -- every window of the protocols, rebuilt in this process -------------------------------------------------------

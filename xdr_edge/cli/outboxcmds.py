@@ -32,6 +32,8 @@ from xdr_edge.sender.outbox.admin import STATUS_STATES, OutboxStatus
 from xdr_edge.sender.outbox.events import iso
 
 _DIR = click.Path(file_okay=False, path_type=Path)
+#: A second Ctrl-C: 128 + SIGINT, as a shell reports a process ended by it.
+EXIT_INTERRUPTED = 130
 
 
 class _JsonLines:
@@ -177,6 +179,12 @@ def run(directory: Path, config_path: Path, workers: int | None, once: bool, pol
     try:
         with _stopped_by_signals(engine):
             summary = engine.run(once=once)
+    except KeyboardInterrupt:
+        # the second Ctrl-C: stop now, as a crash would; the next run finishes what was in flight
+        click.echo(
+            "\ninterrupted: stopped at once; the next run finishes the drops that were in flight", err=True
+        )
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         if display is not None:
             display.stop()

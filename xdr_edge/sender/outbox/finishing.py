@@ -147,11 +147,15 @@ class Finisher:
             remove_temporaries(root)
             if row.response is not None:
                 write_durably(
-                    root / RESPONSE_NAME, response_entity(row.response_type, row.response), flush_directory=False
+                    root / RESPONSE_NAME,
+                    response_entity(row.response_type, row.response),
+                    flush_directory=False,
                 )
             name = PurePosixPath(final).name
             if document["state"] == Step.FAILED.value:
-                write_durably(root / "error.txt", error_text(document, name).encode("utf-8"), flush_directory=False)
+                write_durably(
+                    root / "error.txt", error_text(document, name).encode("utf-8"), flush_directory=False
+                )
             result = (json.dumps(document, indent=2) + "\n").encode("utf-8")
             write_durably(root / "result.json", result, flush_directory=False)
             fsync_dir(root)  # the three names, before the folder moves
