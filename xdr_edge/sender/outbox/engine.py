@@ -93,9 +93,6 @@ class Outbox:
         self._on_event = on_event
         self._clock = clock
         self._rng = rng or random.Random()
-        self._backoff = RetryPolicy(
-            base_delay=self.settings.retry_base_seconds, max_delay=self.settings.retry_max_seconds
-        )
         self._practice_folders = frozenset(config.outbox_defaults)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -425,7 +422,7 @@ class Outbox:
             return
         retries = row.retries + 1
         with self._lock:
-            pause = self._backoff.delay(min(retries, 60), self._rng)
+            pause = backoff(retries, self.settings, self._rng)
         next_at = now + pause
         message_ids = [*row.message_ids, *(result.message_ids if result is not None else ())]
         attempts = row.attempts + (result.attempts if result is not None else 0)
@@ -493,6 +490,13 @@ class Outbox:
                 self._on_event(event)
             except Exception as exc:
                 log.error("the outbox event handler failed: %s", type(exc).__name__)
+
+
+def backoff(retries: int, settings: OutboxSettings, rng: random.Random) -> float:
+    """Seconds to wait before retry number ``retries``: exponential, with "equal jitter" (half of the step fixed,
+    half random), so that many drops waiting on one outage spread out, and a pause is never close to nothing."""
+    step = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** min(retries - 1, 60))
+    return step / 2 + rng.uniform(0, step / 2)
 
 
 def _duration(seconds: float) -> str:

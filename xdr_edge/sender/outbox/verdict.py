@@ -7,10 +7,11 @@ hours, not seconds:
   stored (a crash in the middle of a send, an unknown outcome): the HISP has the submission (``AlreadyDelivered``);
 - failed: a Failure or a SOAP fault from the HISP (it read the submission and refused it), a TLS refusal, a
   redirect, a non-SOAP 4xx page;
-- retried later: what may pass (ITI TF-2b 3.41.4.1.3 does not make a sender give up on these): no connection, HTTP
-  503 or 429, a 5xx page from a gateway, an unknown outcome (sent, no usable answer), a Failure whose every error is
-  a "busy / out of resources / not available" code. A 5xx page other than 503 may hide a stored request, as an
-  unknown outcome does, so the next send counts a duplicate answer as delivered.
+- retried later: what may pass: no connection; HTTP 503 (Service Unavailable, RFC 9110 §15.6.4) or 429 (Too Many
+  Requests, RFC 6585 §4); a 5xx page from a gateway; an unknown outcome (sent, no usable answer); a Failure whose
+  every error is a load or availability code (XDSRegistryBusy, XDSRepositoryOutOfResources, XDSRegistryNotAvailable
+  ..., ITI TF-3 Table 4.2.4.1-2). A 5xx page other than 503 may hide a stored request, as an unknown outcome does,
+  so the next send counts a duplicate answer as delivered.
 
 ``outage`` marks the answers that say the HISP is not taking requests at all (no connection, 503, 429, a
 gateway page, busy): the practice pauses until its next retry instead of sending every waiting drop into it.
