@@ -94,7 +94,7 @@ def test_find_arrivals_ignores_work_in_progress_and_knows_practice_folders(tmp_p
         "practice-a/x.xml": ("file", "practice-a"),
         "stray.txt": ("file", None),
     }
-    # without defaults for practice-a its folder is an ordinary folder drop
+    # a folder not named after a configured practice is an ordinary folder drop
     assert "practice-a" in {a.name for a in find_arrivals(incoming, frozenset())}
 
 

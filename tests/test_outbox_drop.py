@@ -305,6 +305,17 @@ def test_a_folder_in_a_practice_folder_needs_no_manifest_but_may_not_change_prac
         read_drop(root, kind="folder", practice_folder="practice-a", config=config)
 
 
+def test_a_single_file_for_a_practice_without_defaults_says_what_is_missing(
+    config: SenderConfig, tmp_path: Path
+) -> None:
+    root = tmp_path / "claimed"
+    root.mkdir()
+    (root / "ccd.xml").write_bytes(sample_ccda())
+    with pytest.raises(LocalProtocolError) as caught:
+        read_drop(root, kind="file", practice_folder="practice-b", config=config)
+    assert caught.value.code == "no-outbox-defaults" and "[practice.outbox]" in str(caught.value)
+
+
 def test_a_single_file_outside_a_practice_folder_is_not_a_drop(config: SenderConfig, tmp_path: Path) -> None:
     root = tmp_path / "claimed"
     root.mkdir()

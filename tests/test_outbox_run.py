@@ -415,6 +415,24 @@ def test_a_single_file_is_claimed_only_once_it_has_settled(lab: Lab, tmp_path: P
     assert (outbox / "sent" / "scan.pdf" / "scan.pdf").stat().st_size == 4 * len(sample_pdf("page 0"))
 
 
+def test_the_folder_of_a_practice_without_defaults_is_a_practice_folder_not_a_drop(
+    lab: Lab, tmp_path: Path
+) -> None:
+    config = write_config(
+        lab, tmp_path / "sender.toml", defaults={"practice-a": {"from": A_FROM, "to": [TO]}}
+    )
+    outbox = tmp_path / "outbox"
+    folder_b = outbox / "incoming" / "practice-b"
+    single_file(outbox / "incoming", "practice-b", "alone.xml")
+    drop(folder_b, "with-manifest", manifest={"from": B_FROM, "to": [TO]})
+    assert run("outbox", "run", outbox, "--config", config, "--once").exit_code == EXIT_FAILURE
+    assert set(results(outbox / "sent")) == {"with-manifest"}
+    assert results(outbox / "sent")["with-manifest"]["practice"] == "practice-b"
+    assert results(outbox / "failed")["alone.xml"]["code"] == "no-outbox-defaults"
+    assert folder_b.is_dir() and list(folder_b.iterdir()) == []
+    assert sorted(p.name for p in (outbox / "incoming").iterdir()) == ["practice-a", "practice-b"]
+
+
 def test_a_second_runner_on_the_same_outbox_is_refused(lab: Lab, tmp_path: Path) -> None:
     path = write_config(lab, tmp_path / "sender.toml")
     config = load_sender_config(path)

@@ -5,8 +5,8 @@ What counts as a drop:
 
 - a folder ``incoming/<name>/`` (the writer builds it as ``incoming/.<name>/`` and renames it: one atomic step,
   so the drop appears whole);
-- an entry of ``incoming/<practice id>/`` when that practice has outbox defaults: a file (written as
-  ``.<name>`` and renamed) or a folder;
+- an entry of ``incoming/<practice id>/`` for a configured practice: a file (written as ``.<name>`` and renamed;
+  sent with the practice's outbox defaults) or a folder (its manifest may leave out what the defaults give);
 - anything else at the top of ``incoming/`` (a stray file, a symbolic link) is claimed too and fails as a bad drop
   with the reason, rather than lying there unexplained;
 - names starting with ``.`` are never touched: that is work in progress.

@@ -385,6 +385,12 @@ def read_drop(root: Path, *, kind: str, practice_folder: str | None, config: Sen
             f"{manifest.name}:practice",
         )
     defaults = config.outbox_defaults.get(practice) if practice_folder is not None else None
+    if kind == "file" and defaults is None:
+        raise _bad(
+            f"practice {practice!r} has no outbox defaults ([practice.outbox] with from and to in the sender "
+            "configuration), so a single file cannot be sent for it; drop a folder with a manifest instead",
+            "no-outbox-defaults",
+        )
     sender_text = manifest.text("from")
     sender = manifest.address("from", sender_text) if sender_text else (defaults.sender if defaults else None)
     recipients = manifest.recipients() or (defaults.recipients if defaults else None)

@@ -93,7 +93,9 @@ class Outbox:
         self._on_event = on_event
         self._clock = clock
         self._rng = rng or random.Random()
-        self._practice_folders = frozenset(config.outbox_defaults)
+        # Every configured practice's folder in incoming/ is a practice folder (never a drop itself); the outbox
+        # makes those of the practices with outbox defaults, whose single files it sends.
+        self._practice_folders = frozenset(config.practices)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -134,7 +136,7 @@ class Outbox:
     def run(self, *, once: bool = False) -> RunSummary:
         """Run until :meth:`stop`; with ``once``, only until every drop there was at the start (and every drop
         the journal had not finished) is sent or failed."""
-        self.layout.create(tuple(sorted(self._practice_folders)))
+        self.layout.create(tuple(sorted(self.config.outbox_defaults)))
         with RunnerLock(self.layout):
             journal = Journal(self.layout.journal_path)
             try:
