@@ -37,8 +37,10 @@ from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.protocol.compose import compose
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
+from xdr_edge.sender.client import XdrClient
 from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import DropEvent, Outbox, outbox_status
 from xdr_edge.sender.outbox.journal import Journal, State
@@ -448,12 +450,19 @@ def test_a_second_runner_on_the_same_outbox_is_refused(lab: Lab, tmp_path: Path)
         assert status.exit_code == 0 and f"running (pid {os.getpid()})" in status.output
 
 
-def test_the_journal_records_every_change_of_a_drop(lab: Lab, tmp_path: Path) -> None:
+def test_an_engine_runs_in_process_with_its_callers_client_and_journals_every_change(
+    lab: Lab, tmp_path: Path
+) -> None:
     config = load_sender_config(write_config(lab, tmp_path / "sender.toml"))
     outbox = tmp_path / "outbox"
     (outbox / "incoming").mkdir(parents=True)
     drop(outbox / "incoming", "one", manifest=valid_manifest("practice-a"))
-    Outbox(outbox, config=config).run(once=True)
+    with XdrClient.from_config(config) as client:
+        summary = Outbox(outbox, config=config, client=client).run(once=True)
+        assert (summary.sent, summary.failed, summary.waiting, summary.stopped) == (1, 0, 0, False)
+        # the caller's client is the caller's: still open after the run
+        again = compose([outbox / "sent" / "one" / "ccd.xml"], sender=A_FROM, recipients=[TO])
+        assert client.send(again, practice="practice-a").ok
     with Journal(outbox / ".state" / "journal.db", create=False) as journal:
         (row,) = journal.rows((State.SENT,))
         states = [state for _, state, _ in journal.events(row.id)]
