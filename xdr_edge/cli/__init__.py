@@ -3,6 +3,8 @@
 Commands live in small modules by topic (``wirecmds``: pack/inspect, ``sendcmd``, ``servecmd``, ``registrycmds``,
 ``certscmds``, ``conformancecmds``, ``democmd``, ``apicmds``) and are registered here, so that adding one does not touch the
 others. Exit statuses are shared by all commands (:mod:`xdr_edge.cli.common`). May import any part of xdr_edge; heavy
+``certscmds``, ``conformancecmds``, ``democmd``, ``outboxcmds``) and are registered here, so that adding one does
+not touch the others. Exit statuses are shared by all commands (:mod:`xdr_edge.cli.common`). May import any part of xdr_edge; heavy
 libraries are imported by the command that needs them.
 """
 
@@ -26,6 +28,7 @@ _COMMAND_MODULES = (
     "conformancecmds",
     "democmd",
     "apicmds",
+    "outboxcmds",
 )
 
 

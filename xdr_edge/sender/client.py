@@ -118,6 +118,9 @@ class SendResult:
     response_findings: tuple[Finding, ...] = ()
     raw_response: bytes | None = field(default=None, repr=False)
     response_content_type: str | None = None
+    #: The last attempt failed in a way a later attempt may cure (connect failure, HTTP 503, a connection
+    #: closed mid-upload, an unknown outcome): what a caller that keeps retrying for longer (the outbox) reads.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -139,6 +142,7 @@ class SendResult:
             "attempts": self.attempts,
             "bytes_sent": self.bytes_sent,
             "already_delivered": self.already_delivered,
+            "retryable": self.retryable,
             "errors": [e.as_dict() for e in self.errors],
             "fault": None
             if self.fault is None
@@ -247,6 +251,7 @@ class XdrClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        connections_per_practice: int = 4,
     ) -> None:
         if not endpoint.lower().startswith("https://"):
             raise ConfigurationError(
@@ -274,7 +279,18 @@ class XdrClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        self._pool = SessionPool(self.ca_bundle)
+        if (
+            isinstance(connections_per_practice, bool)
+            or not isinstance(connections_per_practice, int)
+            or (connections_per_practice < 1)
+        ):
+            raise ConfigurationError(
+                f"XdrClient connections_per_practice must be a whole number of at least 1, not "
+                f"{connections_per_practice!r}",
+                location="connections_per_practice",
+            )
+        # Connections kept open per practice: as many as the threads that send for one practice at once.
+        self._pool = SessionPool(self.ca_bundle, connections=connections_per_practice)
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
@@ -364,7 +380,12 @@ class XdrClient:
     # -- sending ----------------------------------------------------------------------------------------------
 
     def send(
-        self, submission: Submission, *, practice: Practice | str, keep_raw_response: bool = False
+        self,
+        submission: Submission,
+        *,
+        practice: Practice | str,
+        keep_raw_response: bool = False,
+        maybe_stored: bool = False,
     ) -> SendResult:
         """Send ``submission`` with ``practice``'s certificate; retries per :class:`RetryPolicy`.
 
@@ -373,6 +394,10 @@ class XdrClient:
         before any attempt sent a byte; everything that happens on the wire is reported in the returned
         :class:`SendResult`. A document that changes between attempts, after one was sent, is not re-sent and
         is not raised either: the earlier attempt's outcome (which may be "stored") must not be lost.
+
+        ``maybe_stored`` says an earlier send of this same submission (same uniqueIds), made by another call or
+        before a restart, may have been stored: a duplicate-uniqueId answer then means already delivered from the
+        first attempt on, as it does after an unknown outcome within one call.
         """
         prac = self.practice(practice)
         self.preflight(submission, prac)
@@ -382,7 +407,7 @@ class XdrClient:
         total_sent = 0
         already = False
         changed: LocalProtocolError | None = None
-        maybe_stored = False  # an earlier attempt may have been stored (its outcome is unknown)
+        # an earlier attempt (of this call, or of an earlier call the caller told us of) may have been stored
         for number in range(1, self.retry.max_attempts + 1):
             try:
                 request = self._build(submission)
@@ -447,6 +472,7 @@ class XdrClient:
             response_findings=attempt_result.findings,
             raw_response=attempt_result.raw if keep_raw_response else None,
             response_content_type=attempt_result.content_type,
+            retryable=attempt_result.retryable,
         )
         log.info(
             "send practice=%s message_id=%s outcome=%s http_status=%s duration_ms=%d bytes=%d attempts=%d",

@@ -24,14 +24,32 @@ Example::
 
 Unknown keys are errors: a misspelt ``adresses`` silently binding nothing would only show up as refused
 submissions later (our practice-binding rule: a sender address must be bound to the practice whose certificate is used).
+
+The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, both optional::
+
+    [outbox]                              # how `xdr-edge outbox run` works (defaults shown)
+    workers = 4
+    poll_seconds = 2                      # how often incoming/ is scanned (polling works on network shares)
+    settle_seconds = 1                    # a drop is claimed once it looked unchanged this long
+    retry_base_seconds = 5                # first wait after a transient failure, doubled each time ...
+    retry_max_seconds = 300               # ... up to this (with jitter)
+    give_up_after_hours = 72              # then a drop still not delivered is failed
+
+    [[practice]]
+    id = "practice-a"
+    ...
+    [practice.outbox]                     # a single file in incoming/practice-a/ is a drop sent with these
+    from = "dr.smith@direct.practice-a.org"   # must be bound to the practice
+    to = ["records@direct.hospital.example"]
+    metadata = "XDS"                      # default: metadata_level
 """
 
 from __future__ import annotations
 
-__all__ = ["SenderConfig", "load_sender_config"]
+__all__ = ["OutboxDefaults", "OutboxSettings", "SenderConfig", "load_sender_config"]
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,7 +58,7 @@ from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import DirectAddress, MetadataLevel
 from xdr_edge.tomlconfig import TableReader, load_toml
 
-_TOP_KEYS = frozenset({"endpoint", "ca_bundle", "metadata_level", "timeout_seconds", "practice"})
+_TOP_KEYS = frozenset({"endpoint", "ca_bundle", "metadata_level", "timeout_seconds", "practice", "outbox"})
 _PRACTICE_KEYS = frozenset(
     {
         "id",
@@ -53,20 +71,68 @@ _PRACTICE_KEYS = frozenset(
         "p12_password_file",
         "addresses",
         "domains",
+        "outbox",
     }
 )
+_DEFAULTS_KEYS = frozenset({"from", "to", "metadata"})
 _PASSWORD_KEYS = frozenset({"p12_password", "password", "key_password"})
 
 
 @dataclass(frozen=True)
+class OutboxDefaults:
+    """What a single file dropped into ``incoming/<practice id>/`` of an outbox is sent with; a C-CDA's header
+    supplies the rest (patient, author, title, codes)."""
+
+    sender: DirectAddress
+    recipients: tuple[DirectAddress, ...]
+    level: MetadataLevel
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """How the folder-drop sender runs; the ``[outbox]`` table (``give_up_after_hours`` there) or keywords."""
+
+    workers: int = 4
+    poll_seconds: float = 2.0
+    settle_seconds: float = 1.0
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+    give_up_after_seconds: float = 72 * 3600.0
+
+    def __post_init__(self) -> None:
+        # Checked here as well as in the file reader: a library caller gets the same clear refusal.
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigurationError(
+                f"outbox workers must be a whole number of at least 1, not {self.workers!r}",
+                location="outbox.workers",
+            )
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name != "workers" and (not _finite(value) or value < 0):
+                raise ConfigurationError(
+                    f"outbox {item.name} must be a finite number of seconds, 0 or more, not {value!r}",
+                    location=f"outbox.{item.name}",
+                )
+        if self.poll_seconds <= 0:
+            raise ConfigurationError(
+                f"outbox poll_seconds must be above 0, not {self.poll_seconds!r}",
+                location="outbox.poll_seconds",
+            )
+
+
+@dataclass(frozen=True)
 class SenderConfig:
-    """A loaded sender configuration; paths are absolute, practices keyed by id (file order kept)."""
+    """A loaded sender configuration; paths are absolute, practices keyed by id (file order kept).
+
+    ``outbox_defaults`` holds the practices that take single-file drops (``[practice.outbox]``)."""
 
     endpoint: str
     ca_bundle: Path
     metadata_level: MetadataLevel
     timeout_seconds: float
     practices: dict[str, Practice]
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    outbox_defaults: dict[str, OutboxDefaults] = field(default_factory=dict)
 
     def practice(self, practice_id: str) -> Practice:
         """The practice ``practice_id``; the error lists the configured ids."""
@@ -133,6 +199,10 @@ class _Reader(TableReader):
             reason = "not a file" if resolved.exists() else "file not found"
             raise self.error(key, f"{reason}: {text}")
         return resolved.resolve()
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _endpoint(reader: _Reader) -> str:
@@ -223,13 +293,96 @@ def _practice(reader: _Reader) -> Practice:
     )
 
 
-def _practices(reader: _Reader, source: Path) -> dict[str, Practice]:
+def _address(reader: _Reader, key: str, text: object) -> DirectAddress:
+    if not isinstance(text, str) or "@" not in text.lstrip("@"):
+        raise reader.error(key, f"not a Direct address (user@domain): {text!r}")
+    try:
+        return DirectAddress.parse(text)
+    except ValueError as exc:
+        raise reader.error(key, str(exc)) from None
+
+
+def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) -> OutboxDefaults | None:
+    """``[practice.outbox]``: the sender must be bound to the practice now, not refused drop by drop later."""
+    table = reader.table.get("outbox")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise reader.error("outbox", "must be a table ([practice.outbox])")
+    sub = _Reader(reader.source, table, f"{reader.prefix}outbox.")
+    sub.refuse_unknown(_DEFAULTS_KEYS)
+    if "from" not in table:
+        raise sub.error("from", "missing")
+    sender = _address(sub, "from", table["from"])
+    if not practice.binds(sender):
+        bound = ", ".join(str(b) for b in practice.bindings) or "nothing"
+        raise sub.error("from", f"{sender} is not bound to practice {practice.id!r} (bound: {bound})")
+    recipients = table.get("to")
+    if not isinstance(recipients, list) or not recipients:
+        raise sub.error(
+            "to", 'must be a non-empty list of Direct addresses, e.g. to = ["records@hisp.example"]'
+        )
+    text = table.get("metadata")
+    if text is not None:
+        try:
+            level = MetadataLevel.parse(str(text))
+        except ValueError as exc:
+            raise sub.error("metadata", str(exc)) from None
+    return OutboxDefaults(
+        sender=sender,
+        recipients=tuple(_address(sub, f"to[{i}]", t) for i, t in enumerate(recipients)),
+        level=level,
+    )
+
+
+def _seconds(reader: _Reader, key: str, default: float, *, positive: bool = False) -> float:
+    value = reader.table.get(key, default)
+    if not _finite(value) or value < 0 or (positive and value == 0):
+        raise reader.error(key, f"must be a number {'above 0' if positive else '0 or more'}, got {value!r}")
+    return float(value)
+
+
+def _outbox_settings(reader: _Reader) -> OutboxSettings:
+    table = reader.table.get("outbox", {})
+    if not isinstance(table, dict):
+        raise reader.error("outbox", "must be a table ([outbox])")
+    sub = _Reader(reader.source, table, "outbox.")
+    base = OutboxSettings()
+    sub.refuse_unknown(
+        frozenset(
+            {
+                "workers",
+                "poll_seconds",
+                "settle_seconds",
+                "retry_base_seconds",
+                "retry_max_seconds",
+                "give_up_after_hours",
+            }
+        )
+    )
+    workers = table.get("workers", base.workers)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise sub.error("workers", f"must be a whole number of at least 1, got {workers!r}")
+    return OutboxSettings(
+        workers=workers,
+        poll_seconds=_seconds(sub, "poll_seconds", base.poll_seconds, positive=True),
+        settle_seconds=_seconds(sub, "settle_seconds", base.settle_seconds),
+        retry_base_seconds=_seconds(sub, "retry_base_seconds", base.retry_base_seconds),
+        retry_max_seconds=_seconds(sub, "retry_max_seconds", base.retry_max_seconds),
+        give_up_after_seconds=_seconds(sub, "give_up_after_hours", base.give_up_after_seconds / 3600) * 3600,
+    )
+
+
+def _practices(
+    reader: _Reader, source: Path, level: MetadataLevel
+) -> tuple[dict[str, Practice], dict[str, OutboxDefaults]]:
     tables = reader.table.get("practice", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise reader.error("practice", "must be an array of tables ([[practice]])")
     if not tables:
         raise reader.error("practice", "at least one [[practice]] is required")
     practices: dict[str, Practice] = {}
+    defaults: dict[str, OutboxDefaults] = {}
     owner: dict[Binding, str] = {}
     for index, table in enumerate(tables):
         sub = _Reader(source, table, f"practice[{index}].")
@@ -244,7 +397,10 @@ def _practices(reader: _Reader, source: Path) -> dict[str, Practice]:
                 raise sub.error(key, f"{binding} is already bound to practice {owner[binding]!r}")
             owner[binding] = practice.id
         practices[practice.id] = practice
-    return practices
+        drop_defaults = _outbox_defaults(sub, practice, level)
+        if drop_defaults is not None:
+            defaults[practice.id] = drop_defaults
+    return practices, defaults
 
 
 def load_sender_config(path: Path) -> SenderConfig:
@@ -254,10 +410,14 @@ def load_sender_config(path: Path) -> SenderConfig:
     reader.check_keys(_TOP_KEYS)
     ca_bundle = reader.path("ca_bundle")
     assert ca_bundle is not None
+    level = _metadata_level(reader)
+    practices, defaults = _practices(reader, source, level)
     return SenderConfig(
         endpoint=_endpoint(reader),
         ca_bundle=ca_bundle,
-        metadata_level=_metadata_level(reader),
+        metadata_level=level,
         timeout_seconds=_timeout(reader),
-        practices=_practices(reader, source),
+        practices=practices,
+        outbox=_outbox_settings(reader),
+        outbox_defaults=defaults,
     )

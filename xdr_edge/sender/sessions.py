@@ -38,10 +38,10 @@ class _PracticeAdapter(HTTPAdapter):
     bundle, which the context already trusts. ``cert`` is forced to ``None``: the identity is in the context.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext, ca_bundle: str) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, ca_bundle: str, connections: int = 4) -> None:
         self._ssl_context = ssl_context
         self._ca_bundle = ca_bundle
-        super().__init__(pool_connections=1, pool_maxsize=4, max_retries=0)
+        super().__init__(pool_connections=1, pool_maxsize=connections, max_retries=0)
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -75,7 +75,9 @@ class PracticeSession:
     routing; redirects are never followed (a redirected PnR would resend PHI to another host).
     """
 
-    def __init__(self, practice_id: str, identity: ClientIdentity, ca_bundle: Path) -> None:
+    def __init__(
+        self, practice_id: str, identity: ClientIdentity, ca_bundle: Path, *, connections: int = 4
+    ) -> None:
         self.practice_id = practice_id
         self.identity = identity
         self.ca_bundle = Path(ca_bundle)
@@ -93,7 +95,7 @@ class PracticeSession:
         # size says nothing about what it decodes to.
         session.headers["Accept-Encoding"] = "identity"
         session.adapters.clear()
-        session.mount("https://", _PracticeAdapter(context, self._verify))
+        session.mount("https://", _PracticeAdapter(context, self._verify, connections))
         self._session = session
         self._context = context
 
@@ -155,8 +157,11 @@ class SessionPool:
     two sessions for one.
     """
 
-    def __init__(self, ca_bundle: Path) -> None:
+    def __init__(self, ca_bundle: Path, *, connections: int = 4) -> None:
+        """``connections``: how many connections per practice are kept open for reuse; threads sending for one
+        practice at once beyond that open and close connections of their own."""
         self.ca_bundle = Path(ca_bundle)
+        self.connections = connections
         self._lock = threading.Lock()
         self._sessions: dict[str, PracticeSession] = {}
 
@@ -172,7 +177,9 @@ class SessionPool:
                 and current.identity.is_current()
             ):
                 return current
-            session = PracticeSession(practice.id, load_identity(credential), self.ca_bundle)
+            session = PracticeSession(
+                practice.id, load_identity(credential), self.ca_bundle, connections=self.connections
+            )
             self._sessions[practice.id] = session
         if current is not None:
             current.close()

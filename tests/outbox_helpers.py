@@ -1,0 +1,143 @@
+"""Shared by the outbox tests: a sender configuration for a lab, drops written the way a practice system should
+(built under a hidden name, then renamed into incoming/), and what the lab's receiver stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xdr_edge.conformance.samples import sample_ccda, sample_pdf
+from xdr_edge.devtools.lab import Lab
+
+A_FROM = "dr.smith@direct.practice-a.org"
+B_FROM = "dr.jones@direct.practice-b.org"
+TO = "records@direct.hospital.example"
+FROM = {"practice-a": A_FROM, "practice-b": B_FROM}
+
+#: Fast settings for tests: no settling, short polls, short backoff.
+FAST_OUTBOX: dict[str, Any] = {
+    "settle_seconds": 0,
+    "poll_seconds": 0.1,
+    "retry_base_seconds": 0.2,
+    "retry_max_seconds": 0.5,
+}
+
+
+def write_config(
+    lab: Lab,
+    path: Path,
+    *,
+    outbox: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_addresses: Mapping[str, Sequence[str]] | None = None,
+    endpoint: str | None = None,
+    timeout: float = 30,
+) -> Path:
+    """A sender.toml for ``lab``'s practices. ``defaults`` gives ``[practice.outbox]`` per practice id;
+    ``extra_addresses`` binds more addresses on the sending side only (the lab's registry does not know them)."""
+    lines = [
+        f'endpoint = "{endpoint or lab.endpoint}"',
+        f'ca_bundle = "{lab.ca_bundle}"',
+        'metadata_level = "XDS"',
+        f"timeout_seconds = {timeout}",
+        "",
+        "[outbox]",
+        *(f"{k} = {json.dumps(v)}" for k, v in {**FAST_OUTBOX, **(outbox or {})}.items()),
+    ]
+    for pid, demo in lab.pki.practices.items():
+        addresses = [*demo.addresses, *((extra_addresses or {}).get(pid, ()))]
+        lines += [
+            "",
+            "[[practice]]",
+            f'id = "{pid}"',
+            f'cert = "{demo.cert}"',
+            f'key = "{demo.key}"',
+            f"addresses = {json.dumps(addresses)}",
+        ]
+        practice_defaults = (defaults or {}).get(pid)
+        if practice_defaults is not None:
+            lines += ["[practice.outbox]", *(f"{k} = {json.dumps(v)}" for k, v in practice_defaults.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def drop(
+    incoming: Path,
+    name: str,
+    *,
+    manifest: Mapping[str, Any] | str | None,
+    files: Mapping[str, bytes] | None = None,
+    fmt: str = "toml",
+) -> Path:
+    """Build ``incoming/.<name>`` and rename it to ``incoming/<name>``, as a writer should."""
+    hidden = incoming / f".{name}.partial"
+    hidden.mkdir(parents=True)
+    for file_name, data in (files if files is not None else {"ccd.xml": sample_ccda()}).items():
+        target = hidden / file_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    if isinstance(manifest, str):
+        (hidden / f"message.{fmt}").write_text(manifest)
+    elif manifest is not None:
+        text = json.dumps(manifest) if fmt == "json" else _toml(manifest)
+        (hidden / f"message.{fmt}").write_text(text)
+    final = incoming / name
+    os.rename(hidden, final)
+    return final
+
+
+def _toml(table: Mapping[str, Any]) -> str:
+    lines = []
+    nested = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            nested.append((key, value))
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in nested:
+        lines += ["", f"[{key}]", *(f"{k} = {json.dumps(v)}" for k, v in value.items())]
+    return "\n".join(lines) + "\n"
+
+
+def valid_manifest(practice: str = "practice-a", **more: Any) -> dict[str, Any]:
+    return {"practice": practice, "from": FROM[practice], "to": [TO], **more}
+
+
+def single_file(incoming: Path, practice: str, name: str, data: bytes | None = None) -> Path:
+    """A single-file drop: written as ``.name`` in the practice folder, then renamed."""
+    folder = incoming / practice
+    folder.mkdir(parents=True, exist_ok=True)
+    hidden = folder / f".{name}"
+    hidden.write_bytes(data if data is not None else sample_ccda())
+    os.rename(hidden, folder / name)
+    return folder / name
+
+
+def pdf_files(text: str) -> dict[str, bytes]:
+    return {"letter.pdf": sample_pdf(text)}
+
+
+def stored_unique_ids(lab: Lab) -> list[str]:
+    """The SubmissionSet uniqueId of every submission in the lab's inbox (one entry per stored submission)."""
+    found = []
+    for summary in sorted(lab.inbox.root.glob("[0-9]*/*/summary.json")):
+        found.append(json.loads(summary.read_text())["submission_set_unique_id"])
+    return found
+
+
+def results(folder: Path) -> dict[str, dict[str, Any]]:
+    """result.json of every drop in ``sent/`` or ``failed/``, by folder name."""
+    return {path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("*/result.json"))}
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``condition`` (generous bound: the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
