@@ -3,6 +3,7 @@ real files)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -80,7 +81,9 @@ def test_inspect_of_an_empty_file_exits_2_saying_it_is_empty(tmp_path: Path) -> 
     assert f"{empty} is empty" in result.stderr
     assert "blank line" not in result.output
     as_json = _run("inspect", "--json", empty)
-    assert as_json.exit_code == EXIT_BAD_INPUT and as_json.stdout == ""
+    assert as_json.exit_code == EXIT_BAD_INPUT
+    document = json.loads(as_json.stdout)  # --json: one JSON document, also when there is nothing to inspect
+    assert document["kind"] == "none" and document["error"]["code"] == "file-empty"
 
 
 def test_inspect_of_empty_standard_input_exits_2(tmp_path: Path) -> None:

@@ -538,7 +538,8 @@ def test_write_entity_then_read_entity(ccda_submission: Submission) -> None:
     size = request.write_entity(out)
     assert size == len(request.body)
     assert request.headers()["Content-Length"] == str(size)
-    content_type, body, restored = read_entity(io.BytesIO(out.getvalue()))
+    entity = read_entity(io.BytesIO(out.getvalue()))
+    content_type, body, restored = entity.content_type, entity.body, entity.line_ends_restored
     assert content_type == request.content_type
     assert not restored
     with parse_request(content_type, body) as incoming:
@@ -553,7 +554,8 @@ def test_read_entity_restores_crlf_of_a_text_capture(ccda_submission: Submission
     out = io.BytesIO()
     request.write_entity(out)
     mangled = out.getvalue().replace(b"\r\n", b" \n")
-    content_type, body, restored = read_entity(io.BytesIO(mangled))
+    entity = read_entity(io.BytesIO(mangled))
+    content_type, body, restored = entity.content_type, entity.body, entity.line_ends_restored
     assert restored
     with parse_request(content_type, body) as incoming:
         assert incoming.submission is not None
@@ -563,7 +565,8 @@ def test_read_entity_restores_crlf_of_a_text_capture(ccda_submission: Submission
 
 def test_read_entity_of_http_response_without_content_type() -> None:
     capture = b"HTTP/1.1 200 OK\nServer: x\n\n\n<S:Envelope xmlns:S='" + ns.SOAP.encode() + b"'/>"
-    content_type, body, _ = read_entity(io.BytesIO(capture))
+    entity = read_entity(io.BytesIO(capture))
+    content_type, body = entity.content_type, entity.body
     assert content_type == "application/soap+xml"
     assert body.read().strip().startswith(b"<S:Envelope")
 
@@ -571,7 +574,8 @@ def test_read_entity_of_http_response_without_content_type() -> None:
 def test_read_entity_reads_past_the_first_chunk() -> None:
     """A bare XML message larger than the 64 KiB head is returned whole by one bounded read."""
     xml = b"<root>" + b"x" * 200_000 + b"</root>"
-    content_type, body, _ = read_entity(io.BytesIO(xml))
+    entity = read_entity(io.BytesIO(xml))
+    content_type, body = entity.content_type, entity.body
     assert content_type == "application/soap+xml"
     assert body.read(len(xml) + 1) == xml
 

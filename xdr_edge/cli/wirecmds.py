@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
@@ -299,20 +299,42 @@ def _print_inspection(result: Inspection) -> None:
 
 
 @click.command("inspect")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("file", type=click.Path(allow_dash=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: always one JSON document.")
 @click.option("--show-phi", is_flag=True, help="Also print patient names and document titles.")
 @handle_errors
 def inspect_cmd(file: Path, as_json: bool, show_phi: bool) -> None:
-    """Read a stored message (request or response; MTOM or plain SOAP) and print a summary and every finding.
+    """Read a stored message (request or response; MTOM or plain SOAP; a raw HTTP capture, chunked or not) and
+    print a summary and every finding.
 
     Exit status 1 when the message has errors, or is not a message xdr-edge recognises (the findings say why);
-    2 when the file cannot be read at all (missing, unreadable, empty)."""
-    if str(file) == "-":
-        _inspect_open(sys.stdin.buffer, "standard input", as_json, show_phi)
-    else:
-        with file.open("rb") as fh:
-            _inspect_open(fh, str(file), as_json, show_phi)
+    2 when the file cannot be read at all (missing, unreadable, empty). With --json, standard output is one
+    JSON document in every case; when there was nothing to inspect its "kind" is "none" and "error" says why."""
+    name = "standard input" if str(file) == "-" else str(file)
+    try:
+        if str(file) == "-":
+            _inspect_open(sys.stdin.buffer, name, as_json, show_phi)
+        else:
+            with file.open("rb") as fh:
+                _inspect_open(fh, name, as_json, show_phi)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            _no_message(as_json, "file-not-found", f"{name} does not exist")
+        _no_message(as_json, "file-unreadable", f"{name} cannot be read: {exc.strerror or exc}")
+
+
+def _no_message(as_json: bool, code: str, message: str) -> NoReturn:
+    """Nothing to inspect: one line on stderr, the JSON document when asked for, exit status 2."""
+    if as_json:
+        echo_json(_nothing_inspected(code, message))
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _nothing_inspected(code: str, message: str) -> dict[str, Any]:
+    document = Inspection(kind="none", content_type="", mtom=False).as_dict()
+    document["error"] = {"code": code, "message": message}
+    return document
 
 
 def _inspect_open(stream: BinaryIO, name: str, as_json: bool, show_phi: bool) -> None:
@@ -320,9 +342,15 @@ def _inspect_open(stream: BinaryIO, name: str, as_json: bool, show_phi: bool) ->
     if not stream.peek(1):
         # Without this an empty file reads as "no blank line after the headers", an error *in* a message (exit
         # 1), when there is no message at all.
-        click.echo(f"error: {name} is empty: there is no message to inspect", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    result = inspect_stream(stream, show_phi=show_phi)
+        _no_message(as_json, "file-empty", f"{name} is empty: there is no message to inspect")
+    try:
+        result = inspect_stream(stream, show_phi=show_phi)
+    except (
+        Exception
+    ) as exc:  # a bug (inspect_stream turns what a message holds into findings): still one JSON
+        if as_json and not isinstance(exc, OSError):
+            echo_json(_nothing_inspected("internal-error", f"internal error ({type(exc).__name__})"))
+        raise
     if as_json:
         echo_json(result.as_dict())
     else:

@@ -7,7 +7,7 @@ Everything lives under one directory; keys are generated afresh for every lab an
 
 from __future__ import annotations
 
-__all__ = ["Lab", "start_lab"]
+__all__ = ["Edge", "Lab", "build_edge", "start_lab"]
 
 import getpass
 from collections.abc import Callable, Sequence
@@ -71,19 +71,28 @@ def _refuse_existing_lab(directory: Path) -> None:
         )
 
 
-def start_lab(
+@dataclass
+class Edge:
+    """A HISP edge's parts without a server: PKI, registry (anchor, practices, enrolments, bindings), inbox and
+    the receiver configuration. What :func:`start_lab` serves, and what a caller runs the WSGI app over
+    in-process (the fuzz harness calls it with a client certificate in the environ, no socket)."""
+
+    directory: Path
+    pki: DemoPki
+    registry: Registry
+    inbox: Inbox
+    practices: dict[str, Practice]
+    config: ReceiverConfig
+
+
+def build_edge(
     directory: Path,
     *,
     practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES,
-    threads: int = 8,
     hook: Callable[[StoredSubmission], None] | None = None,
-    app_factory: Callable[[ReceiverConfig], object] | None = None,
-) -> Lab:
+) -> Edge:
     """Make the PKI, the registry (trust anchor, practices, enrolled certificates, bound addresses) and the
-    inbox under ``directory``, and start the receiver on a free loopback port with mutual TLS.
-
-    ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
-    endpoints on the same real server)."""
+    inbox under ``directory``, and the receiver configuration that uses them (identity from TLS)."""
     directory = Path(directory)
     _refuse_existing_lab(directory)
     pki = write_demo_pki(directory / "pki", practices=practices)
@@ -113,6 +122,24 @@ def start_lab(
         hook=hook,
         health_checks=(("registry", registry.ping),),
     )
+    return Edge(directory, pki, registry, inbox, sending, config)
+
+
+def start_lab(
+    directory: Path,
+    *,
+    practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES,
+    threads: int = 8,
+    hook: Callable[[StoredSubmission], None] | None = None,
+    app_factory: Callable[[ReceiverConfig], object] | None = None,
+) -> Lab:
+    """Build the edge (:func:`build_edge`) under ``directory`` and start the receiver on a free loopback port
+    with mutual TLS.
+
+    ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
+    endpoints on the same real server)."""
+    edge = build_edge(directory, practices=practices, hook=hook)
+    config, pki = edge.config, edge.pki
     app = app_factory(config) if app_factory is not None else XdrEdgeApp(config)
     server = XdrServer(
         app,
@@ -127,11 +154,11 @@ def start_lab(
         ),
     ).start()
     return Lab(
-        directory=directory,
+        directory=edge.directory,
         pki=pki,
-        registry=registry,
-        inbox=inbox,
+        registry=edge.registry,
+        inbox=edge.inbox,
         server=server,
-        practices=sending,
+        practices=edge.practices,
         app=app,  # type: ignore[arg-type]
     )

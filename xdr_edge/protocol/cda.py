@@ -37,7 +37,7 @@ _CHUNK: Final = 8 * 1024
 _CONFIDENTIALITY_NAMES: Final = {"N": "Normal", "R": "Restricted", "V": "Very Restricted"}
 # HL7 v3 AdministrativeGender -> HL7 v2 table 0001 (PID-8, ITI TF-3 4.2.3).
 _PID8: Final = {"M": "M", "F": "F", "UN": "U"}
-_TS: Final = re.compile(r"^(\d{4,14})(?:\.\d{1,4})?([+-]\d{4})?$")
+_TS: Final = re.compile(r"^(\d{4,14})(?:\.\d{1,4})?([+-]\d{4})?$", re.ASCII)  # \d: 0-9 only
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ def cda_ts_to_dtm(value: str) -> Dtm | None:
     sign = 1 if offset[0] == "+" else -1
     shift = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
     return Dtm((local.to_datetime() - sign * shift).strftime("%Y%m%d%H%M%S")[: len(digits)])
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit() alone accepts "²" and other Unicode digits
 
 
 def _v3(local: str) -> str:
@@ -289,7 +293,9 @@ def read_cda_header(head: bytes) -> CdaHeader | None:
     patient = _find(role, "patient")
     name = _name(_find(patient, "name"))
     birth_value = _attr(patient, "birthTime", "value")
-    birth = birth_value[:8] if birth_value and birth_value[:8].isdigit() and len(birth_value) >= 8 else None
+    birth = (
+        birth_value[:8] if birth_value and _ascii_digits(birth_value[:8]) and len(birth_value) >= 8 else None
+    )
     gender = _attr(patient, "administrativeGenderCode", "code")
     event = _find(root, "documentationOf/serviceEvent/effectiveTime")
     return CdaHeader(

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from xdr_edge.protocol import ns, xml
-from xdr_edge.protocol.capture import read_entity
+from xdr_edge.protocol.capture import length_findings, read_entity
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.mediatype import MediaType
@@ -25,7 +25,8 @@ from xdr_edge.protocol.metadata import read_submit_objects
 from xdr_edge.protocol.model import MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomLimits, MtomPackage, read_mtom
 from xdr_edge.protocol.response import RegistryResponse, read_registry_response
-from xdr_edge.protocol.soap import read_request_envelope, read_response_envelope
+from xdr_edge.protocol.soap import read_response_envelope
+from xdr_edge.protocol.soap.envelope import check_envelope, child_elements, element_name
 from xdr_edge.protocol.validate import validate
 from xdr_edge.protocol.wire import interpret_request, read_bounded
 
@@ -105,9 +106,12 @@ def _submission_summary(sub: Submission, show_phi: bool) -> dict[str, Any]:
 
 
 def _body_child(root_el: etree._Element) -> etree._Element | None:
+    """The first element child of a SOAP 1.2 Body (comments and processing instructions are not the message),
+    or the root itself when it is not a SOAP 1.2 Envelope."""
     if root_el.tag == xml.qname(ns.SOAP, "Envelope"):
         body = root_el.find(xml.qname(ns.SOAP, "Body"))
-        return body[0] if body is not None and len(body) else None
+        children = child_elements(body) if body is not None else []
+        return children[0] if children else None
     return root_el
 
 
@@ -116,8 +120,10 @@ def inspect_stream(
 ) -> Inspection:
     """Inspect one stored entity (see :func:`xdr_edge.protocol.capture.read_entity` for the accepted framings).
 
-    Never raises for what the message holds: whatever makes it unreadable (no headers, broken MIME, XML that is
-    not well-formed) becomes an error finding, so a batch of captures can be inspected in one go.
+    Never raises for what the message holds: whatever makes it unreadable (no headers, a malformed
+    Content-Type, broken chunked or MIME framing, XML that is not well-formed, an element we do not know)
+    becomes an error finding, so a batch of captures can be inspected in one go. A raw HTTP capture's
+    Content-Length is checked against its body (:func:`xdr_edge.protocol.capture.length_findings`).
     """
     try:
         entity = read_entity(stream)
@@ -125,45 +131,42 @@ def inspect_stream(
         result = Inspection(kind="unknown", content_type="", mtom=False)
         result.findings.append(_fault_finding(exc))
         return result
-    try:
-        media = MediaType.parse(entity.content_type)
-    except RemoteProtocolError as exc:
-        result = Inspection(kind="unknown", content_type=entity.content_type, mtom=False)
-        result.findings.append(_fault_finding(exc))
-        return result
-    result = Inspection(
-        kind="unknown", content_type=entity.content_type, mtom=media.matches("multipart/related")
-    )
+    result = Inspection(kind="unknown", content_type=entity.content_type, mtom=False)
     if entity.line_ends_restored:
         result.findings.append(
             Finding(
                 "capture-line-ends",
                 Severity.WARNING,
                 "entity",
-                "the capture was stored as text (bare LF line ends); CRLF MIME framing was restored to read it, "
+                "the capture was stored as text (bare LF line ends); CRLF framing was restored to read it, "
                 "so document bytes may differ from what was sent",
                 "capture-line-ends",
             )
         )
+    try:
+        _read_and_dispatch(result, entity.content_type, entity.body, show_phi, limits or MtomLimits())
+    except RemoteProtocolError as exc:
+        result.findings.append(_fault_finding(exc))
+    result.findings.extend(length_findings(entity))
+    return result
+
+
+def _read_and_dispatch(
+    result: Inspection, content_type: str, body: BinaryIO, show_phi: bool, limits: MtomLimits
+) -> None:
+    result.mtom = MediaType.parse(content_type).matches("multipart/related")
     package: MtomPackage | None = None
     try:
         if result.mtom:
-            package = read_mtom(entity.content_type, entity.body, limits=limits or MtomLimits())
+            package = read_mtom(content_type, body, limits=limits)
             root = package.root
         else:
-            root = read_bounded(entity.body, (limits or MtomLimits()).max_root_bytes)
+            root = read_bounded(body, limits.max_root_bytes)
         root_el = xml.parse(root, what="message", huge=True)
-    except RemoteProtocolError as exc:
-        if package is not None:
-            package.close()
-        result.findings.append(_fault_finding(exc))
-        return result
-    try:
         _dispatch(result, root, root_el, package, show_phi)
     finally:
         if package is not None:
             package.close()
-    return result
 
 
 # validate() rules that judge the Direct addressing of a whole request (XDR and XDM for Direct Messaging §4.1; our practice-binding rule): the sender is
@@ -172,38 +175,45 @@ def inspect_stream(
 _ENVELOPE_DEPENDENT_RULES = frozenset({"sender-unknown", "no-recipient"})
 _NO_ENVELOPE = " (bare metadata: a warning, since the address block of the carrying envelope may supply it)"
 
+_REQUEST = (ns.XDSB, "ProvideAndRegisterDocumentSetRequest")
+_SUBMIT_OBJECTS = frozenset({(ns.LCM, "SubmitObjectsRequest"), (ns.REGISTRY_21, "SubmitObjectsRequest")})
+_REPLIES = frozenset({(ns.RS, "RegistryResponse"), (ns.RS, "RegistryResponseType"), (ns.SOAP, "Fault")})
+
 
 def _dispatch(
     result: Inspection, root: bytes, root_el: etree._Element, package: MtomPackage | None, show_phi: bool
 ) -> None:
+    """Dispatch on the namespace *and* local name of the message element: a ``RegistryResponse`` in no
+    namespace (or any other) is not an ebRS response (ITI TF-3 4.2.4, ebRS 3.0), and is reported as unknown."""
     child = _body_child(root_el)
-    local = etree.QName(child).localname if child is not None else ""
-    if local == "ProvideAndRegisterDocumentSetRequest" and root_el is not child:
+    name = (etree.QName(child).namespace, etree.QName(child).localname) if child is not None else None
+    in_envelope = root_el is not child
+    if name == _REQUEST and in_envelope:
         _inspect_request(result, root, package, show_phi)
-    elif child is not None and local in ("ProvideAndRegisterDocumentSetRequest", "SubmitObjectsRequest"):
+    elif child is not None and (name == _REQUEST or name in _SUBMIT_OBJECTS):
         _inspect_bare_metadata(result, child, show_phi)
-    elif local in ("RegistryResponse", "RegistryResponseType", "Fault"):
-        _inspect_response(result, root, child)
+    elif name in _REPLIES:
+        _inspect_response(result, root)
     elif etree.QName(root_el).localname == "Envelope":
-        _inspect_unknown_envelope(result, root, local)
+        _inspect_unknown_envelope(result, root_el, element_name(child) if child is not None else "")
     else:
+        shown = element_name(child) if child is not None else element_name(root_el)
         result.findings.append(
-            Finding(
-                "env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or root_el.tag!r}"
-            )
+            Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {shown!r}")
         )
 
 
-def _inspect_unknown_envelope(result: Inspection, root: bytes, local: str) -> None:
-    """An envelope whose Body we do not recognise: the request reader names the structural fault precisely
-    (a Body in the wrong namespace, a misplaced Header; ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding; SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3) where one exists."""
+def _inspect_unknown_envelope(result: Inspection, root_el: etree._Element, shown: str) -> None:
+    """An envelope whose Body holds no message we know: a structural fault of the envelope (SOAP 1.1, a Body in
+    the wrong namespace, a misplaced Header; SOAP 1.2 Part 1 §5, ITI TF-2x V.3) is named precisely where one
+    exists, else the element that is not an ITI-41 message."""
     try:
-        read_request_envelope(root)
+        check_envelope(root_el)
     except RemoteProtocolError as exc:
         result.findings.append(_fault_finding(exc))
         return
     result.findings.append(
-        Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {local or 'Envelope'!r}")
+        Finding("env:Sender", Severity.ERROR, "Body", f"unexpected message element {shown or 'none'!r}")
     )
 
 
@@ -264,7 +274,7 @@ def _inspect_bare_metadata(result: Inspection, element: etree._Element, show_phi
     )
 
 
-def _inspect_response(result: Inspection, root: bytes, child: etree._Element | None) -> None:
+def _inspect_response(result: Inspection, root: bytes) -> None:
     try:
         env = read_response_envelope(root)
     except RemoteProtocolError as exc:

@@ -16,6 +16,8 @@ LCM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
 RIM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 RS: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 QUERY: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
+# ebRS 2.1 (XDS.a and early XDR test data): read only to say the metadata uses ebRIM 2.1 syntax
+REGISTRY_21: Final = "urn:oasis:names:tc:ebxml-regrep:registry:xsd:2.1"
 XOP: Final = "http://www.w3.org/2004/08/xop/include"
 DIRECT: Final = "urn:direct:addressing"
 XML: Final = "http://www.w3.org/XML/1998/namespace"

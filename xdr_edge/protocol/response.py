@@ -26,7 +26,7 @@ from lxml import etree
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
-from xdr_edge.protocol.xml import qname
+from xdr_edge.protocol.xml import qname, reply_text
 
 #: The ``Finding.code`` of problems found in a peer's RegistryResponse. Nobody answers a response, so there is
 #: no XDS errorCode to carry; the code only groups these findings for callers and ``--json`` output.
@@ -160,10 +160,11 @@ def write_registry_response(resp: RegistryResponse) -> etree._Element:
         for entry in resp.errors:
             error = etree.SubElement(error_list, _rs("RegistryError"))
             error.set("errorCode", entry.error_code)
-            error.set("codeContext", entry.code_context)
+            # codeContext and location may quote what the peer sent (a Content-ID, a cid: URL): XML-safe, short
+            error.set("codeContext", reply_text(entry.code_context))
             error.set("severity", entry.severity.urn)
             if entry.location is not None:
-                error.set("location", entry.location)
+                error.set("location", reply_text(entry.location))
     return root
 
 

@@ -11,11 +11,21 @@ depth and text size do not stop a flood of attributes or namespace declarations.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_XML_BUDGET", "XmlBudget", "parse", "qname", "readable_elements", "tostring"]
+__all__ = [
+    "DEFAULT_XML_BUDGET",
+    "REPLY_TEXT_LIMIT",
+    "XmlBudget",
+    "parse",
+    "qname",
+    "readable_elements",
+    "reply_text",
+    "tostring",
+]
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from lxml import etree
 
@@ -117,17 +127,15 @@ def parse(
     try:
         root = etree.fromstring(data, _parser(huge))
     except etree.XMLSyntaxError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{what}, line {line}" if line else what
         raise RemoteProtocolError(
-            f"{what} is not well-formed XML: {exc.msg}",
+            f"{what} {_syntax_problem(exc)}",
             code="malformed-xml",
-            location=where,
+            location=_syntax_location(what, exc),
             fault_code="Sender",
         ) from exc
     except ValueError as exc:  # e.g. unicode string with encoding declaration
         raise RemoteProtocolError(
-            f"{what} could not be parsed: {exc}", code="malformed-xml", location=what, fault_code="Sender"
+            f"{what} could not be parsed as XML", code="malformed-xml", location=what, fault_code="Sender"
         ) from exc
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
     if docinfo.doctype or docinfo.internalDTD is not None:
@@ -140,6 +148,81 @@ def parse(
     return root
 
 
+#: What a peer is told about XML that does not parse, in our words: libxml2's own messages name parser options
+#: ("try XML_PARSE_HUGE") and internals that mean nothing to a peer, so they never reach a reply. Keyed by the
+#: libxml2 error name (lxml ``ErrorTypes``); anything else is "not well-formed" with its line and column.
+_LIMITS = "is beyond the XML parser's limits (a text node over 10 MB, a very long name, or very deep nesting)"
+_SYNTAX_PROBLEMS: Final = {
+    "ERR_DOCUMENT_EMPTY": "the document is empty",
+    "ERR_DOCUMENT_END": "there is content after the root element",
+    "ERR_TAG_NAME_MISMATCH": "an end tag does not match its start tag",
+    "ERR_TAG_NOT_FINISHED": "the document ends inside an element",
+    "ERR_ATTRIBUTE_REDEFINED": "an element has the same attribute twice",
+    "NS_ERR_UNDEFINED_NAMESPACE": "a namespace prefix is not declared",
+    "ERR_UNDECLARED_ENTITY": "an entity reference is not one of XML's predefined entities",
+    "ERR_INVALID_CHAR": "a character that XML 1.0 does not allow",
+    "ERR_INVALID_CHARREF": "a character reference to a character that XML 1.0 does not allow",
+    "ERR_INVALID_ENCODING": "bytes that are not valid in the document's character encoding",
+    "ERR_UNSUPPORTED_ENCODING": "a character encoding that is not supported",
+}
+_LIMIT_ERRORS: Final = frozenset({"ERR_RESOURCE_LIMIT", "ERR_INTERNAL_ERROR"})
+
+
+def _syntax_problem(exc: etree.XMLSyntaxError) -> str:
+    name = etree.ErrorTypes._getName(exc.code, "")  # type: ignore[attr-defined]  # lxml-stubs lack it
+    if name in _LIMIT_ERRORS:
+        return _LIMITS
+    return f"is not well-formed XML: {_SYNTAX_PROBLEMS.get(name, 'a syntax error')}"
+
+
+def _syntax_location(what: str, exc: etree.XMLSyntaxError) -> str:
+    position = getattr(exc, "position", None)
+    line, column = position if position else (getattr(exc, "lineno", None), None)
+    if line and column:
+        return f"{what}, line {line}, column {column}"
+    return f"{what}, line {line}" if line else what
+
+
+#: Longest text (characters) one element or attribute of a reply carries: a fault Reason, a RegistryError
+#: codeContext or location. A reply names what is wrong; it does not echo what the peer sent at length.
+REPLY_TEXT_LIMIT: Final = 512
+
+# Everything outside the XML 1.0 Char production (§2.2): C0 controls but tab, LF and CR; lone surrogates;
+# U+FFFE and U+FFFF. One character class, so matching is linear in the text.
+_NOT_XML_CHAR: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CUT: Final = " … "
+
+
+def reply_text(text: str, *, limit: int = REPLY_TEXT_LIMIT) -> str:
+    """``text`` made fit for an element or attribute of a message we send, when any of it may have come from a
+    peer (a Content-ID, a MIME parameter, a percent-decoded ``cid:`` URL, a certificate subject).
+
+    Why one function: lxml refuses text XML cannot hold (a ``ValueError`` while writing the reply turned a
+    peer's defect into our internal error), and a reply quoting a peer's megabyte back is a reflection vector.
+    Characters outside XML 1.0 ``Char`` (§2.2) are shown as Python-style escapes (``\\x01``), so the reader still
+    sees what was wrong; text longer than ``limit`` keeps its start and end around a `` … `` (our messages
+    name the problem at both ends of a quoted value). Every writer of our replies calls it.
+    """
+    if len(text) > limit:
+        text = _middle_cut(text, limit)
+    if _NOT_XML_CHAR.search(text) is not None:
+        text = _NOT_XML_CHAR.sub(_escape_char, text)
+        if len(text) > limit:
+            text = _middle_cut(text, limit)
+    return text
+
+
+def _middle_cut(text: str, limit: int) -> str:
+    keep = max(limit - len(_CUT), 2)
+    head = keep * 2 // 3
+    return text[:head] + _CUT + text[len(text) - (keep - head) :]
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 #: How much :func:`readable_elements` feeds at a time: a malformed byte stops it within this distance.
 _PREFIX_STEP = 1024
 
@@ -149,23 +232,31 @@ def readable_elements(data: bytes) -> Iterator[etree._Element]:
 
     Why: a request refused for its framing, its size or a defect further on still starts with a readable SOAP
     header, and a fault should say which request it answers (its MessageID). ``data`` may be cut anywhere; reading
-    stops silently at the first malformed byte or at the end. A document with a DOCTYPE yields nothing, and the
-    parser settings are those of :func:`parse` (no entities, no network). The elements belong to a partial tree:
-    read what is needed as they come.
+    stops silently at the first malformed byte or at the end, and at the first start tag whose prefix is not
+    declared (namespace well-formedness, Namespaces in XML 1.0 §5): libxml2 reads past that error and leaves a
+    name such as ``rim:Value`` that lxml's ``QName`` refuses with a ``ValueError``, so every element yielded, and
+    each of its ancestors, has a valid name. A document with a DOCTYPE yields nothing, and the parser settings are
+    those of :func:`parse` (no entities, no network). The elements belong to a partial tree: read what is needed
+    as they come.
     """
     if b"<!DOCTYPE" in data:
         return
     parser = etree.XMLPullParser(
-        events=("end",), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+        events=("start", "end"), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
     for offset in range(0, len(data), _PREFIX_STEP):
         try:
             parser.feed(data[offset : offset + _PREFIX_STEP])
         except etree.XMLSyntaxError:
             return
-        for _event, element in parser.read_events():
-            if isinstance(element, etree._Element):  # "end" events carry elements only
-                yield element
+        for event, element in parser.read_events():
+            if not isinstance(element, etree._Element):
+                continue
+            if event == "start":
+                if ":" in str(element.tag).rpartition("}")[2]:
+                    return  # a prefix that no declaration binds: not namespace-well-formed from here on
+                continue
+            yield element
 
 
 def qname(ns: str, local: str) -> str:

@@ -409,10 +409,16 @@ def _read_size(slots: _Slots) -> int | None:
     text = slots.single("size")
     if text is None:
         return None
-    if not text.isdigit():
-        slots.ctx.error(slots.at("size"), f"size {text!r} is not a non-negative integer", "size-format")
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and any number of digits (int()
+    # refuses more than 4300); a size beyond 2**63 bytes is not a document's.
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_SIZE_DIGITS:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        slots.ctx.error(slots.at("size"), f"size {shown!r} is not a non-negative integer", "size-format")
         return None
     return int(text)
+
+
+_MAX_SIZE_DIGITS = 19
 
 
 def _read_submission_set(pkg: etree._Element, position: int, index: _Index, ctx: _Context) -> SubmissionSet:

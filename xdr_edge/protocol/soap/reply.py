@@ -34,7 +34,7 @@ from xdr_edge.protocol.soap.envelope import (
     text_of,
     wsa_element,
 )
-from xdr_edge.protocol.xml import parse, qname, tostring
+from xdr_edge.protocol.xml import parse, qname, reply_text, tostring
 
 _FAULT_CODES = ("VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver")
 
@@ -108,11 +108,11 @@ def _fault_detail(fault: Fault, fault_el: etree._Element) -> None:
     detail = etree.SubElement(fault_el, qname(SOAP_NS, "Detail"))
     if fault.subcode == "wsa:ActionNotSupported":
         problem = etree.SubElement(detail, qname(ns.WSA, "ProblemAction"))
-        etree.SubElement(problem, qname(ns.WSA, "Action")).text = fault.detail
+        etree.SubElement(problem, qname(ns.WSA, "Action")).text = reply_text(fault.detail)
     else:
         parts = fault.detail.split("/")
         name = parts[1] if parts[0] == "S:Header" and len(parts) > 1 else parts[-1]
-        etree.SubElement(detail, qname(ns.WSA, "ProblemHeaderQName")).text = name
+        etree.SubElement(detail, qname(ns.WSA, "ProblemHeaderQName")).text = reply_text(name)
 
 
 def _not_understood(clark: str) -> etree._Element:
@@ -125,7 +125,8 @@ def _not_understood(clark: str) -> etree._Element:
 
 def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: str) -> bytes:
     """A SOAP 1.2 fault reply (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3): Code/Value, optional Subcode/Value, Reason/Text xml:lang="en",
-    with WS-A Action = the WS-A fault action and RelatesTo = the request MessageID when one was read."""
+    with WS-A Action = the WS-A fault action and RelatesTo = the request MessageID when one was read. The
+    reason and detail texts pass through :func:`~xdr_edge.protocol.xml.reply_text` (XML-safe, short)."""
     if fault.code not in _FAULT_CODES:
         raise LocalProtocolError(
             f"unknown SOAP 1.2 fault code {fault.code!r}: expected one of {_FAULT_CODES}"
@@ -143,7 +144,7 @@ def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: st
             _add_subcode(sub, fault.subsubcode)
     reason = etree.SubElement(etree.SubElement(fault_el, qname(SOAP_NS, "Reason")), qname(SOAP_NS, "Text"))
     reason.set(qname(ns.XML, "lang"), "en")
-    reason.text = fault.reason
+    reason.text = reply_text(fault.reason)  # may quote what the peer sent: made XML-safe and short
     _fault_detail(fault, fault_el)
     return _serialize(envelope)
 

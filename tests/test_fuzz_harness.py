@@ -1,0 +1,184 @@
+"""The fuzz harness itself (tests/fuzz): every target reads its whole seed corpus without a crash, the corpus is
+the same bytes on every run, the oracle calls a crash what it should, and ``python -m tests.fuzz`` runs a short
+fuzzing session with whichever engine is installed. The long and the CI runs are ``python -m tests.fuzz run|ci``
+(docs/fuzzing.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.corpus import Corpus, split_entity
+from tests.fuzz.oracle import MAX_SECONDS, MEMORY_ALLOWANCE, OUR_ERRORS, Crash, Oracle
+from tests.fuzz.targets import TARGETS, Harness
+from xdr_edge.protocol.errors import RemoteProtocolError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    h = Harness(tmp_path_factory.mktemp("fuzz-harness"))
+    yield h
+    h.close()
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_reads_its_seed_corpus(harness: Harness, name: str) -> None:
+    """What the fuzzer starts from must not crash already; and a target without seeds would fuzz nothing."""
+    target = TARGETS[name]
+    seeds = target.seed_inputs(harness)
+    assert len(seeds) >= 1
+    for data in seeds:
+        target.check(harness, data)
+
+
+def test_the_targets_cover_every_reader_and_the_app() -> None:
+    assert set(TARGETS) == {
+        "mtom",
+        "soap-request",
+        "reply",
+        "metadata",
+        "cda",
+        "registry-response",
+        "inspect",
+        "parse-request",
+        "app",
+    }
+
+
+def test_the_corpus_is_the_same_bytes_every_time(harness: Harness, tmp_path: Path) -> None:
+    """Random identifiers and boundaries come from a seeded generator while the corpus is made, so a run with a
+    fixed fuzzer seed explores the same inputs on every machine."""
+    other = Corpus(Harness(tmp_path).world)
+
+    def digest(corpus: Corpus) -> str:
+        data = b"".join(r.entity for r in corpus.requests) + b"".join(d for _, d in corpus.replies)
+        return hashlib.sha256(data + b"".join(corpus.captures())).hexdigest()
+
+    assert digest(harness.corpus) == digest(other)
+
+
+def test_the_seeds_include_our_negative_messages(harness: Harness) -> None:
+    names = {r.name for r in harness.corpus.requests}
+    assert {"minimal-ccda", "plain-soap", "soap11", "no-action", "wrong-hash", "orphan-part"} <= names
+
+
+def test_split_entity_takes_what_pack_writes_and_anything_else() -> None:
+    assert split_entity(b"Content-Type: a/b\r\n\r\nbody", "x/y") == ("a/b", b"body")
+    assert split_entity(b"content-type:a/b\nbody", "x/y") == ("a/b", b"body")
+    assert split_entity(b"<a/>", "x/y") == ("x/y", b"<a/>")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The oracle
+
+
+class _FakeClock:
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step  # each reading is `step` after the one before: every run takes `step` seconds
+        return self.now
+
+
+def _ok(data: bytes) -> None:
+    pass
+
+
+def test_an_exception_outside_our_hierarchy_is_a_crash() -> None:
+    def broken(data: bytes) -> None:
+        raise ValueError("All strings must be XML compatible")
+
+    with pytest.raises(Crash, match="ValueError escaped"):
+        Oracle().check(broken, b"x", allowed=OUR_ERRORS)
+
+
+def test_our_errors_are_allowed_where_the_target_allows_them() -> None:
+    def refuses(data: bytes) -> None:
+        raise RemoteProtocolError("bad", code="x")
+
+    Oracle().check(refuses, b"x", allowed=OUR_ERRORS)
+    with pytest.raises(Crash, match="RemoteProtocolError escaped"):
+        Oracle().check(refuses, b"x", allowed=())
+
+
+def test_an_input_that_is_slow_three_times_is_a_crash() -> None:
+    with pytest.raises(Crash, match="took"):
+        Oracle(clock=_FakeClock(MAX_SECONDS * 2)).check(_ok, b"x" * 1000, allowed=OUR_ERRORS)
+
+
+def test_a_slow_first_run_that_is_fast_again_is_not_a_crash() -> None:
+    times = iter([0.0, MAX_SECONDS * 3, 10.0, 10.01, 20.0, 20.01])
+    Oracle(clock=lambda: next(times)).check(_ok, b"x", allowed=OUR_ERRORS)
+
+
+def test_an_input_of_a_megabyte_or_more_may_take_longer() -> None:
+    Oracle(clock=_FakeClock(MAX_SECONDS * 5)).check(_ok, b"x" * (1024 * 1024), allowed=OUR_ERRORS)
+
+
+def test_memory_beyond_a_small_multiple_of_the_input_is_a_crash() -> None:
+    peaks = iter([100 * 2**20, 100 * 2**20 + MEMORY_ALLOWANCE + 17 * 1000])
+    with pytest.raises(Crash, match="peak RSS grew"):
+        Oracle(peak_rss=lambda: next(peaks)).check(_ok, b"x" * 1000, allowed=OUR_ERRORS)
+    peaks = iter([100 * 2**20, 100 * 2**20 + MEMORY_ALLOWANCE + 15 * 1000])
+    Oracle(peak_rss=lambda: next(peaks)).check(_ok, b"x" * 1000, allowed=OUR_ERRORS)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The command
+
+
+def _fuzz(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.fuzz", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_short_fuzzing_session_runs(tmp_path: Path) -> None:
+    """With atheris when it is installed (the ``fuzz`` extra), else the built-in mutator."""
+    done = _fuzz("run", "registry-response", "--runs=300", "--seed=7", f"--artifacts={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "number_of_executed_units: 300" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_builtin_mutator_runs_without_atheris(tmp_path: Path) -> None:
+    done = _fuzz("run", "cda", "--engine=builtin", "--runs=200", "--seed=7", f"--artifacts={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "number_of_executed_units: 200" in done.stderr
+
+
+def test_replay_reports_each_file(tmp_path: Path) -> None:
+    path = tmp_path / "input"
+    path.write_bytes(b"<rs:RegistryResponse xmlns:rs='urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0'/>")
+    done = _fuzz("replay", "registry-response", str(path))
+    assert done.returncode == 0 and done.stdout.startswith(f"ok    {path}")
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param(
+            "atheris",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("atheris") is None, reason="atheris (the fuzz extra) not installed"
+            ),
+        ),
+        "builtin",
+    ],
+)
+def test_a_crash_fails_the_run_and_keeps_the_input(tmp_path: Path, engine: str) -> None:
+    """What CI relies on: a crash ends the run with a non-zero status and leaves the input for ``replay``."""
+    done = _fuzz("run", "cda", "--runs=50", f"--engine={engine}", f"--artifacts={tmp_path}", "--plant-crash")
+    assert done.returncode != 0
+    assert "planted crash" in done.stdout + done.stderr
+    [saved] = list(tmp_path.iterdir())
+    assert saved.name.startswith("cda-crash-")
