@@ -225,6 +225,27 @@ def test_a_recording_waits_at_most_the_lock_timeout_for_another_transaction(
 # -- a row undone between two statements of a recording (PostgreSQL's READ COMMITTED) ---------------------
 
 
+@pytest.fixture
+def rx_1_and_rx_2(postgres_url: str) -> Iterator[tuple[SubmissionIndex, SubmissionIndex]]:
+    """Two receivers' indexes over one PostgreSQL database, their connections named test-rx-1 and test-rx-2."""
+    with open_registry(postgres_url) as registry:
+        registry.init(actor="test")
+    first = SubmissionIndex(open_database(f"{postgres_url}&application_name=test-rx-1"))
+    second = SubmissionIndex(open_database(f"{postgres_url}&application_name=test-rx-2"))
+    yield first, second
+    first.database.close()
+    second.database.close()
+
+
+def _assert_indexed_for_p_1(index: SubmissionIndex, document: IndexedDocument) -> None:
+    """The document is in the index, held by practice p-1: another practice's other bytes are refused."""
+    assert index.document(document.unique_id) == document
+    foreign = index.record(
+        _submission("2.25.99", practice="p-2"), [IndexedDocument(document.unique_id, SHA_B, 1)]
+    )
+    assert foreign == IndexConflict(ConflictKind.DOCUMENT_ELSEWHERE, document.unique_id, "p-1")
+
+
 def _undo_before(
     monkeypatch: pytest.MonkeyPatch, index: SubmissionIndex, statement: str, undo: Callable[[], object]
 ) -> list[str]:
@@ -247,61 +268,43 @@ def _undo_before(
 
 
 def test_a_submission_set_undone_between_collision_and_read_is_recorded_not_refused(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    rx_1_and_rx_2: tuple[SubmissionIndex, SubmissionIndex], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """rx-1 recorded 2.25.1 and undoes it (its rename failed) just after rx-2's insert of the same uniqueId
     found the row: rx-2 must record it (the uniqueId is free), not refuse it as another practice's. PostgreSQL
     only: on SQLite the recording holds the write lock, so nothing can happen between its statements."""
-    with open_registry(postgres_url) as registry:
-        registry.init(actor="test")
-    first = SubmissionIndex(open_database(postgres_url))
-    second = SubmissionIndex(open_database(postgres_url))
-    try:
-        assert first.record(_submission("2.25.1", receiver="rx-1"), []) is None
-        seen = _undo_before(
-            monkeypatch,
-            second,
-            "SELECT practice_id FROM inbox_submissions",
-            lambda: first.forget("2.25.1", "stage-2.25.1-rx-1") or pytest.fail("nothing undone"),
-        )
-        assert second.record(_submission("2.25.1", receiver="rx-2"), []) is None
-        assert any(sql.startswith("SELECT practice_id FROM inbox_submissions") for sql in seen)
-        recorded = second.submission("2.25.1")
-        assert recorded is not None and recorded.receiver == "rx-2"
-    finally:
-        first.database.close()
-        second.database.close()
+    first, second = rx_1_and_rx_2
+    assert first.record(_submission("2.25.1", receiver="rx-1"), []) is None
+    seen = _undo_before(
+        monkeypatch,
+        second,
+        "SELECT practice_id FROM inbox_submissions",
+        lambda: first.forget("2.25.1", "stage-2.25.1-rx-1") or pytest.fail("nothing undone"),
+    )
+    assert second.record(_submission("2.25.1", receiver="rx-2"), []) is None
+    assert any(sql.startswith("SELECT practice_id FROM inbox_submissions") for sql in seen)
+    recorded = second.submission("2.25.1")
+    assert recorded is not None and recorded.receiver == "rx-2"
 
 
 def test_a_document_undone_between_collision_and_read_is_indexed_with_the_new_submission(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    rx_1_and_rx_2: tuple[SubmissionIndex, SubmissionIndex], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same moment for a DocumentEntry: rx-2 re-registers a document whose only submission rx-1 undoes
     between rx-2's colliding insert and its read of the row. The document must be indexed with rx-2's
     submission (before, it was silently left out of the index, its uniqueId free for other bytes)."""
-    with open_registry(postgres_url) as registry:
-        registry.init(actor="test")
-    first = SubmissionIndex(open_database(postgres_url))
-    second = SubmissionIndex(open_database(postgres_url))
+    first, second = rx_1_and_rx_2
     document = IndexedDocument("2.25.1.1", SHA_A, 10)
-    try:
-        assert first.record(_submission("2.25.1", receiver="rx-1"), [document]) is None
-        seen = _undo_before(
-            monkeypatch,
-            second,
-            "SELECT sha1, size, practice_id FROM inbox_documents",
-            lambda: first.forget("2.25.1", "stage-2.25.1-rx-1") or pytest.fail("nothing undone"),
-        )
-        assert second.record(_submission("2.25.2", receiver="rx-2"), [document]) is None
-        assert any(sql.startswith("SELECT sha1, size, practice_id FROM inbox_documents") for sql in seen)
-        assert second.document("2.25.1.1") == document
-        foreign = second.record(
-            _submission("2.25.3", practice="p-2"), [IndexedDocument("2.25.1.1", SHA_B, 1)]
-        )
-        assert foreign == IndexConflict(ConflictKind.DOCUMENT_ELSEWHERE, "2.25.1.1", "p-1")
-    finally:
-        first.database.close()
-        second.database.close()
+    assert first.record(_submission("2.25.1", receiver="rx-1"), [document]) is None
+    seen = _undo_before(
+        monkeypatch,
+        second,
+        "SELECT sha1, size, practice_id FROM inbox_documents",
+        lambda: first.forget("2.25.1", "stage-2.25.1-rx-1") or pytest.fail("nothing undone"),
+    )
+    assert second.record(_submission("2.25.2", receiver="rx-2"), [document]) is None
+    assert any(sql.startswith("SELECT sha1, size, practice_id FROM inbox_documents") for sql in seen)
+    _assert_indexed_for_p_1(second, document)
 
 
 # -- undoing a submission while another re-registers its document (PostgreSQL: rows locked) ---------------
@@ -370,42 +373,35 @@ def _in_thread(name: str, work: Callable[[], object]) -> tuple[threading.Thread,
 
 @pytest.mark.parametrize("first_to_lock", ["recording", "undoing"])
 def test_undoing_a_submission_while_another_re_registers_its_document_keeps_the_document_indexed(
-    postgres_dsn: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, first_to_lock: str
+    postgres_dsn: str,
+    postgres_url: str,
+    rx_1_and_rx_2: tuple[SubmissionIndex, SubmissionIndex],
+    monkeypatch: pytest.MonkeyPatch,
+    first_to_lock: str,
 ) -> None:
     """rx-2 records a submission re-registering the only document of rx-1's submission while rx-1 undoes its
     own. Whichever transaction reaches the document row first, the other waits for it, and the document
     stays indexed with rx-2's stored submission: the undo hands the row over (rx-2 first), or rx-2 finds the
     row gone and records it anew (rx-1 first). Held halfway by a pause inside the first transaction."""
-    with open_registry(postgres_url) as registry:
-        registry.init(actor="test")
-    first = SubmissionIndex(open_database(f"{postgres_url}&application_name=test-rx-1"))
-    second = SubmissionIndex(open_database(f"{postgres_url}&application_name=test-rx-2"))
+    first, second = rx_1_and_rx_2
     document = IndexedDocument("2.25.1.1", SHA_A, 10)
-    try:
-        assert first.record(_submission("2.25.1", receiver="rx-1"), [document]) is None
-        if first_to_lock == "recording":
-            pause = _Pause(monkeypatch, postgres_url, "rx-2", "INSERT INTO inbox_submission_documents")
-        else:
-            pause = _Pause(monkeypatch, postgres_url, "rx-1", "SELECT unique_id FROM inbox_documents")
-        recording, recorded = _in_thread(
-            "rx-2", lambda: second.record(_submission("2.25.2", receiver="rx-2"), [document])
-        )
-        if first_to_lock == "recording":
-            assert pause.reached.wait(60)
-        undoing, undone = _in_thread("rx-1", lambda: first.forget("2.25.1", "stage-2.25.1-rx-1"))
+    assert first.record(_submission("2.25.1", receiver="rx-1"), [document]) is None
+    if first_to_lock == "recording":
+        pause = _Pause(monkeypatch, postgres_url, "rx-2", "INSERT INTO inbox_submission_documents")
+    else:
+        pause = _Pause(monkeypatch, postgres_url, "rx-1", "SELECT unique_id FROM inbox_documents")
+    recording, recorded = _in_thread(
+        "rx-2", lambda: second.record(_submission("2.25.2", receiver="rx-2"), [document])
+    )
+    if first_to_lock == "recording":
         assert pause.reached.wait(60)
-        _wait_for_a_lock(postgres_dsn, "test-rx-2" if first_to_lock == "undoing" else "test-rx-1")
-        pause.release()
-        for thread in (recording, undoing):
-            thread.join(60)
-            assert not thread.is_alive()
-        assert recorded == [None] and undone == [True]
-        assert not second.contains("2.25.1") and second.contains("2.25.2")
-        assert second.document("2.25.1.1") == document
-        foreign = second.record(
-            _submission("2.25.3", practice="p-2"), [IndexedDocument("2.25.1.1", SHA_B, 1)]
-        )
-        assert foreign == IndexConflict(ConflictKind.DOCUMENT_ELSEWHERE, "2.25.1.1", "p-1")
-    finally:
-        first.database.close()
-        second.database.close()
+    undoing, undone = _in_thread("rx-1", lambda: first.forget("2.25.1", "stage-2.25.1-rx-1"))
+    assert pause.reached.wait(60)
+    _wait_for_a_lock(postgres_dsn, "test-rx-2" if first_to_lock == "undoing" else "test-rx-1")
+    pause.release()
+    for thread in (recording, undoing):
+        thread.join(60)
+        assert not thread.is_alive()
+    assert recorded == [None] and undone == [True]
+    assert not second.contains("2.25.1") and second.contains("2.25.2")
+    _assert_indexed_for_p_1(second, document)

@@ -41,6 +41,8 @@ class TrustTables:
 
     database: Database
 
+    # -- trust anchors --------------------------------------------------------------------------------
+
     def add_trust_anchor(self, anchor: TrustAnchor, at: datetime, event: AuditEvent) -> bool:
         with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
@@ -85,6 +87,8 @@ class TrustTables:
                 "ORDER BY added_at, fingerprint_sha256"
             ).fetchall()
         return [TrustAnchor(row["fingerprint_sha256"], row["subject"], row["pem"]) for row in rows]
+
+    # -- CRLs -----------------------------------------------------------------------------------------
 
     def put_crl(self, crl: CrlRecord, at: datetime, event: AuditEvent) -> bool:
         """Keep the newest CRL per (issuer, issuer key id); an older one than what is loaded for that key is
@@ -135,6 +139,8 @@ class TrustTables:
             )
             for row in rows
         ]
+
+    # -- mapping rules --------------------------------------------------------------------------------
 
     def add_mapping_rule(
         self,
