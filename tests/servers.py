@@ -244,11 +244,41 @@ def _pg_ready(pidfile: Path) -> bool:
     return len(lines) >= 8 and lines[7].strip() == "ready"
 
 
+class PostgresServer:
+    """A running throwaway PostgreSQL cluster (:func:`running_postgres`): its libpq URI, and a restart."""
+
+    def __init__(
+        self, arguments: Sequence[str], popen: Mapping[str, object], pidfile: Path, log: Path, timeout: float
+    ) -> None:
+        self._arguments = list(arguments)
+        self._popen = dict(popen)
+        self._pidfile = pidfile
+        self._log = log
+        self._timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.dsn = ""
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self._arguments, **self._popen)  # type: ignore[call-overload]
+        wait_until(lambda: _pg_ready(self._pidfile), self.process, self._timeout, "postgres", [self._log])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGINT, 10.0)  # SIGINT: "fast" shutdown
+            self.process = None
+
+    def restart(self) -> None:
+        """Stop (every client connection is closed by the server) and start again on the same socket: what a
+        client sees of a server restart or a fail-over to a standby at the same address."""
+        self.stop()
+        self.start()
+
+
 @contextlib.contextmanager
-def postgres_server(
+def running_postgres(
     tmp_dir: Path, *, settings: Mapping[str, str] | None = None, startup_timeout: float = 60.0
-) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster listening on a private unix socket only; yields its libpq URI.
+) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster listening on a private unix socket only (:class:`PostgresServer`).
 
     ``settings`` override :data:`PG_TEST_SETTINGS` (a benchmark turns durability back on). Authentication is
     ``trust`` for the superuser ``postgres``; the log is ``tmp_dir/postgres-*/postgres.log``.
@@ -297,22 +327,32 @@ def postgres_server(
         arguments = [str(bindir / "postgres"), "-D", str(data)]
         for key, value in server_settings.items():
             arguments += ["-c", f"{key}={value}"]
-        proc = subprocess.Popen(
-            arguments,
-            stdin=subprocess.DEVNULL,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            cwd=str(base),
-            start_new_session=True,
-            preexec_fn=_pdeathsig(signal.SIGQUIT),
-            user=uid,
-            group=gid,
-            extra_groups=groups,
-        )
-        stack.callback(stop_process, proc, signal.SIGINT, 10.0)  # SIGINT: "fast" shutdown
-        wait_until(lambda: _pg_ready(data / "postmaster.pid"), proc, startup_timeout, "postgres", [log])
-        yield f"postgresql://postgres@/postgres?host={sockets}&port=5432"
+        popen = {
+            "stdin": subprocess.DEVNULL,
+            "stdout": logfile,
+            "stderr": subprocess.STDOUT,
+            "env": environment,
+            "cwd": str(base),
+            "start_new_session": True,
+            "preexec_fn": _pdeathsig(signal.SIGQUIT),
+            "user": uid,
+            "group": gid,
+            "extra_groups": groups,
+        }
+        server = PostgresServer(arguments, popen, data / "postmaster.pid", log, startup_timeout)
+        stack.callback(server.stop)
+        server.start()
+        server.dsn = f"postgresql://postgres@/postgres?host={sockets}&port=5432"
+        yield server
+
+
+@contextlib.contextmanager
+def postgres_server(
+    tmp_dir: Path, *, settings: Mapping[str, str] | None = None, startup_timeout: float = 60.0
+) -> Iterator[str]:
+    """:func:`running_postgres`, yielding only its libpq URI."""
+    with running_postgres(tmp_dir, settings=settings, startup_timeout=startup_timeout) as server:
+        yield server.dsn
 
 
 # ----------------------------------------------------------------------------------------------------------

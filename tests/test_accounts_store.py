@@ -10,7 +10,7 @@ import pytest
 
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
-from xdr_edge.registry import Registry, open_registry
+from xdr_edge.registry import Access, Registry, open_database, open_registry
 from xdr_edge.registry.accounts import (
     AccountRecord,
     ApplicationRecord,
@@ -96,3 +96,32 @@ def test_message_records(store: SqlAccountStore) -> None:
     stored = store.message("m-1")
     assert stored is not None and stored.total_bytes == big and stored.outcome == "Success"
     assert stored.recipients == ("c@d.example",) and stored.detail == {"status": "Success"}
+
+
+def test_message_records_do_not_wait_for_a_registry_change(postgres_url: str) -> None:
+    """Every MessageSend writes its record twice: those writes rely on their own keys only, so they must not
+    queue behind the cluster-wide change lock that registry changes take (PostgreSQL; SQLite has one writer
+    for everything). A change held open while messages are recorded: the records are written at once."""
+    with open_registry(postgres_url) as registry:
+        registry.init(actor="test")
+    now = datetime.now(UTC)
+    store = SqlAccountStore(open_database(postgres_url, lock_timeout=0.5))
+    holder = open_database(postgres_url)
+    try:
+        store.add_application(ApplicationRecord("app", "App", "h", True, now, now), _event("a", "app"))
+        store.create_account(
+            AccountRecord("app", "a1", "p-1", now), Practice(id="p-1"), _event("p", "p-1"), _event("o", "p-1")
+        )
+        with holder.transaction(Access.CHANGE):  # an administrator's change, still running
+            record = MessageRecord(
+                "m-1", "p-1", "app", None, None, "a@b.example", ("c@d.example",), 1, 10, now
+            )
+            store.add_message(
+                record
+            )  # before: waited for the change lock, then "busy" after the lock timeout
+            store.finish_message("m-1", "Success", {"status": "Success"}, now)
+        stored = store.message("m-1")
+        assert stored is not None and stored.outcome == "Success"
+    finally:
+        store.close()
+        holder.close()

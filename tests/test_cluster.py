@@ -171,7 +171,10 @@ def test_nginx_replaces_a_forged_certificate_header(cluster: Cluster) -> None:
     finally:
         connection.close()
     assert answer.success, answer.body[:500]
-    assert "practice=practice-a" in "".join(r.log_text() for r in cluster.receivers)
+    receiver = cluster.receiver_of(answer.message_id)
+    (line,) = [x for x in receiver.log_text().splitlines() if f"message_id={answer.message_id} " in x]
+    fingerprint = cluster.pki.practices["practice-a"].fingerprint_sha256
+    assert "practice=practice-a " in line and f"cert={fingerprint[:16]}" in line, line
 
 
 def test_health_for_the_load_balancer_on_each_receiver_not_through_nginx(cluster: Cluster) -> None:
@@ -224,11 +227,16 @@ def test_a_receiver_killed_under_load_loses_no_acknowledged_submission_and_the_o
         deadline = time.monotonic() + 120
         while len(log) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)
+        while not _in_flight(victim) and time.monotonic() < deadline:
+            time.sleep(0.001)
         killed_at = time.monotonic()
-        victim.kill()  # SIGKILL, with requests in flight
+        victim.kill()  # SIGKILL, with a request in flight (a document being received or written)
         for client in clients:
             client.join(timeout=300)
         assert len(log) == 120
+        # the kill interrupted requests: nginx answered them 502 (or the connection broke)
+        interrupted = [a for _, a, _ in log if isinstance(a, str) or a.status == 502]
+        assert interrupted, "the kill interrupted no request"
 
         # every Success is in an inbox at once, whole (before anyone restarted anything)
         stored = _stored(cluster)
@@ -257,6 +265,13 @@ def test_a_receiver_killed_under_load_loses_no_acknowledged_submission_and_the_o
         assert all(len(stored[item.submission_set.unique_id]) == 1 for item, _, _ in log)
         assert list((victim.inbox / ".work" / victim.name / "staging").iterdir()) == []
         _assert_index_matches_inboxes(cluster)
+
+
+def _in_flight(receiver: Receiver) -> bool:
+    """Whether the receiver is in the middle of a request: a document part arriving in its spool, or a
+    submission being written in its staging area (it has not answered it yet)."""
+    work = receiver.inbox / ".work" / receiver.name
+    return any(any((work / area).iterdir()) for area in ("spool", "staging") if (work / area).is_dir())
 
 
 def _assert_index_matches_inboxes(cluster: Cluster) -> None:

@@ -6,6 +6,7 @@ PostgreSQL server of the test's own, stopped in the middle of the test.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import json
@@ -18,14 +19,14 @@ import pytest
 
 from tests.cluster import set_up_registry, submission
 from tests.conftest import unavailable
-from tests.servers import MissingBinaryError, find_postgres_bindir, postgres_server
+from tests.servers import MissingBinaryError, find_postgres_bindir, postgres_server, running_postgres
 from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.protocol.wire import build_request, parse_response
 from xdr_edge.receiver.settings import BuiltServer, build_server, load_receiver_settings
 
 
 @contextlib.contextmanager
-def _receiver(registry: str, inbox: Path) -> Iterator[BuiltServer]:
+def _receiver(registry: str, inbox: Path, **settings: object) -> Iterator[BuiltServer]:
     server, options = load_receiver_settings(
         None,
         overrides={
@@ -36,6 +37,7 @@ def _receiver(registry: str, inbox: Path) -> Iterator[BuiltServer]:
             "trusted_proxies": ("127.0.0.1",),
             "port": 0,
             "threads": 2,
+            **settings,
         },
     )
     built = build_server(server, options)
@@ -132,3 +134,27 @@ def test_an_unreachable_registry_database_is_busy_retry_later_not_a_refusal(tmp_
             assert "registry is unavailable; retry later" in fault.reason
             assert _health(built)[0] == 503
             assert len(list((tmp_path / "inbox").glob("20*/*"))) == 1  # only the first, acknowledged one
+
+
+def test_a_postgresql_restart_under_a_running_receiver_fails_no_request(tmp_path: Path) -> None:
+    """PostgreSQL restarts (or fails over to a standby at the same address) while a receiver runs with
+    connections in its pool: the server closed them all, and the next request and the next health check
+    still succeed (before, each dead pooled connection failed one request with a 503)."""
+    try:
+        find_postgres_bindir()
+        import psycopg  # noqa: F401
+    except (MissingBinaryError, ImportError) as exc:
+        unavailable(str(exc))
+    pki = write_demo_pki(tmp_path / "pki")
+    with running_postgres(tmp_path / "pg") as database_server:
+        set_up_registry(database_server.dsn, pki)
+        with _receiver(database_server.dsn, tmp_path / "inbox", max_requests_per_practice=2) as built:
+            for _ in range(2):
+                with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both workers: pooled connections
+                    assert [s for s, _, _ in pool.map(lambda _: _post(built, pki), range(4))] == [200] * 4
+                assert _health(built)[0] == 200
+                database_server.restart()
+                status, _, body = _post(built, pki)
+                assert status == 200, body[:500]
+                assert _health(built)[0] == 200
+            assert len(list((tmp_path / "inbox").glob("20*/*"))) == 10

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,26 @@ def test_remove_rule_and_remove_anchor(db: Path, pki: DemoPki) -> None:
     assert result.exit_code == 1 and "not issued by a trusted CA" in result.output
     data = json.loads(ok(run(db, "list", "--json")))
     assert data["trust_anchors"] == [] and [r["kind"] for r in data["mapping_rules"]] == ["san-email"]
+
+
+def test_init_creates_the_database_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """The registry file holds API password hashes and the audit log: 0600 whatever the umask (022 here, which
+    gave 0644), and so are SQLite's -wal and -shm files, which take the database file's mode."""
+    path = tmp_path / "secret.db"
+    previous = os.umask(0o022)
+    try:
+        ok(run(path, "init"))
+        with sqlite3.connect(path) as conn:  # an open connection in WAL mode keeps -wal and -shm in place
+            conn.execute(
+                "INSERT INTO audit (at, actor, action, subject, detail) VALUES ('t', 'a', 'b', 'c', '{}')"
+            )
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("secret.db*")}
+    finally:
+        os.umask(previous)
+    assert modes == {"secret.db": 0o600, "secret.db-wal": 0o600, "secret.db-shm": 0o600}
+
+
+def test_an_unreadable_postgresql_url_is_bad_input_and_never_shows_the_password() -> None:
+    result = CliRunner().invoke(main, ["registry", "list", "--registry", "postgresql://xdr:s3cret@[::1/xdr"])
+    assert result.exit_code == 2, result.output  # bad input, not an internal error
+    assert "not a PostgreSQL connection URL" in result.output and "s3cret" not in result.output

@@ -559,3 +559,23 @@ def test_a_refused_request_with_a_body_closes_the_connection_instead_of_reading_
         connection.close()
     assert response.status == 405
     assert response.getheader("Connection", "").lower() == "close"
+
+
+def test_a_proxys_pool_of_kept_alive_connections_stays_open(lab: Lab) -> None:
+    """nginx keeps a pool of idle connections to each receiver (keepalive, per worker process). Every one of
+    them stays open after its answer: cheroot's own limit (10 idle connections) closed those past it, so
+    nginx connected again for most requests."""
+    with _server(lab, plain_http=True) as server:
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(40)]
+        try:
+            for connection in connections:
+                connection.request("GET", "/healthz")
+                reply = connection.getresponse()
+                reply.read()
+                assert reply.status == 200 and reply.getheader("Connection") != "close"
+            for connection in connections:  # each one serves a second request
+                connection.request("GET", "/healthz")
+                assert connection.getresponse().status == 200
+        finally:
+            for connection in connections:
+                connection.close()

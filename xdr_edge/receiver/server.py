@@ -93,6 +93,12 @@ class ServerConfig:
     # socket timeout is per read: a client sending a byte a minute holds a worker thread indefinitely.
     upload_grace_seconds: float = 20.0
     min_upload_bytes_per_second: int = 500
+    # Idle kept-alive connections held open at most (never fewer than threads); over it, an answer ends its
+    # connection. A proxy in front keeps a pool of connections to each receiver (nginx: keepalive, per worker
+    # process), which must fit in this: otherwise every answer past it makes nginx connect again (cheroot's
+    # own default, 10, is below the pool of one nginx worker). An idle connection costs a descriptor, not a
+    # thread.
+    keep_alive_connections: int = 128
 
     def __post_init__(self) -> None:
         if self.plain_http:
@@ -571,6 +577,7 @@ class XdrServer:
         )
         self._server.max_request_body_size = config.max_request_bytes
         self._server.max_request_header_size = config.max_header_bytes
+        self._server.keep_alive_conn_limit = max(config.keep_alive_connections, config.threads)
         self._server.handshake_timeout = config.handshake_timeout
         self._server.gateway = type(
             "_Gateway",

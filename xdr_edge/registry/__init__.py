@@ -7,7 +7,8 @@ default or in PostgreSQL (``open_registry(url)`` selects the backend), with ever
 :meth:`Registry.identify` and :meth:`Registry.authorize_sender` are the two decisions the receiver makes for
 each request. The same database holds the inbox index (:mod:`.submissions`), so receivers sharing it agree on
 which uniqueIds are stored. Engines: :mod:`.database` (SQLite) and :mod:`.postgres`; the schema and its
-migrations: :mod:`.migrations`; registry storage: :mod:`.store`; chain and CRL checks: :mod:`.verify`.
+migrations: :mod:`.migrations`; registry storage: :mod:`.store` (over :mod:`.practice_tables` and
+:mod:`.trust_tables`); chain and CRL checks: :mod:`.verify`.
 
 May import: :mod:`xdr_edge.protocol` and the shared modules; never the sender, the receiver or devtools.
 """

@@ -395,7 +395,7 @@ class SqlAccountStore(SqlStore):
     # -- messages ------------------------------------------------------------------------------------------
 
     def add_message(self, record: MessageRecord) -> None:
-        with self.database.transaction(Access.CHANGE) as conn:
+        with self.database.transaction(Access.RECORD) as conn:
             conn.execute(
                 "INSERT INTO api_messages (id, practice_id, application_id, login_id, user_id, sender, "
                 "recipients, document_count, total_bytes, outcome, detail, created_at, finished_at) "
@@ -420,7 +420,7 @@ class SqlAccountStore(SqlStore):
     def finish_message(
         self, message_id: str, outcome: str, detail: dict[str, JsonValue], at: datetime
     ) -> None:
-        with self.database.transaction(Access.CHANGE) as conn:
+        with self.database.transaction(Access.RECORD) as conn:
             conn.execute(
                 "UPDATE api_messages SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
                 (outcome, json.dumps(detail, sort_keys=True), _ts(at), message_id),

@@ -18,8 +18,13 @@ Three kinds of transaction (:class:`Access`), because the engines give different
   (SQLite: ``BEGIN IMMEDIATE``, it has one writer anyway; PostgreSQL: ``READ COMMITTED``, where an insert that
   meets another transaction's uncommitted key waits for that transaction's outcome: the database decides).
 
+No wait is unbounded: a transaction that waits longer than the *lock timeout* (10 s by default) for a lock
+another one holds (SQLite's write lock, a PostgreSQL row or the change lock) fails with :data:`UNAVAILABLE`,
+which a receiver answers "busy, retry later" (HTTP 503). A receiver that vanished with a transaction open (a
+partitioned host) must not stop every other receiver recording the same uniqueId until TCP gives up.
+
 Timestamps are ISO 8601 text in UTC and booleans are 0/1 integers in both engines, so a value is converted in
-one place and reads the same in a dump of either.
+one place (:func:`encode_time`, :func:`decode_time`) and reads the same in a dump of either.
 """
 
 from __future__ import annotations
@@ -32,17 +37,22 @@ __all__ = [
     "Result",
     "Row",
     "SqliteDatabase",
+    "decode_optional_time",
+    "decode_time",
+    "encode_time",
     "is_postgresql_url",
     "open_database",
     "parse_registry_url",
 ]
 
+import os
 import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -71,8 +81,11 @@ DDL_WORDS: Mapping[str, Mapping[str, str]] = {
 }
 
 #: StoreError codes a caller may act on.
-UNAVAILABLE = "store-unavailable"  # the database cannot be reached (connection refused, pool exhausted)
+UNAVAILABLE = "store-unavailable"  # not reached, or busy: connection refused, pool exhausted, lock timeout
 RETRY = "store-retry"  # a concurrent transaction won a deadlock or serialization conflict: run it again
+
+#: How long a transaction waits for a lock another transaction holds before it fails with UNAVAILABLE.
+DEFAULT_LOCK_TIMEOUT = 10.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 
@@ -102,10 +115,33 @@ class Result(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+def encode_time(moment: datetime) -> str:
+    """A timestamp as the registry stores it: ISO 8601 text (both engines, so a dump of either reads alike)."""
+    return moment.isoformat()
+
+
+def decode_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def decode_optional_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 class Connection(ABC):
     """One driver connection, speaking the shared SQL: ``?`` placeholders, rows read by column name."""
 
     dialect: ClassVar[str]
+    #: Appended to a ``SELECT`` that must lock the rows it reads until the transaction ends, against a
+    #: concurrent writer of the same rows (PostgreSQL's ``FOR UPDATE`` / ``FOR SHARE``). Empty for SQLite,
+    #: where a writing transaction holds the whole database.
+    for_update: ClassVar[str] = ""
+    for_share: ClassVar[str] = ""
+
+    def locked(self, select: str, *, shared: bool = False) -> str:
+        """``select`` locking the rows it reads until the transaction ends (``shared``: other transactions may
+        lock them shared too, not change or delete them)."""
+        return select + (self.for_share if shared else self.for_update)
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result: ...
@@ -173,9 +209,17 @@ class Database(ABC):
 
     # -- connections and transactions ----------------------------------------------------------------
 
+    def _begin_migration(self, conn: Connection) -> None:
+        """Begin the transaction a migration runs in: a ``CHANGE`` (an engine may allow it longer waits)."""
+        self._begin(conn, Access.CHANGE)
+
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A connection for single statements (each its own snapshot); the pinned one inside :meth:`reading`."""
+        """A connection for single reads (each its own snapshot); the pinned one inside :meth:`reading`.
+
+        Reads only: a write belongs in a :meth:`transaction`. (Why it matters: a pooled connection found
+        broken by its first statement is replaced and the statement sent again, which only a read or a
+        ``BEGIN`` may be.)"""
         pinned: Connection | None = getattr(self._pinned, "conn", None)
         if pinned is not None:
             yield pinned  # errors are mapped where reading() opened it
@@ -200,12 +244,15 @@ class Database(ABC):
         """The transaction a migration runs in: a ``CHANGE``, after the database's one-time settings."""
         with self._open(create=create) as conn:
             self.before_migration(conn)
-            with self._within(conn, Access.CHANGE):
+            with self._within(conn, Access.CHANGE, migration=True):
                 yield conn
 
     @contextmanager
-    def _within(self, conn: Connection, access: Access) -> Iterator[None]:
-        self._begin(conn, access)
+    def _within(self, conn: Connection, access: Access, *, migration: bool = False) -> Iterator[None]:
+        if migration:
+            self._begin_migration(conn)
+        else:
+            self._begin(conn, access)
         try:
             yield
         except BaseException:
@@ -267,11 +314,16 @@ class SqliteDatabase(Database):
     """One SQLite file: the embedded default.
 
     Concurrency (the receiver is multi-threaded, the CLI may write at the same time, several receivers on one
-    host may share the file): WAL mode so readers never block on a writer, ``busy_timeout`` so a writer waits
-    for another instead of failing, and one connection per operation, never shared between threads. Writes
-    start with ``BEGIN IMMEDIATE``: a deferred transaction that later upgrades to a write lock can fail with
-    "database is locked" without waiting. Not for a network filesystem (SQLite's locking is not reliable
-    there): several hosts share a PostgreSQL database instead.
+    host may share the file): WAL mode so readers never block on a writer, ``busy_timeout`` (the lock timeout)
+    so a writer waits for another instead of failing at once, and not longer (then :data:`UNAVAILABLE`), and
+    one connection per operation, never shared between threads. Writes start with ``BEGIN IMMEDIATE``: a
+    deferred transaction that later upgrades to a write lock can fail with "database is locked" without
+    waiting. Not for a network filesystem (SQLite's locking is not reliable there): several hosts share a
+    PostgreSQL database instead.
+
+    The file holds API password hashes and the registry's audit: it is created readable by its owner only
+    (0600, whatever the umask; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode). An
+    existing file keeps the mode its operator gave it.
     """
 
     dialect = "sqlite"
@@ -290,6 +342,15 @@ class SqliteDatabase(Database):
 
     def prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # an empty file is an empty database to SQLite, which would create it 0644 under a usual umask
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create registry database {self.path}: {exc.strerror or exc}", location=str(self.path)
+            ) from exc
+        os.close(descriptor)
 
     def _missing(self) -> ConfigurationError:
         return ConfigurationError(
@@ -325,6 +386,13 @@ class SqliteDatabase(Database):
             if isinstance(exc, sqlite3.IntegrityError):
                 raise ConfigurationError(
                     f"registry change refused by the database: {exc}", location=str(self.path)
+                ) from exc
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise StoreError(
+                    f"registry database {self.path} is busy: another process held its write lock for more "
+                    f"than {self._busy_timeout_ms / 1000:g} s ({exc})",
+                    location=str(self.path),
+                    code=UNAVAILABLE,
                 ) from exc
             raise StoreError(f"registry database {self.path}: {exc}", location=str(self.path)) from exc
         finally:
@@ -393,11 +461,14 @@ def parse_registry_url(url: str) -> Path:
     return Path(path_text).expanduser()
 
 
-def open_database(url: str, *, max_connections: int = 4) -> Database:
+def open_database(
+    url: str, *, max_connections: int = 4, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Database:
     """The database a registry URL names: an SQLite file, or a PostgreSQL database (``postgresql://``).
 
     ``max_connections`` bounds a PostgreSQL connection pool (a receiver passes its thread count plus a few);
-    SQLite opens a connection per operation.
+    SQLite opens a connection per operation. ``lock_timeout`` (seconds) bounds every wait for a lock another
+    transaction holds (module docstring).
     """
     if is_postgresql_url(url):
         try:
@@ -407,5 +478,5 @@ def open_database(url: str, *, max_connections: int = 4) -> Database:
                 "a PostgreSQL registry needs psycopg: pip install 'xdr-edge[postgresql]'",
                 location="--registry",
             ) from exc
-        return PostgresDatabase(url, max_connections=max_connections)
-    return SqliteDatabase(parse_registry_url(url))
+        return PostgresDatabase(url, max_connections=max_connections, lock_timeout=lock_timeout)
+    return SqliteDatabase(parse_registry_url(url), busy_timeout_ms=max(1, round(lock_timeout * 1000)))

@@ -11,11 +11,16 @@ How to add a table or a column (it then works on both engines):
    uniqueness is a ``CREATE UNIQUE INDEX ... (lower(column))``, not a collation. (The words in braces are
    filled in per engine from :data:`.database.DDL_WORDS`, so a literal brace is written ``{{``.) A step that
    SQL cannot express is a Python callable taking the migrating :class:`.database.Connection`.
-2. Write the queries once with ``?`` placeholders in :mod:`.store` (or a module beside it), inside
+2. Write the queries once with ``?`` placeholders in a module of the registry (:mod:`.practice_tables`,
+   :mod:`.trust_tables`, :mod:`.submissions`, :mod:`.accounts`, or a new one beside them), inside
    ``database.transaction(Access.CHANGE)`` for an audited change (calling :func:`write_audit` in it) or
    ``Access.READ`` / ``connection()`` for reads; a generated id comes from ``conn.insert(sql, params, column)``.
    Compare text case-insensitively with ``lower(column) = lower(?)`` (SQLite's ``LIKE`` ignores ASCII case,
-   PostgreSQL's does not: lower both sides there too).
+   PostgreSQL's does not: lower both sides there too). A column indexed by ``lower(column)`` is only found
+   through that index by a query on ``lower(column)``: look it up that way, and compare the exact text in
+   Python where it matters (``column = ?`` reads the whole table on either engine). A ``SELECT`` whose rows
+   a concurrent transaction must not change before this one ends takes ``conn.for_update`` or
+   ``conn.for_share`` at its end (PostgreSQL row locks; empty on SQLite, whose writer holds the database).
 3. Run the registry test suite: it runs against SQLite and, where PostgreSQL is installed, PostgreSQL.
 """
 
@@ -283,6 +288,22 @@ MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (
         )""",
         "CREATE INDEX inbox_documents_submission ON inbox_documents (submission_id)",
     ),
+    # Version 5: which stored submissions carry each DocumentEntry uniqueId. A document row belongs to the
+    # submission that recorded it first, but a later submission may register the same document again (the
+    # same bytes): undoing the first one (SubmissionIndex.forget) must then hand the row to a submission still
+    # stored instead of deleting it with the first one, or the document would leave the index while its bytes
+    # stay in an inbox, and another practice could then claim its uniqueId with other bytes. Rows recorded
+    # before this version only know their first submission.
+    (
+        """CREATE TABLE inbox_submission_documents (
+            submission_id TEXT NOT NULL REFERENCES inbox_submissions(unique_id) ON DELETE CASCADE,
+            document_id TEXT NOT NULL REFERENCES inbox_documents(unique_id) ON DELETE CASCADE,
+            PRIMARY KEY (submission_id, document_id)
+        )""",
+        "CREATE INDEX inbox_submission_documents_document ON inbox_submission_documents (document_id)",
+        "INSERT INTO inbox_submission_documents (submission_id, document_id) "
+        "SELECT submission_id, unique_id FROM inbox_documents",
+    ),
 )
 
 
@@ -305,6 +326,7 @@ _OWN_TABLES = frozenset(
         "api_messages",
         "inbox_submissions",
         "inbox_documents",
+        "inbox_submission_documents",
     }
 )
 

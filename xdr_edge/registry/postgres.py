@@ -6,17 +6,29 @@ than in the URL (a URL shows in ``ps`` and shell history); it is never shown in 
 tables live in the connection's current schema, so ``options=-csearch_path=xdr`` in the URL keeps them in a
 schema of their own in a shared database.
 
-Connections come from a small pool of our own (a bounded set of idle connections, checked before reuse when
-they have been idle a while, discarded when broken), because every request of a receiver reads the registry
-and a new connection per read would cost a TLS handshake and an authentication each time.
+Connections come from a small pool of our own, because every request of a receiver reads the registry and a
+new connection per read would cost a TLS handshake and an authentication each time. A pooled connection can
+die while it sits idle (the server restarted, a fail-over, an idle-session timeout, an administrator's
+``pg_terminate_backend``), and a dead one must never fail a request that a live one would have served:
+
+- before an idle connection is reused, its socket is polled without waiting: an idle connection has nothing
+  to read, so a readable one (the server's farewell, or the end of the stream) is discarded, and with it
+  every other idle connection, which the same event most likely killed;
+- the first statement sent on a reused connection (a ``BEGIN``, or a read) is sent again once on a new
+  connection when it finds the connection broken: neither can have changed anything;
+- TCP keepalives and a TCP user timeout notice a server that vanished without closing (a partition, a host
+  lost), which polling cannot see, and every wait for a lock (``lock_timeout``) and every statement
+  (``statement_timeout``) is bounded, so a receiver never waits without limit on another one's transaction.
+
+Settings given in the URL win over these defaults (libpq keywords; ``options`` are appended after ours).
 """
 
 from __future__ import annotations
 
 __all__ = ["PostgresDatabase"]
 
+import select
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,14 +41,35 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 
 from xdr_edge.protocol.errors import ConfigurationError, StoreError
-from xdr_edge.registry.database import RETRY, UNAVAILABLE, Access, Connection, Database, Result
+from xdr_edge.registry.database import (
+    DEFAULT_LOCK_TIMEOUT,
+    RETRY,
+    UNAVAILABLE,
+    Access,
+    Connection,
+    Database,
+    Result,
+)
 
 #: The key of the transaction-scoped advisory lock every registry change takes first (``Access.CHANGE``).
 CHANGE_LOCK_KEY = 0x78_64_72_2D_72_65_67  # "xdr-reg"
-#: A pooled connection idle longer than this is checked with a round trip before it is used again (a server
-#: restart or an idle timeout in between would otherwise fail the first request that gets it).
-_IDLE_CHECK_SECONDS = 30.0
-_DEFAULT_SETTINGS = {"connect_timeout": "10", "application_name": "xdr-edge"}
+#: libpq settings unless the URL says otherwise: a bounded connect, keepalive probes after 30 s of silence
+#: (three, 10 s apart) and at most 30 s for sent data to be acknowledged (Linux ``TCP_USER_TIMEOUT``), so a
+#: connection to a vanished server fails in about a minute instead of the kernel's two hours.
+_DEFAULT_SETTINGS = {
+    "connect_timeout": "10",
+    "application_name": "xdr-edge",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+#: Every statement of ours is a few rows' work; one running longer than this is stuck behind something.
+DEFAULT_STATEMENT_TIMEOUT = 60.0
+#: A migration may wait longer for the change lock (another receiver migrating) and run longer (copying a
+#: table): it runs once per upgrade, before the receiver serves.
+_MIGRATION_LOCK_TIMEOUT = 300.0
 
 PgConnection = psycopg.Connection[DictRow]
 
@@ -46,31 +79,75 @@ def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class _PgConnection(Connection):
-    dialect = "postgresql"
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
 
-    def __init__(self, raw: PgConnection) -> None:
+
+class _PgConnection(Connection):
+    """One connection lent by the pool. ``untried``: it sat idle in the pool and nothing has been sent on it
+    since, so its first statement may find it dead (module docstring) and is then sent again on a new one."""
+
+    dialect = "postgresql"
+    for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
+
+    def __init__(self, raw: PgConnection, pool: _Pool, *, untried: bool) -> None:
         self.raw = raw
+        self._pool = pool
+        self._untried = untried
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        return self.raw.execute(_placeholders(sql), tuple(params))
+        query, values = _placeholders(sql), tuple(params)
+        if not self._untried:
+            return self.raw.execute(query, values)
+        self._untried = False
+        try:
+            return self.raw.execute(query, values)
+        except psycopg.OperationalError:
+            if not self.raw.broken:
+                raise
+            self.raw = self._pool.replace(self.raw)
+        return self.raw.execute(query, values)
 
     def insert(self, sql: str, params: Sequence[Any], id_column: str) -> int:
-        row = self.raw.execute(_placeholders(f"{sql} RETURNING {id_column}"), tuple(params)).fetchone()
+        row = self.execute(f"{sql} RETURNING {id_column}", params).fetchone()
         assert row is not None  # an INSERT ... RETURNING of one row returns it
         return int(row[id_column])
 
 
+class _UrlError(ValueError):
+    """A registry URL that cannot be read; the message never holds the URL (it may hold a password)."""
+
+
 def _without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
+    """``url`` without its password and without any query key naming one (``password``, ``sslpassword``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)  # (ports are libpq's to check: a URL may name several hosts)
+    except ValueError as exc:
+        raise _UrlError(str(exc)) from None
     netloc = parts.netloc
     if "@" in netloc:
         credentials, _, host = netloc.rpartition("@")
         netloc = f"{credentials.partition(':')[0]}@{host}"
     query = urllib.parse.urlencode(
-        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k.lower() != "password"]
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if "password" not in k.lower()]
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _has_input(raw: PgConnection) -> bool:
+    """Whether an idle connection's socket has something to read (or an error, or a hang-up): the server
+    sends nothing unasked to an idle session of ours, so anything there means it is gone or going."""
+    try:
+        fileno = raw.fileno()
+    except psycopg.Error:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    readable, _, errored = select.select([fileno], [], [fileno], 0)  # pragma: no cover - no poll()
+    return bool(readable or errored)
 
 
 class _Pool:
@@ -83,60 +160,73 @@ class _Pool:
         self._location = location
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
-        self._idle: list[tuple[PgConnection, float]] = []
+        self._idle: list[PgConnection] = []
         self._closed = False
 
     @contextmanager
-    def connection(self) -> Iterator[PgConnection]:
+    def connection(self) -> Iterator[_PgConnection]:
         if not self._slots.acquire(timeout=self._wait):
             raise StoreError(
                 f"all {self._size} connections to {self._location} stayed busy for {self._wait:g} s",
                 location=self._location,
                 code=UNAVAILABLE,
             )
-        raw: PgConnection | None = None
+        lent: _PgConnection | None = None
         try:
-            raw = self._take()
-            yield raw
+            raw, reused = self._take()
+            lent = _PgConnection(raw, self, untried=reused)
+            yield lent
         finally:
-            if raw is not None:
-                self._give(raw)
+            if lent is not None:
+                self._give(lent.raw)
             self._slots.release()
 
-    def _take(self) -> PgConnection:
+    def _connect(self) -> PgConnection:
+        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+
+    def _take(self) -> tuple[PgConnection, bool]:
+        """A live idle connection (True), or a new one (False)."""
         while True:
             with self._lock:
                 if self._closed:
                     raise StoreError(f"the connections to {self._location} are closed", code=UNAVAILABLE)
-                item = self._idle.pop() if self._idle else None
-            if item is None:
-                return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
-            raw, since = item
-            if raw.broken or raw.closed:
+                raw = self._idle.pop() if self._idle else None
+            if raw is None:
+                return self._connect(), False
+            if raw.broken or raw.closed or _has_input(raw):
                 raw.close()
+                self._drop_idle()
                 continue
-            if time.monotonic() - since > _IDLE_CHECK_SECONDS:
-                try:
-                    raw.execute("SELECT 1")
-                except psycopg.Error:
-                    raw.close()
-                    continue
-            return raw
+            return raw, True
+
+    def replace(self, broken: PgConnection) -> PgConnection:
+        """A new connection for one found broken (closed here); the idle ones go too (module docstring)."""
+        broken.close()
+        self._drop_idle()
+        return self._connect()
 
     def _give(self, raw: PgConnection) -> None:
-        healthy = not raw.broken and not raw.closed and raw.info.transaction_status == TransactionStatus.IDLE
+        if raw.broken or raw.closed:
+            raw.close()
+            self._drop_idle()
+            return
+        healthy = raw.info.transaction_status == TransactionStatus.IDLE
         with self._lock:
             if healthy and not self._closed:
-                self._idle.append((raw, time.monotonic()))
+                self._idle.append(raw)
                 return
         raw.close()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            raw.close()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for raw, _ in idle:
-            raw.close()
+        self._drop_idle()
 
 
 class PostgresDatabase(Database):
@@ -145,18 +235,41 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, url: str, *, max_connections: int = 4, wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 4,
+        wait_seconds: float = 30.0,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+    ) -> None:
         super().__init__()
-        self._location = _without_password(url.strip())
+        text = url.strip()
         try:
-            settings = conninfo_to_dict(url.strip().replace("postgresql+psycopg://", "postgresql://", 1))
+            self._location = _without_password(text)
+        except _UrlError as exc:
+            raise ConfigurationError(
+                f"not a PostgreSQL connection URL ({exc}); expected postgresql://user@host:port/dbname",
+                location="--registry",
+            ) from None
+        try:
+            settings = conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
             raise ConfigurationError(
-                f"not a PostgreSQL connection URL: {self._location} ({exc})", location="--registry"
-            ) from exc
-        full = {**_DEFAULT_SETTINGS, **{k: str(v) for k, v in settings.items() if v is not None}}
+                f"not a PostgreSQL connection URL: {self._location} ({_first_line(exc)})",
+                location="--registry",
+            ) from None
+        given = {k: str(v) for k, v in settings.items() if v is not None}
+        timeouts = (
+            f"-c lock_timeout={_milliseconds(lock_timeout)} "
+            f"-c statement_timeout={_milliseconds(statement_timeout)}"
+        )
+        options = f"{timeouts} {given['options']}" if given.get("options") else timeouts
+        self._lock_timeout = lock_timeout
+        self._statement_timeout = statement_timeout
         self._pool = _Pool(
-            make_conninfo("", **full),
+            make_conninfo("", **{**_DEFAULT_SETTINGS, **given, "options": options}),
             max(1, max_connections),
             wait_seconds=wait_seconds,
             location=self._location,
@@ -174,9 +287,10 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def _open(self, *, create: bool) -> Iterator[Connection]:
+        lent: _PgConnection | None = None
         try:
-            with self._pool.connection() as raw:
-                yield _PgConnection(raw)
+            with self._pool.connection() as lent:
+                yield lent
         except pg_errors.UndefinedTable as exc:
             raise ConfigurationError(
                 f"registry database {self._location} holds no xdr-edge registry; create it with "
@@ -191,16 +305,28 @@ class PostgresDatabase(Database):
             raise StoreError(
                 f"registry database {self._location}: {_first_line(exc)}", location=self._location, code=RETRY
             ) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(
-                f"registry database {self._location} unavailable: {_first_line(exc)}",
-                location=self._location,
-                code=UNAVAILABLE,
+        except pg_errors.LockNotAvailable as exc:
+            raise self._busy(
+                f"another transaction held a lock for more than {self._lock_timeout:g} s"
             ) from exc
+        except pg_errors.QueryCanceled as exc:
+            raise self._busy(f"a statement was cancelled ({_first_line(exc)})") from exc
         except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) or (lent is not None and lent.raw.broken):
+                raise StoreError(
+                    f"registry database {self._location} unavailable: {_first_line(exc)}",
+                    location=self._location,
+                    code=UNAVAILABLE,
+                ) from exc
             raise StoreError(
                 f"registry database {self._location}: {_first_line(exc)}", location=self._location
             ) from exc
+
+    def _busy(self, why: str) -> StoreError:
+        """A wait or a statement over its limit: "busy, retry later", as for a database that did not answer."""
+        return StoreError(
+            f"registry database {self._location} busy: {why}", location=self._location, code=UNAVAILABLE
+        )
 
     def _begin(self, conn: Connection, access: Access) -> None:
         if access is Access.READ:
@@ -209,6 +335,12 @@ class PostgresDatabase(Database):
         conn.execute("BEGIN")
         if access is Access.CHANGE:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (CHANGE_LOCK_KEY,))
+
+    def _begin_migration(self, conn: Connection) -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT set_config('lock_timeout', ?, true)", (_milliseconds(_MIGRATION_LOCK_TIMEOUT),))
+        conn.execute("SELECT set_config('statement_timeout', '0', true)")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (CHANGE_LOCK_KEY,))
 
     def table_names(self, conn: Connection) -> set[str]:
         rows = conn.all("SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()")

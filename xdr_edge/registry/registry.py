@@ -327,15 +327,18 @@ class Registry:
         return binding
 
     def unbind(self, practice_id: str, address_or_domain: str | Binding, *, actor: str) -> Binding:
+        """Remove a binding; an address is found whatever the case of its local part (as :meth:`bind` treats
+        ``Alice@x`` and ``alice@x`` as one address). Returns the binding removed, as it was stored."""
         binding = self._binding(address_or_domain)
         event = self._event(actor, "binding.remove", practice_id, {"binding": str(binding)})
-        if not self._store.remove_binding(practice_id, binding, event):
+        removed = self._store.remove_binding(practice_id, binding, event)
+        if removed is None:
             raise ConfigurationError(
                 f"{binding} is not bound to practice {practice_id!r}",
                 code="binding-not-found",
                 location=str(binding),
             )
-        return binding
+        return removed
 
     def revoke(self, certificate: str | x509.Certificate, reason: str, *, actor: str) -> CertificateRecord:
         """Mark a certificate revoked (by fingerprint, or the certificate itself to block one never enrolled).
