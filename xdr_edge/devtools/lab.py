@@ -7,7 +7,7 @@ Everything lives under one directory; keys are generated afresh for every lab an
 
 from __future__ import annotations
 
-__all__ = ["Lab", "start_lab"]
+__all__ = ["Lab", "LabSite", "prepare_lab", "start_lab"]
 
 import getpass
 from collections.abc import Callable, Sequence
@@ -71,19 +71,27 @@ def _refuse_existing_lab(directory: Path) -> None:
         )
 
 
-def start_lab(
-    directory: Path,
-    *,
-    practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES,
-    threads: int = 8,
-    hook: Callable[[StoredSubmission], None] | None = None,
-    app_factory: Callable[[ReceiverConfig], object] | None = None,
-) -> Lab:
-    """Make the PKI, the registry (trust anchor, practices, enrolled certificates, bound addresses) and the
-    inbox under ``directory``, and start the receiver on a free loopback port with mutual TLS.
+@dataclass(frozen=True)
+class LabSite:
+    """What a lab is made of before anything runs: the PKI, the registry with its practices, the sending side's
+    practices (with client credentials). Benchmarks start their own receivers (``xdr-edge serve``) on it."""
 
-    ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
-    endpoints on the same real server)."""
+    directory: Path
+    pki: DemoPki
+    database: SqliteDatabase
+    registry: Registry
+    practices: dict[str, Practice]
+
+    @property
+    def registry_path(self) -> Path:
+        return self.database.path
+
+
+def prepare_lab(
+    directory: Path, *, practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES
+) -> LabSite:
+    """Make the PKI and the registry (trust anchor, practices, enrolled certificates, bound addresses) under
+    ``directory``, which must not hold a lab already."""
     directory = Path(directory)
     _refuse_existing_lab(directory)
     pki = write_demo_pki(directory / "pki", practices=practices)
@@ -105,7 +113,25 @@ def start_lab(
             bindings=tuple(Binding.parse(a) for a in addresses),
             credential=ClientCredential(cert=demo.cert, key=demo.key),
         )
-    inbox = Inbox(directory / "inbox", SubmissionIndex(database), receiver="lab")
+    return LabSite(directory, pki, database, registry, sending)
+
+
+def start_lab(
+    directory: Path,
+    *,
+    practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES,
+    threads: int = 8,
+    hook: Callable[[StoredSubmission], None] | None = None,
+    app_factory: Callable[[ReceiverConfig], object] | None = None,
+) -> Lab:
+    """Make the PKI, the registry (trust anchor, practices, enrolled certificates, bound addresses) and the
+    inbox under ``directory``, and start the receiver on a free loopback port with mutual TLS.
+
+    ``app_factory`` replaces the WSGI app (the conformance suite's tests use it to run deliberately broken
+    endpoints on the same real server)."""
+    site = prepare_lab(directory, practices=practices)
+    pki, registry = site.pki, site.registry
+    inbox = Inbox(site.directory / "inbox", SubmissionIndex(site.database), receiver="lab")
     config = ReceiverConfig(
         registry=registry,
         inbox=inbox,
@@ -127,11 +153,11 @@ def start_lab(
         ),
     ).start()
     return Lab(
-        directory=directory,
+        directory=site.directory,
         pki=pki,
         registry=registry,
         inbox=inbox,
         server=server,
-        practices=sending,
+        practices=site.practices,
         app=app,  # type: ignore[arg-type]
     )

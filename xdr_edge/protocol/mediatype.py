@@ -33,6 +33,11 @@ _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: tokens, widened to what we recover, see the module docstring).
 _LOOSE_VALUE_RE: Final = re.compile(r"[\x21\x23-\x3a\x3c-\x5b\x5d-\x7e\x80-\xff]+")
 _OWS: Final = " \t"
+#: What a header field may not hold: a character beyond ISO-8859-1, or a control character other than tab.
+_NOT_FIELD_CHAR: Final = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+#: The rest of a quoted string after its opening quote: qdtext and quoted-pairs, then the closing quote.
+_QUOTED_REST_RE: Final = re.compile(r'((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
 _SHOWN: Final = 200
 
 
@@ -142,11 +147,11 @@ class _Reader:
         )
 
     def media_type(self) -> MediaType:
-        for char in self.text:
-            if ord(char) > 0xFF:
+        bad = _NOT_FIELD_CHAR.search(self.text)
+        if bad is not None:
+            if ord(bad.group()) > 0xFF:
                 raise self.fail("it holds a character that cannot appear in a header field (RFC 9110 §5.5)")
-            if (ord(char) < 0x20 and char != "\t") or char == "\x7f":
-                raise self.fail("it holds a control character (RFC 9110 §5.5)")
+            raise self.fail("it holds a control character (RFC 9110 §5.5)")
         self.skip_ows()
         major = self.token()
         if major is None or not self.take("/"):
@@ -204,19 +209,8 @@ class _Reader:
 
     def quoted_rest(self) -> str:
         """The rest of a quoted string (RFC 9110 §5.6.4): qdtext and quoted-pairs up to the closing quote."""
-        out: list[str] = []
-        text = self.text
-        while self.pos < len(text):
-            char = text[self.pos]
-            if char == '"':
-                self.pos += 1
-                return "".join(out)
-            if char == "\\":
-                if self.pos + 1 == len(text):
-                    break
-                out.append(text[self.pos + 1])
-                self.pos += 2
-                continue
-            out.append(char)
-            self.pos += 1
-        raise self.fail("unterminated quoted parameter value")
+        match = _QUOTED_REST_RE.match(self.text, self.pos)
+        if match is None:
+            raise self.fail("unterminated quoted parameter value")
+        self.pos = match.end()
+        return _QUOTED_PAIR_RE.sub(r"\1", match.group(1))

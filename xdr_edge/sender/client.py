@@ -50,7 +50,7 @@ from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
-from xdr_edge.protocol.soap import Fault, LevelPlacement
+from xdr_edge.protocol.soap import Fault, LevelPlacement, RequestEnvelopeWriter
 from xdr_edge.protocol.validate import check_outgoing
 from xdr_edge.protocol.wire import OutgoingRequest, build_request
 from xdr_edge.sender.failures import alert_meaning, is_connection_drop, probe_client_auth, root_cause
@@ -275,6 +275,9 @@ class XdrClient:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._pool = SessionPool(self.ca_bundle)
+        # What does not change from one message to the next is built once per client: the parsed WSDL (the
+        # envelope writer) and, per practice, the TLS session and its connections (the pool).
+        self._writer = RequestEnvelopeWriter()
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
@@ -464,7 +467,9 @@ class XdrClient:
         """A fresh request (new MessageID); a document whose size no longer matches its metadata is found here,
         by ``os.stat``, before anything is sent."""
         try:
-            return build_request(submission, endpoint=self.endpoint, placement=self.placement)
+            return build_request(
+                submission, endpoint=self.endpoint, placement=self.placement, writer=self._writer
+            )
         except LocalProtocolError as exc:
             if exc.code == "document-changed":
                 raise _DocumentChanged(exc, 0) from exc
