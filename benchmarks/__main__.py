@@ -39,16 +39,22 @@ def main(argv: list[str]) -> int:
         serve_nocheck(argv[2], int(argv[3]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help="cases to run (default: the default set; all)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="cases to run (default: the default set; all)"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case (default 5)")
     parser.add_argument("--json", type=Path, help="where to write the figures (default benchmarks/out/...)")
     parser.add_argument("--dir", type=Path, help="parent of the temporary working directory")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--size-kib", type=int, default=100, help="small document size (default 100 KiB)")
-    parser.add_argument("--messages", type=int, default=300, help="messages per send measurement (default 300)")
+    parser.add_argument(
+        "--messages", type=int, default=300, help="messages per send measurement (default 300)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="receive: concurrent clients (default 8)")
-    parser.add_argument("--per-client", type=int, default=40, help="receive: messages per client (default 40)")
+    parser.add_argument(
+        "--per-client", type=int, default=40, help="receive: messages per client (default 40)"
+    )
     parser.add_argument("--large-mb", type=int, default=256, help="large: document size in MiB (default 256)")
     parser.add_argument(
         "--quick", action="store_true", help="few messages, small sizes, 1 round: checks that cases run"
@@ -111,7 +117,10 @@ def main(argv: list[str]) -> int:
     print(f"\nfigures written to {out}")
     failed = [r.case.name for r in results if r.error]
     missed = [
-        f"{r.case.name}: {t.text}" for r in results for t, v in r.target_values if v is not None and not t.met(v)
+        f"{r.case.name}: {t.text}"
+        for r in results
+        for t, v in r.target_values
+        if v is not None and not t.met(v)
     ]
     if failed:
         print(f"cases that failed: {', '.join(failed)}")

@@ -85,9 +85,9 @@ class Case:
     baseline: str
     variants: Callable[[Mapping[str, Any]], Sequence[Variant]]
     columns: Sequence[tuple[str, str, str]]  # (figure, heading, format)
-    setup: Callable[[Path, Mapping[str, Any]], contextlib.AbstractContextManager[Mapping[str, Any]]] | None = (
-        None
-    )
+    setup: (
+        Callable[[Path, Mapping[str, Any]], contextlib.AbstractContextManager[Mapping[str, Any]]] | None
+    ) = None
     targets: Callable[[Mapping[str, Any]], Sequence[Target]] = lambda _: ()
     higher_is_better: bool = True
     description: str = ""
@@ -148,7 +148,11 @@ def machine() -> dict[str, Any]:
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
@@ -254,7 +258,9 @@ def run_case(case: Case, rounds: int, work: Path, options: Mapping[str, Any]) ->
 
 def _progress(case: Case, number: int, rounds: int, variant: str, figures: Figures) -> None:
     shown = ", ".join(
-        f"{heading.strip()} {format(figures[key], fmt)}" for key, heading, fmt in case.columns if key in figures
+        f"{heading.strip()} {format(figures[key], fmt)}"
+        for key, heading, fmt in case.columns
+        if key in figures
     )
     print(f"  [{case.name} {number}/{rounds}] {variant}: {shown}", file=sys.stderr, flush=True)
 

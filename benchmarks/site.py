@@ -159,7 +159,9 @@ class NoCheckApp:
             with self._lock:
                 stats = {"requests": self._requests, "connections": len(self._peers)}
             body = json.dumps(stats).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         stream = environ["wsgi.input"]
         first = stream.read(65536)
@@ -171,9 +173,7 @@ class NoCheckApp:
         with self._lock:
             self._requests += 1
             self._peers.add(f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}")
-        start_response(
-            "200 OK", [("Content-Type", reply.content_type), ("Content-Length", str(len(body)))]
-        )
+        start_response("200 OK", [("Content-Type", reply.content_type), ("Content-Length", str(len(body)))])
         return [body]
 
 
@@ -281,7 +281,9 @@ def xdr_edge_serve(
         deadline = time.monotonic() + 60
         while not _healthy(site, port):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"xdr-edge serve did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"xdr-edge serve did not start:\n{log.read_text(errors='replace')[-3000:]}"
+                )
             time.sleep(0.1)
         yield {"port": port, "pid": process.pid}
     finally:

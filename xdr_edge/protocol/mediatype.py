@@ -28,7 +28,8 @@ from typing import Final
 
 from xdr_edge.protocol.errors import RemoteProtocolError
 
-_TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_RFC9110_TCHARS: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN_RE: Final = re.compile(_RFC9110_TCHARS)
 #: An unquoted value as senders write them: visible characters but no quote, backslash or ``;`` (RFC 9110 §5.6.2
 #: tokens, widened to what we recover, see the module docstring).
 _LOOSE_VALUE_RE: Final = re.compile(r"[\x21\x23-\x3a\x3c-\x5b\x5d-\x7e\x80-\xff]+")
@@ -38,6 +39,15 @@ _NOT_FIELD_CHAR: Final = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 #: The rest of a quoted string after its opening quote: qdtext and quoted-pairs, then the closing quote.
 _QUOTED_REST_RE: Final = re.compile(r'((?:[^"\\]|\\.)*)"', re.DOTALL)
 _QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
+_PARAM: Final = (
+    rf'[ \t]*;[ \t]*(?:({_RFC9110_TCHARS})[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|({_LOOSE_VALUE_RE.pattern})))?'
+)
+#: A whole well-formed value in one match (the common case); anything else is read by ``_Reader``, which says
+#: what is wrong. Every part is followed by what cannot start it again, so matching takes linear time.
+_WELL_FORMED: Final = re.compile(
+    rf"[ \t]*({_RFC9110_TCHARS})/({_RFC9110_TCHARS})((?:{_PARAM})*)[ \t]*", re.DOTALL
+)
+_PARAM_RE: Final = re.compile(_PARAM, re.DOTALL)
 _SHOWN: Final = 200
 
 
@@ -74,7 +84,7 @@ class MediaType:
         ``Sender``, code ``malformed-media-type``) naming ``where`` and what is wrong.
         """
         text = value.decode("latin-1") if isinstance(value, bytes) else value
-        return _Reader(text, where).media_type()
+        return _well_formed(text) or _Reader(text, where).media_type()
 
     @classmethod
     def parse_or_none(cls, value: str | bytes | None) -> MediaType | None:
@@ -97,8 +107,11 @@ class MediaType:
     def matches(self, other: str | MediaType) -> bool:
         """Whether this is the media type ``other`` names (``"multipart/related"``), whatever the parameters and
         the case; a ``str`` may carry parameters, which are ignored."""
-        theirs = other if isinstance(other, MediaType) else MediaType.parse(other, where="media type")
-        return self.essence == theirs.essence
+        if isinstance(other, MediaType):
+            return self.essence == other.essence
+        if ";" not in other:  # a bare type/subtype, as callers name one: no need to read it as a whole
+            return self.essence == other.strip(_OWS).lower()
+        return self.essence == MediaType.parse(other, where="media type").essence
 
     def param(self, name: str) -> str | None:
         """The value of parameter ``name`` (case-insensitive), or None when absent."""
@@ -121,6 +134,33 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """``(essence, parameters)`` of :meth:`MediaType.parse`, for callers that want a plain dict."""
     media = MediaType.parse(value)
     return media.essence, dict(media.params)
+
+
+def _well_formed(text: str) -> MediaType | None:
+    """The media type of a value that is well-formed as it stands (one regular-expression match), or None for
+    anything else, including a repeated parameter: :class:`_Reader` then reads it and says what is wrong."""
+    match = _WELL_FORMED.fullmatch(text)
+    if match is None or _NOT_FIELD_CHAR.search(text) is not None:
+        return None
+    params: list[tuple[str, str]] = []
+    for param in _PARAM_RE.finditer(match.group(3)):
+        name, quoted, loose = param.groups()
+        if name is None:
+            continue  # an empty parameter (RFC 9110 §5.6.6)
+        if quoted is None:
+            value = loose
+        else:
+            value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        params.append((name.lower(), value))
+    if len({name for name, _ in params}) != len(params):
+        return None
+    # Valid by construction (lower-cased tokens, distinct names), so the checks of __post_init__ are skipped:
+    # this runs for every header of every message.
+    media = object.__new__(MediaType)
+    object.__setattr__(media, "type", match.group(1).lower())
+    object.__setattr__(media, "subtype", match.group(2).lower())
+    object.__setattr__(media, "params", tuple(params))
+    return media
 
 
 def _quote(value: str) -> str:

@@ -77,7 +77,7 @@ def _client() -> Any:
     settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True, strict=True)
     transport = _WsdlOnlyTransport()  # type: ignore[no-untyped-call]
     client = zeep.Client(str(wsdl_path()), settings=settings, transport=transport)  # type: ignore[no-untyped-call]
-    client.set_ns_prefix("xdsb", ns.XDSB)
+    client.set_ns_prefix("xdsb", ns.XDSB)  # type: ignore[no-untyped-call]
     return client
 
 
@@ -161,18 +161,46 @@ def _fill_document(slot: etree._Element, doc: DocumentRef) -> None:
 
 
 class RequestEnvelopeWriter:
-    """Writes ITI-41 request envelopes with one zeep Client, built when the writer is made.
+    """Writes ITI-41 request envelopes from a skeleton zeep rendered from our WSDL when the writer was made.
 
     Why an object: parsing the WSDL and its schemas is most of the cost of a small request, and the rule is no
-    process-global mutable state, so the parsed WSDL is cached per writer, not per process. A sender keeps one
-    writer for its lifetime (:class:`xdr_edge.sender.client.XdrClient` does); one-off callers may use
-    :func:`build_request_envelope`, which makes a writer per call. Thread-safe: the zeep Client is never changed
-    after it is built, and rendering holds the writer's lock (zeep does not promise thread-safety, and the
-    rendering it does for us is a small part of a request).
+    process-global mutable state, so the parsed WSDL is kept per writer, not per process. zeep renders the
+    operation's body once (the ``xdsb:ProvideAndRegisterDocumentSetRequest`` with its ``lcm:SubmitObjectsRequest``
+    and one ``xdsb:Document``, in the binding's SOAP 1.2 envelope); each request is a copy of that skeleton with
+    its headers, its metadata and one copy of the Document slot per document. A sender keeps one writer for
+    its lifetime (:class:`xdr_edge.sender.client.XdrClient` does); one-off callers may use
+    :func:`build_request_envelope`, which makes a writer per call. Thread-safe: the skeleton is never changed,
+    and copying it holds the writer's lock.
     """
 
     def __init__(self) -> None:
-        self._client = _client()
+        client = _client()
+        placeholder_header = etree.Element(qname(ns.WSA, "To"))
+        skeleton: etree._Element = client.create_message(
+            client.service,
+            _OPERATION,
+            SubmitObjectsRequest={},
+            Document=[{"_value_1": "", "id": "Document01"}],
+            _soapheaders=[placeholder_header],
+        )
+        # write() finds the parts by position: Header, Body/request, request/SubmitObjectsRequest, then the slots.
+        # Our WSDL guarantees that shape; a changed WSDL (or zeep) must fail loudly, here.
+        shape = [
+            (skeleton, SOAP_NS, "Envelope"),
+            (skeleton[0], SOAP_NS, "Header"),
+            (skeleton[1], SOAP_NS, "Body"),
+        ]
+        request = skeleton[1][0] if len(skeleton[1]) else skeleton[1]
+        shape.append((request, ns.XDSB, "ProvideAndRegisterDocumentSetRequest"))
+        shape += [(request[0], ns.LCM, "SubmitObjectsRequest"), (request[1], ns.XDSB, "Document")]
+        if len(request) != 2 or any(etree.QName(e).text != qname(n, local) for e, n, local in shape):
+            raise LocalProtocolError("zeep did not render the ITI-41 request as our WSDL describes it")
+        header, slot = skeleton[0], request[1]
+        for child in list(header):
+            header.remove(child)
+        request.remove(slot)
+        self._skeleton = skeleton
+        self._slot = slot
         self._lock = threading.Lock()
 
     def write(
@@ -207,24 +235,17 @@ class RequestEnvelopeWriter:
             placement=placement,
             final_destination_delivery=final_destination_delivery,
         )
-        client = self._client
         with self._lock:
-            envelope: etree._Element = client.create_message(
-                client.service,
-                _OPERATION,
-                SubmitObjectsRequest={},
-                Document=[{"_value_1": "", "id": d.entry_id} for d in documents],
-                _soapheaders=headers,
-            )
-        request = envelope.find(
-            f"{qname(SOAP_NS, 'Body')}/{qname(ns.XDSB, 'ProvideAndRegisterDocumentSetRequest')}"
-        )
-        if request is None:  # our WSDL guarantees it; a changed WSDL must fail loudly
-            raise LocalProtocolError("zeep did not render xdsb:ProvideAndRegisterDocumentSetRequest")
-        placeholder = request.find(qname(ns.LCM, "SubmitObjectsRequest"))
-        assert placeholder is not None
-        request.replace(placeholder, copy.deepcopy(submit_objects))
-        for slot, doc in zip(request.findall(qname(ns.XDSB, "Document")), documents, strict=True):
+            envelope = copy.deepcopy(self._skeleton)
+            slots = [copy.deepcopy(self._slot) for _ in documents]
+        header = envelope[0]
+        for element in headers:
+            header.append(element)
+        request = envelope[1][0]
+        request.replace(request[0], copy.deepcopy(submit_objects))
+        for slot, doc in zip(slots, documents, strict=True):
+            slot.set("id", doc.entry_id)
+            request.append(slot)
             _fill_document(slot, doc)
         etree.cleanup_namespaces(envelope, top_nsmap={"wsa": ns.WSA, "direct": ns.DIRECT, "xop": ns.XOP})
         return tostring(envelope)
