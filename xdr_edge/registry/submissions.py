@@ -99,16 +99,45 @@ class SubmissionIndex:
         in one order (the SubmissionSet, then documents by uniqueId), so two recordings sharing keys wait for
         each other instead of deadlocking.
         """
+        return self.record_many([(submission, documents)])[0]
+
+    def record_many(
+        self, items: Sequence[tuple[IndexedSubmission, Sequence[IndexedDocument]]]
+    ) -> list[IndexConflict | None]:
+        """:meth:`record` for several submissions in one transaction (one commit, one sync of the database's
+        journal), each in a savepoint of its own: one that conflicts is rolled back alone, and its conflict is
+        its result. Two items with the same uniqueId: the first is recorded, the second conflicts with it. A
+        transaction the database aborts (deadlock, serialization) is run again whole; an error raised is
+        every item's (none of them is recorded, or, when the commit itself failed, perhaps all of them)."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self.database.transaction(Access.RECORD) as conn:
-                    return self._record(conn, submission, documents)
-            except _Abort as abort:
-                return abort.conflict
+                    return [
+                        self._record_in_savepoint(conn, number, submission, documents)
+                        for number, (submission, documents) in enumerate(items)
+                    ]
             except StoreError as exc:
                 if exc.code != RETRY or attempt == _ATTEMPTS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @classmethod
+    def _record_in_savepoint(
+        cls,
+        conn: Connection,
+        number: int,
+        submission: IndexedSubmission,
+        documents: Sequence[IndexedDocument],
+    ) -> IndexConflict | None:
+        savepoint = f"record_{number}"
+        conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            conflict = cls._record(conn, submission, documents)
+        except _Abort as abort:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            conflict = abort.conflict
+        conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+        return conflict
 
     @staticmethod
     def _record(
