@@ -40,6 +40,7 @@ class Variant:
     function: str
     args: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    baseline: str | None = None  # the variant its ratio is against, when not the case's baseline
 
 
 @dataclass(frozen=True)
@@ -95,34 +96,30 @@ class Case:
 
 def run_child(function: str, args: Mapping[str, Any], *, timeout: float = 1800) -> Figures:
     """One measurement in a fresh interpreter; its figures plus ``peak_rss_mb``, ``user_s`` and ``sys_s`` of
-    that child alone (``os.wait4``: the per-child form of ``getrusage(RUSAGE_CHILDREN)``)."""
-    import tempfile
+    that child alone (``os.wait4``: the per-child form of ``getrusage(RUSAGE_CHILDREN)``). What the child
+    writes to standard error (a script's own table, a traceback) is shown as it comes."""
     import threading
 
     os.sync()  # one measurement's dirty pages are not written back on the next one's time
-    with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks", "--child", function, json.dumps(dict(args))],
-            cwd=REPOSITORY,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
-        timer = threading.Timer(timeout, child.kill)
-        timer.start()
-        try:
-            assert child.stdout is not None
-            out = child.stdout.read()
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        tail = err.read().decode(errors="replace")[-3000:]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "--child", function, json.dumps(dict(args))],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+    )
+    timer = threading.Timer(timeout, child.kill)
+    timer.start()
+    try:
+        assert child.stdout is not None
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:
+        timer.cancel()
+    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
-        raise RuntimeError(f"{function} failed (exit {child.returncode}):\n{tail}")
+        raise RuntimeError(f"{function} failed (exit {child.returncode}; its output is above)")
     lines = out.decode().strip().splitlines()
     if not lines:
-        raise RuntimeError(f"{function} printed nothing:\n{tail}")
+        raise RuntimeError(f"{function} printed no figures")
     figures: Figures = json.loads(lines[-1])
     figures.update({"peak_rss_mb": usage.ru_maxrss / 1024, "user_s": usage.ru_utime, "sys_s": usage.ru_stime})
     return figures
@@ -178,6 +175,15 @@ class CaseResult:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     extra: dict[str, Any] = field(default_factory=dict)
     target_values: list[tuple[Target, float | None]] = field(default_factory=list)
+    baselines: dict[str, str] = field(default_factory=dict)  # variant -> the variant its ratio is against
+
+    def baseline_of(self, variant: str) -> str:
+        return self.baselines.get(variant, self.case.baseline)
+
+    def ratio(self, variant: str, medians: Mapping[str, Figures]) -> float | None:
+        mine = medians.get(variant, {}).get(self.case.main)
+        base = medians.get(self.baseline_of(variant), {}).get(self.case.main)
+        return None if mine is None or not base else mine / base
 
     def medians(self) -> dict[str, Figures]:
         names: list[str] = []
@@ -195,7 +201,6 @@ class CaseResult:
 
     def as_dict(self) -> dict[str, Any]:
         medians = self.medians()
-        base = medians.get(self.case.baseline, {}).get(self.case.main)
         return {
             "case": self.case.name,
             "title": self.case.title,
@@ -206,10 +211,8 @@ class CaseResult:
             "load_average_before": self.load_before,
             "load_average_after": self.load_after,
             "medians": medians,
-            "ratios": {
-                name: (figures.get(self.case.main, 0.0) / base if base else None)
-                for name, figures in medians.items()
-            },
+            "ratios": {name: self.ratio(name, medians) for name in medians},
+            "ratio_baselines": {name: self.baseline_of(name) for name in medians},
             "targets": [
                 {
                     "variant": t.variant,
@@ -239,6 +242,7 @@ def run_case(case: Case, rounds: int, work: Path, options: Mapping[str, Any]) ->
             shared = {**options, **fixture}
             variants = list(case.variants(shared))
             result.notes = {v.name: v.note for v in variants if v.note}
+            result.baselines = {v.name: v.baseline for v in variants if v.baseline}
             for number in range(rounds):
                 shift = number % len(variants)
                 order = variants[shift:] + variants[:shift]
@@ -273,16 +277,17 @@ def table(result: CaseResult) -> str:
         lines.append(f"ERROR: {result.error}")
         return "\n".join(lines)
     medians = result.medians()
-    base = medians.get(case.baseline, {}).get(case.main)
+    baselines = set(result.baselines.values()) | {case.baseline}
     headings = ["variant", *(h for _, h, _ in case.columns), f"ratio ({case.main} / baseline)"]
     lines.append("| " + " | ".join(headings) + " |")
     lines.append("|" + "---|" * len(headings))
     for name, figures in medians.items():
-        cells = [name + (" (baseline)" if name == case.baseline else "")]
+        cells = [name + (" (baseline)" if name in baselines else "")]
         for key, _, fmt in case.columns:
             cells.append(format(figures[key], fmt) if key in figures else "-")
-        value = figures.get(case.main)
-        cells.append(f"{value / base:.2f}x" if value is not None and base else "-")
+        ratio = result.ratio(name, medians)
+        own = result.baselines.get(name)
+        cells.append("-" if ratio is None else f"{ratio:.2f}x" + (f" of {own}" if own else ""))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
