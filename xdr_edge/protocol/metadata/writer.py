@@ -12,6 +12,8 @@ __all__ = ["write_submit_objects"]
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from types import MappingProxyType
+from typing import Final
 
 from lxml import etree
 
@@ -47,8 +49,30 @@ class _Ids:
         return f"urn:uuid:{_uuid5(f'{self._parent}#{self._count}')}"
 
 
+#: The Clark names of the ebRIM elements written, made once (a constant table, never changed).
+_TAGS: Final = MappingProxyType(
+    {
+        local: rim(local)
+        for local in (
+            "Association",
+            "Classification",
+            "Description",
+            "ExternalIdentifier",
+            "ExtrinsicObject",
+            "LocalizedString",
+            "Name",
+            "RegistryObjectList",
+            "RegistryPackage",
+            "Slot",
+            "Value",
+            "ValueList",
+        )
+    }
+)
+
+
 def _sub(parent: etree._Element, local: str, **attrs: str) -> etree._Element:
-    return etree.SubElement(parent, rim(local), attrs)
+    return etree.SubElement(parent, _TAGS[local], attrs)
 
 
 def _write_slot(parent: etree._Element, name: str, values: Sequence[str]) -> None:
