@@ -168,6 +168,7 @@ def request_envelope(
         placement=placement,
         final_destination_delivery=submission.final_destination_delivery,
         writer=writer,
+        adopt=True,  # the metadata tree was made for this envelope alone
     )
 
 

@@ -15,7 +15,6 @@ __all__ = ["RequestEnvelopeWriter", "build_request_envelope", "wsdl_path"]
 
 import base64
 import copy
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
@@ -170,7 +169,7 @@ class RequestEnvelopeWriter:
     its headers, its metadata and one copy of the Document slot per document. A sender keeps one writer for
     its lifetime (:class:`xdr_edge.sender.client.XdrClient` does); one-off callers may use
     :func:`build_request_envelope`, which makes a writer per call. Thread-safe: the skeleton is never changed,
-    and copying it holds the writer's lock.
+    only copied.
     """
 
     def __init__(self) -> None:
@@ -201,7 +200,6 @@ class RequestEnvelopeWriter:
         request.remove(slot)
         self._skeleton = skeleton
         self._slot = slot
-        self._lock = threading.Lock()
 
     def write(
         self,
@@ -215,12 +213,14 @@ class RequestEnvelopeWriter:
         level: MetadataLevel | None,
         placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
         final_destination_delivery: bool = False,
+        adopt: bool = False,
     ) -> bytes:
         """The ITI-41 request envelope (the MTOM root part), as UTF-8 bytes with an XML declaration.
 
-        ``submit_objects`` is copied, not moved, so the caller's tree stays intact. Each ``DocumentRef`` becomes
-        an ``xdsb:Document`` with ``xop:Include href="cid:..."`` (percent-encoded Content-ID, RFC 2392;
-        XOP 1.0 §3) or base64 text when ``inline`` is given.
+        ``submit_objects`` is copied, so the caller's tree stays intact, unless ``adopt``: a caller that made
+        the tree for this envelope alone gives it up, and it is moved in. Each ``DocumentRef`` becomes an
+        ``xdsb:Document`` with ``xop:Include href="cid:..."`` (percent-encoded Content-ID, RFC 2392; XOP 1.0 §3)
+        or base64 text when ``inline`` is given.
         """
         tag = etree.QName(submit_objects)
         if (tag.namespace, tag.localname) != (ns.LCM, "SubmitObjectsRequest"):
@@ -235,14 +235,15 @@ class RequestEnvelopeWriter:
             placement=placement,
             final_destination_delivery=final_destination_delivery,
         )
-        with self._lock:
-            envelope = copy.deepcopy(self._skeleton)
-            slots = [copy.deepcopy(self._slot) for _ in documents]
+        # No lock: the skeleton is never changed after __init__, and copying an lxml tree is one call into
+        # lxml that keeps the interpreter lock throughout, so no other thread runs in the middle of it.
+        envelope = copy.deepcopy(self._skeleton)
+        slots = [copy.deepcopy(self._slot) for _ in documents]
         header = envelope[0]
         for element in headers:
             header.append(element)
         request = envelope[1][0]
-        request.replace(request[0], copy.deepcopy(submit_objects))
+        request.replace(request[0], submit_objects if adopt else copy.deepcopy(submit_objects))
         for slot, doc in zip(slots, documents, strict=True):
             slot.set("id", doc.entry_id)
             request.append(slot)
@@ -263,6 +264,7 @@ def build_request_envelope(
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
     final_destination_delivery: bool = False,
     writer: RequestEnvelopeWriter | None = None,
+    adopt: bool = False,
 ) -> bytes:
     """The ITI-41 request envelope (:meth:`RequestEnvelopeWriter.write`), with ``writer`` or a writer made for
     this call (one-off callers; a sender passes its own)."""
@@ -276,4 +278,5 @@ def build_request_envelope(
         level=level,
         placement=placement,
         final_destination_delivery=final_destination_delivery,
+        adopt=adopt,
     )
