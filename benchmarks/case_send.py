@@ -23,7 +23,7 @@ moves less than msg/s when other work competes for the cores.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,20 @@ def _endpoint(port: int) -> str:
     return f"https://127.0.0.1:{port}/xdr"
 
 
+def _timed_posts(
+    post: Callable[[dict[str, str], bytes], None], prepared: list[tuple[dict[str, str], bytes]]
+) -> dict[str, float]:
+    """Post the first ``WARM_UP`` requests, then time the rest: msg/s and this process's CPU per message."""
+    for headers, body in prepared[:WARM_UP]:
+        post(headers, body)
+    measured = prepared[WARM_UP:]
+    started, cpu = time.perf_counter(), time.process_time()
+    for headers, body in measured:
+        post(headers, body)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"msg_per_s": len(measured) / seconds, "cpu_ms": cpu * 1000 / len(measured)}
+
+
 def floor(*, site: str, port: int, size: int, messages: int, **_: Any) -> dict[str, float]:
     import http.client
 
@@ -63,14 +77,9 @@ def floor(*, site: str, port: int, size: int, messages: int, **_: Any) -> dict[s
         if SUCCESS not in answer:
             raise RuntimeError(f"not Success: {answer[:300]!r}")
 
-    for headers, body in prepared[:WARM_UP]:
-        post(headers, body)
-    started, cpu = time.perf_counter(), time.process_time()
-    for headers, body in prepared[WARM_UP:]:
-        post(headers, body)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    figures = _timed_posts(post, prepared)
     connection.close()
-    return {"msg_per_s": messages / seconds, "cpu_ms": cpu * 1000 / messages}
+    return figures
 
 
 def requests_session(*, site: str, port: int, size: int, messages: int, **_: Any) -> dict[str, float]:
@@ -88,14 +97,9 @@ def requests_session(*, site: str, port: int, size: int, messages: int, **_: Any
         if SUCCESS not in answer.content:
             raise RuntimeError(f"not Success: {answer.content[:300]!r}")
 
-    for headers, body in prepared[:WARM_UP]:
-        post(headers, body)
-    started, cpu = time.perf_counter(), time.process_time()
-    for headers, body in prepared[WARM_UP:]:
-        post(headers, body)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    figures = _timed_posts(post, prepared)
     session.close()
-    return {"msg_per_s": messages / seconds, "cpu_ms": cpu * 1000 / messages}
+    return figures
 
 
 def naive(*, site: str, port: int, size: int, messages: int, **_: Any) -> dict[str, float]:

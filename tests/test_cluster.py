@@ -246,11 +246,11 @@ def test_a_receiver_killed_under_load_loses_no_acknowledged_submission_and_the_o
         # sent now, one after the other, and every one of them must succeed
         while len(later) < 20:
             time.sleep(max(0.0, killed_at + 0.5 - time.monotonic()))
-            item = submission(size=20 * 1024)
-            answer = send(cluster, item)
-            log.append((item, answer, time.monotonic()))
-            assert answer.success, answer.body[:300]
-            later.append(answer)
+            extra = submission(size=20 * 1024)
+            reply = send(cluster, extra)
+            log.append((extra, reply, time.monotonic()))
+            assert reply.success, reply.body[:300]
+            later.append(reply)
         assert _handlers(cluster, later) == {survivor.name}
         assert victim.process is not None and victim.process.returncode == -signal.SIGKILL
 
