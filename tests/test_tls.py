@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 import ssl
@@ -47,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.framing.append(
                 (self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding"))
             )
+            self.server.authorization.append(self.headers.get("Authorization"))
         reply = fingerprint.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(reply)))
@@ -69,6 +71,7 @@ class _TlsServer(ThreadingHTTPServer):
         self.seen: list[tuple[str, bytes]] = []
         self.peers: list[int] = []  # the client port of each request: one per connection
         self.framing: list[tuple[str | None, str | None]] = []  # (Content-Length, Transfer-Encoding)
+        self.authorization: list[str | None] = []
         self.handshake_failures: list[str] = []
         self.handshake_failed = threading.Event()
 
@@ -229,6 +232,20 @@ def test_a_streamed_body_is_sent_with_content_length_not_chunked(
             assert response.status_code == 200
     assert server.framing == [(str(len(body)), None)]
     assert server.seen[0][1] == b"".join(body)
+
+
+def test_credentials_in_the_endpoint_url_go_as_basic_authentication(
+    demo_pki: DemoPki, server: _TlsServer
+) -> None:
+    identity = load_identity(
+        ClientCredential(cert=demo_pki.practices["practice-a"].cert, key=demo_pki.practices["practice-a"].key)
+    )
+    with_credentials = server.url.replace("https://", "https://edge%40a:p%3Ass@")
+    with PracticeSession("practice-a", identity, demo_pki.ca_cert) as session:
+        for url in (with_credentials, server.url):
+            with session.post(url, b"x", {}, 10) as response:
+                assert response.status_code == 200
+    assert server.authorization == ["Basic " + base64.b64encode(b"edge@a:p:ss").decode(), None]
 
 
 def test_untrusted_server_certificate_fails_handshake(demo_pki: DemoPki, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import urllib3
 
@@ -160,6 +160,9 @@ class PracticeSession:
             "Accept-Encoding": "identity",
             **headers,
         }
+        if parts.username is not None:  # credentials in the endpoint URL go as Basic authentication
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            sent_headers.update(urllib3.make_headers(basic_auth=f"{user}:{password}"))
         raw = self._pool(parts.hostname, parts.port or 443).urlopen(
             "POST",
             target,
