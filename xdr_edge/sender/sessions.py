@@ -155,6 +155,7 @@ class PracticeSession:
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         sent_headers = {
             "User-Agent": _USER_AGENT,
+            "Accept": "*/*",
             # An ITI-41 answer is a few KB: nothing to gain from compression, and a compressed answer is one
             # whose size says nothing about what it decodes to.
             "Accept-Encoding": "identity",
