@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import zeep
 import zeep.transports
@@ -37,7 +37,6 @@ from xdr_edge.protocol.soap.envelope import (
     DocumentRef,
     LevelPlacement,
     must_understand,
-    wsa_element,
 )
 from xdr_edge.protocol.xml import qname, tostring
 
@@ -80,19 +79,26 @@ def _client() -> Any:
     return client
 
 
-def _direct(local: str, text: str | None = None, *, parent: etree._Element | None = None) -> etree._Element:
-    tag = qname(ns.DIRECT, local)
-    element = (
-        etree.SubElement(parent, tag)
-        if parent is not None
-        else etree.Element(tag, nsmap={"direct": ns.DIRECT, "S": SOAP_NS})
-    )
+_WSA_NSMAP: Final = {"wsa": ns.WSA}
+_DIRECT_NSMAP: Final = {"direct": ns.DIRECT}
+
+
+def _header(
+    parent: etree._Element, namespace: str, local: str, text: str | None = None, *, understood: bool = False
+) -> etree._Element:
+    """A header block (or a child of one) made in place: an element made on its own is a document of its own,
+    and moving it into the envelope afterwards cost more than the rest of the header."""
+    nsmap = _WSA_NSMAP if namespace == ns.WSA else _DIRECT_NSMAP
+    element = etree.SubElement(parent, qname(namespace, local), nsmap=nsmap)
     if text is not None:
         element.text = text
+    if understood:
+        must_understand(element)
     return element
 
 
 def _request_headers(
+    header: etree._Element,
     *,
     to: str,
     message_id: str,
@@ -101,35 +107,30 @@ def _request_headers(
     level: MetadataLevel | None,
     placement: LevelPlacement,
     final_destination_delivery: bool = False,
-) -> list[etree._Element]:
+) -> None:
     """The ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
     addressBlock (role destination, relay true, no mustUnderstand: XDR and XDM for Direct Messaging §4.1; the delivery-notification request
-    after the recipients) and metadata-level (XDR and XDM for Direct Messaging §6.1.1)."""
-    reply_to = must_understand(wsa_element("ReplyTo"))
-    etree.SubElement(reply_to, qname(ns.WSA, "Address")).text = ns.WSA_ANONYMOUS
-    headers = [
-        must_understand(wsa_element("To", to)),
-        must_understand(wsa_element("MessageID", message_id)),
-        must_understand(wsa_element("Action", ns.ACTION_PNR)),
-        reply_to,
-    ]
+    after the recipients) and metadata-level (XDR and XDM for Direct Messaging §6.1.1); written into ``header``."""
+    _header(header, ns.WSA, "To", to, understood=True)
+    _header(header, ns.WSA, "MessageID", message_id, understood=True)
+    _header(header, ns.WSA, "Action", ns.ACTION_PNR, understood=True)
+    reply_to = _header(header, ns.WSA, "ReplyTo", understood=True)
+    _header(reply_to, ns.WSA, "Address", ns.WSA_ANONYMOUS)
     level_in_block = level is not None and placement is not LevelPlacement.TOP_LEVEL
     if direct_from is not None or direct_to or level_in_block or final_destination_delivery:
-        block = _direct("addressBlock")
+        block = _header(header, ns.DIRECT, "addressBlock")
         block.set(ROLE, ns.DIRECT_ROLE)
         block.set(RELAY, "true")
         if direct_from is not None:
-            _direct("from", direct_from.uri, parent=block)
+            _header(block, ns.DIRECT, "from", direct_from.uri)
         for recipient in direct_to:
-            _direct("to", recipient.uri, parent=block)
+            _header(block, ns.DIRECT, "to", recipient.uri)
         if final_destination_delivery:
-            _direct(FINAL_DESTINATION_DELIVERY, "true", parent=block)
+            _header(block, ns.DIRECT, FINAL_DESTINATION_DELIVERY, "true")
         if level is not None and level_in_block:
-            _direct("metadata-level", level.value, parent=block)
-        headers.append(block)
+            _header(block, ns.DIRECT, "metadata-level", level.value)
     if level is not None and placement is not LevelPlacement.IN_BLOCK:
-        headers.append(_direct("metadata-level", level.value))
-    return headers
+        _header(header, ns.DIRECT, "metadata-level", level.value)
 
 
 def _check_request_args(documents: Sequence[DocumentRef], to: str, message_id: str) -> None:
@@ -226,7 +227,12 @@ class RequestEnvelopeWriter:
         if (tag.namespace, tag.localname) != (ns.LCM, "SubmitObjectsRequest"):
             raise LocalProtocolError(f"expected lcm:SubmitObjectsRequest, got {tag.text}")
         _check_request_args(documents, to, message_id)
-        headers = _request_headers(
+        # No lock: the skeleton is never changed after __init__, and copying an lxml tree is one call into
+        # lxml that keeps the interpreter lock throughout, so no other thread runs in the middle of it.
+        envelope = copy.deepcopy(self._skeleton)
+        slots = [copy.deepcopy(self._slot) for _ in documents]
+        _request_headers(
+            envelope[0],
             to=to,
             message_id=message_id,
             direct_from=direct_from,
@@ -235,13 +241,6 @@ class RequestEnvelopeWriter:
             placement=placement,
             final_destination_delivery=final_destination_delivery,
         )
-        # No lock: the skeleton is never changed after __init__, and copying an lxml tree is one call into
-        # lxml that keeps the interpreter lock throughout, so no other thread runs in the middle of it.
-        envelope = copy.deepcopy(self._skeleton)
-        slots = [copy.deepcopy(self._slot) for _ in documents]
-        header = envelope[0]
-        for element in headers:
-            header.append(element)
         request = envelope[1][0]
         request.replace(request[0], submit_objects if adopt else copy.deepcopy(submit_objects))
         for slot, doc in zip(slots, documents, strict=True):
