@@ -67,3 +67,46 @@ def test_a_reader_that_stops_reading_gets_the_sigpipe_status_not_bad_input() -> 
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == EXIT_BROKEN_PIPE
     assert b"error" not in stderr.lower() and b"Traceback" not in stderr
+
+
+# -- the command table: every command is found where the table says, its summary is its own ---------------
+
+
+def test_the_command_table_matches_the_command_modules() -> None:
+    """``xdr-edge --help`` prints the table's summaries without importing the commands: each must be the
+    command's own (the first paragraph of its help), and every command a module defines must be in it."""
+    import importlib
+    import pkgutil
+
+    import xdr_edge.cli as cli
+
+    context = click.Context(cli.main)
+    for name, (module, summary) in cli._COMMANDS.items():
+        command = cli.main.get_command(context, name)
+        assert command is not None, f"{name} is not in xdr_edge.cli.{module}.COMMANDS"
+        assert command.short_help is None and (command.help or "").split("\n\n")[0] == summary, name
+    defined = {
+        command.name
+        for info in pkgutil.iter_modules(cli.__path__)
+        for command in getattr(importlib.import_module(f"xdr_edge.cli.{info.name}"), "COMMANDS", ())
+    }
+    assert defined == set(cli._COMMANDS)
+
+
+@pytest.mark.parametrize("argument", ["--version", "--help"])
+def test_version_and_help_import_no_command_and_none_of_the_heavy_stack(argument: str) -> None:
+    """What makes every call of the command slow is importing zeep, lxml, cryptography, urllib3, the server:
+    only the command that needs them imports them. (Its time: ``python -m benchmarks startup``.)"""
+    probe = (
+        "import sys\n"
+        "from xdr_edge.cli import main\n"
+        "try:\n"
+        f"    main([{argument!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('zeep', 'lxml', 'cryptography', 'urllib3', 'cheroot', 'multipart', 'xdr_edge.cli.sendcmd')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+    assert ("xdr-edge, version" in result.stdout) == (argument == "--version")

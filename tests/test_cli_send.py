@@ -270,7 +270,7 @@ def test_p12_with_password_from_environment(lab: Lab, docs: tuple[Path, Path]) -
 
 
 def test_no_password_option_exists() -> None:
-    command = main.commands["send"]
+    command = main.get_command(click.Context(main), "send")
     assert isinstance(command, click.Command)
     names = {opt for param in command.params for opt in param.opts}
     assert not any("password" in n and not n.endswith(("-env", "-file")) for n in names)

@@ -489,6 +489,39 @@ def test_replaced_certificate_file_is_used_by_the_next_send(tmp_path: Path, docu
     assert [s.fingerprint for s in recorder.seen] == [old, new]
 
 
+def test_threads_sharing_a_client_never_open_more_connections_than_allowed(
+    tmp_path: Path, document: Path
+) -> None:
+    """Eight threads, three connections for the practice: the threads take turns on three kept connections
+    (the receiver sees three client ports at most), none is opened and closed per message."""
+    recorder = Recorder()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with start_lab(tmp_path / "lab", threads=8, app_factory=recording(recorder, spool)) as lab:
+        with XdrClient(
+            endpoint=lab.endpoint,
+            ca_bundle=lab.ca_bundle,
+            practices=lab.practices,
+            retry=FAST,
+            connections_per_practice=3,
+        ) as client:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(
+                    pool.map(
+                        lambda _: client.send(submission(document, A_FROM), practice="practice-a"), range(24)
+                    )
+                )
+    assert all(r.ok for r in results), [r.message for r in results if not r.ok]
+    assert recorder.count == 24
+    assert 1 <= len({seen.remote_port for seen in recorder.seen}) <= 3
+
+
+def test_connections_per_practice_must_be_a_positive_whole_number(pki: DemoPki) -> None:
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigurationError, match="connections_per_practice"):
+            client_for("https://127.0.0.1:9/xdr", pki, connections_per_practice=bad)
+
+
 def test_connections_are_reused_within_a_practice_and_never_across(tmp_path: Path, document: Path) -> None:
     recorder = Recorder()
     spool = tmp_path / "spool"

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import RemoteProtocolError
-from xdr_edge.protocol.mediatype import MediaType, parse_content_type
+from xdr_edge.protocol.mediatype import MediaType, _Reader, _well_formed, parse_content_type
 
 METRO = (
     b'multipart/related;start="<rootpart*0b08@example.jaxws.sun.com>";type="application/xop+xml";'
@@ -213,3 +213,25 @@ def test_any_octets_inside_start_info_are_read_or_refused(head: bytes, tail: byt
         media.param_media_type("start-info")
     except RemoteProtocolError as exc:
         assert exc.code == "malformed-media-type"
+
+
+_PIECES = st.sampled_from(
+    [*'ab/;= \t"\\\x01\x7f\xe9xX-+.', "multipart", "related", "type", "start-info", "Type", '"a;b"', '\\"']
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_PIECES, max_size=16).map("".join))
+def test_the_quick_reading_agrees_with_the_full_reader(text: str) -> None:
+    """A value is read in a few regular-expression matches when it is well-formed, and by the reader that says
+    what is wrong otherwise: whenever the quick reading gives an answer, it is the reader's, and every value
+    the reader accepts (with distinct parameters) is read the quick way."""
+    quick = _well_formed(text)
+    try:
+        full: MediaType | None = _Reader(text, "Content-Type").media_type()
+    except RemoteProtocolError:
+        full = None
+    if quick is not None:
+        assert quick == full
+    elif full is not None:
+        assert len({name for name, _ in full.params}) != len(full.params)

@@ -341,16 +341,17 @@ def test_a_name_taken_between_recording_and_moving_is_replaced_and_recorded(inbo
     """Another receiver of a shared inbox moved a submission with the same readable name into place in the
     moment between our recording and our rename: ours gets another name, and the index says which."""
     submission = _with_submission_uid(_submission(), "2.25.4^x")
-    original = inbox.index.record
+    original = inbox.index.record_many
 
-    def record_then_lose_the_name(record: Any, documents: Any) -> Any:
-        outcome = original(record, documents)
-        taken = inbox.root / record.path
-        taken.mkdir(parents=True)
-        (taken / "summary.json").write_text("{}")  # someone else's submission
+    def record_then_lose_the_name(items: Any) -> Any:
+        outcome = original(items)
+        for record, _ in items:
+            taken = inbox.root / record.path
+            taken.mkdir(parents=True)
+            (taken / "summary.json").write_text("{}")  # someone else's submission
         return outcome
 
-    inbox.index.record = record_then_lose_the_name  # type: ignore[method-assign,assignment]
+    inbox.index.record_many = record_then_lose_the_name  # type: ignore[method-assign]
     stored = _store(inbox, submission)
     assert stored is not None and stored.directory.name.startswith("2.25.4_x-")
     recorded = inbox.index.submission("2.25.4^x")
@@ -379,16 +380,16 @@ def test_a_commit_whose_answer_was_lost_is_settled_by_asking_the_database(inbox:
     the inbox asks the database, finds its record and finishes the store, instead of deleting a submission
     the index says is stored."""
     submission = _submission()
-    original = inbox.index.record
+    original = inbox.index.record_many
 
-    def committed_but_lost(record: Any, documents: Any) -> Any:
-        original(record, documents)
+    def committed_but_lost(items: Any) -> Any:
+        original(items)
         raise StoreError("connection lost while committing", code="store-unavailable")
 
-    inbox.index.record = committed_but_lost  # type: ignore[method-assign,assignment]
+    inbox.index.record_many = committed_but_lost  # type: ignore[method-assign]
     stored = _store(inbox, submission)
     assert stored is not None and stored.directory.is_dir() and _staged(inbox) == []
-    inbox.index.record = original  # type: ignore[method-assign]
+    inbox.index.record_many = original  # type: ignore[method-assign]
     assert _store(inbox, submission) is None
 
 
@@ -463,9 +464,9 @@ def _crash_before(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
         raise Crash(step)
 
     if step == "record":
-        monkeypatch.setattr(SubmissionIndex, "record", die)
+        monkeypatch.setattr(SubmissionIndex, "record_many", die)
     else:
-        monkeypatch.setattr(Inbox, "_move_into_place", die)
+        monkeypatch.setattr(Inbox, "_rename_into_place", die)
 
 
 def test_recovery_moves_a_recorded_submission_into_place_and_removes_an_unrecorded_one(
@@ -586,3 +587,29 @@ def test_receivers_sharing_the_database_store_a_submission_once(
     stored = {d.resolve() for r in (first, second) for d in _final_dirs(r)}
     assert len(stored) == 4
     assert _staged(first) == [] and _staged(second) == []
+
+
+def test_concurrent_stores_share_index_commits(inbox: Inbox) -> None:
+    """Requests that finish storing while another's commit runs are recorded together: every one is stored
+    and indexed, with fewer index transactions than submissions; a copy sent twice at once is stored once."""
+    original = inbox.index.record_many
+    batches: list[int] = []
+
+    def slow_record_many(items: Any) -> Any:
+        batches.append(len(items))
+        threading.Event().wait(0.05)  # a slow disk: others arrive meanwhile
+        return original(items)
+
+    inbox.index.record_many = slow_record_many  # type: ignore[method-assign]
+    submissions = [
+        _submission(Document.from_bytes(sample_pdf() + bytes([n]), name="d.pdf")) for n in range(12)
+    ]
+    twice = submissions[0]
+    results = run_together(14, lambda n: _store(inbox, submissions[n] if n < 12 else twice))
+    stored = [r for r in results if r is not None]
+    assert len(stored) == 12
+    assert results.count(None) == 2  # the two extra copies of the first submission: duplicates
+    assert all(s.directory.is_dir() for s in stored)
+    assert all(inbox.contains(s.submission_set.unique_id) for s in submissions)
+    assert sum(batches) == 14 and len(batches) < 14
+    assert _staged(inbox) == []

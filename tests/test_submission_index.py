@@ -405,3 +405,31 @@ def test_undoing_a_submission_while_another_re_registers_its_document_keeps_the_
     assert recorded == [None] and undone == [True]
     assert not second.contains("2.25.1") and second.contains("2.25.2")
     _assert_indexed_for_p_1(second, document)
+
+
+def test_a_batch_records_each_submission_in_its_own_savepoint(make_index: MakeIndex) -> None:
+    """Several submissions in one transaction (the inbox's group commit): one that conflicts is rolled back
+    alone, including the rows it inserted before its conflict was found; the others are recorded; a second copy
+    in the same batch is a duplicate of the first."""
+    index = make_index()
+    assert (
+        index.record(_submission("2.25.50", practice="p-2"), [IndexedDocument("2.25.50.1", SHA_A, 1)]) is None
+    )
+    outcomes = index.record_many(
+        [
+            (_submission("2.25.51"), [IndexedDocument("2.25.51.1", SHA_A, 1)]),
+            # its SubmissionSet row goes in first; its document is p-2's with other bytes: all of it rolled back
+            (
+                _submission("2.25.52"),
+                [IndexedDocument("2.25.52.1", SHA_B, 2), IndexedDocument("2.25.50.1", SHA_B, 9)],
+            ),
+            (_submission("2.25.53"), []),
+            (_submission("2.25.51", receiver="rx-2"), []),
+        ]
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert outcomes[1] == IndexConflict(ConflictKind.DOCUMENT_ELSEWHERE, "2.25.50.1", "p-2")
+    assert outcomes[3] == IndexConflict(ConflictKind.DUPLICATE, "2.25.51", "p-1")
+    assert index.contains("2.25.51") and index.contains("2.25.53")
+    assert not index.contains("2.25.52") and index.document("2.25.52.1") is None
+    assert make_index().record_many([]) == []

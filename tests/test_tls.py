@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 import ssl
@@ -13,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from urllib3 import exceptions as http_errors
 
 from xdr_edge.certs import describe_certificate, load_certificates, load_identity, parse_certificates
 from xdr_edge.devtools.pki import DemoPki
 from xdr_edge.minting import CertificateAuthority, IssuedCert
 from xdr_edge.practice import ClientCredential, Practice
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError
+from xdr_edge.protocol.model import Document
+from xdr_edge.protocol.mtom import MtomBody, MtomPart
 from xdr_edge.sender.sessions import PracticeSession, SessionPool
 from xdr_edge.tls import client_ssl_context, server_ssl_context
 
@@ -41,6 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with self.server.lock:
             self.server.seen.append((fingerprint, body))
+            self.server.peers.append(self.client_address[1])
+            self.server.framing.append(
+                (self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding"))
+            )
+            self.server.authorization.append(self.headers.get("Authorization"))
         reply = fingerprint.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(reply)))
@@ -61,6 +69,9 @@ class _TlsServer(ThreadingHTTPServer):
         self.context = context
         self.lock = threading.Lock()
         self.seen: list[tuple[str, bytes]] = []
+        self.peers: list[int] = []  # the client port of each request: one per connection
+        self.framing: list[tuple[str | None, str | None]] = []  # (Content-Length, Transfer-Encoding)
+        self.authorization: list[str | None] = []
         self.handshake_failures: list[str] = []
         self.handshake_failed = threading.Event()
 
@@ -165,6 +176,78 @@ def test_session_pool_reuses_session_until_certificate_replaced(
     assert [fp for fp, _ in server.seen] == [files.fingerprint_sha256, renewed.fingerprint_sha256]
 
 
+def test_connections_never_exceed_the_pool_and_are_kept(demo_pki: DemoPki, server: _TlsServer) -> None:
+    # Six threads, two connections: the others wait for a connection instead of opening (and closing) one of
+    # their own per request, so the server sees two connections whatever the number of requests.
+    practice = _practice(demo_pki, "practice-a")
+
+    def send(index: int) -> int:
+        with pool.session_for(practice).post(server.url, f"{index}".encode(), {}, 10) as response:
+            assert response.content == demo_pki.practices["practice-a"].fingerprint_sha256.encode()
+            return response.status_code
+
+    with (
+        SessionPool(demo_pki.ca_cert, connections_per_practice=2) as pool,
+        ThreadPoolExecutor(max_workers=6) as executor,
+    ):
+        statuses = list(executor.map(send, range(60)))
+    assert statuses == [200] * 60
+    assert len(server.seen) == 60
+    assert 1 <= len(set(server.peers)) <= 2
+
+
+def test_an_answer_closed_unread_frees_its_connection(demo_pki: DemoPki, server: _TlsServer) -> None:
+    # With one connection per practice, an answer closed before its body was read must give the connection's
+    # place back (a new connection is opened for the next request), or the next request would wait forever.
+    identity = load_identity(
+        ClientCredential(cert=demo_pki.practices["practice-a"].cert, key=demo_pki.practices["practice-a"].key)
+    )
+    with PracticeSession("practice-a", identity, demo_pki.ca_cert, connections=1) as session:
+        for index in range(3):
+            with session.post(server.url, f"unread {index}".encode(), {}, 10) as response:
+                assert response.status_code == 200
+        with session.post(server.url, b"read", {}, 10) as response:
+            assert response.content == demo_pki.practices["practice-a"].fingerprint_sha256.encode()
+        with session.post(server.url, b"again", {}, 10) as response:
+            assert response.status_code == 200
+    assert len(server.seen) == 5
+    # each unread answer closed its connection; the answer read to the end left its connection for the next
+    assert len(set(server.peers)) == 4 and server.peers[-1] == server.peers[-2]
+
+
+def test_a_streamed_body_is_sent_with_content_length_not_chunked(
+    demo_pki: DemoPki, server: _TlsServer, tmp_path: Path
+) -> None:
+    # Some XDR receivers refuse chunked requests: an MTOM body (an iterable with a length) goes out with the
+    # Content-Length it declares, streamed, never as Transfer-Encoding: chunked.
+    document = tmp_path / "doc.bin"
+    document.write_bytes(bytes(range(256)) * 4096)
+    body = MtomBody(b"<root/>", [MtomPart("p@x", "application/octet-stream", Document.from_path(document))])
+    identity = load_identity(
+        ClientCredential(cert=demo_pki.practices["practice-a"].cert, key=demo_pki.practices["practice-a"].key)
+    )
+    headers = {"Content-Type": body.content_type, "Content-Length": str(len(body))}
+    with PracticeSession("practice-a", identity, demo_pki.ca_cert) as session:
+        with session.post(server.url, body, headers, 10) as response:
+            assert response.status_code == 200
+    assert server.framing == [(str(len(body)), None)]
+    assert server.seen[0][1] == b"".join(body)
+
+
+def test_credentials_in_the_endpoint_url_go_as_basic_authentication(
+    demo_pki: DemoPki, server: _TlsServer
+) -> None:
+    identity = load_identity(
+        ClientCredential(cert=demo_pki.practices["practice-a"].cert, key=demo_pki.practices["practice-a"].key)
+    )
+    with_credentials = server.url.replace("https://", "https://edge%40a:p%3Ass@")
+    with PracticeSession("practice-a", identity, demo_pki.ca_cert) as session:
+        for url in (with_credentials, server.url):
+            with session.post(url, b"x", {}, 10) as response:
+                assert response.status_code == 200
+    assert server.authorization == ["Basic " + base64.b64encode(b"edge@a:p:ss").decode(), None]
+
+
 def test_untrusted_server_certificate_fails_handshake(demo_pki: DemoPki, tmp_path: Path) -> None:
     impostor_ca = CertificateAuthority.create("impostor CA")
     impostor = impostor_ca.issue_server(["localhost", "127.0.0.1"])
@@ -174,24 +257,27 @@ def test_untrusted_server_certificate_fails_handshake(demo_pki: DemoPki, tmp_pat
     for impostor_server in _serve(context):
         with SessionPool(demo_pki.ca_cert) as pool:
             session = pool.session_for(_practice(demo_pki, "practice-a"))
-            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            with pytest.raises(http_errors.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
                 session.post(impostor_server.url, b"secret", {}, 10)
         assert impostor_server.seen == []
 
 
-def test_only_the_ca_bundle_is_trusted_even_if_caller_asks_for_defaults(
+def test_only_the_ca_bundle_is_trusted_whatever_the_environment_says(
     demo_pki: DemoPki, server: _TlsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The environment must not widen trust (trust_env is off), and verify=True on the underlying session must
-    # not load certifi into the practice's context (the adapter forces the bundle path).
+    # Neither the environment (the CA bundle and proxy variables HTTP libraries read) nor urllib3's own
+    # defaults may widen trust: after requests, the practice's context holds exactly the CA bundle.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(demo_pki.untrusted_ca_cert))
+    monkeypatch.setenv("SSL_CERT_FILE", str(demo_pki.untrusted_ca_cert))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     identity = load_identity(
         ClientCredential(cert=demo_pki.practices["practice-a"].cert, key=demo_pki.practices["practice-a"].key)
     )
     with PracticeSession("practice-a", identity, demo_pki.ca_cert) as session:
-        session.post(server.url, b"x", {}, 10)
-        session._session.post(server.url, data=b"y", verify=True, timeout=10)
-        session._session.post(server.url, data=b"z", verify=False, timeout=10)
+        with session.post(server.url, b"x", {}, 10) as response:
+            assert response.status_code == 200
+        with session.post(server.url, b"y", {}, 10) as response:
+            assert response.status_code == 200
     ca = x509.load_pem_x509_certificate(demo_pki.ca_cert.read_bytes())
     trusted = session.ssl_context.get_ca_certs(binary_form=True)
     assert trusted == [ca.public_bytes(serialization.Encoding.DER)]
@@ -326,14 +412,14 @@ def _handshake(server: _TlsServer, demo_pki: DemoPki, cert: Path, key: Path) -> 
 
 
 def test_untrusted_client_refused_in_handshake(demo_pki: DemoPki, server: _TlsServer) -> None:
-    with pytest.raises(requests.exceptions.ConnectionError):
+    with pytest.raises((http_errors.SSLError, http_errors.ProtocolError)):
         _handshake(server, demo_pki, demo_pki.untrusted_client_cert, demo_pki.untrusted_client_key)
     assert server.handshake_failed.wait(10)  # the server thread records after the client saw the alert
     assert server.seen == [] and len(server.handshake_failures) == 1
 
 
 def test_expired_client_refused_in_handshake(demo_pki: DemoPki, server: _TlsServer) -> None:
-    with pytest.raises(requests.exceptions.ConnectionError):
+    with pytest.raises((http_errors.SSLError, http_errors.ProtocolError)):
         _handshake(server, demo_pki, demo_pki.expired_client_cert, demo_pki.expired_client_key)
     assert server.handshake_failed.wait(10)  # the server thread records after the client saw the alert
     assert server.seen == [] and len(server.handshake_failures) == 1
@@ -348,7 +434,7 @@ def test_revoked_client_refused_with_crl(demo_pki: DemoPki, tmp_path: Path) -> N
     assert context.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
     for crl_server in _serve(context):
         assert credential.cert is not None and credential.key is not None
-        with pytest.raises(requests.exceptions.ConnectionError):
+        with pytest.raises((http_errors.SSLError, http_errors.ProtocolError)):
             _handshake(crl_server, demo_pki, credential.cert, credential.key)
         files = demo_pki.practices["practice-a"]
         _handshake(crl_server, demo_pki, files.cert, files.key)

@@ -304,8 +304,7 @@ def _print_inspection(result: Inspection) -> None:
 @click.option("--show-phi", is_flag=True, help="Also print patient names and document titles.")
 @handle_errors
 def inspect_cmd(file: Path, as_json: bool, show_phi: bool) -> None:
-    """Read a stored message (request or response; MTOM or plain SOAP; a raw HTTP capture, chunked or not) and
-    print a summary and every finding.
+    """Read a stored message (request or response; MTOM, plain SOAP or a raw HTTP capture): print every finding.
 
     Exit status 1 when the message has errors, or is not a message xdr-edge recognises (the findings say why);
     2 when the file cannot be read at all (missing, unreadable, empty). With --json, standard output is one

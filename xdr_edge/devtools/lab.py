@@ -7,7 +7,7 @@ Everything lives under one directory; keys are generated afresh for every lab an
 
 from __future__ import annotations
 
-__all__ = ["Edge", "Lab", "build_edge", "start_lab"]
+__all__ = ["Edge", "Lab", "LabSite", "build_edge", "prepare_lab", "start_lab"]
 
 import getpass
 from collections.abc import Callable, Sequence
@@ -71,6 +71,51 @@ def _refuse_existing_lab(directory: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class LabSite:
+    """What a lab is made of before anything runs: the PKI, the registry with its practices, the sending side's
+    practices (with client credentials). Benchmarks start their own receivers (``xdr-edge serve``) on it."""
+
+    directory: Path
+    pki: DemoPki
+    database: SqliteDatabase
+    registry: Registry
+    practices: dict[str, Practice]
+
+    @property
+    def registry_path(self) -> Path:
+        return self.database.path
+
+
+def prepare_lab(
+    directory: Path, *, practices: Sequence[tuple[str, Sequence[str]]] = DEFAULT_DEMO_PRACTICES
+) -> LabSite:
+    """Make the PKI and the registry (trust anchor, practices, enrolled certificates, bound addresses) under
+    ``directory``, which must not hold a lab already."""
+    directory = Path(directory)
+    _refuse_existing_lab(directory)
+    pki = write_demo_pki(directory / "pki", practices=practices)
+    database = SqliteDatabase(directory / "registry.db")
+    registry = open_registry(database)
+    actor = _actor()
+    registry.init(actor=actor)
+    registry.add_trust_anchor(pki.ca_cert.read_bytes(), actor=actor)
+    sending: dict[str, Practice] = {}
+    for practice_id, addresses in practices:
+        demo = pki.practices[practice_id]
+        registry.add_practice(practice_id, f"Demo {practice_id}", actor=actor)
+        registry.enroll(practice_id, demo.cert.read_bytes(), actor=actor)
+        for address in addresses:
+            registry.bind(practice_id, address, actor=actor)
+        sending[practice_id] = Practice(
+            id=practice_id,
+            name=f"Demo {practice_id}",
+            bindings=tuple(Binding.parse(a) for a in addresses),
+            credential=ClientCredential(cert=demo.cert, key=demo.key),
+        )
+    return LabSite(directory, pki, database, registry, sending)
+
+
 @dataclass
 class Edge:
     """A HISP edge's parts without a server: PKI, registry (anchor, practices, enrolments, bindings), inbox and
@@ -93,36 +138,16 @@ def build_edge(
 ) -> Edge:
     """Make the PKI, the registry (trust anchor, practices, enrolled certificates, bound addresses) and the
     inbox under ``directory``, and the receiver configuration that uses them (identity from TLS)."""
-    directory = Path(directory)
-    _refuse_existing_lab(directory)
-    pki = write_demo_pki(directory / "pki", practices=practices)
-    database = SqliteDatabase(directory / "registry.db")
-    registry = open_registry(database)
-    actor = _actor()
-    registry.init(actor=actor)
-    registry.add_trust_anchor(pki.ca_cert.read_bytes(), actor=actor)
-    sending: dict[str, Practice] = {}
-    for practice_id, addresses in practices:
-        demo = pki.practices[practice_id]
-        registry.add_practice(practice_id, f"Demo {practice_id}", actor=actor)
-        registry.enroll(practice_id, demo.cert.read_bytes(), actor=actor)
-        for address in addresses:
-            registry.bind(practice_id, address, actor=actor)
-        sending[practice_id] = Practice(
-            id=practice_id,
-            name=f"Demo {practice_id}",
-            bindings=tuple(Binding.parse(a) for a in addresses),
-            credential=ClientCredential(cert=demo.cert, key=demo.key),
-        )
-    inbox = Inbox(directory / "inbox", SubmissionIndex(database), receiver="lab")
+    site = prepare_lab(directory, practices=practices)
+    inbox = Inbox(site.directory / "inbox", SubmissionIndex(site.database), receiver="lab")
     config = ReceiverConfig(
-        registry=registry,
+        registry=site.registry,
         inbox=inbox,
         identity_source=PeerIdentitySource.TLS,
         hook=hook,
-        health_checks=(("registry", registry.ping),),
+        health_checks=(("registry", site.registry.ping),),
     )
-    return Edge(directory, pki, registry, inbox, sending, config)
+    return Edge(site.directory, site.pki, site.registry, inbox, site.practices, config)
 
 
 def start_lab(

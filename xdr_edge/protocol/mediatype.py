@@ -28,11 +28,26 @@ from typing import Final
 
 from xdr_edge.protocol.errors import RemoteProtocolError
 
-_TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_RFC9110_TCHARS: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN_RE: Final = re.compile(_RFC9110_TCHARS)
 #: An unquoted value as senders write them: visible characters but no quote, backslash or ``;`` (RFC 9110 §5.6.2
 #: tokens, widened to what we recover, see the module docstring).
 _LOOSE_VALUE_RE: Final = re.compile(r"[\x21\x23-\x3a\x3c-\x5b\x5d-\x7e\x80-\xff]+")
 _OWS: Final = " \t"
+#: What a header field may not hold: a character beyond ISO-8859-1, or a control character other than tab.
+_NOT_FIELD_CHAR: Final = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+#: The rest of a quoted string after its opening quote: qdtext and quoted-pairs, then the closing quote.
+#: (Written as a run of plain characters between quoted-pairs: an alternation tried per character costs more.)
+_QUOTED_REST_RE: Final = re.compile(r'([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
+_QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
+#: The well-formed start of a value: ``type/subtype``.
+_HEAD_RE: Final = re.compile(rf"[ \t]*({_RFC9110_TCHARS})/({_RFC9110_TCHARS})")
+#: One well-formed ``; name=value`` (or an empty parameter) after it.
+_PARAM_RE: Final = re.compile(
+    rf"[ \t]*;[ \t]*(?:({_RFC9110_TCHARS})[ \t]*=[ \t]*"
+    rf'(?:"([^"\\]*(?:\\.[^"\\]*)*)"|({_LOOSE_VALUE_RE.pattern})))?',
+    re.DOTALL,
+)
 _SHOWN: Final = 200
 
 
@@ -69,7 +84,7 @@ class MediaType:
         ``Sender``, code ``malformed-media-type``) naming ``where`` and what is wrong.
         """
         text = value.decode("latin-1") if isinstance(value, bytes) else value
-        return _Reader(text, where).media_type()
+        return _well_formed(text) or _Reader(text, where).media_type()
 
     @classmethod
     def parse_or_none(cls, value: str | bytes | None) -> MediaType | None:
@@ -92,8 +107,11 @@ class MediaType:
     def matches(self, other: str | MediaType) -> bool:
         """Whether this is the media type ``other`` names (``"multipart/related"``), whatever the parameters and
         the case; a ``str`` may carry parameters, which are ignored."""
-        theirs = other if isinstance(other, MediaType) else MediaType.parse(other, where="media type")
-        return self.essence == theirs.essence
+        if isinstance(other, MediaType):
+            return self.essence == other.essence
+        if ";" not in other:  # a bare type/subtype, as callers name one: no need to read it as a whole
+            return self.essence == other.strip(_OWS).lower()
+        return self.essence == MediaType.parse(other, where="media type").essence
 
     def param(self, name: str) -> str | None:
         """The value of parameter ``name`` (case-insensitive), or None when absent."""
@@ -116,6 +134,39 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """``(essence, parameters)`` of :meth:`MediaType.parse`, for callers that want a plain dict."""
     media = MediaType.parse(value)
     return media.essence, dict(media.params)
+
+
+def _well_formed(text: str) -> MediaType | None:
+    """The media type of a value that is well-formed as it stands (the common case, read with a few regular
+    expression matches), or None for anything else, including a repeated parameter: :class:`_Reader` then reads
+    it and says what is wrong. Every part is followed by what cannot start it again, so matching is linear."""
+    head = _HEAD_RE.match(text)
+    if head is None or _NOT_FIELD_CHAR.search(text) is not None:
+        return None
+    params: list[tuple[str, str]] = []
+    position, end = head.end(), len(text)
+    while position < end:
+        param = _PARAM_RE.match(text, position)
+        if param is None or param.end() == position:
+            break
+        position = param.end()
+        name, quoted, loose = param.groups()
+        if name is None:
+            continue  # an empty parameter (RFC 9110 §5.6.6)
+        if quoted is None:
+            value = loose
+        else:
+            value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        params.append((name.lower(), value))
+    if text[position:].strip(_OWS) or len({name for name, _ in params}) != len(params):
+        return None
+    # Valid by construction (lower-cased tokens, distinct names), so the checks of __post_init__ are skipped:
+    # this runs for every header of every message.
+    media = object.__new__(MediaType)
+    object.__setattr__(media, "type", head.group(1).lower())
+    object.__setattr__(media, "subtype", head.group(2).lower())
+    object.__setattr__(media, "params", tuple(params))
+    return media
 
 
 def _quote(value: str) -> str:
@@ -142,11 +193,11 @@ class _Reader:
         )
 
     def media_type(self) -> MediaType:
-        for char in self.text:
-            if ord(char) > 0xFF:
+        bad = _NOT_FIELD_CHAR.search(self.text)
+        if bad is not None:
+            if ord(bad.group()) > 0xFF:
                 raise self.fail("it holds a character that cannot appear in a header field (RFC 9110 §5.5)")
-            if (ord(char) < 0x20 and char != "\t") or char == "\x7f":
-                raise self.fail("it holds a control character (RFC 9110 §5.5)")
+            raise self.fail("it holds a control character (RFC 9110 §5.5)")
         self.skip_ows()
         major = self.token()
         if major is None or not self.take("/"):
@@ -204,19 +255,8 @@ class _Reader:
 
     def quoted_rest(self) -> str:
         """The rest of a quoted string (RFC 9110 §5.6.4): qdtext and quoted-pairs up to the closing quote."""
-        out: list[str] = []
-        text = self.text
-        while self.pos < len(text):
-            char = text[self.pos]
-            if char == '"':
-                self.pos += 1
-                return "".join(out)
-            if char == "\\":
-                if self.pos + 1 == len(text):
-                    break
-                out.append(text[self.pos + 1])
-                self.pos += 2
-                continue
-            out.append(char)
-            self.pos += 1
-        raise self.fail("unterminated quoted parameter value")
+        match = _QUOTED_REST_RE.match(self.text, self.pos)
+        if match is None:
+            raise self.fail("unterminated quoted parameter value")
+        self.pos = match.end()
+        return _QUOTED_PAIR_RE.sub(r"\1", match.group(1))

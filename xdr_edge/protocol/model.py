@@ -144,10 +144,23 @@ class Dtm:
         return []
 
     def to_datetime(self) -> datetime:
-        """The earliest moment the value denotes, as an aware UTC datetime."""
+        """The earliest moment the value denotes, as an aware UTC datetime; ValueError when it is not one.
+
+        Read by slicing, not ``strptime`` (several times per message, and ten times the cost), so only the
+        lengths of :meth:`format_problems` and 14 digits are read; anything else is refused."""
         text = self.text
-        padded = text + "0101000000"[len(text) - 4 :] if len(text) < 14 else text
-        return datetime.strptime(padded, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        if not text.isascii() or not text.isdigit() or len(text) not in (4, 6, 8, 10, 12, 14):
+            raise ValueError(f"{text!r} is not YYYY[MM[DD[hh[mm[ss]]]]]")
+        padded = text + "0101000000"[len(text) - 4 :]
+        return datetime(
+            int(padded[0:4]),
+            int(padded[4:6]),
+            int(padded[6:8]),
+            int(padded[8:10]),
+            int(padded[10:12]),
+            int(padded[12:14]),
+            tzinfo=UTC,
+        )
 
     def __str__(self) -> str:
         return self.text

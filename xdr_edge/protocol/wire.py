@@ -56,6 +56,7 @@ from xdr_edge.protocol.soap import (
     Fault,
     LevelPlacement,
     RequestEnvelope,
+    RequestEnvelopeWriter,
     ResponseEnvelope,
     build_fault_envelope,
     build_request_envelope,
@@ -103,9 +104,13 @@ def build_request(
     endpoint: str,
     message_id: str | None = None,
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+    writer: RequestEnvelopeWriter | None = None,
 ) -> OutgoingRequest:
     """Build the MTOM request for ``submission``. Each document becomes one MIME part whose bytes are re-checked
-    against the entry's declared hash and size while streaming (:class:`~xdr_edge.protocol.mtom.MtomPart`)."""
+    against the entry's declared hash and size while streaming (:class:`~xdr_edge.protocol.mtom.MtomPart`).
+
+    ``writer`` renders the envelope; a sender passes the one it keeps (building one parses the WSDL), one-off
+    callers leave it out."""
     message_id = message_id or new_message_id()
     refs: list[DocumentRef] = []
     parts: list[MtomPart] = []
@@ -124,7 +129,12 @@ def build_request(
             )
         )
     root = request_envelope(
-        submission, endpoint=endpoint, message_id=message_id, documents=refs, placement=placement
+        submission,
+        endpoint=endpoint,
+        message_id=message_id,
+        documents=refs,
+        placement=placement,
+        writer=writer,
     )
     return OutgoingRequest(
         message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
@@ -143,6 +153,7 @@ def request_envelope(
     message_id: str,
     documents: Sequence[DocumentRef],
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
+    writer: RequestEnvelopeWriter | None = None,
 ) -> bytes:
     """The ITI-41 envelope of ``submission`` (metadata, WS-A, the address block with everything it carries,
     metadata-level) with ``documents`` as its ``xdsb:Document`` slots: the one place a Submission becomes one."""
@@ -156,6 +167,8 @@ def request_envelope(
         level=submission.level,
         placement=placement,
         final_destination_delivery=submission.final_destination_delivery,
+        writer=writer,
+        adopt=True,  # the metadata tree was made for this envelope alone
     )
 
 

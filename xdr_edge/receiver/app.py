@@ -35,6 +35,7 @@ import importlib
 import ipaddress
 import json
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -171,10 +172,13 @@ _RETRY_AFTER_SECONDS = 5  # the registry database unreachable: long enough for a
 _HEALTH_PATH = "/healthz"
 
 
+_NO_SPACE = re.compile(r"\S*")
+
+
 def _log_safe(text: str) -> str:
     """A peer-supplied value as one log token: anything with whitespace or control characters (which could
     forge a log line) or over 200 characters is shown escaped and cut, never raw."""
-    if len(text) <= 200 and text.isprintable() and not any(c.isspace() for c in text):
+    if len(text) <= 200 and text.isprintable() and _NO_SPACE.fullmatch(text):
         return text
     return repr(text[:200])
 

@@ -310,16 +310,34 @@ class _SqliteConnection(Connection):
         return int(self.raw.execute(sql, tuple(params)).lastrowid or 0)
 
 
+class _KeptConnection:
+    """A thread's SQLite connection, kept between operations (see :class:`SqliteDatabase`)."""
+
+    __slots__ = ("busy", "file", "raw")
+
+    def __init__(self, raw: sqlite3.Connection, file: tuple[int, int]) -> None:
+        self.raw = raw
+        self.file = file  # (device, inode) of the database file it was opened on
+        self.busy = False
+
+
 class SqliteDatabase(Database):
     """One SQLite file: the embedded default.
 
     Concurrency (the receiver is multi-threaded, the CLI may write at the same time, several receivers on one
     host may share the file): WAL mode so readers never block on a writer, ``busy_timeout`` (the lock timeout)
-    so a writer waits for another instead of failing at once, and not longer (then :data:`UNAVAILABLE`), and
-    one connection per operation, never shared between threads. Writes start with ``BEGIN IMMEDIATE``: a
-    deferred transaction that later upgrades to a write lock can fail with "database is locked" without
-    waiting. Not for a network filesystem (SQLite's locking is not reliable there): several hosts share a
-    PostgreSQL database instead.
+    so a writer waits for another instead of failing at once, and not longer (then :data:`UNAVAILABLE`), and a
+    connection per thread, never shared between threads. Writes start with ``BEGIN IMMEDIATE``: a deferred
+    transaction that later upgrades to a write lock can fail with "database is locked" without waiting. Not for
+    a network filesystem (SQLite's locking is not reliable there): several hosts share a PostgreSQL database
+    instead.
+
+    Each thread keeps its connection between operations. Why: opening one costs a few system calls and two
+    pragmas, and closing the last connection to a WAL database checkpoints the log into the file and syncs
+    it, which a receiver did several times per request. Every operation still checks the file is there and
+    the same file (device and inode): a registry moved away reads as missing, and one replaced gets a new
+    connection. A connection that raised is closed, not kept; an operation nested in another one of the same
+    thread gets a connection of its own, as before.
 
     The file holds API password hashes and the registry's audit: it is created readable by its owner only
     (0600, whatever the umask; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode). An
@@ -332,6 +350,7 @@ class SqliteDatabase(Database):
         super().__init__()
         self.path = Path(path).expanduser().resolve()
         self._busy_timeout_ms = busy_timeout_ms
+        self._kept = threading.local()  # this thread's connection: _KeptConnection
 
     @property
     def location(self) -> str:
@@ -360,8 +379,55 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def _open(self, *, create: bool) -> Iterator[Connection]:
+        if create:
+            with self._fresh(create=True) as conn:
+                yield conn
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open registry database {self.path}: {exc.strerror or exc}",
+                location=str(self.path),
+                code=UNAVAILABLE,
+            ) from exc
+        kept: _KeptConnection | None = getattr(self._kept, "connection", None)
+        if kept is not None and kept.busy:  # nested in another operation of this thread
+            with self._fresh(create=False) as conn:
+                yield conn
+            return
+        if kept is None or kept.file != (found.st_dev, found.st_ino):
+            if kept is not None:
+                kept.raw.close()
+                self._kept.connection = None
+            kept = _KeptConnection(self._connect(create=False), (found.st_dev, found.st_ino))
+            self._kept.connection = kept
+        kept.busy = True
+        try:
+            with self._mapped_errors():
+                yield _SqliteConnection(kept.raw)
+        except BaseException:
+            self._kept.connection = None  # a connection that raised may be mid-transaction: never reused
+            kept.raw.close()
+            raise
+        finally:
+            kept.busy = False
+
+    @contextmanager
+    def _fresh(self, *, create: bool) -> Iterator[Connection]:
+        """A connection of its own for one operation, closed after it."""
         if not create and not self.path.exists():
             raise self._missing()
+        raw = self._connect(create=create)
+        try:
+            with self._mapped_errors():
+                yield _SqliteConnection(raw)
+        finally:
+            raw.close()
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
         uri = f"{self.path.as_uri()}?mode={'rwc' if create else 'rw'}"
         try:
             raw = sqlite3.connect(
@@ -381,7 +447,15 @@ class SqliteDatabase(Database):
             raw.row_factory = sqlite3.Row
             raw.execute("PRAGMA foreign_keys = ON")
             raw.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            yield _SqliteConnection(raw)
+        except sqlite3.DatabaseError as exc:
+            raw.close()
+            raise StoreError(f"registry database {self.path}: {exc}", location=str(self.path)) from exc
+        return raw
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        try:
+            yield
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.IntegrityError):
                 raise ConfigurationError(
@@ -395,8 +469,14 @@ class SqliteDatabase(Database):
                     code=UNAVAILABLE,
                 ) from exc
             raise StoreError(f"registry database {self.path}: {exc}", location=str(self.path)) from exc
-        finally:
-            raw.close()
+
+    def close(self) -> None:
+        """Close this thread's kept connection (another thread's is closed with that thread, or with this
+        object)."""
+        kept: _KeptConnection | None = getattr(self._kept, "connection", None)
+        if kept is not None and not kept.busy:
+            self._kept.connection = None
+            kept.raw.close()
 
     def _begin(self, conn: Connection, access: Access) -> None:
         conn.execute("BEGIN" if access is Access.READ else "BEGIN IMMEDIATE")

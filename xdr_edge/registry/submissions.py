@@ -125,13 +125,44 @@ class SubmissionIndex:
         recorded it first. Rows are inserted in one order (the SubmissionSet, then documents by uniqueId), so
         two recordings sharing keys wait for each other instead of deadlocking.
         """
+        return self.record_many([(submission, documents)])[0]
+
+    def record_many(
+        self, items: Sequence[tuple[IndexedSubmission, Sequence[IndexedDocument]]]
+    ) -> list[IndexConflict | None]:
+        """:meth:`record` for several submissions in one transaction (one commit, one sync of the database's
+        journal: the inbox's group commit), each in a savepoint of its own: one that conflicts is rolled back
+        alone, and its conflict is its result. Two items with the same uniqueId: the first is recorded, the
+        second conflicts with it. A transaction the database aborts (deadlock, serialization) or that meets a
+        row undone meanwhile is run again whole; an error raised is every item's (none of them is recorded, or,
+        when the commit itself failed, perhaps all of them)."""
+        if not items:
+            return []
+        return self._retrying(
+            f"recording {len(items)} submission(s), the first {items[0][0].unique_id}",
+            lambda conn: [
+                self._record_in_savepoint(conn, number, submission, documents)
+                for number, (submission, documents) in enumerate(items)
+            ],
+        )
+
+    @classmethod
+    def _record_in_savepoint(
+        cls,
+        conn: Connection,
+        number: int,
+        submission: IndexedSubmission,
+        documents: Sequence[IndexedDocument],
+    ) -> IndexConflict | None:
+        savepoint = f"record_{number}"
+        conn.execute(f"SAVEPOINT {savepoint}")
         try:
-            return self._retrying(
-                f"recording submission {submission.unique_id}",
-                lambda conn: self._record(conn, submission, documents),
-            )
+            conflict = cls._record(conn, submission, documents)
         except _Abort as abort:
-            return abort.conflict
+            conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            conflict = abort.conflict
+        conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+        return conflict
 
     def _retrying(self, what: str, work: Callable[[Connection], T]) -> T:
         """``work`` in one ``RECORD`` transaction, run again when it lost a deadlock or a serialization

@@ -2,7 +2,7 @@
 
 The I/O shell around the pure core: pre-flight (binding, certificate coverage, validation), then
 ``wire.build_request`` -> the practice's own TLS session (:mod:`xdr_edge.tls`) -> ``wire.parse_response`` ->
-a typed :class:`SendResult`. Library exceptions (requests, urllib3, ssl) are translated here, at one boundary.
+a typed :class:`SendResult`. Library exceptions (urllib3, ssl) are translated here, at one boundary.
 
 What was sent decides what a failure means: when no request byte left the machine (a refused or timed-out
 connection or TLS handshake) the result is TransportError, "nothing was sent"; a request cut off before its
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
+from urllib3 import exceptions as http_errors
 
 from xdr_edge.certs import ClientIdentity
 from xdr_edge.practice import Practice
@@ -50,11 +50,11 @@ from xdr_edge.protocol.findings import Finding
 from xdr_edge.protocol.model import DirectAddress, Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
-from xdr_edge.protocol.soap import Fault, LevelPlacement
+from xdr_edge.protocol.soap import Fault, LevelPlacement, RequestEnvelopeWriter
 from xdr_edge.protocol.validate import check_outgoing
 from xdr_edge.protocol.wire import OutgoingRequest, build_request
 from xdr_edge.sender.failures import alert_meaning, is_connection_drop, probe_client_auth, root_cause
-from xdr_edge.sender.sessions import PracticeSession, SessionPool
+from xdr_edge.sender.sessions import DEFAULT_CONNECTIONS, PracticeResponse, PracticeSession, SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class _DocumentChanged(Exception):
 
 class _CountingBody:
     """Wraps the MTOM body to learn whether any byte left: the difference between "nothing was sent" (safe to
-    retry as a connect failure) and "the outcome is unknown". Keeps ``__len__`` so requests sends Content-Length."""
+    retry as a connect failure) and "the outcome is unknown". Keeps ``__len__`` (the length urllib3 is told in
+    the Content-Length header)."""
 
     def __init__(self, body: MtomBody) -> None:
         self._body = body
@@ -201,7 +202,7 @@ def _finite_number(value: object) -> bool:
 
 
 def _checked_timeout(timeout: tuple[float, float]) -> tuple[float, float]:
-    """``(connect, read)`` seconds, both finite and above 0: requests refuses 0 itself (a ValueError in the middle
+    """``(connect, read)`` seconds, both finite and above 0: urllib3 refuses 0 itself (a ValueError in the middle
     of a send), and a negative or infinite one is never what was meant."""
     if not isinstance(timeout, tuple) or len(timeout) != 2:
         raise ConfigurationError(
@@ -237,6 +238,11 @@ class XdrClient:
 
     One TLS session per practice (and certificate): a practice's connection is never reused for another
     practice. Construct once and share between threads; call :meth:`close` (or use ``with``) at the end.
+
+    ``connections_per_practice`` bounds the connections kept open to the endpoint per practice: a connection is
+    opened only when a send finds none free, and kept for the next send; with more threads sending for one
+    practice than that, the others wait for a connection rather than open and close one per message. Set it to
+    the number of threads that send at once.
     """
 
     def __init__(
@@ -251,7 +257,7 @@ class XdrClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
-        connections_per_practice: int = 4,
+        connections_per_practice: int = DEFAULT_CONNECTIONS,
     ) -> None:
         if not endpoint.lower().startswith("https://"):
             raise ConfigurationError(
@@ -282,15 +288,17 @@ class XdrClient:
         if (
             isinstance(connections_per_practice, bool)
             or not isinstance(connections_per_practice, int)
-            or (connections_per_practice < 1)
+            or connections_per_practice < 1
         ):
             raise ConfigurationError(
-                f"XdrClient connections_per_practice must be a whole number of at least 1, not "
+                "XdrClient connections_per_practice must be a whole number of at least 1, not "
                 f"{connections_per_practice!r}",
                 location="connections_per_practice",
             )
-        # Connections kept open per practice: as many as the threads that send for one practice at once.
-        self._pool = SessionPool(self.ca_bundle, connections=connections_per_practice)
+        self._pool = SessionPool(self.ca_bundle, connections_per_practice=connections_per_practice)
+        # What does not change from one message to the next is built once per client: the parsed WSDL (the
+        # envelope writer) and, per practice, the TLS session and its connections (the pool).
+        self._writer = RequestEnvelopeWriter()
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
@@ -328,7 +336,10 @@ class XdrClient:
 
     def preflight(self, submission: Submission, practice: Practice | str) -> list[Finding]:
         """Checks before any network I/O; raises on the first blocking problem, returns warnings otherwise."""
-        prac = self.practice(practice)
+        return self._preflight(submission, self.practice(practice))[0]
+
+    def _preflight(self, submission: Submission, prac: Practice) -> tuple[list[Finding], PracticeSession]:
+        """:meth:`preflight`, and the session (with the identity it checked) the first attempt sends with."""
         if not prac.active:
             raise ConfigurationError(f"practice {prac.id!r} is not active", location=f"practice {prac.id}")
         if prac.credential is None:
@@ -336,7 +347,8 @@ class XdrClient:
                 f"practice {prac.id!r} has no client certificate configured", location=f"practice {prac.id}"
             )
         # The pool's identity: loaded once and re-read only when the files change, as the send will use it.
-        identity = self._pool.session_for(prac).identity
+        session = self._pool.session_for(prac)
+        identity = session.identity
         now = datetime.now(UTC)
         if identity.not_after < now:
             raise CertificateError(
@@ -375,7 +387,7 @@ class XdrClient:
         findings = check_outgoing(submission)  # metadata for its level, and no empty document
         if any(f.is_error for f in findings):
             raise ValidationFailed(findings)
-        return findings
+        return findings, session
 
     # -- sending ----------------------------------------------------------------------------------------------
 
@@ -400,7 +412,8 @@ class XdrClient:
         first attempt on, as it does after an unknown outcome within one call.
         """
         prac = self.practice(practice)
-        self.preflight(submission, prac)
+        _, checked = self._preflight(submission, prac)
+        session: PracticeSession | None = checked  # the first attempt sends with the identity just checked
         started = time.monotonic()
         message_ids: list[str] = []
         attempt_result: _Attempt | None = None
@@ -411,7 +424,8 @@ class XdrClient:
         for number in range(1, self.retry.max_attempts + 1):
             try:
                 request = self._build(submission)
-                current = self._attempt(prac, request)
+                current = self._attempt(session or self._pool.session_for(prac), request)
+                session = None  # a retry asks the pool again: the certificate may have been renewed
             except _DocumentChanged as exc:
                 if attempt_result is None or total_sent == 0:
                     raise exc.error from None  # no complete request ever left: nothing can have been stored
@@ -490,7 +504,9 @@ class XdrClient:
         """A fresh request (new MessageID); a document whose size no longer matches its metadata is found here,
         by ``os.stat``, before anything is sent."""
         try:
-            return build_request(submission, endpoint=self.endpoint, placement=self.placement)
+            return build_request(
+                submission, endpoint=self.endpoint, placement=self.placement, writer=self._writer
+            )
         except LocalProtocolError as exc:
             if exc.code == "document-changed":
                 raise _DocumentChanged(exc, 0) from exc
@@ -512,8 +528,7 @@ class XdrClient:
             for e in errors
         )
 
-    def _attempt(self, practice: Practice, request: OutgoingRequest) -> _Attempt:
-        session = self._pool.session_for(practice)
+    def _attempt(self, session: PracticeSession, request: OutgoingRequest) -> _Attempt:
         body = _CountingBody(request.body)
         subject = session.identity.subject
         try:
@@ -523,7 +538,7 @@ class XdrClient:
             if exc.code == "document-changed":
                 raise _DocumentChanged(exc, body.sent) from exc
             raise
-        except requests.exceptions.SSLError as exc:
+        except http_errors.SSLError as exc:
             rejected = self._rejection(exc, session)
             if rejected is not None:
                 return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
@@ -532,11 +547,13 @@ class XdrClient:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR, self._tls_message(exc, subject), False, bytes_sent=body.sent
             )
-        except requests.exceptions.ConnectTimeout:
+        except http_errors.ConnectTimeoutError as exc:
+            if isinstance(exc, http_errors.NewConnectionError):  # refused, unreachable, no such host
+                return self._failed(exc, session, body)
             return _Attempt(
                 Outcome.TRANSPORT_ERROR, f"connection to {self.endpoint} timed out; nothing was sent", True
             )
-        except requests.exceptions.ReadTimeout as exc:
+        except http_errors.ReadTimeoutError as exc:
             if body.sent == 0:
                 # A TLS handshake that never completes is reported by urllib3 as a read timeout (of the connect
                 # timeout): a server whose every worker is busy looks like this. No request byte left.
@@ -555,19 +572,23 @@ class XdrClient:
                 True,
                 bytes_sent=body.sent,
             )
-        except requests.exceptions.RequestException as exc:
-            rejected = self._rejection(exc, session)
-            if rejected is not None:
-                return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
-            if body.sent == 0:
-                return _Attempt(
-                    Outcome.TRANSPORT_ERROR,
-                    f"could not connect to {self.endpoint}: {root_cause(exc)}; nothing was sent",
-                    True,
-                )
-            return self._cut_off(exc, body)
+        except http_errors.HTTPError as exc:
+            return self._failed(exc, session, body)
         with response:
             return self._interpret(response, request, body.sent)
+
+    def _failed(self, exc: Exception, session: PracticeSession, body: _CountingBody) -> _Attempt:
+        """The connection failed (refused, reset, closed) other than by a timeout or a TLS error of our own."""
+        rejected = self._rejection(exc, session)
+        if rejected is not None:
+            return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
+        if body.sent == 0:
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR,
+                f"could not connect to {self.endpoint}: {root_cause(exc)}; nothing was sent",
+                True,
+            )
+        return self._cut_off(exc, body)
 
     def _cut_off(self, exc: Exception, body: _CountingBody) -> _Attempt:
         """The connection failed after part or all of the body was written. Short of the whole body, the HISP
@@ -592,7 +613,7 @@ class XdrClient:
             bytes_sent=body.sent,
         )
 
-    def _interpret(self, response: requests.Response, request: OutgoingRequest, sent: int) -> _Attempt:
+    def _interpret(self, response: PracticeResponse, request: OutgoingRequest, sent: int) -> _Attempt:
         status = response.status_code
         content_type = response.headers.get("Content-Type", "")
         try:
@@ -611,7 +632,7 @@ class XdrClient:
                 content_type=content_type,
                 bytes_sent=sent,
             )
-        except requests.exceptions.RequestException as exc:
+        except (http_errors.HTTPError, OSError) as exc:
             return _Attempt(
                 Outcome.OUTCOME_UNKNOWN,
                 f"the response from {self.endpoint} was cut off: {root_cause(exc)}",
@@ -678,7 +699,7 @@ class _ResponseTooLarge(Exception):
     """The response went past the cap; what was read is dropped."""
 
 
-def _read_capped(response: requests.Response, cap: int) -> bytes:
+def _read_capped(response: PracticeResponse, cap: int) -> bytes:
     """The response body (decoded), read as it streams in; :class:`_ResponseTooLarge` as soon as it passes
     ``cap`` bytes, without reading further. Held in one buffer that ``getvalue`` hands over without a copy."""
     buffer = io.BytesIO()

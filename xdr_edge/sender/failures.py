@@ -1,9 +1,9 @@
-"""Reading failures of the HTTPS stack (requests, urllib3, ssl) in our own terms: the one place the sender looks
+"""Reading failures of the HTTPS stack (urllib3, ssl) in our own terms: the one place the sender looks
 inside their exceptions.
 
 What the client needs to know about a failure is whether the peer refused our client certificate (and why, from
 the TLS alert), whether the connection was dropped without an answer, and the innermost message worth showing.
-requests and urllib3 wrap exceptions in each other, by ``__cause__``, by argument or by a ``reason`` attribute;
+urllib3 wraps exceptions in its own, by ``__cause__``, by argument or by a ``reason`` attribute;
 :func:`root_cause` and :func:`is_connection_drop` walk all three.
 """
 
@@ -44,7 +44,7 @@ _DROP_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, B
 
 def _exception_chain(exc: BaseException, *, wrapped_arg: int) -> Iterator[BaseException]:
     """``exc`` and what it wraps, outermost first: ``__cause__``/``__context__``, else an exception passed as
-    argument ``wrapped_arg`` (urllib3 and requests wrap that way), else a ``reason`` attribute."""
+    argument ``wrapped_arg`` (urllib3 wraps that way), else a ``reason`` attribute."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -91,7 +91,7 @@ def probe_client_auth(endpoint: str, context: ssl.SSLContext, connect_timeout: f
 
 
 def root_cause(exc: BaseException) -> str:
-    """The innermost meaningful message of a requests/urllib3/ssl exception chain."""
+    """The innermost meaningful message of a urllib3/ssl exception chain."""
     seen = list(_exception_chain(exc, wrapped_arg=0))
     for candidate in reversed(seen):
         if isinstance(candidate, ssl.SSLError | ConnectionError | OSError) and str(candidate):

@@ -13,6 +13,7 @@ __all__ = ["MtomLimits", "MtomPackage", "ReceivedPart", "read_mtom", "root_part_
 
 import errno
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -362,10 +363,11 @@ class _SpoolSink(_Sink):
         self, index: int, content_id: str, headers: tuple[tuple[str, str], ...], spool_dir: Path | None
     ) -> None:
         super().__init__(index, content_id, headers)
-        self.file = tempfile.NamedTemporaryFile(  # closed in finish() or discard()
-            mode="wb", dir=spool_dir, prefix="xdr-mtom-", suffix=".part", delete=False
-        )
-        self.path = Path(self.file.name)
+        # Readable by the owner only (documents are PHI), created exclusively, closed in finish() or discard().
+        # os.open rather than tempfile.NamedTemporaryFile, whose wrapper costs a lookup on every write.
+        self.path = Path(spool_dir or tempfile.gettempdir()) / f"xdr-mtom-{secrets.token_hex(12)}.part"
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.file: IO[bytes] = os.fdopen(descriptor, "wb")
         self.sha1 = new_sha1()
 
     def write(self, chunk: bytes) -> None:

@@ -211,6 +211,9 @@ class MtomBody:
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
+        return _coalesced(self._pieces())
+
+    def _pieces(self) -> Iterator[bytes]:
         yield self._root_head
         if self.root:
             yield self.root
@@ -226,6 +229,37 @@ class MtomBody:
             fileobj.write(chunk)
             written += len(chunk)
         return written
+
+
+#: Pieces shorter than this are joined to their neighbours before they are handed out ...
+_SMALL_PIECE: Final = 64 * 1024
+#: ... as long as what is joined stays under this.
+_MOST_JOINED: Final = 1024 * 1024
+
+
+def _coalesced(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """``pieces`` joined so that no small piece (a MIME head, the root part, the closing boundary) is handed
+    out alone: each write on a TLS connection is a record and a system call, and a small message was six
+    writes where one does. Pieces are gathered until they reach ``_SMALL_PIECE`` bytes; then the next large
+    piece (a document chunk), or a piece that would take them past ``_MOST_JOINED``, first sends them on.
+    So memory stays bounded (``_MOST_JOINED`` plus a document chunk) and at most the first and the last chunk
+    of each document are copied.
+
+    Nothing is handed out ahead of the pieces: when a document turns out to have changed (``document-changed``
+    raised by :func:`_checked_chunks`), what was pending is never written, so the peer gets no complete body.
+    """
+    pending: list[bytes] = []
+    pending_size = 0
+    for piece in pieces:
+        if pending_size >= _SMALL_PIECE and (
+            len(piece) >= _SMALL_PIECE or pending_size + len(piece) > _MOST_JOINED
+        ):
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, pending_size = [], 0
+        pending.append(piece)
+        pending_size += len(piece)
+    if pending:
+        yield pending[0] if len(pending) == 1 else b"".join(pending)
 
 
 def _checked_chunks(part: MtomPart, size: int) -> Iterator[bytes]:

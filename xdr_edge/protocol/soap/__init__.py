@@ -18,6 +18,7 @@ __all__ = [
     "Fault",
     "LevelPlacement",
     "RequestEnvelope",
+    "RequestEnvelopeWriter",
     "ResponseEnvelope",
     "build_fault_envelope",
     "build_request_envelope",
@@ -51,4 +52,4 @@ from xdr_edge.protocol.soap.request_reader import (
     message_id_in_prefix,
     read_request_envelope,
 )
-from xdr_edge.protocol.soap.request_writer import build_request_envelope
+from xdr_edge.protocol.soap.request_writer import RequestEnvelopeWriter, build_request_envelope
