@@ -13,7 +13,9 @@ import contextlib
 import http.client
 import json
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,8 +81,8 @@ class ApiWorld:
     def verify(self) -> str:
         return str(self.lab.ca_bundle)
 
-    def call(self, name: str, body: Any, **kwargs: Any) -> requests.Response:
-        return requests.post(f"{self.url}/{name}", json=body, verify=self.verify, timeout=60, **kwargs)
+    def call(self, name: str, body: Any, *, timeout: float = 60, **kwargs: Any) -> requests.Response:
+        return requests.post(f"{self.url}/{name}", json=body, verify=self.verify, timeout=timeout, **kwargs)
 
     def post_raw(self, name: str, data: bytes, content_type: str = "application/json") -> requests.Response:
         return requests.post(
@@ -240,3 +242,71 @@ def api_world(
 
 
 WorldFactory = Callable[..., ApiWorld]
+
+
+class BlackHole:
+    """A TLS endpoint on loopback (the lab's server certificate) that reads requests and never answers: a HISP
+    that hangs. :meth:`close` drops every connection and stops listening (later attempts are refused)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(lab.pki.server_cert, lab.pki.server_key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.accepted = 0
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}/xdr"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._swallow, args=(raw,), daemon=True).start()
+
+    def _swallow(self, raw: socket.socket) -> None:
+        try:
+            conn = self._context.wrap_socket(raw, server_side=True)
+        except OSError:
+            raw.close()
+            return
+        self._connections.append(conn)
+        self.accepted += 1
+        conn.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                if not conn.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._thread.join(timeout=5)
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "the condition") -> Any:
+    """Poll ``condition`` until it returns something true (generous bounds: the machine may be busy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

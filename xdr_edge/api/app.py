@@ -96,6 +96,8 @@ class _Call:
 
     request_id: str
     held: contextlib.ExitStack
+    # our server's total deadline for the body, while the caller is unknown (receiver/deadlines.py)
+    deadline: Callable[[float | None], None] | None = None
     started: float = field(default_factory=time.monotonic)
     call: str = "-"
     principal: Principal | None = None
@@ -234,9 +236,10 @@ class ApiApp:
         )
         deadline = environ.get(_BODY_DEADLINE)
         if callable(deadline):
+            call.deadline = deadline
             deadline(self.options.body_timeout)  # until the caller is known
         try:
-            answer = self._answer(environ, spec, call, deadline if callable(deadline) else None)
+            answer = self._answer(environ, spec, call)
         except StoreError:
             log.exception("registry database error in call=%s", spec.name)
             raise Refusal(
@@ -249,17 +252,12 @@ class ApiApp:
         call.outcome = "ok"
         return 200, json.dumps(answer).encode("utf-8"), "application/json"
 
-    def _answer(
-        self,
-        environ: dict[str, Any],
-        spec: CallSpec,
-        call: _Call,
-        deadline: Callable[[float | None], None] | None,
-    ) -> dict[str, Any]:
+    def _answer(self, environ: dict[str, Any], spec: CallSpec, call: _Call) -> dict[str, Any]:
+        """The call's answer, from a JSON body or a multipart form."""
         # An unreadable Content-Type is as unsupported as another one (415), not an internal error.
         media = MediaType.parse_or_none(environ.get("CONTENT_TYPE"))
         if media is not None and media.matches("multipart/form-data") and spec.multipart:
-            return self._send_form(environ, spec, call, deadline)
+            return self._send_form(environ, spec, call)
         if media is None or not media.matches("application/json"):
             kinds = "application/json" + (" or multipart/form-data" if spec.multipart else "")
             raise Refusal(415, "unsupported-media-type", f"send {kinds}", field="Content-Type")
@@ -322,24 +320,18 @@ class ApiApp:
     # -- MessageSend -----------------------------------------------------------------------------------
 
     def _send_json(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """MessageSend with base64 documents in the JSON body."""
         request = self.messages.prepare(principal, body)
         return self.messages.send(request, self.messages.json_documents(body))
 
-    def _send_form(
-        self,
-        environ: dict[str, Any],
-        spec: CallSpec,
-        call: _Call,
-        deadline: Callable[[float | None], None] | None,
-    ) -> dict[str, Any]:
+    def _send_form(self, environ: dict[str, Any], spec: CallSpec, call: _Call) -> dict[str, Any]:
+        """MessageSend as a streamed multipart form: admitted on its request part, documents spooled after."""
         prepared: list[SendRequest] = []
 
         def on_request(body: dict[str, Any]) -> None:
             principal = self._admit(spec, body, environ, call)
-            if deadline is not None:
-                deadline(
-                    None
-                )  # the caller is known: its documents may take as long as the server's pacing allows
+            if call.deadline is not None:
+                call.deadline(None)  # the caller is known: documents go at the server's pacing from now
             check(body, self._form_schema)
             prepared.append(self.messages.prepare(principal, body))
 

@@ -458,22 +458,20 @@ def _key_field(body: dict[str, Any]) -> str:
     return "pkcs12" if "pkcs12" in body else "privateKey"
 
 
-#: How each reason :func:`xdr_edge.certs.parse_credential` gives is answered: (code, field, message).
-_CREDENTIAL_REFUSALS: dict[str, tuple[str, str, str]] = {
-    "certificate-unreadable": ("invalid-field", "certificate", "certificate: not a PEM certificate"),
+#: How each reason :func:`xdr_edge.certs.parse_credential` gives is answered (``invalid-field``): field, message.
+_CREDENTIAL_REFUSALS: dict[str, tuple[str, str]] = {
+    "certificate-unreadable": ("certificate", "certificate: not a PEM certificate"),
     "key-encrypted": (
-        "invalid-field",
         "privateKey",
         "privateKey: encrypted keys are not accepted; send it unencrypted over this TLS connection, or as pkcs12",
     ),
-    "key-unreadable": ("invalid-field", "privateKey", "privateKey: not a PEM private key"),
+    "key-unreadable": ("privateKey", "privateKey: not a PEM private key"),
     "key-unsupported": (
-        "invalid-field",
         "privateKey",
         "privateKey: a key algorithm or curve this server does not support (use RSA, or EC on P-256/P-384)",
     ),
-    "pkcs12-unreadable": ("invalid-field", "pkcs12", "pkcs12: wrong password or not a PKCS#12 file"),
-    "pkcs12-incomplete": ("invalid-field", "pkcs12", "pkcs12: no certificate with its key in it"),
+    "pkcs12-unreadable": ("pkcs12", "pkcs12: wrong password or not a PKCS#12 file"),
+    "pkcs12-incomplete": ("pkcs12", "pkcs12: no certificate with its key in it"),
 }
 
 
@@ -527,10 +525,10 @@ def _enrolment_material(body: dict[str, Any]) -> ParsedCredential:
             ) from None
         if exc.code == "pkcs12-too-costly":
             raise Refusal(400, "pkcs12-too-costly", f"pkcs12: {exc.message}", field="pkcs12") from None
-        code, field, message = _CREDENTIAL_REFUSALS.get(
-            exc.code, ("invalid-field", _cert_field(body), f"{_cert_field(body)}: unreadable")
+        field, message = _CREDENTIAL_REFUSALS.get(
+            exc.code, (_cert_field(body), f"{_cert_field(body)}: unreadable")
         )
-        raise Refusal(400, code, message, field=field) from None
+        raise Refusal(400, "invalid-field", message, field=field) from None
 
 
 def _usable_key(key: object, field: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:

@@ -112,25 +112,33 @@ AUTH: Schema = {
     ),
     "properties": {**_APPLICATION_PROPERTIES, **_INDIVIDUAL_PROPERTIES},
 }
-APPLICATION_AUTH: Schema = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["applicationId", "applicationPassword"],
-    "description": "Application authentication: the application acts on its own account accountId, if any.",
-    "properties": _APPLICATION_PROPERTIES,
-}
-ACCOUNT_APPLICATION_AUTH: Schema = {
-    **APPLICATION_AUTH,
-    "required": ["applicationId", "applicationPassword", "accountId"],
-    "description": "Application authentication naming the application's account the call acts on.",
-}
-INDIVIDUAL_AUTH: Schema = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["loginId", "loginPassword"],
-    "description": "Individual authentication: one account's login, acting on that account only.",
-    "properties": _INDIVIDUAL_PROPERTIES,
-}
+
+
+def _auth(required: list[str], description: str, properties: dict[str, Schema]) -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": required,
+        "description": description,
+        "properties": properties,
+    }
+
+
+APPLICATION_AUTH = _auth(
+    ["applicationId", "applicationPassword"],
+    "Application authentication: the application acts on its own account accountId, if any.",
+    _APPLICATION_PROPERTIES,
+)
+ACCOUNT_APPLICATION_AUTH = _auth(
+    ["applicationId", "applicationPassword", "accountId"],
+    "Application authentication naming the application's account the call acts on.",
+    _APPLICATION_PROPERTIES,
+)
+INDIVIDUAL_AUTH = _auth(
+    ["loginId", "loginPassword"],
+    "Individual authentication: one account's login, acting on that account only.",
+    _INDIVIDUAL_PROPERTIES,
+)
 
 _ADDRESS = _text("a Direct address (user@domain)", max_length=254)
 _BINDING = _text("a Direct address (user@domain), or a whole domain (@domain)", max_length=254)
