@@ -213,15 +213,20 @@ def api_world(
         threads=threads,
         socket_timeout=30,
     )
-    built = build_api(
-        server,
-        ApiSettings(**values),
-        hasher=hasher,
-        identity_throttle=FailureThrottle(free=10, base=2.0, cap=60.0, clock=clock),
-        pair_throttle=FailureThrottle(free=3, base=2.0, cap=60.0, clock=clock),
-        address_throttle=FailureThrottle(free=50, base=1.0, cap=30.0, clock=clock),
-        message_lease_seconds=lease_seconds,
-    )
+    try:
+        built = build_api(
+            server,
+            ApiSettings(**values),
+            hasher=hasher,
+            identity_throttle=FailureThrottle(free=10, base=2.0, cap=60.0, clock=clock),
+            pair_throttle=FailureThrottle(free=3, base=2.0, cap=60.0, clock=clock),
+            address_throttle=FailureThrottle(free=50, base=1.0, cap=30.0, clock=clock),
+            message_lease_seconds=lease_seconds,
+        )
+    except BaseException:
+        if own_lab:
+            lab.stop()
+        raise
     built.server.start()
     state = ApiWorld(lab, built, clock, hasher, tmp_path, secrets={PASSPHRASE})
     try:
