@@ -9,7 +9,8 @@ sends through :class:`~xdr_edge.sender.client.XdrClient` with the practice's own
 Modules: :mod:`.app` (the WSGI application: routing, admission, errors, the log line), :mod:`.bodies` (reading
 a body before its caller is known), :mod:`.calls` and
 :mod:`.messaging` (what each call does), :mod:`.auth`, :mod:`.passwords`, :mod:`.throttle` (who is calling),
-:mod:`.schema` and :mod:`.validation` (the OpenAPI document, which is also what requests are checked against),
+:mod:`.schema`, :mod:`.openapi` and :mod:`.validation` (the calls as a table, the OpenAPI document built from it,
+which is also what requests are checked against),
 :mod:`.credentials` (practices' sending credentials), :mod:`.forms` (streamed multipart uploads),
 :mod:`.settings` (the TOML file, assembling the server). Storage: :mod:`xdr_edge.registry.accounts`.
 

@@ -43,6 +43,7 @@ from xdr_edge.api.bodies import parse_json_object, read_limited
 from xdr_edge.api.calls import AccountCalls
 from xdr_edge.api.forms import FormUpload, UploadSpool
 from xdr_edge.api.messaging import MessageCalls, SendRequest
+from xdr_edge.api.openapi import openapi_document
 from xdr_edge.api.refusals import Refusal
 from xdr_edge.api.schema import (
     API_PREFIX,
@@ -53,7 +54,6 @@ from xdr_edge.api.schema import (
     LOGIN_ID_PATTERN,
     CallSpec,
     body_limit,
-    openapi_document,
     request_schema,
 )
 from xdr_edge.api.validation import check

@@ -1,10 +1,10 @@
-"""The calls of the JSON API as data, and the OpenAPI 3.0 document built from them.
+"""The calls of the JSON API as data: one table, from which the OpenAPI document is built and requests are checked.
 
 One table (:data:`CALLS`) says, per call, who may make it (which authentication flavours), whether it acts on an
 account (then an application must name ``auth.accountId``), how large its body may be, the request body's fields
-and the answer's. The served OpenAPI document (``GET /api/v1/openapi.json``) is generated from it, and requests
-are checked against the same schemas (:mod:`.validation`) and the same flags (:mod:`.app`), so the document
-cannot drift from what the API enforces.
+and the answer's. The served OpenAPI document (:mod:`.openapi`) is generated from it, and requests are checked
+against the same schemas (:mod:`.validation`) and the same flags (:mod:`.app`), so the document cannot drift from
+what the API enforces.
 
 Free text goes into XML (SubmissionSet title and comments, document names become DocumentEntry titles) and into
 the audit log: it is limited to the characters XML 1.0 allows (§2.2 ``Char``), and single-line fields to
@@ -17,17 +17,19 @@ __all__ = [
     "API_PREFIX",
     "AUTH",
     "CALLS",
+    "COMPONENTS",
     "DEFAULT_MAX_BODY_BYTES",
     "CallSpec",
+    "Schema",
     "body_limit",
-    "openapi_document",
+    "body_schema",
+    "ref",
     "request_schema",
 ]
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from xdr_edge._version import __version__
 from xdr_edge.api.auth import Flavour
 from xdr_edge.api.passwords import MAX_PASSWORD_LENGTH, MIN_LOGIN_PASSWORD_LENGTH
 
@@ -50,6 +52,7 @@ _MEDIA_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$
 #: The body limit of every call but those with their own (:attr:`CallSpec.max_body_bytes`).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
+#: A JSON Schema (OpenAPI 3.0 dialect) as a dict.
 Schema = dict[str, Any]
 
 
@@ -294,7 +297,8 @@ _BOTH = frozenset(Flavour)
 _APPLICATION = frozenset({Flavour.APPLICATION})
 
 
-def _ref(name: str) -> Schema:
+def ref(name: str) -> Schema:
+    """A reference to one of :data:`COMPONENTS`."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -324,14 +328,14 @@ CALLS: dict[str, CallSpec] = {
                 "active": {"type": "boolean", "description": "false stops sending and receiving for it"},
             },
             required=("name",),
-            answer={"practice": _ref("Practice"), "created": {"type": "boolean"}},
+            answer={"practice": ref("Practice"), "created": {"type": "boolean"}},
         ),
         CallSpec(
             "PracticeGet",
             "The practice auth.accountId names: addresses, certificates, logins.",
             _APPLICATION,
             needs_account=True,
-            answer={"practice": _ref("Practice")},
+            answer={"practice": ref("Practice")},
         ),
         CallSpec(
             "PracticeList",
@@ -372,7 +376,7 @@ CALLS: dict[str, CallSpec] = {
                 "pkcs12": _string("base64 PKCS#12 with certificate and key", max_length=200000),
                 "pkcs12Password": _string("the PKCS#12 password", max_length=MAX_PASSWORD_LENGTH),
             },
-            answer={"certificate": _ref("Certificate"), "created": {"type": "boolean"}},
+            answer={"certificate": ref("Certificate"), "created": {"type": "boolean"}},
             max_body_bytes=512 * 1024,
         ),
         CallSpec(
@@ -385,7 +389,7 @@ CALLS: dict[str, CallSpec] = {
                 "reason": _text("why (recorded in the audit log)", max_length=200),
             },
             required=("fingerprint",),
-            answer={"certificate": _ref("Certificate")},
+            answer={"certificate": ref("Certificate")},
         ),
         CallSpec(
             "AddressBind",
@@ -439,7 +443,7 @@ CALLS: dict[str, CallSpec] = {
             },
             required=("login",),
             answer={
-                "login": _ref("Login"),
+                "login": ref("Login"),
                 "created": {"type": "boolean"},
                 "loginPassword": {"type": "string", "description": "only when generated; shown once"},
             },
@@ -452,10 +456,10 @@ CALLS: dict[str, CallSpec] = {
             fields={
                 "from": _ADDRESS,
                 "to": {"type": "array", "minItems": 1, "maxItems": 100, "items": _ADDRESS},
-                "metadata": _ref("Metadata"),
+                "metadata": ref("Metadata"),
             },
             required=("from", "to"),
-            answer={"message": _ref("Message")},
+            answer={"message": ref("Message")},
             multipart=True,
             max_body_bytes=None,
             documents=True,
@@ -467,7 +471,7 @@ CALLS: dict[str, CallSpec] = {
             needs_account=True,
             fields={"messageId": _text("as MessageSend answered it", max_length=64)},
             required=("messageId",),
-            answer={"message": _ref("Message")},
+            answer={"message": ref("Message")},
         ),
     )
 }
@@ -484,13 +488,6 @@ COMPONENTS: dict[str, Schema] = {
     "Document": DOCUMENT,
     "Metadata": METADATA,
 }
-
-#: Refusals every call may answer besides its own (docs/api.md lists them all with their codes).
-_STATUSES = (
-    "refused: 400 bad input, 401 unknown identity or wrong password, 403 not allowed, 404 not found (an "
-    "accountId the application does not own is not found), 408 body too slow, 409 conflict, 413 too large, "
-    "422 sender not bound, 429 wait (Retry-After), 503 unavailable"
-)
 
 
 def _resolve(schema: Schema) -> Schema:
@@ -509,7 +506,7 @@ def _resolve(schema: Schema) -> Schema:
     return out
 
 
-def _body(spec: CallSpec, auth: Schema, *, max_documents: int, with_documents: bool) -> Schema:
+def body_schema(spec: CallSpec, auth: Schema, *, max_documents: int, with_documents: bool) -> Schema:
     """The JSON body of a call (``with_documents``: the base64 ``documents`` too, then required)."""
     properties: dict[str, Schema] = {"auth": auth, **spec.fields}
     required = ["auth", *spec.required]
@@ -518,7 +515,7 @@ def _body(spec: CallSpec, auth: Schema, *, max_documents: int, with_documents: b
             "type": "array",
             "minItems": 1,
             "maxItems": max_documents,
-            "items": _ref("Document"),
+            "items": ref("Document"),
         }
         required.append("documents")
     return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
@@ -530,100 +527,11 @@ def request_schema(spec: CallSpec, *, max_documents: int = 100, without_document
     ``without_documents``: the ``request`` part of a multipart MessageSend, whose documents are file parts.
     ``auth`` is checked for its shape only (either flavour); flavour and accountId rules are the call's.
     """
-    return _resolve(_body(spec, AUTH, max_documents=max_documents, with_documents=not without_documents))
-
-
-def _auth_for(spec: CallSpec) -> Schema:
-    """The ``auth`` alternatives this call accepts, as published."""
-    options = []
-    if Flavour.APPLICATION in spec.flavours:
-        options.append(_ref("AccountApplicationAuth" if spec.needs_account else "ApplicationAuth"))
-    if Flavour.INDIVIDUAL in spec.flavours:
-        options.append(_ref("IndividualAuth"))
-    return options[0] if len(options) == 1 else {"oneOf": options}
+    return _resolve(
+        body_schema(spec, AUTH, max_documents=max_documents, with_documents=not without_documents)
+    )
 
 
 def body_limit(spec: CallSpec, max_json_bytes: int) -> int:
     """The largest JSON body ``spec`` takes on a server whose document-carrying limit is ``max_json_bytes``."""
     return max_json_bytes if spec.max_body_bytes is None else spec.max_body_bytes
-
-
-def _operation(spec: CallSpec, *, max_documents: int, max_json_bytes: int) -> Schema:
-    body = _body(spec, _auth_for(spec), max_documents=max_documents, with_documents=True)
-    content: Schema = {"application/json": {"schema": body}}
-    if spec.multipart:
-        content["multipart/form-data"] = {
-            "schema": {
-                "type": "object",
-                "required": ["request", "document"],
-                "properties": {
-                    "request": {
-                        "type": "string",
-                        "description": f"the JSON body without `documents` (at most {DEFAULT_MAX_BODY_BYTES} "
-                        "bytes); must be the first part",
-                    },
-                    "document": {
-                        "type": "array",
-                        "maxItems": max_documents,
-                        "items": {"type": "string", "format": "binary"},
-                        "description": "one part per document; the part's Content-Type is its media type "
-                        "(guessed when absent or application/octet-stream), its filename names it",
-                    },
-                },
-            },
-            "encoding": {"request": {"contentType": "application/json"}},
-        }
-    flavours = " or ".join(sorted(f.value for f in spec.flavours))
-    account = (
-        " Application authentication must name auth.accountId (an accountId the application does not own: "
-        "404 account-not-found)."
-        if spec.needs_account and Flavour.APPLICATION in spec.flavours
-        else ""
-    )
-    return {
-        "operationId": spec.name,
-        "summary": spec.summary,
-        "description": f"Authentication: {flavours}.{account} JSON body: at most "
-        f"{body_limit(spec, max_json_bytes)} bytes.",
-        "requestBody": {"required": True, "content": content},
-        "responses": {
-            "200": {
-                "description": "done",
-                "content": {"application/json": {"schema": {"type": "object", "properties": spec.answer}}},
-            },
-            "default": {"$ref": "#/components/responses/Error"},
-        },
-    }
-
-
-def openapi_document(*, max_documents: int = 100, max_json_bytes: int = 32 * 1024 * 1024) -> Schema:
-    """The OpenAPI 3.0 description of every call (served at ``/api/v1/openapi.json``), for a server with these
-    limits."""
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "xdr-edge JSON API",
-            "version": __version__,
-            "description": (
-                "Send Direct XDR messages and manage practices, certificates, addresses and logins. Every call "
-                "is a POST of a JSON object carrying an `auth` object (application or individual "
-                "authentication); refusals answer an `Error` with a stable `code`. JSON null is never a value: "
-                "leave a field out instead."
-            ),
-        },
-        "paths": {
-            f"{API_PREFIX}/{name}": {
-                "post": _operation(spec, max_documents=max_documents, max_json_bytes=max_json_bytes)
-            }
-            for name, spec in CALLS.items()
-        },
-        "components": {
-            "schemas": COMPONENTS,
-            "responses": {
-                "Error": {
-                    "description": _STATUSES,
-                    "content": {"application/json": {"schema": _ref("Error")}},
-                }
-            },
-        },
-    }

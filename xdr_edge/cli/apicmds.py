@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from xdr_edge.api.applications import add_application, reset_application_password, set_application_active
-from xdr_edge.api.schema import openapi_document
+from xdr_edge.api.openapi import openapi_document
 from xdr_edge.api.settings import build_api, check_registry_private, load_api_settings
 from xdr_edge.cli.common import audit_actor, echo_json, handle_errors, registry_option, serve_until_signalled
 from xdr_edge.registry.accounts import open_accounts
