@@ -90,9 +90,26 @@ def test_message_records(store: SqlAccountStore) -> None:
         _event("o", "p-1"),
     )
     big = 5 * 1024**3  # more than a 32-bit column holds: the sizes of a large send
-    record = MessageRecord("m-1", "p-1", "app", None, None, "a@b.example", ("c@d.example",), 1, big, now)
+    record = MessageRecord(
+        "m-1",
+        "p-1",
+        "app",
+        None,
+        None,
+        "a@b.example",
+        ("c@d.example",),
+        1,
+        big,
+        now,
+        detail={"lease_until": "t0"},
+    )
     store.add_message(record)
+    assert store.renew_message("m-1", {"lease_until": "t1"}) is True  # the sending process's lease, renewed
+    stored = store.message("m-1")
+    assert stored is not None and stored.outcome is None and stored.detail == {"lease_until": "t1"}
     store.finish_message("m-1", "Success", {"status": "Success"}, now)
+    assert store.renew_message("m-1", {"lease_until": "t2"}) is False  # once finished, no lease to renew
+    assert store.renew_message("no-such-message", {"lease_until": "t2"}) is False
     stored = store.message("m-1")
     assert stored is not None and stored.total_bytes == big and stored.outcome == "Success"
     assert stored.recipients == ("c@d.example",) and stored.detail == {"status": "Success"}

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,147 +14,32 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from xdr_edge.api.applications import add_application
-from xdr_edge.api.passwords import PasswordHasher
-from xdr_edge.api.settings import ApiSettings, BuiltApi, build_api
-from xdr_edge.api.throttle import FailureThrottle
+from tests.apiworld import ApiWorld, api_world, ccda_document, error
 from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.lab import Lab, start_lab
+from xdr_edge.devtools.lab import start_lab
 from xdr_edge.minting import CertificateAuthority, IssuedCert
-from xdr_edge.receiver.server import ServerConfig
-
-FAST = PasswordHasher(log2_n=10)  # real scrypt, cheaper: the tests check many passwords
-
-
-class ManualClock:
-    """The throttles' clock, moved by the test (no real waiting)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class ApiWorld:
-    lab: Lab
-    built: BuiltApi
-    clock: ManualClock
-    tmp: Path
-    secrets: set[str] = field(default_factory=set)
-    passwords: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return self.built.url
-
-    def call(self, name: str, body: Any, **kwargs: Any) -> requests.Response:
-        return requests.post(
-            f"{self.url}/{name}", json=body, verify=str(self.lab.ca_bundle), timeout=60, **kwargs
-        )
-
-    def application(self, application_id: str) -> dict[str, str]:
-        password = add_application(
-            self.built.store, application_id, application_id.title(), actor="test", hasher=FAST
-        )
-        self.secrets.add(password)
-        self.passwords[application_id] = password
-        return {"applicationId": application_id, "applicationPassword": password}
-
-    def issue(self, name: str, address: str) -> IssuedCert:
-        return self.lab.pki.ca.issue_client(name, emails=(address,))
 
 
 @pytest.fixture
 def world(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[ApiWorld]:
-    caplog.set_level(logging.DEBUG)
-    lab = start_lab(tmp_path / "lab")
-    passphrase = tmp_path / "credential.pass"
-    passphrase.write_text("a passphrase only this test knows 3f9c\n")
-    passphrase.chmod(0o600)
-    settings = ApiSettings(
-        registry=str(lab.directory / "registry.db"),
-        credentials=tmp_path / "credentials",
-        credential_passphrase_file=passphrase,
-        spool=tmp_path / "spool",
-        endpoint=lab.endpoint,
-        ca_bundle=lab.ca_bundle,
-        timeout_seconds=30,
-    )
-    clock = ManualClock()
-    server = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        cert=lab.pki.server_cert,
-        key=lab.pki.server_key,
-        require_client_cert=False,
-        threads=4,
-        socket_timeout=30,
-    )
-    built = build_api(
-        server,
-        settings,
-        hasher=FAST,
-        identity_throttle=FailureThrottle(free=3, base=2.0, cap=60.0, clock=clock),
-        address_throttle=FailureThrottle(free=50, base=1.0, cap=30.0, clock=clock),
-    )
-    built.server.start()
-    state = ApiWorld(lab, built, clock, tmp_path, secrets={"a passphrase only this test knows 3f9c"})
-    try:
+    with api_world(tmp_path, caplog) as state:
         yield state
-    finally:
-        built.stop()
-        lab.stop()
-    # No secret in any log line, whatever the test did (formatted messages and tracebacks alike).
-    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
-    for record in records:
-        text = record.getMessage() + (
-            logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
-        )
-        for secret in state.secrets:
-            assert secret not in text, f"a secret appeared in a log line of {record.name}"
-    assert any(r.name == "xdr_edge.api" and r.getMessage().startswith("api call=") for r in records)
 
 
-def _practice(
-    world: ApiWorld, auth: dict[str, str], account: str, address: str, *, key: bool = True
-) -> IssuedCert:
-    """An account with a certificate (and its key) from the lab's CA and one bound address."""
-    auth = {**auth, "accountId": account}
-    assert world.call("PracticeSave", {"auth": auth, "name": f"Clinic {account}"}).status_code == 200
-    issued = world.issue(f"{account} sender", address)
-    body: dict[str, Any] = {"auth": auth, "certificate": issued.cert_pem.decode()}
-    if key:
-        body["privateKey"] = issued.key_pem.decode()
-        world.secrets.add(issued.key_pem.decode().splitlines()[1])
-    answer = world.call("CertificateEnroll", body)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["certificate"]["canSend"] is key
-    assert world.call("AddressBind", {"auth": auth, "address": address}).status_code == 200
-    return issued
+def _practice(world: ApiWorld, auth: dict[str, str], account: str, address: str) -> IssuedCert:
+    return world.practice(auth, account, address)
 
 
-def _login(world: ApiWorld, auth: dict[str, str], account: str, login_id: str) -> dict[str, str]:
-    answer = world.call("LoginSave", {"auth": {**auth, "accountId": account}, "login": {"loginId": login_id}})
-    assert answer.status_code == 200, answer.text
-    password = answer.json()["loginPassword"]
-    assert len(password) >= 32
-    world.secrets.add(password)
-    return {"loginId": login_id, "loginPassword": password}
+def _login(world: ApiWorld, auth: dict[str, str], account: str, login_name: str) -> dict[str, str]:
+    return world.login(auth, account, login_name)
 
 
-def _error(response: requests.Response) -> dict[str, str]:
-    error: dict[str, str] = response.json()["error"]
-    return error
+_error = error
+_ccda_document = ccda_document
 
 
-def _ccda_document() -> dict[str, str]:
-    return {"content": base64.b64encode(sample_ccda()).decode(), "name": "ccd.xml"}
-
-
-def _stored_summaries(lab: Lab) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in lab.inbox.root.glob("*/*/summary.json")]
+def _stored_summaries(world: ApiWorld) -> list[dict[str, Any]]:
+    return world.stored_summaries()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -180,11 +63,11 @@ def test_ping_with_application_and_individual_authentication(world: ApiWorld) ->
     assert answer.json() == {
         "flavour": "individual",
         "applicationId": "alpha",
-        "loginId": "frontdesk.1",
+        "loginId": "alpha.frontdesk.1",
         "accountId": "acct-1",
     }
     # login ids are case-insensitive; passwords are not
-    assert world.call("PingWithAuth", {"auth": {**login, "loginId": "FRONTDESK.1"}}).status_code == 200
+    assert world.call("PingWithAuth", {"auth": {**login, "loginId": "ALPHA.FRONTDESK.1"}}).status_code == 200
     wrong_case = {**login, "loginPassword": login["loginPassword"].swapcase()}
     assert world.call("PingWithAuth", {"auth": wrong_case}).status_code == 401
 
@@ -206,7 +89,7 @@ def test_practice_calls_need_application_authentication(world: ApiWorld) -> None
     practice = world.call("PracticeGet", {"auth": {**alpha, "accountId": "acct-1"}}).json()["practice"]
     assert practice["name"] == "Clinic acct-1"
     assert practice["addresses"] == ["dr.who@direct.alpha.example"]
-    assert [x["loginId"] for x in practice["logins"]] == ["frontdesk"]
+    assert [x["loginId"] for x in practice["logins"]] == ["alpha.frontdesk"]
 
 
 def test_an_application_never_sees_or_changes_another_applications_practice(world: ApiWorld) -> None:
@@ -223,6 +106,10 @@ def test_an_application_never_sees_or_changes_another_applications_practice(worl
     assert answer.status_code == 200 and answer.json()["created"] is True
     # Beta's address, certificate and messages stay beta's.
     answer = world.call("AddressBind", {"auth": alpha_on_shared, "address": "dr.beta@direct.beta.example"})
+    assert answer.status_code == 403 and _error(answer)["code"] == "address-not-covered"
+    # Even with a certificate that names it (a CA issued one to alpha too), the address stays beta's.
+    world.enrol(alpha_on_shared, world.issue("alpha's copy", "dr.beta@direct.beta.example"))
+    answer = world.call("AddressBind", {"auth": alpha_on_shared, "address": "dr.beta@direct.beta.example"})
     assert answer.status_code == 409 and _error(answer)["code"] == "address-taken"
     assert "beta" not in _error(answer)["message"]
     answer = world.call("AddressUnbind", {"auth": alpha_on_shared, "address": "dr.beta@direct.beta.example"})
@@ -231,7 +118,12 @@ def test_an_application_never_sees_or_changes_another_applications_practice(worl
     answer = world.call("CertificateRevoke", {"auth": alpha_on_shared, "fingerprint": fingerprint})
     assert answer.status_code == 404 and _error(answer)["code"] == "certificate-not-found"
     answer = world.call(
-        "CertificateEnroll", {"auth": alpha_on_shared, "certificate": beta_cert.cert_pem.decode()}
+        "CertificateEnroll",
+        {
+            "auth": alpha_on_shared,
+            "certificate": beta_cert.cert_pem.decode(),
+            "privateKey": beta_cert.key_pem.decode(),  # even with the key (leaked): it is beta's enrolment
+        },
     )
     assert answer.status_code == 409 and _error(answer)["code"] == "certificate-taken"
 
@@ -254,12 +146,32 @@ def test_a_certificate_no_trust_anchor_vouches_for_is_not_enrolled(world: ApiWor
     elsewhere = CertificateAuthority.create("Someone else's CA").issue_client(
         "stranger", emails=("a@b.example",)
     )
-    answer = world.call("CertificateEnroll", {"auth": auth, "certificate": elsewhere.cert_pem.decode()})
+    answer = world.call(
+        "CertificateEnroll",
+        {"auth": auth, "certificate": elsewhere.cert_pem.decode(), "privateKey": elsewhere.key_pem.decode()},
+    )
+    world.secrets.add(elsewhere.key_pem.decode().splitlines()[1])
     assert answer.status_code == 400 and _error(answer)["code"] == "certificate-not-anchored"
     assert world.lab.registry.certificate(elsewhere.fingerprint_sha256) is None
 
 
-def test_message_send_reaches_the_receiver_with_the_practices_certificate(world: ApiWorld) -> None:
+def test_message_send_reaches_the_receiver_with_the_practices_certificate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spooled: list[list[int]] = []  # the spooled documents' sizes, seen while the receiver has the message
+
+    def while_sending(stored: object) -> None:
+        spooled.append(sorted(p.stat().st_size for p in (tmp_path / "spool").rglob("document-*")))
+
+    lab = start_lab(tmp_path / "lab", hook=while_sending)
+    try:
+        with api_world(tmp_path, caplog, lab=lab) as world:
+            _send_and_check(world, spooled)
+    finally:
+        lab.stop()
+
+
+def _send_and_check(world: ApiWorld, spooled: list[list[int]]) -> None:
     alpha = world.application("alpha")
     issued = _practice(world, alpha, "acct-1", "dr.who@direct.alpha.example")
     auth = {**alpha, "accountId": "acct-1", "userId": "u-7"}
@@ -275,7 +187,7 @@ def test_message_send_reaches_the_receiver_with_the_practices_certificate(world:
     message = answer.json()["message"]
     assert message["outcome"] == "Success" and message["ok"] is True and message["state"] == "done"
     assert message["from"] == "dr.who@direct.alpha.example" and message["documents"] == 1
-    (summary,) = _stored_summaries(world.lab)
+    (summary,) = _stored_summaries(world)
     assert summary["practice"] == "alpha.acct-1"  # the receiver identified the practice by its certificate
     assert summary["certificate_sha256"] == issued.fingerprint_sha256
     assert summary["submission_set_unique_id"] == message["result"]["submission_set_unique_id"]
@@ -299,9 +211,10 @@ def test_message_send_reaches_the_receiver_with_the_practices_certificate(world:
     assert answer.status_code == 200, answer.text
     assert answer.json()["message"]["outcome"] == "Success"
     assert answer.json()["message"]["bytes"] == len(pdf) + len(sample_ccda())
-    stored = [s for s in _stored_summaries(world.lab) if len(s["document_unique_ids"]) == 2]
+    stored = [s for s in _stored_summaries(world) if len(s["document_unique_ids"]) == 2]
     assert len(stored) == 1 and stored[0]["practice"] == "alpha.acct-1"
-    assert list((world.tmp / "spool").rglob("document-*")) == []  # uploads removed after the send
+    assert spooled[-1] == sorted([len(pdf), len(sample_ccda())])  # streamed to disk for the send ...
+    assert list((world.tmp / "spool").rglob("document-*")) == []  # ... and removed after it
 
     # The key is kept encrypted, readable only by us, and never answered.
     (kept,) = (world.tmp / "credentials").iterdir()
@@ -339,19 +252,27 @@ def test_an_unbound_sender_is_refused_before_anything_is_sent(
         "field": "from",
     }
     request_part = {k: v for k, v in body.items() if k != "documents"}
-    answer = requests.post(
-        f"{world.url}/MessageSend",
-        files=[
-            ("request", (None, json.dumps(request_part), "application/json")),
-            ("document", ("big.bin", os.urandom(2 * 1024 * 1024), "application/octet-stream")),
-        ],
-        verify=str(world.lab.ca_bundle),
-        timeout=60,
-    )
+    # The spool directory replaced by a file: spooling a single document byte would fail (500), so a 422
+    # proves that the documents were never read.
+    spool = world.built.app.options.spool.directory
+    spool.rename(spool.with_name("moved-away"))
+    spool.write_text("not a directory")
+    try:
+        answer = requests.post(
+            f"{world.url}/MessageSend",
+            files=[
+                ("request", (None, json.dumps(request_part), "application/json")),
+                ("document", ("big.bin", os.urandom(2 * 1024 * 1024), "application/octet-stream")),
+            ],
+            verify=str(world.lab.ca_bundle),
+            timeout=60,
+        )
+    finally:
+        spool.unlink()
+        spool.with_name("moved-away").rename(spool)
     assert answer.status_code == 422 and _error(answer)["code"] == "sender-not-bound"
     assert answer.headers.get("Connection") == "close"  # refused after the first part: the rest is not read
-    assert list((world.tmp / "spool").rglob("document-*")) == []
-    assert _stored_summaries(world.lab) == []
+    assert _stored_summaries(world) == []
     assert not [r for r in caplog.records if r.name == "xdr_edge.receiver"]  # the receiver never heard of it
 
 
@@ -383,7 +304,7 @@ def test_a_login_acts_only_on_its_own_account(world: ApiWorld) -> None:
     assert answer.status_code == 404 and _error(answer)["code"] == "message-not-found"
     answer = world.call("MessageStatus", {"auth": {**login_a, "accountId": "acct-b"}, "messageId": b_message})
     assert answer.status_code == 403
-    assert len(_stored_summaries(world.lab)) == 1  # only b's own message reached the receiver
+    assert len(_stored_summaries(world)) == 1  # only b's own message reached the receiver
 
     own = world.call("MessageSend", {**from_b, "from": "dr.a@direct.alpha.example"})
     assert own.status_code == 200 and own.json()["message"]["outcome"] == "Success"
@@ -418,8 +339,8 @@ def test_wrong_passwords_are_answered_identically_and_slowed_down(world: ApiWorl
             {"applicationId": "nobody", "applicationPassword": guesses[0]},
         ),
         (
-            {"loginId": "desk", "loginPassword": guesses[1]},
-            {"loginId": "no-such-desk", "loginPassword": guesses[1]},
+            {"loginId": "alpha.desk", "loginPassword": guesses[1]},
+            {"loginId": "alpha.no-such-desk", "loginPassword": guesses[1]},
         ),
     ]
     for known, unknown in pairs:
@@ -444,13 +365,13 @@ def test_wrong_passwords_are_answered_identically_and_slowed_down(world: ApiWorl
         known_wait, unknown_wait = attempt(known), attempt(unknown)
         assert known_wait == unknown_wait
         assert known_wait[0] == 429 and known_wait[1]["code"] == "too-many-failures" and known_wait[2] == "2"
-    right = {"loginId": "desk", "loginPassword": login["loginPassword"]}
+    right = {"loginId": "alpha.desk", "loginPassword": login["loginPassword"]}
     assert attempt(right)[0] == 429
     assert attempt({**alpha})[0] == 429
     world.clock.now += 2.5
     assert attempt(right)[0] == 200
     assert attempt({**alpha})[0] == 200
-    # a success forgets the identity's failures; another failure is free again
+    # a success forgets this address's failures for the identity; another failure is free again
     assert attempt({"applicationId": "alpha", "applicationPassword": guesses[0]})[0] == 401
     assert attempt({**alpha})[0] == 200
 
@@ -578,7 +499,6 @@ def test_the_served_openapi_document_is_valid_and_lists_every_call(world: ApiWor
         "MessageStatus",
     }
     assert "multipart/form-data" in document["paths"]["/api/v1/MessageSend"]["post"]["requestBody"]["content"]
-    world.application("alpha")  # the fixture's teardown wants at least one call line
 
 
 def test_pkcs12_enrolment_and_login_reset(world: ApiWorld) -> None:
@@ -614,24 +534,34 @@ def test_pkcs12_enrolment_and_login_reset(world: ApiWorld) -> None:
     )
     assert answer.status_code == 200 and "loginPassword" not in answer.json() and chosen not in answer.text
     assert (
-        world.call("PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": chosen}}).json()["userId"]
+        world.call("PingWithAuth", {"auth": {"loginId": "alpha.desk", "loginPassword": chosen}}).json()[
+            "userId"
+        ]
         == "u-1"
     )
     reset = world.call("LoginSave", {"auth": auth, "login": {"loginId": "desk"}})
     assert reset.json()["created"] is False
     world.secrets.add(reset.json()["loginPassword"])
     assert (
-        world.call("PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": chosen}}).status_code == 401
+        world.call("PingWithAuth", {"auth": {"loginId": "alpha.desk", "loginPassword": chosen}}).status_code
+        == 401
     )
     assert (
         world.call(
-            "PingWithAuth", {"auth": {"loginId": "desk", "loginPassword": reset.json()["loginPassword"]}}
+            "PingWithAuth",
+            {"auth": {"loginId": "alpha.desk", "loginPassword": reset.json()["loginPassword"]}},
         ).status_code
         == 200
     )
+    # Login ids are the application's own: another application's "desk" is another login, and nothing tells
+    # it that alpha has one; alpha cannot give the same id to two of its accounts.
     beta = world.application("beta")
     world.call("PracticeSave", {"auth": {**beta, "accountId": "b"}, "name": "B"})
-    taken = world.call("LoginSave", {"auth": {**beta, "accountId": "b"}, "login": {"loginId": "DESK"}})
+    theirs = world.call("LoginSave", {"auth": {**beta, "accountId": "b"}, "login": {"loginId": "DESK"}})
+    assert theirs.status_code == 200 and theirs.json()["login"]["loginId"] == "beta.desk"
+    world.secrets.add(theirs.json()["loginPassword"])
+    world.call("PracticeSave", {"auth": {**alpha, "accountId": "acct-2"}, "name": "Second"})
+    taken = world.call("LoginSave", {"auth": {**alpha, "accountId": "acct-2"}, "login": {"loginId": "DESK"}})
     assert taken.status_code == 409 and _error(taken)["code"] == "login-taken"
     # every change is in the registry's audit log, with the application as the actor, and no secret
     actions = {(e.actor, e.action) for e in world.lab.registry.audit_log(100)}

@@ -92,6 +92,21 @@ metadata_level = "XDS"
         load_api_settings(_write(tmp_path, base.replace("https://hisp", "http://hisp")))
     with_ca = base.replace("port = 0", 'port = 0\nclient_ca = "certs/ca.pem"')
     assert load_api_settings(_write(tmp_path, with_ca))[0].require_client_cert is True
+    limits = base.replace(
+        'spool = "spool"',
+        'spool = "spool"\nbody_timeout = 15\nmax_requests_per_address = 3\nmax_requests_per_account = 1',
+    )
+    settings = load_api_settings(_write(tmp_path, limits))[1]
+    assert (settings.body_timeout, settings.max_requests_per_address, settings.max_requests_per_account) == (
+        15,
+        3,
+        1,
+    )
+    assert settings.max_requests_per_application is None  # half the server's threads
+    with pytest.raises(ConfigurationError, match="max_requests_per_address"):
+        load_api_settings(
+            _write(tmp_path, limits.replace("max_requests_per_address = 3", "max_requests_per_address = 0"))
+        )
 
 
 def test_client_certificates_can_be_required_on_the_api(

@@ -1,23 +1,30 @@
 """Certificates and client identities, for both sides: loading, description, fingerprints.
 
 Owns reading X.509 material from bytes and files (PEM or DER certificates, PEM key files, PKCS#12 bundles) and
-describing it for people and logs. It builds no TLS context (:mod:`xdr_edge.tls`) and decides no trust (the
-receiver's :mod:`xdr_edge.registry`). Key material and passwords never appear in errors or logs: an error names
-the file and a plain reason.
+describing it for people and logs; and the one rule of which sender addresses a certificate covers. It builds
+no TLS context (:mod:`xdr_edge.tls`) and decides no trust (the receiver's :mod:`xdr_edge.registry`). Key material
+and passwords never appear in errors or logs: an error names the file (or what the bytes were) and a plain
+reason, with a machine-readable code.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "MAX_PKCS12_ITERATIONS",
     "CertificateInfo",
     "ClientIdentity",
     "FileSignature",
+    "ParsedCredential",
+    "certificate_names",
+    "covered_by_certificate",
     "describe_certificate",
     "fingerprint_sha256",
     "identity_pem",
     "load_certificates",
     "load_identity",
     "parse_certificates",
+    "parse_credential",
+    "read_secret_file",
     "san_values",
 ]
 
@@ -33,8 +40,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from xdr_edge.practice import ClientCredential
+from xdr_edge.pfx import Pkcs12Unreadable, key_derivation_iterations
+from xdr_edge.practice import Binding, ClientCredential
 from xdr_edge.protocol.errors import CertificateError
+from xdr_edge.protocol.model import DirectAddress
 
 #: (path, inode, mtime_ns, size) of every file a credential was loaded from: the cheap "did it change?" check.
 #: The inode catches a file replaced by rename within one coarse filesystem timestamp tick.
@@ -156,6 +165,42 @@ def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
     )
 
 
+def certificate_names(cert: x509.Certificate, binding: Binding) -> bool:
+    """Whether the certificate itself names this address or domain: the address, or its domain (an
+    organization certificate), as SAN rfc822Name, or the domain as dNSName (Direct Applicability Statement
+    §4, "XDR and XDM for Direct Messaging" §3). A domain binding is named only by the bare domain.
+
+    Unlike :func:`covered_by_certificate` a certificate that names nothing names nothing: this is the rule for
+    letting someone claim an address."""
+    emails, dns, _ = san_values(cert)
+    return _names(emails, dns, binding)
+
+
+def _names(emails: tuple[str, ...], dns: tuple[str, ...], binding: Binding) -> bool:
+    email_names = {e.lower() for e in emails}
+    dns_names = {d.lower().rstrip(".") for d in dns}
+    if binding.address is not None:
+        if binding.address.address.lower() in email_names:
+            return True
+        domain = binding.address.domain
+    else:
+        assert binding.domain is not None
+        domain = binding.domain
+    return domain in email_names or domain in dns_names
+
+
+def covered_by_certificate(identity: ClientIdentity, address: DirectAddress) -> bool:
+    """The sending side's rule: True when the certificate names no addresses or domains, or names this address
+    or its domain (:func:`certificate_names`).
+
+    Direct certificates carry the address (or, for organization certificates, the bare domain) as SAN
+    rfc822Name, and sometimes the domain as dNSName (Direct Applicability Statement §4); a certificate naming
+    none is the operator's own configuration, trusted as it stands."""
+    if not identity.san_emails and not identity.san_dns:
+        return True
+    return _names(identity.san_emails, identity.san_dns, Binding(address=address))
+
+
 def _read(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -248,9 +293,19 @@ def _public_der(key: Any) -> bytes:
     return der
 
 
-def _check_pair(cert: x509.Certificate, key: PrivateKeyTypes, location: str) -> None:
+def _check_pair(cert: x509.Certificate, key: PrivateKeyTypes, location: str | None) -> None:
     if _public_der(cert.public_key()) != _public_der(key.public_key()):
-        raise CertificateError("key does not match certificate", location=location)
+        raise CertificateError("key does not match certificate", code="key-mismatch", location=location)
+
+
+def read_secret_file(path: Path) -> bytes:
+    """A password or passphrase kept in a file: its bytes without one trailing newline (``\\n`` or ``\\r\\n``).
+
+    The one reader of such files, so that the passphrase a file is checked with, the one a PKCS#12 is written
+    with and the one it is read back with are always the same bytes (an editor's second blank line is part of
+    the passphrase, consistently)."""
+    data = _read(path)
+    return data.removesuffix(b"\n").removesuffix(b"\r")
 
 
 def _p12_password(credential: ClientCredential) -> bytes | None:
@@ -264,44 +319,122 @@ def _p12_password(credential: ClientCredential) -> bytes | None:
             )
         return value.encode()
     if credential.p12_password_file is not None:
-        data = _read(credential.p12_password_file)
-        return data.removesuffix(b"\n").removesuffix(b"\r")
+        return read_secret_file(credential.p12_password_file)
     return None
 
 
-def _load_p12(
-    credential: ClientCredential,
-) -> tuple[x509.Certificate, PrivateKeyTypes, list[x509.Certificate]]:
-    assert credential.p12 is not None
-    location = str(credential.p12)
-    data = _read(credential.p12)
-    password = _p12_password(credential)
+#: The most PKCS#12 key-derivation iterations (MAC, encrypted contents and shrouded keys added up) that
+#: :func:`parse_credential` runs for bytes from elsewhere: about half a second of CPU. Common tools write a few
+#: thousand to a few hundred thousand (OpenSSL 3: 2,048 each; cryptography's best available: 20,000).
+MAX_PKCS12_ITERATIONS = 2_000_000
+
+
+@dataclass(frozen=True)
+class ParsedCredential:
+    """A client certificate with its private key (checked to match) and the chain that came with it."""
+
+    cert: x509.Certificate
+    key: PrivateKeyTypes = field(repr=False)
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+def _parse_pkcs12(
+    data: bytes, password: bytes | None, location: str | None, max_iterations: int | None
+) -> ParsedCredential:
+    if max_iterations is not None:
+        try:
+            iterations = key_derivation_iterations(data)
+        except Pkcs12Unreadable as exc:
+            raise CertificateError(
+                f"not a PKCS#12 file this server reads: {exc}", code="pkcs12-unreadable", location=location
+            ) from None
+        if iterations > max_iterations:
+            raise CertificateError(
+                f"the PKCS#12 file asks for {iterations} key-derivation iterations; at most {max_iterations} "
+                "are run for a file from elsewhere (export it again with the tool's default settings)",
+                code="pkcs12-too-costly",
+                location=location,
+            )
     try:
         bundle = pkcs12.load_pkcs12(data, password)
-    except (ValueError, TypeError):
-        raise CertificateError("wrong PKCS#12 password or corrupt file", location=location) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CertificateError(
+            "wrong PKCS#12 password or corrupt file", code="pkcs12-unreadable", location=location
+        ) from None
     if bundle.cert is None or bundle.key is None:
-        raise CertificateError("PKCS#12 file holds no certificate with its key", location=location)
-    chain = [c.certificate for c in bundle.additional_certs]
-    return bundle.cert.certificate, bundle.key, chain
+        raise CertificateError(
+            "PKCS#12 file holds no certificate with its key", code="pkcs12-incomplete", location=location
+        )
+    chain = tuple(c.certificate for c in bundle.additional_certs)
+    return ParsedCredential(bundle.cert.certificate, bundle.key, chain)
 
 
-def _load_pem(
-    credential: ClientCredential,
-) -> tuple[x509.Certificate, PrivateKeyTypes, list[x509.Certificate]]:
-    assert credential.cert is not None and credential.key is not None
-    certs = load_certificates(credential.cert)
-    key_location = str(credential.key)
+def _parse_pem_key(data: bytes, location: str | None) -> PrivateKeyTypes:
     try:
-        key = serialization.load_pem_private_key(_read(credential.key), password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except TypeError:
         raise CertificateError(
             "key file is encrypted; use an unencrypted key file readable only by this user, or PKCS#12",
-            location=key_location,
+            code="key-encrypted",
+            location=location,
         ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise CertificateError("not a PEM private key file", location=key_location) from None
-    return certs[0], key, certs[1:]
+    except UnsupportedAlgorithm:
+        raise CertificateError(
+            "the private key uses an algorithm or curve this server does not support",
+            code="key-unsupported",
+            location=location,
+        ) from None
+    except ValueError:
+        raise CertificateError(
+            "not a PEM private key file", code="key-unreadable", location=location
+        ) from None
+
+
+def parse_credential(
+    *,
+    certificate: bytes | None = None,
+    key: bytes | None = None,
+    pkcs12_data: bytes | None = None,
+    password: bytes | None = None,
+    location: str | None = None,
+    max_pkcs12_iterations: int | None = MAX_PKCS12_ITERATIONS,
+) -> ParsedCredential:
+    """A client credential from bytes: PEM ``certificate`` (leaf first, chain may follow) with its PEM ``key``,
+    or one PKCS#12 bundle (``pkcs12_data``, with ``password``).
+
+    The key must belong to the certificate. A PKCS#12 is opened only when the key derivations it asks for add up
+    to at most ``max_pkcs12_iterations`` (None: no limit, for the operator's own files). Errors are
+    :class:`CertificateError` with a code naming what is wrong (``certificate-unreadable``, ``key-encrypted``,
+    ``key-unreadable``, ``key-unsupported``, ``key-mismatch``, ``pkcs12-unreadable``, ``pkcs12-incomplete``,
+    ``pkcs12-too-costly``) and ``location`` as given; never key material or the password.
+    """
+    if (pkcs12_data is None) == (certificate is None or key is None) or (
+        pkcs12_data is not None and (certificate is not None or key is not None)
+    ):
+        raise ValueError("give either certificate and key, or pkcs12_data")
+    if pkcs12_data is not None:
+        parsed = _parse_pkcs12(pkcs12_data, password, location, max_pkcs12_iterations)
+    else:
+        assert certificate is not None and key is not None
+        try:
+            certs = parse_certificates(certificate, location=location)
+        except CertificateError as exc:
+            raise CertificateError(exc.message, code="certificate-unreadable", location=location) from None
+        parsed = ParsedCredential(certs[0], _parse_pem_key(key, location), tuple(certs[1:]))
+    _check_pair(parsed.cert, parsed.key, location)
+    return parsed
+
+
+def _load_p12(credential: ClientCredential) -> ParsedCredential:
+    assert credential.p12 is not None
+    return _parse_pkcs12(_read(credential.p12), _p12_password(credential), str(credential.p12), None)
+
+
+def _load_pem(credential: ClientCredential) -> ParsedCredential:
+    assert credential.cert is not None and credential.key is not None
+    certs = load_certificates(credential.cert)
+    key = _parse_pem_key(_read(credential.key), str(credential.key))
+    return ParsedCredential(certs[0], key, tuple(certs[1:]))
 
 
 def load_identity(credential: ClientCredential) -> ClientIdentity:
@@ -314,14 +447,15 @@ def load_identity(credential: ClientCredential) -> ClientIdentity:
     """
     signature = _file_signature(credential)
     loader = _load_p12 if credential.p12 is not None else _load_pem
-    cert, key, chain = loader(credential)
+    parsed = loader(credential)
+    cert = parsed.cert
     location = str(credential.p12 if credential.p12 is not None else credential.key)
-    _check_pair(cert, key, location)
+    _check_pair(cert, parsed.key, location)
     emails, dns, _ = san_values(cert)
     return ClientIdentity(
         cert=cert,
-        key=key,
-        chain=tuple(chain),
+        key=parsed.key,
+        chain=parsed.chain,
         fingerprint_sha256=fingerprint_sha256(cert),
         subject=cert.subject.rfc4514_string(),
         not_before=cert.not_valid_before_utc,

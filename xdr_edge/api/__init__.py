@@ -6,9 +6,11 @@ naming ``accountId`` and ``userId``) or an *individual* login of one account (lo
 practice calls act on the certificate registry the receiver uses, with its rules and audit; ``MessageSend``
 sends through :class:`~xdr_edge.sender.client.XdrClient` with the practice's own certificate.
 
-Modules: :mod:`.app` (the WSGI application: routing, bodies, errors, the log line), :mod:`.calls` and
+Modules: :mod:`.app` (the WSGI application: routing, admission, errors, the log line), :mod:`.bodies` (reading
+a body before its caller is known), :mod:`.calls` and
 :mod:`.messaging` (what each call does), :mod:`.auth`, :mod:`.passwords`, :mod:`.throttle` (who is calling),
-:mod:`.schema` and :mod:`.validation` (the OpenAPI document, which is also what requests are checked against),
+:mod:`.schema`, :mod:`.openapi` and :mod:`.validation` (the calls as a table, the OpenAPI document built from it,
+which is also what requests are checked against),
 :mod:`.credentials` (practices' sending credentials), :mod:`.forms` (streamed multipart uploads),
 :mod:`.settings` (the TOML file, assembling the server). Storage: :mod:`xdr_edge.registry.accounts`.
 

@@ -2,13 +2,26 @@
 
 Tenancy, the rule every call here keeps: a practice belongs to the application that created it and is known to
 it by its own ``accountId``; an application names only its own accounts (another application's accountId simply
-does not exist for it: 404), and an individual login acts only on its own practice (naming another account: 403).
-The registry's rules apply unchanged (one practice per address, a certificate enrolled to one practice, every
-change audited, with the application or login as the actor); its refusals are answered with the API's own
-codes and messages, which never name another tenant's practice.
+does not exist for it: 404, so that it cannot even learn that another tenant uses that id), and an individual
+login acts only on its own practice (naming another account: 403). The registry's rules apply unchanged (one
+practice per address, a certificate enrolled to one practice, every change audited, with the application or
+login as the actor); its refusals are answered with the API's own codes and messages, which never name another
+tenant's practice.
 
-Our practice id for an account is ``<applicationId>.<accountId>``: unique (an application id has no dot), readable
-in the receiver's logs, and never something the integrator has to store.
+What an application may claim, since the receiver trusts the registry (it accepts a message from an address
+bound to the practice its certificate maps to):
+
+- a certificate only with its private key (``CertificateEnroll`` takes certificate and privateKey, or a
+  PKCS#12): Direct certificates are public (DNS and LDAP publish them), so enrolling one without its key would
+  let anyone map another organization's traffic to themselves, or revoke it for good. Enrolling a certificate
+  without its key stays an operator's action (``xdr-edge registry enroll``);
+- an address (or, where allowed, a domain) only when one of the practice's certificates whose key it holds
+  names it (:func:`xdr_edge.certs.certificate_names`: the address, or its domain, in the SAN): the binding then
+  says no more than the certificate's issuer already vouched for.
+
+Our practice id for an account is ``<applicationId>.<accountId>``, and a login signs in as
+``<applicationId>.<loginId>``: unique (an application id has no dot), readable in the receiver's logs, never
+something the integrator has to store, and one application can neither take nor discover another's ids.
 """
 
 from __future__ import annotations
@@ -22,15 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from xdr_edge.api.auth import Flavour, Principal
 from xdr_edge.api.credentials import CredentialVault
 from xdr_edge.api.passwords import PasswordHasher, new_secret
 from xdr_edge.api.refusals import Refusal
-from xdr_edge.certs import fingerprint_sha256, parse_certificates
+from xdr_edge.certs import ParsedCredential, certificate_names, fingerprint_sha256, parse_credential
 from xdr_edge.practice import Binding, Practice
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError
 from xdr_edge.protocol.model import DirectAddress
@@ -112,7 +123,19 @@ class AccountCalls:
 
     # -- answers ---------------------------------------------------------------------------------------
 
+    def sending_certificates(self, practice_id: str) -> list[CertificateRecord]:
+        """The practice's certificates it can send with now: unrevoked, valid, with the key kept."""
+        now = datetime.now(UTC)
+        return [
+            record
+            for record in self.registry.certificates(practice_id)
+            if not record.revoked
+            and record.not_before <= now < record.not_after
+            and self.vault.has(record.fingerprint_sha256)
+        ]
+
     def certificate_view(self, record: CertificateRecord) -> dict[str, Any]:
+        """A certificate as the API shows it (never its key)."""
         view: dict[str, Any] = {
             "fingerprint": record.fingerprint_sha256,
             "subject": record.subject,
@@ -130,6 +153,7 @@ class AccountCalls:
 
     @staticmethod
     def login_view(login: LoginRecord) -> dict[str, Any]:
+        """A login as the API shows it: the id it signs in with, never a password or its hash."""
         view: dict[str, Any] = {
             "loginId": login.login_id,
             "active": login.active,
@@ -141,6 +165,7 @@ class AccountCalls:
         return view
 
     def practice_view(self, target: Target) -> dict[str, Any]:
+        """A practice with its addresses, certificates and logins."""
         practice = self.registry.practice(target.practice_id)
         certificates = self.registry.certificates(target.practice_id)
         if practice is None:  # pragma: no cover - ownership rows reference practices
@@ -157,6 +182,7 @@ class AccountCalls:
     # -- calls -----------------------------------------------------------------------------------------
 
     def ping(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """PingWithAuth: who was authenticated."""
         answer: dict[str, Any] = {"flavour": principal.flavour.value}
         for key, value in (
             ("applicationId", principal.application_id),
@@ -169,11 +195,8 @@ class AccountCalls:
         return answer
 
     def practice_save(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-        assert principal.application_id is not None
-        if principal.account_id is None:
-            raise Refusal(
-                400, "missing-field", "auth.accountId is required for this call", field="auth.accountId"
-            )
+        """PracticeSave: create the account's practice, or rename it and change its state."""
+        assert principal.application_id is not None and principal.account_id is not None  # needs_account
         name = body["name"].strip()
         if not name:
             raise Refusal(400, "invalid-field", "name: must not be blank", field="name")
@@ -224,9 +247,11 @@ class AccountCalls:
         return True
 
     def practice_get(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """PracticeGet: the account's practice."""
         return {"practice": self.practice_view(self.target(principal))}
 
     def practice_list(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """PracticeList: the application's accounts, a page at a time."""
         assert principal.application_id is not None
         limit = int(body.get("limit", 100))
         accounts = self.store.accounts(principal.application_id, after=body.get("after"), limit=limit + 1)
@@ -244,8 +269,10 @@ class AccountCalls:
         return answer
 
     def certificate_enroll(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """CertificateEnroll: pin the certificate to the practice and keep its key (proof of possession)."""
         target = self.target(principal)
-        cert, key, chain = _enrolment_material(body)
+        credential = _enrolment_material(body)
+        cert, chain = credential.cert, credential.chain
         now = datetime.now(UTC)
         if cert.not_valid_after_utc <= now:
             raise Refusal(400, "certificate-expired", "the certificate has expired", field=_cert_field(body))
@@ -286,11 +313,11 @@ class AccountCalls:
                     field=_cert_field(body),
                 ) from None
             raise
-        if key is not None:
-            self.vault.store(fingerprint, cert, key, chain)
+        self.vault.store(fingerprint, cert, _usable_key(credential.key, _key_field(body)), chain)
         return {"certificate": self.certificate_view(record), "created": existing is None}
 
     def certificate_revoke(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """CertificateRevoke: refused by the receiver at once; its kept key is deleted."""
         target = self.target(principal)
         try:
             fingerprint = normalize_fingerprint(body["fingerprint"])
@@ -330,6 +357,7 @@ class AccountCalls:
         return binding
 
     def address_bind(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """AddressBind: the practice may send from an address (or domain) its own certificate names."""
         target = self.target(principal)
         binding = self._binding(body["address"])
         if binding.domain is not None and not self.allow_domain_bindings:
@@ -337,6 +365,18 @@ class AccountCalls:
                 403,
                 "domain-binding-not-allowed",
                 "binding a whole domain is not allowed on this server; bind each address",
+                field="address",
+            )
+        if not any(
+            certificate_names(x509.load_pem_x509_certificate(record.pem.encode("ascii")), binding)
+            for record in self.sending_certificates(target.practice_id)
+        ):
+            raise Refusal(
+                403,
+                "address-not-covered",
+                f"no valid certificate of this account with a kept key names this "
+                f"{'domain' if binding.domain is not None else 'address (or its domain)'}; enrol the "
+                "certificate issued for it first (CertificateEnroll, with its key)",
                 field="address",
             )
         practice = self.registry.practice(target.practice_id)
@@ -356,6 +396,7 @@ class AccountCalls:
         return {"address": str(binding), "created": not already}
 
     def address_unbind(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """AddressUnbind: the practice no longer sends from this address (or domain)."""
         target = self.target(principal)
         binding = self._binding(body["address"])
         try:
@@ -369,9 +410,10 @@ class AccountCalls:
         return {"address": str(binding)}
 
     def login_save(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """LoginSave: create or reset the account's login ``<applicationId>.<loginId>``."""
         target = self.target(principal)
         spec = body["login"]
-        login_id = spec["loginId"].lower()
+        login_id = f"{principal.application_id}.{spec['loginId'].lower()}"
         given = spec.get("password")
         password = given if given is not None else new_secret(GENERATED_LOGIN_PASSWORD_LENGTH)
         now = datetime.now(UTC)
@@ -398,7 +440,7 @@ class AccountCalls:
                 raise Refusal(
                     409,
                     "login-taken",
-                    "this loginId is already in use; choose another",
+                    "this application already uses this loginId for another of its accounts; choose another",
                     field="login.loginId",
                 ) from None
             raise
@@ -412,18 +454,35 @@ def _cert_field(body: dict[str, Any]) -> str:
     return "pkcs12" if "pkcs12" in body else "certificate"
 
 
-def _enrolment_material(
-    body: dict[str, Any],
-) -> tuple[
-    x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None, tuple[x509.Certificate, ...]
-]:
-    """The certificate, its key when given (checked to match) and its chain, from PEM fields or a PKCS#12."""
+def _key_field(body: dict[str, Any]) -> str:
+    return "pkcs12" if "pkcs12" in body else "privateKey"
+
+
+#: How each reason :func:`xdr_edge.certs.parse_credential` gives is answered (``invalid-field``): field, message.
+_CREDENTIAL_REFUSALS: dict[str, tuple[str, str]] = {
+    "certificate-unreadable": ("certificate", "certificate: not a PEM certificate"),
+    "key-encrypted": (
+        "privateKey",
+        "privateKey: encrypted keys are not accepted; send it unencrypted over this TLS connection, or as pkcs12",
+    ),
+    "key-unreadable": ("privateKey", "privateKey: not a PEM private key"),
+    "key-unsupported": (
+        "privateKey",
+        "privateKey: a key algorithm or curve this server does not support (use RSA, or EC on P-256/P-384)",
+    ),
+    "pkcs12-unreadable": ("pkcs12", "pkcs12: wrong password or not a PKCS#12 file"),
+    "pkcs12-incomplete": ("pkcs12", "pkcs12: no certificate with its key in it"),
+}
+
+
+def _enrolment_material(body: dict[str, Any]) -> ParsedCredential:
+    """The certificate, its key (checked to match) and its chain, from PEM fields or a PKCS#12."""
     if "pkcs12" in body:
         if "certificate" in body or "privateKey" in body:
             raise Refusal(
                 400,
                 "invalid-field",
-                "pkcs12: give either pkcs12, or certificate (and privateKey), not both",
+                "pkcs12: give either pkcs12, or certificate and privateKey, not both",
                 field="pkcs12",
             )
         try:
@@ -431,53 +490,49 @@ def _enrolment_material(
         except (binascii.Error, ValueError):
             raise Refusal(400, "invalid-field", "pkcs12: not base64", field="pkcs12") from None
         password = body.get("pkcs12Password")
-        try:
-            bundle = pkcs12.load_pkcs12(raw, password.encode("utf-8") if password else None)
-        except (ValueError, TypeError):
+        arguments: dict[str, Any] = {
+            "pkcs12_data": raw,
+            "password": password.encode("utf-8") if password else None,
+        }
+    else:
+        if "pkcs12Password" in body:
             raise Refusal(
-                400, "invalid-field", "pkcs12: wrong password or not a PKCS#12 file", field="pkcs12"
+                400, "invalid-field", "pkcs12Password: given without pkcs12", field="pkcs12Password"
+            )
+        for name in ("certificate", "privateKey"):
+            if name not in body:
+                raise Refusal(
+                    400,
+                    "missing-field",
+                    f"{name} is required: a certificate is enrolled through the API only with its private key "
+                    "(certificate and privateKey, or pkcs12); ask the operator to enrol one without it",
+                    field=name,
+                )
+        try:
+            arguments = {
+                "certificate": body["certificate"].encode("ascii"),
+                "key": body["privateKey"].encode("ascii"),
+            }
+        except UnicodeEncodeError:
+            raise Refusal(400, "invalid-field", "certificate and privateKey must be PEM (ASCII)") from None
+    try:
+        return parse_credential(**arguments)
+    except CertificateError as exc:
+        if exc.code == "key-mismatch":
+            field = _key_field(body)
+            raise Refusal(
+                400, "key-mismatch", f"{field}: the key does not belong to the certificate", field=field
             ) from None
-        if bundle.cert is None or bundle.key is None:
-            raise Refusal(400, "invalid-field", "pkcs12: no certificate with its key in it", field="pkcs12")
-        key = _usable_key(bundle.key, "pkcs12")
-        chain = tuple(c.certificate for c in bundle.additional_certs)
-        return bundle.cert.certificate, key, chain
-    if "pkcs12Password" in body:
-        raise Refusal(400, "invalid-field", "pkcs12Password: given without pkcs12", field="pkcs12Password")
-    if "certificate" not in body:
-        raise Refusal(400, "missing-field", "certificate (PEM) or pkcs12 is required", field="certificate")
-    try:
-        certs = parse_certificates(body["certificate"].encode("ascii"))
-    except (CertificateError, UnicodeEncodeError):
-        raise Refusal(
-            400, "invalid-field", "certificate: not a PEM certificate", field="certificate"
-        ) from None
-    cert, chain = certs[0], tuple(certs[1:])
-    if "privateKey" not in body:
-        return cert, None, chain
-    try:
-        loaded = serialization.load_pem_private_key(body["privateKey"].encode("ascii"), password=None)
-    except TypeError:
-        raise Refusal(
-            400,
-            "invalid-field",
-            "privateKey: encrypted keys are not accepted; send it unencrypted over this TLS connection, or as pkcs12",
-            field="privateKey",
-        ) from None
-    except (ValueError, UnicodeEncodeError):
-        raise Refusal(400, "invalid-field", "privateKey: not a PEM private key", field="privateKey") from None
-    key = _usable_key(loaded, "privateKey")
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(serialization.Encoding.DER, public) != cert.public_key().public_bytes(
-        serialization.Encoding.DER, public
-    ):
-        raise Refusal(
-            400, "key-mismatch", "privateKey: does not belong to the certificate", field="privateKey"
+        if exc.code == "pkcs12-too-costly":
+            raise Refusal(400, "pkcs12-too-costly", f"pkcs12: {exc.message}", field="pkcs12") from None
+        field, message = _CREDENTIAL_REFUSALS.get(
+            exc.code, (_cert_field(body), f"{_cert_field(body)}: unreadable")
         )
-    return cert, key, chain
+        raise Refusal(400, "invalid-field", message, field=field) from None
 
 
 def _usable_key(key: object, field: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    """TLS client certificates are RSA or EC (RFC 8446 §4.2.3 as deployed); the vault keeps only those."""
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise Refusal(
             400,

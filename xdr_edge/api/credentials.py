@@ -14,7 +14,9 @@ How they are kept:
 - a key is never answered, logged or echoed; revoking the certificate deletes its file.
 
 Sending loads them through :func:`xdr_edge.certs.load_identity` (the PKCS#12 password from the passphrase file),
-as a practice of the sender's configuration file would be.
+as a practice of the sender's configuration file would be. The passphrase file is read by the same function
+(:func:`xdr_edge.certs.read_secret_file`, one trailing newline dropped) here and there, so that the passphrase
+a file is written with is always the one it is read with.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from xdr_edge.certs import read_secret_file
 from xdr_edge.minting import IssuedCert
 from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol.errors import ConfigurationError
@@ -56,7 +59,7 @@ class CredentialVault:
             raise ConfigurationError(
                 f"credential passphrase file {where} is readable by other users; chmod 600 it", location=where
             )
-        if not self._passphrase():
+        if not self._passphrase().strip():
             raise ConfigurationError(f"credential passphrase file {where} is empty", location=where)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if stat.S_IMODE(self.directory.stat().st_mode) & 0o077:
@@ -66,7 +69,7 @@ class CredentialVault:
             )
 
     def _passphrase(self) -> bytes:
-        return self.passphrase_file.read_bytes().strip()
+        return read_secret_file(self.passphrase_file)
 
     def _path(self, fingerprint: str) -> Path:
         if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
@@ -91,9 +94,11 @@ class CredentialVault:
         return ClientCredential(p12=path, p12_password_file=self.passphrase_file)
 
     def has(self, fingerprint: str) -> bool:
+        """Whether the key of this certificate is kept (the practice can send with it)."""
         return self._path(fingerprint).is_file()
 
     def remove(self, fingerprint: str) -> bool:
+        """Delete the kept key of this certificate; False when none was kept."""
         try:
             os.unlink(self._path(fingerprint))
         except FileNotFoundError:

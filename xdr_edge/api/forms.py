@@ -1,20 +1,28 @@
 """``MessageSend`` as a streamed ``multipart/form-data`` upload (RFC 7578), for documents too large for base64
-in JSON.
+in JSON, and the directory uploads are spooled to.
 
-The form's first part, ``request``, is the JSON body without ``documents``; each following ``document`` part is
-one document (its filename and Content-Type help guess the media type). The request part is handed to the caller
-*before* any document is read, so that an unauthenticated caller or an unbound sender is refused without the API
-receiving, let alone storing, a single document byte. Documents are written to files in a private directory as
-they arrive (the ``multipart`` package's push parser; memory stays flat whatever their size) and removed after
-the send.
+The form's first part, ``request``, is the JSON body without ``documents`` (at most
+:data:`~xdr_edge.api.schema.DEFAULT_MAX_BODY_BYTES`, parsed as strictly as a JSON body, :mod:`.bodies`); each
+following ``document`` part is one document: its Content-Type, when it names one other than
+``application/octet-stream``, is the document's media type (else it is guessed), its filename names it. The
+request part is handed to the caller *before* any document is read, so that an unauthenticated caller or an
+unbound sender is refused without the API receiving, let alone storing, a single document byte. Documents are
+written to files in a private directory as they arrive (the ``multipart`` package's push parser; memory stays
+flat whatever their size) and removed after the send.
+
+:class:`UploadSpool` is one API process's directory under the configured spool, held with a lock for as long
+as the process runs. At start it removes what processes that are gone left behind (a crash mid-upload leaves
+documents on disk, which may hold PHI), and never the directory of a process still running on the same spool.
 """
 
 from __future__ import annotations
 
-__all__ = ["FormUpload", "UploadedDocument"]
+__all__ = ["FormUpload", "UploadSpool", "UploadedDocument"]
 
-import json
+import contextlib
+import fcntl
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,21 +32,93 @@ from typing import Any, BinaryIO
 
 import multipart
 
+from xdr_edge.api.bodies import parse_json_object, read_piece
 from xdr_edge.api.refusals import Refusal
+from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.mediatype import MediaType
 
 _PIECE = 64 * 1024
+_UNDECLARED = "application/octet-stream"  # what form encoders send when they do not know the type
 
 
 @dataclass(frozen=True)
 class UploadedDocument:
+    """One ``document`` part, spooled: where its bytes are, its filename and declared media type, its size."""
+
     path: Path
     name: str | None
     size: int
+    mime_type: str | None = None
 
 
 def _bad(message: str, field: str = "multipart") -> Refusal:
     return Refusal(400, "bad-form", message, field=field)
+
+
+class UploadSpool:
+    """This process's spool directory: ``<root>/api-<token>``, locked by ``<root>/api-<token>.lock``.
+
+    The lock file is created and locked before the directory exists, so a directory without a locked lock file
+    belongs to no running process. Start-up removes those (and the bare ``upload-*`` directories of versions
+    before this layout); :meth:`close` removes this process's own.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = f"api-{secrets.token_hex(8)}"
+        self._lock_path = self.root / f"{token}.lock"
+        self._lock_fd: int | None = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.directory = self.root / token
+        self.directory.mkdir(mode=0o700)
+        self.swept = self._sweep()
+
+    def _sweep(self) -> int:
+        """Remove the spool directories of processes that are gone; the number removed."""
+        removed = 0
+        for entry in sorted(self.root.iterdir()):
+            if entry == self.directory or entry == self._lock_path:
+                continue
+            if entry.name.startswith("upload-") and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+            elif entry.name.startswith("api-") and entry.suffix == ".lock":
+                removed += self._sweep_owner(entry)
+            elif entry.name.startswith("api-") and entry.is_dir() and not entry.with_suffix(".lock").exists():
+                shutil.rmtree(entry, ignore_errors=True)  # its owner died before locking, or after unlocking
+                removed += 1
+        return removed
+
+    @staticmethod
+    def _sweep_owner(lock_path: Path) -> int:
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0  # another process swept it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its process is running
+            directory = lock_path.with_suffix("")
+            existed = directory.exists()
+            shutil.rmtree(directory, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
+            return int(existed)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Remove this process's directory and give up its lock."""
+        if self._lock_fd is None:
+            return
+        shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self._lock_path.unlink()
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
 
 class FormUpload:
@@ -52,8 +132,8 @@ class FormUpload:
         stream: Any,
         content_type: str,
         *,
-        spool_root: Path,
-        max_json_bytes: int,
+        spool: Path,
+        max_request_bytes: int,
         max_documents: int,
         on_request: Callable[[dict[str, Any]], None],
     ) -> None:
@@ -63,17 +143,19 @@ class FormUpload:
             raise _bad("expected multipart/form-data with a boundary", "Content-Type")
         self._stream = stream
         self._parser = multipart.PushMultipartParser(boundary, max_header_count=16)
-        self._max_json = max_json_bytes
+        self._max_request = max_request_bytes
         self._max_documents = max_documents
         self._on_request = on_request
-        spool_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._directory = Path(tempfile.mkdtemp(prefix="upload-", dir=spool_root))
+        self._spool = spool
+        self._directory: Path | None = None  # made for the first document: a refused form never touches disk
         self._request: dict[str, Any] | None = None
         self._json = bytearray()
         self._documents: list[UploadedDocument] = []
         self._sink: BinaryIO | None = None
+        self._sink_path: Path | None = None
         self._part: str | None = None
         self._name: str | None = None
+        self._mime_type: str | None = None
         self._size = 0
 
     def __enter__(self) -> FormUpload:
@@ -82,16 +164,15 @@ class FormUpload:
     def __exit__(self, *exc: object) -> None:
         if self._sink is not None:
             self._sink.close()
-        shutil.rmtree(self._directory, ignore_errors=True)
-
-    @property
-    def request_read(self) -> bool:
-        return self._request is not None
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def read(self) -> tuple[dict[str, Any], list[UploadedDocument]]:
+        """Read the whole form: the request part (handed to ``on_request`` as soon as it is complete), then the
+        documents, each to its own file."""
         try:
             while True:
-                chunk = self._stream.read(_PIECE)
+                chunk = read_piece(self._stream, _PIECE, field="multipart")
                 if not chunk:
                     break
                 for event in self._parser.parse(chunk):
@@ -122,11 +203,15 @@ class FormUpload:
             return
         if name != "document":
             raise _bad(f"unexpected form part {name!r}: after 'request' only 'document' parts", "document")
-        if len(self._documents) >= self._max_documents:
+        index = len(self._documents)
+        if index >= self._max_documents:
             raise _bad(f"at most {self._max_documents} documents per message", "document")
         self._part = "document"
         self._name = segment.filename or None
+        self._mime_type = _declared_type(segment.header("Content-Type"), f"document[{index}]")
         self._size = 0
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="upload-", dir=self._spool))
         fd, path = tempfile.mkstemp(prefix="document-", dir=self._directory)
         self._sink = os.fdopen(fd, "wb")
         self._sink_path = Path(path)
@@ -134,9 +219,9 @@ class FormUpload:
     def _write(self, data: bytes) -> None:
         if self._part == "request":
             self._json += data
-            if len(self._json) > self._max_json:
+            if len(self._json) > self._max_request:
                 raise Refusal(
-                    413, "too-large", f"the request part exceeds {self._max_json} bytes", field="request"
+                    413, "too-large", f"the request part exceeds {self._max_request} bytes", field="request"
                 )
             return
         assert self._sink is not None
@@ -145,20 +230,27 @@ class FormUpload:
 
     def _finish(self) -> None:
         if self._part == "request":
-            try:
-                value = json.loads(bytes(self._json))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise _bad("the 'request' part is not valid JSON", "request") from None
-            if not isinstance(value, dict):
-                raise _bad("the 'request' part must be a JSON object", "request")
+            value = parse_json_object(bytes(self._json), what="the 'request' part", field="request")
+            self._json = bytearray()
             self._request = value
             self._on_request(value)  # may refuse: then no document byte is read
         elif self._part == "document":
-            assert self._sink is not None
+            assert self._sink is not None and self._sink_path is not None
             self._sink.close()
             self._sink = None
             index = len(self._documents)
             if self._size == 0:
                 raise _bad(f"document {index} is empty", f"document[{index}]")
-            self._documents.append(UploadedDocument(self._sink_path, self._name, self._size))
+            self._documents.append(UploadedDocument(self._sink_path, self._name, self._size, self._mime_type))
         self._part = None
+
+
+def _declared_type(value: str | None, field: str) -> str | None:
+    """A part's Content-Type as the document's media type (essence only), or None when it declares none."""
+    if value is None:
+        return None
+    try:
+        media = MediaType.parse(value, where=field)
+    except RemoteProtocolError:
+        raise _bad(f"{field}: the part's Content-Type is not a media type", field) from None
+    return None if media.essence == _UNDECLARED else media.essence

@@ -8,13 +8,77 @@ a key) and never name another tenant's practice. The codes are part of the API c
 
 from __future__ import annotations
 
-__all__ = ["UNAUTHENTICATED_MESSAGE", "Refusal"]
+__all__ = ["CODES", "UNAUTHENTICATED_MESSAGE", "Refusal"]
 
 from xdr_edge.protocol.errors import XdrError
 
 #: The single answer to unknown identities, wrong passwords and disabled applications or logins alike, so that a
 #: caller cannot tell which of these it met (an identity oracle would help guessing).
 UNAUTHENTICATED_MESSAGE = "unknown identity or wrong password"
+
+
+#: Every code a refusal may carry: the API's contract, each listed in docs/api.md (a test keeps them in step).
+#: A library's own error code is never answered as such; it is translated to one of these.
+CODES = frozenset(
+    {
+        # 400
+        "missing-field",
+        "unknown-field",
+        "wrong-type",
+        "invalid-field",
+        "invalid-json",
+        "invalid-auth",
+        "bad-form",
+        "bad-framing",
+        "key-mismatch",
+        "certificate-expired",
+        "certificate-not-anchored",
+        "pkcs12-too-costly",
+        "validation-failed",
+        "invalid-message",
+        # 401
+        "unauthenticated",
+        "missing-credentials",
+        # 403
+        "flavour-not-allowed",
+        "account-forbidden",
+        "account-inactive",
+        "domain-binding-not-allowed",
+        "address-not-covered",
+        # 404
+        "account-not-found",
+        "certificate-not-found",
+        "address-not-bound",
+        "message-not-found",
+        "unknown-call",
+        # 405, 408, 413, 415
+        "method-not-allowed",
+        "body-too-slow",
+        "too-large",
+        "unsupported-media-type",
+        # 409
+        "address-taken",
+        "certificate-taken",
+        "certificate-revoked",
+        "login-taken",
+        "practice-id-taken",
+        "no-sending-certificate",
+        "certificate-unusable",
+        "not-sent",
+        "registry-refused",
+        # 422
+        "sender-not-bound",
+        "sender-not-in-certificate",
+        # 429
+        "too-many-failures",
+        "client-busy",
+        "application-busy",
+        "account-busy",
+        # 503
+        "sending-not-configured",
+        "store-unavailable",
+    }
+)
 
 
 class Refusal(XdrError):
@@ -31,6 +95,8 @@ class Refusal(XdrError):
         field: str | None = None,
         retry_after: int | None = None,
     ) -> None:
+        if code not in CODES:
+            raise ValueError(f"{code!r} is not a registered refusal code (refusals.CODES, docs/api.md)")
         super().__init__(message, code=code, location=field)
         self.status = status
         self.retry_after = retry_after

@@ -1,6 +1,6 @@
 """The JSON API's settings: the TOML file of ``xdr-edge api serve --config`` (flags override it), and
-:func:`build_api`, which opens the registry database, checks the credential store and assembles the app on the
-receiver's cheroot server.
+:func:`build_api`, which opens the registry database, checks the credential store, takes this process's spool
+directory (sweeping what stopped processes left) and assembles the app on the receiver's cheroot server.
 
 Strict as the receiver's file (unknown keys and wrong types name the file and the dotted key; relative paths
 resolve against the file's directory); the ``[server]`` table has the receiver's keys, read by the same code,
@@ -19,9 +19,13 @@ plus ``require_client_cert``. Example::
     credentials = "credentials"        # practices' sending keys (encrypted PKCS#12, mode 0700)
     credential_passphrase_file = "credential.pass"  # mode 0600, kept apart from backups of credentials/
     spool = "spool"                    # multipart uploads while they are sent
-    max_json_bytes = 33554432          # larger JSON bodies: 413 (send large documents as multipart)
+    max_json_bytes = 33554432          # larger MessageSend JSON bodies: 413 (send large documents as multipart)
     max_documents = 100
     allow_domain_bindings = false      # AddressBind of a whole domain (@example.org)
+    body_timeout = 60                  # seconds for what is read before the caller is known; slower: 408
+    max_requests_per_address = 5       # calls in progress at once per client address (default: half the threads)
+    max_requests_per_application = 5  # ... per application (default: half the threads)
+    max_requests_per_account = 3       # ... per account (default: half of the per-application limit)
 
     [sender]                           # where MessageSend sends (without it, MessageSend answers 503)
     endpoint = "https://hisp.example.org/xdr"
@@ -32,8 +36,9 @@ plus ``require_client_cert``. Example::
 
 from __future__ import annotations
 
-__all__ = ["ApiSettings", "BuiltApi", "build_api", "load_api_settings"]
+__all__ = ["ApiSettings", "BuiltApi", "build_api", "check_registry_private", "load_api_settings"]
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +49,10 @@ from xdr_edge.api.app import ApiApp, ApiOptions
 from xdr_edge.api.auth import Authenticator
 from xdr_edge.api.calls import AccountCalls
 from xdr_edge.api.credentials import CredentialVault
-from xdr_edge.api.messaging import MessageCalls
+from xdr_edge.api.forms import UploadSpool
+from xdr_edge.api.messaging import DEFAULT_LEASE_SECONDS, MessageCalls
 from xdr_edge.api.passwords import PasswordHasher
+from xdr_edge.api.schema import API_PREFIX
 from xdr_edge.api.throttle import FailureThrottle
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.protocol.model import MetadataLevel
@@ -59,6 +66,7 @@ from xdr_edge.receiver.settings import (
 )
 from xdr_edge.registry import Registry
 from xdr_edge.registry.accounts import SqlAccountStore, open_accounts
+from xdr_edge.registry.database import is_postgresql_url, parse_registry_url
 from xdr_edge.sender.client import XdrClient
 
 _SECTIONS: dict[str, frozenset[str]] = {
@@ -72,6 +80,10 @@ _SECTIONS: dict[str, frozenset[str]] = {
             "max_json_bytes",
             "max_documents",
             "allow_domain_bindings",
+            "body_timeout",
+            "max_requests_per_address",
+            "max_requests_per_application",
+            "max_requests_per_account",
         }
     ),
     "sender": frozenset({"endpoint", "ca_bundle", "timeout_seconds", "metadata_level"}),
@@ -89,6 +101,10 @@ class ApiSettings:
     max_json_bytes: int = ApiOptions.max_json_bytes
     max_documents: int = ApiOptions.max_documents
     allow_domain_bindings: bool = False
+    body_timeout: float = ApiOptions.body_timeout
+    max_requests_per_address: int | None = None  # None: half the server's threads
+    max_requests_per_application: int | None = None  # None: half the server's threads
+    max_requests_per_account: int | None = None  # None: half the per-application limit
     endpoint: str | None = None
     ca_bundle: Path | None = None
     timeout_seconds: float = 120.0
@@ -112,6 +128,10 @@ def _values(path: Path) -> dict[str, Any]:
         "max_json_bytes": api.integer("max_json_bytes", 1024),
         "max_documents": api.integer("max_documents", 1, 1000),
         "allow_domain_bindings": api.boolean("allow_domain_bindings"),
+        "body_timeout": api.number("body_timeout"),
+        "max_requests_per_address": api.integer("max_requests_per_address", 1),
+        "max_requests_per_application": api.integer("max_requests_per_application", 1),
+        "max_requests_per_account": api.integer("max_requests_per_account", 1),
         "endpoint": sender.string("endpoint"),
         "ca_bundle": sender.path("ca_bundle"),
         "timeout_seconds": sender.number("timeout_seconds"),
@@ -160,6 +180,10 @@ def load_api_settings(
         max_json_bytes=int(values.get("max_json_bytes", ApiSettings.max_json_bytes)),
         max_documents=int(values.get("max_documents", ApiSettings.max_documents)),
         allow_domain_bindings=bool(values.get("allow_domain_bindings", False)),
+        body_timeout=float(values.get("body_timeout", ApiSettings.body_timeout)),
+        max_requests_per_address=values.get("max_requests_per_address"),
+        max_requests_per_application=values.get("max_requests_per_application"),
+        max_requests_per_account=values.get("max_requests_per_account"),
         endpoint=endpoint,
         ca_bundle=values.get("ca_bundle"),
         timeout_seconds=float(values.get("timeout_seconds", ApiSettings.timeout_seconds)),
@@ -180,13 +204,38 @@ class BuiltApi:
     @property
     def url(self) -> str:
         """The base URL of the calls (``.../api/v1``)."""
-        return self.server.url.removesuffix("/xdr") + "/api/v1"
+        return self.server.origin + API_PREFIX
 
     def stop(self) -> None:
+        """Stop serving, then release the client's sessions, the spool directory and the database."""
         self.server.stop()
+        self.app.close()
         if self.client is not None:
             self.client.close()
         self.store.close()
+
+
+def check_registry_private(registry: str) -> None:
+    """Refuse an SQLite registry database other users may read: it holds the API's password hashes (slow
+    hashes, but an offline guess at a login password needs no throttle). A PostgreSQL database is protected
+    by its own roles."""
+    if is_postgresql_url(registry):
+        return
+    path = parse_registry_url(registry)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return  # opening it says how to create it
+    if mode & 0o044:
+        raise ConfigurationError(
+            f"registry database {path} is readable by other users (mode {mode:o}); it holds the API's password "
+            f"hashes: chmod 600 {path}",
+            location=str(path),
+        )
+
+
+def _half(value: int) -> int:
+    return max(1, value // 2)
 
 
 def build_api(
@@ -195,10 +244,13 @@ def build_api(
     *,
     hasher: PasswordHasher | None = None,
     identity_throttle: FailureThrottle | None = None,
+    pair_throttle: FailureThrottle | None = None,
     address_throttle: FailureThrottle | None = None,
+    message_lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> BuiltApi:
-    """Open the registry database (which must exist), check the credential store, and assemble the app and
-    its server. The hasher and throttles are parameters so that tests can make them cheaper and quicker."""
+    """Open the registry database (which must exist), check the credential store, take a spool directory, and
+    assemble the app and its server. The hasher, throttles and lease are parameters so that tests can make
+    them cheaper and quicker."""
     store = open_accounts(settings.registry, max_connections=server.threads + 2)
     vault = CredentialVault(settings.credentials, settings.credential_passphrase_file)
     vault.check()
@@ -214,16 +266,25 @@ def build_api(
     accounts = AccountCalls(
         Registry(store), store, vault, hasher, allow_domain_bindings=settings.allow_domain_bindings
     )
+    per_application = settings.max_requests_per_application or _half(server.threads)
     app = ApiApp(
         Authenticator(
-            store, hasher=hasher, identity_throttle=identity_throttle, address_throttle=address_throttle
+            store,
+            hasher=hasher,
+            identity_throttle=identity_throttle,
+            pair_throttle=pair_throttle,
+            address_throttle=address_throttle,
         ),
         accounts,
-        MessageCalls(accounts, client, level=settings.metadata_level),
+        MessageCalls(accounts, client, level=settings.metadata_level, lease_seconds=message_lease_seconds),
         ApiOptions(
-            spool=settings.spool,
+            spool=UploadSpool(settings.spool),
             max_json_bytes=settings.max_json_bytes,
             max_documents=settings.max_documents,
+            body_timeout=settings.body_timeout,
+            max_requests_per_address=settings.max_requests_per_address or _half(server.threads),
+            max_requests_per_application=per_application,
+            max_requests_per_account=settings.max_requests_per_account or _half(per_application),
         ),
     )
     return BuiltApi(XdrServer(app, server), app, store, client)

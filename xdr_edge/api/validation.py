@@ -42,8 +42,13 @@ def _join(base: str, key: str) -> str:
 
 
 def check(value: Any, schema: Mapping[str, Any], field: str = "") -> None:
-    """Raise a 400 :class:`Refusal` naming the first field of ``value`` that ``schema`` does not allow."""
+    """Raise a 400 :class:`Refusal` naming the first field of ``value`` that ``schema`` does not allow.
+
+    JSON ``null`` is never a value (``wrong-type``): an optional field is left out, not set to null, so that
+    no handler meets a None it did not expect."""
     where = field or "body"
+    if value is None:
+        raise _bad(where, "must not be null (leave the field out instead)", "wrong-type")
     kind = schema.get("type")
     if kind is not None:
         expected = _TYPES[kind]
@@ -67,7 +72,7 @@ def check(value: Any, schema: Mapping[str, Any], field: str = "") -> None:
 def _check_object(value: dict[str, Any], schema: Mapping[str, Any], field: str) -> None:
     properties: Mapping[str, Any] = schema.get("properties", {})
     for name in schema.get("required", ()):
-        if name not in value or value[name] is None:
+        if name not in value:
             raise _bad(_join(field, name), "is required", "missing-field")
     if schema.get("additionalProperties") is False:
         for name in value:
@@ -75,7 +80,7 @@ def _check_object(value: dict[str, Any], schema: Mapping[str, Any], field: str) 
                 shown = name if len(name) <= 64 and name.isprintable() else repr(name[:64])
                 raise _bad(_join(field, shown), "is not a field of this call", "unknown-field")
     for name, sub in properties.items():
-        if name in value and value[name] is not None:
+        if name in value:
             check(value[name], sub, _join(field, name))
 
 

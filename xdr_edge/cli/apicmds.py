@@ -1,7 +1,8 @@
 """``xdr-edge api ...``: the JSON API for integration engines (docs/api.md).
 
-Thin: ``serve`` reads the settings (:func:`xdr_edge.api.settings.load_api_settings`), assembles the app on the
-receiver's cheroot server and waits for a signal; ``add-application``, ``reset-application-password``,
+Thin: ``serve`` reads the settings (:func:`xdr_edge.api.settings.load_api_settings`), refuses an SQLite registry
+database other users may read (it holds the password hashes), assembles the app on the receiver's cheroot
+server and waits for a signal; ``add-application``, ``reset-application-password``,
 ``disable-application``, ``enable-application`` and ``applications`` administer integrators' applications in the
 registry database (:mod:`xdr_edge.api.applications`), audited with the OS user as the actor; ``openapi`` prints
 the OpenAPI document. A generated password is printed once, on stdout, and never stored in clear.
@@ -9,40 +10,19 @@ the OpenAPI document. A generated password is printed once, on stdout, and never
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from xdr_edge.api.applications import add_application, reset_application_password, set_application_active
-from xdr_edge.api.schema import openapi_document
-from xdr_edge.api.settings import build_api, load_api_settings
-from xdr_edge.cli.common import echo_json, handle_errors
+from xdr_edge.api.openapi import openapi_document
+from xdr_edge.api.settings import build_api, check_registry_private, load_api_settings
+from xdr_edge.cli.common import audit_actor, echo_json, handle_errors, registry_option, serve_until_signalled
 from xdr_edge.registry.accounts import open_accounts
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown-user"
-
-
-_registry_option = click.option(
-    "--registry",
-    "registry_url",
-    envvar="XDR_EDGE_REGISTRY",
-    required=True,
-    metavar="URL",
-    help="Registry database: a path, sqlite:relative.db or sqlite:///abs/path.db [env XDR_EDGE_REGISTRY].",
-)
 
 
 @click.group("api")
@@ -65,48 +45,40 @@ def serve(config_file: Path, host: str | None, port: int | None, quiet: bool) ->
         if api_log.getEffectiveLevel() > logging.INFO:
             api_log.setLevel(logging.INFO)
     server_config, settings = load_api_settings(config_file, overrides={"host": host, "port": port})
+    check_registry_private(settings.registry)
     built = build_api(server_config, settings)
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def start() -> None:
         built.server.start()
         click.echo(f"xdr-edge API listening on {built.url}/ (OpenAPI: {built.url}/openapi.json)")
         click.echo(f"  registry: {built.store.location}")
         click.echo(f"  sending:  {settings.endpoint or 'not configured (MessageSend answers 503)'}")
-        click.echo("Ctrl-C or SIGTERM stops it.")
-        while not stop.wait(0.5):
-            pass
-        click.echo("stopping: finishing calls in progress")
-    finally:
-        built.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    click.echo("stopped")
+        swept = built.app.options.spool.swept
+        if swept:
+            click.echo(f"  removed {swept} spooled upload(s) left by API processes that stopped")
+
+    serve_until_signalled(start, built.stop, stopping="stopping: finishing calls in progress")
 
 
 @api.command("add-application")
 @click.argument("application_id")
 @click.option("--name", default="", help="A display name (default: the id).")
-@_registry_option
+@registry_option
 @handle_errors
 def add_application_cmd(application_id: str, name: str, registry_url: str) -> None:
     """Create an application and print its generated password (shown this once)."""
-    password = add_application(open_accounts(registry_url), application_id, name, actor=_actor())
+    password = add_application(open_accounts(registry_url), application_id, name, actor=audit_actor())
     click.echo(f"application {application_id} created; its password (shown once, store it now):", err=True)
     click.echo(password)
 
 
 @api.command("reset-application-password")
 @click.argument("application_id")
-@_registry_option
+@registry_option
 @handle_errors
 def reset_password_cmd(application_id: str, registry_url: str) -> None:
     """Replace an application's password with a new generated one (shown this once)."""
-    password = reset_application_password(open_accounts(registry_url), application_id, actor=_actor())
+    password = reset_application_password(open_accounts(registry_url), application_id, actor=audit_actor())
     click.echo(
         f"new password of application {application_id} (shown once; the old one no longer works):", err=True
     )
@@ -115,26 +87,26 @@ def reset_password_cmd(application_id: str, registry_url: str) -> None:
 
 @api.command("disable-application")
 @click.argument("application_id")
-@_registry_option
+@registry_option
 @handle_errors
 def disable_cmd(application_id: str, registry_url: str) -> None:
     """Refuse an application's calls from now on (its practices stay)."""
-    changed = set_application_active(open_accounts(registry_url), application_id, False, actor=_actor())
+    changed = set_application_active(open_accounts(registry_url), application_id, False, actor=audit_actor())
     click.echo(f"application {application_id} {'disabled' if changed else 'was already disabled'}")
 
 
 @api.command("enable-application")
 @click.argument("application_id")
-@_registry_option
+@registry_option
 @handle_errors
 def enable_cmd(application_id: str, registry_url: str) -> None:
     """Accept a disabled application's calls again."""
-    changed = set_application_active(open_accounts(registry_url), application_id, True, actor=_actor())
+    changed = set_application_active(open_accounts(registry_url), application_id, True, actor=audit_actor())
     click.echo(f"application {application_id} {'enabled' if changed else 'was already enabled'}")
 
 
 @api.command("applications")
-@_registry_option
+@registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @handle_errors
 def applications_cmd(registry_url: str, as_json: bool) -> None:

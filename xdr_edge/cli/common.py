@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: exit statuses, error printing without tracebacks, JSON output."""
+"""Shared CLI plumbing: exit statuses, error printing without tracebacks, JSON output, the ``--registry``
+option and the audit actor of the administration commands, and running a server until a signal stops it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_OK",
     "EXIT_TRANSPORT",
+    "audit_actor",
     "echo_json",
     "handle_errors",
+    "registry_option",
+    "serve_until_signalled",
 ]
 
 import functools
+import getpass
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -87,3 +95,52 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def audit_actor() -> str:
+    """Who made a change, for the registry's audit log: the OS user running the command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown-user"
+
+
+def registry_option(func: F) -> F:
+    """``--registry URL`` (or ``XDR_EDGE_REGISTRY``), required: the registry database the command acts on."""
+    option = click.option(
+        "--registry",
+        "registry_url",
+        envvar="XDR_EDGE_REGISTRY",
+        required=True,
+        metavar="URL",
+        help="Registry database: a path, sqlite:///abs/path.db or postgresql://user@host/db [env XDR_EDGE_REGISTRY].",
+    )
+    return option(func)
+
+
+def serve_until_signalled(start: Callable[[], None], stop: Callable[[], None], *, stopping: str) -> None:
+    """Run ``start`` (which starts a server on its own threads and says where it listens), wait for Ctrl-C
+    (SIGINT) or SIGTERM, then ``stop`` it; the previous signal handlers are restored afterwards.
+
+    Waits in short slices so that the handler runs promptly on any platform; ``stop`` runs whatever happened,
+    even when ``start`` failed half-way."""
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        start()
+        click.echo("Ctrl-C or SIGTERM stops it.")
+        while not stopped.wait(0.5):
+            pass
+        click.echo(stopping)
+    finally:
+        stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped")

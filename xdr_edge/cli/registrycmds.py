@@ -8,7 +8,6 @@ database: a path, ``sqlite:relative.db``, ``sqlite:///abs/path.db`` or ``postgre
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,33 +16,13 @@ from typing import Any, TypeVar
 import click
 
 from xdr_edge.certs import load_certificates
-from xdr_edge.cli.common import EXIT_FAILURE, echo_json, handle_errors
+from xdr_edge.cli.common import EXIT_FAILURE, audit_actor, echo_json, handle_errors, registry_option
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
 from xdr_edge.registry import CertificateRecord, MappingKind, Registry, open_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _actor() -> str:
-    """Who made a change, for the audit log: the OS user running the command."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown-user"
-
-
-def _registry_option(func: F) -> F:
-    option = click.option(
-        "--registry",
-        "registry_url",
-        envvar="XDR_EDGE_REGISTRY",
-        required=True,
-        metavar="URL",
-        help="Registry database: a path, sqlite:///abs/path.db or postgresql://user@host/db [env XDR_EDGE_REGISTRY].",
-    )
-    return option(func)
 
 
 def _json_option(func: F) -> F:
@@ -79,17 +58,17 @@ def registry() -> None:
 
 
 @registry.command("init")
-@_registry_option
+@registry_option
 @handle_errors
 def init(registry_url: str) -> None:
     """Create the registry database, or bring its schema up to date."""
     reg = _open(registry_url)
-    created = reg.init(actor=_actor())
+    created = reg.init(actor=audit_actor())
     click.echo(f"{'created' if created else 'up to date'}: {reg.location}")
 
 
 @registry.command("add-practice")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @click.option("--name", default="", help="Display name.")
 @click.option(
@@ -98,12 +77,12 @@ def init(registry_url: str) -> None:
 @handle_errors
 def add_practice(registry_url: str, practice_id: str, name: str, inactive: bool) -> None:
     """Add a practice, keyed by the integrator's own id for it."""
-    practice = _open(registry_url).add_practice(practice_id, name, actor=_actor(), active=not inactive)
+    practice = _open(registry_url).add_practice(practice_id, name, actor=audit_actor(), active=not inactive)
     click.echo(f"added practice {practice.id}{' (inactive)' if not practice.active else ''}")
 
 
 @registry.command("enroll")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @click.argument("cert_file", type=_FILE)
 @click.option(
@@ -117,7 +96,7 @@ def enroll(registry_url: str, practice_id: str, cert_file: Path, ahead_of_anchor
     SHA-256 fingerprint. It must chain to a trust anchor (add-anchor), unless --ahead-of-anchor."""
     leaf, *chain = load_certificates(cert_file)
     record = _open(registry_url).enroll(
-        practice_id, leaf, actor=_actor(), chain=chain, ahead_of_anchor=ahead_of_anchor
+        practice_id, leaf, actor=audit_actor(), chain=chain, ahead_of_anchor=ahead_of_anchor
     )
     click.echo(f"enrolled for {record.practice_id}: {_cert_line(record)}")
     if ahead_of_anchor:
@@ -125,7 +104,7 @@ def enroll(registry_url: str, practice_id: str, cert_file: Path, ahead_of_anchor
 
 
 @registry.command("unenroll")
-@_registry_option
+@registry_option
 @click.argument("certificate")
 @handle_errors
 def unenroll(registry_url: str, certificate: str) -> None:
@@ -133,12 +112,12 @@ def unenroll(registry_url: str, certificate: str) -> None:
     CERTIFICATE is a SHA-256 fingerprint or a certificate file. A revoked certificate stays (and stays refused)."""
     path = Path(certificate)
     target: Any = load_certificates(path)[0] if path.is_file() else certificate
-    record = _open(registry_url).unenroll(target, actor=_actor())
+    record = _open(registry_url).unenroll(target, actor=audit_actor())
     click.echo(f"unenrolled from {record.practice_id}: {record.fingerprint_sha256}  {record.subject}")
 
 
 @registry.command("deactivate")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @handle_errors
 def deactivate(registry_url: str, practice_id: str) -> None:
@@ -147,7 +126,7 @@ def deactivate(registry_url: str, practice_id: str) -> None:
 
 
 @registry.command("activate")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @handle_errors
 def activate(registry_url: str, practice_id: str) -> None:
@@ -157,34 +136,34 @@ def activate(registry_url: str, practice_id: str) -> None:
 
 def _set_active(registry_url: str, practice_id: str, active: bool) -> None:
     state = "active" if active else "inactive"
-    changed = _open(registry_url).set_active(practice_id, active, actor=_actor())
+    changed = _open(registry_url).set_active(practice_id, active, actor=audit_actor())
     click.echo(f"{practice_id} is now {state}" if changed else f"{practice_id} was already {state}")
 
 
 @registry.command("bind")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @click.argument("address_or_domain")
 @handle_errors
 def bind(registry_url: str, practice_id: str, address_or_domain: str) -> None:
     """Bind a Direct address (user@domain) or a whole domain (domain or @domain) to a practice."""
-    binding = _open(registry_url).bind(practice_id, address_or_domain, actor=_actor())
+    binding = _open(registry_url).bind(practice_id, address_or_domain, actor=audit_actor())
     click.echo(f"bound {binding} to {practice_id}")
 
 
 @registry.command("unbind")
-@_registry_option
+@registry_option
 @click.argument("practice_id")
 @click.argument("address_or_domain")
 @handle_errors
 def unbind(registry_url: str, practice_id: str, address_or_domain: str) -> None:
     """Remove a binding; the practice may no longer send as that address or domain (effective at once)."""
-    binding = _open(registry_url).unbind(practice_id, address_or_domain, actor=_actor())
+    binding = _open(registry_url).unbind(practice_id, address_or_domain, actor=audit_actor())
     click.echo(f"unbound {binding} from {practice_id}")
 
 
 @registry.command("revoke")
-@_registry_option
+@registry_option
 @click.argument("certificate")
 @click.option("--reason", required=True, help="Why (recorded in the audit log and shown in refusals).")
 @handle_errors
@@ -193,29 +172,29 @@ def revoke(registry_url: str, certificate: str, reason: str) -> None:
     also blocks a certificate that was never enrolled)."""
     path = Path(certificate)
     target: Any = load_certificates(path)[0] if path.is_file() else certificate
-    record = _open(registry_url).revoke(target, reason, actor=_actor())
+    record = _open(registry_url).revoke(target, reason, actor=audit_actor())
     click.echo(f"revoked: {_cert_line(record)}")
 
 
 @registry.command("add-anchor")
-@_registry_option
+@registry_option
 @click.argument("ca_file", type=_FILE)
 @handle_errors
 def add_anchor(registry_url: str, ca_file: Path) -> None:
     """Trust a CA certificate for client certificates."""
-    anchor = _open(registry_url).add_trust_anchor(load_certificates(ca_file)[0], actor=_actor())
+    anchor = _open(registry_url).add_trust_anchor(load_certificates(ca_file)[0], actor=audit_actor())
     click.echo(f"trust anchor added: {anchor.fingerprint_sha256}  {anchor.subject}")
 
 
 @registry.command("remove-anchor")
-@_registry_option
+@registry_option
 @click.argument("fingerprint")
 @handle_errors
 def remove_anchor(registry_url: str, fingerprint: str) -> None:
     """Stop trusting a CA (by SHA-256 fingerprint, as `list` shows it): certificates it issued are refused from
     the next request on, enrolled or not."""
     reg = _open(registry_url)
-    anchor = reg.remove_trust_anchor(fingerprint, actor=_actor())
+    anchor = reg.remove_trust_anchor(fingerprint, actor=audit_actor())
     click.echo(f"trust anchor removed: {anchor.fingerprint_sha256}  {anchor.subject}")
     orphans = [c for c in reg.certificates() if c.issuer == anchor.subject and not c.revoked]
     if orphans:
@@ -226,7 +205,7 @@ def remove_anchor(registry_url: str, fingerprint: str) -> None:
 
 
 @registry.command("load-crl")
-@_registry_option
+@registry_option
 @click.argument("crl_file", type=_FILE)
 @handle_errors
 def load_crl(registry_url: str, crl_file: Path) -> None:
@@ -234,7 +213,7 @@ def load_crl(registry_url: str, crl_file: Path) -> None:
 
     Kept per issuer name and signing key, so two trusted CAs of one name keep their own CRLs.
     """
-    record = _open(registry_url).load_crl(crl_file.read_bytes(), actor=_actor())
+    record = _open(registry_url).load_crl(crl_file.read_bytes(), actor=audit_actor())
     until = f", next update {record.next_update:%Y-%m-%d %H:%M}Z" if record.next_update else ""
     click.echo(
         f"CRL loaded for {record.issuer}, {record.key_label} "
@@ -243,7 +222,7 @@ def load_crl(registry_url: str, crl_file: Path) -> None:
 
 
 @registry.command("add-rule")
-@_registry_option
+@registry_option
 @click.argument("kind", type=click.Choice([k.value for k in MappingKind]))
 @click.option(
     "--attribute", help="Subject attribute for subject-attribute rules (UID, CN, OU, ... or an OID)."
@@ -256,7 +235,7 @@ def add_rule(registry_url: str, kind: str, attribute: str | None, issuer_fingerp
     """Map trusted but unpinned certificates to practices by a subject attribute or SAN (tried in order)."""
     reg = _open(registry_url)
     rule = reg.add_mapping_rule(
-        kind, attribute=attribute, issuer_fingerprint=issuer_fingerprint, actor=_actor()
+        kind, attribute=attribute, issuer_fingerprint=issuer_fingerprint, actor=audit_actor()
     )
     click.echo(f"mapping rule {rule.position} added: {rule.describe()}")
     anchors = reg.trust_anchors()
@@ -270,17 +249,17 @@ def add_rule(registry_url: str, kind: str, attribute: str | None, issuer_fingerp
 
 
 @registry.command("remove-rule")
-@_registry_option
+@registry_option
 @click.argument("position", type=click.IntRange(1))
 @handle_errors
 def remove_rule(registry_url: str, position: int) -> None:
     """Remove the mapping rule at POSITION (as `list` shows it); the others keep their positions and order."""
-    rule = _open(registry_url).remove_mapping_rule(position, actor=_actor())
+    rule = _open(registry_url).remove_mapping_rule(position, actor=audit_actor())
     click.echo(f"mapping rule {rule.position} removed: {rule.describe()}")
 
 
 @registry.command("list")
-@_registry_option
+@registry_option
 @_json_option
 @handle_errors
 def list_(registry_url: str, as_json: bool) -> None:
@@ -318,7 +297,7 @@ def list_(registry_url: str, as_json: bool) -> None:
 
 
 @registry.command("show")
-@_registry_option
+@registry_option
 @_json_option
 @click.argument("practice_id")
 @handle_errors
@@ -343,7 +322,7 @@ def show(registry_url: str, as_json: bool, practice_id: str) -> None:
 
 
 @registry.command("check")
-@_registry_option
+@registry_option
 @_json_option
 @click.argument("cert_file", type=_FILE)
 @click.argument("address")
@@ -362,7 +341,7 @@ def check(registry_url: str, as_json: bool, cert_file: Path, address: str) -> No
 
 
 @registry.command("audit")
-@_registry_option
+@registry_option
 @_json_option
 @click.option(
     "--limit", type=click.IntRange(1), default=50, show_default=True, help="How many recent changes."

@@ -8,14 +8,11 @@ module only prints where it listens and waits for a signal to stop.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from xdr_edge.cli.common import handle_errors
+from xdr_edge.cli.common import handle_errors, serve_until_signalled
 from xdr_edge.receiver.settings import BuiltServer, ReceiverOptions, build_server, load_receiver_settings
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -127,24 +124,16 @@ def serve(config_file: Path | None, quiet: bool, **flags: object) -> None:
             receiver_log.setLevel(logging.INFO)
     server_config, options = load_receiver_settings(config_file, overrides=flags)
     built = build_server(server_config, options)
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def start() -> None:
         built.server.start()
         _announce(built, options)
-        while not stop.wait(0.5):  # short waits: the signal handler runs between them on any platform
-            pass
-        click.echo("stopping: finishing requests in progress")
-    finally:
+
+    def stop() -> None:
         built.server.stop()
         built.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    click.echo("stopped")
+
+    serve_until_signalled(start, stop, stopping="stopping: finishing requests in progress")
 
 
 def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
@@ -153,7 +142,7 @@ def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
         if options.behind_proxy
         else "mutual TLS"
     )
-    base = built.server.url.removesuffix("/xdr")
+    base = built.server.origin
     where = base + options.path if options.path else base + "/ (any path)"
     click.echo(f"xdr-edge receiver listening on {where} ({mode})")
     click.echo(f"  receiver: {built.inbox.receiver}")
@@ -167,7 +156,6 @@ def _announce(built: BuiltServer, options: ReceiverOptions) -> None:
         )
     if recovered.completed:
         click.echo(f"  moved {recovered.completed} submission(s) recorded before an interruption into place")
-    click.echo("Ctrl-C or SIGTERM stops it.", nl=True)
 
 
 COMMANDS = [serve]

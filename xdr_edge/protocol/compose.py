@@ -7,7 +7,8 @@ What is filled in, and why:
 - UTC ``submissionTime`` now; ``sourceId`` stable per sending Direct domain (a name-based UUID OID) unless given;
 - SHA-1 ``hash`` and ``size`` computed by streaming the exact bytes that will be sent (the MTOM writer re-checks
   them while sending, so a file changed in between aborts the send instead of contradicting the metadata);
-- ``mimeType`` from the content's magic bytes, then from the file extension;
+- ``mimeType`` as the sender declared it (:attr:`~xdr_edge.protocol.model.Document.mime_type`), else from the
+  content's magic bytes, then from the file extension;
 - ``intendedRecipient`` (``||^^Internet^addr``) and ``authorTelecommunication`` from the Direct addresses (DTS
   433/434), and the HasMember associations with ``SubmissionSetStatus=Original``;
 - for a C-CDA document, patient id and name, title, type code, author, confidentiality, language, creation and
@@ -192,7 +193,7 @@ def _entry(
     author: Author | None,
 ) -> DocumentEntry:
     head = document.head()
-    mime = guess_mime_type(head, document.name)
+    mime = document.mime_type or guess_mime_type(head, document.name)
     cda = read_cda_header(head) if mime in ("text/xml", "application/xml") else None
     sha1, size = document.digest()
     xds = level is MetadataLevel.XDS

@@ -391,10 +391,11 @@ class Document:
     Sources: a file path (re-opened for every read, so a retry re-sends from the start), a seekable binary file
     object (rewound to where it stood when wrapped), or in-memory bytes for small documents and tests.
     ``sha1``/``size`` may be given when already known (the receiver computes them while spooling a part);
-    otherwise :meth:`digest` streams the source once.
+    otherwise :meth:`digest` streams the source once. ``mime_type``, when the sender declared one (a form part's
+    Content-Type, an API field), is the DocumentEntry mimeType instead of a guess from the content.
     """
 
-    __slots__ = ("_data", "_fileobj", "_known", "_path", "_start", "name")
+    __slots__ = ("_data", "_fileobj", "_known", "_path", "_start", "mime_type", "name")
 
     def __init__(
         self,
@@ -405,6 +406,7 @@ class Document:
         name: str | None = None,
         sha1: str | None = None,
         size: int | None = None,
+        mime_type: str | None = None,
     ) -> None:
         if sum(x is not None for x in (path, fileobj, data)) != 1:
             raise ValueError("a Document needs exactly one of path, fileobj or data")
@@ -417,6 +419,7 @@ class Document:
                 raise ValueError("a Document file object must be seekable so that a retry can re-send it")
             self._start = fileobj.tell()
         self.name = name if name is not None else (self._path.name if self._path else None)
+        self.mime_type = mime_type
         self._known = (sha1.lower(), size) if sha1 is not None and size is not None else None
 
     @classmethod
@@ -424,8 +427,8 @@ class Document:
         return cls(path=path)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str | None = None) -> Document:
-        return cls(data=data, name=name)
+    def from_bytes(cls, data: bytes, name: str | None = None, mime_type: str | None = None) -> Document:
+        return cls(data=data, name=name, mime_type=mime_type)
 
     @classmethod
     def from_file(cls, fileobj: BinaryIO | IO[bytes], name: str | None = None) -> Document:

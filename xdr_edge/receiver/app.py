@@ -35,7 +35,6 @@ import importlib
 import ipaddress
 import json
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -46,6 +45,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from cryptography import x509
 
+from xdr_edge.logsafe import log_safe
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
@@ -65,23 +65,13 @@ from xdr_edge.protocol.wire import (
 from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 from xdr_edge.receiver.admission import PracticeSlots
 from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.receiver.wsgi import content_length, is_chunked, status_line
 from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
 
 UNBOUND_SENDER_CODE = REPOSITORY_ERROR
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 class PeerIdentitySource(str, Enum):
@@ -172,17 +162,6 @@ _RETRY_AFTER_SECONDS = 5  # the registry database unreachable: long enough for a
 _HEALTH_PATH = "/healthz"
 
 
-_NO_SPACE = re.compile(r"\S*")
-
-
-def _log_safe(text: str) -> str:
-    """A peer-supplied value as one log token: anything with whitespace or control characters (which could
-    forge a log line) or over 200 characters is shown escaped and cut, never raw."""
-    if len(text) <= 200 and text.isprintable() and _NO_SPACE.fullmatch(text):
-        return text
-    return repr(text[:200])
-
-
 class XdrEdgeApp:
     """WSGI callable. Thread-safe: all per-request state lives in the call."""
 
@@ -210,12 +189,12 @@ class XdrEdgeApp:
             headers.append(("Connection", "close"))
         if reply.status == 503:
             headers.append(("Retry-After", str(_RETRY_AFTER_SECONDS)))
-        start_response(f"{reply.status} {_REASONS.get(reply.status, 'Error')}", headers)
+        start_response(status_line(reply.status), headers)
         log.info(
             "request practice=%s sender=%s message_id=%s outcome=%s status=%d cert=%s duration_ms=%d",
-            _log_safe(entry.practice),
-            _log_safe(entry.sender),
-            _log_safe(entry.message_id),
+            log_safe(entry.practice),
+            log_safe(entry.sender),
+            log_safe(entry.message_id),
             entry.outcome,
             entry.status,
             entry.fingerprint[:16],
@@ -228,7 +207,7 @@ class XdrEdgeApp:
     def _handle(self, environ: dict[str, Any], entry: _RequestLog) -> tuple[ReplyBytes, bool]:
         # A request refused before its body is read closes the connection when it has a body: keeping the
         # connection would make the server read (and, for some servers, hold) that body for nobody.
-        has_body = bool(_content_length(environ)) or _is_chunked(environ)
+        has_body = bool(content_length(environ)) or is_chunked(environ)
         if environ.get("REQUEST_METHOD") != "POST":
             entry.outcome = "method-not-allowed"
             body = b"XDR edge endpoint: POST an ITI-41 request here\n"
@@ -252,7 +231,7 @@ class XdrEdgeApp:
             return self._fault(Fault("Sender", reason), None, False, 403), True
         practice: Practice = ident.practice
         entry.practice = practice.id
-        length = _content_length(environ)
+        length = content_length(environ)
         if length is not None and length > self.config.limits.max_total_bytes:
             entry.outcome = "too-large"
             fault = Fault(
@@ -568,22 +547,8 @@ def _load_pem(pem: str) -> tuple[x509.Certificate | None, str]:
         return None, "the client certificate could not be parsed"
 
 
-def _content_length(environ: dict[str, Any]) -> int | None:
-    value = environ.get("CONTENT_LENGTH")
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
 def _is_mtom(environ: dict[str, Any]) -> bool:
     """Whether the request is an MTOM package, so that even a fault answers in kind (ITI TF-2x V.3.6); a
     Content-Type too broken to read is answered in plain SOAP."""
     media = MediaType.parse_or_none(environ.get("CONTENT_TYPE"))
     return media is not None and media.matches("multipart/related")
-
-
-def _is_chunked(environ: dict[str, Any]) -> bool:
-    """Transfer-Encoding is a comma-separated list of case-insensitive codings (RFC 9112 §6.1)."""
-    codings = str(environ.get("HTTP_TRANSFER_ENCODING", "")).split(",")
-    return any(coding.strip().lower() == "chunked" for coding in codings)

@@ -8,7 +8,10 @@ Apache's mod_reqtimeout (``header=...``, ``body=...,MinRate=...``) and nginx's `
 * :class:`HeaderStream`: the request line and the header fields must all arrive within ``header_timeout``
   seconds of the server starting to read them (RFC 9110 §15.5.9, 408 Request Timeout, is the answer);
 * :class:`PacedStream`: byte ``n`` of the body must arrive within ``grace + n / min_rate`` seconds of the
-  headers, so a large upload may take as long as it needs at a sane rate, and a trickle is cut off.
+  headers, so a large upload may take as long as it needs at a sane rate, and a trickle is cut off; an
+  application may add a total deadline for the part of the body it reads before it knows who is calling
+  (:meth:`PacedStream.limit_total`, offered to it as the WSGI environ entry ``xdr_edge.body_deadline``), since
+  a stranger's body should not hold a worker for hours at the minimum rate.
 
 Every read waits at most until the deadline (and never longer than ``idle``, the usual socket timeout), and
 returns what is available (``read1``/``peek``) instead of waiting for a full buffer, so the deadline is checked
@@ -111,11 +114,22 @@ class PacedStream(_DeadlineStream):
         super().__init__(rfile, sock, idle=idle)
         self._grace = grace
         self._min_rate = min_rate
+        self._total: tuple[float, float] | None = None  # (deadline, seconds it was set to)
+
+    def limit_total(self, seconds: float | None) -> None:
+        """From now on, what is still read must arrive within ``seconds`` in all (as well as at the minimum
+        rate); ``None`` lifts that total deadline again."""
+        self._total = None if seconds is None else (time.monotonic() + seconds, seconds)
 
     def _deadline(self) -> float:
-        return self._started + self._grace + (self.received + 1) / self._min_rate
+        paced = self._started + self._grace + (self.received + 1) / self._min_rate
+        return paced if self._total is None else min(paced, self._total[0])
 
     def _too_slow(self) -> UploadTooSlow:
+        if self._total is not None and time.monotonic() >= self._total[0]:
+            return UploadTooSlow(
+                f"the request body did not arrive within {self._total[1]:g} s ({self.received} bytes received)"
+            )
         elapsed = max(time.monotonic() - self._started, 0.001)
         return UploadTooSlow(
             f"the request body is arriving too slowly ({self.received} bytes in {elapsed:.0f} s; this endpoint "

@@ -489,6 +489,7 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
         elif isinstance(req.rfile, cheroot_server.KnownLengthRFile):
             req.rfile.rfile = paced  # cheroot's length accounting, our paced reads underneath
         env: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+        env["xdr_edge.body_deadline"] = paced.limit_total  # for an app's reads before it knows the caller
         if req.chunked_read and env.pop("CONTENT_LENGTH", None) is not None:
             # Both framings: Transfer-Encoding wins, and the connection must not be reused (RFC 9112 §6.1)
             req.close_connection = True
@@ -617,10 +618,16 @@ class XdrServer:
         return int(self._server.bind_addr[1])
 
     @property
-    def url(self) -> str:
+    def origin(self) -> str:
+        """``https://host:port`` (``http`` behind a proxy): where this server listens, without a path."""
         scheme = "http" if self.config.plain_http else "https"
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
-        return f"{scheme}://{host}:{self.port}/xdr"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The XDR endpoint's conventional URL (``<origin>/xdr``)."""
+        return f"{self.origin}/xdr"
 
     def start(self) -> XdrServer:
         self._server.prepare()

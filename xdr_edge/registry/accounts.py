@@ -92,7 +92,8 @@ class MessageRecord:
     """One MessageSend: who asked, from and to which addresses, and (once known) the outcome.
 
     ``outcome`` is None while the message is being sent (or when the API stopped in the middle of sending:
-    the outcome is then unknown). ``detail`` is the send result without PHI (identifiers, status, errors).
+    the outcome is then unknown). ``detail`` is the send result without PHI (identifiers, status, errors);
+    while the message is being sent, the sending process's lease on it (renewed while it lives).
     """
 
     id: str
@@ -161,6 +162,11 @@ class AccountStore(Protocol):
     def finish_message(
         self, message_id: str, outcome: str, detail: dict[str, JsonValue], at: datetime
     ) -> None: ...
+
+    def renew_message(self, message_id: str, detail: dict[str, JsonValue]) -> bool:
+        """Replace the detail of a message still being sent (the API's lease on it); False once it has an
+        outcome (or is unknown)."""
+        ...
 
     def message(self, message_id: str) -> MessageRecord | None: ...
 
@@ -425,6 +431,14 @@ class SqlAccountStore(SqlStore):
                 "UPDATE api_messages SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
                 (outcome, json.dumps(detail, sort_keys=True), _ts(at), message_id),
             )
+
+    def renew_message(self, message_id: str, detail: dict[str, JsonValue]) -> bool:
+        with self.database.transaction(Access.RECORD) as conn:
+            cursor = conn.execute(
+                "UPDATE api_messages SET detail = ? WHERE id = ? AND outcome IS NULL",
+                (json.dumps(detail, sort_keys=True), message_id),
+            )
+            return cursor.rowcount > 0
 
     def message(self, message_id: str) -> MessageRecord | None:
         with self.database.connection() as conn:

@@ -35,7 +35,7 @@ from typing import Any
 
 from urllib3 import exceptions as http_errors
 
-from xdr_edge.certs import ClientIdentity
+from xdr_edge.certs import covered_by_certificate
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.classify import Outcome, classify_response
 from xdr_edge.protocol.codes import ALREADY_STORED
@@ -47,7 +47,7 @@ from xdr_edge.protocol.errors import (
     ValidationFailed,
 )
 from xdr_edge.protocol.findings import Finding
-from xdr_edge.protocol.model import DirectAddress, Submission
+from xdr_edge.protocol.model import Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
 from xdr_edge.protocol.soap import Fault, LevelPlacement, RequestEnvelopeWriter
@@ -217,20 +217,6 @@ def _checked_timeout(timeout: tuple[float, float]) -> tuple[float, float]:
                 location="timeout",
             )
     return timeout
-
-
-def covered_by_certificate(identity: ClientIdentity, address: DirectAddress) -> bool:
-    """True when the certificate names no addresses or domains, or names this address or its domain.
-
-    Direct certificates carry the address (or, for organization certificates, the bare domain) as SAN
-    rfc822Name, and sometimes the domain as dNSName (Direct Applicability Statement §4)."""
-    emails = [e.lower() for e in identity.san_emails]
-    dns = [d.lower().rstrip(".") for d in identity.san_dns]
-    if not emails and not dns:
-        return True
-    if address.address.lower() in emails or address.domain in emails:
-        return True
-    return address.domain in dns
 
 
 class XdrClient:
