@@ -28,12 +28,14 @@ submissions later (our practice-binding rule: a sender address must be bound to 
 The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, both optional::
 
     [outbox]                              # how `xdr-edge outbox run` works (defaults shown)
-    workers = 4
+    workers = 4                           # 1 to 64
     poll_seconds = 2                      # how often incoming/ is scanned (polling works on network shares)
-    settle_seconds = 1                    # a drop is claimed once it looked unchanged this long
+    settle_seconds = 5                    # a drop is claimed once it looked unchanged this long
     retry_base_seconds = 5                # first wait after a transient failure, doubled each time ...
     retry_max_seconds = 300               # ... up to this (with jitter)
     give_up_after_hours = 72              # then a drop still not delivered is failed
+    keep_finished_days = 30               # the journal forgets sent and failed drops after this
+    state_dir = "/var/lib/xdr-edge/outbox-a"   # optional: the journal on a local disk (DIR on a share)
 
     [[practice]]
     id = "practice-a"
@@ -46,11 +48,13 @@ The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, bo
 
 from __future__ import annotations
 
-__all__ = ["OutboxDefaults", "OutboxSettings", "SenderConfig", "load_sender_config"]
+__all__ = ["MAX_OUTBOX_WORKERS", "OutboxDefaults", "OutboxSettings", "SenderConfig", "load_sender_config"]
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from xdr_edge.practice import Binding, ClientCredential, Practice
@@ -88,36 +92,60 @@ class OutboxDefaults:
     level: MetadataLevel
 
 
+#: The most workers an outbox runs: each is a thread and, at the HISP, a connection; past a few dozen a HISP is
+#: more likely to refuse or slow down than to answer faster.
+MAX_OUTBOX_WORKERS = 64
+
+
+def _outbox_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, rule)`` for every value of ``values`` (OutboxSettings field names) that breaks its rule.
+
+    The one statement of the rules, worded without units so that it reads right for the file's hours and days
+    as for the keywords' seconds: :class:`OutboxSettings` raises the first problem, the file reader names the
+    file and its key."""
+    problems: list[tuple[str, str]] = []
+    workers = values.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_OUTBOX_WORKERS:
+        problems.append(("workers", f"must be a whole number from 1 to {MAX_OUTBOX_WORKERS}"))
+    for name in ("poll_seconds", "retry_base_seconds", "give_up_after_seconds", "keep_finished_seconds"):
+        value = values.get(name, 1.0)
+        if not _finite(value) or value <= 0:
+            problems.append((name, "must be a number above 0"))
+    for name in ("settle_seconds", "retry_max_seconds"):
+        value = values.get(name, 0.0)
+        if not _finite(value) or value < 0:
+            problems.append((name, "must be a number 0 or more"))
+    base, top = values.get("retry_base_seconds"), values.get("retry_max_seconds")
+    if _finite(base) and _finite(top) and 0 < base and 0 <= top < base:
+        problems.append(("retry_max_seconds", "must not be below retry_base_seconds"))
+    state_dir = values.get("state_dir")
+    if state_dir is not None and not isinstance(state_dir, Path):
+        problems.append(("state_dir", "must be a path"))
+    return problems
+
+
 @dataclass(frozen=True)
 class OutboxSettings:
-    """How the folder-drop sender runs; the ``[outbox]`` table (``give_up_after_hours`` there) or keywords."""
+    """How the folder-drop sender runs; the ``[outbox]`` table (in hours and days there) or keywords.
+
+    ``state_dir``: where the journal lives when not in ``DIR/.state`` (a local disk, for an outbox folder on a
+    network share: SQLite's WAL needs every process that opens it on one host, and a network filesystem's
+    locking cannot be trusted with it)."""
 
     workers: int = 4
     poll_seconds: float = 2.0
-    settle_seconds: float = 1.0
+    settle_seconds: float = 5.0
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 300.0
     give_up_after_seconds: float = 72 * 3600.0
+    keep_finished_seconds: float = 30 * 86400.0
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        # Checked here as well as in the file reader: a library caller gets the same clear refusal.
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigurationError(
-                f"outbox workers must be a whole number of at least 1, not {self.workers!r}",
-                location="outbox.workers",
-            )
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name != "workers" and (not _finite(value) or value < 0):
-                raise ConfigurationError(
-                    f"outbox {item.name} must be a finite number of seconds, 0 or more, not {value!r}",
-                    location=f"outbox.{item.name}",
-                )
-        if self.poll_seconds <= 0:
-            raise ConfigurationError(
-                f"outbox poll_seconds must be above 0, not {self.poll_seconds!r}",
-                location="outbox.poll_seconds",
-            )
+        # The same rules as the file reader's (_outbox_problems): a library caller gets the same refusal.
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        for name, rule in _outbox_problems(values)[:1]:
+            raise ConfigurationError(f"outbox {name} {rule}, got {values[name]!r}", location=f"outbox.{name}")
 
 
 @dataclass(frozen=True)
@@ -335,11 +363,17 @@ def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) 
     )
 
 
-def _seconds(reader: _Reader, key: str, default: float, *, positive: bool = False) -> float:
-    value = reader.table.get(key, default)
-    if not _finite(value) or value < 0 or (positive and value == 0):
-        raise reader.error(key, f"must be a number {'above 0' if positive else '0 or more'}, got {value!r}")
-    return float(value)
+#: The ``[outbox]`` keys: OutboxSettings field, and the factor from the file's unit to seconds.
+_OUTBOX_KEYS: dict[str, tuple[str, float]] = {
+    "workers": ("workers", 1),
+    "poll_seconds": ("poll_seconds", 1),
+    "settle_seconds": ("settle_seconds", 1),
+    "retry_base_seconds": ("retry_base_seconds", 1),
+    "retry_max_seconds": ("retry_max_seconds", 1),
+    "give_up_after_hours": ("give_up_after_seconds", 3600),
+    "keep_finished_days": ("keep_finished_seconds", 86400),
+    "state_dir": ("state_dir", 1),
+}
 
 
 def _outbox_settings(reader: _Reader) -> OutboxSettings:
@@ -347,30 +381,22 @@ def _outbox_settings(reader: _Reader) -> OutboxSettings:
     if not isinstance(table, dict):
         raise reader.error("outbox", "must be a table ([outbox])")
     sub = _Reader(reader.source, table, "outbox.")
-    base = OutboxSettings()
-    sub.refuse_unknown(
-        frozenset(
-            {
-                "workers",
-                "poll_seconds",
-                "settle_seconds",
-                "retry_base_seconds",
-                "retry_max_seconds",
-                "give_up_after_hours",
-            }
-        )
-    )
-    workers = table.get("workers", base.workers)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise sub.error("workers", f"must be a whole number of at least 1, got {workers!r}")
-    return OutboxSettings(
-        workers=workers,
-        poll_seconds=_seconds(sub, "poll_seconds", base.poll_seconds, positive=True),
-        settle_seconds=_seconds(sub, "settle_seconds", base.settle_seconds),
-        retry_base_seconds=_seconds(sub, "retry_base_seconds", base.retry_base_seconds),
-        retry_max_seconds=_seconds(sub, "retry_max_seconds", base.retry_max_seconds),
-        give_up_after_seconds=_seconds(sub, "give_up_after_hours", base.give_up_after_seconds / 3600) * 3600,
-    )
+    sub.refuse_unknown(frozenset(_OUTBOX_KEYS))
+    values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for key, raw in table.items():
+        name, factor = _OUTBOX_KEYS[key]
+        keys[name] = key
+        if name == "state_dir":
+            text = sub.string(key)
+            assert text is not None
+            path = Path(text).expanduser()
+            values[name] = (path if path.is_absolute() else reader.source.parent / path).resolve()
+        else:
+            values[name] = raw * factor if factor != 1 and _finite(raw) else raw
+    for name, rule in _outbox_problems(values)[:1]:
+        raise sub.error(keys.get(name, name), f"{rule}, got {table.get(keys.get(name, name))!r}")
+    return OutboxSettings(**values)
 
 
 def _practices(
