@@ -4,7 +4,6 @@ and the command's refusals (bad configuration, not an outbox, wrong options) wit
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from tests.outbox_helpers import drop, results, valid_manifest, write_config
 from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from xdr_edge.cli.outboxcmds import _clock_text, _progress_text
-from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import start_lab
-from xdr_edge.sender.outbox.arrivals import Arrival, Settling, find_arrivals, fingerprint
 from xdr_edge.sender.outbox.events import Progress
 
 
@@ -78,46 +75,6 @@ def test_a_practice_whose_certificate_cannot_be_used_waits_instead_of_failing_it
     assert "expired" in stuck["message"]
     states = [json.loads(line)["state"] for line in result.stdout.splitlines() if '"drop_id"' in line]
     assert "waiting" in states  # it waited (a renewed certificate would have been used) before giving up
-
-
-def test_find_arrivals_ignores_work_in_progress_and_knows_practice_folders(tmp_path: Path) -> None:
-    incoming = tmp_path / "incoming"
-    drop(incoming, "order-1", manifest=valid_manifest())
-    (incoming / ".order-2").mkdir()  # being built
-    (incoming / "practice-a").mkdir()
-    (incoming / "practice-a" / "x.xml").write_bytes(sample_ccda())
-    (incoming / "practice-a" / ".y.xml").write_bytes(sample_ccda())
-    (incoming / "stray.txt").write_text("?")
-    found = {a.name: (a.kind, a.practice_folder) for a in find_arrivals(incoming, frozenset({"practice-a"}))}
-    assert found == {
-        "order-1": ("folder", None),
-        "practice-a/x.xml": ("file", "practice-a"),
-        "stray.txt": ("file", None),
-    }
-    # a folder not named after a configured practice is an ordinary folder drop
-    assert "practice-a" in {a.name for a in find_arrivals(incoming, frozenset())}
-
-
-def test_settling_waits_until_a_drop_looked_the_same_long_enough(tmp_path: Path) -> None:
-    folder = tmp_path / "order-1"
-    folder.mkdir()
-    document = folder / "ccd.xml"
-    document.write_bytes(b"<ClinicalDocument")
-    arrival = Arrival("order-1", folder, "folder", None)
-    settling = Settling(2.0)
-    assert not settling.settled(arrival, 100.0)  # first seen
-    assert not settling.settled(arrival, 101.0)
-    stamp = os.stat(document).st_mtime
-    with document.open("ab") as out:
-        out.write(b"/>")  # the same second (coarse time steps), but the size tells
-    os.utime(document, (stamp, stamp))
-    assert fingerprint(folder)[0] == stamp
-    assert not settling.settled(arrival, 102.5)  # changed: the clock starts again
-    assert not settling.settled(arrival, 104.0)
-    assert settling.settled(arrival, 104.6)
-    settling.forget(set())
-    assert not settling.settled(arrival, 200.0)  # forgotten once gone from incoming/
-    assert Settling(0).settled(arrival, 0.0)
 
 
 def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:

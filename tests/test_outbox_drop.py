@@ -280,6 +280,27 @@ def test_a_json_manifest_lists_documents_in_its_order_and_may_name_sub_folders(
             "author.person.nick: unknown key",
         ),
         (None, "toml", "no-manifest", "no message.toml or message.json"),
+        # valid JSON and TOML, but no file can be named so: a bad drop, never an unexpected error
+        (
+            json.dumps(
+                {"practice": "practice-b", "from": B_FROM, "to": [TO], "documents": ["ccd\u0000.xml"]}
+            ),
+            "json",
+            "bad-manifest",
+            "message.json: documents[0]: 'ccd\\x00.xml' holds a control character",
+        ),
+        (
+            GOOD_TOML + 'documents = ["ccd.xml", "a\\u0007.pdf"]\n',
+            "toml",
+            "bad-manifest",
+            "message.toml: documents[1]: 'a\\x07.pdf' holds a control character",
+        ),
+        (
+            GOOD_TOML + f'documents = ["{"x" * 5000}.xml"]\n',
+            "toml",
+            "bad-manifest",
+            "cannot be read as a path",
+        ),
     ],
 )
 def test_bad_drops_are_refused_with_file_and_key(

@@ -174,7 +174,15 @@ def test_200_mixed_drops_for_two_practices_are_drained_with_once(lab: Lab, tmp_p
         "sent": 130,
         "failed": 70,
     }
-    assert status["running"] is False and status["last_error"]["where"].startswith("failed/")
+    assert status["running"] is False and status["last_error"]["code"]
+    # by default free of PHI: no drop names (practice systems put patient names in them), no messages
+    plain = run("outbox", "status", outbox)
+    assert "drop-" not in plain.stdout + json.dumps(status) and "message" not in status["last_error"]
+    full = json.loads(run("outbox", "status", outbox, "--json", "--full").stdout)
+    assert full["last_error"]["where"].startswith("failed/") and full["last_error"]["drop"].startswith(
+        "drop-"
+    )
+    assert "drop-" in run("outbox", "status", outbox, "--full").stdout
 
 
 def _server(lab: Lab, port: int) -> XdrServer:

@@ -212,13 +212,16 @@ class LockFile:
         os.pwrite(self._fd, data, 0)
         os.ftruncate(self._fd, len(data))
 
-    def release(self) -> None:
-        """Empty the file (nobody holds it) and drop the lock."""
+    def release(self, *, clear: bool = True) -> None:
+        """Drop the lock; with ``clear`` (what a holder does) empty the file first, so nobody is named in it.
+        ``clear=False`` is for a process that took the ``flock`` but found the file naming a live holder it
+        cannot see (another host): the file stays theirs."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         try:
-            os.ftruncate(fd, 0)
+            if clear:
+                os.ftruncate(fd, 0)
         except OSError:
             pass  # the lock is dropped below all the same; a stale owner has an old heartbeat
         finally:

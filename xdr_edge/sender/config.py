@@ -116,8 +116,9 @@ def _outbox_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not _finite(value) or value < 0:
             problems.append((name, "must be a number 0 or more"))
     base, top = values.get("retry_base_seconds"), values.get("retry_max_seconds")
-    if _finite(base) and _finite(top) and 0 < base and 0 <= top < base:
-        problems.append(("retry_max_seconds", "must not be below retry_base_seconds"))
+    if isinstance(base, int | float) and isinstance(top, int | float) and _finite(base) and _finite(top):
+        if 0 < base and 0 <= top < base:
+            problems.append(("retry_max_seconds", "must not be below retry_base_seconds"))
     state_dir = values.get("state_dir")
     if state_dir is not None and not isinstance(state_dir, Path):
         problems.append(("state_dir", "must be a path"))
@@ -201,16 +202,6 @@ class _Reader(TableReader):
                 )
         self.refuse_unknown(allowed)
 
-    def string(self, key: str, *, required: bool = True) -> str | None:
-        value = self.table.get(key)
-        if value is None:
-            if required:
-                raise self.error(key, "missing")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, "must be a non-empty string")
-        return value.strip()
-
     def strings(self, key: str) -> list[str]:
         value = self.table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -218,7 +209,7 @@ class _Reader(TableReader):
         return value
 
     def path(self, key: str, *, required: bool = True) -> Path | None:
-        text = self.string(key, required=required)
+        text = self.text(key, required=required)
         if text is None:
             return None
         path = Path(text).expanduser()
@@ -234,7 +225,7 @@ def _finite(value: object) -> bool:
 
 
 def _endpoint(reader: _Reader) -> str:
-    endpoint = reader.string("endpoint")
+    endpoint = reader.text("endpoint", required=True)
     assert endpoint is not None
     parts = urlsplit(endpoint)
     if parts.scheme != "https" or not parts.hostname:
@@ -246,13 +237,7 @@ def _endpoint(reader: _Reader) -> str:
 
 
 def _metadata_level(reader: _Reader) -> MetadataLevel:
-    text = reader.string("metadata_level", required=False)
-    if text is None:
-        return MetadataLevel.MINIMAL
-    try:
-        return MetadataLevel.parse(text)
-    except ValueError as exc:
-        raise reader.error("metadata_level", str(exc)) from None
+    return reader.level("metadata_level") or MetadataLevel.MINIMAL
 
 
 def _timeout(reader: _Reader) -> float:
@@ -271,7 +256,7 @@ def _credential(reader: _Reader) -> ClientCredential | None:
     cert = reader.path("cert", required=False)
     key = reader.path("key", required=False)
     p12 = reader.path("p12", required=False)
-    password_env = reader.string("p12_password_env", required=False)
+    password_env = reader.text("p12_password_env", required=False)
     password_file = reader.path("p12_password_file", required=False)
     if p12 is None and (password_env or password_file):
         raise reader.error("p12_password_env" if password_env else "p12_password_file", "given without p12")
@@ -291,12 +276,7 @@ def _credential(reader: _Reader) -> ClientCredential | None:
 def _bindings(reader: _Reader) -> tuple[Binding, ...]:
     bindings: list[Binding] = []
     for index, text in enumerate(reader.strings("addresses")):
-        if "@" not in text.lstrip("@"):
-            raise reader.error(f"addresses[{index}]", f"not a Direct address (user@domain): {text!r}")
-        try:
-            bindings.append(Binding(address=DirectAddress.parse(text)))
-        except ValueError as exc:
-            raise reader.error(f"addresses[{index}]", str(exc)) from None
+        bindings.append(Binding(address=reader.address(f"addresses[{index}]", text)))
     for index, text in enumerate(reader.strings("domains")):
         domain = text.strip().lstrip("@")
         if not domain or "@" in domain or "." not in domain:
@@ -307,27 +287,16 @@ def _bindings(reader: _Reader) -> tuple[Binding, ...]:
 
 def _practice(reader: _Reader) -> Practice:
     reader.check_keys(_PRACTICE_KEYS)
-    practice_id = reader.string("id")
+    practice_id = reader.text("id", required=True)
     assert practice_id is not None
-    active = reader.table.get("active", True)
-    if not isinstance(active, bool):
-        raise reader.error("active", "must be true or false")
+    active = reader.flag("active", True)
     return Practice(
         id=practice_id,
-        name=reader.string("name", required=False) or practice_id,
+        name=reader.text("name", required=False) or practice_id,
         active=active,
         bindings=_bindings(reader),
         credential=_credential(reader),
     )
-
-
-def _address(reader: _Reader, key: str, text: object) -> DirectAddress:
-    if not isinstance(text, str) or "@" not in text.lstrip("@"):
-        raise reader.error(key, f"not a Direct address (user@domain): {text!r}")
-    try:
-        return DirectAddress.parse(text)
-    except ValueError as exc:
-        raise reader.error(key, str(exc)) from None
 
 
 def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) -> OutboxDefaults | None:
@@ -341,26 +310,14 @@ def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) 
     sub.refuse_unknown(_DEFAULTS_KEYS)
     if "from" not in table:
         raise sub.error("from", "missing")
-    sender = _address(sub, "from", table["from"])
+    sender = sub.address("from", table["from"])
     if not practice.binds(sender):
         bound = ", ".join(str(b) for b in practice.bindings) or "nothing"
         raise sub.error("from", f"{sender} is not bound to practice {practice.id!r} (bound: {bound})")
-    recipients = table.get("to")
-    if not isinstance(recipients, list) or not recipients:
-        raise sub.error(
-            "to", 'must be a non-empty list of Direct addresses, e.g. to = ["records@hisp.example"]'
-        )
-    text = table.get("metadata")
-    if text is not None:
-        try:
-            level = MetadataLevel.parse(str(text))
-        except ValueError as exc:
-            raise sub.error("metadata", str(exc)) from None
-    return OutboxDefaults(
-        sender=sender,
-        recipients=tuple(_address(sub, f"to[{i}]", t) for i, t in enumerate(recipients)),
-        level=level,
-    )
+    recipients = sub.addresses("to")
+    if recipients is None:
+        raise sub.error("to", "missing")
+    return OutboxDefaults(sender=sender, recipients=recipients, level=sub.level("metadata") or level)
 
 
 #: The ``[outbox]`` keys: OutboxSettings field, and the factor from the file's unit to seconds.
@@ -388,7 +345,7 @@ def _outbox_settings(reader: _Reader) -> OutboxSettings:
         name, factor = _OUTBOX_KEYS[key]
         keys[name] = key
         if name == "state_dir":
-            text = sub.string(key)
+            text = sub.text(key, required=True)
             assert text is not None
             path = Path(text).expanduser()
             values[name] = (path if path.is_absolute() else reader.source.parent / path).resolve()
