@@ -21,7 +21,7 @@ class Clock:
 
 def _doubling(failures: int) -> float:
     """10 s, 20 s, 40 s ...: the pause after the n-th consecutive outage answer (no jitter, for the test)."""
-    return 10.0 * 2 ** (failures - 1)
+    return float(10 * 2 ** (failures - 1))
 
 
 def _queue(limit: int = 3, give_up: float = 3600.0, clock: Clock | None = None) -> FairQueue:

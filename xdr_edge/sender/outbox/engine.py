@@ -466,7 +466,7 @@ class Outbox:
                     last_error=reason,
                     last_error_at=now,
                 )
-            log.error("drop %s: parked; tried again in %.0f s", job.drop_id, later - now)
+            log.error("drop %s: parked; tried again in %.1f s", job.drop_id, later - now)
         except Exception:
             log.error("drop %s: could not be parked; it waits for the next run", job.drop_id)
             log.debug("drop %s: could not park", job.drop_id, exc_info=True)
@@ -698,7 +698,7 @@ class Outbox:
             row,
             step=Step.FAILED,
             outcome=row.last_outcome or "NotSent",
-            code="gave-up",
+            code=row.last_code or "gave-up",
             message=f"gave up after {age} without delivery: the practice's HISP was not taking requests ({reason})",
             request=request,
             gave_up=True,
