@@ -36,7 +36,7 @@ from xdr_edge.conformance.recording import RecordingEndpoint, SenderEndpointConf
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.conformance.sender import judge_recorded
 from xdr_edge.devtools.lab import Lab, start_lab
-from xdr_edge.minting import write_atomic
+from xdr_edge.durable import write_atomic
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.metadata import write_submit_objects
@@ -270,7 +270,7 @@ def metro_endpoint(metro: Metro, site: Site) -> Iterator[Endpoint]:
     password = secrets.token_urlsafe(18)
     keystore, password_file = folder / "server.p12", folder / "server.p12.pass"
     site.lab.pki.ca.issue_server(["localhost", "127.0.0.1"]).write_p12(keystore, password.encode())
-    write_atomic(password_file, password.encode() + b"\n", 0o600)
+    write_atomic(password_file, password.encode() + b"\n", mode=0o600)
     endpoint = Endpoint(metro, Identity(keystore, password_file, site.lab.ca_bundle), folder / "stderr.log")
     try:
         yield endpoint

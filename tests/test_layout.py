@@ -18,7 +18,7 @@ PACKAGE = ROOT / "xdr_edge"
 
 #: Modules at the top of the package that both sides share.
 SHARED = {"xdr_edge._version", "xdr_edge.certs", "xdr_edge.minting", "xdr_edge.practice", "xdr_edge.tls"}
-SHARED |= {"xdr_edge.tomlconfig", "xdr_edge.wsdl", "xdr_edge.logsafe", "xdr_edge.pfx"}
+SHARED |= {"xdr_edge.tomlconfig", "xdr_edge.wsdl", "xdr_edge.logsafe", "xdr_edge.pfx", "xdr_edge.durable"}
 
 #: Which parts of xdr_edge each part may import (besides itself). ``protocol`` is the pure core.
 ALLOWED: dict[str, set[str]] = {

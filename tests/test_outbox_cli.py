@@ -1,123 +1,21 @@
-"""The outbox's edges: giving up after the configured age, a practice that cannot send, finding and settling drops,
-and the command's refusals (bad configuration, not an outbox, wrong options) with their exit statuses."""
+"""The command: its refusals (bad configuration, not an outbox, wrong options) with their exit statuses, and its
+two outputs (JSON lines on a stdout that is not a terminal, the live line on a stderr that is one)."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.outbox_helpers import drop, results, valid_manifest, write_config
 from xdr_edge.cli import main
-from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from xdr_edge.cli.common import EXIT_BAD_INPUT
 from xdr_edge.cli.outboxcmds import _clock_text, _progress_text
-from xdr_edge.conformance.samples import sample_ccda
-from xdr_edge.devtools.lab import start_lab
-from xdr_edge.sender.outbox.arrivals import Arrival, Settling, find_arrivals, fingerprint
 from xdr_edge.sender.outbox.events import Progress
 
 
 def run(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def test_a_drop_that_cannot_be_delivered_fails_at_the_give_up_age(tmp_path: Path) -> None:
-    with start_lab(tmp_path / "lab") as lab:
-        config = write_config(
-            lab,
-            tmp_path / "sender.toml",
-            endpoint=f"https://127.0.0.1:{_closed_port()}/xdr",  # nobody listens: connection refused
-            outbox={"give_up_after_hours": 1.5 / 3600, "retry_base_seconds": 0.1, "retry_max_seconds": 0.3},
-        )
-        outbox = tmp_path / "outbox"
-        for n in range(3):
-            drop(outbox / "incoming", f"d{n}", manifest=valid_manifest("practice-a"))
-        result = run("outbox", "run", outbox, "--config", config, "--once")
-    assert result.exit_code == EXIT_FAILURE
-    failed = results(outbox / "failed")
-    assert set(failed) == {"d0", "d1", "d2"}
-    assert all(doc["gave_up"] for doc in failed.values())
-    assert all(doc["submission_set_unique_id"] or doc["code"] == "gave-up" for doc in failed.values())
-    attempted = [doc for doc in failed.values() if doc["attempts"]]
-    assert attempted and all(doc["outcome"] == "TransportError" for doc in attempted)
-    assert "could not connect" in attempted[0]["message"] and "gave up after" in attempted[0]["message"]
-    assert "could not be reached" in (outbox / "failed" / "d0" / "error.txt").read_text()
-    waiting = [line for line in map(json.loads, result.stdout.splitlines()) if line.get("state") == "waiting"]
-    assert waiting and all(w["next_attempt_at"].endswith("Z") for w in waiting)
-
-
-def test_a_practice_whose_certificate_cannot_be_used_waits_instead_of_failing_its_drops(
-    tmp_path: Path,
-) -> None:
-    with start_lab(tmp_path / "lab") as lab:
-        path = write_config(lab, tmp_path / "sender.toml", outbox={"give_up_after_hours": 1.0 / 3600})
-        text = path.read_text().replace(
-            str(lab.pki.practices["practice-a"].cert), str(lab.pki.expired_client_cert)
-        )
-        path.write_text(
-            text.replace(str(lab.pki.practices["practice-a"].key), str(lab.pki.expired_client_key))
-        )
-        outbox = tmp_path / "outbox"
-        drop(outbox / "incoming", "a", manifest=valid_manifest("practice-a"))
-        drop(outbox / "incoming", "b", manifest=valid_manifest("practice-b"))
-        result = run("outbox", "run", outbox, "--config", path, "--once")
-    assert result.exit_code == EXIT_FAILURE
-    assert set(results(outbox / "sent")) == {"b"}
-    stuck = results(outbox / "failed")["a"]
-    assert stuck["gave_up"] and stuck["outcome"] == "NotSent" and stuck["attempts"] == 0
-    assert "expired" in stuck["message"]
-    states = [json.loads(line)["state"] for line in result.stdout.splitlines() if '"drop_id"' in line]
-    assert "waiting" in states  # it waited (a renewed certificate would have been used) before giving up
-
-
-def test_find_arrivals_ignores_work_in_progress_and_knows_practice_folders(tmp_path: Path) -> None:
-    incoming = tmp_path / "incoming"
-    drop(incoming, "order-1", manifest=valid_manifest())
-    (incoming / ".order-2").mkdir()  # being built
-    (incoming / "practice-a").mkdir()
-    (incoming / "practice-a" / "x.xml").write_bytes(sample_ccda())
-    (incoming / "practice-a" / ".y.xml").write_bytes(sample_ccda())
-    (incoming / "stray.txt").write_text("?")
-    found = {a.name: (a.kind, a.practice_folder) for a in find_arrivals(incoming, frozenset({"practice-a"}))}
-    assert found == {
-        "order-1": ("folder", None),
-        "practice-a/x.xml": ("file", "practice-a"),
-        "stray.txt": ("file", None),
-    }
-    # a folder not named after a configured practice is an ordinary folder drop
-    assert "practice-a" in {a.name for a in find_arrivals(incoming, frozenset())}
-
-
-def test_settling_waits_until_a_drop_looked_the_same_long_enough(tmp_path: Path) -> None:
-    folder = tmp_path / "order-1"
-    folder.mkdir()
-    document = folder / "ccd.xml"
-    document.write_bytes(b"<ClinicalDocument")
-    arrival = Arrival("order-1", folder, "folder", None)
-    settling = Settling(2.0)
-    assert not settling.settled(arrival, 100.0)  # first seen
-    assert not settling.settled(arrival, 101.0)
-    stamp = os.stat(document).st_mtime
-    with document.open("ab") as out:
-        out.write(b"/>")  # the same second (coarse time steps), but the size tells
-    os.utime(document, (stamp, stamp))
-    assert fingerprint(folder)[0] == stamp
-    assert not settling.settled(arrival, 102.5)  # changed: the clock starts again
-    assert not settling.settled(arrival, 104.0)
-    assert settling.settled(arrival, 104.6)
-    settling.forget(set())
-    assert not settling.settled(arrival, 200.0)  # forgotten once gone from incoming/
-    assert Settling(0).settled(arrival, 0.0)
 
 
 def test_the_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:

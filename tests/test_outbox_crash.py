@@ -303,6 +303,7 @@ def test_recovery_finishes_every_window_of_claim_send_finish_and_retry(lab: Lab,
         received_at=time.time(),
         first_attempt_at=None,
         finished_at=time.time(),
+        maybe_delivered=False,
     )
     journal.change(
         decided, expect=(State.CLAIMED,), state=State.FINISHING, final="failed/decided", result=document

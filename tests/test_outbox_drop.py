@@ -76,12 +76,14 @@ def test_config_reads_outbox_settings_and_practice_defaults(
     path.write_text(
         _config_text(
             demo_pki,
-            outbox="[outbox]\nworkers = 8\npoll_seconds = 0.5\nsettle_seconds = 0\ngive_up_after_hours = 0.5\n",
+            outbox="[outbox]\nworkers = 8\npoll_seconds = 0.5\nsettle_seconds = 0\ngive_up_after_hours = 0.5\n"
+            'keep_finished_days = 2\nstate_dir = "local/outbox-state"\n',
         )
     )
     tuned = load_sender_config(path).outbox
     assert (tuned.workers, tuned.poll_seconds, tuned.settle_seconds) == (8, 0.5, 0.0)
-    assert tuned.give_up_after_seconds == 1800
+    assert tuned.give_up_after_seconds == 1800 and tuned.keep_finished_seconds == 2 * 86400
+    assert tuned.state_dir == (tmp_path / "local" / "outbox-state").resolve()  # relative to the file
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,31 @@ def test_config_reads_outbox_settings_and_practice_defaults(
     [
         (
             {"outbox": "[outbox]\nworkers = 0\n"},
-            "bad.toml: outbox.workers: must be a whole number of at least 1",
+            "bad.toml: outbox.workers: must be a whole number from 1 to 64, got 0",
+        ),
+        (
+            {"outbox": "[outbox]\nworkers = 65\n"},
+            "bad.toml: outbox.workers: must be a whole number from 1 to 64, got 65",
+        ),
+        (
+            {"outbox": "[outbox]\nretry_base_seconds = 0\n"},
+            "bad.toml: outbox.retry_base_seconds: must be a number above 0, got 0",
+        ),
+        (
+            {"outbox": "[outbox]\nretry_base_seconds = 60\nretry_max_seconds = 30\n"},
+            "bad.toml: outbox.retry_max_seconds: must not be below retry_base_seconds, got 30",
+        ),
+        (
+            {"outbox": "[outbox]\ngive_up_after_hours = -2\n"},
+            "bad.toml: outbox.give_up_after_hours: must be a number above 0, got -2",
+        ),
+        (
+            {"outbox": '[outbox]\nkeep_finished_days = "forever"\n'},
+            "bad.toml: outbox.keep_finished_days: must be a number above 0, got 'forever'",
+        ),
+        (
+            {"outbox": "[outbox]\nstate_dir = 7\n"},
+            "bad.toml: outbox.state_dir: must be a non-empty string",
         ),
         (
             {"outbox": "[outbox]\npoll_seconds = 0\n"},
@@ -97,7 +123,7 @@ def test_config_reads_outbox_settings_and_practice_defaults(
         ),
         (
             {"outbox": "[outbox]\nretry_max_seconds = -1\n"},
-            "outbox.retry_max_seconds: must be a number 0 or more",
+            "bad.toml: outbox.retry_max_seconds: must be a number 0 or more, got -1",
         ),
         ({"outbox": "[outbox]\nworker = 2\n"}, "bad.toml: outbox.worker: unknown key"),
         (
@@ -126,12 +152,19 @@ def test_config_mistakes_name_file_and_key(
 
 
 def test_outbox_settings_refuse_nonsense_from_library_callers() -> None:
-    with pytest.raises(ConfigurationError, match="workers must be a whole number"):
+    """The same rules as the file's, in the same words (one statement of them), naming the keyword."""
+    with pytest.raises(ConfigurationError, match="workers must be a whole number from 1 to 64, got 0"):
         OutboxSettings(workers=0)
-    with pytest.raises(ConfigurationError, match="poll_seconds must be above 0"):
+    with pytest.raises(ConfigurationError, match="workers must be a whole number from 1 to 64, got 1000"):
+        OutboxSettings(workers=1000)
+    with pytest.raises(ConfigurationError, match="poll_seconds must be a number above 0, got 0"):
         OutboxSettings(poll_seconds=0)
-    with pytest.raises(ConfigurationError, match="retry_base_seconds must be a finite number"):
+    with pytest.raises(ConfigurationError, match="retry_base_seconds must be a number above 0, got nan"):
         OutboxSettings(retry_base_seconds=float("nan"))
+    with pytest.raises(ConfigurationError, match="retry_base_seconds must be a number above 0, got 0"):
+        OutboxSettings(retry_base_seconds=0)  # a retry loop without a pause
+    with pytest.raises(ConfigurationError, match="retry_max_seconds must not be below retry_base_seconds"):
+        OutboxSettings(retry_base_seconds=10, retry_max_seconds=5)
 
 
 # -- reading drops ----------------------------------------------------------------------------------------------
@@ -247,6 +280,27 @@ def test_a_json_manifest_lists_documents_in_its_order_and_may_name_sub_folders(
             "author.person.nick: unknown key",
         ),
         (None, "toml", "no-manifest", "no message.toml or message.json"),
+        # valid JSON and TOML, but no file can be named so: a bad drop, never an unexpected error
+        (
+            json.dumps(
+                {"practice": "practice-b", "from": B_FROM, "to": [TO], "documents": ["ccd\u0000.xml"]}
+            ),
+            "json",
+            "bad-manifest",
+            "message.json: documents[0]: 'ccd\\x00.xml' holds a control character",
+        ),
+        (
+            GOOD_TOML + 'documents = ["ccd.xml", "a\\u0007.pdf"]\n',
+            "toml",
+            "bad-manifest",
+            "message.toml: documents[1]: 'a\\x07.pdf' holds a control character",
+        ),
+        (
+            GOOD_TOML + f'documents = ["{"x" * 5000}.xml"]\n',
+            "toml",
+            "bad-manifest",
+            "cannot be read as a path",
+        ),
     ],
 )
 def test_bad_drops_are_refused_with_file_and_key(

@@ -23,6 +23,7 @@ from tests.outbox_helpers import (
     A_FROM,
     B_FROM,
     TO,
+    Running,
     drop,
     pdf_files,
     results,
@@ -42,7 +43,7 @@ from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.sender.client import XdrClient
 from xdr_edge.sender.config import load_sender_config
-from xdr_edge.sender.outbox import DropEvent, Outbox, outbox_status
+from xdr_edge.sender.outbox import Outbox, outbox_status
 from xdr_edge.sender.outbox.journal import Journal, State
 
 EXTRA_A = (
@@ -174,7 +175,15 @@ def test_200_mixed_drops_for_two_practices_are_drained_with_once(lab: Lab, tmp_p
         "sent": 130,
         "failed": 70,
     }
-    assert status["running"] is False and status["last_error"]["where"].startswith("failed/")
+    assert status["running"] is False and status["last_error"]["code"]
+    # by default free of PHI: no drop names (practice systems put patient names in them), no messages
+    plain = run("outbox", "status", outbox)
+    assert "drop-" not in plain.stdout + json.dumps(status) and "message" not in status["last_error"]
+    full = json.loads(run("outbox", "status", outbox, "--json", "--full").stdout)
+    assert full["last_error"]["where"].startswith("failed/") and full["last_error"]["drop"].startswith(
+        "drop-"
+    )
+    assert "drop-" in run("outbox", "status", outbox, "--full").stdout
 
 
 def _server(lab: Lab, port: int) -> XdrServer:
@@ -190,38 +199,6 @@ def _server(lab: Lab, port: int) -> XdrServer:
             socket_timeout=30,
         ),
     ).start()
-
-
-class Running:
-    """An Outbox run on a thread, collecting its events."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.events: list[DropEvent] = []
-        self._lock = threading.Lock()
-        self.summary: Any = None
-        outbox._on_event = self._event
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _event(self, event: DropEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def _run(self) -> None:
-        self.summary = self.outbox.run()
-
-    def states(self, state: str) -> list[DropEvent]:
-        with self._lock:
-            return [e for e in self.events if e.state == state]
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.outbox.stop()
-        self.thread.join(timeout=120)
-        assert not self.thread.is_alive()
 
 
 def _free_port() -> int:

@@ -1,4 +1,6 @@
-"""The fair queue: who gets the next free worker, the per-practice cap, pauses, and give-up while paused."""
+"""The fair queue: who gets the next free worker, the per-practice cap, the pauses of the endpoint and of a
+practice (one probe at a time, growing while the outage lasts, at least what Retry-After asked), and give-up while
+paused."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import threading
 
 import pytest
 
-from xdr_edge.sender.outbox.scheduler import FairQueue, Job
+from xdr_edge.sender.outbox.scheduler import ENDPOINT, RETRY_AFTER_LIMIT, FairQueue, Job, practice_gate
 
 
 class Clock:
@@ -17,8 +19,21 @@ class Clock:
         return self.now
 
 
+def _doubling(failures: int) -> float:
+    """10 s, 20 s, 40 s ...: the pause after the n-th consecutive outage answer (no jitter, for the test)."""
+    return float(10 * 2 ** (failures - 1))
+
+
 def _queue(limit: int = 3, give_up: float = 3600.0, clock: Clock | None = None) -> FairQueue:
-    return FairQueue(per_practice_limit=limit, give_up_after=give_up, clock=clock or Clock())
+    return FairQueue(
+        per_practice_limit=limit, give_up_after=give_up, backoff=_doubling, clock=clock or Clock()
+    )
+
+
+def _take(queue: FairQueue) -> Job:
+    job = queue.take(timeout=0)
+    assert job is not None
+    return job
 
 
 def test_a_practice_with_a_backlog_does_not_starve_another() -> None:
@@ -81,33 +96,93 @@ def test_a_paused_practice_waits_until_the_pause_ends_and_others_go_on() -> None
     clock = Clock()
     queue = _queue(clock=clock)
     queue.put("a0", "practice-a", clock.now)
+    queue.put("a1", "practice-a", clock.now)
     queue.put("b0", "practice-b", clock.now)
-    queue.hold("practice-a", clock.now + 30)
-    job = queue.take(timeout=0)
-    assert job is not None and job.practice == "practice-b"
+    first = _take(queue)
+    assert first.drop_id == "a0"
+    assert queue.trip(practice_gate("practice-a"), first) == clock.now + 10  # its certificate refused, say
+    queue.done(first)
+    assert _take(queue).practice == "practice-b"
     assert queue.take(timeout=0.05) is None
-    clock.now += 31
-    job = queue.take(timeout=0)
-    assert job is not None and job.drop_id == "a0" and not job.expire
+    clock.now += 11
+    job = _take(queue)
+    assert job.drop_id == "a1" and not job.expire
 
 
-def test_release_ends_a_pause_at_once() -> None:
+def test_an_outage_pauses_every_practice_and_lets_one_probe_through_per_pause() -> None:
+    """The endpoint's gate: while it is open nothing goes; then exactly one drop (whichever practice) probes,
+    and its answer alone decides. The pause grows with each failed probe."""
+    clock = Clock()
+    queue = _queue(limit=5, clock=clock)
+    for n in range(5):
+        queue.put(f"a{n}", "practice-a", clock.now)
+        queue.put(f"b{n}", "practice-b", clock.now)
+    first, second = _take(queue), _take(queue)
+    assert queue.trip(ENDPOINT, first) == clock.now + 10  # no connection
+    # an answer to a request that was under way already does not lengthen the pause, nor count as a probe's
+    assert queue.trip(ENDPOINT, second) == clock.now + 10
+    queue.done(first)
+    queue.done(second)
+    assert queue.take(timeout=0.02) is None
+    clock.now += 10
+    probe = _take(queue)
+    assert queue.take(timeout=0.02) is None  # one probe at a time
+    assert queue.trip(ENDPOINT, probe) == clock.now + 20  # still down: a longer pause
+    queue.done(probe)
+    clock.now += 20
+    probe = _take(queue)
+    assert queue.take(timeout=0.02) is None
+    queue.clear(ENDPOINT)  # the HISP answered
+    queue.done(probe)
+    assert {_take(queue).practice for _ in range(4)} == {"practice-a", "practice-b"}
+
+
+def test_a_probe_that_never_reached_the_hisp_lets_another_one_go() -> None:
     clock = Clock()
     queue = _queue(clock=clock)
     queue.put("a0", "practice-a", clock.now)
-    queue.hold("practice-a", clock.now + 300)
+    queue.put("bad", "practice-a", clock.now)
+    queue.put("a2", "practice-a", clock.now)
+    queue.trip(ENDPOINT, _take(queue))
+    clock.now += 10
+    probe = _take(queue)
+    assert probe.drop_id == "bad" and queue.take(timeout=0.02) is None
+    queue.done(probe)  # a bad drop: failed without asking the HISP; it tells nothing
+    assert _take(queue).drop_id == "a2"
+
+
+def test_a_pause_is_never_shorter_than_the_retry_after_asked_for_nor_longer_than_the_limit() -> None:
+    clock = Clock()
+    queue = _queue(clock=clock)
+    for n in range(3):
+        queue.put(f"a{n}", "practice-a", clock.now)
+    first = _take(queue)
+    assert queue.trip(ENDPOINT, first, retry_after=120) == clock.now + 120  # 503 with Retry-After: 120
+    queue.done(first)
+    clock.now += 120
+    probe = _take(queue)
+    assert queue.trip(ENDPOINT, probe, retry_after=10**9) == clock.now + RETRY_AFTER_LIMIT
+    assert queue.paused_until(ENDPOINT) == clock.now + RETRY_AFTER_LIMIT
+
+
+def test_clear_ends_a_pause_at_once() -> None:
+    clock = Clock()
+    queue = _queue(clock=clock)
+    queue.put("a0", "practice-a", clock.now)
+    queue.put("a1", "practice-a", clock.now)
+    queue.trip(practice_gate("practice-a"), _take(queue))
     assert queue.take(timeout=0.02) is None
-    queue.release("practice-a")
-    job = queue.take(timeout=0)
-    assert job is not None and job.drop_id == "a0"
+    queue.clear(practice_gate("practice-a"))
+    assert _take(queue).drop_id == "a1"
 
 
 def test_a_drop_past_the_give_up_age_is_handed_out_to_expire_even_while_paused() -> None:
     clock = Clock()
     queue = _queue(give_up=600, clock=clock)
+    queue.put("first", "practice-a", clock.now)
+    queue.trip(ENDPOINT, _take(queue), retry_after=300)
     queue.put("old", "practice-a", clock.now - 700)
     queue.put("young", "practice-a", clock.now - 10)
-    queue.hold("practice-a", clock.now + 300)
     job = queue.take(timeout=0)
     assert job == Job("old", "practice-a", expire=True)
     assert queue.take(timeout=0.02) is None  # the young one waits for the pause to end
@@ -133,4 +208,4 @@ def test_take_wakes_when_a_drop_arrives_and_close_releases_every_worker() -> Non
 
 def test_the_cap_must_leave_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        FairQueue(per_practice_limit=0, give_up_after=1.0)
+        FairQueue(per_practice_limit=0, give_up_after=1.0, backoff=_doubling)

@@ -13,7 +13,7 @@ from xdr_edge.protocol.findings import Severity
 from xdr_edge.protocol.response import RegistryErrorEntry
 from xdr_edge.protocol.soap import Fault
 from xdr_edge.sender.client import SendResult
-from xdr_edge.sender.outbox.verdict import Step, error_text, judge, response_entity, result_document
+from xdr_edge.sender.outbox.verdict import Pause, Step, error_text, judge, response_entity, result_document
 
 
 def _result(outcome: Outcome, **more: Any) -> SendResult:
@@ -32,82 +32,99 @@ def _result(outcome: Outcome, **more: Any) -> SendResult:
 
 BUSY = RegistryErrorEntry("XDSRegistryBusy", "try later")
 REFUSED = RegistryErrorEntry(METADATA_ERROR, "patient id missing")
+TRANSPORT = Outcome.TRANSPORT_ERROR
+
+
+W, F, S = Step.WAIT, Step.FAILED, Step.SENT
+END, PRACTICE = Pause.ENDPOINT, Pause.PRACTICE
 
 
 @pytest.mark.parametrize(
-    ("result", "step", "outcome", "maybe_stored", "outage"),
+    ("result", "step", "outcome", "maybe_stored", "pause"),
     [
-        (_result(Outcome.SUCCESS, http_status=200), Step.SENT, "Success", False, False),
-        (_result(Outcome.PARTIAL_SUCCESS, http_status=200), Step.SENT, "PartialSuccess", False, False),
+        (_result(Outcome.SUCCESS, http_status=200), S, "Success", False, None),
+        (_result(Outcome.PARTIAL_SUCCESS, http_status=200), S, "PartialSuccess", False, None),
         (
             _result(Outcome.SUCCESS, http_status=200, already_delivered=True),
-            Step.SENT,
+            S,
             "AlreadyDelivered",
             False,
-            False,
+            None,
         ),
-        (_result(Outcome.FAILURE, http_status=200, errors=(REFUSED,)), Step.FAILED, "Failure", False, False),
-        (_result(Outcome.FAILURE, http_status=200, errors=(BUSY,)), Step.WAIT, "Failure", False, True),
+        (_result(Outcome.FAILURE, http_status=200, errors=(REFUSED,)), F, "Failure", False, None),
+        (_result(Outcome.FAILURE, http_status=200, errors=(BUSY,)), W, "Failure", False, END),
+        (_result(Outcome.FAILURE, http_status=200, errors=(BUSY, REFUSED)), F, "Failure", False, None),
+        (_result(Outcome.FAULT, http_status=500, fault=Fault("Sender", "bad")), F, "Fault", False, None),
         (
-            _result(Outcome.FAILURE, http_status=200, errors=(BUSY, REFUSED)),
-            Step.FAILED,
-            "Failure",
-            False,
-            False,
-        ),
-        (
-            _result(Outcome.FAULT, http_status=500, fault=Fault("Sender", "bad")),
-            Step.FAILED,
+            _result(Outcome.FAULT, http_status=500, fault=Fault("MustUnderstand", "x")),
+            F,
             "Fault",
             False,
-            False,
+            None,
         ),
-        (_result(Outcome.OUTCOME_UNKNOWN, retryable=True), Step.WAIT, "OutcomeUnknown", True, False),
-        (_result(Outcome.OUTCOME_UNKNOWN, http_status=200), Step.WAIT, "OutcomeUnknown", True, False),
         (
-            _result(Outcome.TRANSPORT_ERROR, retryable=True, bytes_sent=0),
-            Step.WAIT,
-            "TransportError",
+            _result(Outcome.FAULT, http_status=500, fault=Fault("VersionMismatch", "x")),
+            F,
+            "Fault",
             False,
+            None,
+        ),
+        # SOAP 1.2 Part 1 5.4.6: a Receiver fault "may succeed if resent" (and may hide a stored request)
+        (
+            _result(Outcome.FAULT, http_status=500, fault=Fault("Receiver", "not stored")),
+            W,
+            "Fault",
             True,
+            PRACTICE,
         ),
+        (_result(Outcome.OUTCOME_UNKNOWN, retryable=True), W, "OutcomeUnknown", True, None),
+        (_result(Outcome.OUTCOME_UNKNOWN, http_status=200), W, "OutcomeUnknown", True, None),
+        (_result(TRANSPORT, retryable=True, bytes_sent=0), W, "TransportError", False, END),
+        (_result(TRANSPORT, retryable=True, bytes_sent=10), W, "TransportError", False, None),
+        (_result(TRANSPORT, http_status=503, retryable=True), W, "TransportError", False, END),
+        (_result(TRANSPORT, http_status=502), W, "TransportError", True, END),
+        (_result(TRANSPORT, http_status=500), W, "TransportError", True, END),
+        (_result(TRANSPORT, http_status=429), W, "TransportError", False, END),
+        # 408: the server gave up reading the request (RFC 9110 15.5.9): it does not have it; sent again
+        (_result(TRANSPORT, http_status=408), W, "TransportError", False, None),
+        (_result(TRANSPORT, http_status=404), F, "TransportError", False, None),
+        (_result(TRANSPORT, http_status=302), F, "TransportError", False, None),
         (
-            _result(Outcome.TRANSPORT_ERROR, retryable=True, bytes_sent=10),
-            Step.WAIT,
+            _result(TRANSPORT, bytes_sent=0),
+            F,
             "TransportError",
             False,
-            False,
-        ),
+            None,
+        ),  # the HISP's certificate untrusted
+        # our certificate refused in the handshake: the practice waits, as with an expired one
+        (_result(TRANSPORT, bytes_sent=0, certificate_refused=True), W, "TransportError", False, PRACTICE),
+        # an earlier attempt of the same send may have been stored, whatever the last one says
         (
-            _result(Outcome.TRANSPORT_ERROR, http_status=503, retryable=True),
-            Step.WAIT,
+            _result(TRANSPORT, http_status=503, retryable=True, maybe_stored=True),
+            W,
             "TransportError",
-            False,
             True,
+            END,
         ),
-        (_result(Outcome.TRANSPORT_ERROR, http_status=502), Step.WAIT, "TransportError", True, True),
-        (_result(Outcome.TRANSPORT_ERROR, http_status=429), Step.WAIT, "TransportError", False, True),
-        (_result(Outcome.TRANSPORT_ERROR, http_status=404), Step.FAILED, "TransportError", False, False),
-        (_result(Outcome.TRANSPORT_ERROR, http_status=302), Step.FAILED, "TransportError", False, False),
-        (
-            _result(Outcome.TRANSPORT_ERROR, bytes_sent=0),
-            Step.FAILED,
-            "TransportError",
-            False,
-            False,
-        ),  # TLS refusal
     ],
 )
 def test_each_outcome_is_judged_for_a_sender_that_retries_for_hours(
-    result: SendResult, step: Step, outcome: str, maybe_stored: bool, outage: bool
+    result: SendResult, step: Step, outcome: str, maybe_stored: bool, pause: Pause | None
 ) -> None:
     judgement = judge(result)
-    assert (judgement.step, judgement.outcome, judgement.maybe_stored, judgement.outage) == (
+    assert (judgement.step, judgement.outcome, judgement.maybe_stored, judgement.pause) == (
         step,
         outcome,
         maybe_stored,
-        outage,
+        pause,
     )
+
+
+def test_a_refused_certificate_and_the_retry_after_asked_for_are_in_the_judgement() -> None:
+    refused = judge(_result(TRANSPORT, bytes_sent=0, certificate_refused=True))
+    assert refused.code == "client-certificate-refused"
+    busy = judge(_result(TRANSPORT, http_status=503, retryable=True, retry_after=60.0))
+    assert busy.retry_after == 60.0
 
 
 def test_the_code_is_the_first_error_code_or_the_fault_subcode() -> None:
@@ -140,6 +157,7 @@ def _document(**more: Any) -> dict[str, Any]:
         "received_at": 0.0,
         "first_attempt_at": 1.0,
         "finished_at": 2.0,
+        "maybe_delivered": False,
     }
     return result_document(**{**fields, **more})
 
@@ -164,12 +182,48 @@ def test_error_text_for_a_bad_drop_and_for_a_drop_given_up() -> None:
         code="bad-manifest",
         message="message.toml: to: must be a list",
         result=None,
+        attempts=0,
+        message_ids=[],
         problems=[{"code": "bad-manifest", "message": "message.toml: to: must be a list", "location": "to"}],
     )
     text = error_text(bad, "order-7")
     assert "Nothing was sent" in text and text.count("must be a list") == 1  # not repeated under errors:
     given_up = error_text(_document(gave_up=True, result=None), "order-7")
     assert "could not be reached" in given_up and "the same uniqueIds are kept" in given_up
+
+
+def _last_line(document: dict[str, Any]) -> str:
+    return error_text(document, "order-9").rstrip("\n").rsplit("\n", 1)[-1]
+
+
+def test_what_to_do_next_follows_what_happened_and_whether_the_hisp_may_hold_it() -> None:
+    """The last line of error.txt is chosen by the code and by whether anything may have been delivered: never
+    "nothing was sent" after a send, never a plain retry for a drop that a plain retry fails again."""
+    changed = _document(
+        outcome="BadDrop", code="drop-changed", message="the drop changed after it was sent", result=None
+    )
+    line = _last_line(changed)
+    assert (
+        "--new-ids" in line
+        and "Nothing was sent" not in line
+        and "outbox retry DIR order-9 --new-ids" in line
+    )
+    assert "gets both" not in line
+    assert "gets both" in _last_line({**changed, "maybe_delivered": True})
+    after_send = _last_line(_document(outcome="BadDrop", code="document-changed", result=None))
+    assert after_send.startswith("It was not sent again") and "Nothing was sent" not in after_send
+    internal = _last_line(_document(outcome="InternalError", code="internal-error", maybe_delivered=True))
+    assert "unexpected error" in internal and "may have been delivered" in internal
+    refused = _last_line(_document(outcome="TransportError", code="client-certificate-refused", result=None))
+    assert "refused the practice's client certificate" in refused
+    not_sent = _last_line(_document(outcome="NotSent", code="gave-up", gave_up=True, attempts=0, result=None))
+    assert "nothing was sent" in not_sent and "could not send" in not_sent
+
+
+def test_result_json_says_whether_the_hisp_may_hold_the_submission() -> None:
+    assert _document(state=Step.SENT, outcome="Success")["maybe_delivered"] is True
+    assert _document()["maybe_delivered"] is False  # a Failure: the HISP refused it, stored nothing
+    assert _document(maybe_delivered=True)["maybe_delivered"] is True
 
 
 def test_the_response_is_kept_as_a_mime_entity_inspect_reads() -> None:

@@ -23,12 +23,9 @@ __all__ = [
     "IssuedCert",
     "KeyType",
     "PrivateKey",
-    "write_atomic",
 ]
 
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xdr_edge.certs import fingerprint_sha256
+from xdr_edge.durable import write_atomic
 
 KeyType = Literal["ec", "rsa"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -84,25 +82,6 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a sibling temp file and ``os.replace``.
-
-    Why: a reader (the sender's session pool re-checks credential files) must never see half a file, and a
-    key file must have mode 0600 from its first byte (``mkstemp`` creates it 0600; wider modes are set
-    afterwards).
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class IssuedCert:
     """A leaf certificate, its private key, and the intermediates between it and the root.
@@ -139,8 +118,8 @@ class IssuedCert:
     def write_pem(self, cert_path: Path, key_path: Path, *, include_chain: bool = True) -> None:
         """Write the certificate (followed by the chain when ``include_chain``) and the key (mode 0600)."""
         data = self.cert_pem + (self.chain_pem if include_chain else b"")
-        write_atomic(Path(cert_path), data, 0o644)
-        write_atomic(Path(key_path), self.key_pem, 0o600)
+        write_atomic(cert_path, data, mode=0o644)
+        write_atomic(key_path, self.key_pem, mode=0o600)
 
     def write_p12(self, path: Path, password: bytes | None) -> None:
         """Write a PKCS#12 bundle (key, certificate, chain) with mode 0600; ``None`` means no encryption."""
@@ -154,7 +133,7 @@ class IssuedCert:
             cas=list(self.chain) or None,
             encryption_algorithm=encryption,
         )
-        write_atomic(Path(path), data, 0o600)
+        write_atomic(path, data, mode=0o600)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """``xdr-edge outbox run|status|retry``: the folder-drop sender (:mod:`xdr_edge.sender.outbox`) as a command.
 
-Thin: options in, :class:`~xdr_edge.sender.outbox.Outbox` run, its events out. On a terminal a live line shows
-counts, rate and (with ``--once``) the time left, with a line per failed drop; otherwise each drop that is sent,
-fails or is set to wait is one JSON line on stdout, without names or messages (they can carry PHI), so that a log
-collector gets structured records.
+Thin: options in, :class:`~xdr_edge.sender.outbox.Outbox` run, its events out. Two outputs, each decided by its
+own stream: when stdout is not a terminal (a file, a pipe, a service's journal), each drop that is sent, fails or
+is set to wait is one JSON line there, without names or messages (they can carry PHI), so that a log collector gets
+structured records; when stderr is a terminal, a live line there shows counts, rate and (with ``--once``) the time
+left, with a line per failed drop and the log's own lines printed above it. ``outbox run ... > drops.jsonl`` in a
+terminal gets both.
 
 SIGTERM or Ctrl-C stops claiming and lets the drops in flight finish (exit 0); a second one stops at once, which is
 as safe as a crash (the next run finishes the work).
@@ -12,7 +14,9 @@ as safe as a crash (the next run finishes the work).
 from __future__ import annotations
 
 import json
+import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,28 +56,50 @@ class _JsonLines:
 
 
 class _LiveLine:
-    """The terminal display: one status line redrawn in place on stderr, failed drops printed above it."""
+    """The terminal display: one status line redrawn in place on stderr; failed drops, and whatever the log
+    writes to stderr meanwhile, are printed above it (never into it)."""
 
     def __init__(self) -> None:
         self._progress: Callable[[], Progress] | None = None
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        self._text = ""
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="xdr-edge-outbox-display", daemon=True)
+        self._wrapped: list[tuple[logging.Handler, _AboveTheLine]] = []
 
     def start(self, progress: Callable[[], Progress]) -> None:
         self._progress = progress
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+                wrapper = _AboveTheLine(handler, self)
+                root.removeHandler(handler)
+                root.addHandler(wrapper)
+                self._wrapped.append((handler, wrapper))
         self._thread.start()
 
     def stop(self) -> None:
         self._done.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self._draw(final=True)
+        root = logging.getLogger()
+        for handler, wrapper in self._wrapped:
+            root.removeHandler(wrapper)
+            root.addHandler(handler)
+        self._wrapped.clear()
 
     def event(self, event: DropEvent) -> None:
         if event.state != "failed":
             return
-        with self._lock:
-            click.echo(f"\r\x1b[Kfailed: {event.name}: {event.message}", err=True)
+        self.above(f"failed: {event.name}: {event.message}")
+
+    def above(self, text: str) -> None:
+        """A line of its own above the status line, which is drawn again under it."""
+        with self.lock:
+            click.echo(f"\r\x1b[K{text}", err=True)
+            if self._text:
+                click.echo(self._text, err=True, nl=False)
 
     def _loop(self) -> None:
         while not self._done.wait(0.5):
@@ -83,8 +109,24 @@ class _LiveLine:
         if self._progress is None:
             return
         text = _progress_text(self._progress())
-        with self._lock:
+        with self.lock:
+            self._text = text
             click.echo(f"\r\x1b[K{text}", err=True, nl=final)
+
+
+class _AboveTheLine(logging.Handler):
+    """A stderr log handler, while the live line runs: each record is written above the line, not into it."""
+
+    def __init__(self, inner: logging.Handler, line: _LiveLine) -> None:
+        super().__init__(inner.level)
+        self.inner = inner
+        self.line = line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.line.above(self.inner.format(record))
+        except Exception:
+            self.handleError(record)
 
 
 def _progress_text(p: Progress) -> str:
@@ -166,14 +208,15 @@ def run(directory: Path, config_path: Path, workers: int | None, once: bool, pol
         settings = replace(settings, workers=workers)
     if poll is not None:
         settings = replace(settings, poll_seconds=poll)
-    lines = _JsonLines()
+    lines = _JsonLines() if not sys.stdout.isatty() else None
     display = _LiveLine() if sys.stderr.isatty() else None
-    engine = Outbox(
-        directory,
-        config=config,
-        settings=settings,
-        on_event=display.event if display is not None else lines.event,
-    )
+    outputs = [output.event for output in (lines, display) if output is not None]
+
+    def on_event(event: DropEvent) -> None:
+        for output in outputs:
+            output(event)
+
+    engine = Outbox(directory, config=config, settings=settings, on_event=on_event)
     if display is not None:
         display.start(engine.progress)
     try:
@@ -188,16 +231,24 @@ def run(directory: Path, config_path: Path, workers: int | None, once: bool, pol
     finally:
         if display is not None:
             display.stop()
-    _report(summary, lines if display is None else None)
-    if once and summary.failed:
+    _report(summary, lines)
+    if once and not summary.all_sent:
         sys.exit(EXIT_FAILURE)
 
 
 def _report(summary: RunSummary, lines: _JsonLines | None) -> None:
     text = (
         f"sent {summary.sent}, failed {summary.failed}; left in the outbox: {summary.waiting} waiting, "
-        f"{summary.claimed} claimed" + (" (stopped)" if summary.stopped else "")
+        f"{summary.claimed} claimed"
     )
+    if summary.recovered.orphans:
+        text += f"; {summary.recovered.orphans} unknown drops found in the working area moved to failed/"
+    if summary.left_in_incoming:
+        text += f"; left in incoming: {summary.left_in_incoming} (could not be claimed, see the warnings)"
+    if summary.stuck:
+        text += f"; {summary.stuck} could not be handled and stay claimed for the next run"
+    if summary.stopped:
+        text += " (stopped)"
     if lines is not None:
         lines.write(
             {
@@ -209,45 +260,68 @@ def _report(summary: RunSummary, lines: _JsonLines | None) -> None:
                 "claimed": summary.claimed,
                 "stopped": summary.stopped,
                 "recovered": summary.recovered.total,
+                "orphans": summary.recovered.orphans,
+                "left_in_incoming": summary.left_in_incoming,
+                "stuck": summary.stuck,
             }
         )
     click.echo(text, err=True)
 
 
+_STATE_DIR = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the run keeps the journal, when not in DIR/.state (its [outbox] state_dir); found by itself when "
+    "the run is on this host.",
+)
+
+
 @outbox.command("status")
 @click.argument("directory", metavar="DIR", type=_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Show drop names and messages too (they can hold patient names and metadata values).",
+)
+@_STATE_DIR
 @handle_errors
-def status(directory: Path, as_json: bool) -> None:
-    """Counts per state, the oldest waiting drop and the last error of outbox DIR."""
-    found = outbox_status(directory)
+def status(directory: Path, as_json: bool, full: bool, state_dir: Path | None) -> None:
+    """Counts per state, the oldest waiting drop and the last error of outbox DIR (drop ids and codes; names and
+    messages with --full)."""
+    found = outbox_status(directory, state_dir=state_dir)
     if as_json:
-        echo_json(found.as_dict())
+        echo_json(found.as_dict(full=full))
         return
-    _print_status(found)
+    _print_status(found, full)
 
 
-def _print_status(found: OutboxStatus) -> None:
-    running = (
-        f"running (pid {found.runner_pid})"
-        if found.runner_pid
-        else "running"
-        if found.running
-        else "not running"
-    )
+def _print_status(found: OutboxStatus, full: bool) -> None:
+    if found.runner_pid is None:
+        running = "not running"
+    elif found.runner_host is not None and found.runner_host != socket.gethostname():
+        running = f"running on {found.runner_host} (pid {found.runner_pid})"
+    else:
+        running = f"running (pid {found.runner_pid})"
     click.echo(f"outbox {found.directory}: {running}")
     for state in STATUS_STATES:
         click.echo(f"  {state + ':':<10}{found.counts[state]:>8}")
     oldest = found.oldest_waiting
     if oldest is not None:
+        who = f"{oldest['drop']} ({oldest['drop_id']})" if full else oldest["drop_id"]
         click.echo(
-            f"oldest waiting: {oldest['drop']} since {oldest['waiting_since']} ({oldest['attempts']} attempts, "
-            f"next {oldest['next_attempt_at']}): {oldest['last_error']}"
+            f"oldest waiting: {who} since {oldest['waiting_since']} ({oldest['attempts']} attempts, "
+            f"next {oldest['next_attempt_at']}): {oldest['last_code']}"
+            + (f": {oldest['last_error']}" if full else "")
         )
     last = found.last_error
     if last is not None:
-        where = f" ({last['where']})" if last["where"] else ""
-        click.echo(f"last error: {last['at']} {last['drop']}{where}: {last['message']}")
+        who = f"{last['drop']} ({last['drop_id']})" if full else last["drop_id"]
+        where = f" ({last['where']})" if full and last["where"] else ""
+        click.echo(
+            f"last error: {last['at']} {who}{where}: {last['code'] or last['outcome']}"
+            + (f": {last['message']}" if full else "")
+        )
 
 
 @outbox.command("retry")
@@ -260,12 +334,15 @@ def _print_status(found: OutboxStatus) -> None:
     help="Send as new submissions (new uniqueIds): for drops whose documents you changed. A copy the HISP already "
     "has would then be delivered twice.",
 )
+@_STATE_DIR
 @handle_errors
-def retry(directory: Path, names: tuple[str, ...], all_failed: bool, new_ids: bool) -> None:
+def retry(
+    directory: Path, names: tuple[str, ...], all_failed: bool, new_ids: bool, state_dir: Path | None
+) -> None:
     """Move failed drops (NAME as in DIR/failed/) back to be sent again, keeping their uniqueIds."""
     if bool(names) == all_failed:
         raise click.UsageError("give the NAMEs of failed drops, or --all-failed")
-    done = retry_failed(directory, names, all_failed=all_failed, new_ids=new_ids)
+    done = retry_failed(directory, names, all_failed=all_failed, new_ids=new_ids, state_dir=state_dir)
     for item in done:
         kept = "new uniqueIds" if item.new_ids else "uniqueIds kept"
         click.echo(f"{item.name}: back in the queue ({kept})")

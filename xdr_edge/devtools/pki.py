@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from xdr_edge.minting import CertificateAuthority, write_atomic
+from xdr_edge.durable import write_atomic
+from xdr_edge.minting import CertificateAuthority
 
 DEFAULT_DEMO_PRACTICES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("practice-a", ("dr.smith@direct.practice-a.org",)),
@@ -75,7 +76,7 @@ def write_demo_pki(
         raise ValueError("the demo PKI needs at least one practice")
     ca = CertificateAuthority.create("xdr-edge demo CA")
     ca_cert = directory / "ca.pem"
-    write_atomic(ca_cert, ca.cert_pem, 0o644)
+    write_atomic(ca_cert, ca.cert_pem, mode=0o644)
 
     server = ca.issue_server(hostnames)
     server_cert, server_key = directory / "server.pem", directory / "server.key"
@@ -88,7 +89,7 @@ def write_demo_pki(
 
     untrusted_ca = CertificateAuthority.create("xdr-edge untrusted CA")
     untrusted_ca_cert = directory / "untrusted-ca.pem"
-    write_atomic(untrusted_ca_cert, untrusted_ca.cert_pem, 0o644)
+    write_atomic(untrusted_ca_cert, untrusted_ca.cert_pem, mode=0o644)
     untrusted = untrusted_ca.issue_client("untrusted client", practice_id=first_id, emails=first_addresses)
     untrusted_cert, untrusted_key = directory / "untrusted-client.pem", directory / "untrusted-client.key"
     untrusted.write_pem(untrusted_cert, untrusted_key)
@@ -105,7 +106,7 @@ def write_demo_pki(
     expired.write_pem(expired_cert, expired_key)
 
     crl_path = directory / "crl.pem"
-    write_atomic(crl_path, ca.crl().public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(crl_path, ca.crl().public_bytes(serialization.Encoding.PEM), mode=0o644)
     return DemoPki(
         directory=directory,
         ca_cert=ca_cert,
@@ -130,7 +131,7 @@ def _write_demo_practice(
     issued.write_pem(cert, key)
     password = secrets.token_urlsafe(18)
     p12, pass_file = directory / f"{practice_id}.p12", directory / f"{practice_id}.p12.pass"
-    write_atomic(pass_file, password.encode() + b"\n", 0o600)
+    write_atomic(pass_file, password.encode() + b"\n", mode=0o600)
     issued.write_p12(p12, password.encode())
     return DemoPractice(
         id=practice_id,

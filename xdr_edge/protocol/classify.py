@@ -16,9 +16,11 @@ Core §3.4 (RelatesTo). Pure: bytes in, values out.
 
 from __future__ import annotations
 
-__all__ = ["Outcome", "Reply", "ReplyKind", "classify_response"]
+__all__ = ["Outcome", "Reply", "ReplyKind", "classify_response", "retry_after_seconds"]
 
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from enum import Enum
 
 from xdr_edge.protocol.errors import RemoteProtocolError
@@ -195,3 +197,26 @@ def classify_response(
     first = rr.errors[0] if rr.errors else None
     text = f"Failure: {first.error_code}: {first.code_context}" if first else "Failure (no error given)"
     return reply(Outcome.FAILURE, False, text, findings)
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """How long a ``Retry-After`` header asks a client to wait, in seconds from ``now`` (seconds since the
+    epoch); None when there is none or it cannot be read.
+
+    RFC 9110 §10.2.3: either ``delay-seconds`` (digits only) or an HTTP-date (IMF-fixdate, and the obsolete
+    RFC 850 and asctime forms a recipient must accept, §5.6.7). A date in the past means "now" (0). A 503 or 429
+    answer may carry it (RFC 9110 §15.6.4, RFC 6585 §4); how long to honour it is the caller's choice."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(min(int(text[:12]), 10**11))
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # asctime carries no zone; HTTP-dates are always GMT (RFC 9110 §5.6.7)
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)

@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from urllib3 import exceptions as http_errors
 
 from xdr_edge.certs import covered_by_certificate
 from xdr_edge.practice import Practice
-from xdr_edge.protocol.classify import Outcome, classify_response
+from xdr_edge.protocol.classify import Outcome, classify_response, retry_after_seconds
 from xdr_edge.protocol.codes import ALREADY_STORED
 from xdr_edge.protocol.errors import (
     CertificateError,
@@ -65,11 +65,14 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``)."""
+    """Exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``), or with ``jitter="equal"``
+    half of each step fixed and half random (``step/2 + uniform(0, step/2)``): never close to nothing, for a
+    caller that waits for hours and must not knock again at once (the outbox)."""
 
     max_attempts: int = 3
     base_delay: float = 1.0
     max_delay: float = 30.0
+    jitter: Literal["full", "equal"] = "full"
 
     def __post_init__(self) -> None:
         # Checked here, not where used: a zero max_attempts would otherwise surface as a bare AssertionError
@@ -91,9 +94,19 @@ class RetryPolicy:
                     f"RetryPolicy {name} must be a finite number of seconds, 0 or more, not {value!r}",
                     location=f"RetryPolicy.{name}",
                 )
+        if self.jitter not in ("full", "equal"):
+            raise ConfigurationError(
+                f"RetryPolicy jitter must be 'full' or 'equal', not {self.jitter!r}",
+                location="RetryPolicy.jitter",
+            )
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` >= 1); the exponent stops growing once the
+        cap is reached, so a caller counting thousands of retries never overflows."""
+        step = min(self.max_delay, self.base_delay * 2.0 ** min(max(attempt - 1, 0), 64))
+        if self.jitter == "equal":
+            return step / 2 + rng.uniform(0, step / 2)
+        return rng.uniform(0, step)
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,15 @@ class SendResult:
     #: The last attempt failed in a way a later attempt may cure (connect failure, HTTP 503, a connection
     #: closed mid-upload, an unknown outcome): what a caller that keeps retrying for longer (the outbox) reads.
     retryable: bool = False
+    #: Some attempt of this call (or an earlier send the caller declared with ``maybe_stored``) may have been
+    #: stored by the HISP, whatever the last attempt says (an unknown outcome followed by a 503): a later send of
+    #: the same submission must count a duplicate-uniqueId answer as delivered.
+    maybe_stored: bool = False
+    #: Seconds the last answer asked to wait before trying again (``Retry-After``, RFC 9110 §10.2.3), if any.
+    retry_after: float | None = None
+    #: The HISP refused our client certificate in the TLS handshake (an alert naming it): nothing was sent, and
+    #: the practice's other submissions would be refused the same way until its certificate is accepted there.
+    certificate_refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -143,6 +165,9 @@ class SendResult:
             "bytes_sent": self.bytes_sent,
             "already_delivered": self.already_delivered,
             "retryable": self.retryable,
+            "maybe_stored": self.maybe_stored,
+            "retry_after": self.retry_after,
+            "certificate_refused": self.certificate_refused,
             "errors": [e.as_dict() for e in self.errors],
             "fault": None
             if self.fault is None
@@ -163,6 +188,8 @@ class _Attempt:
     raw: bytes | None = None
     content_type: str | None = None
     bytes_sent: int = 0
+    retry_after: float | None = None
+    certificate_refused: bool = False
 
 
 class _DocumentChanged(Exception):
@@ -473,6 +500,9 @@ class XdrClient:
             raw_response=attempt_result.raw if keep_raw_response else None,
             response_content_type=attempt_result.content_type,
             retryable=attempt_result.retryable,
+            maybe_stored=maybe_stored or already,
+            retry_after=attempt_result.retry_after,
+            certificate_refused=attempt_result.certificate_refused,
         )
         log.info(
             "send practice=%s message_id=%s outcome=%s http_status=%s duration_ms=%d bytes=%d attempts=%d",
@@ -527,7 +557,9 @@ class XdrClient:
         except http_errors.SSLError as exc:
             rejected = self._rejection(exc, session)
             if rejected is not None:
-                return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
+                return _Attempt(
+                    Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent, certificate_refused=True
+                )
             if body.sent > 0:
                 return self._cut_off(exc, body)  # past the handshake: the connection dropped mid-request
             return _Attempt(
@@ -567,7 +599,9 @@ class XdrClient:
         """The connection failed (refused, reset, closed) other than by a timeout or a TLS error of our own."""
         rejected = self._rejection(exc, session)
         if rejected is not None:
-            return _Attempt(Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent)
+            return _Attempt(
+                Outcome.TRANSPORT_ERROR, rejected, False, bytes_sent=body.sent, certificate_refused=True
+            )
         if body.sent == 0:
             return _Attempt(
                 Outcome.TRANSPORT_ERROR,
@@ -645,6 +679,7 @@ class XdrClient:
             raw=raw,
             content_type=content_type,
             bytes_sent=sent,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After"), now=time.time()),
         )
 
     def _rejection(self, exc: Exception, session: PracticeSession) -> str | None:

@@ -28,12 +28,14 @@ submissions later (our practice-binding rule: a sender address must be bound to 
 The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, both optional::
 
     [outbox]                              # how `xdr-edge outbox run` works (defaults shown)
-    workers = 4
+    workers = 4                           # 1 to 64
     poll_seconds = 2                      # how often incoming/ is scanned (polling works on network shares)
-    settle_seconds = 1                    # a drop is claimed once it looked unchanged this long
+    settle_seconds = 5                    # a drop is claimed once it looked unchanged this long
     retry_base_seconds = 5                # first wait after a transient failure, doubled each time ...
     retry_max_seconds = 300               # ... up to this (with jitter)
     give_up_after_hours = 72              # then a drop still not delivered is failed
+    keep_finished_days = 30               # the journal forgets sent and failed drops after this
+    state_dir = "/var/lib/xdr-edge/outbox-a"   # optional: the journal on a local disk (DIR on a share)
 
     [[practice]]
     id = "practice-a"
@@ -46,11 +48,13 @@ The folder-drop sender (:mod:`xdr_edge.sender.outbox`) reads two more tables, bo
 
 from __future__ import annotations
 
-__all__ = ["OutboxDefaults", "OutboxSettings", "SenderConfig", "load_sender_config"]
+__all__ = ["MAX_OUTBOX_WORKERS", "OutboxDefaults", "OutboxSettings", "SenderConfig", "load_sender_config"]
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from xdr_edge.practice import Binding, ClientCredential, Practice
@@ -88,36 +92,61 @@ class OutboxDefaults:
     level: MetadataLevel
 
 
+#: The most workers an outbox runs: each is a thread and, at the HISP, a connection; past a few dozen a HISP is
+#: more likely to refuse or slow down than to answer faster.
+MAX_OUTBOX_WORKERS = 64
+
+
+def _outbox_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, rule)`` for every value of ``values`` (OutboxSettings field names) that breaks its rule.
+
+    The one statement of the rules, worded without units so that it reads right for the file's hours and days
+    as for the keywords' seconds: :class:`OutboxSettings` raises the first problem, the file reader names the
+    file and its key."""
+    problems: list[tuple[str, str]] = []
+    workers = values.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_OUTBOX_WORKERS:
+        problems.append(("workers", f"must be a whole number from 1 to {MAX_OUTBOX_WORKERS}"))
+    for name in ("poll_seconds", "retry_base_seconds", "give_up_after_seconds", "keep_finished_seconds"):
+        value = values.get(name, 1.0)
+        if not _finite(value) or value <= 0:
+            problems.append((name, "must be a number above 0"))
+    for name in ("settle_seconds", "retry_max_seconds"):
+        value = values.get(name, 0.0)
+        if not _finite(value) or value < 0:
+            problems.append((name, "must be a number 0 or more"))
+    base, top = values.get("retry_base_seconds"), values.get("retry_max_seconds")
+    if isinstance(base, int | float) and isinstance(top, int | float) and _finite(base) and _finite(top):
+        if 0 < base and 0 <= top < base:
+            problems.append(("retry_max_seconds", "must not be below retry_base_seconds"))
+    state_dir = values.get("state_dir")
+    if state_dir is not None and not isinstance(state_dir, Path):
+        problems.append(("state_dir", "must be a path"))
+    return problems
+
+
 @dataclass(frozen=True)
 class OutboxSettings:
-    """How the folder-drop sender runs; the ``[outbox]`` table (``give_up_after_hours`` there) or keywords."""
+    """How the folder-drop sender runs; the ``[outbox]`` table (in hours and days there) or keywords.
+
+    ``state_dir``: where the journal lives when not in ``DIR/.state`` (a local disk, for an outbox folder on a
+    network share: SQLite's WAL needs every process that opens it on one host, and a network filesystem's
+    locking cannot be trusted with it)."""
 
     workers: int = 4
     poll_seconds: float = 2.0
-    settle_seconds: float = 1.0
+    settle_seconds: float = 5.0
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 300.0
     give_up_after_seconds: float = 72 * 3600.0
+    keep_finished_seconds: float = 30 * 86400.0
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        # Checked here as well as in the file reader: a library caller gets the same clear refusal.
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigurationError(
-                f"outbox workers must be a whole number of at least 1, not {self.workers!r}",
-                location="outbox.workers",
-            )
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name != "workers" and (not _finite(value) or value < 0):
-                raise ConfigurationError(
-                    f"outbox {item.name} must be a finite number of seconds, 0 or more, not {value!r}",
-                    location=f"outbox.{item.name}",
-                )
-        if self.poll_seconds <= 0:
-            raise ConfigurationError(
-                f"outbox poll_seconds must be above 0, not {self.poll_seconds!r}",
-                location="outbox.poll_seconds",
-            )
+        # The same rules as the file reader's (_outbox_problems): a library caller gets the same refusal.
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        for name, rule in _outbox_problems(values)[:1]:
+            raise ConfigurationError(f"outbox {name} {rule}, got {values[name]!r}", location=f"outbox.{name}")
 
 
 @dataclass(frozen=True)
@@ -173,16 +202,6 @@ class _Reader(TableReader):
                 )
         self.refuse_unknown(allowed)
 
-    def string(self, key: str, *, required: bool = True) -> str | None:
-        value = self.table.get(key)
-        if value is None:
-            if required:
-                raise self.error(key, "missing")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, "must be a non-empty string")
-        return value.strip()
-
     def strings(self, key: str) -> list[str]:
         value = self.table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -190,7 +209,7 @@ class _Reader(TableReader):
         return value
 
     def path(self, key: str, *, required: bool = True) -> Path | None:
-        text = self.string(key, required=required)
+        text = self.text(key, required=required)
         if text is None:
             return None
         path = Path(text).expanduser()
@@ -206,7 +225,7 @@ def _finite(value: object) -> bool:
 
 
 def _endpoint(reader: _Reader) -> str:
-    endpoint = reader.string("endpoint")
+    endpoint = reader.text("endpoint", required=True)
     assert endpoint is not None
     parts = urlsplit(endpoint)
     if parts.scheme != "https" or not parts.hostname:
@@ -218,13 +237,7 @@ def _endpoint(reader: _Reader) -> str:
 
 
 def _metadata_level(reader: _Reader) -> MetadataLevel:
-    text = reader.string("metadata_level", required=False)
-    if text is None:
-        return MetadataLevel.MINIMAL
-    try:
-        return MetadataLevel.parse(text)
-    except ValueError as exc:
-        raise reader.error("metadata_level", str(exc)) from None
+    return reader.level("metadata_level") or MetadataLevel.MINIMAL
 
 
 def _timeout(reader: _Reader) -> float:
@@ -243,7 +256,7 @@ def _credential(reader: _Reader) -> ClientCredential | None:
     cert = reader.path("cert", required=False)
     key = reader.path("key", required=False)
     p12 = reader.path("p12", required=False)
-    password_env = reader.string("p12_password_env", required=False)
+    password_env = reader.text("p12_password_env", required=False)
     password_file = reader.path("p12_password_file", required=False)
     if p12 is None and (password_env or password_file):
         raise reader.error("p12_password_env" if password_env else "p12_password_file", "given without p12")
@@ -263,12 +276,7 @@ def _credential(reader: _Reader) -> ClientCredential | None:
 def _bindings(reader: _Reader) -> tuple[Binding, ...]:
     bindings: list[Binding] = []
     for index, text in enumerate(reader.strings("addresses")):
-        if "@" not in text.lstrip("@"):
-            raise reader.error(f"addresses[{index}]", f"not a Direct address (user@domain): {text!r}")
-        try:
-            bindings.append(Binding(address=DirectAddress.parse(text)))
-        except ValueError as exc:
-            raise reader.error(f"addresses[{index}]", str(exc)) from None
+        bindings.append(Binding(address=reader.address(f"addresses[{index}]", text)))
     for index, text in enumerate(reader.strings("domains")):
         domain = text.strip().lstrip("@")
         if not domain or "@" in domain or "." not in domain:
@@ -279,27 +287,16 @@ def _bindings(reader: _Reader) -> tuple[Binding, ...]:
 
 def _practice(reader: _Reader) -> Practice:
     reader.check_keys(_PRACTICE_KEYS)
-    practice_id = reader.string("id")
+    practice_id = reader.text("id", required=True)
     assert practice_id is not None
-    active = reader.table.get("active", True)
-    if not isinstance(active, bool):
-        raise reader.error("active", "must be true or false")
+    active = reader.flag("active", True)
     return Practice(
         id=practice_id,
-        name=reader.string("name", required=False) or practice_id,
+        name=reader.text("name", required=False) or practice_id,
         active=active,
         bindings=_bindings(reader),
         credential=_credential(reader),
     )
-
-
-def _address(reader: _Reader, key: str, text: object) -> DirectAddress:
-    if not isinstance(text, str) or "@" not in text.lstrip("@"):
-        raise reader.error(key, f"not a Direct address (user@domain): {text!r}")
-    try:
-        return DirectAddress.parse(text)
-    except ValueError as exc:
-        raise reader.error(key, str(exc)) from None
 
 
 def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) -> OutboxDefaults | None:
@@ -313,33 +310,27 @@ def _outbox_defaults(reader: _Reader, practice: Practice, level: MetadataLevel) 
     sub.refuse_unknown(_DEFAULTS_KEYS)
     if "from" not in table:
         raise sub.error("from", "missing")
-    sender = _address(sub, "from", table["from"])
+    sender = sub.address("from", table["from"])
     if not practice.binds(sender):
         bound = ", ".join(str(b) for b in practice.bindings) or "nothing"
         raise sub.error("from", f"{sender} is not bound to practice {practice.id!r} (bound: {bound})")
-    recipients = table.get("to")
-    if not isinstance(recipients, list) or not recipients:
-        raise sub.error(
-            "to", 'must be a non-empty list of Direct addresses, e.g. to = ["records@hisp.example"]'
-        )
-    text = table.get("metadata")
-    if text is not None:
-        try:
-            level = MetadataLevel.parse(str(text))
-        except ValueError as exc:
-            raise sub.error("metadata", str(exc)) from None
-    return OutboxDefaults(
-        sender=sender,
-        recipients=tuple(_address(sub, f"to[{i}]", t) for i, t in enumerate(recipients)),
-        level=level,
-    )
+    recipients = sub.addresses("to")
+    if recipients is None:
+        raise sub.error("to", "missing")
+    return OutboxDefaults(sender=sender, recipients=recipients, level=sub.level("metadata") or level)
 
 
-def _seconds(reader: _Reader, key: str, default: float, *, positive: bool = False) -> float:
-    value = reader.table.get(key, default)
-    if not _finite(value) or value < 0 or (positive and value == 0):
-        raise reader.error(key, f"must be a number {'above 0' if positive else '0 or more'}, got {value!r}")
-    return float(value)
+#: The ``[outbox]`` keys: OutboxSettings field, and the factor from the file's unit to seconds.
+_OUTBOX_KEYS: dict[str, tuple[str, float]] = {
+    "workers": ("workers", 1),
+    "poll_seconds": ("poll_seconds", 1),
+    "settle_seconds": ("settle_seconds", 1),
+    "retry_base_seconds": ("retry_base_seconds", 1),
+    "retry_max_seconds": ("retry_max_seconds", 1),
+    "give_up_after_hours": ("give_up_after_seconds", 3600),
+    "keep_finished_days": ("keep_finished_seconds", 86400),
+    "state_dir": ("state_dir", 1),
+}
 
 
 def _outbox_settings(reader: _Reader) -> OutboxSettings:
@@ -347,30 +338,22 @@ def _outbox_settings(reader: _Reader) -> OutboxSettings:
     if not isinstance(table, dict):
         raise reader.error("outbox", "must be a table ([outbox])")
     sub = _Reader(reader.source, table, "outbox.")
-    base = OutboxSettings()
-    sub.refuse_unknown(
-        frozenset(
-            {
-                "workers",
-                "poll_seconds",
-                "settle_seconds",
-                "retry_base_seconds",
-                "retry_max_seconds",
-                "give_up_after_hours",
-            }
-        )
-    )
-    workers = table.get("workers", base.workers)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise sub.error("workers", f"must be a whole number of at least 1, got {workers!r}")
-    return OutboxSettings(
-        workers=workers,
-        poll_seconds=_seconds(sub, "poll_seconds", base.poll_seconds, positive=True),
-        settle_seconds=_seconds(sub, "settle_seconds", base.settle_seconds),
-        retry_base_seconds=_seconds(sub, "retry_base_seconds", base.retry_base_seconds),
-        retry_max_seconds=_seconds(sub, "retry_max_seconds", base.retry_max_seconds),
-        give_up_after_seconds=_seconds(sub, "give_up_after_hours", base.give_up_after_seconds / 3600) * 3600,
-    )
+    sub.refuse_unknown(frozenset(_OUTBOX_KEYS))
+    values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for key, raw in table.items():
+        name, factor = _OUTBOX_KEYS[key]
+        keys[name] = key
+        if name == "state_dir":
+            text = sub.text(key, required=True)
+            assert text is not None
+            path = Path(text).expanduser()
+            values[name] = (path if path.is_absolute() else reader.source.parent / path).resolve()
+        else:
+            values[name] = raw * factor if factor != 1 and _finite(raw) else raw
+    for name, rule in _outbox_problems(values)[:1]:
+        raise sub.error(keys.get(name, name), f"{rule}, got {table.get(keys.get(name, name))!r}")
+    return OutboxSettings(**values)
 
 
 def _practices(

@@ -16,15 +16,27 @@ written. A drop is therefore claimed only once its :func:`fingerprint` (latest m
 number of entries) has stayed the same for ``settle_seconds`` by the outbox's own clock. Comparing what the outbox
 saw, not the files' times with its clock, keeps this right when the share's clock (or the writer's) differs from
 ours, in either direction; size and count catch writes within a filesystem's coarse time steps (2 s on FAT/SMB).
+
+The fingerprint cannot see everything: an SMB copy may set a file's full size first and its time only when it
+closes the file, so a file being copied can look unchanged. A folder at the top of ``incoming/`` needs its
+manifest, so the manifest is the writer's "done" (write it last): a top-level folder without one must look the
+same for :data:`MANIFEST_WAIT_FACTOR` times ``settle_seconds`` before it is claimed (then it fails as a drop
+without a manifest, rather than being sent half-written).
 """
 
 from __future__ import annotations
 
-__all__ = ["Arrival", "Settling", "find_arrivals", "fingerprint"]
+__all__ = ["MANIFEST_WAIT_FACTOR", "Arrival", "Settling", "find_arrivals", "fingerprint"]
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from xdr_edge.sender.outbox.layout import MANIFEST_NAMES
+
+#: How many times ``settle_seconds`` a top-level folder without a manifest must look unchanged before it is
+#: claimed (a minute with the default 5 s).
+MANIFEST_WAIT_FACTOR = 12
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,8 @@ class Settling:
         self._seen: dict[str, tuple[tuple[float, int, int], float]] = {}
 
     def settled(self, arrival: Arrival, now: float) -> bool:
-        """True once ``arrival`` looked the same for ``settle_seconds`` (``now`` is the outbox's monotonic clock)."""
+        """True once ``arrival`` looked the same for ``settle_seconds`` (``now`` is the outbox's monotonic clock);
+        for a top-level folder without a manifest, :data:`MANIFEST_WAIT_FACTOR` times as long."""
         if self.settle_seconds <= 0:
             return True
         current = fingerprint(arrival.path)
@@ -101,9 +114,16 @@ class Settling:
         if seen is None or seen[0] != current:
             self._seen[arrival.name] = (current, now)
             return False
-        return now - seen[1] >= self.settle_seconds
+        needed = self.settle_seconds
+        if arrival.kind == "folder" and arrival.practice_folder is None and not _has_manifest(arrival.path):
+            needed *= MANIFEST_WAIT_FACTOR
+        return now - seen[1] >= needed
 
     def forget(self, present: set[str]) -> None:
         """Drop what is no longer in ``incoming/`` (claimed, or taken back by its writer)."""
         for name in [n for n in self._seen if n not in present]:
             del self._seen[name]
+
+
+def _has_manifest(folder: Path) -> bool:
+    return any(os.path.lexists(folder / name) for name in MANIFEST_NAMES)

@@ -6,11 +6,15 @@ then one transaction marks the drops that moved ``claimed`` and forgets those th
 writer). Two commits and a few directory flushes per batch instead of per drop, with the same guarantee: the
 intent is on disk before the rename, and after a crash anywhere in between :mod:`.recovery` completes or undoes
 each claim by looking where the drop is.
+
+A rename that fails for another reason than the drop being gone (EXDEV across filesystems, EACCES, EBUSY on a
+share) is returned to the caller, which says so (once, not at every poll) and, with ``--once``, counts the drop as
+left in ``incoming/``.
 """
 
 from __future__ import annotations
 
-__all__ = ["BATCH", "Claimed", "claim"]
+__all__ = ["BATCH", "Claimed", "Claims", "claim"]
 
 import logging
 import os
@@ -19,10 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xdr_edge.durable import fsync_dir
 from xdr_edge.sender.outbox.arrivals import Arrival
 from xdr_edge.sender.outbox.drop import peek_practice
 from xdr_edge.sender.outbox.journal import Journal, State
-from xdr_edge.sender.outbox.layout import OutboxLayout, fsync_dir
+from xdr_edge.sender.outbox.layout import OutboxLayout
 
 log = logging.getLogger("xdr_edge.sender.outbox")
 
@@ -38,10 +43,18 @@ class Claimed:
     since: float
 
 
+@dataclass(frozen=True)
+class Claims:
+    """What a batch did: the drops now claimed, and those whose rename failed (with the error)."""
+
+    claimed: list[Claimed]
+    failed: list[tuple[Arrival, OSError]]
+
+
 def claim(
     layout: OutboxLayout, journal: Journal, arrivals: Sequence[Arrival], clock: Callable[[], float]
-) -> list[Claimed]:
-    """Claim ``arrivals`` (at most :data:`BATCH` at a time is the caller's choice); returns those now claimed."""
+) -> Claims:
+    """Claim ``arrivals`` (at most :data:`BATCH` at a time is the caller's choice)."""
     now = clock()
     planned = [
         (uuid.uuid4().hex[:20], arrival, peek_practice(arrival.path, arrival.practice_folder))
@@ -60,6 +73,7 @@ def claim(
             )
     moved: list[Claimed] = []
     missed: list[str] = []
+    failed: list[tuple[Arrival, OSError]] = []
     flush: set[Path] = {layout.claimed}
     for drop_id, arrival, practice in planned:
         root = layout.claimed_dir(drop_id)
@@ -77,7 +91,7 @@ def claim(
                 flush.discard(root)
             missed.append(drop_id)
             if not isinstance(exc, FileNotFoundError):  # taken back by its writer: not an error
-                log.warning("could not claim a drop (%s): %s", drop_id, exc.strerror or exc)
+                failed.append((arrival, exc))
             continue
         flush.add(arrival.path.parent)
         moved.append(Claimed(drop_id, practice, now))
@@ -91,4 +105,4 @@ def claim(
             journal.update(conn, item.drop_id, expect=(State.CLAIMING,), now=now, state=State.CLAIMED)
         for drop_id in missed:
             journal.delete(conn, drop_id)
-    return moved
+    return Claims(moved, failed)

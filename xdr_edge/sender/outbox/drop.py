@@ -50,6 +50,7 @@ from xdr_edge.protocol.model import (
 )
 from xdr_edge.sender.config import SenderConfig
 from xdr_edge.sender.outbox.layout import MANIFEST_NAMES, OUTPUT_NAMES
+from xdr_edge.tomlconfig import TableReader
 
 _MANIFEST_KEYS = frozenset(
     {
@@ -171,23 +172,17 @@ def peek_practice(path: Path, practice_folder: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class _Manifest:
-    """Typed access to a manifest's keys; every error names the file and the key."""
+class _Manifest(TableReader):
+    """A manifest's keys, read with the getters of our TOML files (:class:`TableReader`); its mistakes make a bad
+    drop (``bad-manifest``), and every one names the file and the key."""
 
     def __init__(self, name: str, data: dict[str, Any]) -> None:
+        super().__init__(name, data, "")
         self.name = name
         self.data = data
 
-    def error(self, key: str, message: str) -> LocalProtocolError:
-        return _bad(f"{self.name}: {key}: {message}", "bad-manifest", f"{self.name}:{key}")
-
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, "must be a non-empty string")
-        return value.strip()
+    def problem(self, message: str, location: str) -> LocalProtocolError:
+        return _bad(message, "bad-manifest", location)
 
     def texts(self, key: str, value: Any) -> tuple[str, ...]:
         items = [value] if isinstance(value, str) else value
@@ -198,39 +193,6 @@ class _Manifest:
         ):
             raise self.error(key, "must be a non-empty string or a list of them")
         return tuple(i.strip() for i in items)
-
-    def address(self, key: str, text: str) -> DirectAddress:
-        if "@" not in text.lstrip("@"):
-            raise self.error(key, f"not a Direct address (user@domain): {text!r}")
-        try:
-            return DirectAddress.parse(text)
-        except ValueError as exc:
-            raise self.error(key, str(exc)) from None
-
-    def recipients(self) -> tuple[DirectAddress, ...] | None:
-        value = self.data.get("to")
-        if value is None:
-            return None
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise self.error("to", 'must be a non-empty list of Direct addresses, e.g. to = ["a@b.example"]')
-        return tuple(self.address(f"to[{i}]", v) for i, v in enumerate(value))
-
-    def level(self) -> MetadataLevel | None:
-        value = self.data.get("metadata")
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.error("metadata", "must be 'minimal' or 'xds'")
-        try:
-            return MetadataLevel.parse(value)
-        except ValueError as exc:
-            raise self.error("metadata", str(exc)) from None
-
-    def flag(self, key: str) -> bool:
-        value = self.data.get(key, False)
-        if not isinstance(value, bool):
-            raise self.error(key, "must be true or false")
-        return value
 
     def author(self) -> Author | None:
         value = self.data.get("author")
@@ -276,6 +238,12 @@ class _Manifest:
             return None
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise self.error("documents", "must be a non-empty list of file names in the drop")
+        for index, name in enumerate(value):
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+                # a NUL cannot be in a file name at all, and other control characters are never what was meant
+                raise self.error(
+                    f"documents[{index}]", f"{name!r} holds a control character: not a file name"
+                )
         return value
 
 
@@ -318,6 +286,11 @@ def _is_output_aside(name: str) -> bool:
     return False
 
 
+def _shown(name: str) -> str:
+    """A file name for a message: quoted, and cut when it is absurdly long."""
+    return repr(name) if len(name) <= 80 else repr(name[:60]) + f"... ({len(name)} characters)"
+
+
 def _checked_documents(root: Path, names: list[str], manifest: str) -> tuple[str, ...]:
     seen: set[str] = set()
     for index, name in enumerate(names):
@@ -334,12 +307,23 @@ def _checked_documents(root: Path, names: list[str], manifest: str) -> tuple[str
             raise _bad(f"{manifest}: documents[{index}]: {name!r} is listed twice", "bad-manifest", where)
         seen.add(normal)
         path = root.joinpath(*pure.parts)
-        if not path.resolve().is_relative_to(root.resolve()):
+        try:
+            inside = path.resolve().is_relative_to(root.resolve())
+            info = _regular(path) if inside else None
+            present = inside and path.exists()
+        except (OSError, ValueError) as exc:  # a name the filesystem cannot hold (too long, a loop ...)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _bad(
+                f"{manifest}: documents[{index}]: {_shown(name)} cannot be read as a path ({reason})",
+                "bad-manifest",
+                where,
+            ) from None
+        if not inside:
             raise _bad(
                 f"{manifest}: documents[{index}]: {name!r} leaves the drop", "path-outside-drop", where
             )
-        if _regular(path) is None:
-            reason = "is not a regular file" if path.exists() else "is not in the drop"
+        if info is None:
+            reason = "is not a regular file" if present else "is not in the drop"
             raise _bad(f"{manifest}: documents[{index}]: {name!r} {reason}", "document-not-found", where)
     return tuple(PurePosixPath(n).as_posix() for n in names)
 
@@ -393,7 +377,7 @@ def read_drop(root: Path, *, kind: str, practice_folder: str | None, config: Sen
         )
     sender_text = manifest.text("from")
     sender = manifest.address("from", sender_text) if sender_text else (defaults.sender if defaults else None)
-    recipients = manifest.recipients() or (defaults.recipients if defaults else None)
+    recipients = manifest.addresses("to") or (defaults.recipients if defaults else None)
     if sender is None:
         raise manifest.error("from", "missing: the sender's Direct address")
     if not recipients:
@@ -406,7 +390,7 @@ def read_drop(root: Path, *, kind: str, practice_folder: str | None, config: Sen
         if not names:
             raise _bad("the drop holds no document", "no-documents")
         documents = _checked_documents(root, names, manifest.name)
-    level = manifest.level() or (defaults.level if defaults else config.metadata_level)
+    level = manifest.level("metadata") or (defaults.level if defaults else config.metadata_level)
     return DropRequest(
         practice=practice,
         sender=sender,

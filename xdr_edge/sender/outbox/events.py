@@ -11,7 +11,10 @@ __all__ = ["DropEvent", "Progress", "iso"]
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xdr_edge.sender.outbox.journal import DropRow
 
 
 def iso(moment: float | None) -> str | None:
@@ -36,6 +39,39 @@ class DropEvent:
     http_status: int | None
     age_seconds: float
     next_attempt_at: float | None = None
+
+    @classmethod
+    def for_drop(
+        cls,
+        row: DropRow,
+        *,
+        practice: str | None,
+        state: str,
+        outcome: str,
+        code: str,
+        message: str,
+        attempts: int,
+        message_id: str | None,
+        http_status: int | None,
+        now: float,
+        next_attempt_at: float | None = None,
+    ) -> DropEvent:
+        """The event of the drop ``row`` (its id, name, SubmissionSet uniqueId and age come from the row)."""
+        return cls(
+            drop_id=row.id,
+            name=row.name,
+            practice=practice,
+            state=state,
+            outcome=outcome,
+            code=code,
+            message=message,
+            attempts=attempts,
+            message_id=message_id,
+            submission_set_unique_id=(row.submission or {}).get("submission_set_unique_id"),
+            http_status=http_status,
+            age_seconds=now - row.claimed_at,
+            next_attempt_at=next_attempt_at,
+        )
 
     def fields(self) -> dict[str, Any]:
         """The PHI-free form: identifiers, outcome, codes, counts and times."""

@@ -23,20 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+from xdr_edge.durable import fsync_dir, remove_temporaries, rename_durably, write_atomic
 from xdr_edge.sender.client import SendResult
 from xdr_edge.sender.outbox.drop import DropRequest, SubmissionRecord
 from xdr_edge.sender.outbox.events import DropEvent
 from xdr_edge.sender.outbox.journal import DropRow, Journal, State
-from xdr_edge.sender.outbox.layout import (
-    OUTPUT_NAMES,
-    OutboxLayout,
-    fsync_dir,
-    remove_temporaries,
-    rename_durably,
-    set_aside,
-    write_durably,
-)
-from xdr_edge.sender.outbox.verdict import Step, error_text, response_entity, result_document
+from xdr_edge.sender.outbox.layout import OUTPUT_NAMES, OutboxLayout, set_aside
+from xdr_edge.sender.outbox.verdict import Step, error_text, response_entity, result_document, tally
 
 log = logging.getLogger("xdr_edge.sender.outbox")
 
@@ -71,8 +64,10 @@ class Finisher:
         record: SubmissionRecord | None = None,
         problems: Sequence[dict[str, Any]] = (),
         gave_up: bool = False,
+        maybe_stored: bool = False,
     ) -> None:
-        """Decide the drop's end (steps 1 and 2), then :meth:`complete` it."""
+        """Decide the drop's end (steps 1 and 2), then :meth:`complete` it. ``maybe_stored``: this drop's last
+        attempt may have been stored (the row knows of earlier ones); result.json says ``maybe_delivered``."""
         root = self.layout.claimed_dir(row.id)
         if root.is_dir() and not root.is_symlink():
             for name in OUTPUT_NAMES:
@@ -80,8 +75,7 @@ class Finisher:
         if record is None and row.submission is not None:
             record = SubmissionRecord.from_json(row.submission)
         now = self.clock()
-        message_ids = (*row.message_ids, *(result.message_ids if result is not None else ()))
-        attempts = row.attempts + (result.attempts if result is not None else 0)
+        attempts, message_ids = tally(row, result)
         raw = result.raw_response if result is not None else None
         document = result_document(
             drop=row.name,
@@ -105,6 +99,7 @@ class Finisher:
             received_at=row.claimed_at,
             first_attempt_at=row.first_attempt_at,
             finished_at=now,
+            maybe_delivered=row.maybe_stored or maybe_stored,
         )
         with self.journal.transaction() as conn:
             final = self._choose_final(conn, step, row)
@@ -121,8 +116,14 @@ class Finisher:
                 response_type=result.response_content_type if raw and result is not None else None,
                 attempts=attempts,
                 message_ids=list(message_ids),
+                first_attempt_at=row.first_attempt_at,
+                maybe_stored=row.maybe_stored or maybe_stored,
                 last_outcome=outcome,
-                **({"last_error": message, "last_error_at": now} if step is Step.FAILED else {}),
+                **(
+                    {"last_error": message, "last_error_at": now, "last_code": code}
+                    if step is Step.FAILED
+                    else {}
+                ),
             )
         finishing = self.journal.get(row.id)
         assert finishing is not None
@@ -146,18 +147,18 @@ class Finisher:
         if root.is_dir() and not root.is_symlink():
             remove_temporaries(root)
             if row.response is not None:
-                write_durably(
+                write_atomic(
                     root / RESPONSE_NAME,
                     response_entity(row.response_type, row.response),
                     flush_directory=False,
                 )
             name = PurePosixPath(final).name
             if document["state"] == Step.FAILED.value:
-                write_durably(
+                write_atomic(
                     root / "error.txt", error_text(document, name).encode("utf-8"), flush_directory=False
                 )
             result = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-            write_durably(root / "result.json", result, flush_directory=False)
+            write_atomic(root / "result.json", result, flush_directory=False)
             fsync_dir(root)  # the three names, before the folder moves
             final = self._move(row, root, final)
         elif not (self.layout.root / final).exists():
@@ -174,11 +175,11 @@ class Finisher:
             final=final,
             finished_at=now,
             response=None,
+            result=None,  # result.json is on disk now; the journal keeps a small row per finished drop
         )
         self.emit(
-            DropEvent(
-                drop_id=row.id,
-                name=row.name,
+            DropEvent.for_drop(
+                row,
                 practice=document.get("practice"),
                 state=done.value,
                 outcome=document["outcome"],
@@ -186,9 +187,8 @@ class Finisher:
                 message=document["message"],
                 attempts=document["attempts"],
                 message_id=document["message_id"],
-                submission_set_unique_id=document["submission_set_unique_id"],
                 http_status=document["http_status"],
-                age_seconds=now - row.claimed_at,
+                now=now,
             )
         )
 

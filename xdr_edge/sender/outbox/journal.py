@@ -9,14 +9,19 @@ uniqueIds before the first byte is sent, the outcome before the move to ``sent/`
 
 Durability: WAL with ``synchronous=FULL``, so a committed change survives a power cut, not only a killed
 process (SQLite, "Write-Ahead Logging"; "PRAGMA synchronous"). WAL lets ``xdr-edge outbox status`` read while a
-run writes; like any WAL database it needs every process that opens it on the same host.
+run writes (it opens the journal read-only and never migrates it, so it never waits for a writer); like any WAL
+database it needs every process that opens it on the same host.
 
 The states of a drop::
 
     claiming -> claimed -> sending -> finishing -> sent | failed
                               |  ^
                               v  |
-                            waiting          (failed -> waiting again by `xdr-edge outbox retry`)
+                            waiting          (failed -> retrying -> waiting | claimed: `xdr-edge outbox retry`)
+
+Size: a finished drop keeps one row of a few hundred bytes (its result.json is on disk, not in the journal) and its
+events; :meth:`Journal.prune` forgets sent drops, and failed drops no longer in ``failed/``, after the configured
+days, and gives the pages back to the filesystem (``auto_vacuum = INCREMENTAL``).
 
 Table ``events`` keeps one row per change (time, state, a short machine-readable detail: an outcome or an
 error code, never document content).
@@ -30,7 +35,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -39,7 +44,7 @@ from typing import Any
 
 from xdr_edge.protocol.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS drops (
@@ -79,6 +84,14 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_by_drop ON events (drop_id, at)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+#: Schema 2: how often a drop was parked after an unexpected error, the code of its last error, and the indexes
+#: that keep status and pruning cheap however long the history.
+_SCHEMA_2 = (
+    ("drops", "parks", "ALTER TABLE drops ADD COLUMN parks INTEGER NOT NULL DEFAULT 0"),
+    ("drops", "last_code", "ALTER TABLE drops ADD COLUMN last_code TEXT"),
+    (None, None, "CREATE INDEX IF NOT EXISTS drops_by_error ON drops (last_error_at)"),
+    (None, None, "CREATE INDEX IF NOT EXISTS drops_by_finish ON drops (state, finished_at)"),
+)
 
 
 class State(str, Enum):
@@ -89,12 +102,15 @@ class State(str, Enum):
     FINISHING = "finishing"
     SENT = "sent"
     FAILED = "failed"
+    RETRYING = "retrying"  # `outbox retry` is moving it back from failed/ (completed by whoever comes first)
 
 
 #: States a worker picks up (``sending`` only after recovery has turned it into ``waiting``).
 WORKABLE = (State.CLAIMED, State.WAITING, State.FINISHING)
 #: Not finished: what ``--once`` waits for.
-ACTIVE = (State.CLAIMING, State.CLAIMED, State.SENDING, State.WAITING, State.FINISHING)
+ACTIVE = (State.CLAIMING, State.CLAIMED, State.SENDING, State.WAITING, State.FINISHING, State.RETRYING)
+#: Finished: a drop in ``sent/`` or ``failed/``.
+FINISHED = (State.SENT, State.FAILED)
 
 
 class JournalConflict(StoreError):
@@ -130,6 +146,8 @@ class DropRow:
     response: bytes | None
     response_type: str | None
     finished_at: float | None
+    parks: int = 0
+    last_code: str | None = None
 
     @property
     def ever_sent(self) -> bool:
@@ -162,6 +180,9 @@ class DropRow:
             response=row["response"],
             response_type=row["response_type"],
             finished_at=row["finished_at"],
+            # a journal of schema 1, read without migrating it (outbox status), has neither
+            parks=row["parks"] if "parks" in row.keys() else 0,
+            last_code=row["last_code"] if "last_code" in row.keys() else None,
         )
 
 
@@ -187,6 +208,8 @@ _COLUMNS = frozenset(
         "response",
         "response_type",
         "finished_at",
+        "parks",
+        "last_code",
     }
 )
 
@@ -195,26 +218,53 @@ class Journal:
     """The journal of one outbox. One connection, serialised by a lock: shared by a run's threads.
 
     Every method is one transaction. :meth:`transaction` exposes one for a change that must happen together
-    with a file move (the move inside it, undone when the commit fails)."""
+    with a file move (the move inside it, undone when the commit fails).
 
-    def __init__(self, path: Path, *, create: bool = True, busy_timeout: float = 30.0) -> None:
+    ``read_only`` opens it for looking only (``outbox status``): no migration, no write lock, so a run holding
+    the journal in a transaction never makes a reader wait. ``clock`` stamps changes and events (the run's own
+    clock, so that a test's clock and the journal agree)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool = True,
+        busy_timeout: float = 30.0,
+        read_only: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self._clock = clock
+        self.read_only = read_only
+        if (read_only or not create) and not self.path.is_file():
             raise StoreError(f"no outbox journal at {self.path}", location=str(self.path))
         try:
-            self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, timeout=busy_timeout, check_same_thread=False
-            )
+            if read_only:
+                self._conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    timeout=busy_timeout,
+                    check_same_thread=False,
+                )
+            else:
+                self._conn = sqlite3.connect(
+                    str(self.path), isolation_level=None, timeout=busy_timeout, check_same_thread=False
+                )
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            if not read_only:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the outbox journal {self.path}: {exc}", location=str(self.path)
             ) from exc
         self._lock = threading.RLock()
-        self._migrate()
+        if read_only:
+            self._check_version(self._version())
+        else:
+            self._migrate()
 
     def close(self) -> None:
         with self._lock:
@@ -226,18 +276,47 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _version(self) -> int:
+        try:
+            with self._lock:
+                return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox journal {self.path}: {exc}", location=str(self.path)) from exc
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the outbox journal {self.path} was written by a newer xdr-edge (schema {version}); "
+                f"this one knows schema {SCHEMA_VERSION}",
+                location=str(self.path),
+            )
+
     def _migrate(self) -> None:
+        """Bring the journal to :data:`SCHEMA_VERSION`; nothing to do (and no write lock taken) when it is."""
+        version = self._version()
+        self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0:
+            # a new journal: pages freed by pruning go back to the filesystem (set before any table exists)
+            with self._lock:
+                self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         with self.transaction() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the outbox journal {self.path} was written by a newer xdr-edge (schema {version}); "
-                    f"this one knows schema {SCHEMA_VERSION}",
-                    location=str(self.path),
-                )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
             for statement in _SCHEMA:
                 conn.execute(statement)
+            for table, column, statement in _SCHEMA_2:
+                present = table is not None and any(
+                    r[1] == column for r in conn.execute(f"PRAGMA table_info({table})")
+                )
+                if not present:
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with self._lock:
+            if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                # a journal made before: switching needs one VACUUM (outside a transaction), once
+                self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self._conn.execute("VACUUM")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -387,7 +466,7 @@ class Journal:
         unknown = set(columns) - _COLUMNS
         if unknown:
             raise ValueError(f"not journal columns: {sorted(unknown)}")
-        moment = time.time() if now is None else now
+        moment = self._clock() if now is None else now
         values = {
             k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in columns.items()
         }
@@ -445,3 +524,32 @@ class Journal:
 
     def final_taken(self, conn: sqlite3.Connection, final: str) -> bool:
         return conn.execute("SELECT 1 FROM drops WHERE final = ?", (final,)).fetchone() is not None
+
+    # -- keeping it small -------------------------------------------------------------------------------------
+
+    def prune(self, *, finished_before: float, still_there: Callable[[str], bool], limit: int = 1000) -> int:
+        """Forget up to ``limit`` drops finished before ``finished_before``: every sent one, and each failed one
+        whose folder is no longer at its place in ``failed/`` (``still_there(final)`` says; one still there
+        may be retried with `outbox retry`, which needs its row). Their events go with them, and the freed
+        pages go back to the filesystem. Returns how many were forgotten."""
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT id, state, final FROM drops WHERE state IN (?, ?) AND finished_at < ? "
+                "ORDER BY finished_at LIMIT ?",
+                (State.SENT.value, State.FAILED.value, finished_before, limit),
+            ).fetchall()
+        doomed = [r[0] for r in found if r[1] == State.SENT.value or not (r[2] and still_there(r[2]))]
+        if not doomed:
+            return 0
+        with self.transaction() as conn:
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM events WHERE drop_id IN ({marks})", chunk)  # noqa: S608
+                conn.execute(
+                    f"DELETE FROM drops WHERE id IN ({marks}) AND state IN (?, ?)",  # noqa: S608
+                    [*chunk, State.SENT.value, State.FAILED.value],
+                )
+        with self._lock:
+            self._conn.execute("PRAGMA incremental_vacuum")
+        return len(doomed)
