@@ -2,7 +2,7 @@
 
 Usage: ``.venv/bin/python benchmarks/bench_receive.py [--size-mb 1024] [--chunked] [--dir DIR] [--keep]``
 
-Issue #4 asks for bounded memory for any request size. For each of two uploads (a 1 KB document, the baseline,
+The receiver must hold memory bounded for any request size. For each of two uploads (a 1 KB document, the baseline,
 then a ``--size-mb`` document) a fresh receiver runs in its own child process (``start_lab``: PKI, registry,
 inbox, cheroot with mutual TLS on loopback), and a second child process composes the submission and uploads it
 through MTOM over mutual TLS, streaming the body from the file. The parent reads the server child's peak RSS

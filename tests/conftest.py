@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.servers import MissingBinaryError, find_nginx, find_postgres_bindir, postgres_server
 from xdr_edge.devtools.pki import DemoPki, write_demo_pki
 from xdr_edge.minting import CertificateAuthority
+from xdr_edge.receiver.store import Inbox
+from xdr_edge.registry import SubmissionIndex, open_database, open_registry
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +96,26 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "registry.db")
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+OpenInbox = Callable[..., Inbox]
+
+
+@pytest.fixture
+def open_inbox(registry_url: str, tmp_path: Path) -> Iterator[OpenInbox]:
+    """Opens an inbox (``tmp_path/inbox`` unless told) over its own connection to the test's database: each call
+    stands for one receiver (or one start of a receiver)."""
+    with open_registry(registry_url) as registry:
+        registry.init(actor="test")
+    opened: list[Inbox] = []
+
+    def make(root: Path | None = None, receiver: str = "rx-1", **options: Any) -> Inbox:
+        index = SubmissionIndex(open_database(registry_url, max_connections=8))
+        inbox = Inbox(root or tmp_path / "inbox", index, receiver=receiver, **options)
+        opened.append(inbox)
+        return inbox
+
+    yield make
+    for inbox in opened:
+        inbox.close()
+        inbox.index.database.close()

@@ -1,4 +1,4 @@
-"""XdrClient over real mutual TLS on loopback (issue #3 "Must show"): certificates made by xdr_edge.devtools.pki, the real
+"""XdrClient over real mutual TLS on loopback: certificates made by xdr_edge.devtools.pki, the real
 receiver of a lab (xdr_edge.devtools.lab) or a scripted WSGI app on the same cheroot server (xdr_edge.receiver.server)."""
 
 from __future__ import annotations

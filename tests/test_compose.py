@@ -1,4 +1,4 @@
-"""compose(): the defaults a user expects (issue #2 item 2), so a C-CDA goes out with only from/to addresses."""
+"""compose(): the defaults a user expects, so a C-CDA goes out with only from/to addresses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The receiver end to end (issue #4 "Must show"): a real cheroot server on loopback with mutual TLS, a PKI made
+"""The receiver end to end: a real cheroot server on loopback with mutual TLS, a PKI made
 for the test (``xdr_edge.devtools.lab``), real requests over real sockets, and the inbox on disk.
 
 One lab serves the whole module: tests that change registry state do it with certificates of their own, and

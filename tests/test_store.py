@@ -14,13 +14,13 @@ import io
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.concurrency import run_together
+from tests.conftest import OpenInbox
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError, StoreError
@@ -28,7 +28,7 @@ from xdr_edge.protocol.metadata import write_submit_objects
 from xdr_edge.protocol.model import Document, Submission
 from xdr_edge.protocol.wire import build_request, parse_request
 from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
-from xdr_edge.registry import SubmissionIndex, open_database, open_registry
+from xdr_edge.registry import SubmissionIndex
 
 SENDER = "dr.smith@direct.practice-a.org"
 RECIPIENT = "inbox@direct.hisp.example"
@@ -51,29 +51,6 @@ class BreakingFile(io.BytesIO):
 
 class Crash(BaseException):
     """Stands for the process dying at that point: nothing below it runs, nothing is cleaned up."""
-
-
-OpenInbox = Callable[..., Inbox]
-
-
-@pytest.fixture
-def open_inbox(registry_url: str, tmp_path: Path) -> Iterator[OpenInbox]:
-    """Opens an inbox (``tmp_path/inbox`` unless told) over its own connection to the test's database: each call
-    stands for one receiver (or one start of a receiver)."""
-    with open_registry(registry_url) as registry:
-        registry.init(actor="test")
-    opened: list[Inbox] = []
-
-    def make(root: Path | None = None, receiver: str = "rx-1") -> Inbox:
-        index = SubmissionIndex(open_database(registry_url, max_connections=8))
-        inbox = Inbox(root or tmp_path / "inbox", index, receiver=receiver)
-        opened.append(inbox)
-        return inbox
-
-    yield make
-    for inbox in opened:
-        inbox.close()
-        inbox.index.database.close()
 
 
 @pytest.fixture

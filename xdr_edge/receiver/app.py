@@ -64,7 +64,13 @@ from xdr_edge.protocol.wire import (
 )
 from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 from xdr_edge.receiver.admission import PracticeSlots
-from xdr_edge.receiver.store import DocumentConflict, Inbox, StoredSubmission, UniqueIdOwnedElsewhere
+from xdr_edge.receiver.store import (
+    OUTCOME_UNKNOWN,
+    DocumentConflict,
+    Inbox,
+    StoredSubmission,
+    UniqueIdOwnedElsewhere,
+)
 from xdr_edge.receiver.wsgi import content_length, is_chunked, status_line
 from xdr_edge.registry.database import UNAVAILABLE
 
@@ -305,7 +311,10 @@ class XdrEdgeApp:
             try:
                 sender_problem = self._check_senders(request, practice, entry)
                 response = self._process(request, practice, fingerprint, entry, sender_problem)
-            except StoreError as exc:  # the registry database did not answer: nothing was stored
+            except StoreError as exc:
+                if exc.code == OUTCOME_UNKNOWN:  # failed while committing: it may be stored
+                    return self._outcome_unknown(exc, entry, request.envelope.message_id, request.mtom), False
+                # the registry database did not answer: nothing was stored
                 return self._registry_unavailable(
                     exc, entry, request.envelope.message_id, request.mtom
                 ), False
@@ -350,8 +359,8 @@ class XdrEdgeApp:
                 [RegistryErrorEntry(exc.error_code, exc.code_context, location=exc.location)]
             )
         except StoreError as exc:
-            if exc.code == UNAVAILABLE:
-                raise  # "retry later" as a 503, which senders retry by themselves
+            if exc.code in (UNAVAILABLE, OUTCOME_UNKNOWN):
+                raise  # "retry later" as a 503, which senders retry by themselves; or "perhaps stored"
             log.exception("store failed message_id=%s", entry.message_id)
             entry.outcome = "store-error"
             return RegistryResponse.failure(
@@ -436,6 +445,22 @@ class XdrEdgeApp:
             log.exception(
                 "hook failed for message_id=%s (submission stored at %s)", entry.message_id, stored.directory
             )
+
+    def _outcome_unknown(
+        self, exc: StoreError, entry: _RequestLog, relates_to: str | None, mtom: bool
+    ) -> ReplyBytes:
+        """The index failed while committing and could not be asked afterwards: the submission may be stored
+        (the receiver settles it once the database answers). Not a 503, which says "not stored": a Receiver
+        fault with HTTP 500, which SOAP 1.2 Part 1 §5.4.6 lets a sender resend; sent again unchanged, it is
+        stored or answered as a duplicate, and either means it was delivered."""
+        log.error("store outcome unknown message_id=%s: %s", entry.message_id, exc)
+        entry.outcome = "store-outcome-unknown"
+        fault = Fault(
+            "Receiver",
+            "whether the submission was stored could not be confirmed (the registry database failed while "
+            "recording it); send it again unchanged: a duplicate answer then means it was stored",
+        )
+        return self._fault(fault, relates_to, mtom, 500)
 
     def _registry_unavailable(
         self, exc: StoreError, entry: _RequestLog, relates_to: str | None, mtom: bool

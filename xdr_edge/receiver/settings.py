@@ -474,6 +474,7 @@ def build_server(server: ServerConfig, options: ReceiverOptions) -> BuiltServer:
         registry.ping()  # an uninitialized or unreachable database is a start-up error, not a first-request one
         inbox = Inbox(options.inbox, SubmissionIndex(database), receiver=options.receiver_name)
         recovered = inbox.recover()
+        inbox.start_upkeep()
         config = ReceiverConfig(
             registry=registry,
             inbox=inbox,

@@ -15,10 +15,13 @@ Layout::
 
 Storing a submission, in this order:
 
-1. write it whole into ``staging/<token>/`` (every file, and the directories, fsynced);
+1. write it whole into ``staging/<token>/`` (every file, and the directories, fsynced), then fsync ``staging/``
+   itself, so that the folder's name survives a power cut as well as its content;
 2. record it in the index: one transaction, and the commit point. A copy already stored, by this receiver or
    any other, or a uniqueId of another practice is found here, and the staging directory is deleted;
-3. rename the staging directory into place (one step) and fsync the folder it went to;
+3. rename the staging directory into place (one step) and fsync both folders the rename changed (the date
+   folder it went to, ``staging/`` it left); a new date folder is fsynced into the inbox before anything is
+   renamed into it, by whichever thread or receiver meets it first;
 4. only then answer Success.
 
 Steps 2 and 3 are taken for several requests at once (:mod:`xdr_edge.receiver.groupcommit`): the submissions
@@ -35,6 +38,21 @@ steps 2 and 3; the sender had no answer, and a copy sent meanwhile was answered 
 was committed), an unrecorded one is deleted (the crash came before step 2; the sender had no answer and its
 retry is accepted). So Success always means the submission is in an inbox, and no crash leaves half a
 submission in place or a uniqueId held by nothing.
+
+When the index fails *while committing* (the connection lost with the commit sent), the receiver cannot know
+whether step 2 happened, and asks the index again at once. If the database cannot answer that either, the
+request is answered that its outcome is unknown (:data:`OUTCOME_UNKNOWN`: a Receiver fault, which a sender takes
+as "send it again unchanged; a duplicate answer then means it was stored"), never "not stored", and the staging
+directory is kept. The receiver's upkeep (:meth:`Inbox.upkeep`, run every :data:`UPKEEP_SECONDS` by
+:meth:`Inbox.start_upkeep`) asks again until the database answers, and moves it into place or removes it, without
+waiting for a restart.
+
+A receiver that stops for good with leftovers (scaled down, or renamed: the default name is the host name, which
+a container gets anew at each start) would strand them; so the upkeep also *adopts* another receiver's working
+area on the same inbox when its lock is free and its holder is gone (its process no longer exists on this host,
+or, from another host, its heartbeat is older than :data:`HOLDER_SILENT_SECONDS`), and settles the leftovers there
+that are older than ``adopt_after`` exactly as that receiver's own recovery would. Its lock is held meanwhile (a
+fraction of a second), so a receiver of that name starting then waits for it rather than meeting half of it.
 
 Several receivers may share one inbox directory (on a shared filesystem), each with its own working area named
 by its receiver name, or each keep an inbox of its own; the index records each submission's path relative to
@@ -60,24 +78,38 @@ Delete them when convenient.
 
 from __future__ import annotations
 
-__all__ = ["DocumentConflict", "Inbox", "Recovery", "StoredSubmission", "UniqueIdOwnedElsewhere"]
+__all__ = [
+    "ADOPT_AFTER_SECONDS",
+    "HOLDER_SILENT_SECONDS",
+    "OUTCOME_UNKNOWN",
+    "UPKEEP_SECONDS",
+    "DocumentConflict",
+    "Inbox",
+    "Recovery",
+    "StoredSubmission",
+    "UniqueIdOwnedElsewhere",
+    "Upkeep",
+]
 
 import errno
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import threading
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
 
 from lxml import etree
 
+from xdr_edge.durable import LockFile, LockOwner, fsync_dir, write_synced
 from xdr_edge.protocol.codes import NON_IDENTICAL_HASH, NON_IDENTICAL_SIZE, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import ConfigurationError, StoreError, XdrError
 from xdr_edge.protocol.model import Submission
@@ -94,6 +126,17 @@ from xdr_edge.registry import (
 log = logging.getLogger("xdr_edge.receiver.store")
 
 DEFAULT_RECEIVER = "default"
+#: StoreError code: the index failed while committing and could not be asked afterwards, so the submission may or
+#: may not be stored; the sender is told to send it again unchanged (a duplicate answer then means stored).
+OUTCOME_UNKNOWN = "store-outcome-unknown"
+#: How often the upkeep renews the working area's heartbeat, settles unknown outcomes and looks for dead areas.
+UPKEEP_SECONDS = 30.0
+#: A holder on another host whose heartbeat is this old is gone (three upkeep rounds missed).
+HOLDER_SILENT_SECONDS = 3 * UPKEEP_SECONDS
+#: Leftovers in a dead receiver's working area are adopted once this old (never a write still in progress).
+ADOPT_AFTER_SECONDS = 300.0
+#: How long taking a working area waits for another receiver's upkeep that is adopting it at that moment.
+_LOCK_WAIT_SECONDS = 2.0
 RECEIVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_ATTEMPTS = 5
@@ -117,21 +160,53 @@ def _safe(name: str) -> str:
     return cleaned if cleaned.strip("._") else "x"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_folder(folder: Path) -> None:
-    """fsync the folder submissions were renamed into. Renamed means stored: a failure answer now would only
-    turn the sender's retry into a duplicate, so a failed sync is logged, not raised."""
+    """fsync a folder a rename changed. Renamed means stored: a failure answer now would only turn the sender's
+    retry into a duplicate, so a failed sync is logged, not raised."""
     try:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except OSError as exc:
         log.warning("stored submissions in %s but could not fsync it: %s", folder, exc.strerror or exc)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _entries(folder: Path, older_than: float | None) -> list[Path]:
+    """The entries of ``folder`` (none if it is absent), only those last changed before ``older_than`` if
+    given."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for entry in entries:
+        if older_than is not None:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                    continue
+            except FileNotFoundError:
+                continue
+        found.append(Path(entry.path))
+    return found
+
+
+class _Unknown(Enum):
+    UNKNOWN = "unknown"
+
+
+#: What settling returns when the index could not say whether a submission was recorded.
+_UNKNOWN = _Unknown.UNKNOWN
+
+
+def _outcome_unknown(unique_id: str) -> StoreError:
+    return StoreError(
+        f"submission {unique_id} may or may not have been stored: the registry database failed while recording "
+        "it and could not be asked afterwards; send it again unchanged (a duplicate answer then means it was "
+        "stored)",
+        code=OUTCOME_UNKNOWN,
+    )
 
 
 def check_receiver_name(name: str) -> str:
@@ -237,6 +312,16 @@ class Recovery:
     completed: int  # recorded submissions moved into place
 
 
+@dataclass(frozen=True)
+class Upkeep:
+    """What one round of :meth:`Inbox.upkeep` did."""
+
+    settled: int  # submissions of unknown outcome settled (moved into place or removed)
+    unsettled: int  # still unknown: the index could not be asked yet
+    adopted: tuple[str, ...]  # other receivers' working areas whose leftovers were settled
+    recovered: Recovery  # what was done in those areas
+
+
 class Inbox:
     """Atomic, whole-or-nothing storage of accepted submissions in a directory tree, indexed in the database.
 
@@ -244,15 +329,33 @@ class Inbox:
     submission is the first.
     """
 
-    def __init__(self, root: Path | str, index: SubmissionIndex, *, receiver: str = DEFAULT_RECEIVER) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        index: SubmissionIndex,
+        *,
+        receiver: str = DEFAULT_RECEIVER,
+        adopt_after: float = ADOPT_AFTER_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = Path(root)
         self.index = index
         self.receiver = check_receiver_name(receiver)
         self.work_dir = self.root / ".work" / receiver
         for sub in ("spool", "staging"):
             (self.work_dir / sub).mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = None
+        self.adopt_after = adopt_after
+        self._clock = clock
+        self._lock = LockFile(self.work_dir / "lock", clock=clock)
         self._commits: GroupCommit[_Staged, _Committed] = GroupCommit(self._commit_batch)
+        # staging directories whose outcome is unknown (token -> its record), settled by the upkeep
+        self._unsettled: dict[str, IndexedSubmission] = {}
+        self._unsettled_lock = threading.Lock()
+        # date folders known to be durable in the inbox (created and fsynced into it by this process)
+        self._durable_folders: set[Path] = set()
+        self._folders_lock = threading.Lock()
+        self._upkeep_stop = threading.Event()
+        self._upkeep_thread: threading.Thread | None = None
 
     @property
     def spool_dir(self) -> Path:
@@ -266,26 +369,44 @@ class Inbox:
 
     def lock(self) -> None:
         """Hold this receiver's working area until :meth:`close`: a second receiver of the same name on this
-        inbox is refused (its recovery would take our work in progress for leftovers)."""
-        if self._lock_fd is not None:
+        inbox is refused (its recovery would take our work in progress for leftovers). The lock file names this
+        host and process with a heartbeat (renewed by the upkeep), so that another receiver can tell a dead
+        holder from a live one, also from another host of a shared filesystem."""
+        if self._lock.held:
             return
-        fd = os.open(self.work_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS  # another receiver's upkeep may be adopting it now
+        while not self._lock.try_acquire():
+            if time.monotonic() >= deadline:
+                raise ConfigurationError(
+                    f"another receiver named {self.receiver!r} is running on inbox {self.root}; give each "
+                    "receiver its own name (--receiver-name, or receiver.name)",
+                    location=str(self.work_dir),
+                )
+            time.sleep(0.05)
+        owner = self._lock.owner()
+        if owner is not None and self._alive_elsewhere(owner):
+            self._lock.release(clear=False)
             raise ConfigurationError(
-                f"another receiver named {self.receiver!r} is running on inbox {self.root}; give each receiver "
+                f"receiver {self.receiver!r} on inbox {self.root} is held by process {owner.pid} on host "
+                f"{owner.host} (heartbeat {self._clock() - owner.heartbeat_at:.0f} s ago); give each receiver "
                 "its own name (--receiver-name, or receiver.name)",
                 location=str(self.work_dir),
-            ) from exc
-        self._lock_fd = fd
+            )
+        self._lock.beat()
+
+    def _alive_elsewhere(self, owner: LockOwner) -> bool:
+        """Whether the holder named in a lock file we could ``flock`` may still be running: only on another host
+        (whose ``flock`` a network filesystem may not show us), with a heartbeat younger than
+        :data:`HOLDER_SILENT_SECONDS`."""
+        return not owner.this_host and self._clock() - owner.heartbeat_at < HOLDER_SILENT_SECONDS
 
     def close(self) -> None:
-        """Release the working area (closing the descriptor releases the lock)."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Stop the upkeep and release the working area (the lock file then names nobody)."""
+        self._upkeep_stop.set()
+        thread, self._upkeep_thread = self._upkeep_thread, None
+        if thread is not None:
+            thread.join()
+        self._lock.release()
 
     def recover(self) -> Recovery:
         """Take this receiver's working area (:meth:`lock`) and finish or undo what a crash left in it.
@@ -295,14 +416,21 @@ class Inbox:
         working area is never touched, so receivers sharing an inbox start and stop independently.
         """
         self.lock()
+        return self._recover_area(self.receiver, self.work_dir, older_than=None)
+
+    def _recover_area(self, receiver: str, work_dir: Path, *, older_than: float | None) -> Recovery:
+        """Settle the leftovers in one working area (ours, or one adopted, whose lock we hold): spooled parts
+        removed; each staging directory moved into place if the index has it recorded for ``receiver``, else
+        removed. ``older_than``: only entries last changed before that time (adoption)."""
         removed = completed = 0
-        for child in self.spool_dir.iterdir():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        spool, staging_dir = work_dir / "spool", work_dir / "staging"
+        for child in _entries(spool, older_than):
+            _remove(child)
             removed += 1
-        for staging in self.staging_dir.iterdir():
-            recorded = self.index.staged(self.receiver, staging.name) if staging.is_dir() else None
+        for staging in _entries(staging_dir, older_than):
+            recorded = self.index.staged(receiver, staging.name) if staging.is_dir() else None
             if recorded is None:
-                shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink()
+                _remove(staging)
                 removed += 1
                 continue
             final = self._move_into_place(
@@ -314,7 +442,90 @@ class Inbox:
                 final,
             )
             completed += 1
+        if removed or completed:
+            _sync_folder(staging_dir)
         return Recovery(removed, completed)
+
+    # -- upkeep ---------------------------------------------------------------------------------------
+
+    def start_upkeep(self, interval: float = UPKEEP_SECONDS) -> None:
+        """Run :meth:`upkeep` every ``interval`` seconds on a thread of its own until :meth:`close` (after
+        :meth:`recover`: the working area must be held)."""
+        if self._upkeep_thread is not None:
+            return
+        self._upkeep_stop.clear()
+        thread = threading.Thread(
+            target=self._upkeep_loop, args=(interval,), name=f"inbox-upkeep-{self.receiver}", daemon=True
+        )
+        self._upkeep_thread = thread
+        thread.start()
+
+    def _upkeep_loop(self, interval: float) -> None:
+        while not self._upkeep_stop.wait(interval):
+            try:
+                self.upkeep()
+            except Exception:  # the next round tries again; an upkeep failure never stops the receiver
+                log.exception("inbox upkeep failed; tried again in %.0f s", interval)
+
+    def upkeep(self) -> Upkeep:
+        """One round of upkeep: renew this working area's heartbeat, settle the submissions whose outcome was
+        unknown (module docstring) when the index can be asked again, and adopt dead working areas."""
+        if self._lock.held:
+            self._lock.beat()
+        settled = 0
+        with self._unsettled_lock:
+            pending = list(self._unsettled.items())
+        for token, record in pending:
+            staging = self.staging_dir / token
+            if self._settle(staging, record, quiet=True) is not _UNKNOWN:
+                settled += 1
+        with self._unsettled_lock:
+            unsettled = len(self._unsettled)
+        adopted: list[str] = []
+        removed = completed = 0
+        for name, work_dir in self._dead_areas():
+            area = LockFile(work_dir / "lock", clock=self._clock)
+            if not area.try_acquire():
+                continue
+            try:
+                owner = area.owner()
+                if owner is not None and (
+                    owner.process_alive() if owner.this_host else self._alive_elsewhere(owner)
+                ):
+                    area.release(clear=False)
+                    continue
+                recovery = self._recover_area(name, work_dir, older_than=self._clock() - self.adopt_after)
+            except XdrError as exc:
+                log.warning("working area of receiver %s not adopted yet: %s", name, exc)
+                area.release(clear=False)
+                continue
+            area.release()
+            if recovery.removed or recovery.completed:
+                log.warning(
+                    "adopted the working area of receiver %s (not running): %d submission(s) moved into place, "
+                    "%d leftover(s) removed",
+                    name,
+                    recovery.completed,
+                    recovery.removed,
+                )
+                adopted.append(name)
+                removed += recovery.removed
+                completed += recovery.completed
+        return Upkeep(settled, unsettled, tuple(adopted), Recovery(removed, completed))
+
+    def _dead_areas(self) -> list[tuple[str, Path]]:
+        """Other receivers' working areas on this inbox holding leftovers older than ``adopt_after`` (whether
+        their holder is gone is decided under their lock)."""
+        cutoff = self._clock() - self.adopt_after
+        found = []
+        for entry in _entries(self.root / ".work", None):
+            if entry.name == self.receiver or not RECEIVER_NAME.match(entry.name) or not entry.is_dir():
+                continue
+            if any(True for _ in _entries(entry / "staging", cutoff)) or any(
+                True for _ in _entries(entry / "spool", cutoff)
+            ):
+                found.append((entry.name, entry))
+        return found
 
     def probe(self) -> None:
         """Raise :class:`OSError` unless a file can be written and synced in the working area (``/healthz``)."""
@@ -374,8 +585,12 @@ class Inbox:
             raise
         try:
             committed = self._commits.commit(_Staged(record, tuple(documents), staging, final))
-        except Exception:  # (an interrupt leaves the staging directory to recovery, which asks the index)
+        except (
+            Exception
+        ) as exc:  # (an interrupt leaves the staging directory to recovery, which asks the index)
             settled = self._settle(staging, record)
+            if settled is _UNKNOWN:
+                raise _outcome_unknown(unique_id) from exc
             if settled is None:
                 raise
             return _in_place(written, staging, settled)
@@ -385,7 +600,8 @@ class Inbox:
                 return None
             self._refuse(committed.conflict, practice)
         if committed.error is not None or committed.final is None:
-            self._undo(staging, record)
+            if not self._undo(staging, record):
+                raise _outcome_unknown(unique_id) from committed.error
             raise StoreError(
                 f"could not store submission {unique_id}: {committed.error}"
             ) from committed.error
@@ -393,7 +609,12 @@ class Inbox:
 
     def _commit_batch(self, batch: Sequence[_Staged]) -> list[_Committed]:
         """Steps 2 and 3 for a batch (module docstring): one index transaction, the renames, one fsync per
-        folder. Raises only when the index did not answer (each request then settles its own submission)."""
+        folder. Raises only when the index did not answer, or ``staging/`` could not be flushed (each request
+        then settles its own submission)."""
+        try:
+            fsync_dir(self.staging_dir)  # the staging directories' names, before the index points at them
+        except OSError as exc:
+            raise StoreError(f"could not flush {self.staging_dir}: {exc.strerror or exc}") from exc
         conflicts = self.index.record_many([(staged.record, staged.documents) for staged in batch])
         results: list[_Committed] = []
         folders: set[Path] = set()
@@ -410,44 +631,73 @@ class Inbox:
                 continue
             folders.add(final.parent)
             results.append(_Committed(final=final))
+        if folders:
+            folders.add(self.staging_dir)  # the folder the renames left: both ends of a rename are flushed
         for folder in sorted(folders):
             _sync_folder(folder)
         return results
 
-    def _settle(self, staging: Path, record: IndexedSubmission) -> Path | None:
+    def _settle(
+        self, staging: Path, record: IndexedSubmission, *, quiet: bool = False
+    ) -> Path | _Unknown | None:
         """Recording failed, perhaps after the database committed (a connection lost while committing): ask it.
         Recorded after all: move it into place and return where (the submission is stored). Certainly not:
-        remove the staging directory. No answer: leave it to :meth:`recover` at the next start, which asks
-        again. None unless stored."""
+        remove the staging directory and return None. No answer, or recorded but not moved into place:
+        :data:`_UNKNOWN`; the staging directory is kept and the upkeep (or the next start) settles it."""
         try:
             recorded = self.index.staged(self.receiver, record.staged_as)
         except XdrError:
-            log.error(
-                "submission %s: whether it was recorded is unknown; recovery will settle it", record.unique_id
-            )
-            return None
+            if not quiet:
+                log.error(
+                    "submission %s: whether it was recorded is unknown; it is settled once the index answers",
+                    record.unique_id,
+                )
+            return self._keep_unsettled(record)
         if recorded is None:
             shutil.rmtree(staging, ignore_errors=True)
+            self._forget_unsettled(record)
             return None
         try:
-            return self._move_into_place(
+            final = self._move_into_place(
                 staging, record.unique_id, record.staged_as, self.root / recorded.path
             )
-        except (OSError, StoreError):
-            log.exception("submission %s recorded but not moved into place; recovery will", record.unique_id)
-            return None
+        except (OSError, XdrError):
+            log.exception(
+                "submission %s recorded but not moved into place; tried again later", record.unique_id
+            )
+            return self._keep_unsettled(record)
+        if quiet:
+            log.warning(
+                "submission %s of unknown outcome was recorded: moved into place at %s",
+                record.unique_id,
+                final,
+            )
+        self._forget_unsettled(record)
+        return final
 
-    def _undo(self, staging: Path, record: IndexedSubmission) -> None:
-        """Moving into place failed after recording: undo the record so the sender's retry is accepted. If the
-        database cannot be reached either, the staging directory stays and recovery moves it into place."""
+    def _keep_unsettled(self, record: IndexedSubmission) -> _Unknown:
+        with self._unsettled_lock:
+            self._unsettled[record.staged_as] = record
+        return _UNKNOWN
+
+    def _forget_unsettled(self, record: IndexedSubmission) -> None:
+        with self._unsettled_lock:
+            self._unsettled.pop(record.staged_as, None)
+
+    def _undo(self, staging: Path, record: IndexedSubmission) -> bool:
+        """Moving into place failed after recording: undo the record so the sender's retry is accepted; False
+        when the database cannot be reached either: the staging directory stays, and the upkeep (or the next
+        start) moves it into place."""
         try:
             self.index.forget(record.unique_id, record.staged_as)
         except StoreError:
             log.exception(
-                "submission %s recorded but not in place; recovery will finish it", record.unique_id
+                "submission %s recorded but not in place; it is moved there later", record.unique_id
             )
-            return
+            self._keep_unsettled(record)
+            return False
         shutil.rmtree(staging, ignore_errors=True)
+        return True
 
     @staticmethod
     def _refuse(conflict: IndexConflict, practice: str | None) -> NoReturn:
@@ -485,9 +735,7 @@ class Inbox:
     def _rename_into_place(self, staging: Path, unique_id: str, token: str, final: Path) -> Path:
         """:meth:`_move_into_place` but the fsync of the folder it went to, which the caller owes."""
         parent = final.parent
-        if not parent.is_dir():
-            parent.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(parent.parent)  # a new date folder must survive a power loss as well
+        self._ensure_folder(parent)
         for _ in range(_NAME_ATTEMPTS):
             try:
                 os.rename(staging, final)
@@ -499,6 +747,20 @@ class Inbox:
                 continue
             return final
         raise StoreError(f"no free directory name for submission {unique_id}", location=str(parent))
+
+    def _ensure_folder(self, folder: Path) -> None:
+        """Make ``folder`` (a date folder) exist durably before anything is renamed into it: created if needed,
+        and its entry in the inbox flushed, once per process and folder. Whoever meets the folder first does it
+        under a lock, so a thread (or another receiver) that finds it already made by someone still about to
+        flush it does not store into a folder a power cut could lose."""
+        with self._folders_lock:
+            if folder in self._durable_folders:
+                return
+            folder.mkdir(parents=True, exist_ok=True)
+            fsync_dir(folder.parent)
+            if len(self._durable_folders) >= 1024:  # one per day: only a very long run gets here
+                self._durable_folders.clear()
+            self._durable_folders.add(folder)
 
     def _write(
         self,
@@ -530,23 +792,14 @@ class Inbox:
                     "size": size,
                 }
             )
-        _fsync_dir(docs_dir)
+        fsync_dir(docs_dir)
         full_summary = {**summary, "documents": documents}
-        self._write_file(
-            tmp / "metadata.xml", etree.tostring(metadata, encoding="UTF-8", xml_declaration=True)
-        )
+        write_synced(tmp / "metadata.xml", etree.tostring(metadata, encoding="UTF-8", xml_declaration=True))
         # One line, written by json's C encoder (indenting switches to its pure-Python encoder, a tenth of
         # the store's CPU per submission); ``python -m json.tool`` shows it indented.
-        self._write_file(tmp / "summary.json", json.dumps(full_summary).encode("utf-8") + b"\n")
-        _fsync_dir(tmp)
+        write_synced(tmp / "summary.json", json.dumps(full_summary).encode("utf-8") + b"\n")
+        fsync_dir(tmp)
         return StoredSubmission(tmp, full_summary, tuple(paths))
-
-    @staticmethod
-    def _write_file(path: Path, data: bytes) -> None:
-        with path.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
 
     @staticmethod
     def _place(document: Any, dest: Path, package: MtomPackage | None) -> None:

@@ -192,6 +192,15 @@ class _Attempt:
     certificate_refused: bool = False
 
 
+def _may_be_stored(attempt: _Attempt) -> bool:
+    """Whether the HISP may hold what this attempt sent: an unknown outcome, or a ``Receiver`` fault (SOAP 1.2
+    Part 1 §5.4.6: the processing failed, not the message; a HISP that cannot confirm it stored a submission,
+    its database failing while recording it, answers so)."""
+    if attempt.outcome is Outcome.OUTCOME_UNKNOWN:
+        return True
+    return attempt.outcome is Outcome.FAULT and attempt.fault is not None and attempt.fault.code == "Receiver"
+
+
 class _DocumentChanged(Exception):
     """``document-changed`` from building or streaming one attempt, with what that attempt had already written,
     so :meth:`XdrClient.send` can tell "nothing ever left" (raise) from "an earlier attempt went out" (report
@@ -452,7 +461,7 @@ class XdrClient:
             if maybe_stored and self._is_duplicate(attempt_result, submission):
                 already = True
                 break
-            maybe_stored = maybe_stored or attempt_result.outcome is Outcome.OUTCOME_UNKNOWN
+            maybe_stored = maybe_stored or _may_be_stored(attempt_result)
             if not attempt_result.retryable or number == self.retry.max_attempts:
                 break
             with self._rng_lock:
