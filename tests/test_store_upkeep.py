@@ -374,3 +374,24 @@ def test_the_endpoint_answers_an_unknown_outcome_with_a_receiver_fault_and_the_r
         assert again.ok and again.already_delivered
         stored = list(lab.inbox.root.glob(f"*/{submission.submission_set.unique_id}*/summary.json"))
         assert len(stored) == 1
+
+
+def test_an_adoption_that_fails_half_way_releases_the_area_and_is_tried_again(
+    open_inbox: OpenInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk failing while a dead receiver's submission is moved into place: the area's lock is given back
+    (that receiver can start again at once), and the next round finishes the adoption."""
+    dead, recorded, _ = _crashed_receiver(open_inbox, monkeypatch)
+    alive = open_inbox(receiver="rx-1", clock=lambda: time.time() + LATER)
+    alive.recover()
+    with monkeypatch.context() as patch:
+
+        def failing_rename(*args: Any) -> None:
+            raise OSError(5, "Input/output error")
+
+        patch.setattr(os, "rename", failing_rename)
+        assert alive.upkeep().adopted == ()
+    restarted = open_inbox(receiver="rx-2")
+    restarted.lock()  # not held by the failed adoption
+    restarted.close()
+    assert alive.upkeep().adopted == ("rx-2",) and alive.contains(recorded) and _staged(dead) == []

@@ -495,10 +495,13 @@ class Inbox:
                     area.release(clear=False)
                     continue
                 recovery = self._recover_area(name, work_dir, older_than=self._clock() - self.adopt_after)
-            except XdrError as exc:
+            except (OSError, XdrError) as exc:  # the database or the disk: the next round tries again
                 log.warning("working area of receiver %s not adopted yet: %s", name, exc)
                 area.release(clear=False)
                 continue
+            except BaseException:
+                area.release(clear=False)  # never keep another receiver's lock: it could not start again
+                raise
             area.release()
             if recovery.removed or recovery.completed:
                 log.warning(
