@@ -2,8 +2,9 @@
 Database fixtures: the registry URL of either engine (``registry_url``, parametrized over SQLite and
 PostgreSQL) and a throwaway PostgreSQL server for the session (``postgres_dsn``, tests/servers.py).
 
-A test that needs PostgreSQL or nginx skips with the reason when the binary (or psycopg) is missing; with
-``XDR_EDGE_REQUIRE_SERVERS=1`` (set by ``.ci/run``) it fails instead, so CI can never pass by skipping them.
+A test that needs PostgreSQL, nginx or the Java peers (tests/metro.py) skips with the reason when the binary (or
+psycopg) is missing; with ``XDR_EDGE_REQUIRE_SERVERS=1`` (set by ``.ci/run``) it fails instead, so CI can never
+pass by skipping them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the TLS set-up they share), compiled once per test session into a temporary dire
 on loopback.
 
 Nothing here downloads anything: the programs compile against the Debian jar, whose manifest ``Class-Path`` brings
-in the rest of Metro. When ``javac``, ``java`` or the jar is missing, :func:`missing` says so and the tests skip.
+in the rest of Metro. When ``javac``, ``java`` or the jar is missing, :func:`missing` says so and the tests skip (fail when ``XDR_EDGE_REQUIRE_SERVERS=1``, as in CI).
 """
 
 from __future__ import annotations

@@ -107,7 +107,8 @@ def spool(tmp_path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_content_type_is_exactly_digest_rule_1() -> None:
+def test_content_type_names_type_start_start_info_and_action() -> None:
+    """The outer Content-Type of an ITI-41 MTOM request (ITI TF-2x V.3.3, XOP 1.0 / MTOM 1.0, RFC 2387)."""
     body = MtomBody(ROOT, [], boundary="b1", root_content_id="root@x")
     assert body.content_type == (
         'multipart/related; boundary="b1"; type="application/xop+xml"; start="<root@x>"; '

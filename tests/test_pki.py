@@ -1,4 +1,4 @@
-"""The test/demo PKI: certificates the way cryptography's verifier and OpenSSL expect them (STACK-NOTES)."""
+"""The test/demo PKI: certificates the way cryptography's verifier and OpenSSL expect them (RFC 5280 extensions, critical where required)."""
 
 from __future__ import annotations
 
