@@ -68,8 +68,11 @@ def _assert_refused_as_the_peers_defect(status: int, parsed: ParsedResponse) -> 
     ],
 )
 def test_shared_requests_that_made_the_app_answer_500(world: ReceiverWorld, name: str, shown: str) -> None:
-    """The peer's control character is quoted escaped (``\\x01``) in the fault reason or RegistryError."""
-    texts = _assert_refused_as_the_peers_defect(*_post(world, fuzz_finding(name)))
+    """The peer's control character is quoted escaped (``\\x01``) in the fault reason or RegistryError, promptly
+    (a hang detector: each takes milliseconds)."""
+    data = fuzz_finding(name)
+    with must_finish_within(10, f"answering {name}"):
+        texts = _assert_refused_as_the_peers_defect(*_post(world, data))
     assert any(shown in text for text in texts), texts
 
 
@@ -90,8 +93,11 @@ def _inspected(data: bytes) -> Inspection:
     ],
 )
 def test_shared_inputs_that_broke_inspect(name: str, where: str) -> None:
-    """Findings, not an exception; each names where the message is wrong."""
-    result = _inspected(fuzz_finding(name))
+    """Findings, not an exception; each names where the message is wrong, promptly (a hang detector: 250 KB of
+    blanks took 87 s before the line-end restorer was made linear; milliseconds now)."""
+    data = fuzz_finding(name)
+    with must_finish_within(10, f"inspecting {name}"):
+        result = _inspected(data)
     assert any(f.is_error and f.location.startswith(where) for f in result.findings), result.as_dict()
 
 
