@@ -1,5 +1,6 @@
-"""``xdr-edge registry ...`` (xdr_edge.cli.registrycmds) with click's CliRunner against a real SQLite file and
-certificates from a demo PKI: every command, its output, its exit status, and the audit trail it leaves."""
+"""``xdr-edge registry ...`` (xdr_edge.cli.registrycmds) with click's CliRunner against a real database (a SQLite
+file, and a PostgreSQL schema: the same commands on both engines) and certificates from a demo PKI: every
+command, its output, its exit status, and the audit trail it leaves."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPki:
     return write_demo_pki(tmp_path_factory.mktemp("pki"))
 
 
-def run(db: Path, *args: str, env_only: bool = False) -> Result:
+def run(db: str | Path, *args: str, env_only: bool = False) -> Result:
     """Invoke ``xdr-edge registry <args>``; the database by ``--registry`` or, with ``env_only``, by env."""
     command, *rest = args
     argv = ["registry", command, *rest] if env_only else ["registry", command, "--registry", str(db), *rest]
@@ -41,9 +42,9 @@ def ok(result: Result) -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path, pki: DemoPki) -> Path:
-    """A registry with the demo CA trusted and practice-a enrolled and bound."""
-    path = tmp_path / "registry.db"
+def db(registry_url: str, pki: DemoPki) -> str:
+    """A registry (on each engine) with the demo CA trusted and practice-a enrolled and bound."""
+    path = registry_url
     ok(run(path, "init"))
     ok(run(path, "add-anchor", str(pki.ca_cert)))
     ok(run(path, "add-practice", "practice-a", "--name", "Practice A"))
@@ -59,7 +60,7 @@ def test_init_creates_then_reports_up_to_date(tmp_path: Path) -> None:
     assert "up to date" in ok(run(path, "init", env_only=True))
 
 
-def test_registry_url_comes_from_the_environment(db: Path) -> None:
+def test_registry_url_comes_from_the_environment(db: str) -> None:
     data = json.loads(ok(run(db, "list", "--json", env_only=True)))
     assert [p["id"] for p in data["practices"]] == ["practice-a"]
 
@@ -70,7 +71,7 @@ def test_missing_registry_option_is_a_usage_error(tmp_path: Path) -> None:
     assert "--registry" in result.output
 
 
-def test_list_and_show(db: Path, pki: DemoPki) -> None:
+def test_list_and_show(db: str, pki: DemoPki) -> None:
     text = ok(run(db, "list"))
     assert "practice-a" in text and ADDRESS in text and "1 certificate(s)" in text
     assert "xdr-edge demo CA" in text
@@ -84,13 +85,13 @@ def test_list_and_show(db: Path, pki: DemoPki) -> None:
     assert "Practice A" in ok(run(db, "show", "practice-a"))
 
 
-def test_show_unknown_practice_names_the_known_ones(db: Path) -> None:
+def test_show_unknown_practice_names_the_known_ones(db: str) -> None:
     result = run(db, "show", "practice-z")
     assert result.exit_code == 2
     assert "practice-z" in result.output and "practice-a" in result.output
 
 
-def test_check_allowed_and_refused(db: Path, pki: DemoPki) -> None:
+def test_check_allowed_and_refused(db: str, pki: DemoPki) -> None:
     cert = str(pki.practices["practice-a"].cert)
     allowed = run(db, "check", cert, ADDRESS)
     assert allowed.exit_code == 0
@@ -120,13 +121,13 @@ def test_check_refuses_certificates_the_receiver_would_refuse(
     assert reason in result.output
 
 
-def test_unbind_then_check_refuses(db: Path, pki: DemoPki) -> None:
+def test_unbind_then_check_refuses(db: str, pki: DemoPki) -> None:
     assert "unbound" in ok(run(db, "unbind", "practice-a", ADDRESS))
     assert run(db, "check", str(pki.practices["practice-a"].cert), ADDRESS).exit_code == 1
     assert run(db, "unbind", "practice-a", ADDRESS).exit_code == 2  # not bound any more
 
 
-def test_domain_binding_and_conflict(db: Path) -> None:
+def test_domain_binding_and_conflict(db: str) -> None:
     ok(run(db, "add-practice", "practice-b"))
     assert "bound @direct.practice-b.org" in ok(run(db, "bind", "practice-b", "direct.practice-b.org"))
     conflict = run(db, "bind", "practice-b", ADDRESS)  # already practice-a's
@@ -134,7 +135,7 @@ def test_domain_binding_and_conflict(db: Path) -> None:
     assert "practice-a" in conflict.output
 
 
-def test_revoke_by_fingerprint_and_by_file(db: Path, pki: DemoPki) -> None:
+def test_revoke_by_fingerprint_and_by_file(db: str, pki: DemoPki) -> None:
     practice = pki.practices["practice-a"]
     text = ok(run(db, "revoke", practice.fingerprint_sha256, "--reason", "key compromise"))
     assert "REVOKED" in text and "key compromise" in text
@@ -146,7 +147,7 @@ def test_revoke_by_fingerprint_and_by_file(db: Path, pki: DemoPki) -> None:
     assert record is not None and record.revoked and record.practice_id is None
 
 
-def test_load_crl_revokes_listed_certificates(db: Path, pki: DemoPki, tmp_path: Path) -> None:
+def test_load_crl_revokes_listed_certificates(db: str, pki: DemoPki, tmp_path: Path) -> None:
     issued = pki.ca.issue_client("crl-victim", emails=(ADDRESS,))
     cert = tmp_path / "victim.pem"
     issued.write_pem(cert, tmp_path / "victim.key")
@@ -168,7 +169,7 @@ def test_load_crl_revokes_listed_certificates(db: Path, pki: DemoPki, tmp_path: 
     assert entry["issuer_key_id"] == key_id
 
 
-def test_add_rule_maps_unpinned_certificates(db: Path, pki: DemoPki, tmp_path: Path) -> None:
+def test_add_rule_maps_unpinned_certificates(db: str, pki: DemoPki, tmp_path: Path) -> None:
     issued = pki.ca.issue_client("by-uid", practice_id="practice-a")
     cert = tmp_path / "uid.pem"
     issued.write_pem(cert, tmp_path / "uid.key")
@@ -180,7 +181,7 @@ def test_add_rule_maps_unpinned_certificates(db: Path, pki: DemoPki, tmp_path: P
     assert [r["kind"] for r in rules] == ["subject-attribute"]
 
 
-def test_add_rule_without_issuer_warns_when_several_anchors_are_trusted(db: Path, tmp_path: Path) -> None:
+def test_add_rule_without_issuer_warns_when_several_anchors_are_trusted(db: str, tmp_path: Path) -> None:
     """With one anchor the rule is plain; with two, every CA may name any practice: the operator is told."""
     assert "warning" not in ok(run(db, "add-rule", "san-email"))
     other = CertificateAuthority.create("Another CA")
@@ -195,12 +196,12 @@ def test_add_rule_without_issuer_warns_when_several_anchors_are_trusted(db: Path
     assert "warning" not in ok(run(db, "add-rule", "san-email-domain", "--issuer", fingerprint))
 
 
-def test_add_rule_rejects_unknown_kind(db: Path) -> None:
+def test_add_rule_rejects_unknown_kind(db: str) -> None:
     result = run(db, "add-rule", "telepathy")
     assert result.exit_code == 2
 
 
-def test_add_anchor_refuses_a_non_certificate(db: Path, tmp_path: Path) -> None:
+def test_add_anchor_refuses_a_non_certificate(db: str, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate")
     result = run(db, "add-anchor", str(junk))
@@ -208,7 +209,7 @@ def test_add_anchor_refuses_a_non_certificate(db: Path, tmp_path: Path) -> None:
     assert "error:" in result.output and "Traceback" not in result.output
 
 
-def test_audit_records_actor_and_actions(db: Path) -> None:
+def test_audit_records_actor_and_actions(db: str) -> None:
     entries = json.loads(ok(run(db, "audit", "--json")))
     actions = [e["action"] for e in entries]
     assert actions[:4] == ["binding.add", "certificate.enroll", "practice.add", "trust-anchor.add"]
@@ -223,14 +224,14 @@ def test_commands_on_a_missing_database_fail_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_add_anchor_refuses_a_certificate_that_is_not_a_ca(db: Path, pki: DemoPki) -> None:
+def test_add_anchor_refuses_a_certificate_that_is_not_a_ca(db: str, pki: DemoPki) -> None:
     result = run(db, "add-anchor", str(pki.practices["practice-b"].cert))
     assert result.exit_code == 2
     assert "cannot be a trust anchor" in result.output and "not a CA" in result.output
     assert "Traceback" not in result.output
 
 
-def test_enroll_refuses_an_unanchored_certificate_unless_pinned_ahead(db: Path, tmp_path: Path) -> None:
+def test_enroll_refuses_an_unanchored_certificate_unless_pinned_ahead(db: str, tmp_path: Path) -> None:
     elsewhere = CertificateAuthority.create("Partner CA")
     issued = elsewhere.issue_client("partner edge", emails=(ADDRESS,))
     cert = tmp_path / "partner.pem"
@@ -248,7 +249,7 @@ def test_enroll_refuses_an_unanchored_certificate_unless_pinned_ahead(db: Path, 
     assert run(db, "check", str(cert), ADDRESS).exit_code == 0
 
 
-def test_unenroll_deactivate_and_activate(db: Path, pki: DemoPki) -> None:
+def test_unenroll_deactivate_and_activate(db: str, pki: DemoPki) -> None:
     practice = pki.practices["practice-a"]
     assert "practice-a is now inactive" in ok(run(db, "deactivate", "practice-a"))
     assert "already inactive" in ok(run(db, "deactivate", "practice-a"))
@@ -266,7 +267,7 @@ def test_unenroll_deactivate_and_activate(db: Path, pki: DemoPki) -> None:
     assert actions == ["certificate.unenroll", "practice.activate", "practice.deactivate", "binding.add"]
 
 
-def test_remove_rule_and_remove_anchor(db: Path, pki: DemoPki) -> None:
+def test_remove_rule_and_remove_anchor(db: str, pki: DemoPki) -> None:
     fingerprint = json.loads(ok(run(db, "list", "--json")))["trust_anchors"][0]["fingerprint_sha256"]
     ok(run(db, "add-rule", "san-email"))
     ok(run(db, "add-rule", "san-dns", "--issuer", fingerprint))
