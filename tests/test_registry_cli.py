@@ -108,7 +108,7 @@ def test_check_allowed_and_refused(db: str, pki: DemoPki) -> None:
     [("untrusted", ""), ("expired", "expired"), ("unenrolled", "not enrolled")],
 )
 def test_check_refuses_certificates_the_receiver_would_refuse(
-    db: Path, pki: DemoPki, which: str, reason: str
+    db: str, pki: DemoPki, which: str, reason: str
 ) -> None:
     cert = {
         "untrusted": pki.untrusted_client_cert,
