@@ -125,6 +125,28 @@ def test_missing_relates_to_on_faults_fails_reply_relates_to(tmp_path: Path) -> 
     # not the faults to requests whose envelope itself was broken (soap-version, soap-*-namespace)
 
 
+def test_wrong_relates_to_on_partial_success_answers_fails_reply_relates_to(tmp_path: Path) -> None:
+    """Our receiver never answers PartialSuccess (it stores all of a submission or none), so the defect is planted
+    with the status too: every Success becomes a PartialSuccess relating to another message, and the RelatesTo
+    case names the PartialSuccess answers."""
+    other = f"urn:uuid:{uuid.uuid4()}".encode()
+    success = re.escape(ns.STATUS_SUCCESS.encode())
+
+    def partial_and_wrong(
+        status: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        if re.search(success, body):
+            body = re.sub(success, ns.STATUS_PARTIAL.encode(), body)  # ITI TF-3 4.2.4.2
+            body = re.sub(RELATES_TO, b"<wsa:RelatesTo>" + other + b"</wsa:RelatesTo>", body)
+        return status, headers, body
+
+    report = _run(tmp_path, partial_and_wrong)
+    assert report.exit_status == 1  # (the valid-* cases fail as well: each expects a Success)
+    detail = report.result("reply-relates-to").detail
+    assert detail.startswith("wsa:RelatesTo names another message on ") and "PartialSuccess to " in detail
+    assert "Failure to" not in detail and "Fault to" not in detail
+
+
 def test_answers_without_message_id_headers_fail_one_case_as_the_cause(tmp_path: Path) -> None:
     """No RelatesTo (nor a MessageID of its own) on any answer: one required case fails, naming the cause once;
     every valid message is still judged accepted, every defect still judged refused."""
