@@ -294,7 +294,18 @@ def _public_der(key: Any) -> bytes:
 
 
 def _check_pair(cert: x509.Certificate, key: PrivateKeyTypes, location: str | None) -> None:
-    if _public_der(cert.public_key()) != _public_der(key.public_key()):
+    # cryptography parses a certificate's SubjectPublicKeyInfo only when asked: a point off its curve or an
+    # algorithm it does not know surfaces here, as ValueError or UnsupportedAlgorithm (RFC 5280 §4.1.2.7)
+    try:
+        cert_public = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError(
+            "the certificate's public key cannot be read (malformed, or an algorithm this server does not "
+            "support)",
+            code="certificate-key-unreadable",
+            location=location,
+        ) from None
+    if _public_der(cert_public) != _public_der(key.public_key()):
         raise CertificateError("key does not match certificate", code="key-mismatch", location=location)
 
 
@@ -405,7 +416,7 @@ def parse_credential(
     The key must belong to the certificate. A PKCS#12 is opened only when the key derivations it asks for add up
     to at most ``max_pkcs12_iterations`` (None: no limit, for the operator's own files). Errors are
     :class:`CertificateError` with a code naming what is wrong (``certificate-unreadable``, ``key-encrypted``,
-    ``key-unreadable``, ``key-unsupported``, ``key-mismatch``, ``pkcs12-unreadable``, ``pkcs12-incomplete``,
+    ``certificate-key-unreadable``, ``key-unreadable``, ``key-unsupported``, ``key-mismatch``, ``pkcs12-unreadable``, ``pkcs12-incomplete``,
     ``pkcs12-too-costly``) and ``location`` as given; never key material or the password.
     """
     if (pkcs12_data is None) == (certificate is None or key is None) or (
