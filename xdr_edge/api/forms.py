@@ -35,6 +35,8 @@ import multipart
 
 from xdr_edge.api.bodies import parse_json_object, read_piece
 from xdr_edge.api.refusals import Refusal, shown_name
+from xdr_edge.api.schema import DOCUMENT
+from xdr_edge.api.validation import check
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.mediatype import MediaType
 
@@ -281,6 +283,10 @@ class FormUpload:
             raise _bad(f"at most {self._max_documents} documents per message", "document")
         self._part = "document"
         self._name = segment.filename or None
+        if self._name is not None:
+            # the filename is the document's name, as a JSON document's ``name`` is: the same rule (it becomes
+            # the DocumentEntry's title, so XML must be able to carry it)
+            check(self._name, DOCUMENT["properties"]["name"], f"document[{index}].filename")
         self._mime_type = _declared_type(segment.header("Content-Type"), f"document[{index}]")
         self._size = 0
         if self._directory is None:
