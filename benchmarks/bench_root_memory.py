@@ -16,7 +16,11 @@ same modules first so that import costs cancel:
   its tree and objects are on top of the envelope's bytes by nature.
 
 Each row is given as its growth above the floor and as a ratio to the baseline's growth (both from this run):
-the reader holding the root part twice shows as about 2.0, once as about 1.0.
+the reader holding the root part twice shows as about 2.0, once as about 1.0. Target: ``read_mtom`` at most
+1.2 times the baseline (exit status 1 otherwise). ``parse_request`` has no target here: libxml2 builds its
+tree, and grows its buffer for a long text node, on top of the bytes it parses (measured: 4.0x for this
+envelope, one 48 MiB text node; the same before and after the reader stopped copying the root part, as the
+parse is the peak).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 VARIANTS = ("floor", "baseline: the envelope once", "read_mtom", "parse_request")
+READ_MTOM_TARGET = 1.2
 
 
 def _write_request(directory: Path, mb: int) -> tuple[Path, Path, str]:
@@ -138,7 +143,12 @@ def main() -> int:
             f"| {variant} | {median[variant] / 1024:.1f} | {grown / 1024:.1f} | "
             f"{grown / 1024 / envelope_mib:.2f} | {grown / base if variant != 'floor' else 0:.2f} |"
         )
-    return 0
+    ratio = (median["read_mtom"] - floor) / base
+    met = ratio <= READ_MTOM_TARGET
+    print(
+        f"\nread_mtom holds {ratio:.2f}x the envelope's baseline (target <= {READ_MTOM_TARGET}): {'met' if met else 'MISSED'}"
+    )
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

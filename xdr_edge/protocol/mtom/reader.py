@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["MtomLimits", "MtomPackage", "ReceivedPart", "read_mtom", "root_part_prefix"]
 
 import errno
+import io
 import os
 import secrets
 import shutil
@@ -345,7 +346,9 @@ class _RootSink(_Sink):
         self, index: int, content_id: str, headers: tuple[tuple[str, str], ...], max_bytes: int
     ) -> None:
         super().__init__(index, content_id, headers)
-        self.buffer = bytearray()
+        # BytesIO, not bytearray: getvalue() hands over its own buffer as the bytes object (no copy when nothing
+        # else holds a view of it), so the envelope is held once; bytes(bytearray) would hold it twice.
+        self._buffer: io.BytesIO | None = io.BytesIO()
         self.max_bytes = max_bytes
 
     def write(self, chunk: bytes) -> None:
@@ -355,7 +358,18 @@ class _RootSink(_Sink):
                 f"the root part (SOAP envelope) exceeds max_root_bytes={self.max_bytes}",
                 f"MIME part {self.index}",
             )
-        self.buffer += chunk
+        assert self._buffer is not None, "the root part was already taken"
+        self._buffer.write(chunk)
+
+    def take(self) -> bytes:
+        """The root part's bytes, handed over once: the sink keeps nothing of them."""
+        assert self._buffer is not None, "the root part was already taken"
+        data = self._buffer.getvalue()
+        self._buffer = None
+        return data
+
+    def discard(self) -> None:
+        self._buffer = None
 
 
 class _SpoolSink(_Sink):
@@ -507,7 +521,7 @@ class _PackageReader:
             raise _sender_error("the MTOM body has no MIME parts", "mtom-empty")
         root_type = self.root.header("Content-Type") or XOP_MEDIA_TYPE
         return MtomPackage(
-            bytes(self.root.buffer),
+            self.root.take(),
             root_type,
             self.parts,
             root_content_id=self.root.content_id,
