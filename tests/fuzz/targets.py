@@ -199,7 +199,8 @@ def _spec_named(name: str) -> str:
 
 
 def _strings(value: object) -> tuple[list[str], set[str]]:
-    """The string values in a parsed body, and its keys (a refusal may name a key: that is what went wrong)."""
+    """The string values in a parsed body, and its keys (a refusal may name a key, which is what went wrong; a
+    value that is part of a named key is not a value quoted)."""
     values: list[str] = []
     keys: set[str] = set()
 
@@ -238,7 +239,9 @@ def _check_error(
     if field is not None and (len(field) > 200 or not field.isprintable()):
         raise Crash(f"{code}: the field is not a printable name: {field[:200]!r}")
     values, keys = _strings(sent)
-    quoted = [s for s in (*values, *secrets) if len(s) >= 8 and s in message and s not in keys]
+    quoted = [
+        s for s in (*values, *secrets) if len(s) >= 8 and s in message and not any(s in k for k in keys)
+    ]
     if quoted:
         raise Crash(f"{code}: the message repeats a submitted value: {message!r}")
 

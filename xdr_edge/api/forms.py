@@ -39,6 +39,7 @@ from xdr_edge.api.schema import DOCUMENT
 from xdr_edge.api.validation import check
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.mediatype import MediaType
+from xdr_edge.protocol.mtom.parser_errors import library_text, parser_problem
 
 log = logging.getLogger("xdr_edge.api")
 
@@ -46,30 +47,6 @@ _PIECE = 64 * 1024
 _UNDECLARED = "application/octet-stream"  # what form encoders send when they do not know the type
 _MAX_HEADER_LINES = 16
 _MAX_HEADER_LINE_BYTES = 4096 + 128  # the multipart package's default, named here so that we can say it
-
-#: What the ``multipart`` parser's refusals mean, in our words (keyed on the start of its message, which is
-#: never shown: it may quote the caller's bytes, a document's among them). A message not listed here gets the
-#: wording of the phase it happened in.
-_PROBLEMS: tuple[tuple[str, str], ...] = (
-    ("Segment header failed to decode", "a header line is not UTF-8 text"),
-    ("Malformed segment header", "a header line has no colon (name: value)"),
-    ("Invalid segment header name", "a header name has characters a field name may not have (RFC 9110 §5.1)"),
-    ("Invalid line break in segment header", "a header line ends with a bare line feed instead of CRLF"),
-    (
-        "Maximum segment header length exceeded",
-        f"a header line is longer than {_MAX_HEADER_LINE_BYTES} bytes",
-    ),
-    ("Maximum segment header count exceeded", f"it has more than {_MAX_HEADER_LINES} header lines"),
-    ("Missing Content-Disposition", "it has no Content-Disposition header (RFC 7578 §4.2)"),
-    ("Invalid Content-Disposition", "its Content-Disposition is not form-data (RFC 7578 §4.2)"),
-    ("Multiple segment Content-Length", "it has more than one Content-Length header"),
-    ("Invalid segment Content-Length", "its Content-Length header is not a decimal number"),
-    ("Segment Content-Length exceeded", "it is longer than its Content-Length header says"),
-    ("Segment size does not match", "it is shorter than its Content-Length header says"),
-    ("Unexpected bytes after boundary", "the boundary line after it is followed by neither CRLF nor '--'"),
-    ("Invalid line break after first boundary", "the first boundary line does not end with CRLF"),
-    ("Unexpected byte after first boundary", "the first boundary line does not end with CRLF"),
-)
 
 
 @dataclass(frozen=True)
@@ -178,7 +155,7 @@ class FormUpload:
                 boundary, max_header_size=_MAX_HEADER_LINE_BYTES, max_header_count=_MAX_HEADER_LINES
             )
         except multipart.MultipartError as exc:
-            log.debug("multipart parser refused the boundary: %s", _library_text(exc))
+            log.debug("multipart parser refused the boundary: %s", library_text(exc))
             raise _bad(
                 "the boundary parameter cannot delimit parts (RFC 2046 §5.1.1: 1-70 characters, no line break)",
                 "Content-Type",
@@ -223,7 +200,7 @@ class FormUpload:
         try:
             self._parser.close(check_complete=True)
         except multipart.MultipartError as exc:
-            log.debug("multipart parser at the end of the body: %s", _library_text(exc))
+            log.debug("multipart parser at the end of the body: %s", library_text(exc))
             raise _bad(
                 f"the body ends in part {max(self._parts, 1)}, before the closing boundary line "
                 "(--boundary--)",
@@ -243,11 +220,17 @@ class FormUpload:
     def _malformed(self, exc: multipart.MultipartError) -> Refusal:
         """The parser's refusal in our words: which part, what is wrong with it. The parser's own text goes to
         the debug log only (it may quote the caller's bytes)."""
-        log.debug("multipart parser: %s", _library_text(exc))
+        log.debug("multipart parser: %s", library_text(exc))
         in_body = self._part is not None
         number = self._parts if in_body else self._parts + 1
-        text = str(exc.args[0]) if exc.args else ""
-        problem = next((ours for theirs, ours in _PROBLEMS if text.startswith(theirs)), None)
+        problem: str | None
+        if isinstance(exc, multipart.ParserLimitReached):
+            problem = (
+                f"its headers exceed the limits (at most {_MAX_HEADER_LINES} header lines of at most "
+                f"{_MAX_HEADER_LINE_BYTES} bytes each)"
+            )
+        else:
+            problem = parser_problem(exc)
         if problem is None:
             problem = (
                 "the boundary line after it is malformed"
@@ -322,13 +305,6 @@ class FormUpload:
                 raise _bad(f"document {index} is empty", f"document[{index}]")
             self._documents.append(UploadedDocument(self._sink_path, self._name, self._size, self._mime_type))
         self._part = None
-
-
-def _library_text(exc: BaseException) -> str:
-    """The ``multipart`` package's own message for the debug log: its first argument only (a later one may be
-    a decoding error quoting the caller's bytes), cut short and escaped."""
-    first = exc.args[0] if exc.args else ""
-    return f"{type(exc).__name__}: {str(first)[:120]!r}"
 
 
 def _declared_type(value: str | None, field: str) -> str | None:

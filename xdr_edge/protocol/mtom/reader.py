@@ -35,6 +35,7 @@ from xdr_edge.protocol.mtom.framing import (
     content_id_of,
     new_sha1,
 )
+from xdr_edge.protocol.mtom.parser_errors import parser_problem
 
 # Transfer encodings whose octets are the document itself; base64/quoted-printable would need decoding and
 # would break "hash and size are computed over the exact octets of each MIME part as sent" (docs/design.md).
@@ -537,14 +538,23 @@ class _PackageReader:
 
     def _translate(self, exc: multipart.MultipartError) -> RemoteProtocolError:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
-        where = f"MIME part {self.index}" if self.index else "MIME preamble"
+        # in a part's body: that part; between parts: the part whose boundary line and headers were being read
+        where = f"MIME part {self.index if self.sink is not None else self.index + 1}"
         if isinstance(exc, multipart.ParserLimitReached):
             if "count" in message:
                 return _limit(
                     f"a part has more than max_header_count={self.limits.max_header_count} headers", where
                 )
             return _limit(f"a header line exceeds max_header_bytes={self.limits.max_header_bytes}", where)
-        return _sender_error(f"malformed MIME multipart body: {message}", "mtom-malformed", where)
+        problem = parser_problem(exc)
+        if problem is None:  # our words for what the parser refused, by where it was (never its own text)
+            problem = (
+                "the boundary line after it is malformed"
+                if self.sink is not None
+                else "its boundary line or headers are malformed (RFC 2046 §5.1.1: a boundary line, header "
+                "lines, a blank line)"
+            )
+        return _sender_error(f"malformed MIME multipart body: {problem}", "mtom-malformed", where)
 
 
 def read_mtom(
