@@ -24,6 +24,8 @@ from tests.fuzz.api_corpus import JSON, form, form_content_type, split_call
 from tests.fuzz.api_world import APP_AUTH, RECIPIENT, SENDER, ApiReply, ApiWorld
 from tests.fuzz.corpus import regression_inputs, split_entity
 from xdr_edge.api.refusals import SHOWN_NAME_LIMIT, shown_name
+from xdr_edge.certs import parse_certificates
+from xdr_edge.protocol.errors import CertificateError
 
 
 @pytest.fixture(scope="module")
@@ -201,20 +203,54 @@ def _enrol(world: ApiWorld, certificate: bytes, key: bytes) -> ApiReply:
 
 def test_a_certificate_whose_public_key_is_off_its_curve_is_refused_not_a_500(world: ApiWorld) -> None:
     """The fuzzer changed a byte of an EC point in an enrolled certificate: cryptography parses the public key
-    only when asked, and raised ValueError out of the key-pair check (a 500)."""
+    only when asked, and raised ValueError out of the key-pair check (a 500). The key is made here: no key is
+    committed."""
     issued = world.edge.pki.ca.issue_client("off-curve", emails=(SENDER,))
     der = bytearray(issued.cert.public_bytes(Encoding.DER))
     point = bytes(issued.cert.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
     at = bytes(der).index(point)
     der[at + 5] ^= 0x01  # an X coordinate no longer on the curve
-    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE-----\n"
-    error = _refusal(_enrol(world, pem, issued.key_pem))
+    error = _refusal(_enrol(world, _pem(bytes(der)), issued.key_pem))
     assert error == {
         "code": "invalid-field",
-        "message": "certificate: the certificate's public key cannot be read (malformed, or an algorithm other "
-        "than RSA and EC)",
+        "message": "certificate: certificate 1: its public key cannot be read (RFC 5280 §4.1.2.7)",
         "field": "certificate",
     }
+
+
+def _pem(der: bytes) -> bytes:
+    return b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+
+
+def _with_unreadable_issuer(world: ApiWorld) -> tuple[bytes, bytes]:
+    """A certificate of the world's CA whose issuer name holds a byte that is not UTF-8 (a UTF8String, RFC 5280
+    §4.1.2.4), and its key."""
+    issued = world.edge.pki.ca.issue_client("bad issuer", emails=(SENDER,))
+    der = bytearray(issued.cert.public_bytes(Encoding.DER))
+    issuer_cn = issued.cert.issuer.rfc4514_string().split("CN=")[1].split(",")[0].encode()
+    der[bytes(der).index(issuer_cn) + 1] = 0xFF
+    return _pem(bytes(der)), issued.key_pem
+
+
+def test_a_certificate_whose_issuer_name_does_not_parse_is_refused_not_a_500(world: ApiWorld) -> None:
+    """cryptography parses a name when it is first read: the registry's message read the issuer and raised
+    ValueError (a 500). Every field we read is parsed once, where the certificate is read."""
+    certificate, key = _with_unreadable_issuer(world)
+    error = _refusal(_enrol(world, certificate, key))
+    assert error == {
+        "code": "invalid-field",
+        "message": "certificate: certificate 1: its issuer name cannot be read (RFC 5280 §4.1.2.4)",
+        "field": "certificate",
+    }
+
+
+def test_parse_certificates_names_the_certificate_and_the_field_that_does_not_parse(world: ApiWorld) -> None:
+    good = world.issued["sender"].cert_pem
+    certificate, _ = _with_unreadable_issuer(world)
+    with pytest.raises(CertificateError) as raised:
+        parse_certificates(good + certificate, location="chain.pem")
+    assert (raised.value.code, raised.value.location) == ("certificate-field-unreadable", "chain.pem")
+    assert raised.value.message == "certificate 2: its issuer name cannot be read (RFC 5280 §4.1.2.4)"
 
 
 def test_the_form_seed_sends_and_answers_json(world: ApiWorld) -> None:
