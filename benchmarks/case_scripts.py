@@ -53,6 +53,12 @@ SCRIPTS: dict[str, tuple[str, str, list[str], list[str]]] = {
         [],
         ["--rounds", "1"],
     ),
+    "root-memory": (
+        "bench_root_memory.py",
+        "peak RSS of reading a 48 MiB SOAP envelope against holding it once",
+        [],
+        ["--mb", "8", "--rounds", "1"],
+    ),
     "cluster": (
         "bench_cluster.py",
         "one and two receivers behind nginx on a shared PostgreSQL registry (needs postgresql and nginx)",

@@ -202,3 +202,14 @@ def test_committed_parse_request_regressions(path: Path) -> None:
     with pytest.raises(RemoteProtocolError) as err:
         parse_request(content_type, io.BytesIO(body))
     assert err.value.fault_code == "Sender"
+
+
+def test_a_part_header_that_is_not_utf8_is_named_in_our_words(world: ReceiverWorld) -> None:
+    """The fault quoted the multipart package's own text ("Segment header failed to decode"); it now says what
+    is wrong, in our words, and which part."""
+    status, parsed = _post(world, (_OURS / "app" / "part-header-not-utf-8.mime").read_bytes())
+    assert status == 400 and parsed.fault is not None
+    assert (
+        parsed.fault.reason
+        == "malformed MIME multipart body: a header line is not UTF-8 text (at MIME part 2)"
+    )

@@ -50,6 +50,9 @@ def test_the_targets_cover_every_reader_and_the_app() -> None:
         "inspect",
         "parse-request",
         "app",
+        "api-json",
+        "api-form",
+        "api",
     }
 
 

@@ -550,7 +550,11 @@ def test_bare_lf_line_endings_are_malformed(spool: Path) -> None:
     with pytest.raises(RemoteProtocolError) as err:
         read(data, HAND_CT, spool_dir=spool)
     assert_sender_error(err.value, "mtom-malformed")
-    assert "line break" in err.value.message
+    # our words, not the multipart package's ("Invalid line break after first boundary")
+    assert (
+        err.value.message == "malformed MIME multipart body: the first boundary line does not end with CRLF"
+    )
+    assert err.value.location == "MIME part 1"
 
 
 def test_garbage_after_boundary_is_malformed(spool: Path) -> None:

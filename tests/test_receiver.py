@@ -1240,3 +1240,33 @@ def test_tls_mode_ignores_forwarded_certificate_headers(env: Env, tmp_path: Path
     submission = make_submission(env)
     status, _ = _call_app(app, _environ(env, request_for(env, submission), "127.0.0.1"))
     assert status.startswith("403")
+
+
+@pytest.mark.slow
+def test_a_body_that_stops_arriving_gets_408_in_our_words(env: Env) -> None:
+    """A socket timeout's own text ("timed out") says neither what stopped nor where: the fault says it."""
+    submission = make_submission(env)
+    request = request_for(env, submission)
+    body = b"".join(request.body)
+    head = "".join(f"{k}: {v}\r\n" for k, v in dict(request.headers()).items())
+    patient = dataclasses.replace(
+        env.lab.server.config,
+        port=0,
+        socket_timeout=1.0,
+        upload_grace_seconds=60,
+        min_upload_bytes_per_second=1,
+    )
+    with XdrServer(env.lab.server.app, patient) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        with env.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(f"POST /xdr HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body[:1000])
+            received = b""
+            while not received.rstrip().endswith(b"Envelope>"):
+                chunk = tls.recv(65536)  # the 30 s socket timeout bounds the wait
+                if not chunk:
+                    break
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 408 "), received[:80]
+    assert b"the request body stopped arriving before it was complete" in received, received
+    assert b"timed out" not in received
+    assert_nothing_stored(env, submission)

@@ -219,6 +219,7 @@ def parse_certificates(
     names the file the bytes came from, for the error.
     """
     if isinstance(data, x509.Certificate):
+        _check_readable(data, 1, location)
         return [data]
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     what = "not a PEM or DER X.509 certificate" + (" file" if location is not None else "")
@@ -231,7 +232,50 @@ def parse_certificates(
         raise CertificateError(what, location=location) from exc
     if not certs:
         raise CertificateError(f"{what}: no certificate in the PEM data", location=location)
+    for number, cert in enumerate(certs, 1):
+        _check_readable(cert, number, location)
     return certs
+
+
+#: The parts of a certificate we read, and where RFC 5280 defines them. cryptography parses each only when it is
+#: first asked for, so a certificate that loads may still hold a field that does not parse.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("serial number", "§4.1.2.2"),
+    ("issuer name", "§4.1.2.4"),
+    ("validity", "§4.1.2.5"),
+    ("subject name", "§4.1.2.6"),
+    ("public key", "§4.1.2.7"),
+    ("extensions", "§4.1.2.9"),
+)
+
+
+def _read_field(cert: x509.Certificate, name: str) -> object:
+    if name == "serial number":
+        return cert.serial_number
+    if name == "issuer name":
+        return cert.issuer.rfc4514_string()
+    if name == "validity":
+        return (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    if name == "subject name":
+        return cert.subject.rfc4514_string()
+    if name == "public key":
+        return cert.public_key()
+    return list(cert.extensions)
+
+
+def _check_readable(cert: x509.Certificate, number: int, location: str | None) -> None:
+    """Parse every part of ``cert`` we read, once, here: a field that does not parse is a
+    :class:`CertificateError` (``certificate-field-unreadable``) naming the certificate and the field, not a
+    ValueError from deep inside whatever reads it first (a registry message, a key-pair check)."""
+    for name, section in _FIELDS:
+        try:
+            _read_field(cert, name)
+        except (ValueError, UnsupportedAlgorithm):
+            raise CertificateError(
+                f"certificate {number}: its {name} cannot be read (RFC 5280 {section})",
+                code="certificate-field-unreadable",
+                location=location,
+            ) from None
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -405,7 +449,7 @@ def parse_credential(
     The key must belong to the certificate. A PKCS#12 is opened only when the key derivations it asks for add up
     to at most ``max_pkcs12_iterations`` (None: no limit, for the operator's own files). Errors are
     :class:`CertificateError` with a code naming what is wrong (``certificate-unreadable``, ``key-encrypted``,
-    ``key-unreadable``, ``key-unsupported``, ``key-mismatch``, ``pkcs12-unreadable``, ``pkcs12-incomplete``,
+    ``certificate-field-unreadable``, ``key-unreadable``, ``key-unsupported``, ``key-mismatch``, ``pkcs12-unreadable``, ``pkcs12-incomplete``,
     ``pkcs12-too-costly``) and ``location`` as given; never key material or the password.
     """
     if (pkcs12_data is None) == (certificate is None or key is None) or (
@@ -414,12 +458,15 @@ def parse_credential(
         raise ValueError("give either certificate and key, or pkcs12_data")
     if pkcs12_data is not None:
         parsed = _parse_pkcs12(pkcs12_data, password, location, max_pkcs12_iterations)
+        for number, cert in enumerate((parsed.cert, *parsed.chain), 1):
+            _check_readable(cert, number, location)
     else:
         assert certificate is not None and key is not None
         try:
             certs = parse_certificates(certificate, location=location)
         except CertificateError as exc:
-            raise CertificateError(exc.message, code="certificate-unreadable", location=location) from None
+            code = exc.code if exc.code == "certificate-field-unreadable" else "certificate-unreadable"
+            raise CertificateError(exc.message, code=code, location=location) from None
         parsed = ParsedCredential(certs[0], _parse_pem_key(key, location), tuple(certs[1:]))
     _check_pair(parsed.cert, parsed.key, location)
     return parsed

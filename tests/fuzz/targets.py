@@ -9,6 +9,7 @@ the media type parameters as well as the body.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,9 +17,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from tests.fuzz.api_corpus import JSON, app_inputs, form_bodies, form_content_type, json_bodies, split_call
+from tests.fuzz.api_world import ApiWorld
 from tests.fuzz.corpus import Corpus, entity, regression_inputs, split_entity
 from tests.fuzz.oracle import NOTHING, OUR_ERRORS, Crash, Oracle
 from tests.fuzz.world import ReceiverWorld
+from xdr_edge.api.bodies import parse_json_object
+from xdr_edge.api.forms import FormUpload
+from xdr_edge.api.messaging import MessageCalls
+from xdr_edge.api.refusals import CODES, Refusal
+from xdr_edge.api.schema import AUTH, CALLS, DEFAULT_MAX_BODY_BYTES, request_schema
+from xdr_edge.api.validation import check
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.protocol import xml
 from xdr_edge.protocol.cda import read_cda_header
@@ -55,7 +64,13 @@ class Harness:
     def corpus(self) -> Corpus:
         return Corpus(self.world)
 
+    @cached_property
+    def api_world(self) -> ApiWorld:
+        return ApiWorld(self.directory / "api")
+
     def close(self) -> None:
+        if "api_world" in self.__dict__:
+            self.api_world.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -72,7 +87,7 @@ class Target:
     name: str
     about: str
     run: Callable[[Harness, bytes], None]
-    seeds: Callable[[Corpus], list[bytes]]
+    seeds: Callable[[Harness], list[bytes]]
     allowed: tuple[type[Exception], ...] = OUR_ERRORS
 
     def check(self, harness: Harness, data: bytes) -> None:
@@ -80,7 +95,7 @@ class Target:
         harness.oracle.check(lambda d: self.run(harness, d), data, allowed=self.allowed)
 
     def seed_inputs(self, harness: Harness) -> list[bytes]:
-        return self.seeds(harness.corpus) + [p.read_bytes() for p in regression_inputs(self.name)]
+        return self.seeds(harness) + [p.read_bytes() for p in regression_inputs(self.name)]
 
 
 # -- the targets -----------------------------------------------------------------------------------------------
@@ -161,8 +176,164 @@ def _app(h: Harness, data: bytes) -> None:
     h.check_spool_empty(world.spool_dir)
 
 
-def _request_entities(c: Corpus) -> list[bytes]:
-    return [r.entity for r in c.requests]
+def _json_seeds(h: Harness) -> list[tuple[bytes, bytes]]:
+    return [(call.encode("ascii"), body) for call, body in json_bodies(h.api_world)]
+
+
+def _request_entities(h: Harness) -> list[bytes]:
+    return [r.entity for r in h.corpus.requests]
+
+
+# -- the JSON API's targets --------------------------------------------------------------------------------
+
+#: The longest refusal message we write; anything longer quotes what the caller sent.
+_MESSAGE_LIMIT = 400
+_SCHEMAS = {name: request_schema(spec) for name, spec in CALLS.items()}
+_FORM_SCHEMA = request_schema(CALLS["MessageSend"], without_documents=True)
+_CALL_NAMES = list(CALLS)
+
+
+def _spec_named(name: str) -> str:
+    """The call an input names, or one chosen by its name's bytes (so every mutation still reaches a schema)."""
+    return name if name in CALLS else _CALL_NAMES[sum(name.encode("latin-1", "replace")) % len(CALLS)]
+
+
+def _strings(value: object) -> tuple[list[str], set[str]]:
+    """The string values in a parsed body, and its keys (a refusal may name a key, which is what went wrong; a
+    value that is part of a named key is not a value quoted)."""
+    values: list[str] = []
+    keys: set[str] = set()
+
+    def walk(item: object) -> None:
+        if isinstance(item, str):
+            values.append(item)
+        elif isinstance(item, dict):
+            keys.update(item)
+            for sub in item.values():
+                walk(sub)
+        elif isinstance(item, list):
+            for sub in item:
+                walk(sub)
+
+    walk(value)
+    return values, keys
+
+
+def _check_error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None,
+    *,
+    sent: object = None,
+    secrets: tuple[str, ...] = (),
+) -> None:
+    """The API's contract for a refusal: a 4xx with a registered code, a short printable message of ours that
+    repeats no submitted value (it could be a password or a key), a printable field name."""
+    if not 400 <= status < 500:
+        raise Crash(f"refused with {status} {code}: {message}")
+    if code not in CODES:
+        raise Crash(f"unregistered refusal code {code!r}")
+    if len(message) > _MESSAGE_LIMIT or not message.isprintable():
+        raise Crash(f"{code}: the message is not a short line of ours: {message[:200]!r}")
+    if field is not None and (len(field) > 200 or not field.isprintable()):
+        raise Crash(f"{code}: the field is not a printable name: {field[:200]!r}")
+    values, keys = _strings(sent)
+    quoted = [
+        s for s in (*values, *secrets) if len(s) >= 8 and s in message and not any(s in k for k in keys)
+    ]
+    if quoted:
+        raise Crash(f"{code}: the message repeats a submitted value: {message!r}")
+
+
+def _check_refusal(refusal: Refusal, sent: object = None) -> None:
+    _check_error(refusal.status, refusal.code, refusal.message, refusal.field, sent=sent)
+
+
+def _api_json(h: Harness, data: bytes) -> None:
+    """One body through what reads it before its handler: the structure budget and parser, the ``auth`` shape,
+    the call's schema (and the form's request part's), the base64 documents."""
+    name, raw = split_call(data)
+    spec = CALLS[_spec_named(name)]
+    body: object = None
+    try:
+        body = parse_json_object(raw)
+        auth = body.get("auth")
+        if auth is not None:
+            check(auth, AUTH, "auth")
+        check(body, _SCHEMAS[spec.name])
+        if spec.documents:
+            MessageCalls.json_documents(body)
+    except Refusal as refusal:
+        _check_refusal(refusal, body)
+    if spec.multipart and isinstance(body, dict):
+        try:
+            check({k: v for k, v in body.items() if k != "documents"}, _FORM_SCHEMA)
+        except Refusal as refusal:
+            _check_refusal(refusal, body)
+
+
+def _api_form(h: Harness, data: bytes) -> None:
+    """A MessageSend form through :class:`FormUpload`: the request part handed over before any document, each
+    document spooled whole, nothing left in the spool afterwards."""
+    content_type, body = split_entity(data, form_content_type())
+    spool = h.spool / "api-form"
+    spool.mkdir(exist_ok=True)
+    handed: list[dict[str, object]] = []
+
+    def on_request(request: dict[str, object]) -> None:
+        check(request, _FORM_SCHEMA)
+        handed.append(request)
+
+    try:
+        with FormUpload(
+            io.BytesIO(body),
+            content_type,
+            spool=spool,
+            max_request_bytes=DEFAULT_MAX_BODY_BYTES,
+            max_documents=5,
+            on_request=on_request,
+        ) as upload:
+            request, documents = upload.read()
+            if handed != [request]:
+                raise Crash("the request part was not handed over exactly once before the documents")
+            for document in documents:
+                if document.path.stat().st_size != document.size or document.size == 0:
+                    raise Crash(
+                        f"a spooled document holds {document.path.stat().st_size} bytes, not {document.size}"
+                    )
+    except Refusal as refusal:
+        _check_refusal(refusal, handed[0] if handed else None)
+    finally:
+        h.check_spool_empty(spool)
+
+
+def _api(h: Harness, data: bytes) -> None:
+    """The whole API app: every answer is JSON, 200 or a refusal as the contract says; never a 5xx."""
+    world = h.api_world
+    name, rest = split_call(data)
+    content_type, body = split_entity(rest, JSON)
+    reply = world.post(f"/api/v1/{name}", content_type, body)
+    try:
+        answer = json.loads(reply.body)
+    except ValueError as exc:
+        raise Crash(f"the API answered {reply.status} with a body that is not JSON") from exc
+    if not reply.content_type.startswith("application/json") or not isinstance(answer, dict):
+        raise Crash(f"the API answered {reply.status} {reply.content_type} without a JSON object")
+    if any(secret in reply.body.decode("utf-8", "replace") for secret in world.secrets):
+        raise Crash(f"the API's answer ({reply.status}) contains a password or a key")
+    if reply.status != 200:
+        error = answer.get("error")
+        if not isinstance(error, dict) or not isinstance(answer.get("requestId"), str):
+            raise Crash(f"the API answered {reply.status} without an error object and requestId: {answer}")
+        try:
+            sent = json.loads(body)
+        except ValueError:
+            sent = None
+        _check_error(
+            reply.status, str(error.get("code")), str(error.get("message")), error.get("field"), sent=sent
+        )
+    h.check_spool_empty(world.spool_dir)
 
 
 TARGETS: dict[str, Target] = {
@@ -173,22 +344,24 @@ TARGETS: dict[str, Target] = {
             "soap-request",
             "SOAP request reader (read_request_envelope)",
             _soap_request,
-            lambda c: [r.root for r in c.requests],
+            lambda h: [r.root for r in h.corpus.requests],
         ),
-        Target("reply", "reply reader (parse_response)", _reply, lambda c: [d for _, d in c.replies]),
-        Target("metadata", "metadata reader (read_submit_objects)", _metadata, lambda c: list(c.metadata)),
-        Target("cda", "C-CDA header reader (read_cda_header)", _cda, lambda c: [sample_ccda()]),
+        Target("reply", "reply reader (parse_response)", _reply, lambda h: [d for _, d in h.corpus.replies]),
+        Target(
+            "metadata", "metadata reader (read_submit_objects)", _metadata, lambda h: list(h.corpus.metadata)
+        ),
+        Target("cda", "C-CDA header reader (read_cda_header)", _cda, lambda h: [sample_ccda()]),
         Target(
             "registry-response",
             "RegistryResponse reader (read_registry_response)",
             _registry_response,
-            lambda c: c.registry_responses(),
+            lambda h: h.corpus.registry_responses(),
         ),
         Target(
             "inspect",
             "capture reader and inspect_stream (must never raise)",
             _inspect,
-            lambda c: c.captures(),
+            lambda h: h.corpus.captures(),
             allowed=NOTHING,
         ),
         Target("parse-request", "whole request reader (parse_request)", _parse_request, _request_entities),
@@ -196,7 +369,20 @@ TARGETS: dict[str, Target] = {
             "app",
             "receiver WSGI app, in-process, enrolled client certificate",
             _app,
-            lambda c: _request_entities(c) + [entity(SOAP, r.root) for r in c.requests[:2]],
+            lambda h: _request_entities(h) + [entity(SOAP, r.root) for r in h.corpus.requests[:2]],
+        ),
+        Target(
+            "api-json",
+            "JSON API body reader and schema checks (parse_json_object, check)",
+            _api_json,
+            lambda h: [call + b"\n" + body for call, body in _json_seeds(h)],
+        ),
+        Target("api-form", "JSON API multipart form reader (FormUpload)", _api_form, lambda h: form_bodies()),
+        Target(
+            "api",
+            "JSON API WSGI app, in-process, an application with a sending account",
+            _api,
+            lambda h: app_inputs(h.api_world),
         ),
     )
 }

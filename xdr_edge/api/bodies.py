@@ -37,7 +37,7 @@ import json
 import re
 from typing import Any
 
-from xdr_edge.api.refusals import Refusal
+from xdr_edge.api.refusals import Refusal, shown_name
 from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
 from xdr_edge.receiver.deadlines import UploadTooSlow
 
@@ -114,9 +114,9 @@ def _duplicate_keys_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            shown = key if len(key) <= 64 and key.isprintable() else repr(key[:64])
+            shown = shown_name(key)
             raise Refusal(
-                400, "invalid-json", f"the field {shown!r} appears twice in one object", field=key[:64]
+                400, "invalid-json", f"the field '{shown}' appears twice in one object", field=shown
             )
         result[key] = value
     return result

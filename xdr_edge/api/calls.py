@@ -523,6 +523,9 @@ def _enrolment_material(body: dict[str, Any]) -> ParsedCredential:
             raise Refusal(
                 400, "key-mismatch", f"{field}: the key does not belong to the certificate", field=field
             ) from None
+        if exc.code == "certificate-field-unreadable":  # our words: the certificate and the field (RFC 5280)
+            field = _cert_field(body)
+            raise Refusal(400, "invalid-field", f"{field}: {exc.message}", field=field) from None
         if exc.code == "pkcs12-too-costly":
             raise Refusal(400, "pkcs12-too-costly", f"pkcs12: {exc.message}", field="pkcs12") from None
         field, message = _CREDENTIAL_REFUSALS.get(

@@ -21,6 +21,7 @@ __all__ = ["FormUpload", "UploadSpool", "UploadedDocument"]
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -33,12 +34,19 @@ from typing import Any, BinaryIO
 import multipart
 
 from xdr_edge.api.bodies import parse_json_object, read_piece
-from xdr_edge.api.refusals import Refusal
+from xdr_edge.api.refusals import Refusal, shown_name
+from xdr_edge.api.schema import DOCUMENT
+from xdr_edge.api.validation import check
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.mediatype import MediaType
+from xdr_edge.protocol.mtom.parser_errors import library_text, parser_problem
+
+log = logging.getLogger("xdr_edge.api")
 
 _PIECE = 64 * 1024
 _UNDECLARED = "application/octet-stream"  # what form encoders send when they do not know the type
+_MAX_HEADER_LINES = 16
+_MAX_HEADER_LINE_BYTES = 4096 + 128  # the multipart package's default, named here so that we can say it
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,16 @@ class FormUpload:
         if media is None or not media.matches("multipart/form-data") or not boundary:
             raise _bad("expected multipart/form-data with a boundary", "Content-Type")
         self._stream = stream
-        self._parser = multipart.PushMultipartParser(boundary, max_header_count=16)
+        try:
+            self._parser = multipart.PushMultipartParser(
+                boundary, max_header_size=_MAX_HEADER_LINE_BYTES, max_header_count=_MAX_HEADER_LINES
+            )
+        except multipart.MultipartError as exc:
+            log.debug("multipart parser refused the boundary: %s", library_text(exc))
+            raise _bad(
+                "the boundary parameter cannot delimit parts (RFC 2046 §5.1.1: 1-70 characters, no line break)",
+                "Content-Type",
+            ) from None
         self._max_request = max_request_bytes
         self._max_documents = max_documents
         self._on_request = on_request
@@ -151,6 +168,7 @@ class FormUpload:
         self._request: dict[str, Any] | None = None
         self._json = bytearray()
         self._documents: list[UploadedDocument] = []
+        self._parts = 0  # parts whose headers were read
         self._sink: BinaryIO | None = None
         self._sink_path: Path | None = None
         self._part: str | None = None
@@ -177,14 +195,50 @@ class FormUpload:
                     break
                 for event in self._parser.parse(chunk):
                     self._on_event(event)
+        except multipart.MultipartError as exc:
+            raise self._malformed(exc) from None
+        try:
             self._parser.close(check_complete=True)
         except multipart.MultipartError as exc:
-            raise _bad(f"malformed multipart/form-data body: {exc}") from None
+            log.debug("multipart parser at the end of the body: %s", library_text(exc))
+            raise _bad(
+                f"the body ends in part {max(self._parts, 1)}, before the closing boundary line "
+                "(--boundary--)",
+                self._field(max(self._parts, 1)),
+            ) from None
         if self._request is None:
             raise _bad("the form has no 'request' part", "request")
         if not self._documents:
             raise _bad("the form has no 'document' part", "document")
         return self._request, list(self._documents)
+
+    @staticmethod
+    def _field(number: int) -> str:
+        """The request field part ``number`` (1-based) of a well-formed form is: the request, then documents."""
+        return "request" if number == 1 else f"document[{number - 2}]"
+
+    def _malformed(self, exc: multipart.MultipartError) -> Refusal:
+        """The parser's refusal in our words: which part, what is wrong with it. The parser's own text goes to
+        the debug log only (it may quote the caller's bytes)."""
+        log.debug("multipart parser: %s", library_text(exc))
+        in_body = self._part is not None
+        number = self._parts if in_body else self._parts + 1
+        problem: str | None
+        if isinstance(exc, multipart.ParserLimitReached):
+            problem = (
+                f"its headers exceed the limits (at most {_MAX_HEADER_LINES} header lines of at most "
+                f"{_MAX_HEADER_LINE_BYTES} bytes each)"
+            )
+        else:
+            problem = parser_problem(exc)
+        if problem is None:
+            problem = (
+                "the boundary line after it is malformed"
+                if in_body
+                else "its boundary line or headers are malformed (RFC 7578: a boundary line, header lines, a "
+                "blank line)"
+            )
+        return _bad(f"part {number} of the form: {problem}", self._field(number))
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, multipart.MultipartSegment):
@@ -195,6 +249,7 @@ class FormUpload:
             self._finish()
 
     def _start(self, segment: multipart.MultipartSegment) -> None:
+        self._parts += 1
         name = segment.name
         if self._request is None:
             if name != "request":
@@ -202,12 +257,19 @@ class FormUpload:
             self._part = "request"
             return
         if name != "document":
-            raise _bad(f"unexpected form part {name!r}: after 'request' only 'document' parts", "document")
+            raise _bad(
+                f"unexpected form part '{shown_name(name)}': after 'request' only 'document' parts",
+                self._field(self._parts),
+            )
         index = len(self._documents)
         if index >= self._max_documents:
             raise _bad(f"at most {self._max_documents} documents per message", "document")
         self._part = "document"
         self._name = segment.filename or None
+        if self._name is not None:
+            # the filename is the document's name, as a JSON document's ``name`` is: the same rule (it becomes
+            # the DocumentEntry's title, so XML must be able to carry it)
+            check(self._name, DOCUMENT["properties"]["name"], f"document[{index}].filename")
         self._mime_type = _declared_type(segment.header("Content-Type"), f"document[{index}]")
         self._size = 0
         if self._directory is None:

@@ -175,7 +175,7 @@ class MessageCalls:
             raise Refusal(
                 422,
                 "sender-not-bound",
-                f"from: {sender} is not bound to this account; bind it with AddressBind; nothing was sent",
+                "from: not bound to this account; bind it with AddressBind; nothing was sent",
                 field="from",
             )
         sending = Practice(

@@ -8,7 +8,7 @@ a key) and never name another tenant's practice. The codes are part of the API c
 
 from __future__ import annotations
 
-__all__ = ["CODES", "UNAUTHENTICATED_MESSAGE", "Refusal"]
+__all__ = ["CODES", "UNAUTHENTICATED_MESSAGE", "Refusal", "shown_name"]
 
 from xdr_edge.protocol.errors import XdrError
 
@@ -79,6 +79,25 @@ CODES = frozenset(
         "store-unavailable",
     }
 )
+
+
+#: The most characters of a caller's own name (a JSON key, a form part's name) a refusal shows.
+SHOWN_NAME_LIMIT = 64
+
+
+def shown_name(name: str) -> str:
+    """A name the caller sent (a JSON key, a form part's name), as a refusal's message and ``field`` show it:
+    itself when it is a short line of printable text, else its first characters with the unprintable ones
+    escaped (``\\x7f``), cut at :data:`SHOWN_NAME_LIMIT` characters and marked ``...``. Whatever the caller
+    sent, the refusal stays one short printable line that still says which name it means."""
+    if len(name) <= SHOWN_NAME_LIMIT and name.isprintable():
+        return name
+    escaped = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name[:SHOWN_NAME_LIMIT]
+    )
+    if len(name) > SHOWN_NAME_LIMIT or len(escaped) > SHOWN_NAME_LIMIT:
+        return escaped[:SHOWN_NAME_LIMIT] + "..."
+    return escaped
 
 
 class Refusal(XdrError):

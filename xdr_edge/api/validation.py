@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from xdr_edge.api.refusals import Refusal
+from xdr_edge.api.refusals import Refusal, shown_name
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -77,8 +77,7 @@ def _check_object(value: dict[str, Any], schema: Mapping[str, Any], field: str) 
     if schema.get("additionalProperties") is False:
         for name in value:
             if name not in properties:
-                shown = name if len(name) <= 64 and name.isprintable() else repr(name[:64])
-                raise _bad(_join(field, shown), "is not a field of this call", "unknown-field")
+                raise _bad(_join(field, shown_name(name)), "is not a field of this call", "unknown-field")
     for name, sub in properties.items():
         if name in value:
             check(value[name], sub, _join(field, name))

@@ -64,6 +64,7 @@ from xdr_edge.protocol.wire import (
 )
 from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 from xdr_edge.receiver.admission import PracticeSlots
+from xdr_edge.receiver.deadlines import UploadTooSlow
 from xdr_edge.receiver.store import (
     OUTCOME_UNKNOWN,
     DocumentConflict,
@@ -289,7 +290,14 @@ class XdrEdgeApp:
                 # Stalled past the socket timeout, or fell behind the server's minimum upload rate: answer 408
                 # (the client may still be reading); parse_request has removed the spool files.
                 entry.outcome = f"client-too-slow:after-{upload.bytes_read}-bytes"
-                reason = str(exc) if str(exc) else "the request body stopped arriving"
+                # our own words: the rate rule's text is ours (receiver/deadlines.py), a socket timeout's is the
+                # ssl module's ("timed out"), which says neither what stopped nor where
+                reason = (
+                    str(exc)
+                    if isinstance(exc, UploadTooSlow)
+                    else "the request body stopped arriving before it was complete (nothing more came within "
+                    "this endpoint's socket timeout)"
+                )
                 return self._fault(Fault("Sender", reason), None, False, 408), True
             # The peer reset the connection mid-upload. Nothing to alert on and nobody to answer;
             # parse_request has removed the spool files. One line, not a traceback.

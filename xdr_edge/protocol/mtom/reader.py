@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["MtomLimits", "MtomPackage", "ReceivedPart", "read_mtom", "root_part_prefix"]
 
 import errno
+import io
 import os
 import secrets
 import shutil
@@ -34,6 +35,7 @@ from xdr_edge.protocol.mtom.framing import (
     content_id_of,
     new_sha1,
 )
+from xdr_edge.protocol.mtom.parser_errors import parser_problem
 
 # Transfer encodings whose octets are the document itself; base64/quoted-printable would need decoding and
 # would break "hash and size are computed over the exact octets of each MIME part as sent" (docs/design.md).
@@ -345,7 +347,9 @@ class _RootSink(_Sink):
         self, index: int, content_id: str, headers: tuple[tuple[str, str], ...], max_bytes: int
     ) -> None:
         super().__init__(index, content_id, headers)
-        self.buffer = bytearray()
+        # BytesIO, not bytearray: getvalue() hands over its own buffer as the bytes object (no copy when nothing
+        # else holds a view of it), so the envelope is held once; bytes(bytearray) would hold it twice.
+        self._buffer: io.BytesIO | None = io.BytesIO()
         self.max_bytes = max_bytes
 
     def write(self, chunk: bytes) -> None:
@@ -355,7 +359,18 @@ class _RootSink(_Sink):
                 f"the root part (SOAP envelope) exceeds max_root_bytes={self.max_bytes}",
                 f"MIME part {self.index}",
             )
-        self.buffer += chunk
+        assert self._buffer is not None, "the root part was already taken"
+        self._buffer.write(chunk)
+
+    def take(self) -> bytes:
+        """The root part's bytes, handed over once: the sink keeps nothing of them."""
+        assert self._buffer is not None, "the root part was already taken"
+        data = self._buffer.getvalue()
+        self._buffer = None
+        return data
+
+    def discard(self) -> None:
+        self._buffer = None
 
 
 class _SpoolSink(_Sink):
@@ -507,7 +522,7 @@ class _PackageReader:
             raise _sender_error("the MTOM body has no MIME parts", "mtom-empty")
         root_type = self.root.header("Content-Type") or XOP_MEDIA_TYPE
         return MtomPackage(
-            bytes(self.root.buffer),
+            self.root.take(),
             root_type,
             self.parts,
             root_content_id=self.root.content_id,
@@ -523,14 +538,23 @@ class _PackageReader:
 
     def _translate(self, exc: multipart.MultipartError) -> RemoteProtocolError:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
-        where = f"MIME part {self.index}" if self.index else "MIME preamble"
+        # in a part's body: that part; between parts: the part whose boundary line and headers were being read
+        where = f"MIME part {self.index if self.sink is not None else self.index + 1}"
         if isinstance(exc, multipart.ParserLimitReached):
             if "count" in message:
                 return _limit(
                     f"a part has more than max_header_count={self.limits.max_header_count} headers", where
                 )
             return _limit(f"a header line exceeds max_header_bytes={self.limits.max_header_bytes}", where)
-        return _sender_error(f"malformed MIME multipart body: {message}", "mtom-malformed", where)
+        problem = parser_problem(exc)
+        if problem is None:  # our words for what the parser refused, by where it was (never its own text)
+            problem = (
+                "the boundary line after it is malformed"
+                if self.sink is not None
+                else "its boundary line or headers are malformed (RFC 2046 §5.1.1: a boundary line, header "
+                "lines, a blank line)"
+            )
+        return _sender_error(f"malformed MIME multipart body: {problem}", "mtom-malformed", where)
 
 
 def read_mtom(
