@@ -245,14 +245,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "per_client": per_client,
                 }
                 run_child("benchmarks.case_receive:load", {**load, "per_client": 5})  # warm-up
+                count = args.clients * per_client
+                before = user_system_seconds(server["pid"])
                 with sampling(server["pid"], None, raw, args.rate, mode):
                     figures = run_child("benchmarks.case_receive:load", load)
+                user, system = (
+                    b - a for a, b in zip(before, user_system_seconds(server["pid"]), strict=True)
+                )
             print(
                 f"xdr-edge serve, {args.clients} clients: {figures['msg_per_s']:.0f} msg/s, "
-                f"{figures['server_cpu_ms']:.3f} ms server CPU/msg, p50 {figures['p50_ms']:.1f} ms"
+                f"{figures['server_cpu_ms']:.3f} ms server CPU/msg "
+                f"(user {user * 1000 / count:.3f}, system {system * 1000 / count:.3f}), p50 {figures['p50_ms']:.1f} ms"
             )
             stacks = [(frames, count) for frames, count in read_raw(raw, "") if not _idle_server(frames)]
-            print(breakdown(stacks, args.rate, args.clients * per_client))
+            print(breakdown(stacks, args.rate, count))
         print(
             f"\nload average now: {os.getloadavg()[0]:.1f}; stacks: {raw if args.raw or args.keep else '(deleted)'}"
         )
@@ -260,6 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process (all its threads) so far, from ``/proc``."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _idle_server(frames: Sequence[str]) -> bool:
