@@ -140,8 +140,17 @@ def sampling(
     pid: int | None, command: Sequence[str] | None, raw: Path, rate: int, mode: str
 ) -> Iterator[Any]:
     """``py-spy record`` of ``pid`` (until the block ends) or of ``command`` (until it exits)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    options = [spy, "record", "--format", "raw", "--output", str(raw), "--rate", str(rate), "--nonblocking"]
+    options = [
+        str(_py_spy()),
+        "record",
+        "--format",
+        "raw",
+        "--output",
+        str(raw),
+        "--rate",
+        str(rate),
+        "--nonblocking",
+    ]
     if mode != "active":
         options.append(f"--{mode}")
     if pid is not None:
@@ -161,6 +170,12 @@ def sampling(
         )
         yield process
         process.wait()
+
+
+def _py_spy() -> Path:
+    """py-spy beside this interpreter (a venv's), else on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return beside if beside.exists() else Path(shutil.which("py-spy") or beside)
 
 
 def child_command(function: str, args: dict[str, Any]) -> list[str]:
@@ -196,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
+    if not _py_spy().exists():
+        parser.error("py-spy is not installed: .venv/bin/pip install py-spy")
     size = args.size_kib * KIB
     mode = args.mode or ("active" if args.case == "receive" else "gil")
     work = Path(tempfile.mkdtemp(prefix="xdr-where-"))
