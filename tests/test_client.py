@@ -37,11 +37,11 @@ from xdr_edge.protocol.errors import (
     ValidationFailed,
 )
 from xdr_edge.protocol.findings import Severity
-from xdr_edge.protocol.model import MetadataLevel, Submission
+from xdr_edge.protocol.model import Author, MetadataLevel, Organization, Person, Submission
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
 from xdr_edge.protocol.soap import Fault
-from xdr_edge.protocol.wire import IncomingRequest, ReplyBytes, build_reply, parse_request
+from xdr_edge.protocol.wire import IncomingRequest, ReplyBytes, build_reply, build_request, parse_request
 from xdr_edge.receiver.app import ReceiverConfig, XdrEdgeApp
 from xdr_edge.receiver.server import ServerConfig, XdrServer
 from xdr_edge.sender.client import RetryPolicy, SendResult, XdrClient
@@ -286,6 +286,61 @@ def test_sender_not_bound_is_refused_before_anything_is_sent(tmp_path: Path, doc
     assert "CN=practice-a edge client" in message
     assert "nothing was sent" in message
     assert recorder.count == 0
+
+
+def _with_text(document: Path, where: str, text: str) -> Submission:
+    """A composed submission with ``text`` in one field a library caller fills in."""
+    if where == "title":
+        return compose([document], sender=A_FROM, recipients=[TO], title=text)
+    if where == "patient":
+        return compose([document], sender=A_FROM, recipients=[TO], patient_id=f"{text}^^^&1.2.3.4&ISO")
+    if where == "author":
+        author = Author(person=Person.of(family=text, given="Ann"), institutions=(Organization.of("Clinic"),))
+        return compose([document], sender=A_FROM, recipients=[TO], author=author)
+    sub = compose([document], sender=A_FROM, recipients=[TO])
+    entry = sub.document_entries[0]
+    address = f"PID-11|1 Main St^^{text}^MA^02101"  # the patient's address, as a sourcePatientInfo line
+    changed = dataclasses.replace(entry, source_patient_info=(*entry.source_patient_info, address))
+    return dataclasses.replace(sub, document_entries=(changed,))
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "field", "character"),
+    [
+        ("title", "Discharge\x01summary", "submission_set.title", "character 10 is U+0001"),
+        ("patient", "MRN\ud800", "submission_set.patient_id.cx", "character 4 is U+D800"),
+        ("author", "Sm\x0bith", "submission_set.authors[0].person.xcn", "U+000B"),
+        ("address", "Spring\x1ffield", "document_entries[0].source_patient_info[", "U+001F"),
+    ],
+    ids=["control-in-title", "lone-surrogate-in-patient-id", "control-in-author", "control-in-address"],
+)
+def test_text_xml_cannot_carry_is_refused_naming_the_field_before_anything_is_sent(
+    tmp_path: Path, document: Path, where: str, text: str, field: str, character: str
+) -> None:
+    """lxml refuses such text with a bare ValueError (a lone surrogate: a UnicodeEncodeError when serialising):
+    a library caller gets a LocalProtocolError that names the field and the character, not the text (it may be
+    a patient's name), and the HISP never sees a byte."""
+    sub = _with_text(document, where, text)
+    recorder = Recorder()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with start_lab(tmp_path / "lab", app_factory=recording(recorder, spool)) as lab:
+        with XdrClient(endpoint=lab.endpoint, ca_bundle=lab.ca_bundle, practices=lab.practices) as client:
+            with pytest.raises(LocalProtocolError) as in_preflight:
+                client.preflight(sub, "practice-a")
+            with pytest.raises(LocalProtocolError) as caught:
+                client.send(sub, practice="practice-a")
+        assert recorder.count == 0
+        assert not lab.inbox.contains(sub.submission_set.unique_id)
+    for error in (in_preflight.value, caught.value):
+        assert error.code == "text-not-xml"
+        assert error.location is not None and error.location.startswith(field)
+        assert character in error.message
+        assert f"nothing was sent to {lab.endpoint}" in error.message
+        assert text not in str(error)  # the text itself may be PHI
+    with pytest.raises(LocalProtocolError, match="U\\+") as built:  # any writer of the request refuses it too
+        build_request(sub, endpoint=lab.endpoint)
+    assert built.value.code == "text-not-xml" and built.value.location == caught.value.location
 
 
 def test_sender_outside_the_certificate_san_is_refused(tmp_path: Path, pki: DemoPki, document: Path) -> None:

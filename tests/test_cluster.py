@@ -7,6 +7,7 @@ PostgreSQL is not installed (CI installs both and requires them).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import signal
@@ -227,10 +228,7 @@ def test_a_receiver_killed_under_load_loses_no_acknowledged_submission_and_the_o
         deadline = time.monotonic() + 120
         while len(log) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)
-        while not _in_flight(victim) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        killed_at = time.monotonic()
-        victim.kill()  # SIGKILL, with a request in flight (a document being received or written)
+        killed_at = _kill_in_flight(victim, deadline)  # SIGKILL, with a request in flight
         for client in clients:
             client.join(timeout=300)
         assert len(log) == 120
@@ -274,6 +272,42 @@ def test_a_receiver_killed_under_load_loses_no_acknowledged_submission_and_the_o
         assert all(len(stored[item.submission_set.unique_id]) == 1 for item, _, _ in log)
         assert list((victim.inbox / ".work" / victim.name / "staging").iterdir()) == []
         _assert_index_matches_inboxes(cluster)
+
+
+def _kill_in_flight(victim: Receiver, deadline: float) -> float:
+    """SIGKILL ``victim`` while a request is in flight on it (a document being received or written); returns when.
+
+    The receiver is frozen (SIGSTOP) before it is looked at a second time: a request seen in flight and killed
+    at once could still finish in between on a busy machine, and then the kill interrupted nothing."""
+    process = victim.process
+    assert process is not None
+    while time.monotonic() < deadline:
+        if _in_flight(victim):
+            process.send_signal(signal.SIGSTOP)
+            _wait_stopped(process.pid)
+            if _in_flight(victim):  # frozen: what is in flight now can no longer finish
+                killed_at = time.monotonic()
+                victim.kill()
+                return killed_at
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+    raise AssertionError("no request was ever in flight on the receiver to kill")
+
+
+def _wait_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped: SIGSTOP takes effect a moment after it is sent (proc(5): state
+    ``T``)."""
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for task in tasks.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
 
 
 def _in_flight(receiver: Receiver) -> bool:

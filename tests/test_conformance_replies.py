@@ -198,13 +198,28 @@ def test_wrong_response_action_fails_reply_action(
     assert ("Success to valid-minimal" in result.detail) is (which == "every RegistryResponse")
 
 
+#: Either fault action, as our answers write it (WS-Addressing 1.0 SOAP Binding §6).
+FAULT_ACTION = rb"http://www\.w3\.org/2005/08/addressing/(?:soap/)?fault"
+
+
 def test_fault_labelled_as_the_response_fails_the_optional_fault_action(tmp_path: Path) -> None:
-    pattern = re.escape(ns.ACTION_FAULT.encode())
+    pattern = FAULT_ACTION
     report = _run(tmp_path, _sub(pattern, ns.ACTION_PNR_RESPONSE.encode()), only=("reply",))
     assert report.exit_status == 0  # optional: WS-Addressing 1.0 SOAP Binding §6 lets a module pick its own
     result = report.result("reply-fault-action")
     assert result.failed and "labelled as the ITI-41 response" in result.observed
     assert "Fault to wsa-action-unknown" in result.detail
+
+
+def test_ws_addressing_fault_labelled_as_a_soap_fault_fails_the_optional_fault_action(tmp_path: Path) -> None:
+    """wsa:ActionNotSupported is a WS-Addressing fault: its action is .../addressing/fault, not .../soap/fault."""
+    wsa_fault = re.escape(ns.ACTION_WSA_FAULT.encode()) + rb"(?=<)"
+    report = _run(tmp_path, _sub(wsa_fault, ns.ACTION_FAULT.encode()), only=("reply",))
+    assert report.exit_status == 0  # an optional case
+    result = report.result("reply-fault-action")
+    assert result.failed
+    assert f"a WS-Addressing fault with wsa:Action {ns.ACTION_FAULT}" in result.observed
+    assert "Fault to wsa-action-unknown" in result.detail and "wsa:ActionNotSupported" in result.detail
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -255,7 +255,8 @@ def test_metro_reads_our_faults_with_relates_to(
     assert reason in str(run["fault_reason"]), run["fault_reason"]
     assert "Message Addressing Property" not in str(run["fault_reason"])
     assert run["relates_to"] == message_id
-    assert run["action"] == ns.ACTION_FAULT
+    # WS-Addressing 1.0 SOAP Binding §6: a fault WS-Addressing defines carries .../addressing/fault
+    assert run["action"] == (ns.ACTION_WSA_FAULT if subcodes else ns.ACTION_FAULT)
     assert run["http_status"] == status
     assert request.submission.submission_set.unique_id not in site.stored.by_uid
 

@@ -4,15 +4,18 @@ both against each other (property test over tests.strategies)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import cast
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from tests.reference import official_schema, sample_path
 from tests.strategies import submissions
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import LocalProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.metadata import MetadataRead, read_submit_objects, write_submit_objects
 from xdr_edge.protocol.model import (
@@ -32,7 +35,7 @@ from xdr_edge.protocol.model import (
     SubmissionSet,
     Telecom,
 )
-from xdr_edge.protocol.xml import parse, qname, tostring
+from xdr_edge.protocol.xml import not_xml_char, parse, qname, tostring
 
 RIM = f"{{{ns.RIM}}}"
 NSMAP = {"rim": ns.RIM, "lcm": ns.LCM}
@@ -649,3 +652,41 @@ def test_reader_accepts_pnr_request_and_rejects_foreign_element() -> None:
     foreign = read_submit_objects(etree.Element("{urn:example}Other"))
     assert foreign.submission_set is None
     assert [f.rule for f in foreign.findings] == ["no-object-list"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Text XML cannot carry (XML 1.0 §2.2 Char): refused naming the field, before lxml sees it
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    submissions(),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF), max_size=20),
+    st.sampled_from(["\x00", "\x01", "\x0b", "\x1f", "\ud800", "\udfff", "\ufffe"]),
+)
+def test_a_character_xml_cannot_hold_is_refused_naming_the_field(
+    submission: Submission, text: str, bad: str
+) -> None:
+    ss = dataclasses.replace(submission.submission_set, comments=text + bad)
+    with pytest.raises(LocalProtocolError) as caught:
+        write_submit_objects(dataclasses.replace(submission, submission_set=ss))
+    assert caught.value.code == "text-not-xml"
+    assert caught.value.location == "submission_set.comments"
+    assert f"U+{ord(bad):04X}" in caught.value.message
+
+
+@given(st.text(max_size=40))
+@example("x\ufffe")
+@example("\x7f\x85")
+@example("\t\n\r")
+@example("a\x08")
+@example("lone \ud800")
+def test_not_xml_char_agrees_with_lxml(text: str) -> None:
+    element = etree.Element("t")
+    try:
+        element.text = text
+        tostring(element)
+        writable = True
+    except ValueError:
+        writable = False
+    assert (not_xml_char(text) is None) is writable

@@ -215,8 +215,36 @@ def test_sigterm_mid_run_exits_0_after_the_drops_in_flight_and_a_restart_finishe
         assert all(doc["outcome"] == "Success" for doc in sent.values())
 
 
+class _Gate:
+    """Holds the receiver's answers while closed (each submission is stored first): the drops then stay in
+    flight for as long as a test needs, however slow the machine."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.opened = threading.Event()
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def app(self, config: ReceiverConfig) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+        slow = _slow(config)
+
+        def gated(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            answer = list(slow(environ, start_response))
+            if self.closed.is_set():
+                with self._lock:
+                    self.held += 1
+                self.opened.wait(120)
+            return answer
+
+        return gated
+
+
 def test_a_second_ctrl_c_stops_at_once_and_a_restart_finishes(tmp_path: Path) -> None:
-    with start_lab(tmp_path / "lab", app_factory=_slow) as lab:
+    """Both signals reach a run with drops in flight (their answers held back): the first is heard (the run says
+    it is stopping) before the second is sent, so the two are never taken for one, and the graceful stop cannot
+    have finished before the second arrives."""
+    gate = _Gate()
+    with start_lab(tmp_path / "lab", app_factory=gate.app) as lab:
         config = write_config(lab, tmp_path / "sender.toml", outbox={"workers": 2})
         outbox = tmp_path / "outbox"
         good = {f"d{n:02d}" for n in range(12)}
@@ -226,11 +254,16 @@ def test_a_second_ctrl_c_stops_at_once_and_a_restart_finishes(tmp_path: Path) ->
         logs.mkdir()
         runner = Runner(outbox, config, logs)
         proc = runner.start()
-        wait_until(lambda: _entries(outbox / "sent") >= 1, what="a drop sent")
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+        try:
+            wait_until(lambda: _entries(outbox / "sent") >= 1, what="a drop sent")
+            gate.closed.set()
+            wait_until(lambda: gate.held >= 1, what="a drop in flight, its answer held back")
+            proc.send_signal(signal.SIGINT)
+            wait_until(lambda: "outbox stopping" in runner.stderr(), what="the first Ctrl-C heard")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=60) == 130
+        finally:
+            gate.opened.set()
         assert "interrupted: stopped at once" in runner.stderr() and "Traceback" not in runner.stderr()
         assert runner.start("--once").wait(timeout=120) == 0, runner.stderr()
         _assert_accounted_for(lab, outbox, good, set())

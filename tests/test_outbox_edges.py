@@ -224,10 +224,20 @@ def test_a_retry_interrupted_after_its_intent_is_completed_by_the_running_run(tm
         config = load_sender_config(write_config(lab, tmp_path / "sender.toml"))
         outbox = tmp_path / "outbox"
         drop(outbox / "incoming", "order-5", manifest=valid_manifest("practice-a"))
+        journal_path = outbox / ".state" / "journal.db"
+
+        def failed_in_journal() -> int:
+            with Journal(journal_path, create=False) as journal:
+                return len(journal.rows((State.FAILED,)))
+
         with Running(Outbox(outbox, config=config)):
-            wait_until(lambda: "order-5" in results(outbox / "failed"), what="the refusal")
+            # the folder is moved into failed/ first, then the journal says failed: wait for both
+            wait_until(
+                lambda: "order-5" in results(outbox / "failed") and failed_in_journal() == 1,
+                what="the refusal, in failed/ and in the journal",
+            )
             first = results(outbox / "failed")["order-5"]
-            with Journal(outbox / ".state" / "journal.db", create=False) as journal:
+            with Journal(journal_path, create=False) as journal:
                 (row,) = journal.rows((State.FAILED,))
                 journal.change(
                     row.id, expect=(State.FAILED,), detail="retry", state=State.RETRYING, next_at=None

@@ -22,6 +22,7 @@ from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import RemoteProtocolError
 from xdr_edge.protocol.inspection import inspect_stream
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.protocol.mtom import MtomLimits
 from xdr_edge.protocol.soap import Fault, message_id_in_prefix
@@ -332,7 +333,66 @@ def test_receiver_answers_an_action_mismatch(lab: Lab) -> None:
         "wsa:ActionMismatch",
     )
     assert parsed.envelope.relates_to == MESSAGE_ID
+    assert parsed.envelope.action == ns.ACTION_WSA_FAULT  # WS-Addressing 1.0 SOAP Binding §6
     assert not lab.inbox.contains(request.submission.submission_set.unique_id)
+
+
+_UNKNOWN_MANDATORY = b'<x:Audit xmlns:x="urn:example:audit" soap-env:mustUnderstand="true"/>'
+
+
+def _plain_cases() -> Iterator[tuple[str, tuple[bytes, bytes], str | None, str]]:
+    """``(id, change to the plain request, the fault subcode, the wsa:Action the fault must carry)``: the faults
+    WS-Addressing defines carry ``.../addressing/fault``, the others ``.../addressing/soap/fault`` (WS-Addressing
+    1.0 SOAP Binding §6)."""
+    must = b' soap-env:mustUnderstand="true"'
+    message_id = b"<wsa:MessageID" + must + b">" + MESSAGE_ID.encode() + b"</wsa:MessageID>"
+    yield "message-id-missing", (message_id, b""), "wsa:MessageAddressingHeaderRequired", ns.ACTION_WSA_FAULT
+    action = b">" + PNR.encode() + b"</wsa:Action>"
+    yield (
+        "action-not-supported",
+        (action, b">urn:ihe:iti:2007:RegistryStoredQuery</wsa:Action>"),
+        "wsa:ActionNotSupported",
+        ns.ACTION_WSA_FAULT,
+    )
+    yield (
+        "action-twice",
+        (action, action + b"<wsa:Action>" + PNR.encode() + b"</wsa:Action>"),
+        ("wsa:InvalidAddressingHeader"),
+        ns.ACTION_WSA_FAULT,
+    )
+    reply_to = b"<wsa:Address>" + ns.WSA_ANONYMOUS.encode() + b"</wsa:Address>"
+    yield "reply-to-without-address", (reply_to, b""), "wsa:InvalidAddressingHeader", ns.ACTION_WSA_FAULT
+    yield (
+        "must-understand",
+        (b"</soap-env:Header>", _UNKNOWN_MANDATORY + b"</soap-env:Header>"),
+        None,
+        (ns.ACTION_FAULT),
+    )
+    yield "body-not-well-formed", (BODY_END, b"<oops>" + BODY_END), None, ns.ACTION_FAULT
+
+
+@pytest.mark.parametrize(
+    ("change", "subcode", "action"),
+    [case[1:] for case in _plain_cases()],
+    ids=[case[0] for case in _plain_cases()],
+)
+def test_receiver_fault_action_says_whether_ws_addressing_refused(
+    lab: Lab, change: tuple[bytes, bytes], subcode: str | None, action: str
+) -> None:
+    _, _, xml = build_plain_request(
+        _request(endpoint=lab.endpoint).submission, endpoint=lab.endpoint, message_id=MESSAGE_ID
+    )
+    changed = xml.replace(*change, 1)
+    assert changed != xml
+    # no action parameter: the envelope alone says what the request is
+    status, reply_type, parsed = _post(lab, "application/soap+xml; charset=UTF-8", changed)
+    assert parsed.fault is not None, parsed
+    assert status == (400 if parsed.fault.code == "Sender" else 500)
+    assert parsed.fault.subcode == subcode, parsed.fault
+    assert parsed.envelope.action == action
+    assert MediaType.parse(reply_type).param("action") == action  # RFC 3902: the media type agrees
+    if subcode != "wsa:MessageAddressingHeaderRequired":
+        assert parsed.envelope.relates_to == MESSAGE_ID
 
 
 def test_receiver_stores_metro_framing(lab: Lab) -> None:

@@ -26,8 +26,9 @@ from xdr_edge.practice import ClientCredential
 from xdr_edge.protocol import ns
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
-from xdr_edge.protocol.wire import ParsedResponse, build_request, parse_response
+from xdr_edge.protocol.wire import ParsedResponse, build_plain_request, build_request, parse_response
 from xdr_edge.receiver.app import PeerIdentitySource
 from xdr_edge.receiver.settings import (
     build_server,
@@ -364,6 +365,59 @@ def _send(port: int, pki: DemoPki) -> ParsedResponse:
         return parse_response(response.getheader("Content-Type") or "", response.read())
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("mtom", [False, True], ids=["plain-soap", "mtom"])
+def test_a_request_over_the_configured_limit_gets_a_413_soap_fault(
+    site: tuple[Path, DemoPki], tmp_path: Path, mtom: bool
+) -> None:
+    """The server and the app share ``max_request_bytes``: the app, not the HTTP server under it, answers a
+    declared length over it, as a SOAP 1.2 Sender fault with the request's MessageID (never cheroot's plain-text
+    413), and reads no more of the body than the first bytes."""
+    root, pki = site
+    server_config, options = load_receiver_settings(
+        _write(root / "serve-limit.toml", TLS_TOML), overrides={"inbox": tmp_path / "inbox"}
+    )
+    limit = options.max_request_bytes
+    practice = pki.practices["practice-a"]
+    context = client_ssl_context(
+        load_identity(ClientCredential(cert=practice.cert, key=practice.key)), pki.ca_cert
+    )
+    big = Document.from_bytes(b"%PDF-1.4\n" + b"x" * (2 * limit), name="big.pdf")
+    submission = compose([big], sender=SENDER, recipients=["x@direct.hisp.example"])
+    built = build_server(server_config, options)
+    try:
+        with built.server:
+            endpoint = f"https://127.0.0.1:{built.server.port}/xdr"
+            if mtom:
+                request = build_request(submission, endpoint=endpoint)
+                message_id, body, headers = request.message_id, b"".join(request.body), request.headers()
+            else:
+                message_id, content_type, body = build_plain_request(submission, endpoint=endpoint)
+                headers = {"Content-Type": content_type}
+            assert len(body) > limit
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", built.server.port, context=context, timeout=30
+            )
+            try:
+                connection.request("POST", "/xdr", body=body, headers=headers)
+                response = connection.getresponse()
+                reply_type, data = response.getheader("Content-Type") or "", response.read()
+            finally:
+                connection.close()
+    finally:
+        built.close()
+    assert response.status == 413, data[:300]
+    media = MediaType.parse(reply_type)
+    if mtom:  # an MTOM request is answered in kind (ITI TF-2x V.3.6)
+        assert media.essence == "multipart/related" and media.param("start-info") == "application/soap+xml"
+    else:
+        assert media.essence == "application/soap+xml"
+    parsed = parse_response(reply_type, data)
+    assert parsed.fault is not None and parsed.fault.code == "Sender"
+    assert f"exceeds the limit of {limit}" in parsed.fault.reason
+    assert parsed.envelope.relates_to == message_id
+    assert not list((tmp_path / "inbox").glob("*/*/summary.json"))  # nothing stored
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -561,6 +561,32 @@ def test_a_refused_request_with_a_body_closes_the_connection_instead_of_reading_
     assert response.getheader("Connection", "").lower() == "close"
 
 
+def _answer_without_reading(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+    """A WSGI app that answers at once, reads none of the body and asks for no close."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+@pytest.mark.parametrize(("size", "kept"), [(1_000, True), (8 * MB, False)], ids=["small", "large"])
+def test_an_unread_body_is_discarded_piece_by_piece_not_read_into_memory(size: int, kept: bool) -> None:
+    """The HTTP server has no size limit of its own (the app checks the declared length and answers in its own
+    form). To keep the connection, cheroot would read an unread rest in one read, into memory: past one piece,
+    the connection is closed instead and the lingering close discards what arrives."""
+    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.request("POST", "/xdr", body=b"x" * size, headers={"Content-Type": "text/plain"})
+            response = connection.getresponse()
+            assert response.read() == b"ok"
+            closing = response.getheader("Connection", "").lower() == "close"
+            if kept:
+                connection.request("POST", "/xdr", body=b"y", headers={"Content-Type": "text/plain"})
+                assert connection.getresponse().read() == b"ok"  # the same connection serves the next one
+        finally:
+            connection.close()
+    assert closing is not kept
+
+
 def test_a_proxys_pool_of_kept_alive_connections_stays_open(lab: Lab) -> None:
     """nginx keeps a pool of idle connections to each receiver (keepalive, per worker process). Every one of
     them stays open after its answer: cheroot's own limit (10 idle connections) closed those past it, so

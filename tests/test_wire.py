@@ -24,6 +24,7 @@ from xdr_edge.protocol.capture import read_entity
 from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import LocalProtocolError, RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
+from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document, MetadataLevel, Submission
 from xdr_edge.protocol.mtom import MtomBody, MtomLimits, MtomPart, new_content_id, read_mtom
 from xdr_edge.protocol.response import RegistryErrorEntry, RegistryResponse
@@ -300,7 +301,8 @@ def test_fault_roundtrip(mtom: bool) -> None:
     assert parsed.fault.code == "Sender"
     assert parsed.fault.subcode == "wsa:MessageAddressingHeaderRequired"
     assert parsed.fault.reason == "wsa:Action is missing"
-    assert parsed.envelope.action == ns.ACTION_FAULT
+    assert parsed.envelope.action == ns.ACTION_WSA_FAULT  # a WS-Addressing fault (WS-A 1.0 SOAP Binding §6)
+    assert MediaType.parse(reply.content_type).param("action") == ns.ACTION_WSA_FAULT  # RFC 3902 agrees
 
 
 def test_receiver_fault_is_500() -> None:

@@ -221,17 +221,18 @@ def run(directory: Path, config_path: Path, workers: int | None, once: bool, pol
         display.start(engine.progress)
     try:
         with _stopped_by_signals(engine):
-            summary = engine.run(once=once)
+            try:
+                summary = engine.run(once=once)
+            finally:
+                if display is not None:
+                    display.stop()
+            _report(summary, lines)  # a second Ctrl-C while the summary is written is still this one
     except KeyboardInterrupt:
         # the second Ctrl-C: stop now, as a crash would; the next run finishes what was in flight
         click.echo(
             "\ninterrupted: stopped at once; the next run finishes the drops that were in flight", err=True
         )
         sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if display is not None:
-            display.stop()
-    _report(summary, lines)
     if once and not summary.all_sent:
         sys.exit(EXIT_FAILURE)
 

@@ -560,7 +560,8 @@ RECEIVER_CASES: tuple[ReceiverCase, ...] = (
         title="wsa:Action on every fault to a readable SOAP 1.2 envelope",
         required=False,
         source="WS-Addressing 1.0 SOAP Binding §6, WS-Addressing 1.0 Core §3.1",
-        expect=f"wsa:Action = {ns.ACTION_WSA_FAULT} (WS-Addressing faults) or {ns.ACTION_FAULT}",
+        expect=f"wsa:Action = {ns.ACTION_WSA_FAULT} on WS-Addressing faults (a wsa: subcode); "
+        f"{ns.ACTION_FAULT} (or {ns.ACTION_WSA_FAULT}) on other faults",
         run=_every(check_fault_action, is_fault_to_intact_envelope, "faults"),
     ),
     ReceiverCase(

@@ -152,9 +152,18 @@ def check_response_action(answer: Answer) -> tuple[str, str] | None:
 
 
 def check_fault_action(answer: Answer) -> tuple[str, str] | None:
-    """WS-Addressing 1.0 SOAP Binding §6: WS-Addressing faults carry ``.../addressing/fault``; other SOAP faults
-    should carry ``.../addressing/soap/fault`` (WS-Addressing 1.0 Core §3.1: every message has an [action])."""
+    """WS-Addressing 1.0 SOAP Binding §6: WS-Addressing faults (subcode ``wsa:MessageAddressingHeaderRequired``,
+    ``wsa:InvalidAddressingHeader``, ``wsa:ActionNotSupported``, ...) carry ``.../addressing/fault``; other SOAP
+    faults carry ``.../addressing/soap/fault``, or ``.../addressing/fault`` as many stacks label every fault
+    (WS-Addressing 1.0 Core §3.1: every message has an [action])."""
     action = _action(answer)
+    response = answer.exchange.response
+    fault = response.fault if response is not None else None
+    if fault is not None and fault.is_addressing_fault and action == ns.ACTION_FAULT:
+        return (
+            f"a WS-Addressing fault with wsa:Action {ns.ACTION_FAULT}, not {ns.ACTION_WSA_FAULT}",
+            f"{answer.case_id}: {fault.subcode}",
+        )
     if action in _FAULT_ACTIONS:
         return None
     if not action:

@@ -61,6 +61,7 @@ from xdr_edge.protocol.soap import (
     build_fault_envelope,
     build_request_envelope,
     build_response_envelope,
+    fault_action,
     fault_http_status,
     message_id_in_prefix,
     read_request_envelope,
@@ -557,7 +558,7 @@ def build_reply(
     if isinstance(outcome, Fault):
         xml = build_fault_envelope(outcome, relates_to=relates_to, message_id=message_id)
         status = fault_http_status(outcome)
-        action = ns.ACTION_FAULT
+        action = fault_action(outcome)
     else:
         xml = build_response_envelope(
             write_registry_response(outcome), relates_to=relates_to or "", message_id=message_id

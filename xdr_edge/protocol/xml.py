@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_XML_BUDGET",
     "REPLY_TEXT_LIMIT",
     "XmlBudget",
+    "not_xml_char",
     "parse",
     "qname",
     "readable_elements",
@@ -210,6 +211,27 @@ def reply_text(text: str, *, limit: int = REPLY_TEXT_LIMIT) -> str:
         if len(text) > limit:
             text = _middle_cut(text, limit)
     return text
+
+
+def not_xml_char(text: str) -> str | None:
+    """Where ``text`` has a character XML cannot hold, described without the text itself (``"character 6 is
+    U+0001, a control character"``), or None when every character is an XML 1.0 ``Char`` (§2.2).
+
+    Why: lxml refuses such text with a bare ``ValueError`` (a lone surrogate even only later, when encoding), so
+    a writer of what *we* send checks first and names the field; the text itself stays out of the message (it
+    may be a patient's name)."""
+    match = _NOT_XML_CHAR.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    kind = (
+        "a control character"
+        if code < 0x20
+        else "a lone surrogate (not a character)"
+        if 0xD800 <= code <= 0xDFFF
+        else "a noncharacter"
+    )
+    return f"character {match.start() + 1} is U+{code:04X}, {kind}"
 
 
 def _middle_cut(text: str, limit: int) -> str:

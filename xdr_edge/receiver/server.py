@@ -75,6 +75,8 @@ class ServerConfig:
     crls: tuple[Path, ...] = ()
     threads: int = 10
     socket_timeout: float = 60.0  # a client that sends nothing for this long is dropped
+    # The decoded size of a chunked body (our decoder refuses more, and the app answers 413). A declared
+    # Content-Length is the app's to check, so that the refusal comes in the app's form (a SOAP fault).
     max_request_bytes: int = 2 * 1024**3
     plain_http: bool = False  # behind a TLS-terminating proxy
     # After refusing a request before its body was read, keep reading (and discarding) what the client still
@@ -499,6 +501,11 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
         write = super().start_response(status, headers, exc_info)
         if any(k.lower() == "connection" and v.strip().lower() == "close" for k, v in headers):
             self.req.close_connection = True
+        elif getattr(self.req.rfile, "remaining", 0) > _PIECE:
+            # To keep the connection, cheroot would read the unread rest of a Content-Length body in one read,
+            # into memory (it has no size limit of its own here: the app checks the declared length). Close
+            # instead; the lingering close discards what the client still sends, piece by piece.
+            self.req.close_connection = True
         return write
 
     def respond(self) -> None:
@@ -576,7 +583,12 @@ class XdrServer:
             shutdown_timeout=5,
             server_name="xdr-edge",
         )
-        self._server.max_request_body_size = config.max_request_bytes
+        # cheroot's own size check answers a Content-Length over its limit with a plain-text 413 before the app
+        # is called, so a SOAP sender got no fault, no RelatesTo, and a rejected certificate was reported as a
+        # size problem. The app checks the declared length itself and bounds what it reads (the receiver: its
+        # MtomLimits budget; the JSON API: its body budgets), answering in its own form; a chunked body is
+        # limited by our decoder (max_request_bytes), whose LimitExceeded the app answers too.
+        self._server.max_request_body_size = 0
         self._server.max_request_header_size = config.max_header_bytes
         self._server.keep_alive_conn_limit = max(config.keep_alive_connections, config.threads)
         self._server.handshake_timeout = config.handshake_timeout

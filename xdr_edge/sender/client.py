@@ -47,6 +47,7 @@ from xdr_edge.protocol.errors import (
     ValidationFailed,
 )
 from xdr_edge.protocol.findings import Finding
+from xdr_edge.protocol.metadata import check_xml_text
 from xdr_edge.protocol.model import Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
@@ -406,6 +407,12 @@ class XdrClient:
                 code="sender-not-in-certificate",
                 location="direct:from",
             )
+        try:
+            check_xml_text(submission)  # lxml would refuse it only while writing, with a bare ValueError
+        except LocalProtocolError as exc:
+            raise LocalProtocolError(
+                f"{exc.message}; nothing was sent to {self.endpoint}", code=exc.code, location=exc.location
+            ) from exc
         findings = check_outgoing(submission)  # metadata for its level, and no empty document
         if any(f.is_error for f in findings):
             raise ValidationFailed(findings)

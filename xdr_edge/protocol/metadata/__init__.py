@@ -5,7 +5,7 @@ Imports only from :mod:`xdr_edge.protocol`.
 
 from __future__ import annotations
 
-__all__ = ["MetadataRead", "read_submit_objects", "write_submit_objects"]
+__all__ = ["MetadataRead", "check_xml_text", "read_submit_objects", "write_submit_objects"]
 
 from xdr_edge.protocol.metadata.reader import MetadataRead, read_submit_objects
-from xdr_edge.protocol.metadata.writer import write_submit_objects
+from xdr_edge.protocol.metadata.writer import check_xml_text, write_submit_objects

@@ -8,19 +8,20 @@ derived from their parent's id, so the same Submission always gives the same byt
 
 from __future__ import annotations
 
-__all__ = ["write_submit_objects"]
+__all__ = ["check_xml_text", "write_submit_objects"]
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Final
 
 from lxml import etree
 
 from xdr_edge.protocol import ns
+from xdr_edge.protocol.errors import LocalProtocolError
 from xdr_edge.protocol.metadata.vocabulary import AUTHOR_SINGLE, EXT_ID_NAMES, ID_NAMESPACE, rim
 from xdr_edge.protocol.model import Association, Author, Code, DocumentEntry, Submission, SubmissionSet
-from xdr_edge.protocol.xml import qname
+from xdr_edge.protocol.xml import not_xml_char, qname
 
 _NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
@@ -249,11 +250,60 @@ def _write_association(parent: etree._Element, assoc: Association) -> None:
         _write_slot(el, "SubmissionSetStatus", [assoc.submission_set_status])
 
 
+def _texts(value: object, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in ``value`` (a model dataclass, a tuple of them, a string) with the path that names it."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, tuple):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{path}[{index}]")
+    else:
+        # the model's dataclasses (a Document, which holds bytes, is none)
+        for name in getattr(type(value), "__dataclass_fields__", None) or ():
+            yield from _texts(getattr(value, name), f"{path}.{name}" if path else name)
+
+
+def _collect(value: object, out: list[str]) -> None:
+    """Every string in ``value``, appended to ``out`` (the fast pass: no paths)."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, tuple):
+        for item in value:
+            _collect(item, out)
+    else:
+        for name in getattr(type(value), "__dataclass_fields__", None) or ():
+            _collect(getattr(value, name), out)
+
+
+def check_xml_text(submission: Submission) -> None:
+    """Refuse a submission holding text XML cannot carry (a control character such as U+0001 in a title, a lone
+    surrogate in a patient name, an author or an address: XML 1.0 §2.2 ``Char``), naming the field.
+
+    Why: lxml refuses it with a bare ``ValueError`` (or a ``UnicodeEncodeError`` when serialising) in the middle
+    of writing; a library caller gets a :class:`LocalProtocolError` ``text-not-xml`` instead, before anything is
+    written or sent. The message gives the field and the character's position and code point, never the text
+    (it may be PHI)."""
+    strings: list[str] = []
+    _collect(submission, strings)
+    if not_xml_char("\n".join(strings)) is None:
+        return  # the common case, in one scan; the paths are worked out only for a problem
+    for path, text in _texts(submission, ""):
+        problem = not_xml_char(text)
+        if problem is not None:
+            raise LocalProtocolError(
+                f"text XML cannot carry: {problem}, which XML 1.0 does not allow (§2.2 Char)",
+                code="text-not-xml",
+                location=path,
+            )
+
+
 def write_submit_objects(submission: Submission) -> etree._Element:
     """The ``lcm:SubmitObjectsRequest`` for ``submission`` (ITI TF-3 4.2, ebRIM 3.0): DocumentEntries, the SubmissionSet,
     its a54d6aa5 classification, then the associations. Ids of Classifications and ExternalIdentifiers are
-    derived from their parent's id, so the output is reproducible.
+    derived from their parent's id, so the output is reproducible. Text XML cannot hold is refused first
+    (:func:`check_xml_text`).
     """
+    check_xml_text(submission)
     root = etree.Element(qname(ns.LCM, "SubmitObjectsRequest"), nsmap={"lcm": ns.LCM, "rim": ns.RIM})
     object_list = _sub(root, "RegistryObjectList")
     for entry in submission.document_entries:

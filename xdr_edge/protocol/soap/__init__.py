@@ -23,6 +23,7 @@ __all__ = [
     "build_fault_envelope",
     "build_request_envelope",
     "build_response_envelope",
+    "fault_action",
     "fault_http_status",
     "header_qname",
     "message_id_in_prefix",
@@ -43,6 +44,7 @@ from xdr_edge.protocol.soap.reply import (
     ResponseEnvelope,
     build_fault_envelope,
     build_response_envelope,
+    fault_action,
     fault_http_status,
     read_response_envelope,
 )

@@ -95,6 +95,15 @@ class Fault:
     detail: str | None = None
     subsubcode: str | None = None
 
+    @property
+    def is_addressing_fault(self) -> bool:
+        """Whether WS-Addressing itself raised this fault: its subcode is one of the WS-Addressing fault codes
+        (``wsa:MessageAddressingHeaderRequired``, ``wsa:InvalidAddressingHeader``, ``wsa:ActionNotSupported``,
+        ... in the WS-Addressing namespace, WS-Addressing 1.0 SOAP Binding §6.4). Such a fault travels with
+        ``wsa:Action`` ``.../addressing/fault`` (§6), every other one with ``.../addressing/soap/fault``."""
+        subcode = self.subcode or ""
+        return subcode.startswith(("wsa:", f"{{{ns.WSA}}}"))
+
     @classmethod
     def from_error(cls, exc: RemoteProtocolError) -> Fault:
         """The fault a receiver answers with for ``exc`` (a metadata error without a fault code is a Sender

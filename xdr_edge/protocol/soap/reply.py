@@ -12,6 +12,7 @@ __all__ = [
     "ResponseEnvelope",
     "build_fault_envelope",
     "build_response_envelope",
+    "fault_action",
     "fault_http_status",
     "read_response_envelope",
 ]
@@ -123,15 +124,24 @@ def _not_understood(clark: str) -> etree._Element:
     return element
 
 
+def fault_action(fault: Fault) -> str:
+    """The ``wsa:Action`` of a fault reply. WS-Addressing 1.0 SOAP Binding §6: the faults WS-Addressing defines
+    (a missing or invalid MessageID, Action, To or ReplyTo; an action not supported) carry
+    ``http://www.w3.org/2005/08/addressing/fault``; every other SOAP fault (SOAP 1.2 Part 1 §5.4: VersionMismatch,
+    MustUnderstand, Sender and Receiver faults of ITI-41 processing) carries
+    ``http://www.w3.org/2005/08/addressing/soap/fault``."""
+    return ns.ACTION_WSA_FAULT if fault.is_addressing_fault else ns.ACTION_FAULT
+
+
 def build_fault_envelope(fault: Fault, *, relates_to: str | None, message_id: str) -> bytes:
     """A SOAP 1.2 fault reply (SOAP 1.2 Part 1 §5.4, ITI TF-2x V.3): Code/Value, optional Subcode/Value, Reason/Text xml:lang="en",
-    with WS-A Action = the WS-A fault action and RelatesTo = the request MessageID when one was read. The
+    with WS-A Action = :func:`fault_action` and RelatesTo = the request MessageID when one was read. The
     reason and detail texts pass through :func:`~xdr_edge.protocol.xml.reply_text` (XML-safe, short)."""
     if fault.code not in _FAULT_CODES:
         raise LocalProtocolError(
             f"unknown SOAP 1.2 fault code {fault.code!r}: expected one of {_FAULT_CODES}"
         )
-    headers = _reply_headers(ns.ACTION_FAULT, message_id, relates_to)
+    headers = _reply_headers(fault_action(fault), message_id, relates_to)
     if fault.code == "MustUnderstand" and fault.detail is not None and fault.detail.startswith("{"):
         headers.append(_not_understood(fault.detail))
     envelope, body = _envelope(headers)

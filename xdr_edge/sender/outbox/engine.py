@@ -270,6 +270,10 @@ class Outbox:
         )
         try:
             self._loop(journal, queue, initial, once)
+            if self._stop.is_set():
+                # Said at once, so that whoever asked (Ctrl-C, SIGTERM) knows it was heard while the drops in
+                # flight are finished, which may take as long as a send.
+                log.warning("outbox stopping: finishing the drops in flight, claiming no more")
         finally:
             queue.close()
             for thread in threads:
