@@ -153,6 +153,11 @@ def test_without_bindings_the_case_is_skipped_and_says_why(lab: Lab, document: P
         report = judge_recorded(endpoint, expect=1)
     result = report.result("practice-binding")
     assert result.skipped and "--registry URL, or --practice" in result.detail
+    # a pass does not hide that the central rule was not tried: the verdict names the case and why
+    verdict = format_table(report).rstrip().splitlines()[-1]
+    assert verdict.startswith("OK, but required case(s) not judged: ") and "practice-binding (" in verdict
+    assert "--registry URL, or --practice" in verdict and report.exit_status == 0
+    assert report.counts()["required_skipped"] == len(report.required_skipped) >= 1
 
 
 def test_registry_refuses_an_unenrolled_certificate_with_its_reason(lab: Lab) -> None:

@@ -132,6 +132,12 @@ class Report:
         return tuple(r for r in self.results if r.failed and r.case.required)
 
     @property
+    def required_skipped(self) -> tuple[CaseResult, ...]:
+        """Required cases that could not be judged (their material was not given): the verdict names them, so a
+        pass never hides that the central rules were not tried."""
+        return tuple(r for r in self.results if r.skipped and r.case.required)
+
+    @property
     def ok(self) -> bool:
         """True when every required case passed (a skipped required case is not a failure: its material was
         not given, and the report says so)."""
@@ -149,6 +155,7 @@ class Report:
             "failed": sum(r.failed for r in self.results),
             "skipped": sum(r.skipped for r in self.results),
             "required_failed": len(self.required_failures),
+            "required_skipped": len(self.required_skipped),
         }
 
     def result(self, case_id: str) -> CaseResult:

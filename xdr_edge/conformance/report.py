@@ -63,11 +63,14 @@ def format_table(report: Report, *, width: int = 110, details: bool = True) -> s
             lines += _wrap("why: ", r.detail, rest, indent)
         lines += _wrap("source: ", r.case.source, rest, indent)
     c = report.counts()
-    verdict = (
-        "OK: every required case passed"
-        if report.ok
-        else ("FAILED required: " + ", ".join(r.case.id for r in report.required_failures))
-    )
+    if not report.ok:
+        verdict = "FAILED required: " + ", ".join(r.case.id for r in report.required_failures)
+    elif report.required_skipped:
+        verdict = "OK, but required case(s) not judged: " + "; ".join(
+            f"{r.case.id} ({r.detail or r.observed})" for r in report.required_skipped
+        )
+    else:
+        verdict = "OK: every required case passed"
     lines += [
         "",
         f"{c['total']} cases: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped "
