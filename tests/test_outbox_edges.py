@@ -76,6 +76,22 @@ def test_a_manifest_naming_a_file_no_filesystem_can_hold_fails_at_once(lab: Lab,
     assert "documents[0]" in failed["message"] and "control character" in failed["message"]
 
 
+def test_a_manifest_title_xml_cannot_carry_fails_at_once_naming_the_field(lab: Lab, tmp_path: Path) -> None:
+    """A control character in the title (valid JSON, but XML 1.0 cannot carry it): a bad drop with nothing sent,
+    its reason naming the field and never quoting the text; the other drop goes."""
+    config = load_sender_config(write_config(lab, tmp_path / "sender.toml"))
+    outbox = tmp_path / "outbox"
+    manifest = json.dumps({**valid_manifest("practice-a"), "title": "Discharge\u0001summary"})
+    drop(outbox / "incoming", "bad-title", manifest=manifest, fmt="json")
+    drop(outbox / "incoming", "fine", manifest=valid_manifest("practice-a"))
+    summary = Outbox(outbox, config=config).run(once=True)
+    assert (summary.sent, summary.failed) == (1, 1)
+    failed = results(outbox / "failed")["bad-title"]
+    assert failed["outcome"] == "BadDrop" and failed["attempts"] == 0, failed
+    assert "U+0001" in failed["message"] and "Discharge" not in failed["message"]
+    assert len(stored_unique_ids(lab)) == 1
+
+
 class _BrokenClient(XdrClient):
     """A client with a bug in it: ``send`` raises what no caller expects (fault injection; the outbox has no other
     way to meet an unexpected error on purpose)."""
