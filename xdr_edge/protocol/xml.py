@@ -249,17 +249,31 @@ def _escape_char(match: re.Match[str]) -> str:
 _PREFIX_STEP = 1024
 
 
+def _valid_name(tag: object) -> bool:
+    """Whether lxml's ``QName`` takes this element name, which is what every reader of the element will do.
+
+    libxml2 reads on past a namespace error and leaves names lxml refuses: ``rim:Value`` (a prefix no declaration
+    binds), and ``{http://a}}b}MessageID`` or a name without its opening brace when a declared namespace name holds
+    a ``}`` (Namespaces in XML 1.0 allows any URI reference; lxml's Clark notation cannot carry one with ``}``)."""
+    if not isinstance(tag, str) or ":" in tag.rpartition("}")[2]:
+        return False
+    try:
+        etree.QName(tag)
+    except ValueError:
+        return False
+    return True
+
+
 def readable_elements(data: bytes) -> Iterator[etree._Element]:
     """Each element of ``data`` as its end tag is read, for as long as the bytes are well-formed XML.
 
     Why: a request refused for its framing, its size or a defect further on still starts with a readable SOAP
     header, and a fault should say which request it answers (its MessageID). ``data`` may be cut anywhere; reading
-    stops silently at the first malformed byte or at the end, and at the first start tag whose prefix is not
-    declared (namespace well-formedness, Namespaces in XML 1.0 §5): libxml2 reads past that error and leaves a
-    name such as ``rim:Value`` that lxml's ``QName`` refuses with a ``ValueError``, so every element yielded, and
-    each of its ancestors, has a valid name. A document with a DOCTYPE yields nothing, and the parser settings are
-    those of :func:`parse` (no entities, no network). The elements belong to a partial tree: read what is needed
-    as they come.
+    stops silently at the first malformed byte or at the end, and at the first start tag whose name lxml's
+    ``QName`` would refuse (:func:`_valid_name`: an undeclared prefix, Namespaces in XML 1.0 §5, or a namespace
+    name holding a ``}``), so every element yielded, and each of its ancestors, has a valid name. A document
+    with a DOCTYPE yields nothing, and the parser settings are those of :func:`parse` (no entities, no network).
+    The elements belong to a partial tree: read what is needed as they come.
     """
     if b"<!DOCTYPE" in data:
         return
@@ -275,8 +289,8 @@ def readable_elements(data: bytes) -> Iterator[etree._Element]:
             if not isinstance(element, etree._Element):
                 continue
             if event == "start":
-                if ":" in str(element.tag).rpartition("}")[2]:
-                    return  # a prefix that no declaration binds: not namespace-well-formed from here on
+                if not _valid_name(element.tag):
+                    return  # not namespace-well-formed from here on
                 continue
             yield element
 
