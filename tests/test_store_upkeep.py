@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from xdr_edge.protocol.compose import compose
 from xdr_edge.protocol.errors import ConfigurationError, StoreError
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.store import HOLDER_SILENT_SECONDS, OUTCOME_UNKNOWN, Inbox
+from xdr_edge.registry import SubmissionIndex, open_database, open_registry
 from xdr_edge.registry.database import UNAVAILABLE
 from xdr_edge.sender.client import RetryPolicy, XdrClient
 
@@ -137,8 +139,10 @@ def test_a_recording_that_failed_before_committing_is_unknown_then_removed_by_th
 def test_the_database_answering_not_recorded_at_once_is_a_plain_failure_with_nothing_kept(
     open_inbox: OpenInbox,
 ) -> None:
-    """Asked right away, the database says it has no record: certainly not stored, so "retry later" (a 503 at
-    the endpoint) is the truth and nothing waits for the upkeep."""
+    """The recording failed before its COMMIT was sent (here: no connection at all), and the database, asked
+    right away, has no record: certainly not stored, so "retry later" (a 503 at the endpoint) is the truth and
+    nothing waits for the upkeep. (A COMMIT sent and unanswered is another matter: see the PostgreSQL tests at
+    the end.)"""
     inbox = open_inbox()
     inbox.recover()
     inbox.index.record_many = _database_down  # type: ignore[method-assign]
@@ -395,3 +399,178 @@ def test_an_adoption_that_fails_half_way_releases_the_area_and_is_tried_again(
     restarted.lock()  # not held by the failed adoption
     restarted.close()
     assert alive.upkeep().adopted == ("rx-2",) and alive.contains(recorded) and _staged(dead) == []
+
+
+# -- a COMMIT whose answer is lost (PostgreSQL) ------------------------------------------------------------
+
+
+_PROXIED = "xdr-edge-commit-cut-test"
+
+
+class _CommitCuttingProxy:
+    """TCP on loopback to the PostgreSQL server's socket. Armed, it cuts the client's connection at the first
+    ``COMMIT``, after forwarding it (``forward=True``: the server commits what it received, as a real server
+    does until it tries to answer) or instead of forwarding it (the server sees the client gone and rolls
+    back)."""
+
+    def __init__(self, unix_path: str) -> None:
+        self.unix_path = unix_path
+        self.armed: bool | None = None  # None: pass through; True/False: cut at COMMIT, forwarding it or not
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.unix_path)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                forward = self.armed
+                if upstream and forward is not None and b"COMMIT" in data:
+                    self.armed = None
+                    if forward:
+                        dst.sendall(data)
+                    src.close()  # the client's side only: the server keeps the rest of its session
+                    if not forward:
+                        dst.shutdown(socket.SHUT_RDWR)  # (close alone waits for the other pump's recv)
+                    self.cut.set()
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def cutting(postgres_dsn: str) -> Iterator[tuple[_CommitCuttingProxy, str, str]]:
+    """A proxy to the session's PostgreSQL, a registry URL through it, and the direct URL, on a schema of its
+    own; recording is slowed by a deferred trigger (2 s at COMMIT: a slow disk or a synchronous standby)."""
+    import psycopg
+
+    from tests.conftest import postgres_schema
+
+    info = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
+    proxy = _CommitCuttingProxy(f"{info['host']}/.s.PGSQL.{info.get('port', 5432)}")
+    with postgres_schema(postgres_dsn) as direct:
+        schema = direct.rpartition("%3D")[2]
+        through = f"postgresql://{info.get('user', 'postgres')}@127.0.0.1:{proxy.port}/{info.get('dbname', 'postgres')}"
+        through += f"?options=-csearch_path%3D{schema}&application_name={_PROXIED}"
+        with open_registry(through) as registry:
+            registry.init(actor="test")
+        with psycopg.connect(direct, autocommit=True) as admin:
+            admin.execute(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$"
+            )
+            admin.execute(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON inbox_submissions "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        try:
+            yield proxy, through, direct
+        finally:
+            proxy.close()
+            with psycopg.connect(postgres_dsn, autocommit=True) as admin:  # what the proxy still holds open
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (_PROXIED,),
+                )
+
+
+def _pg_inbox(url: str, root: Path) -> Inbox:
+    inbox = Inbox(root, SubmissionIndex(open_database(url, max_connections=4)), receiver="rx-1")
+    inbox.recover()
+    return inbox
+
+
+def _settled_within(inbox: Inbox, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while inbox.upkeep().unsettled and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_a_commit_the_server_completes_after_the_connection_was_lost_is_never_deleted(
+    cutting: tuple[_CommitCuttingProxy, str, str], tmp_path: Path
+) -> None:
+    """Asked at once, the database says "no such row" (it is still committing): the submission must not be
+    deleted on that answer, or the index would hold a uniqueId with nothing on disk and the sender's retry would
+    be told "duplicate". The transaction's own status decides: in progress, so the outcome is unknown; once it
+    committed, the upkeep moves the submission into place."""
+    proxy, through, _ = cutting
+    inbox = _pg_inbox(through, tmp_path / "inbox")
+    submission = _submission()
+    proxy.armed = True
+    try:
+        with pytest.raises(StoreError) as raised:
+            _store(inbox, submission)
+        assert proxy.cut.is_set() and raised.value.code == OUTCOME_UNKNOWN
+        assert len(_staged(inbox)) == 1
+        _settled_within(inbox, 30)
+        (directory,) = _final_dirs(inbox)
+        assert json.loads((directory / "summary.json").read_text())["submission_set_unique_id"] == (
+            submission.submission_set.unique_id
+        )
+        assert _store(inbox, submission) is None  # the resend: a duplicate, truthfully
+    finally:
+        inbox.close()
+        inbox.index.database.close()
+
+
+def test_a_commit_that_never_reached_the_server_is_rolled_back_and_the_retry_is_stored(
+    cutting: tuple[_CommitCuttingProxy, str, str], tmp_path: Path
+) -> None:
+    proxy, through, _ = cutting
+    inbox = _pg_inbox(through, tmp_path / "inbox")
+    submission = _submission()
+    proxy.armed = False
+    try:
+        with pytest.raises(StoreError) as raised:
+            _store(inbox, submission)
+        # the server may not have noticed the client gone yet: "unknown" then, "not stored" once it rolled back
+        assert proxy.cut.is_set() and raised.value.code in (OUTCOME_UNKNOWN, UNAVAILABLE)
+        _settled_within(inbox, 30)
+        assert _staged(inbox) == [] and _final_dirs(inbox) == []
+        assert not inbox.contains(submission.submission_set.unique_id)
+        assert _store(inbox, submission) is not None
+    finally:
+        inbox.close()
+        inbox.index.database.close()
+
+
+def test_a_receiver_starting_while_its_area_is_being_adopted_starts_once_the_adoption_is_over(
+    open_inbox: OpenInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adoption holds the dead area's lock for one index query per leftover (and the renames and removals);
+    with a slow database or many leftovers that is longer than the start-up's wait for the lock, and the
+    receiver of that name, restarted at that moment, must still start: nobody else is running under its name."""
+    _crashed_receiver(open_inbox, monkeypatch)
+    alive = open_inbox(receiver="rx-1", clock=lambda: time.time() + LATER)
+    alive.recover()
+    asked = threading.Event()
+    original = alive.index.staged
+
+    def slow_staged(*args: Any) -> Any:
+        asked.set()
+        time.sleep(3.0)  # a database answering slowly (or the hundredth of many leftovers)
+        return original(*args)
+
+    alive.index.staged = slow_staged  # type: ignore[method-assign]
+    adoption = threading.Thread(target=alive.upkeep)
+    adoption.start()
+    assert asked.wait(30)
+    try:
+        open_inbox(receiver="rx-2").recover()  # refused today: "another receiver named 'rx-2' is running"
+    finally:
+        adoption.join()

@@ -122,6 +122,7 @@ from xdr_edge.registry import (
     IndexedSubmission,
     SubmissionIndex,
 )
+from xdr_edge.registry.database import UNAVAILABLE, CommitUnknown
 
 log = logging.getLogger("xdr_edge.receiver.store")
 
@@ -135,8 +136,12 @@ UPKEEP_SECONDS = 30.0
 HOLDER_SILENT_SECONDS = 3 * UPKEEP_SECONDS
 #: Leftovers in a dead receiver's working area are adopted once this old (never a write still in progress).
 ADOPT_AFTER_SECONDS = 300.0
-#: How long taking a working area waits for another receiver's upkeep that is adopting it at that moment.
-_LOCK_WAIT_SECONDS = 2.0
+#: How long one round of upkeep may hold a dead receiver's working area: an adoption stops after this and goes on
+#: at the next round, so a receiver of that name starting meanwhile never waits longer than this for its lock.
+_ADOPT_SLICE_SECONDS = 0.5
+#: How long taking a working area waits for another receiver's upkeep that is adopting it at that moment (well
+#: above the slice: an adoption is cut into slices that short).
+_LOCK_WAIT_SECONDS = 10.0
 RECEIVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_ATTEMPTS = 5
@@ -349,7 +354,7 @@ class Inbox:
         self._lock = LockFile(self.work_dir / "lock", clock=clock)
         self._commits: GroupCommit[_Staged, _Committed] = GroupCommit(self._commit_batch)
         # staging directories whose outcome is unknown (token -> its record), settled by the upkeep
-        self._unsettled: dict[str, IndexedSubmission] = {}
+        self._unsettled: dict[str, tuple[IndexedSubmission, str | None]] = {}
         self._unsettled_lock = threading.Lock()
         # date folders known to be durable in the inbox (created and fsynced into it by this process)
         self._durable_folders: set[Path] = set()
@@ -418,16 +423,23 @@ class Inbox:
         self.lock()
         return self._recover_area(self.receiver, self.work_dir, older_than=None)
 
-    def _recover_area(self, receiver: str, work_dir: Path, *, older_than: float | None) -> Recovery:
+    def _recover_area(
+        self, receiver: str, work_dir: Path, *, older_than: float | None, until: float | None = None
+    ) -> Recovery:
         """Settle the leftovers in one working area (ours, or one adopted, whose lock we hold): spooled parts
         removed; each staging directory moved into place if the index has it recorded for ``receiver``, else
-        removed. ``older_than``: only entries last changed before that time (adoption)."""
+        removed. ``older_than``: only entries last changed before that time (adoption); ``until``: stop at that
+        ``time.monotonic()`` (adoption, which holds another receiver's lock), leaving the rest for later."""
         removed = completed = 0
         spool, staging_dir = work_dir / "spool", work_dir / "staging"
         for child in _entries(spool, older_than):
+            if until is not None and time.monotonic() > until:
+                break
             _remove(child)
             removed += 1
         for staging in _entries(staging_dir, older_than):
+            if until is not None and time.monotonic() > until:
+                break  # the rest at the next round: the area's own receiver may be waiting for its lock
             recorded = self.index.staged(receiver, staging.name) if staging.is_dir() else None
             if recorded is None:
                 _remove(staging)
@@ -475,9 +487,9 @@ class Inbox:
         settled = 0
         with self._unsettled_lock:
             pending = list(self._unsettled.items())
-        for token, record in pending:
+        for token, (record, transaction) in pending:
             staging = self.staging_dir / token
-            if self._settle(staging, record, quiet=True) is not _UNKNOWN:
+            if self._settle(staging, record, transaction=transaction, quiet=True) is not _UNKNOWN:
                 settled += 1
         with self._unsettled_lock:
             unsettled = len(self._unsettled)
@@ -494,7 +506,12 @@ class Inbox:
                 ):
                     area.release(clear=False)
                     continue
-                recovery = self._recover_area(name, work_dir, older_than=self._clock() - self.adopt_after)
+                recovery = self._recover_area(
+                    name,
+                    work_dir,
+                    older_than=self._clock() - self.adopt_after,
+                    until=time.monotonic() + _ADOPT_SLICE_SECONDS,
+                )
             except (OSError, XdrError) as exc:  # the database or the disk: the next round tries again
                 log.warning("working area of receiver %s not adopted yet: %s", name, exc)
                 area.release(clear=False)
@@ -588,13 +605,18 @@ class Inbox:
             raise
         try:
             committed = self._commits.commit(_Staged(record, tuple(documents), staging, final))
-        except (
-            Exception
-        ) as exc:  # (an interrupt leaves the staging directory to recovery, which asks the index)
-            settled = self._settle(staging, record)
+        except Exception as exc:  # (an interrupt leaves the staging directory to recovery: it asks the index)
+            transaction = exc.transaction_id if isinstance(exc, CommitUnknown) else None
+            settled = self._settle(staging, record, transaction=transaction)
             if settled is _UNKNOWN:
                 raise _outcome_unknown(unique_id) from exc
             if settled is None:
+                if transaction is not None:  # rolled back, certainly: "not stored, retry" is the truth
+                    raise StoreError(
+                        f"submission {unique_id} was not recorded: the connection to the registry database was "
+                        "lost while committing, and the database rolled the transaction back; retry later",
+                        code=UNAVAILABLE,
+                    ) from exc
                 raise
             return _in_place(written, staging, settled)
         if committed.conflict is not None:
@@ -641,13 +663,30 @@ class Inbox:
         return results
 
     def _settle(
-        self, staging: Path, record: IndexedSubmission, *, quiet: bool = False
+        self,
+        staging: Path,
+        record: IndexedSubmission,
+        *,
+        transaction: str | None = None,
+        quiet: bool = False,
     ) -> Path | _Unknown | None:
         """Recording failed, perhaps after the database committed (a connection lost while committing): ask it.
         Recorded after all: move it into place and return where (the submission is stored). Certainly not:
         remove the staging directory and return None. No answer, or recorded but not moved into place:
-        :data:`_UNKNOWN`; the staging directory is kept and the upkeep (or the next start) settles it."""
+        :data:`_UNKNOWN`; the staging directory is kept and the upkeep (or the next start) settles it.
+
+        ``transaction``: the recording's ``COMMIT`` was sent and its answer lost (:class:`CommitUnknown`). Its rows
+        may still be on their way (a server still committing), so "no row" proves nothing: only the transaction's
+        own status decides, and until it is known the outcome stays unknown."""
         try:
+            if transaction is not None:
+                committed = self.index.committed(transaction)
+                if committed is None:
+                    return self._keep_unsettled(record, transaction)
+                if not committed:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    self._forget_unsettled(record)
+                    return None
             recorded = self.index.staged(self.receiver, record.staged_as)
         except XdrError:
             if not quiet:
@@ -655,7 +694,7 @@ class Inbox:
                     "submission %s: whether it was recorded is unknown; it is settled once the index answers",
                     record.unique_id,
                 )
-            return self._keep_unsettled(record)
+            return self._keep_unsettled(record, transaction)
         if recorded is None:
             shutil.rmtree(staging, ignore_errors=True)
             self._forget_unsettled(record)
@@ -678,9 +717,10 @@ class Inbox:
         self._forget_unsettled(record)
         return final
 
-    def _keep_unsettled(self, record: IndexedSubmission) -> _Unknown:
+    def _keep_unsettled(self, record: IndexedSubmission, transaction: str | None = None) -> _Unknown:
+        """Keep ``record``'s staging directory for the upkeep, with the transaction whose status decides it."""
         with self._unsettled_lock:
-            self._unsettled[record.staged_as] = record
+            self._unsettled[record.staged_as] = (record, transaction)
         return _UNKNOWN
 
     def _forget_unsettled(self, record: IndexedSubmission) -> None:

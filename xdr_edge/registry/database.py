@@ -30,8 +30,10 @@ one place (:func:`encode_time`, :func:`decode_time`) and reads the same in a dum
 from __future__ import annotations
 
 __all__ = [
+    "COMMIT_UNKNOWN",
     "DDL_WORDS",
     "Access",
+    "CommitUnknown",
     "Connection",
     "Database",
     "Result",
@@ -83,11 +85,28 @@ DDL_WORDS: Mapping[str, Mapping[str, str]] = {
 #: StoreError codes a caller may act on.
 UNAVAILABLE = "store-unavailable"  # not reached, or busy: connection refused, pool exhausted, lock timeout
 RETRY = "store-retry"  # a concurrent transaction won a deadlock or serialization conflict: run it again
+#: The connection was lost while ``COMMIT`` was on its way: the transaction may have committed (the server goes
+#: on and commits what it received) or not. :class:`CommitUnknown` carries the transaction's id, so that
+#: :meth:`Database.transaction_committed` can tell later.
+COMMIT_UNKNOWN = "store-commit-unknown"
 
 #: How long a transaction waits for a lock another transaction holds before it fails with UNAVAILABLE.
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
+
+
+class CommitUnknown(StoreError):
+    """A ``RECORD`` transaction whose ``COMMIT`` was sent but not answered (the connection lost meanwhile).
+
+    Why it is not an ordinary "unavailable": asking at once whether its rows exist can answer "no" while the server
+    is still committing them (a slow disk, a synchronous standby), and a caller that then deletes what the rows
+    point at loses data. ``transaction_id`` (PostgreSQL's ``pg_current_xact_id``) lets the caller ask the one
+    question with a definite answer: did that transaction commit, abort, or is it still in progress."""
+
+    def __init__(self, message: str, *, transaction_id: str, location: str | None = None) -> None:
+        super().__init__(message, code=COMMIT_UNKNOWN, location=location)
+        self.transaction_id = transaction_id
 
 
 class Access(Enum):
@@ -258,7 +277,32 @@ class Database(ABC):
         except BaseException:
             self._rollback(conn)
             raise
-        conn.execute("COMMIT")
+        transaction_id = self._transaction_id(conn) if access is Access.RECORD else None
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if transaction_id is None or not self._connection_lost(conn, exc):
+                raise
+            raise CommitUnknown(
+                f"the connection to the registry database was lost while committing transaction "
+                f"{transaction_id}: it may or may not have committed",
+                transaction_id=transaction_id,
+            ) from exc
+
+    def _transaction_id(self, conn: Connection) -> str | None:
+        """The id of the transaction about to commit, for :meth:`transaction_committed` (None: an engine whose
+        commit cannot be lost half-way, as SQLite's, a local file, cannot)."""
+        return None
+
+    def _connection_lost(self, conn: Connection, exc: Exception) -> bool:
+        """Whether ``exc``, raised by ``COMMIT``, means the connection is gone (the outcome unknown)."""
+        return False
+
+    def transaction_committed(self, transaction_id: str) -> bool | None:
+        """Whether the transaction :class:`CommitUnknown` named committed (True), was rolled back (False), or is
+        not known yet (None: still in progress, or the database cannot say). Raises StoreError when the
+        database does not answer."""
+        return None
 
     @staticmethod
     def _rollback(conn: Connection) -> None:

@@ -322,6 +322,27 @@ class PostgresDatabase(Database):
                 f"registry database {self._location}: {_first_line(exc)}", location=self._location
             ) from exc
 
+    def _transaction_id(self, conn: Connection) -> str | None:
+        row = conn.one("SELECT pg_current_xact_id()::text AS xid")
+        return None if row is None else str(row["xid"])
+
+    def _connection_lost(self, conn: Connection, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.OperationalError) or (
+            isinstance(conn, _PgConnection) and bool(conn.raw.broken)
+        )
+
+    def transaction_committed(self, transaction_id: str) -> bool | None:
+        """``pg_xact_status`` (PostgreSQL 13+): ``committed``, ``aborted`` (also for a transaction whose backend
+        died before committing), ``in progress``, or NULL when the id is too old for the server to know."""
+        with self.connection() as conn:
+            row = conn.one("SELECT pg_xact_status(?::xid8) AS status", (transaction_id,))
+        status = None if row is None else row["status"]
+        if status == "committed":
+            return True
+        if status == "aborted":
+            return False
+        return None
+
     def _busy(self, why: str) -> StoreError:
         """A wait or a statement over its limit: "busy, retry later", as for a database that did not answer."""
         return StoreError(

@@ -283,6 +283,11 @@ class SubmissionIndex:
         conn.execute("DELETE FROM inbox_submissions WHERE unique_id = ?", (unique_id,))
         return True
 
+    def committed(self, transaction_id: str) -> bool | None:
+        """Whether the recording transaction a :class:`~xdr_edge.registry.database.CommitUnknown` named
+        committed, was rolled back, or is not known yet (None)."""
+        return self.database.transaction_committed(transaction_id)
+
     def staged(self, receiver: str, staged_as: str) -> IndexedSubmission | None:
         """The submission recorded from ``receiver``'s staging directory ``staged_as``, if it was recorded."""
         with self.database.connection() as conn:
