@@ -566,7 +566,7 @@ def test_a_receiver_starting_while_its_area_is_being_adopted_starts_once_the_ado
         time.sleep(3.0)  # a database answering slowly (or the hundredth of many leftovers)
         return original(*args)
 
-    alive.index.staged = slow_staged  # type: ignore[method-assign]
+    alive.index.staged = slow_staged  # type: ignore[method-assign,assignment]
     adoption = threading.Thread(target=alive.upkeep)
     adoption.start()
     assert asked.wait(30)
