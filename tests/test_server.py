@@ -605,3 +605,54 @@ def test_a_proxys_pool_of_kept_alive_connections_stays_open(lab: Lab) -> None:
         finally:
             for connection in connections:
                 connection.close()
+
+
+def test_a_chunked_body_answered_unread_closes_the_connection_instead_of_holding_a_worker() -> None:
+    """A chunked body has no length to judge: keeping the connection would mean reading the rest first, at the
+    client's pace (here a chunk every 0.2 s, above the upload pacing's minimum) with a worker held meanwhile,
+    which let one client hold every worker with requests the app answered at once (``GET /healthz``). The answer
+    says ``Connection: close`` and the lingering close gives up within its bound."""
+    config = ServerConfig(port=0, plain_http=True, threads=2)
+    with XdrServer(_answer_without_reading, config) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += raw.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
+            started = time.monotonic()
+            closed = False
+            while time.monotonic() - started < 30:
+                try:
+                    raw.sendall(b"\r\n400\r\n" + b"x" * 1024)
+                    raw.settimeout(0.2)
+                    if raw.recv(4096) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:  # reset by the server: closed as well
+                    closed = True
+                    break
+            held = time.monotonic() - started
+    assert closed and held < 15, f"the connection was still open after {held:.1f} s"
+
+
+@pytest.mark.parametrize("declared", [b"+5", b"1_0", b"-1", b"5 5", b"0x5"])
+def test_a_content_length_that_is_not_digits_is_refused_before_any_body_is_read(declared: bytes) -> None:
+    """RFC 9110 §8.6: digits only. Python's int() reads "+5" and "1_0"; a proxy in front that reads them
+    otherwise would frame the stream differently from us (request smuggling), so neither guesses: 400, closed."""
+    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Length: " + declared + b"\r\n\r\nhello")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+    body = answer.split(b"\r\n\r\n", 1)[1]  # ours, or cheroot's own for what int() refuses too ("5 5", "0x5")
+    assert body in (
+        b"Content-Length must be a number of digits (RFC 9110 8.6)",
+        b"Malformed Content-Length Header.",
+    )

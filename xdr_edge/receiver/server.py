@@ -242,6 +242,9 @@ class _Server(wsgi.Server):  # type: ignore[misc,unused-ignore]
 # The request line and headers, against a deadline
 
 
+_DIGITS = re.compile(rb"[0-9]+")
+
+
 class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
     """cheroot's request, reading its request line and headers within ``header_timeout`` seconds in all.
 
@@ -260,6 +263,15 @@ class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-
         conn.rfile = HeaderStream(raw, conn.socket, timeout=self.header_timeout, idle=idle)
         try:
             super().parse_request()
+            length = self.inheaders.get(b"Content-Length") if self.ready else None
+            if length is not None and not _DIGITS.fullmatch(length):
+                # Python's int() takes "+5", "1_000" and " 5 "; RFC 9110 §8.6 allows digits only, and a proxy in
+                # front that frames such a request differently from us would let one request smuggle another.
+                self.close_connection = True
+                self.simple_response(
+                    "400 Bad Request", "Content-Length must be a number of digits (RFC 9110 8.6)"
+                )
+                self.ready = False
         except HeadersTooSlow as exc:
             self.ready = False
             self.close_connection = True
@@ -505,6 +517,11 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
             # To keep the connection, cheroot would read the unread rest of a Content-Length body in one read,
             # into memory (it has no size limit of its own here: the app checks the declared length). Close
             # instead; the lingering close discards what the client still sends, piece by piece.
+            self.req.close_connection = True
+        elif isinstance(self.req.rfile, _ChunkedBody) and not self.req.rfile.finished:
+            # A chunked body the app answered without reading (a refusal, /healthz): keeping the connection
+            # would mean reading the rest first, at whatever pace the client sends it, up to the size limit,
+            # with a worker held meanwhile. Close instead: the lingering close discards it for a bounded time.
             self.req.close_connection = True
         return write
 
