@@ -656,3 +656,23 @@ def test_a_content_length_that_is_not_digits_is_refused_before_any_body_is_read(
         b"Content-Length must be a number of digits (RFC 9110 8.6)",
         b"Malformed Content-Length Header.",
     )
+
+
+def test_a_request_over_the_limit_whose_body_stalls_is_refused_promptly(lab: Lab) -> None:
+    """The 413 waits for the first bytes of the body only so long (they may hold the MessageID its fault relates
+    to): a client that sends a little and then nothing gets its answer in seconds, not after the upload pacing's
+    grace period."""
+    request = _request(lab, _submission(lab))
+    head = dict(request.headers())
+    head["Content-Length"] = str(10**12)
+    lines = b"".join(f"{k}: {v}\r\n".encode() for k, v in head.items())
+    with socket.create_connection(("127.0.0.1", lab.server.port), timeout=30) as raw:
+        with _context(lab).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(
+                b"POST /xdr HTTP/1.1\r\nHost: 127.0.0.1\r\n" + lines + b"\r\n" + b"".join(request.body)[:2048]
+            )
+            started = time.monotonic()
+            status_line = tls.recv(4096).partition(b"\r\n")[0]
+            waited = time.monotonic() - started
+    assert status_line.startswith(b"HTTP/1.1 413"), status_line
+    assert waited < 10, f"the 413 took {waited:.1f} s"

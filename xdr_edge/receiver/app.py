@@ -245,7 +245,11 @@ class XdrEdgeApp:
                 "Sender",
                 f"request of {length} bytes exceeds the limit of {self.config.limits.max_total_bytes}",
             )
-            # Only the first bytes are read, for the MessageID the fault relates to (a bounded read).
+            # Only the first bytes are read, for the MessageID the fault relates to: bounded in bytes, and in
+            # time (a client that sends a little and waits must not delay its refusal by the upload pacing).
+            deadline = environ.get(_BODY_DEADLINE)
+            if callable(deadline):
+                deadline(_SALVAGE_SECONDS)
             relates_to = message_id_of_unread(
                 environ.get("CONTENT_TYPE", ""),
                 cast(BinaryIO, _PeerInput(environ["wsgi.input"])),
@@ -545,6 +549,13 @@ class XdrEdgeApp:
         if status is not None:
             return ReplyBytes(status, reply.content_type, reply.body)
         return reply
+
+
+#: The WSGI environ entry our server offers to bound the time an app's reads may take in all (server.py).
+_BODY_DEADLINE = "xdr_edge.body_deadline"
+#: How long a request refused before its body is read may take to show the first bytes of its body (for the
+#: MessageID its fault relates to).
+_SALVAGE_SECONDS = 2.0
 
 
 class _PeerInput:
