@@ -574,3 +574,31 @@ def test_a_receiver_starting_while_its_area_is_being_adopted_starts_once_the_ado
         open_inbox(receiver="rx-2").recover()  # refused today: "another receiver named 'rx-2' is running"
     finally:
         adoption.join()
+
+
+def test_the_heartbeat_goes_on_while_a_round_of_upkeep_waits_on_a_slow_database(
+    open_inbox: OpenInbox,
+) -> None:
+    """A receiver on another host that cannot see our flock judges us by the heartbeat alone: a round of upkeep
+    stuck on the database must not silence it."""
+    inbox = open_inbox()
+    inbox.recover()
+    stuck = threading.Event()
+    release = threading.Event()
+
+    def slow_round() -> Any:
+        stuck.set()
+        release.wait(30)
+
+    inbox.upkeep = slow_round  # type: ignore[method-assign]
+    inbox.start_upkeep(interval=0.3)
+    try:
+        assert stuck.wait(30)
+        first = LockOwner.from_bytes((inbox.work_dir / "lock").read_bytes())
+        time.sleep(1.0)
+        later = LockOwner.from_bytes((inbox.work_dir / "lock").read_bytes())
+        assert first is not None and later is not None and later.heartbeat_at > first.heartbeat_at
+    finally:
+        release.set()
+        inbox.close()
+    assert (inbox.work_dir / "lock").read_bytes() == b""

@@ -361,6 +361,8 @@ class Inbox:
         self._folders_lock = threading.Lock()
         self._upkeep_stop = threading.Event()
         self._upkeep_thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+        self._beat_lock = threading.Lock()
 
     @property
     def spool_dir(self) -> Path:
@@ -408,9 +410,10 @@ class Inbox:
     def close(self) -> None:
         """Stop the upkeep and release the working area (the lock file then names nobody)."""
         self._upkeep_stop.set()
-        thread, self._upkeep_thread = self._upkeep_thread, None
-        if thread is not None:
-            thread.join()
+        for thread in (self._upkeep_thread, self._heartbeat_thread):
+            if thread is not None:
+                thread.join()
+        self._upkeep_thread = self._heartbeat_thread = None
         self._lock.release()
 
     def recover(self) -> Recovery:
@@ -471,6 +474,30 @@ class Inbox:
         )
         self._upkeep_thread = thread
         thread.start()
+        # The heartbeat on a thread of its own: a round of upkeep waiting on a slow database must not let it go
+        # silent, or a receiver on another host that cannot see our flock would take us for dead.
+        beating = threading.Thread(
+            target=self._heartbeat_loop,
+            args=(interval / 3,),
+            name=f"inbox-heartbeat-{self.receiver}",
+            daemon=True,
+        )
+        self._heartbeat_thread = beating
+        beating.start()
+
+    def _beat(self) -> None:
+        """Renew the heartbeat in the lock file (one writer at a time: two interleaved writes could leave a
+        file that names nobody, which others read as "released")."""
+        with self._beat_lock:
+            if self._lock.held:
+                self._lock.beat()
+
+    def _heartbeat_loop(self, interval: float) -> None:
+        while not self._upkeep_stop.wait(interval):
+            try:
+                self._beat()
+            except OSError as exc:
+                log.warning("inbox heartbeat not written: %s", exc.strerror or exc)
 
     def _upkeep_loop(self, interval: float) -> None:
         while not self._upkeep_stop.wait(interval):
@@ -482,8 +509,7 @@ class Inbox:
     def upkeep(self) -> Upkeep:
         """One round of upkeep: renew this working area's heartbeat, settle the submissions whose outcome was
         unknown (module docstring) when the index can be asked again, and adopt dead working areas."""
-        if self._lock.held:
-            self._lock.beat()
+        self._beat()
         settled = 0
         with self._unsettled_lock:
             pending = list(self._unsettled.items())
