@@ -577,10 +577,7 @@ class Inbox:
         """Raise :class:`OSError` unless a file can be written and synced in the working area (``/healthz``)."""
         path = self.work_dir / f"probe-{uuid.uuid4().hex}"
         try:
-            with path.open("xb") as fh:
-                fh.write(b"xdr-edge health probe\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_synced(path, b"xdr-edge health probe\n")
         finally:
             path.unlink(missing_ok=True)
 
