@@ -577,10 +577,7 @@ class Inbox:
         """Raise :class:`OSError` unless a file can be written and synced in the working area (``/healthz``)."""
         path = self.work_dir / f"probe-{uuid.uuid4().hex}"
         try:
-            with path.open("xb") as fh:
-                fh.write(b"xdr-edge health probe\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_synced(path, b"xdr-edge health probe\n")
         finally:
             path.unlink(missing_ok=True)
 
@@ -619,18 +616,17 @@ class Inbox:
             record = IndexedSubmission(
                 unique_id, practice, self.receiver, token, self._relative(final), now.replace(microsecond=0)
             )
-            documents = []
-            for entry in submission.document_entries:
-                if entry.document is not None:
-                    sha1, size = entry.document.digest()
-                    documents.append(IndexedDocument(entry.unique_id, sha1, size))
+            documents = tuple(
+                IndexedDocument(document["unique_id"], document["sha1"], document["size"])
+                for document in written.summary["documents"]
+            )
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise StoreError(f"could not store submission {unique_id}: {exc.strerror or exc}") from exc
             raise
         try:
-            committed = self._commits.commit(_Staged(record, tuple(documents), staging, final))
+            committed = self._commits.commit(_Staged(record, documents, staging, final))
         except Exception as exc:  # (an interrupt leaves the staging directory to recovery: it asks the index)
             transaction = exc.transaction_id if isinstance(exc, CommitUnknown) else None
             settled = self._settle(staging, record, transaction=transaction)

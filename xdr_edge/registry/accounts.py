@@ -36,7 +36,15 @@ from typing import Any, Protocol
 
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.errors import ConfigurationError
-from xdr_edge.registry.database import Access, Row, SqliteDatabase, open_database
+from xdr_edge.registry.database import (
+    Access,
+    Row,
+    SqliteDatabase,
+    decode_optional_time,
+    decode_time,
+    encode_time,
+    open_database,
+)
 from xdr_edge.registry.migrations import write_audit
 from xdr_edge.registry.records import AuditEvent, JsonValue
 from xdr_edge.registry.store import SqlStore
@@ -171,27 +179,21 @@ class AccountStore(Protocol):
     def message(self, message_id: str) -> MessageRecord | None: ...
 
 
-def _ts(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def _application(row: Row) -> ApplicationRecord:
     return ApplicationRecord(
         id=row["id"],
         name=row["name"],
         password_hash=row["password_hash"],
         active=bool(row["active"]),
-        created_at=_dt(row["created_at"]),
-        password_changed_at=_dt(row["password_changed_at"]),
+        created_at=decode_time(row["created_at"]),
+        password_changed_at=decode_time(row["password_changed_at"]),
     )
 
 
 def _account(row: Row) -> AccountRecord:
-    return AccountRecord(row["application_id"], row["account_id"], row["practice_id"], _dt(row["created_at"]))
+    return AccountRecord(
+        row["application_id"], row["account_id"], row["practice_id"], decode_time(row["created_at"])
+    )
 
 
 def _login(row: Row) -> LoginRecord:
@@ -201,8 +203,8 @@ def _login(row: Row) -> LoginRecord:
         user_id=row["user_id"],
         password_hash=row["password_hash"],
         active=bool(row["active"]),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
+        created_at=decode_time(row["created_at"]),
+        updated_at=decode_time(row["updated_at"]),
     )
 
 
@@ -218,10 +220,10 @@ def _message(row: Row) -> MessageRecord:
         recipients=tuple(json.loads(row["recipients"])),
         document_count=int(row["document_count"]),
         total_bytes=int(row["total_bytes"]),
-        created_at=_dt(row["created_at"]),
+        created_at=decode_time(row["created_at"]),
         outcome=row["outcome"],
         detail=detail if isinstance(detail, dict) else {},
-        finished_at=None if row["finished_at"] is None else _dt(row["finished_at"]),
+        finished_at=decode_optional_time(row["finished_at"]),
     )
 
 
@@ -250,8 +252,8 @@ class SqlAccountStore(SqlStore):
                     application.name,
                     application.password_hash,
                     int(application.active),
-                    _ts(application.created_at),
-                    _ts(application.password_changed_at),
+                    encode_time(application.created_at),
+                    encode_time(application.password_changed_at),
                 ),
             )
             write_audit(conn, event)
@@ -262,7 +264,7 @@ class SqlAccountStore(SqlStore):
         with self.database.transaction(Access.CHANGE) as conn:
             cursor = conn.execute(
                 "UPDATE api_applications SET password_hash = ?, password_changed_at = ? WHERE id = ?",
-                (password_hash, _ts(at), application_id),
+                (password_hash, encode_time(at), application_id),
             )
             if cursor.rowcount == 0:
                 return False
@@ -302,12 +304,12 @@ class SqlAccountStore(SqlStore):
                 )
             conn.execute(
                 "INSERT INTO practices (id, name, active, created_at) VALUES (?, ?, ?, ?)",
-                (practice.id, practice.name, int(practice.active), _ts(account.created_at)),
+                (practice.id, practice.name, int(practice.active), encode_time(account.created_at)),
             )
             conn.execute(
                 "INSERT INTO api_accounts (practice_id, application_id, account_id, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                (practice.id, account.application_id, account.account_id, _ts(account.created_at)),
+                (practice.id, account.application_id, account.account_id, encode_time(account.created_at)),
             )
             write_audit(conn, practice_event)
             write_audit(conn, owner_event)
@@ -367,8 +369,8 @@ class SqlAccountStore(SqlStore):
                         login.user_id,
                         login.password_hash,
                         int(login.active),
-                        _ts(login.created_at),
-                        _ts(login.updated_at),
+                        encode_time(login.created_at),
+                        encode_time(login.updated_at),
                     ),
                 )
             else:
@@ -379,7 +381,7 @@ class SqlAccountStore(SqlStore):
                         login.user_id,
                         login.password_hash,
                         int(login.active),
-                        _ts(login.updated_at),
+                        encode_time(login.updated_at),
                         login.login_id,
                     ),
                 )
@@ -418,8 +420,8 @@ class SqlAccountStore(SqlStore):
                     record.total_bytes,
                     record.outcome,
                     json.dumps(record.detail, sort_keys=True) if record.detail else None,
-                    _ts(record.created_at),
-                    None if record.finished_at is None else _ts(record.finished_at),
+                    encode_time(record.created_at),
+                    None if record.finished_at is None else encode_time(record.finished_at),
                 ),
             )
 
@@ -429,7 +431,7 @@ class SqlAccountStore(SqlStore):
         with self.database.transaction(Access.RECORD) as conn:
             conn.execute(
                 "UPDATE api_messages SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
-                (outcome, json.dumps(detail, sort_keys=True), _ts(at), message_id),
+                (outcome, json.dumps(detail, sort_keys=True), encode_time(at), message_id),
             )
 
     def renew_message(self, message_id: str, detail: dict[str, JsonValue]) -> bool:
