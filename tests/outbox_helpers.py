@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner, Result
+
+from xdr_edge.cli import main
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.devtools.lab import Lab
 from xdr_edge.protocol.soap import Fault
@@ -34,6 +37,11 @@ FAST_OUTBOX: dict[str, Any] = {
 }
 
 
+def run(*args: str | Path) -> Result:
+    """The ``xdr-edge`` command with these arguments, in this process."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
 def write_config(
     lab: Lab,
     path: Path,
@@ -43,9 +51,11 @@ def write_config(
     extra_addresses: Mapping[str, Sequence[str]] | None = None,
     endpoint: str | None = None,
     timeout: float = 30,
+    credentials: Mapping[str, tuple[Path, Path]] | None = None,
 ) -> Path:
     """A sender.toml for ``lab``'s practices. ``defaults`` gives ``[practice.outbox]`` per practice id;
-    ``extra_addresses`` binds more addresses on the sending side only (the lab's registry does not know them)."""
+    ``extra_addresses`` binds more addresses on the sending side only (the lab's registry does not know them);
+    ``credentials`` gives a practice another (certificate, key) pair than the lab's (an expired or untrusted one)."""
     lines = [
         f'endpoint = "{endpoint or lab.endpoint}"',
         f'ca_bundle = "{lab.ca_bundle}"',
@@ -57,12 +67,13 @@ def write_config(
     ]
     for pid, demo in lab.pki.practices.items():
         addresses = [*demo.addresses, *((extra_addresses or {}).get(pid, ()))]
+        cert, key = (credentials or {}).get(pid, (demo.cert, demo.key))
         lines += [
             "",
             "[[practice]]",
             f'id = "{pid}"',
-            f'cert = "{demo.cert}"',
-            f'key = "{demo.key}"',
+            f'cert = "{cert}"',
+            f'key = "{key}"',
             f"addresses = {json.dumps(addresses)}",
         ]
         practice_defaults = (defaults or {}).get(pid)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from tests.outbox_helpers import (
     A_FROM,
@@ -26,12 +25,12 @@ from tests.outbox_helpers import (
     drop,
     fault_answer,
     results,
+    run,
     stored_unique_ids,
     valid_manifest,
     wait_until,
     write_config,
 )
-from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import Lab, start_lab
@@ -40,10 +39,6 @@ from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import Outbox, retry_failed
 from xdr_edge.sender.outbox.engine import PARK_LIMIT
 from xdr_edge.sender.outbox.journal import Journal, State
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography import x509
 
 from tests.outbox_helpers import (
@@ -27,6 +26,7 @@ from tests.outbox_helpers import (
     drop,
     pdf_files,
     results,
+    run,
     single_file,
     stored_unique_ids,
     valid_manifest,
@@ -34,7 +34,6 @@ from tests.outbox_helpers import (
     write_config,
 )
 from xdr_edge.certs import fingerprint_sha256
-from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from xdr_edge.conformance.samples import sample_ccda, sample_pdf
 from xdr_edge.devtools.lab import Lab, start_lab
@@ -51,10 +50,6 @@ EXTRA_A = (
 )
 PRACTICES = (("practice-a", ("dr.smith@direct.practice-a.org", EXTRA_A)), ("practice-b", (B_FROM,)))
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from tests.outbox_helpers import (
     ScriptedHisp,
@@ -19,13 +18,13 @@ from tests.outbox_helpers import (
     fault_answer,
     page_answer,
     results,
+    run,
     stored_but_silent,
     stored_unique_ids,
     valid_manifest,
     wait_until,
     write_config,
 )
-from xdr_edge.cli import main
 from xdr_edge.cli.common import EXIT_FAILURE
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.lab import start_lab
@@ -35,10 +34,6 @@ from xdr_edge.sender.client import RetryPolicy, XdrClient
 from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import DropEvent, Outbox
 from xdr_edge.sender.outbox.journal import Journal
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def _closed_port() -> int:
@@ -155,12 +150,11 @@ def test_a_certificate_refused_in_the_handshake_holds_its_practice_until_the_giv
     an expired certificate (people fix that, not the drop), with a code of their own, and fail at the give-up
     age; practice-b's drops go through meanwhile."""
     with start_lab(tmp_path / "lab") as lab:
-        path = write_config(lab, tmp_path / "sender.toml", outbox={"give_up_after_hours": 3.0 / 3600})
-        text = path.read_text().replace(
-            str(lab.pki.practices["practice-a"].cert), str(lab.pki.untrusted_client_cert)
-        )
-        path.write_text(
-            text.replace(str(lab.pki.practices["practice-a"].key), str(lab.pki.untrusted_client_key))
+        path = write_config(
+            lab,
+            tmp_path / "sender.toml",
+            outbox={"give_up_after_hours": 3.0 / 3600},
+            credentials={"practice-a": (lab.pki.untrusted_client_cert, lab.pki.untrusted_client_key)},
         )
         outbox = tmp_path / "outbox"
         for n in range(3):
@@ -220,12 +214,11 @@ def test_a_practice_whose_certificate_cannot_be_used_waits_instead_of_failing_it
     tmp_path: Path,
 ) -> None:
     with start_lab(tmp_path / "lab") as lab:
-        path = write_config(lab, tmp_path / "sender.toml", outbox={"give_up_after_hours": 1.0 / 3600})
-        text = path.read_text().replace(
-            str(lab.pki.practices["practice-a"].cert), str(lab.pki.expired_client_cert)
-        )
-        path.write_text(
-            text.replace(str(lab.pki.practices["practice-a"].key), str(lab.pki.expired_client_key))
+        path = write_config(
+            lab,
+            tmp_path / "sender.toml",
+            outbox={"give_up_after_hours": 1.0 / 3600},
+            credentials={"practice-a": (lab.pki.expired_client_cert, lab.pki.expired_client_key)},
         )
         outbox = tmp_path / "outbox"
         drop(outbox / "incoming", "a", manifest=valid_manifest("practice-a"))

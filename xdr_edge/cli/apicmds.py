@@ -91,8 +91,7 @@ def reset_password_cmd(application_id: str, registry_url: str) -> None:
 @handle_errors
 def disable_cmd(application_id: str, registry_url: str) -> None:
     """Refuse an application's calls from now on (its practices stay)."""
-    changed = set_application_active(open_accounts(registry_url), application_id, False, actor=audit_actor())
-    click.echo(f"application {application_id} {'disabled' if changed else 'was already disabled'}")
+    _set_active(registry_url, application_id, False)
 
 
 @api.command("enable-application")
@@ -101,8 +100,13 @@ def disable_cmd(application_id: str, registry_url: str) -> None:
 @handle_errors
 def enable_cmd(application_id: str, registry_url: str) -> None:
     """Accept a disabled application's calls again."""
-    changed = set_application_active(open_accounts(registry_url), application_id, True, actor=audit_actor())
-    click.echo(f"application {application_id} {'enabled' if changed else 'was already enabled'}")
+    _set_active(registry_url, application_id, True)
+
+
+def _set_active(registry_url: str, application_id: str, active: bool) -> None:
+    state = "enabled" if active else "disabled"
+    changed = set_application_active(open_accounts(registry_url), application_id, active, actor=audit_actor())
+    click.echo(f"application {application_id} {state if changed else 'was already ' + state}")
 
 
 @api.command("applications")
