@@ -279,39 +279,12 @@ class AccountCalls:
         fingerprint = fingerprint_sha256(cert)
         existing = self.registry.certificate(fingerprint)
         if existing is not None and existing.practice_id not in (None, target.practice_id):
-            raise Refusal(
-                409,
-                "certificate-taken",
-                "this certificate is enrolled to another practice",
-                field=_cert_field(body),
-            )
+            raise _enrol_refusal("certificate-enrolled-elsewhere", body)
         try:
             record = self.registry.enroll(target.practice_id, cert, actor=principal.actor, chain=chain)
-        except CertificateError as exc:
-            if exc.code == "certificate-not-anchored":
-                raise Refusal(
-                    400,
-                    "certificate-not-anchored",
-                    "the certificate does not chain to a CA this HISP trusts (give its intermediate CAs if it "
-                    "has any)",
-                    field=_cert_field(body),
-                ) from None
-            raise
-        except ConfigurationError as exc:
-            if exc.code == "certificate-revoked":
-                raise Refusal(
-                    409,
-                    "certificate-revoked",
-                    "this certificate was revoked; it cannot be enrolled again",
-                    field=_cert_field(body),
-                ) from None
-            if exc.code == "certificate-enrolled-elsewhere":
-                raise Refusal(
-                    409,
-                    "certificate-taken",
-                    "this certificate is enrolled to another practice",
-                    field=_cert_field(body),
-                ) from None
+        except (CertificateError, ConfigurationError) as exc:
+            if exc.code in _ENROL_REFUSALS:
+                raise _enrol_refusal(exc.code, body) from None
             raise
         self.vault.store(fingerprint, cert, _usable_key(credential.key, _key_field(body)), chain)
         return {"certificate": self.certificate_view(record), "created": existing is None}
@@ -448,6 +421,31 @@ class AccountCalls:
         if given is None:
             answer["loginPassword"] = password  # generated: shown this once, never stored in clear
         return answer
+
+
+#: The registry's refusals of an enrolment, by its error code, as the caller sees them: (status, code, message).
+_ENROL_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "certificate-not-anchored": (
+        400,
+        "certificate-not-anchored",
+        "the certificate does not chain to a CA this HISP trusts (give its intermediate CAs if it has any)",
+    ),
+    "certificate-revoked": (
+        409,
+        "certificate-revoked",
+        "this certificate was revoked; it cannot be enrolled again",
+    ),
+    "certificate-enrolled-elsewhere": (
+        409,
+        "certificate-taken",
+        "this certificate is enrolled to another practice",
+    ),
+}
+
+
+def _enrol_refusal(registry_code: str, body: dict[str, Any]) -> Refusal:
+    status, code, message = _ENROL_REFUSALS[registry_code]
+    return Refusal(status, code, message, field=_cert_field(body))
 
 
 def _cert_field(body: dict[str, Any]) -> str:
