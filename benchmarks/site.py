@@ -295,11 +295,17 @@ def xdr_edge_serve(
             process.wait()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (and its threads) so far, from ``/proc``."""
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process (all its threads) so far, from ``/proc``."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (and its threads) so far, from ``/proc``."""
+    return sum(user_system_seconds(pid))
 
 
 def process_peak_rss_mb(pid: int) -> float:
