@@ -33,8 +33,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +40,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/ helpers
 
+from benchmarks.site import post_concurrently
 from tests.cluster import Cluster, Receiver, set_up_registry, submission
 from tests.servers import nginx_proxy, postgres_server
 from xdr_edge.devtools.pki import write_demo_pki
 from xdr_edge.protocol.wire import build_request
 
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
-SUCCESS = b"ResponseStatusType:Success"
 
 Prepared = list[list[tuple[dict[str, str], bytes]]]  # per client: (headers, body) of each request
 
@@ -124,48 +122,15 @@ def prepare(clients: int, per_client: int, size: int, extra: dict[str, str]) -> 
 def measure(
     config: str, connect: Callable[[], http.client.HTTPConnection], prepared: Prepared
 ) -> Measurement:
-    clients = len(prepared)
-    barrier = threading.Barrier(clients + 1)
-    latencies: list[float] = []
-    failures: list[str] = []
-    finished: list[float] = []
-    lock = threading.Lock()
-
-    def client(requests: list[tuple[dict[str, str], bytes]]) -> None:
-        connection = connect()
-        connection.connect()  # the TLS handshake before the clock: a sender keeps its connection
-        barrier.wait()
-        mine: list[float] = []
-        for headers, body in requests:
-            started = time.perf_counter()
-            connection.request("POST", "/xdr", body=body, headers=headers)
-            reply = connection.getresponse()
-            answer = reply.read()
-            mine.append(time.perf_counter() - started)
-            if reply.status != 200 or SUCCESS not in answer:
-                with lock:
-                    failures.append(f"HTTP {reply.status}: {answer[:200]!r}")
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            finished.append(time.perf_counter())
-
-    threads = [threading.Thread(target=client, args=(requests,)) for requests in prepared]
-    for thread in threads:
-        thread.start()
-    cpu_before = cpu_seconds()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    cpu_after = cpu_seconds()
-    if failures:
-        raise SystemExit(f"{config}: {len(failures)} requests failed, e.g. {failures[0]}")
-    ordered = sorted(latencies)
+    posts = post_concurrently(connect, prepared, cpu_seconds)
+    if posts.failures:
+        raise SystemExit(f"{config}: {len(posts.failures)} requests failed, e.g. {posts.failures[0]}")
+    ordered = posts.latencies
+    cpu_before, cpu_after = posts.cpu_before, posts.cpu_after
     return Measurement(
         config,
         len(ordered),
-        max(finished) - started,
+        posts.finished - posts.started,
         ordered[len(ordered) // 2] * 1000,
         ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         {kind: cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0) for kind in cpu_after},

@@ -35,6 +35,7 @@ from benchmarks.harness import Case, Target, Variant, run_child
 from benchmarks.site import (
     MIB,
     PRACTICE,
+    SUCCESS,
     Site,
     client_context,
     compose_from,
@@ -45,7 +46,6 @@ from benchmarks.site import (
     xdr_edge_serve,
 )
 
-SUCCESS = b"ResponseStatusType:Success"
 PIECE = 256 * 1024
 
 

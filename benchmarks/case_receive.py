@@ -37,13 +37,12 @@ from benchmarks.site import (
     Site,
     client_context,
     nocheck_receiver,
+    post_concurrently,
     prepared_requests,
     process_cpu_seconds,
     site_of,
     xdr_edge_serve,
 )
-
-SUCCESS = b"ResponseStatusType:Success"
 
 
 def load(
@@ -54,46 +53,20 @@ def load(
     endpoint = f"https://127.0.0.1:{port}/xdr"
     prepared = [prepared_requests(where.document(size), per_client, endpoint) for _ in range(clients)]
     context = client_context(where)
-    barrier = threading.Barrier(clients + 1)
-    lock = threading.Lock()
-    latencies: list[float] = []
-    failures: list[str] = []
-    finished: list[float] = []
-
-    def client(requests: list[tuple[dict[str, str], bytes]]) -> None:
-        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=120)
-        connection.connect()
-        barrier.wait()
-        mine = []
-        for headers, body in requests:
-            started = time.perf_counter()
-            connection.request("POST", "/xdr", body=body, headers=headers)
-            reply = connection.getresponse()
-            answer = reply.read()
-            mine.append(time.perf_counter() - started)
-            if reply.status != 200 or SUCCESS not in answer:
-                with lock:
-                    failures.append(f"HTTP {reply.status}: {answer[:300]!r}")
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            finished.append(time.perf_counter())
-
-    threads = [threading.Thread(target=client, args=(mine,)) for mine in prepared]
-    for thread in threads:
-        thread.start()
-    cpu_before = process_cpu_seconds(pid)
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    cpu = process_cpu_seconds(pid) - cpu_before
-    if failures:
-        raise RuntimeError(f"{len(failures)} requests were not answered Success, e.g. {failures[0]}")
-    latencies.sort()
+    posts = post_concurrently(
+        lambda: http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=120),
+        prepared,
+        lambda: process_cpu_seconds(pid),
+    )
+    if posts.failures:
+        raise RuntimeError(
+            f"{len(posts.failures)} requests were not answered Success, e.g. {posts.failures[0]}"
+        )
+    latencies = posts.latencies
+    cpu = posts.cpu_after - posts.cpu_before
     count = len(latencies)
     return {
-        "msg_per_s": count / (max(finished) - started),
+        "msg_per_s": count / (posts.finished - posts.started),
         "p50_ms": latencies[count // 2] * 1000,
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000,
         "server_cpu_ms": cpu * 1000 / count,

@@ -32,6 +32,7 @@ from benchmarks.harness import Case, Target, Variant
 from benchmarks.site import (
     KIB,
     PRACTICE,
+    SUCCESS,
     client_context,
     compose_from,
     nocheck_receiver,
@@ -42,7 +43,6 @@ from benchmarks.site import (
 )
 
 WARM_UP = 5
-SUCCESS = b"ResponseStatusType:Success"
 
 
 def _endpoint(port: int) -> str:

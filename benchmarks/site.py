@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,68 @@ def prepared_requests(path: Path, count: int, endpoint: str) -> list[tuple[dict[
         request = build_request(compose_from(path), endpoint=endpoint, writer=writer)
         prepared.append((request.headers(), b"".join(request.body)))
     return prepared
+
+
+SUCCESS = b"ResponseStatusType:Success"
+
+
+@dataclass(frozen=True)
+class ConcurrentPosts:
+    """What :func:`post_concurrently` saw: each answer's latency (sorted), the answers that were not Success,
+    the moment the clients were released, the moment the last one finished, and the CPU readings taken just
+    before the release and after the last client finished."""
+
+    latencies: list[float]
+    failures: list[str]
+    started: float
+    finished: float
+    cpu_before: Any
+    cpu_after: Any
+
+
+def post_concurrently(
+    connect: Callable[[], http.client.HTTPConnection],
+    prepared: Sequence[Sequence[tuple[dict[str, str], bytes]]],
+    cpu: Callable[[], Any],
+) -> ConcurrentPosts:
+    """One thread per list in ``prepared``, each on its own kept-alive connection from ``connect`` (connected
+    before the clock: a sender keeps its connection), posting its requests one after the other to ``/xdr``; the
+    threads are released together. An answer is a failure unless it is HTTP 200 with a Success status."""
+    barrier = threading.Barrier(len(prepared) + 1)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures: list[str] = []
+    finished: list[float] = []
+
+    def client(requests: Sequence[tuple[dict[str, str], bytes]]) -> None:
+        connection = connect()
+        connection.connect()
+        barrier.wait()
+        mine: list[float] = []
+        for headers, body in requests:
+            started = time.perf_counter()
+            connection.request("POST", "/xdr", body=body, headers=headers)
+            reply = connection.getresponse()
+            answer = reply.read()
+            mine.append(time.perf_counter() - started)
+            if reply.status != 200 or SUCCESS not in answer:
+                with lock:
+                    failures.append(f"HTTP {reply.status}: {answer[:300]!r}")
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            finished.append(time.perf_counter())
+
+    threads = [threading.Thread(target=client, args=(requests,)) for requests in prepared]
+    for thread in threads:
+        thread.start()
+    cpu_before = cpu()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    cpu_after = cpu()
+    return ConcurrentPosts(sorted(latencies), failures, started, max(finished), cpu_before, cpu_after)
 
 
 # -- the no-check receiver -----------------------------------------------------------------------------------
@@ -295,11 +357,17 @@ def xdr_edge_serve(
             process.wait()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (and its threads) so far, from ``/proc``."""
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process (all its threads) so far, from ``/proc``."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (and its threads) so far, from ``/proc``."""
+    return sum(user_system_seconds(pid))
 
 
 def process_peak_rss_mb(pid: int) -> float:

@@ -52,7 +52,14 @@ if str(REPOSITORY) not in sys.path:
 
 from benchmarks.case_send import WARM_UP  # noqa: E402
 from benchmarks.harness import run_child  # noqa: E402
-from benchmarks.site import KIB, Site, nocheck_receiver, process_cpu_seconds, xdr_edge_serve  # noqa: E402
+from benchmarks.site import (  # noqa: E402
+    KIB,
+    Site,
+    nocheck_receiver,
+    process_cpu_seconds,
+    user_system_seconds,
+    xdr_edge_serve,
+)
 
 # (stage, substrings of a py-spy frame "function (file:line)"), tried from the leaf frame up: the first stage any
 # frame matches, innermost first, takes the sample. Library frames come before ours so that, say, TLS writes
@@ -283,14 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def user_system_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process (all its threads) so far, from ``/proc``."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _idle_server(frames: Sequence[str]) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.concurrency import run_together
 from xdr_edge.conformance.samples import sample_ccda
 from xdr_edge.devtools.floods import FLOOD_KINDS, HugeAnswer, write_flood
 from xdr_edge.devtools.pki import DemoPki, write_demo_pki
@@ -261,16 +262,7 @@ def test_a_structural_flood_is_refused_without_building_a_tree(
 def test_four_floods_at_once(site: Site, serve: Callable[..., Served], floods: dict[str, Path]) -> None:
     served = serve()
     baseline = _baseline(site, served)
-    answers: list[Answer] = []
-
-    def flood() -> None:
-        answers.append(_post(site, served, floods["attributes"], SOAP_TYPE))
-
-    threads = [threading.Thread(target=flood) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    answers = run_together(4, lambda _: _post(site, served, floods["attributes"], SOAP_TYPE), timeout=300)
     assert len(answers) == 4
     for answer in answers:
         _assert_refused_as_too_structured(answer)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.servers import free_port
 from xdr_edge.api.passwords import PasswordHasher
 from xdr_edge.api.settings import ApiSettings, BuiltApi, build_api
 from xdr_edge.api.throttle import FailureThrottle
@@ -72,14 +72,6 @@ def _never_waits() -> FailureThrottle:
     return FailureThrottle(free=1 << 40, base=0.0, cap=0.0)
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound and released: connecting to it is refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 class ApiWorld:
     """One API under ``directory``; not thread-safe (a fuzzer runs one input at a time)."""
 
@@ -95,7 +87,8 @@ class ApiWorld:
             credentials=directory / "credentials",
             credential_passphrase_file=passphrase,
             spool=directory / "spool",
-            endpoint=f"https://127.0.0.1:{_closed_port()}/xdr",
+            # a port nothing listens on (bound and released): a send is refused at once
+            endpoint=f"https://127.0.0.1:{free_port()}/xdr",
             ca_bundle=self.edge.pki.ca_cert,
             timeout_seconds=5,
         )
