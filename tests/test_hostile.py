@@ -381,11 +381,20 @@ def test_one_practice_cannot_take_every_worker(site: Site, serve: Callable[..., 
         for _ in range(2):  # two uploads that are slow (but within the pacing grace): each holds a worker
             raw = socket.create_connection(("127.0.0.1", served.port), timeout=30)
             tls = site.context("practice-a").wrap_socket(raw, server_hostname="127.0.0.1")
-            head = f"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-            tls.sendall(head.encode() + body[:100])
+            head = (
+                f"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+            )
+            tls.sendall(head.encode())
             held.append(tls)
-        # The held uploads reach the app once their TLS handshake and headers are processed: ask until the
-        # third request is refused (each ask is a new submission, so an early one that got in is harmless).
+        # cheroot answers "100 Continue" once it has read a request's headers, just before it calls the app:
+        # from then on the request is (or is about to be) in progress, whatever the machine's load.
+        for tls in held:
+            interim = _read_head(tls)
+            assert interim.startswith(b"HTTP/1.1 100 Continue"), (interim, served.lines)
+            tls.sendall(body[:100])
+        # The app takes the practice's slot just after: ask until the third request is refused (each ask is
+        # a new submission, so an early one that got in is harmless).
         answers: list[Answer] = []
 
         def refused() -> bool:
@@ -393,7 +402,7 @@ def test_one_practice_cannot_take_every_worker(site: Site, serve: Callable[..., 
             answers.append(_post(site, served, fresh, fresh_type))
             return answers[-1].status == 503
 
-        assert _wait_for(refused, 20.0), [a.status for a in answers]
+        assert _wait_for(refused, 20.0), ([a.status for a in answers], served.lines)
         busy = answers[-1]
         assert busy.headers.get("retry-after") == "5"
         assert b"requests of this practice are already in progress here" in busy.body
@@ -404,6 +413,17 @@ def test_one_practice_cannot_take_every_worker(site: Site, serve: Callable[..., 
             tls.close()
     assert _wait_for(lambda: _post(site, served, body, content_type).status == 200, 20.0)
     assert any("outcome=practice-busy status=503" in line for line in served.lines)
+
+
+def _read_head(tls: ssl.SSLSocket) -> bytes:
+    """What the server sent up to the first blank line (an interim or final response head), or up to EOF."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        piece = tls.recv(4096)
+        if not piece:
+            break
+        received += piece
+    return received
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
