@@ -658,6 +658,30 @@ def test_a_content_length_that_is_not_digits_is_refused_before_any_body_is_read(
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        (b"Content-Length: 5\r\nContent-Length: 5\r\n", b"Content-Length"),
+        (b"Content-Length: 5\r\ncontent-length: 50\r\n", b"Content-Length"),
+        (b"Content-Length: 5\r\nHost: y\r\n", b"Host"),
+    ],
+)
+def test_a_repeated_content_length_or_host_is_refused(fields: bytes, named: bytes) -> None:
+    """cheroot keeps the last value of a repeated field; with two Content-Lengths a proxy that keeps the first
+    frames the stream differently from us (request smuggling). Neither guesses: 400 naming the field, closed."""
+    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\nhello")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+    assert (
+        answer.split(b"\r\n\r\n", 1)[1]
+        == b"the request has more than one " + named + b" header field (RFC 9112)"
+    )
+
+
 def test_a_request_over_the_limit_whose_body_stalls_is_refused_promptly(lab: Lab) -> None:
     """The 413 waits for the first bytes of the body only so long (they may hold the MessageID its fault relates
     to): a client that sends a little and then nothing gets its answer in seconds, not after the upload pacing's

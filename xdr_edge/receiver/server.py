@@ -245,6 +245,34 @@ class _Server(wsgi.Server):  # type: ignore[misc,unused-ignore]
 _DIGITS = re.compile(rb"[0-9]+")
 
 
+# Fields a request may carry once: two Content-Lengths let a proxy in front and us frame the stream differently
+# (request smuggling; RFC 9112 §6.3 makes differing values unrecoverable), and two Hosts are a 400 by RFC 9112
+# §3.2. cheroot keeps the last of either without a word.
+_SINGLE_FIELDS = frozenset({b"Content-Length", b"Host"})
+
+
+class _SingleValuedFields(dict[bytes, bytes]):
+    """The header dict cheroot's reader fills, refusing a second value of a field in :data:`_SINGLE_FIELDS`
+    (cheroot answers the ValueError with 400 and the message)."""
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if key in _SINGLE_FIELDS and key in self:
+            name = key.decode("ascii", "replace")
+            raise ValueError(f"the request has more than one {name} header field (RFC 9112)")
+        super().__setitem__(key, value)
+
+
+class _StrictHeaderReader(cheroot_server.HeaderReader):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
+    """cheroot's header reader, with :class:`_SingleValuedFields` as the dict it fills."""
+
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+        fields: dict[bytes, bytes] = super().__call__(rfile, _SingleValuedFields())
+        if hdict is None:
+            return fields
+        hdict.update(fields)
+        return hdict
+
+
 class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
     """cheroot's request, reading its request line and headers within ``header_timeout`` seconds in all.
 
@@ -255,6 +283,7 @@ class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-
     """
 
     header_timeout: float = 5.0
+    header_reader = _StrictHeaderReader()
 
     def parse_request(self) -> None:
         conn = self.conn
