@@ -644,12 +644,9 @@ def test_a_chunked_body_answered_unread_closes_the_connection_instead_of_holding
 def test_a_content_length_that_is_not_digits_is_refused_before_any_body_is_read(declared: bytes) -> None:
     """RFC 9110 §8.6: digits only. Python's int() reads "+5" and "1_0"; a proxy in front that reads them
     otherwise would frame the stream differently from us (request smuggling), so neither guesses: 400, closed."""
-    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
-            raw.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Length: " + declared + b"\r\n\r\nhello")
-            answer = b""
-            while chunk := raw.recv(4096):
-                answer += chunk
+    answer = _exchange_plain(
+        b"POST /xdr HTTP/1.1\r\nHost: x\r\nContent-Length: " + declared + b"\r\n\r\nhello"
+    )
     assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
     body = answer.split(b"\r\n\r\n", 1)[1]  # ours, or cheroot's own for what int() refuses too ("5 5", "0x5")
     assert body in (
@@ -669,17 +666,23 @@ def test_a_content_length_that_is_not_digits_is_refused_before_any_body_is_read(
 def test_a_repeated_content_length_or_host_is_refused(fields: bytes, named: bytes) -> None:
     """cheroot keeps the last value of a repeated field; with two Content-Lengths a proxy that keeps the first
     frames the stream differently from us (request smuggling). Neither guesses: 400 naming the field, closed."""
-    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
-            raw.sendall(b"POST /xdr HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\nhello")
-            answer = b""
-            while chunk := raw.recv(4096):
-                answer += chunk
+    answer = _exchange_plain(b"POST /xdr HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\nhello")
     assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
     assert (
         answer.split(b"\r\n\r\n", 1)[1]
         == b"the request has more than one " + named + b" header field (RFC 9112)"
     )
+
+
+def _exchange_plain(request: bytes) -> bytes:
+    """Send raw bytes to a plain-HTTP server whose app answers unread; everything it sent until it closed."""
+    with XdrServer(_answer_without_reading, ServerConfig(port=0, plain_http=True, threads=2)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(request)
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+    return answer
 
 
 def test_a_request_over_the_limit_whose_body_stalls_is_refused_promptly(lab: Lab) -> None:
