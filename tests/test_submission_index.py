@@ -386,18 +386,27 @@ def test_undoing_a_submission_while_another_re_registers_its_document_keeps_the_
     first, second = rx_1_and_rx_2
     document = IndexedDocument("2.25.1.1", SHA_A, 10)
     assert first.record(_submission("2.25.1", receiver="rx-1"), [document]) is None
+
+    def record() -> object:
+        return second.record(_submission("2.25.2", receiver="rx-2"), [document])
+
+    def undo() -> object:
+        return first.forget("2.25.1", "stage-2.25.1-rx-1")
+
+    # The first transaction is held at its pause before the other one starts, so which one locks the document
+    # row first never depends on how the threads happen to be scheduled.
     if first_to_lock == "recording":
         pause = _Pause(monkeypatch, postgres_url, "rx-2", "INSERT INTO inbox_submission_documents")
+        recording, recorded = _in_thread("rx-2", record)
+        assert pause.reached.wait(60)
+        undoing, undone = _in_thread("rx-1", undo)
+        _wait_for_a_lock(postgres_dsn, "test-rx-1")
     else:
         pause = _Pause(monkeypatch, postgres_url, "rx-1", "SELECT unique_id FROM inbox_documents")
-    recording, recorded = _in_thread(
-        "rx-2", lambda: second.record(_submission("2.25.2", receiver="rx-2"), [document])
-    )
-    if first_to_lock == "recording":
+        undoing, undone = _in_thread("rx-1", undo)
         assert pause.reached.wait(60)
-    undoing, undone = _in_thread("rx-1", lambda: first.forget("2.25.1", "stage-2.25.1-rx-1"))
-    assert pause.reached.wait(60)
-    _wait_for_a_lock(postgres_dsn, "test-rx-2" if first_to_lock == "undoing" else "test-rx-1")
+        recording, recorded = _in_thread("rx-2", record)
+        _wait_for_a_lock(postgres_dsn, "test-rx-2")
     pause.release()
     for thread in (recording, undoing):
         thread.join(60)
