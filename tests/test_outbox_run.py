@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +45,7 @@ from xdr_edge.sender.client import XdrClient
 from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import Outbox, outbox_status
 from xdr_edge.sender.outbox.journal import Journal, State
+from xdr_edge.sender.outbox.layout import OutboxLayout
 
 EXTRA_A = (
     "dr.extra@direct.practice-a.org"  # in practice-a's certificate and sender config; unbound at the HISP
@@ -405,6 +407,21 @@ def test_the_folder_of_a_practice_without_defaults_is_a_practice_folder_not_a_dr
     assert results(outbox / "failed")["alone.xml"]["code"] == "no-outbox-defaults"
     assert folder_b.is_dir() and list(folder_b.iterdir()) == []
     assert sorted(p.name for p in (outbox / "incoming").iterdir()) == ["practice-a", "practice-b"]
+
+
+def test_status_while_a_run_is_creating_the_journal_reports_an_empty_outbox(tmp_path: Path) -> None:
+    """``outbox status`` can look in the moment a starting run has made the journal file but not yet its tables
+    (the file exists, its schema version is 0): before, it failed with SQLite's "no such table: meta"."""
+    layout = OutboxLayout(tmp_path / "outbox")
+    layout.incoming.mkdir(parents=True)
+    layout.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(layout.journal_path).execute("PRAGMA auto_vacuum = INCREMENTAL").connection.close()
+    (layout.incoming / "drop-1").mkdir()
+    assert layout.journal_path.is_file()
+    status = outbox_status(layout.root)
+    assert status.counts["incoming"] == 1
+    assert all(count == 0 for state, count in status.counts.items() if state != "incoming")
+    assert status.oldest_waiting is None and not status.running
 
 
 def test_a_second_runner_on_the_same_outbox_is_refused(lab: Lab, tmp_path: Path) -> None:

@@ -107,40 +107,8 @@ def outbox_status(
     folders: frozenset[str] = frozenset()
     if layout.journal_path.is_file():
         with Journal(layout.journal_path, read_only=True) as journal:
-            folders = frozenset(journal.meta("practice_folders") or ())
-            found = journal.counts()
-            counts["claimed"] = sum(
-                found.get(s.value, 0) for s in (State.CLAIMED, State.CLAIMING, State.RETRYING)
-            )
-            counts["sending"] = found.get(State.SENDING.value, 0) + found.get(State.FINISHING.value, 0)
-            for state in (State.WAITING, State.SENT, State.FAILED):
-                counts[state.value] = found.get(state.value, 0)
-            waiting = journal.oldest(State.WAITING)
-            if waiting is not None:
-                oldest = {
-                    "drop": waiting.name,
-                    "drop_id": waiting.id,
-                    "practice": waiting.practice,
-                    "waiting_since": iso(waiting.since),
-                    "age_seconds": round(now - waiting.since),
-                    "attempts": waiting.attempts + waiting.interrupted,
-                    "next_attempt_at": iso(waiting.next_at),
-                    "last_code": waiting.last_code,
-                    "last_error": waiting.last_error,
-                }
-            errored = journal.last_error()
-            if errored is not None:
-                last = {
-                    "drop": errored.name,
-                    "drop_id": errored.id,
-                    "practice": errored.practice,
-                    "at": iso(errored.last_error_at),
-                    "state": errored.state.value,
-                    "outcome": errored.last_outcome,
-                    "code": errored.last_code,
-                    "message": errored.last_error,
-                    "where": errored.final,
-                }
+            if journal.created:
+                folders, oldest, last = _journal_status(journal, counts, now)
     counts["incoming"] = len(find_arrivals(layout.incoming, folders))
     holder = RunnerLock.holder(layout, clock=clock)
     return OutboxStatus(
@@ -152,6 +120,47 @@ def outbox_status(
         runner_host=holder.host if holder is not None else None,
         journal=layout.journal_path,
     )
+
+
+def _journal_status(
+    journal: Journal, counts: dict[str, int], now: float
+) -> tuple[frozenset[str], dict[str, Any] | None, dict[str, Any] | None]:
+    """Fill ``counts`` from the journal; the practice folders it knows, its oldest waiting drop, its last error."""
+    oldest: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    folders = frozenset(journal.meta("practice_folders") or ())
+    found = journal.counts()
+    counts["claimed"] = sum(found.get(s.value, 0) for s in (State.CLAIMED, State.CLAIMING, State.RETRYING))
+    counts["sending"] = found.get(State.SENDING.value, 0) + found.get(State.FINISHING.value, 0)
+    for state in (State.WAITING, State.SENT, State.FAILED):
+        counts[state.value] = found.get(state.value, 0)
+    waiting = journal.oldest(State.WAITING)
+    if waiting is not None:
+        oldest = {
+            "drop": waiting.name,
+            "drop_id": waiting.id,
+            "practice": waiting.practice,
+            "waiting_since": iso(waiting.since),
+            "age_seconds": round(now - waiting.since),
+            "attempts": waiting.attempts + waiting.interrupted,
+            "next_attempt_at": iso(waiting.next_at),
+            "last_code": waiting.last_code,
+            "last_error": waiting.last_error,
+        }
+    errored = journal.last_error()
+    if errored is not None:
+        last = {
+            "drop": errored.name,
+            "drop_id": errored.id,
+            "practice": errored.practice,
+            "at": iso(errored.last_error_at),
+            "state": errored.state.value,
+            "outcome": errored.last_outcome,
+            "code": errored.last_code,
+            "message": errored.last_error,
+            "where": errored.final,
+        }
+    return folders, oldest, last
 
 
 @dataclass(frozen=True)

@@ -262,9 +262,13 @@ class Journal:
             ) from exc
         self._lock = threading.RLock()
         if read_only:
-            self._check_version(self._version())
+            version = self._version()
+            self._check_version(version)
+            # schema 0: a run is creating this journal at this moment (it has no tables yet), nothing to read
+            self.created = version > 0
         else:
             self._migrate()
+            self.created = True
 
     def close(self) -> None:
         with self._lock:
