@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import signal
 import subprocess
@@ -208,7 +209,9 @@ def _client(cluster: Cluster, count: int, log: list[tuple[Submission, Answer | s
         outcome: Answer | str
         try:
             outcome = post(connection, item)
-        except (OSError, ConnectionError) as exc:  # the request's fate is unknown to this client
+        # the request's fate is unknown to this client: the connection broke, or broke mid-answer (the receiver
+        # died after its answer's head went out, and nginx cut the body short: IncompleteRead)
+        except (OSError, http.client.HTTPException) as exc:
             outcome = type(exc).__name__
             connection.close()
             connection = cluster.connect()
