@@ -534,10 +534,15 @@ class XdrClient:
 
     def _build(self, submission: Submission) -> OutgoingRequest:
         """A fresh request (new MessageID); a document whose size no longer matches its metadata is found here,
-        by ``os.stat``, before anything is sent."""
+        by ``os.stat``, before anything is sent. The submission passed :meth:`_preflight`, whose
+        ``check_xml_text`` the metadata writer need not repeat."""
         try:
             return build_request(
-                submission, endpoint=self.endpoint, placement=self.placement, writer=self._writer
+                submission,
+                endpoint=self.endpoint,
+                placement=self.placement,
+                writer=self._writer,
+                text_checked=True,
             )
         except LocalProtocolError as exc:
             if exc.code == "document-changed":
