@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from xdr_edge.protocol.metadata import MetadataTemplates
 from xdr_edge.protocol.model import (
     Association,
     Author,
@@ -246,3 +247,49 @@ def test_the_same_submission_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     after = _normalised(build_request(first, endpoint=ENDPOINT, message_id=MESSAGE_ID, writer=writer))
     assert before == after
     _compare("request-xds-top-level.bin", after)  # the same case as the parametrized one
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_templates_give_the_pinned_bytes(case: str, tmp_path: Path) -> None:
+    """A sender's MetadataTemplates copy the parts that repeat between messages: the first message fills them,
+    the next ones copy them, and every one is byte for byte the pinned request, also after other submissions
+    used the same templates."""
+    spec = dict(CASES[case])
+    count = spec.pop("count")
+    placement = spec.pop("placement")
+    submission = _submission(documents=_documents(tmp_path, count), **spec)  # type: ignore[arg-type]
+    templates = MetadataTemplates()
+    writer = RequestEnvelopeWriter()
+    for other in (None, *CASES):
+        if other is not None and other != case:
+            theirs = dict(CASES[other])
+            their_count = theirs.pop("count")
+            theirs.pop("placement")
+            (tmp_path / other).mkdir(exist_ok=True)
+            made = _submission(documents=_documents(tmp_path / other, their_count), **theirs)  # type: ignore[arg-type]
+            build_request(made, endpoint=ENDPOINT, templates=templates, writer=writer)
+        request = build_request(
+            submission,
+            endpoint=ENDPOINT,
+            message_id=MESSAGE_ID,
+            placement=placement,
+            writer=writer,
+            templates=templates,
+            text_checked=True,
+        )
+        _compare(f"request-{case}.bin", _normalised(request))
+
+
+def test_a_full_template_store_starts_again() -> None:
+    """Past its capacity the store drops what it holds and goes on: bounded memory, the same bytes."""
+    submission = _submission(level=MetadataLevel.XDS, documents=(None,), direct_to=())
+    expected = build_request(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID)
+    templates = MetadataTemplates(capacity=3)
+    for _ in range(3):
+        request = build_request(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID, templates=templates)
+        assert b"".join(request.body).replace(
+            request.body.boundary.encode(), expected.body.boundary.encode()
+        ).replace(request.body.root_content_id.encode(), expected.body.root_content_id.encode()) == b"".join(
+            expected.body
+        )
+        assert len(templates._items) <= 3
