@@ -79,6 +79,10 @@ class MetadataTemplates:
         self._capacity = capacity
         self._items: dict[Hashable, etree._Element] = {}
 
+    def __len__(self) -> int:
+        """How many templates are held (at most ``capacity``)."""
+        return len(self._items)
+
     def copy_of(self, key: Hashable, ids: _Ids, write: Callable[[etree._Element], None]) -> etree._Element:
         """A copy of the template for ``key`` (with the parent's id and the upcoming id number added to it),
         written by ``write`` (which uses up one id of ``ids``) into a holder of its own the first time."""
