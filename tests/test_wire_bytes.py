@@ -14,6 +14,7 @@ and review the diff.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -301,3 +302,29 @@ def test_a_full_template_store_starts_again() -> None:
             expected.body
         )
         assert 0 < len(templates) <= 3
+
+
+def test_uuid_entry_ids_are_written_not_kept(tmp_path: Path) -> None:
+    """Objects named by ``urn:uuid:`` ids belong to one submission: their parts are written each time and never
+    fill the store, and the bytes are those written without templates."""
+    symbolic = CASES["xds-top-level"].submission(tmp_path)
+    renamed = {"SubmissionSet01": "urn:uuid:0a0b0c0d-0000-4000-8000-000000000001"}
+    for index, entry in enumerate(symbolic.document_entries, start=2):
+        renamed[entry.entry_id] = f"urn:uuid:0a0b0c0d-0000-4000-8000-00000000000{index}"
+    submission = dataclasses.replace(
+        symbolic,
+        submission_set=dataclasses.replace(symbolic.submission_set, entry_id=renamed["SubmissionSet01"]),
+        document_entries=tuple(
+            dataclasses.replace(e, entry_id=renamed[e.entry_id]) for e in symbolic.document_entries
+        ),
+        associations=tuple(
+            dataclasses.replace(a, source=renamed[a.source], target=renamed[a.target])
+            for a in symbolic.associations
+        ),
+    )
+    templates = MetadataTemplates()
+    plain = _normalised(build_request(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID))
+    for _ in range(2):
+        copied = build_request(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID, templates=templates)
+        assert _normalised(copied) == plain
+    assert len(templates) == 0

@@ -108,8 +108,12 @@ def _write_repeated(
     ids: _Ids,
     write: Callable[[etree._Element], None],
 ) -> None:
-    """``write(parent)``, or a copy of the template for ``key`` appended to ``parent``."""
-    if templates is None:
+    """``write(parent)``, or a copy of the template for ``key`` appended to ``parent``.
+
+    An object whose id is a UUID (``urn:uuid:``) is written directly: a UUID names one registry object of one
+    submission (ebRIM 3.0), so nothing keyed by it comes again, and keeping it would only crowd out what does
+    (symbolic ids such as ``Document01`` are local to a submission and repeat in every one)."""
+    if templates is None or ids.parent_id.startswith("urn:uuid:"):
         write(parent)
     else:
         parent.append(templates.copy_of(key, ids, write))
@@ -289,7 +293,7 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
         _write_repeated(
             eo,
             templates,
-            author,
+            (ns.DE_AUTHOR, author),
             ids,
             functools.partial(_write_author, scheme=ns.DE_AUTHOR, author=author, ids=ids),
         )
@@ -338,7 +342,7 @@ def _write_submission_set(
         _write_repeated(
             pkg,
             templates,
-            author,
+            (ns.SS_AUTHOR, author),
             ids,
             functools.partial(_write_author, scheme=ns.SS_AUTHOR, author=author, ids=ids),
         )
