@@ -389,23 +389,15 @@ def _texts(value: object, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _collect(value: object, out: list[str]) -> None:
-    """Every string in ``value``, appended to ``out`` (the fast pass: no paths). The strings and the ``None``s
-    among the children are handled here rather than by a call each: they are most of a submission's values."""
+    """Every string in ``value``, appended to ``out`` (the fast pass: no paths)."""
     if isinstance(value, str):
         out.append(value)
-        return
-    if isinstance(value, tuple):
-        children: Iterable[object] = value
+    elif isinstance(value, tuple):
+        for item in value:
+            _collect(item, out)
     else:
-        names = getattr(type(value), "__dataclass_fields__", None)
-        if not names:
-            return
-        children = [getattr(value, name) for name in names]
-    for child in children:
-        if isinstance(child, str):
-            out.append(child)
-        elif child is not None:
-            _collect(child, out)
+        for name in getattr(type(value), "__dataclass_fields__", None) or ():
+            _collect(getattr(value, name), out)
 
 
 def check_xml_text(submission: Submission) -> None:
