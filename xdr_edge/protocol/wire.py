@@ -39,7 +39,7 @@ from xdr_edge.protocol.codes import METADATA_ERROR, MISSING_DOCUMENT, MISSING_DO
 from xdr_edge.protocol.errors import LimitExceeded, RemoteProtocolError
 from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.mediatype import MediaType
-from xdr_edge.protocol.metadata import read_submit_objects, write_submit_objects
+from xdr_edge.protocol.metadata import MetadataTemplates, read_submit_objects, write_submit_objects
 from xdr_edge.protocol.model import Document, MetadataLevel, Submission
 from xdr_edge.protocol.mtom import (
     MtomBody,
@@ -106,12 +106,16 @@ def build_request(
     message_id: str | None = None,
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
     writer: RequestEnvelopeWriter | None = None,
+    text_checked: bool = False,
+    templates: MetadataTemplates | None = None,
 ) -> OutgoingRequest:
     """Build the MTOM request for ``submission``. Each document becomes one MIME part whose bytes are re-checked
     against the entry's declared hash and size while streaming (:class:`~xdr_edge.protocol.mtom.MtomPart`).
 
     ``writer`` renders the envelope; a sender passes the one it keeps (building one parses the WSDL), one-off
-    callers leave it out."""
+    callers leave it out. ``text_checked``: the caller ran :func:`~xdr_edge.protocol.metadata.check_xml_text`
+    on ``submission`` already; ``templates``: the sender's :class:`~xdr_edge.protocol.metadata.MetadataTemplates`
+    (both: see :func:`~xdr_edge.protocol.metadata.write_submit_objects`)."""
     message_id = message_id or new_message_id()
     refs: list[DocumentRef] = []
     parts: list[MtomPart] = []
@@ -136,6 +140,8 @@ def build_request(
         documents=refs,
         placement=placement,
         writer=writer,
+        text_checked=text_checked,
+        templates=templates,
     )
     return OutgoingRequest(
         message_id=message_id, endpoint=endpoint, submission=submission, body=MtomBody(root, parts)
@@ -155,11 +161,14 @@ def request_envelope(
     documents: Sequence[DocumentRef],
     placement: LevelPlacement = LevelPlacement.TOP_LEVEL,
     writer: RequestEnvelopeWriter | None = None,
+    text_checked: bool = False,
+    templates: MetadataTemplates | None = None,
 ) -> bytes:
     """The ITI-41 envelope of ``submission`` (metadata, WS-A, the address block with everything it carries,
-    metadata-level) with ``documents`` as its ``xdsb:Document`` slots: the one place a Submission becomes one."""
+    metadata-level) with ``documents`` as its ``xdsb:Document`` slots: the one place a Submission becomes one.
+    ``text_checked`` and ``templates`` as for :func:`build_request`."""
     return build_request_envelope(
-        submit_objects=write_submit_objects(submission),
+        submit_objects=write_submit_objects(submission, text_checked=text_checked, templates=templates),
         documents=documents,
         to=endpoint,
         message_id=message_id,

@@ -47,7 +47,7 @@ from xdr_edge.protocol.errors import (
     ValidationFailed,
 )
 from xdr_edge.protocol.findings import Finding
-from xdr_edge.protocol.metadata import check_xml_text
+from xdr_edge.protocol.metadata import MetadataTemplates, check_xml_text
 from xdr_edge.protocol.model import Submission
 from xdr_edge.protocol.mtom import MtomBody
 from xdr_edge.protocol.response import RegistryErrorEntry
@@ -320,8 +320,10 @@ class XdrClient:
             )
         self._pool = SessionPool(self.ca_bundle, connections_per_practice=connections_per_practice)
         # What does not change from one message to the next is built once per client: the parsed WSDL (the
-        # envelope writer) and, per practice, the TLS session and its connections (the pool).
+        # envelope writer), the metadata that repeats between messages (templates) and, per practice, the TLS
+        # session and its connections (the pool).
         self._writer = RequestEnvelopeWriter()
+        self._templates = MetadataTemplates()
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> XdrClient:
@@ -534,10 +536,16 @@ class XdrClient:
 
     def _build(self, submission: Submission) -> OutgoingRequest:
         """A fresh request (new MessageID); a document whose size no longer matches its metadata is found here,
-        by ``os.stat``, before anything is sent."""
+        by ``os.stat``, before anything is sent. The submission passed :meth:`_preflight`, whose
+        ``check_xml_text`` the metadata writer need not repeat."""
         try:
             return build_request(
-                submission, endpoint=self.endpoint, placement=self.placement, writer=self._writer
+                submission,
+                endpoint=self.endpoint,
+                placement=self.placement,
+                writer=self._writer,
+                text_checked=True,
+                templates=self._templates,
             )
         except LocalProtocolError as exc:
             if exc.code == "document-changed":

@@ -5,7 +5,13 @@ Imports only from :mod:`xdr_edge.protocol`.
 
 from __future__ import annotations
 
-__all__ = ["MetadataRead", "check_xml_text", "read_submit_objects", "write_submit_objects"]
+__all__ = [
+    "MetadataRead",
+    "MetadataTemplates",
+    "check_xml_text",
+    "read_submit_objects",
+    "write_submit_objects",
+]
 
 from xdr_edge.protocol.metadata.reader import MetadataRead, read_submit_objects
-from xdr_edge.protocol.metadata.writer import check_xml_text, write_submit_objects
+from xdr_edge.protocol.metadata.writer import MetadataTemplates, check_xml_text, write_submit_objects

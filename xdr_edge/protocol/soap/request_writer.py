@@ -16,7 +16,7 @@ __all__ = ["RequestEnvelopeWriter", "build_request_envelope", "wsdl_path"]
 import base64
 import copy
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -133,6 +133,13 @@ def _request_headers(
         _header(header, ns.DIRECT, "metadata-level", level.value)
 
 
+#: _request_headers writes wsa:To first, then wsa:MessageID: where a headed skeleton's MessageID is.
+_MESSAGE_ID_INDEX: Final = 1
+_MESSAGE_ID_PLACEHOLDER: Final = "urn:uuid:00000000-0000-0000-0000-000000000000"
+#: Headed skeletons one writer keeps (one per endpoint, sender addresses and level in use).
+_HEADED_CAPACITY: Final = 64
+
+
 def _check_request_args(documents: Sequence[DocumentRef], to: str, message_id: str) -> None:
     if not to.strip():
         raise LocalProtocolError("wsa:To must be the recipient's endpoint URL; got an empty string")
@@ -201,6 +208,47 @@ class RequestEnvelopeWriter:
         request.remove(slot)
         self._skeleton = skeleton
         self._slot = slot
+        # The skeleton with its SOAP header written, per header content but the MessageID (a sender's headers
+        # are the same from one message to the next: its endpoint, the practice's addresses, the level). Each
+        # is a copy of the skeleton with the headers _request_headers writes, never changed once stored; a
+        # message copies one and sets its MessageID. Bounded: past _HEADED_CAPACITY all are dropped.
+        self._headed: dict[Hashable, etree._Element] = {}
+
+    def _headed_skeleton(
+        self,
+        *,
+        to: str,
+        message_id: str,
+        direct_from: DirectAddress | None,
+        direct_to: Sequence[DirectAddress],
+        level: MetadataLevel | None,
+        placement: LevelPlacement,
+        final_destination_delivery: bool,
+    ) -> etree._Element:
+        """A copy of the skeleton with every request header written and ``message_id`` as the MessageID."""
+        key = (to, direct_from, tuple(direct_to), level, placement, final_destination_delivery)
+        template = self._headed.get(key)
+        if template is None:
+            template = copy.copy(self._skeleton)
+            _request_headers(
+                template[0],
+                to=to,
+                message_id=_MESSAGE_ID_PLACEHOLDER,
+                direct_from=direct_from,
+                direct_to=direct_to,
+                level=level,
+                placement=placement,
+                final_destination_delivery=final_destination_delivery,
+            )
+            if len(self._headed) >= _HEADED_CAPACITY:
+                self._headed.clear()
+            self._headed[key] = template
+        # No lock: a template is never changed once stored, and copying an lxml tree is one call into lxml that
+        # keeps the interpreter lock throughout, so no other thread runs in the middle of it. copy.copy: lxml's
+        # __copy__ copies the whole subtree, as __deepcopy__ does, without the copy module's memo dictionary.
+        envelope = copy.copy(template)
+        envelope[0][_MESSAGE_ID_INDEX].text = message_id
+        return envelope
 
     def write(
         self,
@@ -227,12 +275,7 @@ class RequestEnvelopeWriter:
         if (tag.namespace, tag.localname) != (ns.LCM, "SubmitObjectsRequest"):
             raise LocalProtocolError(f"expected lcm:SubmitObjectsRequest, got {tag.text}")
         _check_request_args(documents, to, message_id)
-        # No lock: the skeleton is never changed after __init__, and copying an lxml tree is one call into
-        # lxml that keeps the interpreter lock throughout, so no other thread runs in the middle of it.
-        envelope = copy.deepcopy(self._skeleton)
-        slots = [copy.deepcopy(self._slot) for _ in documents]
-        _request_headers(
-            envelope[0],
+        envelope = self._headed_skeleton(
             to=to,
             message_id=message_id,
             direct_from=direct_from,
@@ -241,6 +284,7 @@ class RequestEnvelopeWriter:
             placement=placement,
             final_destination_delivery=final_destination_delivery,
         )
+        slots = [copy.copy(self._slot) for _ in documents]  # the same: never changed, only copied
         request = envelope[1][0]
         request.replace(request[0], submit_objects if adopt else copy.deepcopy(submit_objects))
         for slot, doc in zip(slots, documents, strict=True):
