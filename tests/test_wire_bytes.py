@@ -14,9 +14,11 @@ and review the diff.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,3 +330,36 @@ def test_uuid_entry_ids_are_written_not_kept(tmp_path: Path) -> None:
         copied = build_request(submission, endpoint=ENDPOINT, message_id=MESSAGE_ID, templates=templates)
         assert _normalised(copied) == plain
     assert len(templates) == 0
+
+
+def test_threads_sharing_templates_and_a_writer_all_get_the_pinned_bytes(tmp_path: Path) -> None:
+    """An XdrClient is shared by threads, and so are its templates and its envelope writer: eight threads
+    building every case at once, over and over (templates filled, copied and, at a small capacity, dropped while
+    others copy them), each get byte for byte the pinned requests."""
+    templates = MetadataTemplates(capacity=16)
+    writer = RequestEnvelopeWriter()
+    made = {case: spec.submission(tmp_path / case) for case, spec in CASES.items()}
+    expected = {case: (GOLDEN / f"request-{case}.bin").read_bytes() for case in CASES}
+    start = threading.Barrier(8)
+
+    def build_all(worker: int) -> list[str]:
+        start.wait(30)
+        wrong: list[str] = []
+        for round_ in range(25):
+            for case in sorted(CASES)[worker % len(CASES) :] + sorted(CASES)[: worker % len(CASES)]:
+                request = build_request(
+                    made[case],
+                    endpoint=ENDPOINT,
+                    message_id=MESSAGE_ID,
+                    placement=CASES[case].placement,
+                    writer=writer,
+                    templates=templates,
+                    text_checked=True,
+                )
+                if _normalised(request) != expected[case]:
+                    wrong.append(f"worker {worker} round {round_}: {case}")
+        return wrong
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        wrong = [w for found in pool.map(build_all, range(8)) for w in found]
+    assert wrong == []
