@@ -243,6 +243,19 @@ def _write_external_id(parent: etree._Element, scheme: str, value: str, ids: _Id
     _write_localized(ext, "Name", EXT_ID_NAMES[scheme])
 
 
+def _write_authors(
+    parent: etree._Element,
+    scheme: str,
+    authors: Iterable[Author],
+    ids: _Ids,
+    templates: MetadataTemplates | None,
+) -> None:
+    """One author classification per author (``scheme``: the entry's or the submission set's), in order."""
+    for author in authors:
+        write = functools.partial(_write_author, scheme=scheme, author=author, ids=ids)
+        _write_repeated(parent, templates, (scheme, author), ids, write)
+
+
 def _write_node_next(
     parent: etree._Element, node: str, ids: _Ids, templates: MetadataTemplates | None
 ) -> None:
@@ -289,14 +302,7 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
         _write_slot(eo, name, values)
     _write_localized(eo, "Name", entry.title)
     _write_localized(eo, "Description", entry.comments)
-    for author in entry.authors:
-        _write_repeated(
-            eo,
-            templates,
-            (ns.DE_AUTHOR, author),
-            ids,
-            functools.partial(_write_author, scheme=ns.DE_AUTHOR, author=author, ids=ids),
-        )
+    _write_authors(eo, ns.DE_AUTHOR, entry.authors, ids, templates)
     coded: list[tuple[str, Code | None]] = [
         (ns.DE_CLASS_CODE, entry.class_code),
         *((ns.DE_CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
@@ -338,14 +344,7 @@ def _write_submission_set(
         _write_slot(pkg, name, values)
     _write_localized(pkg, "Name", ss.title)
     _write_localized(pkg, "Description", ss.comments)
-    for author in ss.authors:
-        _write_repeated(
-            pkg,
-            templates,
-            (ns.SS_AUTHOR, author),
-            ids,
-            functools.partial(_write_author, scheme=ns.SS_AUTHOR, author=author, ids=ids),
-        )
+    _write_authors(pkg, ns.SS_AUTHOR, ss.authors, ids, templates)
     code = ss.content_type_code
     if code is not None:
         write = functools.partial(_write_code, scheme=ns.SS_CONTENT_TYPE_CODE, code=code, ids=ids)
