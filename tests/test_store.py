@@ -446,19 +446,21 @@ def _crash_before(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
         monkeypatch.setattr(Inbox, "_rename_into_place", die)
 
 
+def _crash_storing(monkeypatch: pytest.MonkeyPatch, inbox: Inbox, submission: Submission, step: str) -> None:
+    """Store ``submission`` in ``inbox``, dying just before ``step`` as a killed process would."""
+    with monkeypatch.context() as patch:
+        _crash_before(patch, step)
+        with pytest.raises(Crash):
+            _store(inbox, submission)
+
+
 def test_recovery_moves_a_recorded_submission_into_place_and_removes_an_unrecorded_one(
     open_inbox: OpenInbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inbox = open_inbox()
     recorded, unrecorded = _submission(), _submission(Document.from_bytes(sample_pdf(), name="r.pdf"))
-    with monkeypatch.context() as patch:
-        _crash_before(patch, "move")
-        with pytest.raises(Crash):
-            _store(inbox, recorded)
-    with monkeypatch.context() as patch:
-        _crash_before(patch, "record")
-        with pytest.raises(Crash):
-            _store(inbox, unrecorded)
+    _crash_storing(monkeypatch, inbox, recorded, "move")
+    _crash_storing(monkeypatch, inbox, unrecorded, "record")
     (inbox.spool_dir / "xdr-mtom-1.part").write_bytes(b"half a part")
     assert len(_staged(inbox)) == 2 and _final_dirs(inbox) == []
     # meanwhile a copy of the recorded one is a duplicate: it was committed, the sender may rely on that
@@ -481,10 +483,7 @@ def test_recovery_touches_only_its_own_working_area(
     """Two receivers sharing one inbox directory: one restarting must not take the other's work in progress
     (its staging directory, its spooled parts) for leftovers."""
     first, second = open_inbox(receiver="rx-1"), open_inbox(receiver="rx-2")
-    with monkeypatch.context() as patch:
-        _crash_before(patch, "record")
-        with pytest.raises(Crash):
-            _store(second, _submission())
+    _crash_storing(monkeypatch, second, _submission(), "record")
     (second.spool_dir / "xdr-mtom-7.part").write_bytes(b"arriving")
     assert first.recover().removed == 0
     assert len(_staged(second)) == 1 and len(list(second.spool_dir.iterdir())) == 1

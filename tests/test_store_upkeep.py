@@ -25,8 +25,7 @@ import pytest
 
 from tests.conftest import OpenInbox
 from tests.test_store import (
-    Crash,
-    _crash_before,
+    _crash_storing,
     _final_dirs,
     _staged,
     _store,
@@ -202,14 +201,8 @@ def _crashed_receiver(open_inbox: OpenInbox, monkeypatch: pytest.MonkeyPatch) ->
     dead = open_inbox(receiver="rx-2")
     dead.recover()
     recorded, unrecorded = _submission(), _submission()
-    with monkeypatch.context() as patch:
-        _crash_before(patch, "move")
-        with pytest.raises(Crash):
-            _store(dead, recorded)
-    with monkeypatch.context() as patch:
-        _crash_before(patch, "record")
-        with pytest.raises(Crash):
-            _store(dead, unrecorded)
+    _crash_storing(monkeypatch, dead, recorded, "move")
+    _crash_storing(monkeypatch, dead, unrecorded, "record")
     (dead.spool_dir / "xdr-mtom-3.part").write_bytes(b"half a part")
     dead.close()
     _left_by_a_dead_process(dead)
