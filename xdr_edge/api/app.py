@@ -62,14 +62,13 @@ from xdr_edge.protocol.errors import ConfigurationError, StoreError
 from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.admission import PracticeSlots
+from xdr_edge.receiver.deadlines import BODY_DEADLINE_KEY
 from xdr_edge.receiver.wsgi import content_length, status_line
 
 log = logging.getLogger("xdr_edge.api")
 
 StartResponse = Callable[..., Any]
 _BUSY_RETRY_SECONDS = 1
-#: The environ entry our server offers for a total deadline on the body (receiver/deadlines.py).
-_BODY_DEADLINE = "xdr_edge.body_deadline"
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ class ApiApp:
         self._take(
             call, self._addresses, str(environ.get("REMOTE_ADDR", "")), "client-busy", "this client address"
         )
-        deadline = environ.get(_BODY_DEADLINE)
+        deadline = environ.get(BODY_DEADLINE_KEY)
         if callable(deadline):
             call.deadline = deadline
             deadline(self.options.body_timeout)  # until the caller is known

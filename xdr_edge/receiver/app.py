@@ -64,7 +64,7 @@ from xdr_edge.protocol.wire import (
 )
 from xdr_edge.protocol.xml import DEFAULT_XML_BUDGET, XmlBudget
 from xdr_edge.receiver.admission import PracticeSlots
-from xdr_edge.receiver.deadlines import UploadTooSlow
+from xdr_edge.receiver.deadlines import BODY_DEADLINE_KEY, UploadTooSlow
 from xdr_edge.receiver.store import (
     OUTCOME_UNKNOWN,
     DocumentConflict,
@@ -247,7 +247,7 @@ class XdrEdgeApp:
             )
             # Only the first bytes are read, for the MessageID the fault relates to: bounded in bytes, and in
             # time (a client that sends a little and waits must not delay its refusal by the upload pacing).
-            deadline = environ.get(_BODY_DEADLINE)
+            deadline = environ.get(BODY_DEADLINE_KEY)
             if callable(deadline):
                 deadline(_SALVAGE_SECONDS)
             relates_to = message_id_of_unread(
@@ -551,8 +551,6 @@ class XdrEdgeApp:
         return reply
 
 
-#: The WSGI environ entry our server offers to bound the time an app's reads may take in all (server.py).
-_BODY_DEADLINE = "xdr_edge.body_deadline"
 #: How long a request refused before its body is read may take to show the first bytes of its body (for the
 #: MessageID its fault relates to).
 _SALVAGE_SECONDS = 2.0

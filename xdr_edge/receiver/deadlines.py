@@ -21,7 +21,7 @@ in the connection's own buffer, so a stream can be dropped at any time without l
 
 from __future__ import annotations
 
-__all__ = ["HeaderStream", "HeadersTooSlow", "PacedStream", "UploadTooSlow"]
+__all__ = ["BODY_DEADLINE_KEY", "HeaderStream", "HeadersTooSlow", "PacedStream", "UploadTooSlow"]
 
 import functools
 import sys
@@ -30,6 +30,9 @@ from collections.abc import Callable
 from typing import Any
 
 _PIECE = 64 * 1024  # the most one read asks of the connection when the caller did not say
+
+#: The WSGI environ key under which the server offers :meth:`PacedStream.limit_total` to the application.
+BODY_DEADLINE_KEY = "xdr_edge.body_deadline"
 
 
 class UploadTooSlow(TimeoutError):

@@ -50,7 +50,13 @@ from cheroot.ssl import Adapter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from xdr_edge.protocol.errors import CertificateError, ConfigurationError, LimitExceeded, RemoteProtocolError
-from xdr_edge.receiver.deadlines import HeadersTooSlow, HeaderStream, PacedStream, UploadTooSlow
+from xdr_edge.receiver.deadlines import (
+    BODY_DEADLINE_KEY,
+    HeadersTooSlow,
+    HeaderStream,
+    PacedStream,
+    UploadTooSlow,
+)
 from xdr_edge.tls import server_ssl_context
 
 log = logging.getLogger("xdr_edge.receiver.server")
@@ -252,13 +258,18 @@ _SINGLE_FIELDS = frozenset({b"Content-Length", b"Host"})
 
 
 class _SingleValuedFields(dict[bytes, bytes]):
-    """The header dict cheroot's reader fills, refusing a second value of a field in :data:`_SINGLE_FIELDS`
-    (cheroot answers the ValueError with 400 and the message)."""
+    """The header dict cheroot's reader fills, refusing a second value of a field in :data:`_SINGLE_FIELDS` and
+    a Content-Length that is not all digits (cheroot answers the ValueError with 400 and the message, and
+    closes the connection)."""
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         if key in _SINGLE_FIELDS and key in self:
             name = key.decode("ascii", "replace")
             raise ValueError(f"the request has more than one {name} header field (RFC 9112)")
+        if key == b"Content-Length" and not _DIGITS.fullmatch(value):
+            # Python's int() takes "+5", "1_000" and " 5 "; RFC 9110 §8.6 allows digits only, and a proxy in
+            # front that frames such a request differently from us would let one request smuggle another.
+            raise ValueError("Content-Length must be a number of digits (RFC 9110 8.6)")
         super().__setitem__(key, value)
 
 
@@ -292,15 +303,6 @@ class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-
         conn.rfile = HeaderStream(raw, conn.socket, timeout=self.header_timeout, idle=idle)
         try:
             super().parse_request()
-            length = self.inheaders.get(b"Content-Length") if self.ready else None
-            if length is not None and not _DIGITS.fullmatch(length):
-                # Python's int() takes "+5", "1_000" and " 5 "; RFC 9110 §8.6 allows digits only, and a proxy in
-                # front that frames such a request differently from us would let one request smuggle another.
-                self.close_connection = True
-                self.simple_response(
-                    "400 Bad Request", "Content-Length must be a number of digits (RFC 9110 8.6)"
-                )
-                self.ready = False
         except HeadersTooSlow as exc:
             self.ready = False
             self.close_connection = True
@@ -405,11 +407,6 @@ class _ChunkedBody:
         if not line:
             raise StopIteration
         return line
-
-    def drain(self) -> None:
-        """Read (and discard) the rest of the body, so that the next request on the connection starts right."""
-        while self.read(_PIECE):
-            pass
 
     # -- framing (RFC 9112 §7.1) ------------------------------------------------------------------------------
 
@@ -532,7 +529,7 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
         elif isinstance(req.rfile, cheroot_server.KnownLengthRFile):
             req.rfile.rfile = paced  # cheroot's length accounting, our paced reads underneath
         env: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
-        env["xdr_edge.body_deadline"] = paced.limit_total  # for an app's reads before it knows the caller
+        env[BODY_DEADLINE_KEY] = paced.limit_total  # for an app's reads before it knows the caller
         if req.chunked_read and env.pop("CONTENT_LENGTH", None) is not None:
             # Both framings: Transfer-Encoding wins, and the connection must not be reused (RFC 9112 §6.1)
             req.close_connection = True
@@ -561,21 +558,11 @@ class _ClosingGateway(wsgi.Gateway_10):  # type: ignore[misc,unused-ignore]  # c
             if not req.chunked_write and self.linger_seconds > 0:
                 self._discard_unread_body()
             return
-        if isinstance(req.rfile, _ChunkedBody) and not req.rfile.finished:
-            self._finish_chunked_body(req.rfile)
         try:
             # the body's pacing (which shortens the socket timeout) is over: keep-alive waits as usual
             req.conn.socket.settimeout(req.server.timeout)
         except OSError:
             pass
-
-    def _finish_chunked_body(self, body: _ChunkedBody) -> None:
-        """The app answered without reading the whole chunked body and the connection stays open: read the
-        rest (within the size limit), or close the connection when that fails."""
-        try:
-            body.drain()
-        except (OSError, RemoteProtocolError):
-            self.req.close_connection = True
 
     def _discard_unread_body(self) -> None:
         req = self.req
