@@ -132,10 +132,10 @@ def _values(path: Path) -> dict[str, Any]:
         "max_requests_per_address": api.integer("max_requests_per_address", 1),
         "max_requests_per_application": api.integer("max_requests_per_application", 1),
         "max_requests_per_account": api.integer("max_requests_per_account", 1),
-        "endpoint": sender.string("endpoint"),
+        "endpoint": sender.text("endpoint"),
         "ca_bundle": sender.path("ca_bundle"),
         "timeout_seconds": sender.number("timeout_seconds"),
-        "metadata_level": sender.string("metadata_level"),
+        "metadata_level": sender.text("metadata_level"),
     }
     if values["metadata_level"] is not None:
         try:

@@ -179,14 +179,6 @@ class SettingsTable(TableReader):
     def check_keys(self, allowed: frozenset[str] | None = None) -> None:
         self.refuse_unknown(_SECTIONS[self.name] if allowed is None else allowed)
 
-    def string(self, key: str) -> str | None:
-        value = self.table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, "must be a non-empty string")
-        return value.strip()
-
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.table.get(key)
         if value is None:
@@ -226,7 +218,7 @@ class SettingsTable(TableReader):
         return value
 
     def path(self, key: str) -> Path | None:
-        text = self.string(key)
+        text = self.text(key)
         return None if text is None else self.resolve(text)
 
     def paths(self, key: str) -> tuple[Path, ...] | None:
@@ -239,7 +231,7 @@ class SettingsTable(TableReader):
 
     def registry(self, key: str) -> str | None:
         """A registry URL; a relative SQLite file is made absolute against the file's directory."""
-        text = self.string(key)
+        text = self.text(key)
         if text is None or is_postgresql_url(text):
             return text
         try:
@@ -288,15 +280,15 @@ def _values_from_file(path: Path) -> dict[str, Any]:
         "max_xml_nodes": receiver.integer("max_xml_nodes", 100),
         "registry": receiver.registry("registry"),
         "inbox": receiver.path("inbox"),
-        "receiver_name": receiver.string("name"),
-        "hook": receiver.string("hook"),
-        "path": receiver.string("path"),
+        "receiver_name": receiver.text("name"),
+        "hook": receiver.text("hook"),
+        "path": receiver.text("path"),
         "understood_headers": receiver.strings("understood_headers"),
         "intermediates": receiver.path("intermediates"),
         "behind_proxy": proxy.boolean("enabled"),
         "trusted_proxies": proxy.strings("trusted"),
-        "proxy_cert_header": proxy.string("cert_header"),
-        "proxy_verify_header": proxy.string("verify_header"),
+        "proxy_cert_header": proxy.text("cert_header"),
+        "proxy_verify_header": proxy.text("verify_header"),
     }
     if values["path"] is not None and not values["path"].startswith("/"):
         raise receiver.error("path", "must start with '/'")
@@ -306,7 +298,7 @@ def _values_from_file(path: Path) -> dict[str, Any]:
 def server_values(server: SettingsTable) -> dict[str, Any]:
     """The ``[server]`` table as override names (None where absent)."""
     return {
-        "host": server.string("host"),
+        "host": server.text("host"),
         "port": server.integer("port", 0, 65535),
         "cert": server.path("cert"),
         "key": server.path("key"),
