@@ -298,6 +298,9 @@ def status(directory: Path, as_json: bool, full: bool, state_dir: Path | None) -
 
 
 def _print_status(found: OutboxStatus, full: bool) -> None:
+    """The text form of :meth:`OutboxStatus.as_dict`: what it leaves out without ``full`` (drop names and
+    messages, which may carry PHI) is printed only where it is present."""
+    shown = found.as_dict(full=full)
     if found.runner_pid is None:
         running = "not running"
     elif found.runner_host is not None and found.runner_host != socket.gethostname():
@@ -307,21 +310,21 @@ def _print_status(found: OutboxStatus, full: bool) -> None:
     click.echo(f"outbox {found.directory}: {running}")
     for state in STATUS_STATES:
         click.echo(f"  {state + ':':<10}{found.counts[state]:>8}")
-    oldest = found.oldest_waiting
+    oldest = shown["oldest_waiting"]
     if oldest is not None:
-        who = f"{oldest['drop']} ({oldest['drop_id']})" if full else oldest["drop_id"]
+        who = f"{oldest['drop']} ({oldest['drop_id']})" if "drop" in oldest else oldest["drop_id"]
         click.echo(
             f"oldest waiting: {who} since {oldest['waiting_since']} ({oldest['attempts']} attempts, "
             f"next {oldest['next_attempt_at']}): {oldest['last_code']}"
-            + (f": {oldest['last_error']}" if full else "")
+            + (f": {oldest['last_error']}" if "last_error" in oldest else "")
         )
-    last = found.last_error
+    last = shown["last_error"]
     if last is not None:
-        who = f"{last['drop']} ({last['drop_id']})" if full else last["drop_id"]
-        where = f" ({last['where']})" if full and last["where"] else ""
+        who = f"{last['drop']} ({last['drop_id']})" if "drop" in last else last["drop_id"]
+        where = f" ({last['where']})" if last.get("where") else ""
         click.echo(
             f"last error: {last['at']} {who}{where}: {last['code'] or last['outcome']}"
-            + (f": {last['message']}" if full else "")
+            + (f": {last['message']}" if "message" in last else "")
         )
 
 

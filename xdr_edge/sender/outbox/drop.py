@@ -293,6 +293,7 @@ def _shown(name: str) -> str:
 
 def _checked_documents(root: Path, names: list[str], manifest: str) -> tuple[str, ...]:
     seen: set[str] = set()
+    resolved_root = root.resolve()  # the drop's own folder, already walked by _check_tree
     for index, name in enumerate(names):
         where = f"{manifest}:documents[{index}]"
         pure = PurePosixPath(name)
@@ -308,9 +309,9 @@ def _checked_documents(root: Path, names: list[str], manifest: str) -> tuple[str
         seen.add(normal)
         path = root.joinpath(*pure.parts)
         try:
-            inside = path.resolve().is_relative_to(root.resolve())
+            inside = path.resolve().is_relative_to(resolved_root)
             info = _regular(path) if inside else None
-            present = inside and path.exists()
+            present = info is None and inside and path.exists()  # only asked to name what is wrong
         except (OSError, ValueError) as exc:  # a name the filesystem cannot hold (too long, a loop ...)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise _bad(

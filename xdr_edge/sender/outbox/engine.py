@@ -62,6 +62,7 @@ CLIENT_RETRY = RetryPolicy(max_attempts=1)
 PARK_LIMIT = 5
 #: How often a running outbox forgets old finished drops (and at every start).
 _PRUNE_EVERY = 3600.0
+_PRUNE_BATCH = 1000  # drops forgotten per transaction, so a long backlog never holds the journal at length
 #: A drop that cannot be claimed (EACCES, EBUSY on a share) is reported once, then again after this long.
 _CLAIM_WARNING_EVERY = 600.0
 
@@ -279,7 +280,11 @@ class Outbox:
             for thread in threads:
                 thread.join()
             self._queue = None
-        present = {a.name for a in find_arrivals(self.layout.incoming, self._practice_folders)}
+        left_in_incoming = 0
+        if once:  # what `--once` could not claim and is still there (a scan of incoming/ only then)
+            present = {a.name for a in find_arrivals(self.layout.incoming, self._practice_folders)}
+            with self._lock:
+                left_in_incoming = len(self._unclaimable & present)
         with self._lock:
             return RunSummary(
                 sent=self._sent,
@@ -288,7 +293,7 @@ class Outbox:
                 claimed=journal.count((State.CLAIMED, State.SENDING, State.FINISHING, State.RETRYING)),
                 stopped=self._stop.is_set(),
                 recovered=recovered,
-                left_in_incoming=len(self._unclaimable & present) if once else 0,
+                left_in_incoming=left_in_incoming,
                 stuck=len(self._stuck),
             )
 
@@ -337,10 +342,12 @@ class Outbox:
         forgotten = 0
         while True:
             batch = journal.prune(
-                finished_before=cutoff, still_there=lambda f: (self.layout.root / f).is_dir()
+                finished_before=cutoff,
+                still_there=lambda f: (self.layout.root / f).is_dir(),
+                limit=_PRUNE_BATCH,
             )
             forgotten += batch
-            if batch < 1000 or self._stop.is_set():
+            if batch < _PRUNE_BATCH or self._stop.is_set():
                 break
         if forgotten:
             days = self.settings.keep_finished_seconds / 86400

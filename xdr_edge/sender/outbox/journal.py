@@ -239,18 +239,11 @@ class Journal:
         if (read_only or not create) and not self.path.is_file():
             raise StoreError(f"no outbox journal at {self.path}", location=str(self.path))
         try:
-            if read_only:
-                self._conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    timeout=busy_timeout,
-                    check_same_thread=False,
-                )
-            else:
-                self._conn = sqlite3.connect(
-                    str(self.path), isolation_level=None, timeout=busy_timeout, check_same_thread=False
-                )
+            # read-only: a URI with mode=ro, so that looking never takes a write lock or creates a file
+            target = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path)
+            self._conn = sqlite3.connect(
+                target, uri=read_only, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+            )
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not read_only:
@@ -305,8 +298,7 @@ class Journal:
             # a new journal: pages freed by pruning go back to the filesystem (set before any table exists)
             with self._lock:
                 self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        with self.transaction() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+        with self.transaction() as conn:  # every statement is idempotent: another process may have done it
             for statement in _SCHEMA:
                 conn.execute(statement)
             for table, column, statement in _SCHEMA_2:

@@ -134,21 +134,27 @@ def finish_retry(layout: OutboxLayout, journal: Journal, row: DropRow, now: floa
     for name in OUTPUT_NAMES:
         (target / name).unlink(missing_ok=True)
     try:
-        journal.change(
-            row.id,
-            expect=(State.RETRYING,),
-            detail="retried",
-            state=State.WAITING if row.submission is not None else State.CLAIMED,
-            since=now,
-            next_at=now,
-            final=None,
-            result=None,
-            retries=0,
-            parks=0,
-        )
+        _requeue(journal, row, now, expect=State.RETRYING, detail="retried", parks=0)
     except JournalConflict:
         return False  # completed by another process meanwhile
     return True
+
+
+def _requeue(journal: Journal, row: DropRow, now: float, *, expect: State, detail: str, **extra: Any) -> None:
+    """Make a drop being sent again due now: waiting when its submission is made, else claimed (to be read
+    again); no longer finished, its retry count from zero."""
+    journal.change(
+        row.id,
+        expect=(expect,),
+        detail=detail,
+        state=State.WAITING if row.submission is not None else State.CLAIMED,
+        since=now,
+        next_at=now,
+        final=None,
+        result=None,
+        retries=0,
+        **extra,
+    )
 
 
 def _scan_working_area(layout: OutboxLayout, journal: Journal, now: float) -> tuple[int, int]:
@@ -172,17 +178,7 @@ def _scan_working_area(layout: OutboxLayout, journal: Journal, now: float) -> tu
             and entry.is_dir(follow_symlinks=False)
             and not (layout.root / row.final).exists()
         ):
-            journal.change(
-                row.id,
-                expect=(row.state,),
-                detail="retry",
-                state=State.WAITING if row.submission else State.CLAIMED,
-                since=now,
-                next_at=now,
-                final=None,
-                result=None,
-                retries=0,
-            )
+            _requeue(journal, row, now, expect=row.state, detail="retry")
             retried += 1
             continue
         _adopt_orphan(layout, entry, now)

@@ -42,6 +42,7 @@ __all__ = [
     "tally",
 ]
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -86,10 +87,6 @@ class Judgement:
     pause: Pause | None = None
     retry_after: float | None = None  # seconds the HISP asked to wait (Retry-After), if it did
 
-    @property
-    def outage(self) -> bool:
-        return self.pause is Pause.ENDPOINT
-
 
 def _busy(result: SendResult) -> bool:
     errors = [e for e in result.errors if e.is_error]
@@ -101,15 +98,7 @@ def judge(result: SendResult) -> Judgement:
     verdict = _judge(result)
     if result.maybe_stored and not verdict.maybe_stored:
         # an earlier attempt of this send may have been stored, whatever the last one says (unknown, then 503)
-        verdict = Judgement(
-            verdict.step,
-            verdict.outcome,
-            verdict.code,
-            verdict.message,
-            True,
-            verdict.pause,
-            verdict.retry_after,
-        )
+        verdict = dataclasses.replace(verdict, maybe_stored=True)
     return verdict
 
 
