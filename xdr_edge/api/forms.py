@@ -223,21 +223,13 @@ class FormUpload:
         log.debug("multipart parser: %s", library_text(exc))
         in_body = self._part is not None
         number = self._parts if in_body else self._parts + 1
-        problem: str | None
         if isinstance(exc, multipart.ParserLimitReached):
             problem = (
                 f"its headers exceed the limits (at most {_MAX_HEADER_LINES} header lines of at most "
                 f"{_MAX_HEADER_LINE_BYTES} bytes each)"
             )
         else:
-            problem = parser_problem(exc)
-        if problem is None:
-            problem = (
-                "the boundary line after it is malformed"
-                if in_body
-                else "its boundary line or headers are malformed (RFC 7578: a boundary line, header lines, a "
-                "blank line)"
-            )
+            problem = parser_problem(exc, in_body=in_body, framing="RFC 7578")
         return _bad(f"part {number} of the form: {problem}", self._field(number))
 
     def _on_event(self, event: object) -> None:

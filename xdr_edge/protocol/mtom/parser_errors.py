@@ -14,14 +14,13 @@ from __future__ import annotations
 __all__ = ["library_text", "parser_problem"]
 
 #: The start of the package's message, and what it means. Its text is a key only, never shown; a message not
-#: listed here gets the caller's wording for the phase it happened in.
+#: listed here gets our wording for the phase it happened in. (Its header limits, ParserLimitReached, are
+#: answered by each caller with its own limits.)
 _PROBLEMS: tuple[tuple[str, str], ...] = (
     ("Segment header failed to decode", "a header line is not UTF-8 text"),
     ("Malformed segment header", "a header line has no colon (name: value)"),
     ("Invalid segment header name", "a header name has characters a field name may not have (RFC 9110 §5.1)"),
     ("Invalid line break in segment header", "a header line ends with a bare line feed instead of CRLF"),
-    ("Maximum segment header length exceeded", "a header line is too long"),
-    ("Maximum segment header count exceeded", "it has too many header lines"),
     ("Missing Content-Disposition", "it has no Content-Disposition header (RFC 7578 §4.2)"),
     ("Invalid Content-Disposition", "its Content-Disposition is not form-data (RFC 7578 §4.2)"),
     ("Multiple segment Content-Length", "it has more than one Content-Length header"),
@@ -39,11 +38,20 @@ def _message(exc: BaseException) -> str:
     return first if isinstance(first, str) else ""
 
 
-def parser_problem(exc: BaseException) -> str | None:
+def parser_problem(exc: BaseException, *, in_body: bool, framing: str) -> str:
     """What the parser's refusal ``exc`` says is wrong with the part it was reading, in our words (a clause:
-    "a header line is not UTF-8 text"), or None when we have no words for it."""
+    "a header line is not UTF-8 text"). A refusal we have no words for is worded by where the parser was: in a
+    part's body (the boundary line after it), or between parts (its boundary line or headers, per ``framing``,
+    the standard that defines them: "RFC 2046 §5.1.1", "RFC 7578")."""
     text = _message(exc)
-    return next((ours for theirs, ours in _PROBLEMS if text.startswith(theirs)), None)
+    ours = next((ours for theirs, ours in _PROBLEMS if text.startswith(theirs)), None)
+    if ours is not None:
+        return ours
+    if in_body:
+        return "the boundary line after it is malformed"
+    return (
+        f"its boundary line or headers are malformed ({framing}: a boundary line, header lines, a blank line)"
+    )
 
 
 def library_text(exc: BaseException) -> str:

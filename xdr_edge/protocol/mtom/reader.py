@@ -546,14 +546,8 @@ class _PackageReader:
                     f"a part has more than max_header_count={self.limits.max_header_count} headers", where
                 )
             return _limit(f"a header line exceeds max_header_bytes={self.limits.max_header_bytes}", where)
-        problem = parser_problem(exc)
-        if problem is None:  # our words for what the parser refused, by where it was (never its own text)
-            problem = (
-                "the boundary line after it is malformed"
-                if self.sink is not None
-                else "its boundary line or headers are malformed (RFC 2046 §5.1.1: a boundary line, header "
-                "lines, a blank line)"
-            )
+        # our words for what the parser refused (never its own text)
+        problem = parser_problem(exc, in_body=self.sink is not None, framing="RFC 2046 §5.1.1")
         return _sender_error(f"malformed MIME multipart body: {problem}", "mtom-malformed", where)
 
 
