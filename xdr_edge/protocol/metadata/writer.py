@@ -267,6 +267,14 @@ def _write_node_next(
     _write_repeated(parent, templates, node, ids, write)
 
 
+def _write_repeated_code(
+    parent: etree._Element, scheme: str, code: Code, ids: _Ids, templates: MetadataTemplates | None
+) -> None:
+    """A coded classification (``scheme``: classCode, typeCode ...), copied from a template when one is kept."""
+    write = functools.partial(_write_code, scheme=scheme, code=code, ids=ids)
+    _write_repeated(parent, templates, (scheme, code), ids, write)
+
+
 def _write_repeated_id(
     parent: etree._Element, scheme: str, value: str, ids: _Ids, templates: MetadataTemplates | None
 ) -> None:
@@ -314,13 +322,7 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
     ]
     for scheme, code in coded:
         if code is not None:
-            _write_repeated(
-                eo,
-                templates,
-                (scheme, code),
-                ids,
-                functools.partial(_write_code, scheme=scheme, code=code, ids=ids),
-            )
+            _write_repeated_code(eo, scheme, code, ids, templates)
     if entry.limited_metadata:
         _write_node_next(eo, ns.DE_LIMITED_METADATA, ids, templates)
     if entry.patient_id is not None:
@@ -345,10 +347,8 @@ def _write_submission_set(
     _write_localized(pkg, "Name", ss.title)
     _write_localized(pkg, "Description", ss.comments)
     _write_authors(pkg, ns.SS_AUTHOR, ss.authors, ids, templates)
-    code = ss.content_type_code
-    if code is not None:
-        write = functools.partial(_write_code, scheme=ns.SS_CONTENT_TYPE_CODE, code=code, ids=ids)
-        _write_repeated(pkg, templates, (ns.SS_CONTENT_TYPE_CODE, code), ids, write)
+    if ss.content_type_code is not None:
+        _write_repeated_code(pkg, ns.SS_CONTENT_TYPE_CODE, ss.content_type_code, ids, templates)
     if ss.limited_metadata:
         _write_node_next(pkg, ns.SS_LIMITED_METADATA, ids, templates)
     _write_external_id(pkg, ns.SS_UNIQUE_ID, ss.unique_id, ids)  # a new one per submission: no template
