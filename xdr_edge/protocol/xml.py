@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_XML_BUDGET",
     "REPLY_TEXT_LIMIT",
+    "ElementTemplates",
     "XmlBudget",
     "not_xml_char",
     "parse",
@@ -23,8 +24,9 @@ __all__ = [
     "tostring",
 ]
 
+import copy
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -303,3 +305,36 @@ def qname(ns: str, local: str) -> str:
 def tostring(element: etree._Element) -> bytes:
     """Serialize as UTF-8 with an XML declaration; no pretty printing (bytes on the wire stay predictable)."""
     return etree.tostring(element, encoding="UTF-8", xml_declaration=True)
+
+
+class ElementTemplates:
+    """Subtrees a writer makes again and again, kept by key and handed out as copies.
+
+    Why: copying an lxml subtree whole costs a fraction of building it element by element, and a sender's
+    messages repeat most of theirs (the SOAP header, authors, codes, identifiers). The key must name everything
+    a template's bytes depend on; the caller decides that.
+
+    Thread-safe without a lock: a template is never changed once stored, copying one is a single lxml call that
+    keeps the interpreter lock throughout, and storing or dropping templates is one dict operation. Bounded: past
+    ``capacity`` all are dropped and made again as they are needed. One per writer, never process-wide.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: dict[Hashable, etree._Element] = {}
+
+    def __len__(self) -> int:
+        """How many templates are held (at most ``capacity``)."""
+        return len(self._items)
+
+    def copy_of(self, key: Hashable, make: Callable[[], etree._Element]) -> tuple[etree._Element, bool]:
+        """A copy of the template for ``key``, made by ``make`` the first time; and whether it was made now."""
+        template = self._items.get(key)
+        made = template is None
+        if template is None:
+            template = make()
+            if len(self._items) >= self._capacity:
+                self._items.clear()
+            self._items[key] = template
+        # lxml's __copy__ copies the whole subtree, as __deepcopy__ does, without the copy module's memo.
+        return copy.copy(template), made

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 __all__ = ["MetadataTemplates", "check_xml_text", "write_submit_objects"]
 
-import copy
 import functools
 import hashlib
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -23,7 +22,7 @@ from xdr_edge.protocol import ns
 from xdr_edge.protocol.errors import LocalProtocolError
 from xdr_edge.protocol.metadata.vocabulary import AUTHOR_SINGLE, EXT_ID_NAMES, ID_NAMESPACE, rim
 from xdr_edge.protocol.model import Association, Author, Code, DocumentEntry, Submission, SubmissionSet
-from xdr_edge.protocol.xml import not_xml_char, qname
+from xdr_edge.protocol.xml import ElementTemplates, not_xml_char, qname
 
 _NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
@@ -69,36 +68,30 @@ class MetadataTemplates:
     the position that derives its own id, the scheme and the model value), so a copy is byte for byte what
     writing it would give; values unique to one message (uniqueIds, hashes, times) are never kept.
 
-    One per sender (:class:`xdr_edge.sender.client.XdrClient` keeps one), never process-wide. Thread-safe: a
-    template is never changed once stored, only deep-copied (one lxml call that keeps the interpreter lock),
-    and storing or dropping one is a single dict operation. Bounded: past ``capacity`` templates all are
-    dropped and made again as messages need them.
+    One per sender (:class:`xdr_edge.sender.client.XdrClient` keeps one), never process-wide; thread-safe and
+    bounded as :class:`~xdr_edge.protocol.xml.ElementTemplates`, which holds them.
     """
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._capacity = capacity
-        self._items: dict[Hashable, etree._Element] = {}
+        self._store = ElementTemplates(capacity)
 
     def __len__(self) -> int:
         """How many templates are held (at most ``capacity``)."""
-        return len(self._items)
+        return len(self._store)
 
     def copy_of(self, key: Hashable, ids: _Ids, write: Callable[[etree._Element], None]) -> etree._Element:
         """A copy of the template for ``key`` (with the parent's id and the upcoming id number added to it),
         written by ``write`` (which uses up one id of ``ids``) into a holder of its own the first time."""
-        full_key = (ids.parent_id, ids.upcoming(), key)
-        template = self._items.get(full_key)
-        if template is None:
+
+        def make() -> etree._Element:
             holder = etree.Element(_TAGS["RegistryObjectList"], nsmap={"lcm": ns.LCM, "rim": ns.RIM})
             write(holder)
-            template = holder[0]
-            if len(self._items) >= self._capacity:
-                self._items.clear()
-            self._items[full_key] = template
-        else:
-            ids.skip()
-        # lxml's __copy__ copies the whole subtree, as __deepcopy__ does, without the copy module's memo.
-        return copy.copy(template)
+            return holder[0]
+
+        element, made = self._store.copy_of((ids.parent_id, ids.upcoming(), key), make)
+        if not made:
+            ids.skip()  # the copy holds the id that writing it would have used up
+        return element
 
 
 def _write_repeated(

@@ -16,7 +16,7 @@ __all__ = ["RequestEnvelopeWriter", "build_request_envelope", "wsdl_path"]
 import base64
 import copy
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -38,7 +38,7 @@ from xdr_edge.protocol.soap.envelope import (
     LevelPlacement,
     must_understand,
 )
-from xdr_edge.protocol.xml import qname, tostring
+from xdr_edge.protocol.xml import ElementTemplates, qname, tostring
 
 _OPERATION = "ProvideAndRegisterDocumentSet-b"
 
@@ -209,10 +209,9 @@ class RequestEnvelopeWriter:
         self._skeleton = skeleton
         self._slot = slot
         # The skeleton with its SOAP header written, per header content but the MessageID (a sender's headers
-        # are the same from one message to the next: its endpoint, the practice's addresses, the level). Each
-        # is a copy of the skeleton with the headers _request_headers writes, never changed once stored; a
-        # message copies one and sets its MessageID. Bounded: past _HEADED_CAPACITY all are dropped.
-        self._headed: dict[Hashable, etree._Element] = {}
+        # are the same from one message to the next: its endpoint, the practice's addresses, the level); a
+        # message copies one and sets its MessageID.
+        self._headed = ElementTemplates(_HEADED_CAPACITY)
 
     def _headed_skeleton(
         self,
@@ -227,8 +226,8 @@ class RequestEnvelopeWriter:
     ) -> etree._Element:
         """A copy of the skeleton with every request header written and ``message_id`` as the MessageID."""
         key = (to, direct_from, tuple(direct_to), level, placement, final_destination_delivery)
-        template = self._headed.get(key)
-        if template is None:
+
+        def make() -> etree._Element:
             template = copy.copy(self._skeleton)
             _request_headers(
                 template[0],
@@ -240,13 +239,9 @@ class RequestEnvelopeWriter:
                 placement=placement,
                 final_destination_delivery=final_destination_delivery,
             )
-            if len(self._headed) >= _HEADED_CAPACITY:
-                self._headed.clear()
-            self._headed[key] = template
-        # No lock: a template is never changed once stored, and copying an lxml tree is one call into lxml that
-        # keeps the interpreter lock throughout, so no other thread runs in the middle of it. copy.copy: lxml's
-        # __copy__ copies the whole subtree, as __deepcopy__ does, without the copy module's memo dictionary.
-        envelope = copy.copy(template)
+            return template
+
+        envelope, _ = self._headed.copy_of(key, make)
         envelope[0][_MESSAGE_ID_INDEX].text = message_id
         return envelope
 
