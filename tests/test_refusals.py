@@ -357,7 +357,7 @@ def _plain_cases() -> Iterator[tuple[str, tuple[bytes, bytes], str | None, str]]
     yield (
         "action-twice",
         (action, action + b"<wsa:Action>" + PNR.encode() + b"</wsa:Action>"),
-        ("wsa:InvalidAddressingHeader"),
+        "wsa:InvalidAddressingHeader",
         ns.ACTION_WSA_FAULT,
     )
     reply_to = b"<wsa:Address>" + ns.WSA_ANONYMOUS.encode() + b"</wsa:Address>"
@@ -366,15 +366,13 @@ def _plain_cases() -> Iterator[tuple[str, tuple[bytes, bytes], str | None, str]]
         "must-understand",
         (b"</soap-env:Header>", _UNKNOWN_MANDATORY + b"</soap-env:Header>"),
         None,
-        (ns.ACTION_FAULT),
+        ns.ACTION_FAULT,
     )
     yield "body-not-well-formed", (BODY_END, b"<oops>" + BODY_END), None, ns.ACTION_FAULT
 
 
 @pytest.mark.parametrize(
-    ("change", "subcode", "action"),
-    [case[1:] for case in _plain_cases()],
-    ids=[case[0] for case in _plain_cases()],
+    ("change", "subcode", "action"), [pytest.param(*case[1:], id=case[0]) for case in _plain_cases()]
 )
 def test_receiver_fault_action_says_whether_ws_addressing_refused(
     lab: Lab, change: tuple[bytes, bytes], subcode: str | None, action: str

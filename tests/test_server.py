@@ -619,8 +619,8 @@ def test_a_chunked_body_answered_unread_closes_the_connection_instead_of_holding
                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024
             )
             head = b""
-            while b"\r\n\r\n" not in head:
-                head += raw.recv(4096)
+            while b"\r\n\r\n" not in head and (piece := raw.recv(4096)):  # an early close ends it too
+                head += piece
             assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
             started = time.monotonic()
             closed = False

@@ -50,6 +50,10 @@ def _database_down(*args: Any, **kwargs: Any) -> Any:
     raise StoreError("connection refused", code=UNAVAILABLE)
 
 
+def _disk_fails(*args: Any) -> None:
+    raise OSError(5, "Input/output error")
+
+
 def _commit_lost(inbox: Inbox) -> None:
     """The next recordings commit, but the answer never comes back (a connection lost while committing)."""
     original = inbox.index.record_many
@@ -158,11 +162,8 @@ def test_recorded_but_neither_moved_into_place_nor_undone_is_unknown_then_moved_
     inbox.recover()
     submission = _submission()
 
-    def failing_rename(*args: Any) -> None:
-        raise OSError(5, "Input/output error")
-
     with monkeypatch.context() as patch:
-        patch.setattr(os, "rename", failing_rename)
+        patch.setattr(os, "rename", _disk_fails)
         inbox.index.forget = _database_down  # type: ignore[method-assign]
         with pytest.raises(StoreError) as raised:
             _store(inbox, submission)
@@ -184,12 +185,14 @@ def test_the_upkeep_thread_settles_without_being_asked_and_stops_with_the_inbox(
         _store(inbox, _submission())
     _restore(inbox, "staged", "record_many")
     inbox.start_upkeep(interval=0.05)
+    threads = (inbox._upkeep_thread, inbox._heartbeat_thread)
+    assert all(t is not None and t.is_alive() for t in threads)
     deadline = time.monotonic() + 30
     while _final_dirs(inbox) == [] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(_final_dirs(inbox)) == 1 and _staged(inbox) == []
     inbox.close()
-    assert not any(t.name == "inbox-upkeep-rx-1" for t in threading.enumerate())
+    assert not any(t is not None and t.is_alive() for t in threads)
 
 
 # -- adopting a dead receiver's working area --------------------------------------------------------------
@@ -323,7 +326,7 @@ def test_every_folder_a_stored_submission_depends_on_is_flushed_before_the_answe
     monkeypatch.setattr(os, "fsync", fsync)
     stored = _store(inbox, _submission())
     assert stored is not None
-    steps = [(kind, path) for kind, path in flushed]
+    steps = flushed
     record_at = steps.index(("record", Path()))
     before, after = steps[:record_at], steps[record_at + 1 :]
     assert ("dir", inbox.staging_dir) in before
@@ -382,11 +385,7 @@ def test_an_adoption_that_fails_half_way_releases_the_area_and_is_tried_again(
     alive = open_inbox(receiver="rx-1", clock=lambda: time.time() + LATER)
     alive.recover()
     with monkeypatch.context() as patch:
-
-        def failing_rename(*args: Any) -> None:
-            raise OSError(5, "Input/output error")
-
-        patch.setattr(os, "rename", failing_rename)
+        patch.setattr(os, "rename", _disk_fails)
         assert alive.upkeep().adopted == ()
     restarted = open_inbox(receiver="rx-2")
     restarted.lock()  # not held by the failed adoption
