@@ -97,7 +97,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 
 
 class CommitUnknown(StoreError):
-    """A ``RECORD`` transaction whose ``COMMIT`` was sent but not answered (the connection lost meanwhile).
+    """A transaction (begun with ``track_commit``) whose ``COMMIT`` was sent but not answered (the connection
+    lost meanwhile).
 
     Why it is not an ordinary "unavailable": asking at once whether its rows exist can answer "no" while the server
     is still committing them (a slow disk, a synchronous standby), and a caller that then deletes what the rows
@@ -247,15 +248,19 @@ class Database(ABC):
             yield conn
 
     @contextmanager
-    def transaction(self, access: Access) -> Iterator[Connection]:
-        """One transaction of the given kind, committed when the block ends, rolled back when it raises."""
+    def transaction(self, access: Access, *, track_commit: bool = False) -> Iterator[Connection]:
+        """One transaction of the given kind, committed when the block ends, rolled back when it raises.
+
+        ``track_commit``: read the transaction's id before ``COMMIT`` (one more round trip on PostgreSQL), so
+        that a commit whose answer is lost raises :class:`CommitUnknown`, which a caller can settle later with
+        :meth:`transaction_committed`. Only a caller that acts on that (the submission index) asks for it."""
         pinned: Connection | None = getattr(self._pinned, "conn", None)
         if pinned is not None:
             if access is not Access.READ:
                 raise StoreError("a registry change was attempted inside a read-only reading() block")
             yield pinned  # already inside reading()'s snapshot
             return
-        with self._open(create=False) as conn, self._within(conn, access):
+        with self._open(create=False) as conn, self._within(conn, access, track_commit=track_commit):
             yield conn
 
     @contextmanager
@@ -267,7 +272,9 @@ class Database(ABC):
                 yield conn
 
     @contextmanager
-    def _within(self, conn: Connection, access: Access, *, migration: bool = False) -> Iterator[None]:
+    def _within(
+        self, conn: Connection, access: Access, *, migration: bool = False, track_commit: bool = False
+    ) -> Iterator[None]:
         if migration:
             self._begin_migration(conn)
         else:
@@ -277,7 +284,7 @@ class Database(ABC):
         except BaseException:
             self._rollback(conn)
             raise
-        transaction_id = self._transaction_id(conn) if access is Access.RECORD else None
+        transaction_id = self._transaction_id(conn) if track_commit else None
         try:
             conn.execute("COMMIT")
         except Exception as exc:

@@ -169,7 +169,7 @@ class SubmissionIndex:
         conflict (PostgreSQL) or met a row undone meanwhile; each retry is logged, as it shows contention."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with self.database.transaction(Access.RECORD) as conn:
+                with self.database.transaction(Access.RECORD, track_commit=True) as conn:
                     return work(conn)
             except StoreError as exc:
                 if exc.code != RETRY or attempt == _ATTEMPTS:
