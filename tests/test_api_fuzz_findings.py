@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PublicFormat,
+    pkcs12,
+)
 
 from tests.fuzz.api_corpus import JSON, form, form_content_type, split_call
 from tests.fuzz.api_world import APP_AUTH, RECIPIENT, SENDER, ApiReply, ApiWorld
 from tests.fuzz.corpus import regression_inputs, split_entity
 from xdr_edge.api.refusals import SHOWN_NAME_LIMIT, shown_name
-from xdr_edge.certs import parse_certificates
+from xdr_edge.certs import parse_certificates, parse_credential
 from xdr_edge.protocol.errors import CertificateError
 
 
@@ -259,3 +264,53 @@ def test_the_form_seed_sends_and_answers_json(world: ApiWorld) -> None:
     reply = _post(world, _form_input(body))
     assert reply.status == 200, reply.body[:300]
     assert json.loads(reply.body)["message"]["outcome"] == "TransportError"
+
+
+def test_a_pkcs12_password_holding_a_nul_is_refused_not_a_panic(world: ApiWorld) -> None:
+    """Found by fuzzing the values of the API's calls: ``cryptography``'s ``load_pkcs12`` panics on a password
+    with a NUL character once the file parses (pyo3's ``PanicException``, a ``BaseException``, not a
+    ``ValueError``), and the call got no answer at all. Such a password cannot be any file's (OpenSSL reads a
+    C string): refused as a wrong password before the library sees it. The file is made here: no key is
+    committed."""
+    spare = world.issued["spare"]
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"spare", spare.key, spare.cert, None, BestAvailableEncryption(b"right password")
+    )
+    with pytest.raises(CertificateError) as raised:
+        parse_credential(pkcs12_data=p12, password=b"right\x00password")
+    assert raised.value.code == "pkcs12-unreadable" and "NUL" in raised.value.message
+    body = {
+        "auth": APP_AUTH,
+        "pkcs12": base64.b64encode(p12).decode(),
+        "pkcs12Password": "right\u0000password",
+    }
+    error = _refusal(world.post("/api/v1/CertificateEnroll", JSON, json.dumps(body).encode()))
+    assert (error["code"], error["field"]) == ("invalid-field", "pkcs12"), error
+
+
+class _Panic(BaseException):
+    """The shape of pyo3's ``PanicException``: a defect inside a Rust extension, not an ``Exception``."""
+
+
+def test_a_panic_inside_a_call_is_a_json_500_and_the_next_call_is_answered(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API's last line of defence catches what is not an ``Exception`` too (only a request to stop the
+    process passes): before, such a panic left the call without an answer and the connection dropped."""
+
+    def panics(**_: object) -> None:
+        raise _Panic("called `Result::unwrap()` on an `Err` value")
+
+    monkeypatch.setattr("xdr_edge.api.calls.parse_credential", panics)
+    body = world.enrol_body(world.issued["spare"])
+    reply = world.post("/api/v1/CertificateEnroll", JSON, json.dumps(body).encode())
+    answer = json.loads(reply.body)
+    assert reply.status == 500 and answer["error"]["code"] == "internal-error", reply.body[:300]
+    assert answer["requestId"] == reply.headers["x-request-id"]
+    assert reply.headers["connection"] == "close"
+    assert (
+        "_Panic" in caplog.text and world.issued["spare"].key_pem.decode().splitlines()[1] not in caplog.text
+    )
+    monkeypatch.undo()
+    ping = world.post("/api/v1/PingWithAuth", JSON, json.dumps({"auth": APP_AUTH}).encode())
+    assert ping.status == 200, ping.body[:300]

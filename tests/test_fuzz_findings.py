@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.corpus import regression_inputs, split_entity
+from tests.fuzz.corpus import Corpus, regression_inputs, split_entity
 from tests.fuzz.world import ReceiverWorld
 from tests.reference import fuzz_finding
 from tests.watchdog import must_finish_within
@@ -213,3 +213,26 @@ def test_a_part_header_that_is_not_utf8_is_named_in_our_words(world: ReceiverWor
         parsed.fault.reason
         == "malformed MIME multipart body: a header line is not UTF-8 text (at MIME part 2)"
     )
+
+
+class _Panic(BaseException):
+    """The shape of pyo3's ``PanicException``: a defect inside a Rust extension, not an ``Exception``."""
+
+
+def test_a_panic_while_handling_is_a_receiver_fault_and_the_next_request_is_stored(
+    world: ReceiverWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver's last line of defence catches what is not an ``Exception`` too (only a request to stop
+    the process passes): a panic costs one request a Receiver fault, not the connection without an answer."""
+    requests = {r.name: r for r in Corpus(world).requests}
+
+    def panics(*_: object, **__: object) -> None:
+        raise _Panic("called `Result::unwrap()` on an `Err` value")
+
+    monkeypatch.setattr("xdr_edge.receiver.app.parse_request", panics)
+    status, parsed = _post(world, requests["plain-soap"].entity)
+    assert status == 500 and parsed.fault is not None and parsed.fault.code == "Receiver", parsed
+    monkeypatch.undo()
+    status, parsed = _post(world, requests["minimal-pdf"].entity)
+    assert status == 200 and parsed.registry_response is not None, parsed
+    assert not parsed.registry_response.is_failure, parsed.registry_response

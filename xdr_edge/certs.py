@@ -399,6 +399,14 @@ def _parse_pkcs12(
                 code="pkcs12-too-costly",
                 location=location,
             )
+    if password is not None and b"\0" in password:
+        # OpenSSL takes the password as a C string: no file's password holds a NUL, and cryptography panics
+        # on one (a pyo3 PanicException, not a ValueError) instead of refusing it.
+        raise CertificateError(
+            "wrong PKCS#12 password (it contains a NUL character, which no PKCS#12 password can)",
+            code="pkcs12-unreadable",
+            location=location,
+        )
     try:
         bundle = pkcs12.load_pkcs12(data, password)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -72,7 +72,7 @@ from xdr_edge.receiver.store import (
     StoredSubmission,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.receiver.wsgi import content_length, is_chunked, status_line
+from xdr_edge.receiver.wsgi import STOP_REQUESTS, content_length, is_chunked, status_line
 from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
@@ -183,7 +183,9 @@ class XdrEdgeApp:
         entry = _RequestLog()
         try:
             reply, close = self._handle(environ, entry)
-        except Exception:  # the last line of defence: a Receiver fault, never a traceback to the peer
+        except STOP_REQUESTS:
+            raise
+        except BaseException:  # the last line of defence: a Receiver fault, never a traceback to the peer
             log.exception("internal error while handling message_id=%s", entry.message_id)
             reply = self._fault(
                 Fault("Receiver", "internal error; the submission was not stored"), None, False
