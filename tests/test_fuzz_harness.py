@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fuzz.api_corpus import call_input
+from tests.fuzz.api_world import APP_AUTH, APPLICATION_PASSWORD
 from tests.fuzz.corpus import Corpus, split_entity
 from tests.fuzz.oracle import MAX_SECONDS, MEMORY_ALLOWANCE, OUR_ERRORS, Crash, Oracle
-from tests.fuzz.targets import TARGETS, Harness
+from tests.fuzz.targets import TARGETS, Harness, _our_words, _own_values
 from xdr_edge.protocol.errors import RemoteProtocolError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +57,7 @@ def test_the_targets_cover_every_reader_and_the_app() -> None:
         "api-json",
         "api-form",
         "api",
+        "api-values",
     }
 
 
@@ -182,6 +187,49 @@ def test_a_crash_fails_the_run_and_keeps_the_input(tmp_path: Path, engine: str) 
     """What CI relies on: a crash ends the run with a non-zero status and leaves the input for ``replay``."""
     done = _fuzz("run", "cda", "--runs=50", f"--engine={engine}", f"--artifacts={tmp_path}", "--plant-crash")
     assert done.returncode != 0
-    assert "planted crash" in done.stdout + done.stderr
+    # the line that says what the crash was, which CI keeps (the tail of the output)
+    assert re.search(r"\[cda\] crash[^\n]*: planted crash", done.stderr), done.stderr[-3000:]
     [saved] = list(tmp_path.iterdir())
     assert saved.name.startswith("cda-crash-")
+
+
+def test_the_api_oracle_excuses_a_secret_the_caller_put_in_a_field_of_its_own(tmp_path: Path) -> None:
+    """What failed a CI fuzz run: libFuzzer spliced the seeds' application password into a practice's name, and
+    the answer that repeats the name (then every later one that shows the stored name) counted as a leak. The
+    caller's own text is not a leak; the other secrets are still watched."""
+    h = Harness(tmp_path)
+    try:
+        target, world = TARGETS["api"], h.api_world
+        assert APPLICATION_PASSWORD in world.unexcused_secrets
+        name = {"auth": APP_AUTH, "name": f"Clinic {APPLICATION_PASSWORD}"}
+        target.check(h, call_input("PracticeSave", json.dumps(name).encode()))
+        target.check(h, call_input("PracticeGet", json.dumps({"auth": APP_AUTH}).encode()))
+        assert world.unexcused_secrets == tuple(s for s in world.secrets if s != APPLICATION_PASSWORD)
+    finally:
+        h.close()
+
+
+def test_a_credential_field_is_never_the_callers_own_text() -> None:
+    sent = {
+        "auth": {"applicationId": "fuzz-app", "applicationPassword": "p1", "loginPassword": "p2"},
+        "login": {"loginId": "night", "password": "p3"},
+        "privateKey": "k",
+        "pkcs12": "b",
+        "pkcs12Password": "p4",
+        "to": ["a@b.example", "c@d.example"],
+    }
+    assert sorted(_own_values(sent)) == ["a@b.example", "c@d.example", "fuzz-app", "night"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ours"),
+    [
+        ("certificate", True),  # the message's own word
+        ("another practice", True),
+        ("certific", False),  # not a whole word of it
+        ("Certificate", False),  # not as the message writes it
+        ("this-certificate", False),  # not plain words
+    ],
+)
+def test_a_refusal_may_say_its_own_words_whatever_was_sent(value: str, ours: bool) -> None:
+    assert _our_words(value, "this certificate is enrolled to another practice") is ours

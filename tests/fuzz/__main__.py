@@ -50,6 +50,7 @@ CI_RUNS = {
     "api-json": 50_000,
     "api-form": 40_000,
     "api": 10_000,
+    "api-values": 10_000,
 }
 CI_SECONDS = 60
 MAX_LEN = 64 * 1024
@@ -196,9 +197,11 @@ def _run(target: Target, harness: Harness, args: argparse.Namespace, engine: str
             if args.plant_crash:
                 raise Crash("planted crash")
             target.check(harness, data)
-        except Crash:
+        except Crash as exc:
+            # what the crash was, on the lines CI keeps (the tail of the output), before libFuzzer's own report
             print(
-                f"\n[{target.name}] crash; reproduce with: python -m tests.fuzz replay {target.name} <the crash file>",
+                f"\n[{target.name}] crash: {exc}\n"
+                f"reproduce with: python -m tests.fuzz replay {target.name} <the crash file>",
                 file=sys.stderr,
             )
             raise
@@ -289,7 +292,7 @@ def _ci(seed: int, scale: float, artifacts: Path, only: Sequence[str]) -> int:
         print(f"fuzz {name:18} {executed:>8} executions in {seconds:5.1f} s: {status}", flush=True)
         if done.returncode != 0:
             failed.append(name)
-            print(_tail(done.stderr, 60), file=sys.stderr)
+            print(_tail(done.stderr, 100), file=sys.stderr)
     print(f"fuzz: {len(names)} target(s) in {time.monotonic() - total:.0f} s", flush=True)
     if failed:
         print(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,7 @@ class ApiWorld:
         self.app = self.built.app
         self.app.messages.client = self.client
         self.issued: dict[str, IssuedCert] = {}
+        self._excused: set[str] = set()
         self._populate()
 
     @property
@@ -125,9 +127,21 @@ class ApiWorld:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What no answer may ever contain."""
+        """What no answer may ever contain, unless the caller put it in a field of its own (see below)."""
         keys = tuple(i.key_pem.decode().splitlines()[1] for i in self.issued.values())
         return (APPLICATION_PASSWORD, LOGIN_PASSWORD, PASSPHRASE, *keys)
+
+    def note_own_values(self, values: Iterable[str]) -> None:
+        """Remember which secrets a caller has sent outside a credential field (a practice's name, a recipient).
+        The registry keeps such a name, and later answers repeat it (PracticeGet, the next PracticeSave): the
+        caller's own text, not a leak. From then on this world no longer watches that secret (a fresh world
+        does), so the rule costs precision only after a fuzzer has made such a value."""
+        for value in values:
+            self._excused.update(secret for secret in self.secrets if secret in value)
+
+    @property
+    def unexcused_secrets(self) -> tuple[str, ...]:
+        return tuple(secret for secret in self.secrets if secret not in self._excused)
 
     def close(self) -> None:
         self.client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from tests.fuzz.api_corpus import JSON, app_inputs, form_bodies, form_content_type, json_bodies, split_call
+from tests.fuzz.api_values import ValueMutator, value_mutator, value_seeds
 from tests.fuzz.api_world import ApiWorld
 from tests.fuzz.corpus import Corpus, entity, regression_inputs, split_entity
 from tests.fuzz.oracle import NOTHING, OUR_ERRORS, Crash, Oracle
@@ -67,6 +69,10 @@ class Harness:
     @cached_property
     def api_world(self) -> ApiWorld:
         return ApiWorld(self.directory / "api")
+
+    @cached_property
+    def value_mutator(self) -> ValueMutator:
+        return value_mutator(self.api_world)
 
     def close(self) -> None:
         if "api_world" in self.__dict__:
@@ -219,6 +225,39 @@ def _strings(value: object) -> tuple[list[str], set[str]]:
     return values, keys
 
 
+#: Fields whose values are credentials: no answer holds them, not even to the caller who sent them.
+_CREDENTIAL_FIELDS = frozenset(
+    {"applicationPassword", "loginPassword", "password", "privateKey", "pkcs12", "pkcs12Password"}
+)
+
+
+def _sent_objects(body: bytes) -> list[object]:
+    """What a request carried as JSON: its body, or each part of a form that parses as JSON (the request part)."""
+    candidates = [body, *(part.split(b"\r\n--", 1)[0] for part in body.split(b"\r\n\r\n")[1:])]
+    found: list[object] = []
+    for candidate in candidates:
+        try:
+            found.append(json.loads(candidate))
+        except ValueError:
+            continue
+    return found
+
+
+def _own_values(value: object, key: str | None = None) -> list[str]:
+    """The strings the caller sent outside credential fields. Answers repeat some by design (a recipient, a
+    practice's name), whatever they hold: a fuzzer that splices a seed's password into a recipient gets it
+    back, and that is the caller's own text, not a leak. A credential field's value is never excused."""
+    if key in _CREDENTIAL_FIELDS:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for k, v in value.items() for text in _own_values(v, str(k))]
+    if isinstance(value, list):
+        return [text for item in value for text in _own_values(item, key)]
+    return []
+
+
 def _check_error(
     status: int,
     code: str,
@@ -240,10 +279,21 @@ def _check_error(
         raise Crash(f"{code}: the field is not a printable name: {field[:200]!r}")
     values, keys = _strings(sent)
     quoted = [
-        s for s in (*values, *secrets) if len(s) >= 8 and s in message and not any(s in k for k in keys)
+        s
+        for s in (*values, *secrets)
+        if len(s) >= 8 and s in message and not any(s in k for k in keys) and not _our_words(s, message)
     ]
     if quoted:
         raise Crash(f"{code}: the message repeats a submitted value: {message!r}")
+
+
+def _our_words(value: str, message: str) -> bool:
+    """Whether a submitted value is plain lower-case words that the message holds as whole words of its own
+    ("certificate", "another practice"): the message says them whatever was sent, so they are not quoted."""
+    return (
+        re.fullmatch(r"[a-z]+(?: [a-z]+)*", value) is not None
+        and re.search(rf"\b{re.escape(value)}\b", message) is not None
+    )
 
 
 def _check_refusal(refusal: Refusal, sent: object = None) -> None:
@@ -320,20 +370,29 @@ def _api(h: Harness, data: bytes) -> None:
         raise Crash(f"the API answered {reply.status} with a body that is not JSON") from exc
     if not reply.content_type.startswith("application/json") or not isinstance(answer, dict):
         raise Crash(f"the API answered {reply.status} {reply.content_type} without a JSON object")
-    if any(secret in reply.body.decode("utf-8", "replace") for secret in world.secrets):
+    sent = _sent_objects(body)
+    world.note_own_values(value for item in sent for value in _own_values(item))
+    text = reply.body.decode("utf-8", "replace")
+    if any(secret in text for secret in world.unexcused_secrets):
         raise Crash(f"the API's answer ({reply.status}) contains a password or a key")
     if reply.status != 200:
         error = answer.get("error")
         if not isinstance(error, dict) or not isinstance(answer.get("requestId"), str):
             raise Crash(f"the API answered {reply.status} without an error object and requestId: {answer}")
-        try:
-            sent = json.loads(body)
-        except ValueError:
-            sent = None
         _check_error(
             reply.status, str(error.get("code")), str(error.get("message")), error.get("field"), sent=sent
         )
     h.check_spool_empty(world.spool_dir)
+
+
+def _api_values(h: Harness, data: bytes) -> None:
+    """The ``api`` target's checks on a well-formed request whose values the input chooses (api_values.py). A
+    crash names the request: the same bytes choose another one in a world with other keys."""
+    request = h.value_mutator.input_for(data)
+    try:
+        _api(h, request)
+    except Crash as exc:
+        raise Crash(f"{exc}\nthe request: {request[:2000]!r}") from exc
 
 
 TARGETS: dict[str, Target] = {
@@ -383,6 +442,12 @@ TARGETS: dict[str, Target] = {
             "JSON API WSGI app, in-process, an application with a sending account",
             _api,
             lambda h: app_inputs(h.api_world),
+        ),
+        Target(
+            "api-values",
+            "JSON API WSGI app, well-formed requests with hostile values (structure-aware)",
+            _api_values,
+            lambda h: value_seeds(h.value_mutator),
         ),
     )
 }

@@ -1,0 +1,157 @@
+"""Structure-aware inputs for the JSON API (the ``api-values`` target): the fuzzer's bytes are read as choices,
+which valid request to start from (every call, both authentication flavours), which of its values to change and
+into what. Every execution is a well-formed JSON request with the right authentication whose values are hostile.
+
+Why: byte-level mutation of a JSON body seldom keeps it well-formed with a password that still matches, so it
+rarely gets past the reader and the schema into the handlers and the libraries they call. Fuzzing the values
+found what byte mutation had not in hours: a PKCS#12 password holding a NUL made ``cryptography`` panic (a
+pyo3 ``PanicException``, which is not an ``Exception``) and the call went unanswered.
+
+The choices are read from the input in order, one byte each; when the input runs out every further choice is 0,
+which keeps a value as it is, so a short input changes little and the empty input is the valid request itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.fuzz.api_corpus import call_input
+from tests.fuzz.api_world import ApiWorld
+from tests.fuzz.corpus import entity
+
+#: What a value may become, besides the seeds' own values (spliced in) and text made from the input's bytes:
+#: the shapes that break readers (control characters, line and paragraph separators, a NUL, a lone surrogate's
+#: neighbour, very long runs, numbers at the edge of a double, markup of the formats the values hold).
+HOSTILE: tuple[str, ...] = (
+    "",
+    " ",
+    "\x00",
+    "\t",
+    "\r\n",
+    "\u2028",
+    "\u00e9",
+    "\ud7ff",
+    "\ufeff",
+    "..",
+    "/",
+    "@",
+    "%00",
+    "^^^&",
+    "&ISO",
+    "a" * 300,
+    "0",
+    "-1",
+    "1e309",
+    "urn:oid:",
+    "-----BEGIN CERTIFICATE-----\n",
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\n",
+    "=" * 8,
+    "<x/>",
+    "\\",
+)
+
+_NON_STRINGS: tuple[object, ...] = (None, True, False, 0, -1, 2**63, 1.5e308, [], {}, [""], {"": ""})
+_KEEP = 192  # a choice below this keeps the value (and looks inside it)
+
+
+class Choices:
+    """The input's bytes as a sequence of choices (0 once they run out)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def byte(self) -> int:
+        if self._at >= len(self._data):
+            return 0
+        self._at += 1
+        return self._data[self._at - 1]
+
+    def pick(self, items: tuple[Any, ...] | list[Any]) -> Any:
+        return items[self.byte() % len(items)]
+
+    def raw_text(self) -> str:
+        """The next bytes as text: a length, then that many bytes read as Latin-1 (every code point to 255)."""
+        length = self.byte() % 64
+        start = self._at
+        self._at = min(len(self._data), self._at + length)
+        return self._data[start : self._at].decode("latin-1")
+
+
+class ValueMutator:
+    """Mutates a parsed request's values as the choices say; the pool is every string value of the seeds."""
+
+    def __init__(self, bodies: list[tuple[str, dict[str, Any]]]) -> None:
+        self.bodies = bodies
+        self.pool: tuple[str, ...] = (*HOSTILE, *sorted({s for _, body in bodies for s in _strings(body)}))
+
+    def input_for(self, data: bytes) -> bytes:
+        """The API input (call name, entity) the bytes choose."""
+        choices = Choices(data)
+        call, body = self.bodies[choices.byte() % len(self.bodies)]
+        mutated = self._object(body, choices)  # the body stays an object: the values are what is fuzzed
+        text = json.dumps(mutated, indent=1)  # ASCII: a lone surrogate goes as its \\u escape
+        return call_input(call, entity("application/json", text.encode("ascii")))
+
+    def _value(self, value: object, choices: Choices) -> object:
+        choice = choices.byte()
+        if choice < _KEEP:
+            if isinstance(value, dict):
+                return self._object(value, choices)
+            if isinstance(value, list):
+                return [self._value(item, choices) for item in value]
+            return value
+        kind = choice % 8
+        text = value if isinstance(value, str) else ""
+        if kind == 0:
+            return choices.pick(self.pool)
+        if kind == 1:
+            at = choices.byte() % (len(text) + 1)
+            return text[:at] + choices.pick(self.pool) + text[at:]
+        if kind == 2:
+            return text[: choices.byte() % (len(text) + 1)]
+        if kind == 3:
+            return text * (1 + choices.byte() % 40)
+        if kind == 4:
+            return choices.raw_text()
+        if kind == 5:
+            return text + choices.raw_text()
+        if kind == 6:
+            return choices.pick(_NON_STRINGS)
+        return [value, choices.pick(self.pool)]
+
+    def _object(self, value: dict[str, Any], choices: Choices) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if choices.byte() == 255:  # drop the field
+                continue
+            out[key] = self._value(item, choices)
+        if choices.byte() == 255:  # add one
+            out[choices.pick(self.pool)] = choices.pick(self.pool)
+        return out
+
+
+def value_mutator(world: ApiWorld) -> ValueMutator:
+    from tests.fuzz.api_corpus import json_bodies
+
+    return ValueMutator([(call, json.loads(body)) for call, body in json_bodies(world)])
+
+
+def value_seeds(mutator: ValueMutator) -> list[bytes]:
+    """Each valid request as it is (one byte: its index), and each with every value changed once."""
+    seeds = [bytes([i]) for i in range(len(mutator.bodies))]
+    seeds += [
+        bytes([i]) + bytes([1, _KEEP + k, 0, 0] * 16) for i in range(len(mutator.bodies)) for k in range(8)
+    ]
+    return seeds
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
