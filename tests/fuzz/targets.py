@@ -244,15 +244,15 @@ def _sent_objects(body: bytes) -> list[object]:
 
 
 def _own_values(value: object, key: str | None = None) -> list[str]:
-    """The strings the caller sent outside credential fields. Answers repeat some by design (a recipient, a
+    """The strings the caller sent outside credential fields, and its field names. Answers repeat some by design (a recipient, a
     practice's name), whatever they hold: a fuzzer that splices a seed's password into a recipient gets it
     back, and that is the caller's own text, not a leak. A credential field's value is never excused."""
     if key in _CREDENTIAL_FIELDS:
         return []
     if isinstance(value, str):
         return [value]
-    if isinstance(value, dict):
-        return [text for k, v in value.items() for text in _own_values(v, str(k))]
+    if isinstance(value, dict):  # field names too: a refusal names an unknown field
+        return [str(k) for k in value] + [text for k, v in value.items() for text in _own_values(v, str(k))]
     if isinstance(value, list):
         return [text for item in value for text in _own_values(item, key)]
     return []
