@@ -244,9 +244,10 @@ def _sent_objects(body: bytes) -> list[object]:
 
 
 def _own_values(value: object, key: str | None = None) -> list[str]:
-    """The strings the caller sent outside credential fields, and its field names. Answers repeat some by design (a recipient, a
-    practice's name), whatever they hold: a fuzzer that splices a seed's password into a recipient gets it
-    back, and that is the caller's own text, not a leak. A credential field's value is never excused."""
+    """The strings the caller sent outside credential fields, and its field names. Answers repeat some by
+    design (a recipient, a practice's name, an unknown field's name), whatever they hold: a fuzzer that splices
+    a seed's password into a recipient gets it back, and that is the caller's own text, not a leak. A
+    credential field's value is never excused."""
     if key in _CREDENTIAL_FIELDS:
         return []
     if isinstance(value, str):

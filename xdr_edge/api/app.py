@@ -63,7 +63,7 @@ from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.admission import PracticeSlots
 from xdr_edge.receiver.deadlines import BODY_DEADLINE_KEY
-from xdr_edge.receiver.wsgi import STOP_REQUESTS, content_length, status_line
+from xdr_edge.receiver.wsgi import STOP_REQUESTS, content_length, log_internal_error, status_line
 
 log = logging.getLogger("xdr_edge.api")
 
@@ -174,8 +174,12 @@ class ApiApp:
                     extra.append(("Retry-After", str(refusal.retry_after)))
             except STOP_REQUESTS:
                 raise
-            except BaseException:  # the last line of defence: a JSON 500, never a traceback to the caller
-                log.exception("internal error in call=%s request_id=%s", call.call, call.request_id)
+            except (
+                BaseException
+            ) as exc:  # the last line of defence: a JSON 500, never a traceback to the caller
+                log_internal_error(
+                    log, exc, "internal error in call=%s request_id=%s", call.call, call.request_id
+                )
                 status, content_type, close = 500, "application/json", True
                 error = {"code": "internal-error", "message": "internal error; see the server log"}
                 answer = json.dumps({"error": error, "requestId": call.request_id}).encode("utf-8")

@@ -72,7 +72,13 @@ from xdr_edge.receiver.store import (
     StoredSubmission,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.receiver.wsgi import STOP_REQUESTS, content_length, is_chunked, status_line
+from xdr_edge.receiver.wsgi import (
+    STOP_REQUESTS,
+    content_length,
+    is_chunked,
+    log_internal_error,
+    status_line,
+)
 from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
@@ -185,8 +191,10 @@ class XdrEdgeApp:
             reply, close = self._handle(environ, entry)
         except STOP_REQUESTS:
             raise
-        except BaseException:  # the last line of defence: a Receiver fault, never a traceback to the peer
-            log.exception("internal error while handling message_id=%s", entry.message_id)
+        except (
+            BaseException
+        ) as exc:  # the last line of defence: a Receiver fault, never a traceback to the peer
+            log_internal_error(log, exc, "internal error while handling message_id=%s", entry.message_id)
             reply = self._fault(
                 Fault("Receiver", "internal error; the submission was not stored"), None, False
             )
