@@ -110,3 +110,16 @@ def test_version_and_help_import_no_command_and_none_of_the_heavy_stack(argument
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
     assert ("xdr-edge, version" in result.stdout) == (argument == "--version")
+
+
+class _Panic(BaseException):
+    """The shape of pyo3's ``PanicException``: a defect inside a Rust extension, not an ``Exception``."""
+
+
+def test_a_panic_inside_a_library_is_one_line_too() -> None:
+    """cryptography panicked on a PKCS#12 password holding a NUL, with the password's bytes in its text: a
+    panic is not an ``Exception``, and it printed a traceback with that text."""
+    result = CliRunner().invoke(_command(_Panic("NulError(5, [115, 101, 99, 114, 101, 116])")))
+    assert result.exit_code == EXIT_INTERNAL
+    assert "internal error (_Panic)" in result.output
+    assert "Traceback" not in result.output and "NulError" not in result.output

@@ -58,12 +58,12 @@ from xdr_edge.api.schema import (
 )
 from xdr_edge.api.validation import check
 from xdr_edge.logsafe import log_safe
-from xdr_edge.protocol.errors import ConfigurationError, StoreError
+from xdr_edge.protocol.errors import STOP_REQUESTS, ConfigurationError, StoreError
 from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.admission import PracticeSlots
 from xdr_edge.receiver.deadlines import BODY_DEADLINE_KEY
-from xdr_edge.receiver.wsgi import STOP_REQUESTS, content_length, log_internal_error, status_line
+from xdr_edge.receiver.wsgi import content_length, log_internal_error, status_line
 
 log = logging.getLogger("xdr_edge.api")
 

@@ -31,7 +31,13 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from xdr_edge.protocol.errors import CertificateError, TransportError, ValidationFailed, XdrError
+from xdr_edge.protocol.errors import (
+    STOP_REQUESTS,
+    CertificateError,
+    TransportError,
+    ValidationFailed,
+    XdrError,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the peer said Failure / fault, or inspected content has errors
@@ -79,9 +85,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_BAD_INPUT)
         except click.exceptions.ClickException:
             raise  # usage errors: click prints them itself (exit 2)
-        except Exception as exc:
-            # Not one of ours: a bug. One line for the user; the traceback only with -vv, since messages from
-            # deep inside a library can quote document content.
+        except STOP_REQUESTS:
+            raise
+        except BaseException as exc:
+            # Not one of ours: a bug (or a panic inside a library, which is not an Exception). One line for the
+            # user; the traceback only with -vv, since messages from deep inside a library can quote document
+            # content or a password.
             log.debug("unexpected error", exc_info=True)
             click.echo(
                 f"error: internal error ({type(exc).__name__}); this is a bug in xdr-edge. "

@@ -14,6 +14,7 @@ Library exceptions (``ssl.SSLError``, requests, zeep, lxml) are translated into 
 from __future__ import annotations
 
 __all__ = [
+    "STOP_REQUESTS",
     "CertificateError",
     "ConfigurationError",
     "LimitExceeded",
@@ -34,6 +35,13 @@ from xdr_edge.protocol.codes import METADATA_ERROR
 
 if TYPE_CHECKING:
     from xdr_edge.protocol.findings import Finding
+
+
+#: What a last line of defence (each WSGI app's, the CLI's) lets through: a request to stop the process.
+#: Everything else is an internal error, including what is not an ``Exception``: a panic inside a Rust extension
+#: (pyo3's ``PanicException``, raised by ``cryptography`` on inputs it did not expect, derives from
+#: ``BaseException``) must cost one request its answer, not the connection without one or a traceback.
+STOP_REQUESTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class XdrError(Exception):

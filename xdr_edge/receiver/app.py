@@ -48,7 +48,13 @@ from cryptography import x509
 from xdr_edge.logsafe import log_safe
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
-from xdr_edge.protocol.errors import ConfigurationError, LimitExceeded, RemoteProtocolError, StoreError
+from xdr_edge.protocol.errors import (
+    STOP_REQUESTS,
+    ConfigurationError,
+    LimitExceeded,
+    RemoteProtocolError,
+    StoreError,
+)
 from xdr_edge.protocol.findings import Finding, Severity
 from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import DirectAddress, Submission
@@ -72,13 +78,7 @@ from xdr_edge.receiver.store import (
     StoredSubmission,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.receiver.wsgi import (
-    STOP_REQUESTS,
-    content_length,
-    is_chunked,
-    log_internal_error,
-    status_line,
-)
+from xdr_edge.receiver.wsgi import content_length, is_chunked, log_internal_error, status_line
 from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")

@@ -9,18 +9,12 @@ case-insensitive codings (RFC 9112 §6.1).
 
 from __future__ import annotations
 
-__all__ = ["STOP_REQUESTS", "content_length", "is_chunked", "log_internal_error", "status_line"]
+__all__ = ["content_length", "is_chunked", "log_internal_error", "status_line"]
 
 import logging
 import traceback
 from http import HTTPStatus
 from typing import Any
-
-#: What an application's last line of defence lets through: a request to stop the process. Everything else is
-#: answered as an internal error, including what is not an ``Exception``: a panic inside a Rust extension
-#: (pyo3's ``PanicException``, raised by ``cryptography`` on inputs it did not expect, derives from
-#: ``BaseException``) must cost one request its answer, not the connection without one.
-STOP_REQUESTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def content_length(environ: dict[str, Any]) -> int | None:
