@@ -216,12 +216,15 @@ def test_sigterm_mid_run_exits_0_after_the_drops_in_flight_and_a_restart_finishe
 
 
 class _Gate:
-    """Holds the receiver's answers while closed (each submission is stored first): the drops then stay in
-    flight for as long as a test needs, however slow the machine."""
+    """Lets the receiver's first ``let_through`` answers go, then holds every later one until opened (each
+    submission is stored first): the drops after those stay in flight for as long as a test needs, however slow
+    the machine. The gate closes itself: a test that closed it after seeing a drop sent could, on a loaded
+    machine, look too late and find every drop already answered."""
 
-    def __init__(self) -> None:
-        self.closed = threading.Event()
+    def __init__(self, let_through: int) -> None:
+        self.let_through = let_through
         self.opened = threading.Event()
+        self.answered = 0
         self.held = 0
         self._lock = threading.Lock()
 
@@ -230,9 +233,12 @@ class _Gate:
 
         def gated(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
             answer = list(slow(environ, start_response))
-            if self.closed.is_set():
-                with self._lock:
+            with self._lock:
+                self.answered += 1
+                hold = self.answered > self.let_through
+                if hold:
                     self.held += 1
+            if hold:
                 self.opened.wait(120)
             return answer
 
@@ -243,7 +249,7 @@ def test_a_second_ctrl_c_stops_at_once_and_a_restart_finishes(tmp_path: Path) ->
     """Both signals reach a run with drops in flight (their answers held back): the first is heard (the run says
     it is stopping) before the second is sent, so the two are never taken for one, and the graceful stop cannot
     have finished before the second arrives."""
-    gate = _Gate()
+    gate = _Gate(let_through=1)
     with start_lab(tmp_path / "lab", app_factory=gate.app) as lab:
         config = write_config(lab, tmp_path / "sender.toml", outbox={"workers": 2})
         outbox = tmp_path / "outbox"
@@ -256,7 +262,6 @@ def test_a_second_ctrl_c_stops_at_once_and_a_restart_finishes(tmp_path: Path) ->
         proc = runner.start()
         try:
             wait_until(lambda: _entries(outbox / "sent") >= 1, what="a drop sent")
-            gate.closed.set()
             wait_until(lambda: gate.held >= 1, what="a drop in flight, its answer held back")
             proc.send_signal(signal.SIGINT)
             wait_until(lambda: "outbox stopping" in runner.stderr(), what="the first Ctrl-C heard")
