@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from tests.fuzz.api_corpus import call_input
 from tests.fuzz.api_world import APP_AUTH, APPLICATION_PASSWORD
 from tests.fuzz.corpus import Corpus, split_entity
 from tests.fuzz.oracle import MAX_SECONDS, MEMORY_ALLOWANCE, OUR_ERRORS, Crash, Oracle
 from tests.fuzz.targets import TARGETS, Harness, _our_words, _own_values
+from tests.fuzz.xml_values import BASES, MAX_VALUE_CHARS, _places
 from xdr_edge.protocol.errors import RemoteProtocolError
+from xdr_edge.protocol.wire import parse_response
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +57,7 @@ def test_the_targets_cover_every_reader_and_the_app() -> None:
         "inspect",
         "parse-request",
         "app",
+        "app-values",
         "api-json",
         "api-form",
         "api",
@@ -235,3 +239,32 @@ def test_a_credential_field_is_never_the_callers_own_text() -> None:
 )
 def test_a_refusal_may_say_its_own_words_whatever_was_sent(value: str, ours: bool) -> None:
     assert _our_words(value, "this certificate is enrolled to another practice") is ours
+
+
+def test_app_values_starts_from_a_valid_request_that_is_stored(harness: Harness) -> None:
+    """A base alone (one byte: which request) is a valid request, with uniqueIds made from the input: stored."""
+    mutator = harness.xml_mutator
+    request, edits = mutator.input_for(
+        bytes([len(mutator.bases)])
+    )  # the first base, ids other than its seed's
+    assert edits == []
+    content_type, body = split_entity(request, "multipart/related")
+    reply = harness.world.post(content_type, body)
+    parsed = parse_response(reply.content_type, reply.body)
+    assert reply.status == 200 and parsed.registry_response is not None, reply.body[:300]
+    assert not parsed.registry_response.is_failure, parsed.registry_response
+
+
+def test_app_values_edits_stay_bounded_however_they_repeat(harness: Harness) -> None:
+    """Twelve edits that each repeat the longest text forty times would ask for 40**12 times its length: a
+    value stops at MAX_VALUE_CHARS and the edits stop once the envelope passes MAX_ENVELOPE_BYTES."""
+    mutator = harness.xml_mutator
+    plain = BASES.index("plain-soap")
+    places = _places(etree.fromstring(mutator.bases[plain].root))
+    longest = max(
+        range(len(places)), key=lambda i: len(places[i][0].text or "") if places[i][1] is None else 0
+    )
+    request, edits = mutator.input_for(bytes([plain]) + bytes([longest >> 8, longest & 0xFF, 3, 39]) * 12)
+    assert len(edits) == 12 and len({e.rsplit(": ", 1)[0] for e in edits}) == 1, edits
+    assert len(request) < len(mutator.bases[plain].root) + MAX_VALUE_CHARS + 1024, len(request)
+    assert max(len(e) for e in edits) < 300  # the report shows a value's start, not all of it

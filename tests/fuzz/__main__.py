@@ -47,6 +47,7 @@ CI_RUNS = {
     "inspect": 10_000,
     "parse-request": 8_000,
     "app": 2_500,
+    "app-values": 2_500,
     "api-json": 50_000,
     "api-form": 40_000,
     "api": 10_000,

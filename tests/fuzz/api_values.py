@@ -18,65 +18,11 @@ from typing import Any
 
 from tests.fuzz.api_corpus import call_input
 from tests.fuzz.api_world import ApiWorld
+from tests.fuzz.choices import HOSTILE, Choices
 from tests.fuzz.corpus import entity
-
-#: What a value may become, besides the seeds' own values (spliced in) and text made from the input's bytes:
-#: the shapes that break readers (control characters, line and paragraph separators, a NUL, a lone surrogate's
-#: neighbour, very long runs, numbers at the edge of a double, markup of the formats the values hold).
-HOSTILE: tuple[str, ...] = (
-    "",
-    " ",
-    "\x00",
-    "\t",
-    "\r\n",
-    "\u2028",
-    "\u00e9",
-    "\ud7ff",
-    "\ufeff",
-    "..",
-    "/",
-    "@",
-    "%00",
-    "^^^&",
-    "&ISO",
-    "a" * 300,
-    "0",
-    "-1",
-    "1e309",
-    "urn:oid:",
-    "-----BEGIN CERTIFICATE-----\n",
-    "-----BEGIN ENCRYPTED PRIVATE KEY-----\n",
-    "=" * 8,
-    "<x/>",
-    "\\",
-)
 
 _NON_STRINGS: tuple[object, ...] = (None, True, False, 0, -1, 2**63, 1.5e308, [], {}, [""], {"": ""})
 _KEEP = 192  # a choice below this keeps the value (and looks inside it)
-
-
-class Choices:
-    """The input's bytes as a sequence of choices (0 once they run out)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._at = 0
-
-    def byte(self) -> int:
-        if self._at >= len(self._data):
-            return 0
-        self._at += 1
-        return self._data[self._at - 1]
-
-    def pick(self, items: tuple[Any, ...] | list[Any]) -> Any:
-        return items[self.byte() % len(items)]
-
-    def raw_text(self) -> str:
-        """The next bytes as text: a length, then that many bytes read as Latin-1 (every code point to 255)."""
-        length = self.byte() % 64
-        start = self._at
-        self._at = min(len(self._data), self._at + length)
-        return self._data[start : self._at].decode("latin-1")
 
 
 class ValueMutator:

@@ -24,6 +24,7 @@ from tests.fuzz.api_world import ApiWorld
 from tests.fuzz.corpus import Corpus, entity, regression_inputs, split_entity
 from tests.fuzz.oracle import NOTHING, OUR_ERRORS, Crash, Oracle
 from tests.fuzz.world import ReceiverWorld
+from tests.fuzz.xml_values import XmlValueMutator, xml_value_seeds
 from xdr_edge.api.bodies import parse_json_object
 from xdr_edge.api.forms import FormUpload
 from xdr_edge.api.messaging import MessageCalls
@@ -69,6 +70,10 @@ class Harness:
     @cached_property
     def api_world(self) -> ApiWorld:
         return ApiWorld(self.directory / "api")
+
+    @cached_property
+    def xml_mutator(self) -> XmlValueMutator:
+        return XmlValueMutator(self.corpus.requests)
 
     @cached_property
     def value_mutator(self) -> ValueMutator:
@@ -180,6 +185,27 @@ def _app(h: Harness, data: bytes) -> None:
     if any(len(t) > xml.REPLY_TEXT_LIMIT for t in texts):
         raise Crash(f"a reply text is longer than {xml.REPLY_TEXT_LIMIT} characters")
     h.check_spool_empty(world.spool_dir)
+
+
+def _app_values(h: Harness, data: bytes) -> None:
+    """The ``app`` target's checks on a valid request whose envelope's values the input edits (xml_values.py),
+    and one more: nothing is written beside the inbox, whatever a value names. A crash lists the edits."""
+    request, edits = h.xml_mutator.input_for(data)
+    before = _beside_the_inbox(h)
+    try:
+        _app(h, request)
+        after = _beside_the_inbox(h)
+        if after != before:
+            raise Crash(f"a request left files beside the inbox: {sorted(after ^ before)}")
+    except Crash as exc:
+        raise Crash(f"{exc}\nthe edits: {edits}") from exc
+
+
+def _beside_the_inbox(h: Harness) -> set[str]:
+    """What the harness's directory and the edge's hold, but the inbox and the registry's own files."""
+    edge = h.world.edge.directory
+    names = {f"edge/{n}" for n in os.listdir(edge) if n != "inbox" and not n.startswith("registry.db")}
+    return names | {n for n in os.listdir(h.directory) if n != "edge"}
 
 
 def _json_seeds(h: Harness) -> list[tuple[bytes, bytes]]:
@@ -430,6 +456,12 @@ TARGETS: dict[str, Target] = {
             "receiver WSGI app, in-process, enrolled client certificate",
             _app,
             lambda h: _request_entities(h) + [entity(SOAP, r.root) for r in h.corpus.requests[:2]],
+        ),
+        Target(
+            "app-values",
+            "receiver WSGI app, valid requests whose envelope values are edited (structure-aware)",
+            _app_values,
+            lambda h: xml_value_seeds(h.xml_mutator),
         ),
         Target(
             "api-json",
