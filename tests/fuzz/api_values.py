@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.fuzz.api_corpus import call_input
 from tests.fuzz.api_world import ApiWorld
-from tests.fuzz.choices import HOSTILE, Choices
+from tests.fuzz.choices import HOSTILE, TEXT_EDITS, Choices, edit_text
 from tests.fuzz.corpus import entity
 
 _NON_STRINGS: tuple[object, ...] = (None, True, False, 0, -1, 2**63, 1.5e308, [], {}, [""], {"": ""})
@@ -50,20 +50,9 @@ class ValueMutator:
             return value
         kind = choice % 8
         text = value if isinstance(value, str) else ""
-        if kind == 0:
-            return choices.pick(self.pool)
-        if kind == 1:
-            at = choices.byte() % (len(text) + 1)
-            return text[:at] + choices.pick(self.pool) + text[at:]
-        if kind == 2:
-            return text[: choices.byte() % (len(text) + 1)]
-        if kind == 3:
-            return text * (1 + choices.byte() % 40)
-        if kind == 4:
-            return choices.raw_text()
-        if kind == 5:
-            return text + choices.raw_text()
-        if kind == 6:
+        if kind < TEXT_EDITS:
+            return edit_text(kind, text, choices, self.pool)
+        if kind == TEXT_EDITS:
             return choices.pick(_NON_STRINGS)
         return [value, choices.pick(self.pool)]
 

@@ -4,6 +4,7 @@ XDR request), which read the input as decisions about a valid message instead of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 #: What a value may become, besides the seeds' own values (spliced in) and text made from the input's bytes:
@@ -65,7 +66,7 @@ class Choices:
         self._at += 1
         return self._data[self._at - 1]
 
-    def pick(self, items: tuple[Any, ...] | list[Any]) -> Any:
+    def pick(self, items: Sequence[Any]) -> Any:
         return items[self.byte() % len(items)]
 
     def index(self, count: int) -> int:
@@ -78,3 +79,24 @@ class Choices:
         start = self._at
         self._at = min(len(self._data), self._at + length)
         return self._data[start : self._at].decode("latin-1")
+
+
+#: How many text edits :func:`edit_text` knows: its actions are 0 to ``TEXT_EDITS - 1``.
+TEXT_EDITS = 6
+
+
+def edit_text(action: int, old: str, choices: Choices, pool: Sequence[str]) -> str:
+    """The text edits both structure-aware targets make: put a pool value, splice one in, cut, repeat (up to 40
+    times), text made from the input's bytes, or that text appended."""
+    if action == 0:
+        return str(choices.pick(pool))
+    if action == 1:
+        at = choices.byte() % (len(old) + 1)
+        return old[:at] + str(choices.pick(pool)) + old[at:]
+    if action == 2:
+        return old[: choices.byte() % (len(old) + 1)]
+    if action == 3:
+        return old * (1 + choices.byte() % 40)
+    if action == 4:
+        return choices.raw_text()
+    return old + choices.raw_text()

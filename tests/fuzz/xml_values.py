@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from tests.fuzz.choices import HOSTILE, Choices
+from tests.fuzz.choices import HOSTILE, TEXT_EDITS, Choices, edit_text
 from tests.fuzz.corpus import Request, entity
 from xdr_edge.protocol import ns
 
@@ -116,20 +116,9 @@ class XmlValueMutator:
         return f"{where}: {new[:80]!r}"
 
     def _value(self, action: int, old: str, choices: Choices) -> str:
-        if action == 0:
-            return str(choices.pick(self.pool))
-        if action == 1:
-            at = choices.byte() % (len(old) + 1)
-            return old[:at] + str(choices.pick(self.pool)) + old[at:]
-        if action == 2:
-            return old[: choices.byte() % (len(old) + 1)]
-        if action == 3:
-            return old * (1 + choices.byte() % 40)
-        if action == 4:
-            return choices.raw_text()
-        if action == 5:
-            return old + choices.raw_text()
-        return old.upper() if action == 6 and old != old.upper() else old.lower()
+        if action < TEXT_EDITS:
+            return edit_text(action, old, choices, self.pool)
+        return old.upper() if old != old.upper() else old.lower()  # action 6: the case changed
 
 
 def _fresh_unique_ids(root: etree._Element, data: bytes) -> None:
