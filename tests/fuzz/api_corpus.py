@@ -150,3 +150,24 @@ def app_inputs(world: ApiWorld) -> list[bytes]:
     out = [call_input(call, entity(JSON, body)) for call, body in json_bodies(world)]
     out += [call_input("MessageSend", data) for data in form_bodies()]
     return out
+
+
+def json_strings(value: object) -> tuple[list[str], set[str]]:
+    """The string values in a parsed body, and its keys (a refusal may name a key, which is what went wrong; a
+    value that is part of a named key is not a value quoted)."""
+    values: list[str] = []
+    keys: set[str] = set()
+
+    def walk(item: object) -> None:
+        if isinstance(item, str):
+            values.append(item)
+        elif isinstance(item, dict):
+            keys.update(item)
+            for sub in item.values():
+                walk(sub)
+        elif isinstance(item, list):
+            for sub in item:
+                walk(sub)
+
+    walk(value)
+    return values, keys

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.fuzz.api_corpus import call_input
+from tests.fuzz.api_corpus import call_input, json_strings
 from tests.fuzz.api_world import ApiWorld
 from tests.fuzz.choices import HOSTILE, TEXT_EDITS, Choices, edit_text
 from tests.fuzz.corpus import entity
@@ -30,7 +30,10 @@ class ValueMutator:
 
     def __init__(self, bodies: list[tuple[str, dict[str, Any]]]) -> None:
         self.bodies = bodies
-        self.pool: tuple[str, ...] = (*HOSTILE, *sorted({s for _, body in bodies for s in _strings(body)}))
+        self.pool: tuple[str, ...] = (
+            *HOSTILE,
+            *sorted({s for _, body in bodies for s in json_strings(body)[0]}),
+        )
 
     def input_for(self, data: bytes) -> bytes:
         """The API input (call name, entity) the bytes choose."""
@@ -80,13 +83,3 @@ def value_seeds(mutator: ValueMutator) -> list[bytes]:
         bytes([i]) + bytes([1, _KEEP + k, 0, 0] * 16) for i in range(len(mutator.bodies)) for k in range(8)
     ]
     return seeds
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    return []

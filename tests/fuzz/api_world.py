@@ -136,8 +136,9 @@ class ApiWorld:
         The registry keeps such a name, and later answers repeat it (PracticeGet, the next PracticeSave): the
         caller's own text, not a leak. From then on this world no longer watches that secret (a fresh world
         does), so the rule costs precision only after a fuzzer has made such a value."""
+        secrets = self.secrets
         for value in values:
-            self._excused.update(secret for secret in self.secrets if secret in value)
+            self._excused.update(secret for secret in secrets if secret in value)
 
     @property
     def unexcused_secrets(self) -> tuple[str, ...]:

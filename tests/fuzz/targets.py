@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from tests.fuzz.api_corpus import JSON, app_inputs, form_bodies, form_content_type, json_bodies, split_call
+from tests.fuzz.api_corpus import (
+    JSON,
+    app_inputs,
+    form_bodies,
+    form_content_type,
+    json_bodies,
+    json_strings,
+    split_call,
+)
 from tests.fuzz.api_values import ValueMutator, value_mutator, value_seeds
 from tests.fuzz.api_world import ApiWorld
 from tests.fuzz.corpus import Corpus, entity, regression_inputs, split_entity
@@ -230,27 +238,6 @@ def _spec_named(name: str) -> str:
     return name if name in CALLS else _CALL_NAMES[sum(name.encode("latin-1", "replace")) % len(CALLS)]
 
 
-def _strings(value: object) -> tuple[list[str], set[str]]:
-    """The string values in a parsed body, and its keys (a refusal may name a key, which is what went wrong; a
-    value that is part of a named key is not a value quoted)."""
-    values: list[str] = []
-    keys: set[str] = set()
-
-    def walk(item: object) -> None:
-        if isinstance(item, str):
-            values.append(item)
-        elif isinstance(item, dict):
-            keys.update(item)
-            for sub in item.values():
-                walk(sub)
-        elif isinstance(item, list):
-            for sub in item:
-                walk(sub)
-
-    walk(value)
-    return values, keys
-
-
 #: Fields whose values are credentials: no answer holds them, not even to the caller who sent them.
 _CREDENTIAL_FIELDS = frozenset(
     {"applicationPassword", "loginPassword", "password", "privateKey", "pkcs12", "pkcs12Password"}
@@ -304,7 +291,7 @@ def _check_error(
         raise Crash(f"{code}: the message is not a short line of ours: {message[:200]!r}")
     if field is not None and (len(field) > 200 or not field.isprintable()):
         raise Crash(f"{code}: the field is not a printable name: {field[:200]!r}")
-    values, keys = _strings(sent)
+    values, keys = json_strings(sent)
     quoted = [
         s
         for s in (*values, *secrets)

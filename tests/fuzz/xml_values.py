@@ -133,14 +133,15 @@ def _fresh_unique_ids(root: etree._Element, data: bytes) -> None:
 
 
 def _split(request: Request) -> _Base:
-    """A request's body around its envelope: the MTOM root part (after the first part's headers, up to the next
-    boundary), or the whole body of a plain SOAP request."""
-    body = request.body
-    if not request.content_type.lower().startswith("multipart/"):
-        return _Base(request.name, request.content_type, b"", body, b"")
-    start = body.find(b"\r\n\r\n") + 4
-    end = body.find(b"\r\n--", start)
-    return _Base(request.name, request.content_type, body[:start], body[start:end], body[end:])
+    """A request's body around its envelope (the MTOM root part, or the whole body of a plain SOAP request)."""
+    at = request.body.index(request.root)
+    return _Base(
+        request.name,
+        request.content_type,
+        request.body[:at],
+        request.root,
+        request.body[at + len(request.root) :],
+    )
 
 
 def xml_value_seeds(mutator: XmlValueMutator) -> list[bytes]:
