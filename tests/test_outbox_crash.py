@@ -31,8 +31,10 @@ from xdr_edge.sender.client import XdrClient
 from xdr_edge.sender.config import load_sender_config
 from xdr_edge.sender.outbox import Outbox
 from xdr_edge.sender.outbox.drop import compose_drop, read_drop
+from xdr_edge.sender.outbox.engine import PARK_LIMIT
 from xdr_edge.sender.outbox.journal import ACTIVE, Journal, State
 from xdr_edge.sender.outbox.layout import OutboxLayout
+from xdr_edge.sender.outbox.recovery import recover
 from xdr_edge.sender.outbox.verdict import Step, result_document
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -369,3 +371,19 @@ def test_recovery_finishes_every_window_of_claim_send_finish_and_retry(lab: Lab,
     stored = stored_unique_ids(lab)
     assert len(stored) == len(set(stored)) == 4
     assert list(layout.claimed.iterdir()) == [] and list(layout.incoming.iterdir()) == []
+
+
+def test_a_retry_completed_by_the_working_area_scan_counts_parks_from_zero(tmp_path: Path) -> None:
+    """An earlier version's retry moved a failed drop back to the working area and stopped before its journal
+    change; recovery completes it as ``outbox retry`` does, park count included: a drop that failed at the park
+    limit kept it, and failed again at its first park."""
+    layout = OutboxLayout(tmp_path / "outbox")
+    layout.create()
+    with Journal(layout.journal_path) as journal:
+        drop_id = _claimed(layout, journal, "parked-out", State.CLAIMED)
+        journal.change(
+            drop_id, expect=(State.CLAIMED,), state=State.FAILED, final="failed/parked-out", parks=PARK_LIMIT
+        )
+        assert recover(layout, journal).retries_completed == 1
+        row = journal.get(drop_id)
+        assert row is not None and row.state == State.CLAIMED and (row.parks, row.retries) == (0, 0)

@@ -134,15 +134,16 @@ def finish_retry(layout: OutboxLayout, journal: Journal, row: DropRow, now: floa
     for name in OUTPUT_NAMES:
         (target / name).unlink(missing_ok=True)
     try:
-        _requeue(journal, row, now, expect=State.RETRYING, detail="retried", parks=0)
+        _requeue(journal, row, now, expect=State.RETRYING, detail="retried")
     except JournalConflict:
         return False  # completed by another process meanwhile
     return True
 
 
-def _requeue(journal: Journal, row: DropRow, now: float, *, expect: State, detail: str, **extra: Any) -> None:
+def _requeue(journal: Journal, row: DropRow, now: float, *, expect: State, detail: str) -> None:
     """Make a drop being sent again due now: waiting when its submission is made, else claimed (to be read
-    again); no longer finished, its retry count from zero."""
+    again); no longer finished, its retry and park counts from zero (a drop that failed at the park limit would
+    otherwise fail again at its first park)."""
     journal.change(
         row.id,
         expect=(expect,),
@@ -153,7 +154,7 @@ def _requeue(journal: Journal, row: DropRow, now: float, *, expect: State, detai
         final=None,
         result=None,
         retries=0,
-        **extra,
+        parks=0,
     )
 
 
