@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 from tests.fuzz.api_corpus import JSON, form, form_content_type, split_call
 from tests.fuzz.api_world import APP_AUTH, RECIPIENT, SENDER, ApiReply, ApiWorld
 from tests.fuzz.corpus import regression_inputs, split_entity
+from tests.panics import PANIC_TEXT, panics
 from xdr_edge.api.refusals import SHOWN_NAME_LIMIT, shown_name
 from xdr_edge.certs import parse_certificates, parse_credential
 from xdr_edge.protocol.errors import CertificateError
@@ -288,22 +289,11 @@ def test_a_pkcs12_password_holding_a_nul_is_refused_not_a_panic(world: ApiWorld)
     assert (error["code"], error["field"]) == ("invalid-field", "pkcs12"), error
 
 
-class _Panic(BaseException):
-    """The shape of pyo3's ``PanicException``: a defect inside a Rust extension, not an ``Exception``."""
-
-
-#: What cryptography's PKCS#12 panic said: the debug print of the password's bytes.
-_PANIC_TEXT = "called `Result::unwrap()` on an `Err` value: NulError(5, [114, 105, 103, 104, 116, 0])"
-
-
 def test_a_panic_inside_a_call_is_a_json_500_and_the_next_call_is_answered(
     world: ApiWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The API's last line of defence catches what is not an ``Exception`` too (only a request to stop the
     process passes): before, such a panic left the call without an answer and the connection dropped."""
-
-    def panics(**_: object) -> None:
-        raise _Panic(_PANIC_TEXT)
 
     monkeypatch.setattr("xdr_edge.api.calls.parse_credential", panics)
     body = world.enrol_body(world.issued["spare"])
@@ -313,8 +303,8 @@ def test_a_panic_inside_a_call_is_a_json_500_and_the_next_call_is_answered(
     assert answer["requestId"] == reply.headers["x-request-id"]
     assert reply.headers["connection"] == "close"
     # logged with its type and where it happened, not its text: a panic prints the value it failed on
-    assert "_Panic inside a library" in caplog.text and "in panics" in caplog.text, caplog.text
-    assert _PANIC_TEXT not in caplog.text
+    assert "Panic inside a library" in caplog.text and "in panics" in caplog.text, caplog.text
+    assert PANIC_TEXT not in caplog.text
     monkeypatch.undo()
     ping = world.post("/api/v1/PingWithAuth", JSON, json.dumps({"auth": APP_AUTH}).encode())
     assert ping.status == 200, ping.body[:300]

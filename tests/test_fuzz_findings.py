@@ -19,6 +19,7 @@ import pytest
 
 from tests.fuzz.corpus import Corpus, regression_inputs, split_entity
 from tests.fuzz.world import ReceiverWorld
+from tests.panics import PANIC_TEXT, panics
 from tests.reference import fuzz_finding
 from tests.watchdog import must_finish_within
 from xdr_edge.protocol import xml
@@ -215,14 +216,6 @@ def test_a_part_header_that_is_not_utf8_is_named_in_our_words(world: ReceiverWor
     )
 
 
-class _Panic(BaseException):
-    """The shape of pyo3's ``PanicException``: a defect inside a Rust extension, not an ``Exception``."""
-
-
-#: What cryptography's PKCS#12 panic said: the debug print of the password's bytes.
-_PANIC_TEXT = "called `Result::unwrap()` on an `Err` value: NulError(5, [114, 105, 103, 104, 116, 0])"
-
-
 def test_a_panic_while_handling_is_a_receiver_fault_and_the_next_request_is_stored(
     world: ReceiverWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,13 +223,10 @@ def test_a_panic_while_handling_is_a_receiver_fault_and_the_next_request_is_stor
     the process passes): a panic costs one request a Receiver fault, not the connection without an answer."""
     requests = {r.name: r for r in Corpus(world).requests}
 
-    def panics(*_: object, **__: object) -> None:
-        raise _Panic(_PANIC_TEXT)
-
     monkeypatch.setattr("xdr_edge.receiver.app.parse_request", panics)
     status, parsed = _post(world, requests["plain-soap"].entity)
     assert status == 500 and parsed.fault is not None and parsed.fault.code == "Receiver", parsed
-    assert "_Panic inside a library" in caplog.text and _PANIC_TEXT not in caplog.text, caplog.text
+    assert "Panic inside a library" in caplog.text and PANIC_TEXT not in caplog.text, caplog.text
     monkeypatch.undo()
     status, parsed = _post(world, requests["minimal-pdf"].entity)
     assert status == 200 and parsed.registry_response is not None, parsed

@@ -57,13 +57,13 @@ from xdr_edge.api.schema import (
     request_schema,
 )
 from xdr_edge.api.validation import check
-from xdr_edge.logsafe import log_safe
+from xdr_edge.logsafe import log_internal_error, log_safe
 from xdr_edge.protocol.errors import STOP_REQUESTS, ConfigurationError, StoreError
 from xdr_edge.protocol.mediatype import MediaType
 from xdr_edge.protocol.model import Document
 from xdr_edge.receiver.admission import PracticeSlots
 from xdr_edge.receiver.deadlines import BODY_DEADLINE_KEY
-from xdr_edge.receiver.wsgi import content_length, log_internal_error, status_line
+from xdr_edge.receiver.wsgi import content_length, status_line
 
 log = logging.getLogger("xdr_edge.api")
 
@@ -174,9 +174,8 @@ class ApiApp:
                     extra.append(("Retry-After", str(refusal.retry_after)))
             except STOP_REQUESTS:
                 raise
-            except (
-                BaseException
-            ) as exc:  # the last line of defence: a JSON 500, never a traceback to the caller
+            except BaseException as exc:
+                # the last line of defence: a JSON 500, never a traceback to the caller
                 log_internal_error(
                     log, exc, "internal error in call=%s request_id=%s", call.call, call.request_id
                 )

@@ -31,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from xdr_edge.logsafe import log_internal_error
 from xdr_edge.protocol.errors import (
     STOP_REQUESTS,
     CertificateError,
@@ -91,7 +92,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             # Not one of ours: a bug (or a panic inside a library, which is not an Exception). One line for the
             # user; the traceback only with -vv, since messages from deep inside a library can quote document
             # content or a password.
-            log.debug("unexpected error", exc_info=True)
+            log_internal_error(log, exc, "unexpected error", level=logging.DEBUG)
             click.echo(
                 f"error: internal error ({type(exc).__name__}); this is a bug in xdr-edge. "
                 "Run again with -vv to see the traceback.",

@@ -45,7 +45,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from cryptography import x509
 
-from xdr_edge.logsafe import log_safe
+from xdr_edge.logsafe import log_internal_error, log_safe
 from xdr_edge.practice import Practice
 from xdr_edge.protocol.codes import DUPLICATE_IN_REGISTRY, METADATA_ERROR, REPOSITORY_ERROR
 from xdr_edge.protocol.errors import (
@@ -78,7 +78,7 @@ from xdr_edge.receiver.store import (
     StoredSubmission,
     UniqueIdOwnedElsewhere,
 )
-from xdr_edge.receiver.wsgi import content_length, is_chunked, log_internal_error, status_line
+from xdr_edge.receiver.wsgi import content_length, is_chunked, status_line
 from xdr_edge.registry.database import UNAVAILABLE
 
 log = logging.getLogger("xdr_edge.receiver")
@@ -191,9 +191,8 @@ class XdrEdgeApp:
             reply, close = self._handle(environ, entry)
         except STOP_REQUESTS:
             raise
-        except (
-            BaseException
-        ) as exc:  # the last line of defence: a Receiver fault, never a traceback to the peer
+        except BaseException as exc:
+            # the last line of defence: a Receiver fault, never a traceback to the peer
             log_internal_error(log, exc, "internal error while handling message_id=%s", entry.message_id)
             reply = self._fault(
                 Fault("Receiver", "internal error; the submission was not stored"), None, False

@@ -9,10 +9,8 @@ case-insensitive codings (RFC 9112 §6.1).
 
 from __future__ import annotations
 
-__all__ = ["content_length", "is_chunked", "log_internal_error", "status_line"]
+__all__ = ["content_length", "is_chunked", "status_line"]
 
-import logging
-import traceback
 from http import HTTPStatus
 from typing import Any
 
@@ -39,19 +37,3 @@ def status_line(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} Error"
-
-
-def log_internal_error(log: logging.Logger, exc: BaseException, what: str, *args: object) -> None:
-    """Log what the last line of defence caught: an exception with its traceback; a panic (not an ``Exception``)
-    with its type and frames but not its text, which is the library's debug print of the value it failed on
-    (``cryptography``'s PKCS#12 panic printed the password's bytes)."""
-    if isinstance(exc, Exception):
-        log.error(what, *args, exc_info=exc)
-        return
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error(
-        f"{what} (%s inside a library; its text is not logged, it may repeat what was sent)\n%s",
-        *args,
-        type(exc).__name__,
-        frames.rstrip(),
-    )
