@@ -273,17 +273,6 @@ class _SingleValuedFields(dict[bytes, bytes]):
         super().__setitem__(key, value)
 
 
-class _StrictHeaderReader(cheroot_server.HeaderReader):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
-    """cheroot's header reader, with :class:`_SingleValuedFields` as the dict it fills."""
-
-    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
-        fields: dict[bytes, bytes] = super().__call__(rfile, _SingleValuedFields())
-        if hdict is None:
-            return fields
-        hdict.update(fields)
-        return hdict
-
-
 class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-ignore]  # cheroot: no hints
     """cheroot's request, reading its request line and headers within ``header_timeout`` seconds in all.
 
@@ -294,9 +283,10 @@ class _DeadlineRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,unused-
     """
 
     header_timeout: float = 5.0
-    header_reader = _StrictHeaderReader()
 
     def parse_request(self) -> None:
+        # cheroot's header reader fills this dict in place: ours refuses a repeated Content-Length or Host
+        self.inheaders = _SingleValuedFields()
         conn = self.conn
         raw = conn.rfile
         idle = float(self.server.timeout)
