@@ -326,9 +326,8 @@ def test_every_folder_a_stored_submission_depends_on_is_flushed_before_the_answe
     monkeypatch.setattr(os, "fsync", fsync)
     stored = _store(inbox, _submission())
     assert stored is not None
-    steps = flushed
-    record_at = steps.index(("record", Path()))
-    before, after = steps[:record_at], steps[record_at + 1 :]
+    record_at = flushed.index(("record", Path()))
+    before, after = flushed[:record_at], flushed[record_at + 1 :]
     assert ("dir", inbox.staging_dir) in before
     date_folder = stored.directory.parent
     assert (

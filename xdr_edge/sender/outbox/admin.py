@@ -108,7 +108,8 @@ def outbox_status(
     if layout.journal_path.is_file():
         with Journal(layout.journal_path, read_only=True) as journal:
             if journal.created:
-                folders, oldest, last = _journal_status(journal, counts, now)
+                found, folders, oldest, last = _journal_status(journal, now)
+                counts.update(found)
     counts["incoming"] = len(find_arrivals(layout.incoming, folders))
     holder = RunnerLock.holder(layout, clock=clock)
     return OutboxStatus(
@@ -123,13 +124,15 @@ def outbox_status(
 
 
 def _journal_status(
-    journal: Journal, counts: dict[str, int], now: float
-) -> tuple[frozenset[str], dict[str, Any] | None, dict[str, Any] | None]:
-    """Fill ``counts`` from the journal; the practice folders it knows, its oldest waiting drop, its last error."""
+    journal: Journal, now: float
+) -> tuple[dict[str, int], frozenset[str], dict[str, Any] | None, dict[str, Any] | None]:
+    """From the journal: the counts by status state, the practice folders it knows, its oldest waiting drop, its
+    last error."""
     oldest: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
     folders = frozenset(journal.meta("practice_folders") or ())
     found = journal.counts()
+    counts: dict[str, int] = {}
     counts["claimed"] = sum(found.get(s.value, 0) for s in (State.CLAIMED, State.CLAIMING, State.RETRYING))
     counts["sending"] = found.get(State.SENDING.value, 0) + found.get(State.FINISHING.value, 0)
     for state in (State.WAITING, State.SENT, State.FAILED):
@@ -160,7 +163,7 @@ def _journal_status(
             "message": errored.last_error,
             "where": errored.final,
         }
-    return folders, oldest, last
+    return counts, folders, oldest, last
 
 
 @dataclass(frozen=True)
