@@ -63,10 +63,12 @@ class MetadataTemplates:
     """Rendered parts of the metadata that come out the same from one message to the next, kept to be copied.
 
     Why: a sender's submissions repeat most of their metadata (the practice's author, the coded values, the
-    patient's and the source's identifiers), and building an lxml subtree element by element costs about four
+    source's identifier), and building an lxml subtree element by element costs about four
     times as much as copying it whole. A template is keyed by everything its bytes depend on (its parent's id,
     the position that derives its own id, the scheme and the model value), so a copy is byte for byte what
-    writing it would give; values unique to one message (uniqueIds, hashes, times) are never kept.
+    writing it would give; values unique to one message (uniqueIds, hashes, times) are never kept, nor the
+    patient's identifiers (a practice seldom sends the same patient twice in a row, so they would only fill the
+    store, and a long-lived store is no place for PHI).
 
     One per sender (:class:`xdr_edge.sender.client.XdrClient` keeps one), never process-wide; thread-safe and
     bounded as :class:`~xdr_edge.protocol.xml.ElementTemplates`, which holds them.
@@ -271,7 +273,7 @@ def _write_repeated_code(
 def _write_repeated_id(
     parent: etree._Element, scheme: str, value: str, ids: _Ids, templates: MetadataTemplates | None
 ) -> None:
-    """An ExternalIdentifier whose value repeats between submissions (a patient id, the sourceId)."""
+    """An ExternalIdentifier whose value repeats between submissions (the sourceId)."""
     write = functools.partial(_write_external_id, scheme=scheme, value=value, ids=ids)
     _write_repeated(parent, templates, (scheme, value), ids, write)
 
@@ -319,7 +321,9 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
     if entry.limited_metadata:
         _write_node_next(eo, ns.DE_LIMITED_METADATA, ids, templates)
     if entry.patient_id is not None:
-        _write_repeated_id(eo, ns.DE_PATIENT_ID, entry.patient_id.cx, ids, templates)
+        _write_external_id(
+            eo, ns.DE_PATIENT_ID, entry.patient_id.cx, ids
+        )  # seldom repeats, and is PHI: no template
     _write_external_id(eo, ns.DE_UNIQUE_ID, entry.unique_id, ids)  # a new one per submission: no template
 
 
@@ -347,7 +351,7 @@ def _write_submission_set(
     _write_external_id(pkg, ns.SS_UNIQUE_ID, ss.unique_id, ids)  # a new one per submission: no template
     _write_repeated_id(pkg, ns.SS_SOURCE_ID, ss.source_id, ids, templates)
     if ss.patient_id is not None:
-        _write_repeated_id(pkg, ns.SS_PATIENT_ID, ss.patient_id.cx, ids, templates)
+        _write_external_id(pkg, ns.SS_PATIENT_ID, ss.patient_id.cx, ids)  # as the entry's: no template
     # The classification that makes this RegistryPackage the SubmissionSet sits beside it (ITI TF-3 4.2, ebRIM 3.0); its id
     # continues the package's sequence so it cannot collide with the package's own children.
     _write_node_next(parent, ns.SUBMISSION_SET, ids, templates)
