@@ -21,6 +21,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -285,6 +286,73 @@ def test_templates_give_the_pinned_bytes(case: str, tmp_path: Path) -> None:
             text_checked=True,
         )
         _compare(f"request-{case}.bin", _normalised(request))
+
+
+def _varied(submission: Submission, change: str) -> Submission:
+    """``submission`` with one component of every kept value changed, in place: each code's ``change`` field
+    (code, scheme or display), each author's (person, institutions, roles, specialties, telecoms) or the
+    sourceId and patient ids (``ids``)."""
+
+    def code(value: Code | None) -> Code | None:
+        if value is None or change not in ("code", "scheme", "display"):
+            return value
+        return dataclasses.replace(value, **{change: getattr(value, change) + "-other"})
+
+    def author(value: Author) -> Author:
+        changed: dict[str, Any] = {
+            "person": Person("^Other^Jane"),
+            "institutions": (Organization("Other Org^^^^^^^^^9.9.9"),),
+            "roles": ("Nurse",),
+            "specialties": ("Oncology",),
+            "telecoms": (Telecom("^^Internet^other@direct.practice-a.org"),),
+        }
+        return dataclasses.replace(value, **{change: changed[change]}) if change in changed else value
+
+    patient = Patient("PID-2^^^&1.2.3.4.5&ISO") if change == "ids" else None
+    entries = tuple(
+        dataclasses.replace(
+            e,
+            class_code=code(e.class_code),
+            type_code=code(e.type_code),
+            format_code=code(e.format_code),
+            confidentiality_codes=tuple(c for c in map(code, e.confidentiality_codes) if c is not None),
+            event_codes=tuple(c for c in map(code, e.event_codes) if c is not None),
+            healthcare_facility_type_code=code(e.healthcare_facility_type_code),
+            practice_setting_code=code(e.practice_setting_code),
+            authors=tuple(map(author, e.authors)),
+            patient_id=patient or e.patient_id,
+        )
+        for e in submission.document_entries
+    )
+    ss = submission.submission_set
+    ss = dataclasses.replace(
+        ss,
+        content_type_code=code(ss.content_type_code),
+        authors=tuple(map(author, ss.authors)),
+        source_id="1.2.3.4.5.7" if change == "ids" else ss.source_id,
+        patient_id=patient or ss.patient_id,
+    )
+    return dataclasses.replace(submission, submission_set=ss, document_entries=entries)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["code", "scheme", "display", "person", "institutions", "roles", "specialties", "telecoms", "ids"],
+)
+def test_a_value_that_differs_in_one_component_is_written_not_copied(change: str, tmp_path: Path) -> None:
+    """Templates are keyed by everything their bytes depend on: after a submission filled them, one whose kept
+    values differ in a single component at the same places (a code's display only, an author's role only, the
+    patient) is byte for byte what writing it without templates gives. A key that left a component out would
+    put the first message's value (a code, an author, a patient id) into the second."""
+    first = _submission(level=MetadataLevel.XDS, documents=_documents(tmp_path, 2))
+    second = _varied(first, change)
+    templates = MetadataTemplates()
+    build_request(first, endpoint=ENDPOINT, message_id=MESSAGE_ID, templates=templates)
+    assert len(templates) > 0
+    copied = build_request(second, endpoint=ENDPOINT, message_id=MESSAGE_ID, templates=templates)
+    written = build_request(second, endpoint=ENDPOINT, message_id=MESSAGE_ID)
+    assert _normalised(copied) == _normalised(written)
+    assert _normalised(written) != _normalised(build_request(first, endpoint=ENDPOINT, message_id=MESSAGE_ID))
 
 
 def test_a_full_template_store_starts_again() -> None:
