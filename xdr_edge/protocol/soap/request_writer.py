@@ -17,6 +17,7 @@ import base64
 import copy
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -97,27 +98,31 @@ def _header(
     return element
 
 
-def _request_headers(
-    header: etree._Element,
-    *,
-    to: str,
-    message_id: str,
-    direct_from: DirectAddress | None,
-    direct_to: Sequence[DirectAddress],
-    level: MetadataLevel | None,
-    placement: LevelPlacement,
-    final_destination_delivery: bool = False,
-) -> None:
+@dataclass(frozen=True)
+class _HeaderContent:
+    """Everything a request's SOAP header says but its MessageID: the key of a writer's headed skeletons, so a
+    field added here is part of the key by construction."""
+
+    to: str
+    direct_from: DirectAddress | None
+    direct_to: tuple[DirectAddress, ...]
+    level: MetadataLevel | None
+    placement: LevelPlacement
+    final_destination_delivery: bool
+
+
+def _request_headers(header: etree._Element, content: _HeaderContent, message_id: str) -> None:
     """The ITI TF-2x V.3.2, WS-Addressing 1.0 SOAP Binding recommended header: To, MessageID, Action, ReplyTo (all mustUnderstand), then the Direct
     addressBlock (role destination, relay true, no mustUnderstand: XDR and XDM for Direct Messaging §4.1; the delivery-notification request
     after the recipients) and metadata-level (XDR and XDM for Direct Messaging §6.1.1); written into ``header``."""
-    _header(header, ns.WSA, "To", to, understood=True)
+    direct_from, direct_to, level = content.direct_from, content.direct_to, content.level
+    _header(header, ns.WSA, "To", content.to, understood=True)
     _header(header, ns.WSA, "MessageID", message_id, understood=True)
     _header(header, ns.WSA, "Action", ns.ACTION_PNR, understood=True)
     reply_to = _header(header, ns.WSA, "ReplyTo", understood=True)
     _header(reply_to, ns.WSA, "Address", ns.WSA_ANONYMOUS)
-    level_in_block = level is not None and placement is not LevelPlacement.TOP_LEVEL
-    if direct_from is not None or direct_to or level_in_block or final_destination_delivery:
+    level_in_block = level is not None and content.placement is not LevelPlacement.TOP_LEVEL
+    if direct_from is not None or direct_to or level_in_block or content.final_destination_delivery:
         block = _header(header, ns.DIRECT, "addressBlock")
         block.set(ROLE, ns.DIRECT_ROLE)
         block.set(RELAY, "true")
@@ -125,11 +130,11 @@ def _request_headers(
             _header(block, ns.DIRECT, "from", direct_from.uri)
         for recipient in direct_to:
             _header(block, ns.DIRECT, "to", recipient.uri)
-        if final_destination_delivery:
+        if content.final_destination_delivery:
             _header(block, ns.DIRECT, FINAL_DESTINATION_DELIVERY, "true")
         if level is not None and level_in_block:
             _header(block, ns.DIRECT, "metadata-level", level.value)
-    if level is not None and placement is not LevelPlacement.IN_BLOCK:
+    if level is not None and content.placement is not LevelPlacement.IN_BLOCK:
         _header(header, ns.DIRECT, "metadata-level", level.value)
 
 
@@ -213,35 +218,15 @@ class RequestEnvelopeWriter:
         # message copies one and sets its MessageID.
         self._headed = ElementTemplates(_HEADED_CAPACITY)
 
-    def _headed_skeleton(
-        self,
-        *,
-        to: str,
-        message_id: str,
-        direct_from: DirectAddress | None,
-        direct_to: Sequence[DirectAddress],
-        level: MetadataLevel | None,
-        placement: LevelPlacement,
-        final_destination_delivery: bool,
-    ) -> etree._Element:
+    def _headed_skeleton(self, content: _HeaderContent, message_id: str) -> etree._Element:
         """A copy of the skeleton with every request header written and ``message_id`` as the MessageID."""
-        key = (to, direct_from, tuple(direct_to), level, placement, final_destination_delivery)
 
         def make() -> etree._Element:
             template = copy.copy(self._skeleton)
-            _request_headers(
-                template[0],
-                to=to,
-                message_id=_MESSAGE_ID_PLACEHOLDER,
-                direct_from=direct_from,
-                direct_to=direct_to,
-                level=level,
-                placement=placement,
-                final_destination_delivery=final_destination_delivery,
-            )
+            _request_headers(template[0], content, _MESSAGE_ID_PLACEHOLDER)
             return template
 
-        envelope, _ = self._headed.copy_of(key, make)
+        envelope, _ = self._headed.copy_of(content, make)
         envelope[0][_MESSAGE_ID_INDEX].text = message_id
         return envelope
 
@@ -270,15 +255,10 @@ class RequestEnvelopeWriter:
         if (tag.namespace, tag.localname) != (ns.LCM, "SubmitObjectsRequest"):
             raise LocalProtocolError(f"expected lcm:SubmitObjectsRequest, got {tag.text}")
         _check_request_args(documents, to, message_id)
-        envelope = self._headed_skeleton(
-            to=to,
-            message_id=message_id,
-            direct_from=direct_from,
-            direct_to=direct_to,
-            level=level,
-            placement=placement,
-            final_destination_delivery=final_destination_delivery,
+        content = _HeaderContent(
+            to, direct_from, tuple(direct_to), level, placement, final_destination_delivery
         )
+        envelope = self._headed_skeleton(content, message_id)
         slots = [copy.copy(self._slot) for _ in documents]  # the same: never changed, only copied
         request = envelope[1][0]
         request.replace(request[0], submit_objects if adopt else copy.deepcopy(submit_objects))
