@@ -301,3 +301,35 @@ def test_a_hard_linked_document_is_sent_like_any_other(lab: Lab, tmp_path: Path)
     os.rename(hidden, outbox / "incoming" / "linked")
     assert Outbox(outbox, config=config).run(once=True).sent == 1
     assert (outbox / "sent" / "linked" / "ccd.xml").stat().st_nlink == 2
+
+
+def test_pruning_goes_past_failed_drops_it_keeps(tmp_path: Path) -> None:
+    """Pruning pages through the finished drops oldest first. A page made only of failed drops whose folders are
+    still in failed/ (kept for `outbox retry`) used to end it: with a thousand of those, no later drop was ever
+    forgotten. Here pages of two: three kept failed drops, then two sent ones and a failed one whose folder is
+    gone; the last three are forgotten, in pages each a transaction of its own."""
+    kept = {"failed-1", "failed-2", "failed-3"}
+    with Journal(tmp_path / "journal.db") as journal:
+        for at, (name, state) in enumerate(
+            [
+                *((k, State.FAILED) for k in sorted(kept)),
+                ("sent-1", State.SENT),
+                ("gone", State.FAILED),
+                ("sent-2", State.SENT),
+            ],
+            start=1,
+        ):
+            with journal.transaction() as conn:
+                journal.insert(
+                    conn, drop_id=name, name=name, kind="folder", practice=None, state=State.CLAIMED, now=0
+                )
+            journal.change(
+                name, expect=(State.CLAIMED,), state=state, final=f"failed/{name}", finished_at=float(at)
+            )
+        forgotten = journal.prune(finished_before=100.0, still_there=lambda final: final[7:] in kept, batch=2)
+        assert forgotten == 3
+        assert {r.id for r in journal.rows((State.SENT, State.FAILED))} == kept
+        assert (
+            journal.prune(finished_before=100.0, still_there=lambda final: True, batch=2, stop=lambda: True)
+            == 0
+        )

@@ -339,16 +339,12 @@ class Outbox:
 
     def _prune(self, journal: Journal) -> None:
         cutoff = self._clock() - self.settings.keep_finished_seconds
-        forgotten = 0
-        while True:
-            batch = journal.prune(
-                finished_before=cutoff,
-                still_there=lambda f: (self.layout.root / f).is_dir(),
-                limit=_PRUNE_BATCH,
-            )
-            forgotten += batch
-            if batch < _PRUNE_BATCH or self._stop.is_set():
-                break
+        forgotten = journal.prune(
+            finished_before=cutoff,
+            still_there=lambda f: (self.layout.root / f).is_dir(),
+            batch=_PRUNE_BATCH,
+            stop=self._stop.is_set,
+        )
         if forgotten:
             days = self.settings.keep_finished_seconds / 86400
             log.info("outbox journal: forgot %d drops finished more than %g days ago", forgotten, days)

@@ -523,29 +523,48 @@ class Journal:
 
     # -- keeping it small -------------------------------------------------------------------------------------
 
-    def prune(self, *, finished_before: float, still_there: Callable[[str], bool], limit: int = 1000) -> int:
-        """Forget up to ``limit`` drops finished before ``finished_before``: every sent one, and each failed one
-        whose folder is no longer at its place in ``failed/`` (``still_there(final)`` says; one still there
-        may be retried with `outbox retry`, which needs its row). Their events go with them, and the freed
-        pages go back to the filesystem. Returns how many were forgotten."""
-        with self._lock:
-            found = self._conn.execute(
-                "SELECT id, state, final FROM drops WHERE state IN (?, ?) AND finished_at < ? "
-                "ORDER BY finished_at LIMIT ?",
-                (State.SENT.value, State.FAILED.value, finished_before, limit),
-            ).fetchall()
-        doomed = [r[0] for r in found if r[1] == State.SENT.value or not (r[2] and still_there(r[2]))]
-        if not doomed:
-            return 0
-        with self.transaction() as conn:
-            for start in range(0, len(doomed), 500):
-                chunk = doomed[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM events WHERE drop_id IN ({marks})", chunk)  # noqa: S608
-                conn.execute(
-                    f"DELETE FROM drops WHERE id IN ({marks}) AND state IN (?, ?)",  # noqa: S608
-                    [*chunk, State.SENT.value, State.FAILED.value],
-                )
-        with self._lock:
-            self._conn.execute("PRAGMA incremental_vacuum")
-        return len(doomed)
+    def prune(
+        self,
+        *,
+        finished_before: float,
+        still_there: Callable[[str], bool],
+        batch: int = 1000,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Forget the drops finished before ``finished_before``: every sent one, and each failed one whose folder
+        is no longer at its place in ``failed/`` (``still_there(final)`` says; one still there may be retried
+        with `outbox retry`, which needs its row). Their events go with them, and the freed pages go back to the
+        filesystem. Pages of ``batch`` drops, oldest first, one transaction each (a long backlog never holds the
+        journal at length), until none is left or ``stop()``; a page of drops it keeps does not end it (a
+        thousand failed drops still in ``failed/`` would otherwise keep every later one forever). Returns how
+        many were forgotten."""
+        forgotten = 0
+        after: tuple[float, str] = (float("-inf"), "")
+        while not stop():
+            with self._lock:
+                found = self._conn.execute(
+                    "SELECT id, state, final, finished_at FROM drops WHERE state IN (?, ?) AND finished_at < ? "
+                    "AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT ?",
+                    (State.SENT.value, State.FAILED.value, finished_before, *after, batch),
+                ).fetchall()
+            if not found:
+                break
+            after = (found[-1][3], found[-1][0])
+            doomed = [r[0] for r in found if r[1] == State.SENT.value or not (r[2] and still_there(r[2]))]
+            if doomed:
+                with self.transaction() as conn:
+                    for start in range(0, len(doomed), 500):
+                        chunk = doomed[start : start + 500]
+                        marks = ",".join("?" * len(chunk))
+                        conn.execute(f"DELETE FROM events WHERE drop_id IN ({marks})", chunk)  # noqa: S608
+                        conn.execute(
+                            f"DELETE FROM drops WHERE id IN ({marks}) AND state IN (?, ?)",  # noqa: S608
+                            [*chunk, State.SENT.value, State.FAILED.value],
+                        )
+                forgotten += len(doomed)
+            if len(found) < batch:
+                break
+        if forgotten:
+            with self._lock:
+                self._conn.execute("PRAGMA incremental_vacuum")
+        return forgotten
