@@ -10,11 +10,10 @@ from __future__ import annotations
 
 __all__ = ["MetadataTemplates", "check_xml_text", "write_submit_objects"]
 
-import functools
 import hashlib
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from lxml import etree
 
@@ -96,22 +95,26 @@ class MetadataTemplates:
         return element
 
 
-def _write_repeated(
+def _write_kept(
     parent: etree._Element,
     templates: MetadataTemplates | None,
-    key: Hashable,
+    write: Callable[[etree._Element, str, Any, _Ids], None],
+    scheme: str,
+    value: Hashable,
     ids: _Ids,
-    write: Callable[[etree._Element], None],
 ) -> None:
-    """``write(parent)``, or a copy of the template for ``key`` appended to ``parent``.
+    """``write(parent, scheme, value, ids)``, or a copy of its template (keyed by the writer, the scheme and the
+    value) appended to ``parent``.
 
     An object whose id is a UUID (``urn:uuid:``) is written directly: a UUID names one registry object of one
     submission (ebRIM 3.0), so nothing keyed by it comes again, and keeping it would only crowd out what does
     (symbolic ids such as ``Document01`` are local to a submission and repeat in every one)."""
     if templates is None or ids.parent_id.startswith("urn:uuid:"):
-        write(parent)
+        write(parent, scheme, value, ids)
     else:
-        parent.append(templates.copy_of(key, ids, write))
+        parent.append(
+            templates.copy_of((write, scheme, value), ids, lambda into: write(into, scheme, value, ids))
+        )
 
 
 #: The Clark names of the ebRIM elements written, made once (a constant table, never changed).
@@ -214,13 +217,14 @@ def _write_code(parent: etree._Element, scheme: str, code: Code, ids: _Ids) -> N
         _write_localized(cl, "Name", code.display)
 
 
-def _write_node(parent: etree._Element, object_id: str, node: str, class_id: str) -> None:
+def _write_node(parent: etree._Element, node: str, _: None, ids: _Ids) -> None:
+    """The classification of ``ids``' object as ``node`` (a value-less writer of :func:`_write_kept`'s shape)."""
     _sub(
         parent,
         "Classification",
-        id=class_id,
+        id=ids.next(),
         objectType=ns.OT_CLASSIFICATION,
-        classifiedObject=object_id,
+        classifiedObject=ids.parent_id,
         classificationNode=node,
     )
 
@@ -236,46 +240,6 @@ def _write_external_id(parent: etree._Element, scheme: str, value: str, ids: _Id
         value=value,
     )
     _write_localized(ext, "Name", EXT_ID_NAMES[scheme])
-
-
-def _write_authors(
-    parent: etree._Element,
-    scheme: str,
-    authors: Iterable[Author],
-    ids: _Ids,
-    templates: MetadataTemplates | None,
-) -> None:
-    """One author classification per author (``scheme``: the entry's or the submission set's), in order."""
-    for author in authors:
-        write = functools.partial(_write_author, scheme=scheme, author=author, ids=ids)
-        _write_repeated(parent, templates, (scheme, author), ids, write)
-
-
-def _write_node_next(
-    parent: etree._Element, node: str, ids: _Ids, templates: MetadataTemplates | None
-) -> None:
-    """The classification of ``ids``' object as ``node``, with the next id."""
-
-    def write(into: etree._Element) -> None:
-        _write_node(into, ids.parent_id, node, ids.next())
-
-    _write_repeated(parent, templates, node, ids, write)
-
-
-def _write_repeated_code(
-    parent: etree._Element, scheme: str, code: Code, ids: _Ids, templates: MetadataTemplates | None
-) -> None:
-    """A coded classification (``scheme``: classCode, typeCode ...), copied from a template when one is kept."""
-    write = functools.partial(_write_code, scheme=scheme, code=code, ids=ids)
-    _write_repeated(parent, templates, (scheme, code), ids, write)
-
-
-def _write_repeated_id(
-    parent: etree._Element, scheme: str, value: str, ids: _Ids, templates: MetadataTemplates | None
-) -> None:
-    """An ExternalIdentifier whose value repeats between submissions (the sourceId)."""
-    write = functools.partial(_write_external_id, scheme=scheme, value=value, ids=ids)
-    _write_repeated(parent, templates, (scheme, value), ids, write)
 
 
 def _text(value: object | None) -> str | None:
@@ -305,7 +269,8 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
         _write_slot(eo, name, values)
     _write_localized(eo, "Name", entry.title)
     _write_localized(eo, "Description", entry.comments)
-    _write_authors(eo, ns.DE_AUTHOR, entry.authors, ids, templates)
+    for author in entry.authors:
+        _write_kept(eo, templates, _write_author, ns.DE_AUTHOR, author, ids)
     coded: list[tuple[str, Code | None]] = [
         (ns.DE_CLASS_CODE, entry.class_code),
         *((ns.DE_CONFIDENTIALITY_CODE, c) for c in entry.confidentiality_codes),
@@ -317,9 +282,9 @@ def _write_entry(parent: etree._Element, entry: DocumentEntry, templates: Metada
     ]
     for scheme, code in coded:
         if code is not None:
-            _write_repeated_code(eo, scheme, code, ids, templates)
+            _write_kept(eo, templates, _write_code, scheme, code, ids)
     if entry.limited_metadata:
-        _write_node_next(eo, ns.DE_LIMITED_METADATA, ids, templates)
+        _write_kept(eo, templates, _write_node, ns.DE_LIMITED_METADATA, None, ids)
     if entry.patient_id is not None:
         _write_external_id(
             eo, ns.DE_PATIENT_ID, entry.patient_id.cx, ids
@@ -343,18 +308,19 @@ def _write_submission_set(
         _write_slot(pkg, name, values)
     _write_localized(pkg, "Name", ss.title)
     _write_localized(pkg, "Description", ss.comments)
-    _write_authors(pkg, ns.SS_AUTHOR, ss.authors, ids, templates)
+    for author in ss.authors:
+        _write_kept(pkg, templates, _write_author, ns.SS_AUTHOR, author, ids)
     if ss.content_type_code is not None:
-        _write_repeated_code(pkg, ns.SS_CONTENT_TYPE_CODE, ss.content_type_code, ids, templates)
+        _write_kept(pkg, templates, _write_code, ns.SS_CONTENT_TYPE_CODE, ss.content_type_code, ids)
     if ss.limited_metadata:
-        _write_node_next(pkg, ns.SS_LIMITED_METADATA, ids, templates)
+        _write_kept(pkg, templates, _write_node, ns.SS_LIMITED_METADATA, None, ids)
     _write_external_id(pkg, ns.SS_UNIQUE_ID, ss.unique_id, ids)  # a new one per submission: no template
-    _write_repeated_id(pkg, ns.SS_SOURCE_ID, ss.source_id, ids, templates)
+    _write_kept(pkg, templates, _write_external_id, ns.SS_SOURCE_ID, ss.source_id, ids)
     if ss.patient_id is not None:
         _write_external_id(pkg, ns.SS_PATIENT_ID, ss.patient_id.cx, ids)  # as the entry's: no template
     # The classification that makes this RegistryPackage the SubmissionSet sits beside it (ITI TF-3 4.2, ebRIM 3.0); its id
     # continues the package's sequence so it cannot collide with the package's own children.
-    _write_node_next(parent, ns.SUBMISSION_SET, ids, templates)
+    _write_kept(parent, templates, _write_node, ns.SUBMISSION_SET, None, ids)
 
 
 def _write_association(parent: etree._Element, assoc: Association) -> None:
